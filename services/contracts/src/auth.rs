@@ -1,0 +1,54 @@
+//! Gateway bodies and the claims of the tokens the gateway and the services mint.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    pub user_id: Uuid,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    pub user_id: Uuid,
+    pub email: String,
+}
+
+/// JWT claims. `sub` is a user id for user tokens, `service:<name>` for service credentials.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    pub sub: String,
+    pub iss: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+}
+
+/// Audience of the tokens the gateway mints for a shopper's call.
+pub const AUDIENCE_USER: &str = "store-api";
+/// Audience of service credentials; user tokens never carry it.
+pub const AUDIENCE_INTERNAL: &str = "store-internal";
+pub const ISSUER_GATEWAY: &str = "store-gateway";

@@ -1,0 +1,22 @@
+//! Warehouse catalog and delivery slot bodies.
+
+use crate::{Money, Timestamp};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    pub product_id: Uuid,
+    pub name: String,
+    pub price: Money,
+    pub available: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Slot {
+    pub slot: Timestamp,
+    pub capacity: i64,
+    pub remaining: i64,
+}

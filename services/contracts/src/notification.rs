@@ -1,0 +1,62 @@
+//! Notification bodies: the shopper's listing and the internal intake event.
+
+use crate::{Money, Timestamp};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NotificationType {
+    PaymentDebited,
+    PaymentRefunded,
+    OrderConfirmed,
+    OrderFailed,
+}
+
+impl NotificationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationType::PaymentDebited => "PAYMENT_DEBITED",
+            NotificationType::PaymentRefunded => "PAYMENT_REFUNDED",
+            NotificationType::OrderConfirmed => "ORDER_CONFIRMED",
+            NotificationType::OrderFailed => "ORDER_FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<NotificationType> {
+        match text {
+            "PAYMENT_DEBITED" => Some(NotificationType::PaymentDebited),
+            "PAYMENT_REFUNDED" => Some(NotificationType::PaymentRefunded),
+            "ORDER_CONFIRMED" => Some(NotificationType::OrderConfirmed),
+            "ORDER_FAILED" => Some(NotificationType::OrderFailed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: NotificationType,
+    pub order_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub amount: Option<Money>,
+    pub message: String,
+    pub created_at: Timestamp,
+}
+
+/// What billing's outbox relay and the order service post to the notification service.
+/// Idempotent on `(orderId, type)`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationEvent {
+    #[serde(rename = "type")]
+    pub kind: NotificationType,
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    #[serde(default)]
+    pub amount: Option<Money>,
+    pub message: String,
+}

@@ -1,0 +1,244 @@
+//! Tokens: the gateway's short-lived user JWTs and the services' own credential, both
+//! verified against the clock seam (the JWT library's system-time check is switched off).
+
+use crate::clock::Clock;
+use crate::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use contracts::auth::{Claims, AUDIENCE_INTERNAL, AUDIENCE_USER, ISSUER_GATEWAY};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Lifetime of a token minted for one call.
+pub const TOKEN_TTL_S: i64 = 60;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("token expired")]
+    Expired,
+}
+
+/// The two shared secrets. Users' tokens and services' credentials use different keys,
+/// so a user token can never pass as a service credential.
+#[derive(Clone)]
+pub struct Secrets {
+    pub user_token_secret: Vec<u8>,
+    pub service_token_secret: Vec<u8>,
+}
+
+/// Mints and verifies tokens for one service instance.
+#[derive(Clone)]
+pub struct Auth {
+    clock: Arc<dyn Clock>,
+    secrets: Secrets,
+    service_name: String,
+}
+
+impl Auth {
+    pub fn new(clock: Arc<dyn Clock>, secrets: Secrets, service_name: &str) -> Auth {
+        Auth {
+            clock,
+            secrets,
+            service_name: service_name.to_string(),
+        }
+    }
+
+    fn mint(&self, sub: String, iss: String, aud: &str, secret: &[u8]) -> String {
+        let now = self.clock.now_utc().timestamp();
+        let claims = Claims {
+            sub,
+            iss,
+            aud: aud.to_string(),
+            iat: now,
+            exp: now + TOKEN_TTL_S,
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .expect("HS256 encoding of plain claims cannot fail")
+    }
+
+    /// A user token for one proxied call (gateway only).
+    pub fn mint_user_token(&self, user_id: Uuid) -> String {
+        self.mint(
+            user_id.to_string(),
+            ISSUER_GATEWAY.to_string(),
+            AUDIENCE_USER,
+            &self.secrets.user_token_secret,
+        )
+    }
+
+    /// This service's credential for one internal call.
+    pub fn mint_service_token(&self) -> String {
+        let name = format!("service:{}", self.service_name);
+        self.mint(
+            name.clone(),
+            name,
+            AUDIENCE_INTERNAL,
+            &self.secrets.service_token_secret,
+        )
+    }
+
+    /// Checks signature, audience and expiry (on the clock seam).
+    pub fn verify(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
+        let secret = if audience == AUDIENCE_INTERNAL {
+            &self.secrets.service_token_secret
+        } else {
+            &self.secrets.user_token_secret
+        };
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
+                .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        if data.claims.exp <= self.clock.now_utc().timestamp() {
+            return Err(AuthError::Expired);
+        }
+        Ok(data.claims)
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, AuthError> {
+    parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(AuthError::Missing)
+}
+
+fn auth_of(parts: &Parts) -> Result<Arc<Auth>, ApiError> {
+    parts
+        .extensions
+        .get::<Arc<Auth>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("authentication is not configured"))
+}
+
+/// A shopper, proven by a gateway-signed user token; the id comes only from `sub`.
+#[derive(Clone, Copy, Debug)]
+pub struct User(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<User, ApiError> {
+        let auth = auth_of(parts)?;
+        let claims = bearer(parts)
+            .and_then(|token| auth.verify(token, AUDIENCE_USER))
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let id = Uuid::parse_str(&claims.sub)
+            .map_err(|_| ApiError::unauthorized("token subject is not a user id"))?;
+        Ok(User(id))
+    }
+}
+
+/// Another service of the store, proven by the service credential.
+#[derive(Clone, Debug)]
+pub struct Service(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Service {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Service, ApiError> {
+        let auth = auth_of(parts)?;
+        let claims = bearer(parts)
+            .and_then(|token| auth.verify(token, AUDIENCE_INTERNAL))
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        Ok(Service(claims.sub))
+    }
+}
+
+/// Either a shopper or a service (read-only public data such as the catalog).
+#[derive(Clone, Debug)]
+pub enum Caller {
+    User(Uuid),
+    Service(String),
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller, ApiError> {
+        if let Ok(User(id)) = User::from_request_parts(parts, state).await {
+            return Ok(Caller::User(id));
+        }
+        let Service(name) = Service::from_request_parts(parts, state).await?;
+        Ok(Caller::Service(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BoxFuture;
+    use contracts::Timestamp;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    struct FixedClock(Mutex<i64>);
+    impl Clock for FixedClock {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "test clock; only wall time matters here"
+        )]
+        fn now(&self) -> tokio::time::Instant {
+            tokio::time::Instant::now()
+        }
+        fn now_utc(&self) -> Timestamp {
+            Timestamp::from_timestamp(*self.0.lock().unwrap(), 0).unwrap()
+        }
+        fn sleep(&self, _duration: Duration) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    fn auth(clock: Arc<FixedClock>, user_secret: &[u8]) -> Auth {
+        let secrets = Secrets {
+            user_token_secret: user_secret.to_vec(),
+            service_token_secret: b"svc".to_vec(),
+        };
+        Auth::new(clock, secrets, "order")
+    }
+
+    #[test]
+    fn tokens_expire_on_the_clock_seam() {
+        let clock = Arc::new(FixedClock(Mutex::new(1_000_000)));
+        let auth = auth(clock.clone(), b"user");
+        let user = Uuid::from_u128(7);
+        let token = auth.mint_user_token(user);
+        assert_eq!(
+            auth.verify(&token, AUDIENCE_USER).unwrap().sub,
+            user.to_string()
+        );
+        *clock.0.lock().unwrap() += TOKEN_TTL_S;
+        assert_eq!(auth.verify(&token, AUDIENCE_USER), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn audiences_and_keys_do_not_mix() {
+        let clock = Arc::new(FixedClock(Mutex::new(1_000_000)));
+        let auth = auth(clock.clone(), b"user");
+        let user_token = auth.mint_user_token(Uuid::from_u128(1));
+        assert!(auth.verify(&user_token, AUDIENCE_INTERNAL).is_err());
+        let service_token = auth.mint_service_token();
+        assert!(auth.verify(&service_token, AUDIENCE_USER).is_err());
+        assert!(auth.verify(&service_token, AUDIENCE_INTERNAL).is_ok());
+        let forged = super::tests::auth(clock, b"other").mint_user_token(Uuid::from_u128(1));
+        assert!(matches!(
+            auth.verify(&forged, AUDIENCE_USER),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+}

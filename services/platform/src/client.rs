@@ -1,0 +1,328 @@
+//! The HTTP client over the network seam: a fresh connection per attempt, a deadline per
+//! attempt, bounded retries with jittered backoff, and errors that say whether the request
+//! may have taken effect.
+
+use crate::{Env, Ids};
+use bytes::Bytes;
+use contracts::Problem;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Largest response body the client reads.
+pub const RESPONSE_SIZE_MAX_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempt_timeout_ms: u64,
+    pub attempt_count_max: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl RetryPolicy {
+    /// One attempt, no retry.
+    pub fn once(attempt_timeout_ms: u64) -> RetryPolicy {
+        RetryPolicy {
+            attempt_timeout_ms,
+            attempt_count_max: 1,
+            backoff_initial_ms: 0,
+            backoff_max_ms: 0,
+        }
+    }
+
+    /// The delay before attempt `attempt + 1` (attempts count from 1): exponential, capped,
+    /// with seeded jitter in its upper half.
+    pub fn backoff(&self, attempt: u32, ids: &Ids) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let ceiling = self
+            .backoff_initial_ms
+            .saturating_mul(1u64 << exponent)
+            .min(self.backoff_max_ms);
+        let half = ceiling / 2;
+        let jitter = if half == 0 {
+            0
+        } else {
+            ids.next_u64() % (half + 1)
+        };
+        Duration::from_millis(half + jitter)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboundRequest {
+    pub method: Method,
+    /// Path and query, e.g. `/api/v1/billing/withdraw`.
+    pub path: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    /// Safe to send more than once: a retry after an unknown outcome is allowed.
+    pub idempotent: bool,
+}
+
+impl OutboundRequest {
+    pub fn new(method: Method, path: impl Into<String>) -> OutboundRequest {
+        OutboundRequest {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            idempotent: false,
+        }
+    }
+
+    pub fn json(mut self, value: &impl serde::Serialize) -> OutboundRequest {
+        self.body = Bytes::from(serde_json::to_vec(value).expect("wire types serialize"));
+        self.header(http::header::CONTENT_TYPE, "application/json")
+    }
+
+    pub fn header(mut self, name: HeaderName, value: &str) -> OutboundRequest {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    pub fn idempotent(mut self, idempotent: bool) -> OutboundRequest {
+        self.idempotent = idempotent;
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, CallError> {
+        serde_json::from_slice(&self.body).map_err(|e| CallError::Undecodable {
+            detail: e.to_string(),
+        })
+    }
+
+    pub fn problem(&self) -> Option<Problem> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// `Ok` for 2xx, else the status as a [`CallError::Status`].
+    pub fn success(self) -> Result<Reply, CallError> {
+        if self.status.is_success() {
+            Ok(self)
+        } else {
+            Err(CallError::Status {
+                status: self.status.as_u16(),
+                problem: self.problem(),
+            })
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// No connection could be opened: the request was never sent.
+    #[error("{addr} unreachable: {detail}")]
+    Unreachable { addr: String, detail: String },
+    /// No answer within the deadline: the request may or may not have taken effect.
+    #[error("{addr} did not answer within {timeout_ms} ms")]
+    Timeout { addr: String, timeout_ms: u64 },
+    /// The connection broke after the request was sent: outcome unknown.
+    #[error("{addr} connection broke: {detail}")]
+    Broken { addr: String, detail: String },
+    /// The peer answered with an error status.
+    #[error("answered {status}")]
+    Status {
+        status: u16,
+        problem: Option<Problem>,
+    },
+    #[error("undecodable answer: {detail}")]
+    Undecodable { detail: String },
+}
+
+impl CallError {
+    /// Whether the request may have taken effect although no success was seen.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, CallError::Timeout { .. } | CallError::Broken { .. })
+            || matches!(self, CallError::Status { status, .. } if *status >= 500)
+    }
+
+    /// Whether sending the same request again is safe.
+    pub fn retry_safe(&self, idempotent: bool) -> bool {
+        match self {
+            CallError::Unreachable { .. } => true,
+            CallError::Timeout { .. } | CallError::Broken { .. } => idempotent,
+            CallError::Status { status, .. } => {
+                idempotent && matches!(status, 500 | 502 | 503 | 504)
+            }
+            CallError::Undecodable { .. } => false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpClient {
+    env: Env,
+}
+
+impl HttpClient {
+    pub fn new(env: Env) -> HttpClient {
+        HttpClient { env }
+    }
+
+    /// Sends `request` to `addr`, retrying per `policy` while a retry is safe. Returns the
+    /// last answer whatever its status, or the last transport error.
+    pub async fn send(
+        &self,
+        addr: &str,
+        request: &OutboundRequest,
+        policy: RetryPolicy,
+    ) -> Result<Reply, CallError> {
+        let mut attempt = 1;
+        loop {
+            let result = self.attempt(addr, request, policy.attempt_timeout_ms).await;
+            let error = match result {
+                Ok(reply) if reply.status.is_server_error() => CallError::Status {
+                    status: reply.status.as_u16(),
+                    problem: reply.problem(),
+                },
+                Ok(reply) => return Ok(reply),
+                Err(error) => error,
+            };
+            let retry = error.retry_safe(request.idempotent) && attempt < policy.attempt_count_max;
+            tracing::debug!(%addr, path = %request.path, attempt, %error, retry, "call failed");
+            if !retry {
+                return Err(error);
+            }
+            self.env
+                .clock
+                .sleep(policy.backoff(attempt, &self.env.ids))
+                .await;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        addr: &str,
+        request: &OutboundRequest,
+        timeout_ms: u64,
+    ) -> Result<Reply, CallError> {
+        let deadline = Duration::from_millis(timeout_ms);
+        match self
+            .env
+            .clock
+            .timeout(deadline, self.exchange(addr, request))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout {
+                addr: addr.to_string(),
+                timeout_ms,
+            }),
+        }
+    }
+
+    async fn exchange(&self, addr: &str, request: &OutboundRequest) -> Result<Reply, CallError> {
+        let io = self
+            .env
+            .net
+            .connect(addr)
+            .await
+            .map_err(|e| CallError::Unreachable {
+                addr: addr.to_string(),
+                detail: e.to_string(),
+            })?;
+        let broken = |detail: String| CallError::Broken {
+            addr: addr.to_string(),
+            detail,
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| CallError::Unreachable {
+                addr: addr.to_string(),
+                detail: e.to_string(),
+            })?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut builder = http::Request::builder()
+            .method(request.method.clone())
+            .uri(&request.path);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let outbound = builder
+            .header(http::header::HOST, addr)
+            .body(Full::new(request.body.clone()))
+            .map_err(|e| broken(e.to_string()))?;
+        let result = async {
+            let response = sender
+                .send_request(outbound)
+                .await
+                .map_err(|e| broken(e.to_string()))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, RESPONSE_SIZE_MAX_BYTES)
+                .collect()
+                .await
+                .map_err(|e| broken(e.to_string()))?
+                .to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        }
+        .await;
+        driver.abort();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        let ids = Ids::from_seed(1);
+        let policy = RetryPolicy {
+            attempt_timeout_ms: 100,
+            attempt_count_max: 10,
+            backoff_initial_ms: 10,
+            backoff_max_ms: 200,
+        };
+        for attempt in 1..30 {
+            let delay = policy.backoff(attempt, &ids).as_millis() as u64;
+            assert!(delay <= 200, "attempt {attempt}: {delay}");
+        }
+        let first = policy.backoff(1, &ids).as_millis();
+        assert!((5..=10).contains(&(first as u64)));
+        assert!(policy.backoff(10, &ids).as_millis() >= 100);
+    }
+
+    #[test]
+    fn retry_safety_follows_the_outcome() {
+        let timeout = CallError::Timeout {
+            addr: "a".into(),
+            timeout_ms: 1,
+        };
+        assert!(timeout.outcome_unknown());
+        assert!(!timeout.retry_safe(false));
+        assert!(timeout.retry_safe(true));
+        let refused = CallError::Unreachable {
+            addr: "a".into(),
+            detail: "refused".into(),
+        };
+        assert!(refused.retry_safe(false));
+        let rejected = CallError::Status {
+            status: 422,
+            problem: None,
+        };
+        assert!(!rejected.retry_safe(true));
+        assert!(!rejected.outcome_unknown());
+    }
+}

@@ -1,0 +1,111 @@
+//! Extractors whose rejections are problem+json: `Json<T>` (any content type, 64 KiB),
+//! `Path<T>`, and the fallback that turns any other error response into a problem.
+
+use crate::error::{problem_response, ApiError};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use contracts::problem::PROBLEM_CONTENT_TYPE;
+use contracts::Problem;
+use serde::de::DeserializeOwned;
+
+/// Largest request body any service accepts.
+pub const BODY_SIZE_MAX_BYTES: usize = 64 * 1024;
+
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Json<T>, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        413,
+                        "body-too-large",
+                        "Payload too large",
+                        "request body is over 64 KiB",
+                    )
+                } else {
+                    ApiError::bad_request("invalid-body", rejection.body_text())
+                }
+            })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses a JSON body, naming the problem precisely: syntax, or shape and types.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        use serde_json::error::Category;
+        match error.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::bad_request("malformed-json", format!("malformed JSON: {error}"))
+            }
+            Category::Data => {
+                ApiError::bad_request("invalid-body", format!("invalid body: {error}"))
+            }
+        }
+    })
+}
+
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Path<T>, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|rejection| ApiError::bad_request("invalid-path", rejection.body_text()))
+    }
+}
+
+/// Middleware: any error response that is not problem+json yet (405, a layer's 413, …)
+/// becomes one, so that every error everywhere has the same shape.
+pub async fn problem_everywhere(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_CONTENT_TYPE.as_bytes());
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (kind, title) = match status.as_u16() {
+        404 => ("not-found", "Not found"),
+        405 => ("method-not-allowed", "Method not allowed"),
+        413 => ("body-too-large", "Payload too large"),
+        431 => ("headers-too-large", "Request header fields too large"),
+        code if code < 500 => ("bad-request", "Bad request"),
+        _ => ("internal", "Internal error"),
+    };
+    let problem = Problem::new(
+        status.as_u16(),
+        kind,
+        title,
+        status.canonical_reason().unwrap_or(""),
+    );
+    let mut rendered = problem_response(&problem, None, None);
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rendered.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rendered
+}
+
+/// The router fallback: unknown routes are a 404 problem.
+pub async fn unknown_route() -> ApiError {
+    ApiError::not_found("no such route")
+}

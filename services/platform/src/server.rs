@@ -1,0 +1,83 @@
+//! Serves an axum `Router` with hyper over any [`Listener`] of the network seam, with a
+//! bound on connections, a header-read deadline and a header size limit.
+
+use crate::json::{problem_everywhere, unknown_route, BODY_SIZE_MAX_BYTES};
+use crate::net::Listener;
+use crate::trace::request_context;
+use crate::Ids;
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    pub connection_count_max: usize,
+    pub header_read_timeout_ms: u64,
+    /// hyper's read buffer; headers beyond it get 431. At least 8192.
+    pub header_buffer_max_bytes: usize,
+}
+
+pub const SERVER_LIMITS: ServerLimits = ServerLimits {
+    connection_count_max: 1024,
+    header_read_timeout_ms: 10_000,
+    header_buffer_max_bytes: 16 * 1024,
+};
+
+/// Wraps a service's routes with the layers every service shares: problem+json for every
+/// error, 404 problem for unknown routes, the 64 KiB body limit, and the request context.
+pub fn with_common_layers(routes: Router, ids: Ids) -> Router {
+    routes
+        .fallback(unknown_route)
+        .layer(DefaultBodyLimit::max(BODY_SIZE_MAX_BYTES))
+        .layer(axum::middleware::from_fn(problem_everywhere))
+        .layer(axum::middleware::from_fn_with_state(ids, request_context))
+}
+
+/// Accepts connections until `shutdown` completes; dropping the returned future (a crash)
+/// drops every connection with it.
+pub async fn serve(
+    mut listener: Box<dyn Listener>,
+    router: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.connection_count_max));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (io, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(router.clone());
+        connections.spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+                .max_buf_size(limits.header_buffer_max_bytes.max(8192))
+                .serve_connection(TokioIo::new(io), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+        });
+    }
+}

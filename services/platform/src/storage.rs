@@ -1,0 +1,176 @@
+//! The storage seam: one SQLite database per service, with versioned migrations.
+//!
+//! Transactions are synchronous closures, so no transaction can span an `.await`, and a
+//! crash (real or simulated) loses only what was not committed. The simulation keeps each
+//! service's [`Db`] outside its host and hands the same one back on restart.
+
+use rusqlite::{Connection, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One schema step: applied once, in order, recorded in `PRAGMA user_version`.
+pub struct Migration {
+    pub version: u32,
+    pub sql: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        version: u32,
+        source: rusqlite::Error,
+    },
+    #[error("migrations must be numbered 1, 2, 3, … in order; found {found} after {previous}")]
+    MigrationOrder { previous: u32, found: u32 },
+}
+
+/// A service's database. Cheap to clone; every clone is the same database.
+#[derive(Clone)]
+pub struct Db {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Opens (or creates) a database file; durable (`synchronous = FULL`, WAL journal).
+    pub fn open_file(path: &Path, migrations: &[Migration]) -> Result<Db, StoreError> {
+        let connection = Connection::open(path)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        Db::with_connection(connection, migrations)
+    }
+
+    /// A private in-memory database (tests, simulation).
+    pub fn open_memory(migrations: &[Migration]) -> Result<Db, StoreError> {
+        Db::with_connection(Connection::open_in_memory()?, migrations)
+    }
+
+    fn with_connection(connection: Connection, migrations: &[Migration]) -> Result<Db, StoreError> {
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        let db = Db {
+            connection: Arc::new(Mutex::new(connection)),
+        };
+        db.migrate(migrations)?;
+        Ok(db)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn migrate(&self, migrations: &[Migration]) -> Result<(), StoreError> {
+        let mut previous = 0;
+        for migration in migrations {
+            if migration.version != previous + 1 {
+                return Err(StoreError::MigrationOrder {
+                    previous,
+                    found: migration.version,
+                });
+            }
+            previous = migration.version;
+        }
+        let mut connection = self.lock();
+        let current: u32 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        for migration in migrations.iter().filter(|m| m.version > current) {
+            let apply = |connection: &mut Connection| -> rusqlite::Result<()> {
+                let tx = connection.transaction()?;
+                tx.execute_batch(migration.sql)?;
+                tx.pragma_update(None, "user_version", migration.version)?;
+                tx.commit()
+            };
+            apply(&mut connection).map_err(|source| StoreError::Migration {
+                version: migration.version,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs `work` inside one immediate (write-locking) transaction; commits on `Ok`.
+    pub fn write<T, E>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<rusqlite::Error>,
+    {
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = work(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs read-only `work` against the database.
+    pub fn read<T, E>(&self, work: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<rusqlite::Error>,
+    {
+        let connection = self.lock();
+        work(&connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIGRATIONS: &[Migration] = &[
+        Migration {
+            version: 1,
+            sql: "CREATE TABLE t (x INTEGER NOT NULL);",
+        },
+        Migration {
+            version: 2,
+            sql: "ALTER TABLE t ADD COLUMN y INTEGER NOT NULL DEFAULT 0;",
+        },
+    ];
+
+    #[test]
+    fn migrations_apply_once_and_survive_reopen() {
+        let dir = std::env::temp_dir().join(format!("platform-storage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.sqlite");
+        let _ = std::fs::remove_file(&path);
+        let db = Db::open_file(&path, MIGRATIONS).unwrap();
+        db.write(|tx| tx.execute("INSERT INTO t (x, y) VALUES (1, 2)", []))
+            .unwrap();
+        drop(db);
+        let db = Db::open_file(&path, MIGRATIONS).unwrap();
+        let y: i64 = db
+            .read(|c| c.query_row("SELECT y FROM t", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(y, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failed_work_rolls_back() {
+        let db = Db::open_memory(MIGRATIONS).unwrap();
+        let result: Result<(), rusqlite::Error> = db.write(|tx| {
+            tx.execute("INSERT INTO t (x) VALUES (1)", [])?;
+            Err(rusqlite::Error::InvalidQuery)
+        });
+        assert!(result.is_err());
+        let count: i64 = db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn out_of_order_migrations_are_refused() {
+        let bad = [Migration {
+            version: 2,
+            sql: "",
+        }];
+        assert!(matches!(
+            Db::open_memory(&bad),
+            Err(StoreError::MigrationOrder { .. })
+        ));
+    }
+}

@@ -1,0 +1,117 @@
+//! Request context: `X-Request-Id` echoed or minted, W3C `traceparent` carried on, and one
+//! tracing span per request.
+
+use crate::ids::Ids;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const REQUEST_ID_LENGTH_MAX: usize = 128;
+
+/// What a handler passes on to every downstream call it makes for this request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestContext {
+    pub request_id: String,
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// The incoming `traceparent` header, unchanged, when the client sent a valid one.
+    pub traceparent: Option<String>,
+}
+
+impl RequestContext {
+    /// A context for work that no request started (saga recovery, outbox relay).
+    pub fn background(ids: &Ids) -> RequestContext {
+        RequestContext {
+            request_id: ids.uuid().to_string(),
+            trace_id: ids.hex(16),
+            traceparent: None,
+        }
+    }
+
+    /// The `traceparent` for one downstream call: same trace, a fresh parent span id.
+    pub fn child_traceparent(&self, ids: &Ids) -> String {
+        format!("00-{}-{}-01", self.trace_id, ids.hex(8))
+    }
+}
+
+/// Parses a W3C `traceparent` (version 00) and returns its trace id.
+pub fn parse_traceparent(value: &str) -> Option<String> {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1] != "0".repeat(32);
+    valid.then(|| parts[1].to_string())
+}
+
+fn valid_request_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= REQUEST_ID_LENGTH_MAX
+        && value.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// Middleware: builds the [`RequestContext`], runs the request in its span, echoes the id.
+pub async fn request_context(State(ids): State<Ids>, mut request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let request_id = headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_request_id(v))
+        .map(str::to_string)
+        .unwrap_or_else(|| ids.uuid().to_string());
+    let traceparent = headers
+        .get(&TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_traceparent(v).map(|trace_id| (trace_id, v.to_string())));
+    let (trace_id, traceparent) = match traceparent {
+        Some((trace_id, header)) => (trace_id, Some(header)),
+        None => (ids.hex(16), None),
+    };
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        trace_id = %trace_id,
+    );
+    let context = RequestContext {
+        request_id: request_id.clone(),
+        trace_id,
+        traceparent,
+    };
+    request.extensions_mut().insert(context);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_validated() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            parse_traceparent(good).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(parse_traceparent("00-zz-00f067aa0ba902b7-01"), None);
+        let zero = format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32));
+        assert_eq!(parse_traceparent(&zero), None);
+    }
+}
