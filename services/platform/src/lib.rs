@@ -7,10 +7,13 @@ pub mod client;
 pub mod clock;
 pub mod error;
 pub mod ids;
+pub mod internal;
 pub mod json;
 pub mod net;
+pub mod operations;
 pub mod real;
 pub mod server;
+pub mod sql;
 pub mod storage;
 pub mod trace;
 
@@ -31,4 +34,14 @@ pub struct Env {
     pub clock: Arc<dyn Clock>,
     pub net: Arc<dyn Net>,
     pub ids: Ids,
+}
+
+/// Everything a service instance is handed at start: capabilities, its own database,
+/// the token secrets and where its peers listen.
+#[derive(Clone)]
+pub struct Deps {
+    pub env: Env,
+    pub db: storage::Db,
+    pub secrets: auth::Secrets,
+    pub peers: internal::Peers,
 }

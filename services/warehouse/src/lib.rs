@@ -1,1 +1,27 @@
-//! The warehouse service.
+//! The warehouse service: the catalog with prices, stock, and reserve/release by order id.
+//! Stock is never oversold: the check and the reservation are one transaction.
+
+mod routes;
+pub mod store;
+
+use platform::auth::Auth;
+use platform::net::Listener;
+use platform::server::{serve, with_common_layers, SERVER_LIMITS};
+use platform::storage::Db;
+use platform::{Deps, Env};
+use std::future::Future;
+use std::sync::Arc;
+
+pub use store::{migrations, seed_catalog, CatalogEntry, DEMO_CATALOG};
+
+pub struct Warehouse {
+    env: Env,
+    db: Db,
+}
+
+pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
+    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "warehouse"));
+    let warehouse = Arc::new(Warehouse { env: deps.env.clone(), db: deps.db });
+    let router = with_common_layers(routes::routes(warehouse, auth), deps.env.ids.clone());
+    serve(listener, router, SERVER_LIMITS, shutdown).await;
+}

@@ -1,0 +1,63 @@
+//! Withdraw and refund by order id, kept exactly-once by the shared operation records.
+
+use crate::store::{account_of, change_balance, enqueue_event, insert_transaction};
+use contracts::billing::TransactionType;
+use contracts::notification::{NotificationEvent, NotificationType};
+use contracts::saga::{reason, StepResult, WithdrawRequest};
+use contracts::Money;
+use platform::operations::{act, cancel};
+use platform::sql::uuid_at;
+use rusqlite::{Connection, OptionalExtension};
+use uuid::Uuid;
+
+/// Debits the order's amount once; refusals are stored too, so a repeat gets the same answer.
+pub fn withdraw(tx: &Connection, request: &WithdrawRequest, transaction_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
+    let result = act(tx, request.order_id, now, |tx| {
+        let account = match account_of(tx, request.user_id)? {
+            None => return Ok(StepResult::refused(reason::NO_ACCOUNT)),
+            Some(account) if account.balance < request.amount => return Ok(StepResult::refused(reason::INSUFFICIENT_FUNDS)),
+            Some(account) => account,
+        };
+        change_balance(tx, account.account_id, -request.amount.cents())?;
+        insert_transaction(tx, transaction_id, account.account_id, TransactionType::Withdraw, request.amount, Some(request.order_id), now)?;
+        let event = NotificationEvent {
+            kind: NotificationType::PaymentDebited,
+            order_id: request.order_id,
+            user_id: request.user_id,
+            amount: Some(request.amount),
+            message: format!("{} debited for order {}", request.amount, request.order_id),
+        };
+        enqueue_event(tx, &event, now)?;
+        Ok(StepResult::ok("withdrawn", Some(transaction_id)))
+    })?;
+    tracing::info!(order_id = %request.order_id, step = "withdraw", success = result.success, message = %result.message, "saga step");
+    Ok(result)
+}
+
+/// Refunds the order's withdrawal if it was applied; otherwise leaves a tombstone.
+pub fn cancel_withdraw(tx: &Connection, order_id: Uuid, refund_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
+    let (result, state) = cancel(tx, order_id, now, |tx| {
+        let (account_id, amount_cents, user_id): (Uuid, i64, Uuid) = tx
+            .query_row(
+                "SELECT t.account_id, t.amount_cents, a.user_id FROM transactions t JOIN accounts a ON a.id = t.account_id
+                 WHERE t.order_id = ?1 AND t.type = 'WITHDRAW'",
+                [order_id.to_string()],
+                |row| Ok((uuid_at(row, 0)?, row.get(1)?, uuid_at(row, 2)?)),
+            )
+            .optional()?
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        let amount = Money::from_cents(amount_cents);
+        change_balance(tx, account_id, amount_cents)?;
+        insert_transaction(tx, refund_id, account_id, TransactionType::Refund, amount, Some(order_id), now)?;
+        let event = NotificationEvent {
+            kind: NotificationType::PaymentRefunded,
+            order_id,
+            user_id,
+            amount: Some(amount),
+            message: format!("{amount} refunded for order {order_id}"),
+        };
+        enqueue_event(tx, &event, now)
+    })?;
+    tracing::info!(%order_id, step = "withdraw", outcome = state.as_str(), "saga compensation");
+    Ok(result)
+}

@@ -1,0 +1,137 @@
+//! Billing's HTTP routes: thin handlers over the store and the operations.
+
+use crate::operations::{cancel_withdraw, withdraw};
+use crate::store::{account_of, change_balance, insert_transaction, transactions_of};
+use crate::Billing;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use contracts::billing::{Account, DepositRequest, DepositResponse, TransactionType};
+use contracts::order::IdempotencyKey;
+use contracts::saga::{StepResult, WithdrawRequest};
+use contracts::Money;
+use platform::auth::{Auth, Service, User};
+use platform::json::{Json, Path};
+use platform::sql::{time_text, uuid_at};
+use platform::ApiError;
+use rusqlite::{params, OptionalExtension};
+use std::sync::Arc;
+use uuid::Uuid;
+
+type Shared = axum::extract::State<Arc<Billing>>;
+
+pub fn routes(billing: Arc<Billing>, auth: Arc<Auth>) -> Router {
+    Router::new()
+        .route("/api/v1/billing/accounts", post(open_account))
+        .route("/api/v1/billing/accounts/me", get(my_account))
+        .route("/api/v1/billing/deposit", post(deposit))
+        .route("/api/v1/billing/transactions", get(transactions))
+        .route("/api/v1/billing/withdraw", post(withdraw_step))
+        .route("/api/v1/billing/withdraw/cancel/{order_id}", post(cancel_step))
+        .layer(Extension(auth))
+        .with_state(billing)
+}
+
+async fn open_account(state: Shared, User(user_id): User) -> Result<impl IntoResponse, ApiError> {
+    let account_id = state.env.ids.uuid();
+    let now = time_text(state.env.clock.now_utc());
+    let (created, account) = state.db.write(|tx| {
+        if let Some(account) = account_of(tx, user_id)? {
+            return Ok::<_, ApiError>((false, account));
+        }
+        tx.execute(
+            "INSERT INTO accounts (id, user_id, balance_cents, created_at) VALUES (?1, ?2, 0, ?3)",
+            params![account_id.to_string(), user_id.to_string(), now],
+        )?;
+        let account = account_of(tx, user_id)?.ok_or_else(|| ApiError::internal("account vanished"))?;
+        Ok((true, account))
+    })?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(account)))
+}
+
+async fn my_account(state: Shared, User(user_id): User) -> Result<axum::Json<Account>, ApiError> {
+    let account = state.db.read(|c| account_of(c, user_id))?;
+    account.map(axum::Json).ok_or_else(|| ApiError::not_found("no account; open one with POST /api/v1/billing/accounts"))
+}
+
+fn deposit_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(IdempotencyKey::parse)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request("idempotency-key-invalid", "Idempotency-Key must be 1-255 printable ASCII characters")),
+    }
+}
+
+async fn deposit(
+    state: Shared,
+    User(user_id): User,
+    headers: HeaderMap,
+    Json(request): Json<DepositRequest>,
+) -> Result<axum::Json<DepositResponse>, ApiError> {
+    let key = deposit_key(&headers)?;
+    let amount = Money::parse_positive(&request.amount.to_string()).map_err(|e| ApiError::bad_request("invalid-amount", e.to_string()))?;
+    let transaction_id = state.env.ids.uuid();
+    let now = time_text(state.env.clock.now_utc());
+    let response = state.db.write(|tx| {
+        if let Some(key) = &key {
+            let earlier: Option<(i64, Uuid, i64)> = tx
+                .query_row(
+                    "SELECT amount_cents, transaction_id, new_balance_cents FROM deposit_keys WHERE user_id = ?1 AND key = ?2",
+                    params![user_id.to_string(), key.as_str()],
+                    |row| Ok((row.get(0)?, uuid_at(row, 1)?, row.get(2)?)),
+                )
+                .optional()?;
+            if let Some((amount_cents, transaction_id, new_balance_cents)) = earlier {
+                if amount_cents != amount.cents() {
+                    return Err(ApiError::unprocessable("idempotency-key-reused", "this Idempotency-Key was used with another amount"));
+                }
+                return Ok(DepositResponse { success: true, new_balance: Money::from_cents(new_balance_cents), transaction_id });
+            }
+        }
+        let account = account_of(tx, user_id)?.ok_or_else(|| ApiError::not_found("no account; open one first"))?;
+        let new_balance = change_balance(tx, account.account_id, amount.cents())?;
+        insert_transaction(tx, transaction_id, account.account_id, TransactionType::Deposit, amount, None, &now)?;
+        if let Some(key) = &key {
+            tx.execute(
+                "INSERT INTO deposit_keys (user_id, key, amount_cents, transaction_id, new_balance_cents, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![user_id.to_string(), key.as_str(), amount.cents(), transaction_id.to_string(), new_balance, now],
+            )?;
+        }
+        Ok(DepositResponse { success: true, new_balance: Money::from_cents(new_balance), transaction_id })
+    })?;
+    Ok(axum::Json(response))
+}
+
+async fn transactions(state: Shared, User(user_id): User) -> Result<impl IntoResponse, ApiError> {
+    let listed = state.db.read(|c| match account_of(c, user_id)? {
+        Some(account) => transactions_of(c, account.account_id),
+        None => Ok(Vec::new()),
+    })?;
+    Ok(axum::Json(listed))
+}
+
+async fn withdraw_step(state: Shared, _caller: Service, Json(request): Json<WithdrawRequest>) -> Result<axum::Json<StepResult>, ApiError> {
+    if request.amount.cents() <= 0 {
+        return Err(ApiError::bad_request("invalid-amount", "amount must be greater than zero"));
+    }
+    let transaction_id = state.env.ids.uuid();
+    let now = time_text(state.env.clock.now_utc());
+    let result = state.db.write(|tx| withdraw(tx, &request, transaction_id, &now))?;
+    state.outbox_wakeup.notify_one();
+    Ok(axum::Json(result))
+}
+
+async fn cancel_step(state: Shared, _caller: Service, Path(order_id): Path<Uuid>) -> Result<axum::Json<StepResult>, ApiError> {
+    let refund_id = state.env.ids.uuid();
+    let now = time_text(state.env.clock.now_utc());
+    let result = state.db.write(|tx| cancel_withdraw(tx, order_id, refund_id, &now))?;
+    state.outbox_wakeup.notify_one();
+    Ok(axum::Json(result))
+}

@@ -1,0 +1,53 @@
+//! Delivery HTTP routes.
+
+use crate::store::{book, cancel_booking, ensure_slots, slots};
+use crate::Delivery;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use contracts::catalog::Slot;
+use contracts::saga::{BookRequest, StepResult};
+use platform::auth::{Auth, Caller, Service};
+use platform::json::{Json, Path};
+use platform::ApiError;
+use std::sync::Arc;
+use uuid::Uuid;
+
+type Shared = axum::extract::State<Arc<Delivery>>;
+
+/// Longest delivery address accepted.
+pub const ADDRESS_LENGTH_MAX: usize = 500;
+
+pub fn routes(delivery: Arc<Delivery>, auth: Arc<Auth>) -> Router {
+    Router::new()
+        .route("/api/v1/deliveries/slots", get(list))
+        .route("/api/v1/deliveries/reserve", post(book_step))
+        .route("/api/v1/deliveries/reserve/cancel/{order_id}", post(cancel_step))
+        .layer(Extension(auth))
+        .with_state(delivery)
+}
+
+async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Slot>>, ApiError> {
+    let now = state.env.clock.now_utc();
+    let config = state.config;
+    state.db.write(|tx| ensure_slots(tx, now, config.horizon_hours, config.slot_capacity))?;
+    Ok(axum::Json(state.db.read(|c| slots(c, now, config.horizon_hours))?))
+}
+
+async fn book_step(state: Shared, _caller: Service, Json(request): Json<BookRequest>) -> Result<axum::Json<StepResult>, ApiError> {
+    if request.address.trim().is_empty() || request.address.len() > ADDRESS_LENGTH_MAX {
+        return Err(ApiError::bad_request("invalid-address", "address must be 1-500 characters"));
+    }
+    let now = state.env.clock.now_utc();
+    let config = state.config;
+    let reservation_id = state.env.ids.uuid();
+    let result = state.db.write(|tx| {
+        ensure_slots(tx, now, config.horizon_hours, config.slot_capacity)?;
+        book(tx, &request, reservation_id, now)
+    })?;
+    Ok(axum::Json(result))
+}
+
+async fn cancel_step(state: Shared, _caller: Service, Path(order_id): Path<Uuid>) -> Result<axum::Json<StepResult>, ApiError> {
+    let now = state.env.clock.now_utc();
+    Ok(axum::Json(state.db.write(|tx| cancel_booking(tx, order_id, now))?))
+}

@@ -1,0 +1,208 @@
+//! Participant operation records: one row per order id, written in the same transaction as
+//! the business change, so that a repeated action returns the stored answer and changes
+//! nothing, a cancel that arrives first leaves a tombstone, an action after its cancel is
+//! refused, and a repeated cancel changes nothing.
+
+use crate::sql::optional_uuid_at;
+use crate::storage::Migration;
+use contracts::saga::{reason, StepResult};
+use rusqlite::{params, Connection, OptionalExtension};
+use uuid::Uuid;
+
+/// The `operations` table; each participant adds it as one of its migrations.
+pub fn migration(version: u32) -> Migration {
+    Migration {
+        version,
+        sql: "
+        CREATE TABLE operations (
+            order_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL CHECK (state IN ('APPLIED', 'REFUSED', 'UNDONE', 'CANCELLED')),
+            message TEXT NOT NULL,
+            transaction_id TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );",
+    }
+}
+
+/// APPLIED: the action took effect. REFUSED: refused for a business reason (nothing done).
+/// UNDONE: applied, then compensated. CANCELLED: cancelled with nothing to undo (a
+/// tombstone when the cancel came first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationState {
+    Applied,
+    Refused,
+    Undone,
+    Cancelled,
+}
+
+impl OperationState {
+    pub const ALL: [OperationState; 4] =
+        [OperationState::Applied, OperationState::Refused, OperationState::Undone, OperationState::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationState::Applied => "APPLIED",
+            OperationState::Refused => "REFUSED",
+            OperationState::Undone => "UNDONE",
+            OperationState::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OperationState> {
+        OperationState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Operation {
+    pub state: OperationState,
+    pub message: String,
+    pub transaction_id: Option<Uuid>,
+}
+
+impl Operation {
+    /// The answer a repeated action gets.
+    pub fn answer(&self) -> StepResult {
+        match self.state {
+            OperationState::Applied => StepResult::ok(&self.message, self.transaction_id),
+            OperationState::Refused => StepResult::refused(&self.message),
+            OperationState::Undone | OperationState::Cancelled => StepResult::refused(reason::CANCELLED),
+        }
+    }
+}
+
+pub fn find(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<Operation>> {
+    connection
+        .query_row(
+            "SELECT state, message, transaction_id FROM operations WHERE order_id = ?1",
+            [order_id.to_string()],
+            |row| {
+                let state: String = row.get(0)?;
+                Ok(Operation {
+                    state: OperationState::parse(&state).unwrap_or(OperationState::Cancelled),
+                    message: row.get(1)?,
+                    transaction_id: optional_uuid_at(row, 2)?,
+                })
+            },
+        )
+        .optional()
+}
+
+fn store(connection: &Connection, order_id: Uuid, operation: &Operation, now: &str) -> rusqlite::Result<()> {
+    connection.execute(
+        "INSERT INTO operations (order_id, state, message, transaction_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+         ON CONFLICT(order_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        params![
+            order_id.to_string(),
+            operation.state.as_str(),
+            operation.message,
+            operation.transaction_id.map(|t| t.to_string()),
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// Runs `apply` once per order id. `apply` makes the business change and answers; its
+/// answer is stored with it. Call inside the transaction that `apply` writes in.
+pub fn act(
+    connection: &Connection,
+    order_id: Uuid,
+    now: &str,
+    apply: impl FnOnce(&Connection) -> rusqlite::Result<StepResult>,
+) -> rusqlite::Result<StepResult> {
+    if let Some(existing) = find(connection, order_id)? {
+        return Ok(existing.answer());
+    }
+    let result = apply(connection)?;
+    let state = if result.success { OperationState::Applied } else { OperationState::Refused };
+    let operation = Operation { state, message: result.message.clone(), transaction_id: result.transaction_id };
+    store(connection, order_id, &operation, now)?;
+    Ok(result)
+}
+
+/// Compensates the order's action: `undo` runs only if the action was applied and not yet
+/// undone; a cancel with no action leaves a tombstone. Always acknowledges.
+pub fn cancel(
+    connection: &Connection,
+    order_id: Uuid,
+    now: &str,
+    undo: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> rusqlite::Result<(StepResult, OperationState)> {
+    let next = match find(connection, order_id)? {
+        None => Operation { state: OperationState::Cancelled, message: "cancelled before the action".to_string(), transaction_id: None },
+        Some(existing) => match existing.state {
+            OperationState::Undone | OperationState::Cancelled => {
+                return Ok((StepResult::ok("already cancelled", None), existing.state));
+            }
+            OperationState::Refused => Operation { state: OperationState::Cancelled, ..existing },
+            OperationState::Applied => {
+                undo(connection)?;
+                Operation { state: OperationState::Undone, ..existing }
+            }
+        },
+    };
+    store(connection, order_id, &next, now)?;
+    Ok((StepResult::ok("cancelled", None), next.state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Db;
+
+    fn db() -> Db {
+        Db::open_memory(&[migration(1), Migration { version: 2, sql: "CREATE TABLE effects (n INTEGER);" }]).unwrap()
+    }
+
+    fn effects(db: &Db) -> i64 {
+        db.read(|c| c.query_row("SELECT COALESCE(SUM(n), 0) FROM effects", [], |r| r.get(0))).unwrap()
+    }
+
+    fn apply(c: &Connection) -> rusqlite::Result<StepResult> {
+        c.execute("INSERT INTO effects (n) VALUES (1)", [])?;
+        Ok(StepResult::ok("done", None))
+    }
+
+    fn undo(c: &Connection) -> rusqlite::Result<()> {
+        c.execute("INSERT INTO effects (n) VALUES (-1)", [])?;
+        Ok(())
+    }
+
+    #[test]
+    fn repeated_action_is_a_no_op() {
+        let db = db();
+        let order = Uuid::from_u128(1);
+        let first = db.write(|tx| act(tx, order, "t", apply)).unwrap();
+        let second = db.write(|tx| act(tx, order, "t", apply)).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(effects(&db), 1);
+    }
+
+    #[test]
+    fn cancel_first_leaves_a_tombstone_and_refuses_the_late_action() {
+        let db = db();
+        let order = Uuid::from_u128(2);
+        let (ack, state) = db.write(|tx| cancel(tx, order, "t", undo)).unwrap();
+        assert!(ack.success);
+        assert_eq!(state, OperationState::Cancelled);
+        let late = db.write(|tx| act(tx, order, "t", apply)).unwrap();
+        assert!(!late.success);
+        assert_eq!(late.message, reason::CANCELLED);
+        assert_eq!(effects(&db), 0);
+    }
+
+    #[test]
+    fn cancel_undoes_once() {
+        let db = db();
+        let order = Uuid::from_u128(3);
+        db.write(|tx| act(tx, order, "t", apply)).unwrap();
+        db.write(|tx| cancel(tx, order, "t", undo)).unwrap();
+        let (_, state) = db.write(|tx| cancel(tx, order, "t", undo)).unwrap();
+        assert_eq!(state, OperationState::Undone);
+        assert_eq!(effects(&db), 0);
+        assert!(!db.write(|tx| act(tx, order, "t", apply)).unwrap().success);
+    }
+}
