@@ -1,25 +1,41 @@
 //! Withdraw and refund by order id, kept exactly-once by the shared operation records.
 
-use crate::store::{account_of, change_balance, enqueue_event, insert_transaction};
+use crate::store::{account_of, change_balance, insert_transaction};
 use contracts::billing::TransactionType;
 use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::saga::{reason, StepResult, WithdrawRequest};
 use contracts::Money;
 use platform::operations::{act, cancel};
+use platform::outbox::enqueue as enqueue_event;
 use platform::sql::uuid_at;
 use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
 /// Debits the order's amount once; refusals are stored too, so a repeat gets the same answer.
-pub fn withdraw(tx: &Connection, request: &WithdrawRequest, transaction_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
+pub fn withdraw(
+    tx: &Connection,
+    request: &WithdrawRequest,
+    transaction_id: Uuid,
+    now: &str,
+) -> rusqlite::Result<StepResult> {
     let result = act(tx, request.order_id, now, |tx| {
         let account = match account_of(tx, request.user_id)? {
             None => return Ok(StepResult::refused(reason::NO_ACCOUNT)),
-            Some(account) if account.balance < request.amount => return Ok(StepResult::refused(reason::INSUFFICIENT_FUNDS)),
+            Some(account) if account.balance < request.amount => {
+                return Ok(StepResult::refused(reason::INSUFFICIENT_FUNDS))
+            }
             Some(account) => account,
         };
         change_balance(tx, account.account_id, -request.amount.cents())?;
-        insert_transaction(tx, transaction_id, account.account_id, TransactionType::Withdraw, request.amount, Some(request.order_id), now)?;
+        insert_transaction(
+            tx,
+            transaction_id,
+            account.account_id,
+            TransactionType::Withdraw,
+            request.amount,
+            Some(request.order_id),
+            now,
+        )?;
         let event = NotificationEvent {
             kind: NotificationType::PaymentDebited,
             order_id: request.order_id,
@@ -35,7 +51,12 @@ pub fn withdraw(tx: &Connection, request: &WithdrawRequest, transaction_id: Uuid
 }
 
 /// Refunds the order's withdrawal if it was applied; otherwise leaves a tombstone.
-pub fn cancel_withdraw(tx: &Connection, order_id: Uuid, refund_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
+pub fn cancel_withdraw(
+    tx: &Connection,
+    order_id: Uuid,
+    refund_id: Uuid,
+    now: &str,
+) -> rusqlite::Result<StepResult> {
     let (result, state) = cancel(tx, order_id, now, |tx| {
         let (account_id, amount_cents, user_id): (Uuid, i64, Uuid) = tx
             .query_row(
@@ -48,7 +69,15 @@ pub fn cancel_withdraw(tx: &Connection, order_id: Uuid, refund_id: Uuid, now: &s
             .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
         let amount = Money::from_cents(amount_cents);
         change_balance(tx, account_id, amount_cents)?;
-        insert_transaction(tx, refund_id, account_id, TransactionType::Refund, amount, Some(order_id), now)?;
+        insert_transaction(
+            tx,
+            refund_id,
+            account_id,
+            TransactionType::Refund,
+            amount,
+            Some(order_id),
+            now,
+        )?;
         let event = NotificationEvent {
             kind: NotificationType::PaymentRefunded,
             order_id,

@@ -8,9 +8,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration {
-    version: 1,
-    sql: "
+    vec![
+        Migration {
+            version: 1,
+            sql: "
     CREATE TABLE accounts (
         id TEXT PRIMARY KEY,
         user_id TEXT NOT NULL UNIQUE,
@@ -39,15 +40,11 @@ pub fn migrations() -> Vec<Migration> {
         created_at TEXT NOT NULL,
         PRIMARY KEY (user_id, key)
     );
-    -- Events for the notification service, written in the same transaction as the money.
-    CREATE TABLE outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        event TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        created_at TEXT NOT NULL
-    );
     ",
-}, platform::operations::migration(2)]
+        },
+        platform::operations::migration(2),
+        platform::outbox::migration(3),
+    ]
 }
 
 pub fn account_of(connection: &Connection, user_id: Uuid) -> rusqlite::Result<Option<Account>> {
@@ -79,13 +76,24 @@ pub fn insert_transaction(
     connection.execute(
         "INSERT INTO transactions (id, account_id, type, amount_cents, order_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![id.to_string(), account_id.to_string(), kind.as_str(), amount.cents(), order_id.map(|o| o.to_string()), now],
+        params![
+            id.to_string(),
+            account_id.to_string(),
+            kind.as_str(),
+            amount.cents(),
+            order_id.map(|o| o.to_string()),
+            now
+        ],
     )?;
     Ok(())
 }
 
 /// Moves a balance by `delta_cents`; the CHECK refuses a negative result.
-pub fn change_balance(connection: &Connection, account_id: Uuid, delta_cents: i64) -> rusqlite::Result<i64> {
+pub fn change_balance(
+    connection: &Connection,
+    account_id: Uuid,
+    delta_cents: i64,
+) -> rusqlite::Result<i64> {
     connection.query_row(
         "UPDATE accounts SET balance_cents = balance_cents + ?1, version = version + 1
          WHERE id = ?2 RETURNING balance_cents",
@@ -96,26 +104,26 @@ pub fn change_balance(connection: &Connection, account_id: Uuid, delta_cents: i6
 
 pub const TRANSACTIONS_LISTED_MAX: i64 = 1000;
 
-pub fn transactions_of(connection: &Connection, account_id: Uuid) -> rusqlite::Result<Vec<Transaction>> {
+pub fn transactions_of(
+    connection: &Connection,
+    account_id: Uuid,
+) -> rusqlite::Result<Vec<Transaction>> {
     let mut statement = connection.prepare(
         "SELECT id, type, amount_cents, order_id, created_at FROM transactions
          WHERE account_id = ?1 ORDER BY seq DESC LIMIT ?2",
     )?;
-    let rows = statement.query_map(params![account_id.to_string(), TRANSACTIONS_LISTED_MAX], |row| {
-        let kind: String = row.get(1)?;
-        Ok(Transaction {
-            transaction_id: uuid_at(row, 0)?,
-            kind: TransactionType::parse(&kind).unwrap_or(TransactionType::Deposit),
-            amount: Money::from_cents(row.get(2)?),
-            order_id: optional_uuid_at(row, 3)?,
-            created_at: time_at(row, 4)?,
-        })
-    })?;
+    let rows = statement.query_map(
+        params![account_id.to_string(), TRANSACTIONS_LISTED_MAX],
+        |row| {
+            let kind: String = row.get(1)?;
+            Ok(Transaction {
+                transaction_id: uuid_at(row, 0)?,
+                kind: TransactionType::parse(&kind).unwrap_or(TransactionType::Deposit),
+                amount: Money::from_cents(row.get(2)?),
+                order_id: optional_uuid_at(row, 3)?,
+                created_at: time_at(row, 4)?,
+            })
+        },
+    )?;
     rows.collect()
-}
-
-pub fn enqueue_event(connection: &Connection, event: &contracts::notification::NotificationEvent, now: &str) -> rusqlite::Result<()> {
-    let text = serde_json::to_string(event).expect("wire types serialize");
-    connection.execute("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)", params![text, now])?;
-    Ok(())
 }

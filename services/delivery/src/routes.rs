@@ -21,7 +21,10 @@ pub fn routes(delivery: Arc<Delivery>, auth: Arc<Auth>) -> Router {
     Router::new()
         .route("/api/v1/deliveries/slots", get(list))
         .route("/api/v1/deliveries/reserve", post(book_step))
-        .route("/api/v1/deliveries/reserve/cancel/{order_id}", post(cancel_step))
+        .route(
+            "/api/v1/deliveries/reserve/cancel/{order_id}",
+            post(cancel_step),
+        )
         .layer(Extension(auth))
         .with_state(delivery)
 }
@@ -29,13 +32,24 @@ pub fn routes(delivery: Arc<Delivery>, auth: Arc<Auth>) -> Router {
 async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Slot>>, ApiError> {
     let now = state.env.clock.now_utc();
     let config = state.config;
-    state.db.write(|tx| ensure_slots(tx, now, config.horizon_hours, config.slot_capacity))?;
-    Ok(axum::Json(state.db.read(|c| slots(c, now, config.horizon_hours))?))
+    state
+        .db
+        .write(|tx| ensure_slots(tx, now, config.horizon_hours, config.slot_capacity))?;
+    Ok(axum::Json(
+        state.db.read(|c| slots(c, now, config.horizon_hours))?,
+    ))
 }
 
-async fn book_step(state: Shared, _caller: Service, Json(request): Json<BookRequest>) -> Result<axum::Json<StepResult>, ApiError> {
+async fn book_step(
+    state: Shared,
+    _caller: Service,
+    Json(request): Json<BookRequest>,
+) -> Result<axum::Json<StepResult>, ApiError> {
     if request.address.trim().is_empty() || request.address.len() > ADDRESS_LENGTH_MAX {
-        return Err(ApiError::bad_request("invalid-address", "address must be 1-500 characters"));
+        return Err(ApiError::bad_request(
+            "invalid-address",
+            "address must be 1-500 characters",
+        ));
     }
     let now = state.env.clock.now_utc();
     let config = state.config;
@@ -47,7 +61,13 @@ async fn book_step(state: Shared, _caller: Service, Json(request): Json<BookRequ
     Ok(axum::Json(result))
 }
 
-async fn cancel_step(state: Shared, _caller: Service, Path(order_id): Path<Uuid>) -> Result<axum::Json<StepResult>, ApiError> {
+async fn cancel_step(
+    state: Shared,
+    _caller: Service,
+    Path(order_id): Path<Uuid>,
+) -> Result<axum::Json<StepResult>, ApiError> {
     let now = state.env.clock.now_utc();
-    Ok(axum::Json(state.db.write(|tx| cancel_booking(tx, order_id, now))?))
+    Ok(axum::Json(
+        state.db.write(|tx| cancel_booking(tx, order_id, now))?,
+    ))
 }

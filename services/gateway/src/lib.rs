@@ -1,1 +1,113 @@
-//! The gateway service.
+//! The gateway: the store's only door. Registration, login with a server-side session
+//! cookie, profile and logout against its own user store; every `/api/v1/**` call of the
+//! public contract proxied to the owning service with a short-lived JWT minted for it.
+
+mod accounts;
+mod proxy;
+pub mod store;
+
+use argon2::Params;
+use platform::auth::Auth;
+use platform::client::{HttpClient, RetryPolicy};
+use platform::internal::Peers;
+use platform::net::Listener;
+use platform::server::{serve, with_common_layers, SERVER_LIMITS};
+use platform::storage::Db;
+use platform::{Deps, Env};
+use std::future::Future;
+use std::sync::Arc;
+
+pub use store::migrations;
+
+#[derive(Clone, Copy, Debug)]
+pub struct PasswordCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// OWASP's Argon2id baseline (19 MiB, 2 iterations).
+pub const PASSWORD_COST_STANDARD: PasswordCost = PasswordCost {
+    memory_kib: 19 * 1024,
+    iterations: 2,
+    parallelism: 1,
+};
+/// For simulations and tests only: fast, and still a real Argon2id hash.
+pub const PASSWORD_COST_LOW: PasswordCost = PasswordCost {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub password_cost: PasswordCost,
+    /// A session unused for this long is gone.
+    pub session_idle_timeout_s: i64,
+    /// A session's last use is written at most this often.
+    pub session_touch_interval_s: i64,
+    /// Calls to the services: GETs and keyed POSTs may be retried, others are sent once.
+    pub upstream_retry: RetryPolicy,
+}
+
+pub const CONFIG: Config = Config {
+    password_cost: PASSWORD_COST_STANDARD,
+    session_idle_timeout_s: 24 * 60 * 60,
+    session_touch_interval_s: 60,
+    upstream_retry: RetryPolicy {
+        attempt_timeout_ms: 8_000,
+        attempt_count_max: 2,
+        backoff_initial_ms: 100,
+        backoff_max_ms: 500,
+    },
+};
+
+pub struct Gateway {
+    env: Env,
+    db: Db,
+    auth: Arc<Auth>,
+    http: HttpClient,
+    peers: Peers,
+    config: Config,
+    argon2_params: Params,
+    /// Verified when a login names an unknown email, so that it costs what a wrong
+    /// password costs.
+    decoy_hash: String,
+}
+
+pub async fn run(
+    deps: Deps,
+    config: Config,
+    listener: Box<dyn Listener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let cost = config.password_cost;
+    let argon2_params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+        .expect("valid Argon2 cost in config");
+    let gateway = Arc::new(Gateway {
+        auth: Arc::new(Auth::new(
+            deps.env.clock.clone(),
+            deps.secrets.clone(),
+            "gateway",
+        )),
+        http: HttpClient::new(deps.env.clone()),
+        env: deps.env.clone(),
+        db: deps.db,
+        peers: deps.peers,
+        config,
+        decoy_hash: accounts::hash_password(&argon2_params, "decoy password", &[7; 16])
+            .expect("hashing with valid params"),
+        argon2_params,
+    });
+    let routes = accounts::routes()
+        .merge(proxy::routes())
+        .fallback(proxy::unknown)
+        .with_state(gateway);
+    serve(
+        listener,
+        with_common_layers(routes, deps.env.ids.clone()),
+        SERVER_LIMITS,
+        shutdown,
+    )
+    .await;
+}

@@ -1,1 +1,139 @@
-//! The order service.
+//! The order service: idempotent order creation (the contract's decision table), the saga
+//! orchestrator with its log, recovery of every unfinished saga after a restart, and the
+//! outbox for `ORDER_CONFIRMED`/`ORDER_FAILED`.
+
+mod create;
+mod routes;
+pub mod runner;
+pub mod saga;
+pub mod store;
+
+use platform::auth::Auth;
+use platform::client::RetryPolicy;
+use platform::internal::{InternalClient, Peers};
+use platform::net::Listener;
+use platform::outbox::{Relay, RelayConfig};
+use platform::server::{serve, with_common_layers, SERVER_LIMITS};
+use platform::storage::Db;
+use platform::{Deps, Env};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+pub use store::migrations;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// How long `POST /api/v1/order` waits for the saga before answering 202.
+    pub request_deadline_ms: u64,
+    /// The similar-order window, on the service's clock.
+    pub similar_order_window_ms: i64,
+    /// Saga actions, and each round of a compensation.
+    pub action_retry: RetryPolicy,
+    /// Pause between compensation rounds; compensations are retried until acknowledged.
+    pub compensation_round_pause_ms: u64,
+    /// Reading catalog prices while creating an order.
+    pub catalog_retry: RetryPolicy,
+    pub saga_concurrency_max: usize,
+    /// How often unfinished sagas that are not running are picked up again.
+    pub recovery_interval_ms: u64,
+    pub unfinished_batch_size_max: i64,
+    pub relay: RelayConfig,
+}
+
+pub const CONFIG: Config = Config {
+    request_deadline_ms: 5_000,
+    similar_order_window_ms: 5 * 60 * 1000,
+    action_retry: runner::ACTION_RETRY,
+    compensation_round_pause_ms: 1_000,
+    catalog_retry: RetryPolicy {
+        attempt_timeout_ms: 1_000,
+        attempt_count_max: 2,
+        backoff_initial_ms: 50,
+        backoff_max_ms: 200,
+    },
+    saga_concurrency_max: 256,
+    recovery_interval_ms: 2_000,
+    unfinished_batch_size_max: 256,
+    relay: platform::outbox::RELAY_CONFIG,
+};
+
+pub struct Orders {
+    env: Env,
+    db: Db,
+    client: InternalClient,
+    peers: Peers,
+    config: Config,
+    /// Sagas running in this process, each with a receiver that turns true when done.
+    running: Mutex<BTreeMap<Uuid, watch::Receiver<bool>>>,
+    /// (user, key) of creation requests still waiting for their saga.
+    waiting: Mutex<BTreeSet<(Uuid, String)>>,
+    outbox_wakeup: Arc<Notify>,
+}
+
+pub async fn run(
+    deps: Deps,
+    config: Config,
+    listener: Box<dyn Listener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let auth = Arc::new(Auth::new(
+        deps.env.clock.clone(),
+        deps.secrets.clone(),
+        "order",
+    ));
+    let client = InternalClient::new(deps.env.clone(), auth.clone());
+    let wakeup = Arc::new(Notify::new());
+    let relay = Relay {
+        env: deps.env.clone(),
+        db: deps.db.clone(),
+        client: client.clone(),
+        notification_addr: deps.peers.notification.clone(),
+        config: config.relay,
+        wakeup: wakeup.clone(),
+    };
+    let orders = Arc::new(Orders {
+        env: deps.env.clone(),
+        db: deps.db,
+        client,
+        peers: deps.peers,
+        config,
+        running: Mutex::new(BTreeMap::new()),
+        waiting: Mutex::new(BTreeSet::new()),
+        outbox_wakeup: wakeup,
+    });
+    let relay = tokio::spawn(relay.run());
+    let recovery = tokio::spawn(recover(orders.clone()));
+    let router = with_common_layers(routes::routes(orders, auth), deps.env.ids.clone());
+    serve(listener, router, SERVER_LIMITS, shutdown).await;
+    relay.abort();
+    recovery.abort();
+}
+
+/// Resumes every unfinished saga now (after a restart) and then periodically (sagas that
+/// stopped on a storage error or found the concurrency limit full).
+async fn recover(orders: Arc<Orders>) {
+    loop {
+        match orders
+            .db
+            .read(|c| store::unfinished_orders(c, orders.config.unfinished_batch_size_max))
+        {
+            Ok(unfinished) => {
+                for order_id in unfinished {
+                    if orders.start_saga(order_id).is_none() {
+                        break;
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot list unfinished sagas"),
+        }
+        orders
+            .env
+            .clock
+            .sleep(Duration::from_millis(orders.config.recovery_interval_ms))
+            .await;
+    }
+}

@@ -11,6 +11,7 @@ pub mod internal;
 pub mod json;
 pub mod net;
 pub mod operations;
+pub mod outbox;
 pub mod real;
 pub mod server;
 pub mod sql;

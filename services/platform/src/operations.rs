@@ -37,8 +37,12 @@ pub enum OperationState {
 }
 
 impl OperationState {
-    pub const ALL: [OperationState; 4] =
-        [OperationState::Applied, OperationState::Refused, OperationState::Undone, OperationState::Cancelled];
+    pub const ALL: [OperationState; 4] = [
+        OperationState::Applied,
+        OperationState::Refused,
+        OperationState::Undone,
+        OperationState::Cancelled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,7 +71,9 @@ impl Operation {
         match self.state {
             OperationState::Applied => StepResult::ok(&self.message, self.transaction_id),
             OperationState::Refused => StepResult::refused(&self.message),
-            OperationState::Undone | OperationState::Cancelled => StepResult::refused(reason::CANCELLED),
+            OperationState::Undone | OperationState::Cancelled => {
+                StepResult::refused(reason::CANCELLED)
+            }
         }
     }
 }
@@ -89,7 +95,12 @@ pub fn find(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<
         .optional()
 }
 
-fn store(connection: &Connection, order_id: Uuid, operation: &Operation, now: &str) -> rusqlite::Result<()> {
+fn store(
+    connection: &Connection,
+    order_id: Uuid,
+    operation: &Operation,
+    now: &str,
+) -> rusqlite::Result<()> {
     connection.execute(
         "INSERT INTO operations (order_id, state, message, transaction_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -117,8 +128,16 @@ pub fn act(
         return Ok(existing.answer());
     }
     let result = apply(connection)?;
-    let state = if result.success { OperationState::Applied } else { OperationState::Refused };
-    let operation = Operation { state, message: result.message.clone(), transaction_id: result.transaction_id };
+    let state = if result.success {
+        OperationState::Applied
+    } else {
+        OperationState::Refused
+    };
+    let operation = Operation {
+        state,
+        message: result.message.clone(),
+        transaction_id: result.transaction_id,
+    };
     store(connection, order_id, &operation, now)?;
     Ok(result)
 }
@@ -132,15 +151,25 @@ pub fn cancel(
     undo: impl FnOnce(&Connection) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<(StepResult, OperationState)> {
     let next = match find(connection, order_id)? {
-        None => Operation { state: OperationState::Cancelled, message: "cancelled before the action".to_string(), transaction_id: None },
+        None => Operation {
+            state: OperationState::Cancelled,
+            message: "cancelled before the action".to_string(),
+            transaction_id: None,
+        },
         Some(existing) => match existing.state {
             OperationState::Undone | OperationState::Cancelled => {
                 return Ok((StepResult::ok("already cancelled", None), existing.state));
             }
-            OperationState::Refused => Operation { state: OperationState::Cancelled, ..existing },
+            OperationState::Refused => Operation {
+                state: OperationState::Cancelled,
+                ..existing
+            },
             OperationState::Applied => {
                 undo(connection)?;
-                Operation { state: OperationState::Undone, ..existing }
+                Operation {
+                    state: OperationState::Undone,
+                    ..existing
+                }
             }
         },
     };
@@ -154,11 +183,19 @@ mod tests {
     use crate::storage::Db;
 
     fn db() -> Db {
-        Db::open_memory(&[migration(1), Migration { version: 2, sql: "CREATE TABLE effects (n INTEGER);" }]).unwrap()
+        Db::open_memory(&[
+            migration(1),
+            Migration {
+                version: 2,
+                sql: "CREATE TABLE effects (n INTEGER);",
+            },
+        ])
+        .unwrap()
     }
 
     fn effects(db: &Db) -> i64 {
-        db.read(|c| c.query_row("SELECT COALESCE(SUM(n), 0) FROM effects", [], |r| r.get(0))).unwrap()
+        db.read(|c| c.query_row("SELECT COALESCE(SUM(n), 0) FROM effects", [], |r| r.get(0)))
+            .unwrap()
     }
 
     fn apply(c: &Connection) -> rusqlite::Result<StepResult> {

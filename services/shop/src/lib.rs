@@ -1,1 +1,319 @@
-//! shop
+//! Runs the store for real: any set of the six services in this process, over tokio
+//! sockets, each with its own SQLite file in the data directory.
+
+use contracts::Timestamp;
+use platform::auth::Secrets;
+use platform::internal::Peers;
+use platform::net::Listener;
+use platform::real::{entropy_seed, SystemClock, TokioNet};
+use platform::storage::{Db, Migration, StoreError};
+use platform::{Deps, Env, Ids, Net};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ServiceName {
+    Gateway,
+    Order,
+    Billing,
+    Warehouse,
+    Delivery,
+    Notification,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 6] = [
+        ServiceName::Gateway,
+        ServiceName::Order,
+        ServiceName::Billing,
+        ServiceName::Warehouse,
+        ServiceName::Delivery,
+        ServiceName::Notification,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Gateway => "gateway",
+            ServiceName::Order => "order",
+            ServiceName::Billing => "billing",
+            ServiceName::Warehouse => "warehouse",
+            ServiceName::Delivery => "delivery",
+            ServiceName::Notification => "notification",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ServiceName> {
+        ServiceName::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Offset from the base port: gateway 8080, order 8081, … notification 8085.
+    pub fn port_offset(self) -> u16 {
+        match self {
+            ServiceName::Gateway => 0,
+            ServiceName::Order => 1,
+            ServiceName::Billing => 2,
+            ServiceName::Warehouse => 3,
+            ServiceName::Delivery => 4,
+            ServiceName::Notification => 5,
+        }
+    }
+
+    pub fn migrations(self) -> Vec<Migration> {
+        match self {
+            ServiceName::Gateway => gateway::migrations(),
+            ServiceName::Order => order::migrations(),
+            ServiceName::Billing => billing::migrations(),
+            ServiceName::Warehouse => warehouse::migrations(),
+            ServiceName::Delivery => delivery::migrations(),
+            ServiceName::Notification => notification::migrations(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ShopConfig {
+    pub host: String,
+    /// Port of the gateway; the others follow it (see [`ServiceName::port_offset`]).
+    /// 0 lets every service pick a free port (only when all run in this process).
+    pub base_port: u16,
+    /// `None`: every database in memory (gone at exit).
+    pub data_dir: Option<PathBuf>,
+    pub services: Vec<ServiceName>,
+    pub slot_capacity: i64,
+    pub password_cost: gateway::PasswordCost,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShopError {
+    #[error("cannot listen for {service} on {addr}: {source}")]
+    Listen {
+        service: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{service} database: {source}")]
+    Store {
+        service: &'static str,
+        source: StoreError,
+    },
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("secrets file {path}: {detail}")]
+    Secrets { path: PathBuf, detail: String },
+    #[error("base port 0 needs all six services in one process")]
+    EphemeralPortsNeedAllServices,
+}
+
+/// Opens the service's database: a file in the data directory, or memory.
+pub fn open_db(data_dir: Option<&Path>, service: ServiceName) -> Result<Db, ShopError> {
+    let migrations = service.migrations();
+    let opened = match data_dir {
+        Some(dir) => Db::open_file(
+            &dir.join(format!("{}.sqlite", service.as_str())),
+            &migrations,
+        ),
+        None => Db::open_memory(&migrations),
+    };
+    opened.map_err(|source| ShopError::Store {
+        service: service.as_str(),
+        source,
+    })
+}
+
+/// The token secrets: from the environment if set, else from `secrets.json` in the data
+/// directory (created on first start), so that separate `shop serve` processes sharing a
+/// data directory agree. In memory mode they are random for this run.
+pub fn load_secrets(
+    data_dir: Option<&Path>,
+    from_env: Option<Secrets>,
+) -> Result<Secrets, ShopError> {
+    if let Some(secrets) = from_env {
+        return Ok(secrets);
+    }
+    let ids = Ids::from_seed(entropy_seed());
+    let fresh = || Secrets {
+        user_token_secret: ids.hex(32).into_bytes(),
+        service_token_secret: ids.hex(32).into_bytes(),
+    };
+    let Some(dir) = data_dir else {
+        return Ok(fresh());
+    };
+    let path = dir.join("secrets.json");
+    let error = |detail: String| ShopError::Secrets {
+        path: path.clone(),
+        detail,
+    };
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let stored: [String; 2] = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
+        let [user, service] = stored;
+        return Ok(Secrets {
+            user_token_secret: user.into_bytes(),
+            service_token_secret: service.into_bytes(),
+        });
+    }
+    let secrets = fresh();
+    let text = serde_json::to_string(&[
+        String::from_utf8_lossy(&secrets.user_token_secret),
+        String::from_utf8_lossy(&secrets.service_token_secret),
+    ])
+    .map_err(|e| error(e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| error(e.to_string()))?;
+    Ok(secrets)
+}
+
+fn real_env() -> Env {
+    Env {
+        clock: Arc::new(SystemClock),
+        net: Arc::new(TokioNet),
+        ids: Ids::from_seed(entropy_seed()),
+    }
+}
+
+fn seed_demo_data(
+    service: ServiceName,
+    db: &Db,
+    now: Timestamp,
+    config: &ShopConfig,
+) -> Result<(), ShopError> {
+    let now_text = platform::sql::time_text(now);
+    let seeded = match service {
+        ServiceName::Warehouse => {
+            db.write(|tx| warehouse::seed_catalog(tx, &warehouse::DEMO_CATALOG, &now_text))
+        }
+        ServiceName::Delivery => db.write(|tx| {
+            delivery::store::ensure_slots(tx, now, DELIVERY_HORIZON_HOURS, config.slot_capacity)
+        }),
+        _ => Ok(()),
+    };
+    seeded.map_err(|e| ShopError::Store {
+        service: service.as_str(),
+        source: e.into(),
+    })
+}
+
+pub const DELIVERY_HORIZON_HOURS: i64 = 7 * 24;
+
+type ServiceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Builds the future that runs one service until `shutdown` turns true.
+pub fn service_future(
+    service: ServiceName,
+    deps: Deps,
+    listener: Box<dyn Listener>,
+    config: &ShopConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> ServiceFuture {
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    match service {
+        ServiceName::Gateway => {
+            let gateway_config = gateway::Config {
+                password_cost: config.password_cost,
+                ..gateway::CONFIG
+            };
+            Box::pin(gateway::run(deps, gateway_config, listener, stop))
+        }
+        ServiceName::Order => Box::pin(order::run(deps, order::CONFIG, listener, stop)),
+        ServiceName::Billing => Box::pin(billing::run(
+            deps,
+            platform::outbox::RELAY_CONFIG,
+            listener,
+            stop,
+        )),
+        ServiceName::Warehouse => Box::pin(warehouse::run(deps, listener, stop)),
+        ServiceName::Delivery => {
+            let delivery_config = delivery::Config {
+                slot_capacity: config.slot_capacity,
+                horizon_hours: DELIVERY_HORIZON_HOURS,
+            };
+            Box::pin(delivery::run(deps, delivery_config, listener, stop))
+        }
+        ServiceName::Notification => Box::pin(notification::run(deps, listener, stop)),
+    }
+}
+
+/// A started shop: where each service listens, and the futures that run them.
+pub struct Started {
+    pub peers: Peers,
+    pub services: Vec<(ServiceName, ServiceFuture)>,
+}
+
+/// Binds every selected service, opens its database and seeds the demo data.
+pub async fn start(
+    config: &ShopConfig,
+    secrets: Secrets,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Started, ShopError> {
+    if config.base_port == 0 && config.services.len() != ServiceName::ALL.len() {
+        return Err(ShopError::EphemeralPortsNeedAllServices);
+    }
+    if let Some(dir) = &config.data_dir {
+        std::fs::create_dir_all(dir).map_err(|source| ShopError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let net = TokioNet;
+    let mut addresses: Vec<String> = ServiceName::ALL
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                config.host,
+                if config.base_port == 0 {
+                    0
+                } else {
+                    config.base_port + s.port_offset()
+                }
+            )
+        })
+        .collect();
+    let mut listeners = Vec::new();
+    for service in &config.services {
+        let index = usize::from(service.port_offset());
+        let listener = net
+            .bind(&addresses[index])
+            .await
+            .map_err(|source| ShopError::Listen {
+                service: service.as_str(),
+                addr: addresses[index].clone(),
+                source,
+            })?;
+        if let Ok(bound) = listener.local_addr() {
+            addresses[index] = bound.to_string();
+        }
+        listeners.push((*service, listener));
+    }
+    let peers = Peers {
+        gateway: addresses[0].clone(),
+        order: addresses[1].clone(),
+        billing: addresses[2].clone(),
+        warehouse: addresses[3].clone(),
+        delivery: addresses[4].clone(),
+        notification: addresses[5].clone(),
+    };
+    let mut services = Vec::new();
+    for (service, listener) in listeners {
+        let env = real_env();
+        let db = open_db(config.data_dir.as_deref(), service)?;
+        seed_demo_data(service, &db, env.clock.now_utc(), config)?;
+        let deps = Deps {
+            env,
+            db,
+            secrets: secrets.clone(),
+            peers: peers.clone(),
+        };
+        services.push((
+            service,
+            service_future(service, deps, listener, config, shutdown.clone()),
+        ));
+    }
+    Ok(Started { peers, services })
+}

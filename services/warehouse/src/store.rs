@@ -48,15 +48,44 @@ pub struct CatalogEntry {
 
 /// Real mode's demo catalog; fixed ids so the README's examples work on any machine.
 pub const DEMO_CATALOG: [CatalogEntry; 5] = [
-    CatalogEntry { id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001), name: "Espresso machine", price_cents: 24_900, stock: 20 },
-    CatalogEntry { id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0002), name: "Coffee grinder", price_cents: 8_950, stock: 30 },
-    CatalogEntry { id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0003), name: "Milk jug", price_cents: 1_500, stock: 100 },
-    CatalogEntry { id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0004), name: "Tamper", price_cents: 2_999, stock: 50 },
-    CatalogEntry { id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0005), name: "Bag of beans, 1 kg", price_cents: 1_800, stock: 3 },
+    CatalogEntry {
+        id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001),
+        name: "Espresso machine",
+        price_cents: 24_900,
+        stock: 20,
+    },
+    CatalogEntry {
+        id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0002),
+        name: "Coffee grinder",
+        price_cents: 8_950,
+        stock: 30,
+    },
+    CatalogEntry {
+        id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0003),
+        name: "Milk jug",
+        price_cents: 1_500,
+        stock: 100,
+    },
+    CatalogEntry {
+        id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0004),
+        name: "Tamper",
+        price_cents: 2_999,
+        stock: 50,
+    },
+    CatalogEntry {
+        id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0005),
+        name: "Bag of beans, 1 kg",
+        price_cents: 1_800,
+        stock: 3,
+    },
 ];
 
 /// Adds the catalog entries that are not there yet; existing stock is left alone.
-pub fn seed_catalog(connection: &Connection, catalog: &[CatalogEntry], now: &str) -> rusqlite::Result<()> {
+pub fn seed_catalog(
+    connection: &Connection,
+    catalog: &[CatalogEntry],
+    now: &str,
+) -> rusqlite::Result<()> {
     for entry in catalog {
         connection.execute(
             "INSERT OR IGNORE INTO products (id, name, price_cents, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -70,11 +99,17 @@ pub fn seed_catalog(connection: &Connection, catalog: &[CatalogEntry], now: &str
     Ok(())
 }
 
-const PRODUCT_COLUMNS: &str = "SELECT p.id, p.name, p.price_cents, s.total_quantity - s.reserved_quantity
+const PRODUCT_COLUMNS: &str =
+    "SELECT p.id, p.name, p.price_cents, s.total_quantity - s.reserved_quantity
      FROM products p JOIN stocks s ON s.product_id = p.id";
 
 fn product_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Product> {
-    Ok(Product { product_id: uuid_at(row, 0)?, name: row.get(1)?, price: Money::from_cents(row.get(2)?), available: row.get(3)? })
+    Ok(Product {
+        product_id: uuid_at(row, 0)?,
+        name: row.get(1)?,
+        price: Money::from_cents(row.get(2)?),
+        available: row.get(3)?,
+    })
 }
 
 pub fn products(connection: &Connection) -> rusqlite::Result<Vec<Product>> {
@@ -84,11 +119,22 @@ pub fn products(connection: &Connection) -> rusqlite::Result<Vec<Product>> {
 }
 
 pub fn product(connection: &Connection, id: Uuid) -> rusqlite::Result<Option<Product>> {
-    connection.query_row(&format!("{PRODUCT_COLUMNS} WHERE p.id = ?1"), [id.to_string()], product_row).optional()
+    connection
+        .query_row(
+            &format!("{PRODUCT_COLUMNS} WHERE p.id = ?1"),
+            [id.to_string()],
+            product_row,
+        )
+        .optional()
 }
 
 /// Reserves every line of the order or none of them.
-pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: &str) -> rusqlite::Result<StepResult> {
+pub fn reserve(
+    tx: &Connection,
+    order_id: Uuid,
+    items: &[ReserveItem],
+    now: &str,
+) -> rusqlite::Result<StepResult> {
     let result = act(tx, order_id, now, |tx| {
         for item in items {
             let available: Option<i64> = tx
@@ -124,7 +170,8 @@ pub fn release(tx: &Connection, order_id: Uuid, now: &str) -> rusqlite::Result<S
         let lines: Vec<(String, i64)> = {
             let mut statement =
                 tx.prepare("SELECT product_id, quantity FROM stock_reservations WHERE order_id = ?1 AND status = 'RESERVED'")?;
-            let rows = statement.query_map([order_id.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            let rows = statement
+                .query_map([order_id.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         for (product_id, quantity) in lines {
@@ -133,7 +180,10 @@ pub fn release(tx: &Connection, order_id: Uuid, now: &str) -> rusqlite::Result<S
                 params![quantity, product_id],
             )?;
         }
-        tx.execute("UPDATE stock_reservations SET status = 'RELEASED' WHERE order_id = ?1", [order_id.to_string()])?;
+        tx.execute(
+            "UPDATE stock_reservations SET status = 'RELEASED' WHERE order_id = ?1",
+            [order_id.to_string()],
+        )?;
         Ok(())
     })?;
     tracing::info!(%order_id, step = "reserve", outcome = state.as_str(), "saga compensation");

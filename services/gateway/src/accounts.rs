@@ -1,0 +1,244 @@
+//! Registration, login, profile and logout, and the session extractor the proxy uses.
+
+use crate::store::{
+    delete_session, insert_session, session, touch_session, user_by_email, user_by_id,
+};
+use crate::Gateway;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::TimeDelta;
+use contracts::auth::{LoginRequest, LoginResponse, Profile, RegisterRequest};
+use platform::json::Json;
+use platform::sql::time_text;
+use platform::ApiError;
+use rusqlite::params;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub const SESSION_COOKIE: &str = "session";
+pub const PASSWORD_LENGTH_MIN: usize = 8;
+pub const PASSWORD_LENGTH_MAX: usize = 1024;
+pub const EMAIL_LENGTH_MAX: usize = 254;
+pub const NAME_LENGTH_MAX: usize = 100;
+
+type Shared = State<Arc<Gateway>>;
+
+pub fn routes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/", post(login))
+        .route("/auth/profile/me", get(profile))
+        .route("/auth/logout", post(logout))
+}
+
+/// Lower-cased, trimmed, one `@`, a dot in the domain, no spaces.
+pub fn normalize_email(email: &str) -> Option<String> {
+    let email = email.trim().to_ascii_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let plausible = !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && email.len() <= EMAIL_LENGTH_MAX
+        && email.chars().all(|c| c.is_ascii_graphic());
+    plausible.then_some(email)
+}
+
+fn hasher(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+/// An Argon2id PHC string for `password` with the given salt bytes.
+pub fn hash_password(params: &Params, password: &str, salt: &[u8; 16]) -> Result<String, ApiError> {
+    let salt = SaltString::encode_b64(salt).map_err(|e| ApiError::internal(e.to_string()))?;
+    let hash = hasher(params)
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(hash.to_string())
+}
+
+impl Gateway {
+    fn hash_password(&self, password: &str) -> Result<String, ApiError> {
+        let mut salt = [0u8; 16];
+        self.env.ids.fill(&mut salt);
+        hash_password(&self.argon2_params, password, &salt)
+    }
+
+    fn password_matches(&self, password: &str, stored: &str) -> bool {
+        PasswordHash::new(stored).is_ok_and(|hash| {
+            hasher(&self.argon2_params)
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+    }
+}
+
+async fn register(
+    state: Shared,
+    Json(request): Json<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let email = normalize_email(&request.email)
+        .ok_or_else(|| ApiError::bad_request("invalid-email", "email is not a valid address"))?;
+    let length = request.password.chars().count();
+    if !(PASSWORD_LENGTH_MIN..=PASSWORD_LENGTH_MAX).contains(&length) {
+        return Err(ApiError::bad_request(
+            "invalid-password",
+            "password must be 8-1024 characters",
+        ));
+    }
+    let names = [&request.first_name, &request.last_name];
+    if names.iter().any(|n| {
+        n.as_ref()
+            .is_some_and(|n| n.chars().count() > NAME_LENGTH_MAX)
+    }) {
+        return Err(ApiError::bad_request(
+            "invalid-name",
+            "names must be at most 100 characters",
+        ));
+    }
+    let password_hash = state.hash_password(&request.password)?;
+    let user_id = state.env.ids.uuid();
+    let now = time_text(state.env.clock.now_utc());
+    state.db.write(|tx| {
+        if user_by_email(tx, &email)?.is_some() {
+            return Err(ApiError::conflict("email-taken", "an account with this email exists"));
+        }
+        tx.execute(
+            "INSERT INTO users (id, email, password_hash, first_name, last_name, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![user_id.to_string(), email, password_hash, request.first_name, request.last_name, now],
+        )?;
+        Ok(())
+    })?;
+    tracing::info!(%user_id, "registered");
+    let profile = Profile {
+        user_id,
+        email,
+        first_name: request.first_name,
+        last_name: request.last_name,
+    };
+    Ok((StatusCode::CREATED, axum::Json(profile)).into_response())
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        401,
+        "invalid-credentials",
+        "Unauthorized",
+        "wrong email or password",
+    )
+}
+
+async fn login(state: Shared, Json(request): Json<LoginRequest>) -> Result<Response, ApiError> {
+    let email = normalize_email(&request.email);
+    let user = match &email {
+        Some(email) => state.db.read(|c| user_by_email(c, email))?,
+        None => None,
+    };
+    let stored = user
+        .as_ref()
+        .map_or(state.decoy_hash.as_str(), |u| u.password_hash.as_str());
+    let matches = state.password_matches(&request.password, stored);
+    let Some(user) = user.filter(|_| matches) else {
+        return Err(invalid_credentials());
+    };
+    let session_id = state.env.ids.hex(32);
+    let now = time_text(state.env.clock.now_utc());
+    state
+        .db
+        .write(|tx| insert_session(tx, &session_id, user.id, &now))?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={session_id}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
+        state.config.session_idle_timeout_s
+    );
+    let body = axum::Json(LoginResponse {
+        user_id: user.id,
+        email: user.email,
+    });
+    Ok(([(header::SET_COOKIE, cookie)], body).into_response())
+}
+
+/// The `session` cookie's value, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// A shopper with a live session: the only way into `/auth/profile/me`, logout and `/api`.
+pub struct SessionUser {
+    pub user_id: Uuid,
+    pub session_id: String,
+}
+
+impl Gateway {
+    /// Resolves the cookie to a live session on the clock seam, refreshing its last use.
+    pub fn session_user(&self, headers: &HeaderMap) -> Result<Option<SessionUser>, ApiError> {
+        let Some(session_id) = session_cookie(headers).filter(|id| id.len() <= 128) else {
+            return Ok(None);
+        };
+        let Some((user_id, last_seen)) = self.db.read(|c| session(c, &session_id))? else {
+            return Ok(None);
+        };
+        let now = self.env.clock.now_utc();
+        let last_seen = chrono::DateTime::parse_from_rfc3339(&last_seen)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let idle = now.signed_duration_since(last_seen);
+        if idle >= TimeDelta::seconds(self.config.session_idle_timeout_s) {
+            self.db.write(|tx| delete_session(tx, &session_id))?;
+            return Ok(None);
+        }
+        if idle >= TimeDelta::seconds(self.config.session_touch_interval_s) {
+            self.db
+                .write(|tx| touch_session(tx, &session_id, &time_text(now)))?;
+        }
+        Ok(Some(SessionUser {
+            user_id,
+            session_id,
+        }))
+    }
+}
+
+impl FromRequestParts<Arc<Gateway>> for SessionUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<Gateway>,
+    ) -> Result<SessionUser, ApiError> {
+        state
+            .session_user(&parts.headers)?
+            .ok_or_else(|| ApiError::unauthorized("log in first: no valid session"))
+    }
+}
+
+async fn profile(state: Shared, user: SessionUser) -> Result<axum::Json<Profile>, ApiError> {
+    let row = state
+        .db
+        .read(|c| user_by_id(c, user.user_id))?
+        .ok_or_else(|| ApiError::unauthorized("user is gone"))?;
+    Ok(axum::Json(Profile {
+        user_id: row.id,
+        email: row.email,
+        first_name: row.first_name,
+        last_name: row.last_name,
+    }))
+}
+
+async fn logout(state: Shared, user: SessionUser) -> Result<Response, ApiError> {
+    state.db.write(|tx| delete_session(tx, &user.session_id))?;
+    let expired = HeaderValue::from_static("session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0");
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())
+}

@@ -1,0 +1,178 @@
+//! The proxy: the public contract's `/api/v1/**` routes, each sent to the service that owns
+//! it with a JWT minted for the session's user. Anything else under `/api` is a 404 (or a
+//! 401 without a session), so internal endpoints cannot be reached through the gateway.
+
+use crate::accounts::SessionUser;
+use crate::Gateway;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Extension, Router};
+use platform::client::{OutboundRequest, RetryPolicy};
+use platform::trace::{RequestContext, REQUEST_ID, TRACEPARENT};
+use platform::ApiError;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    Order,
+    Billing,
+    Warehouse,
+    Delivery,
+    Notification,
+}
+
+/// The public routes of the contract and who owns each. Nothing else is proxied.
+pub const PUBLIC_ROUTES: [(&str, &str, Upstream); 11] = [
+    ("POST", "/api/v1/billing/accounts", Upstream::Billing),
+    ("GET", "/api/v1/billing/accounts/me", Upstream::Billing),
+    ("POST", "/api/v1/billing/deposit", Upstream::Billing),
+    ("GET", "/api/v1/billing/transactions", Upstream::Billing),
+    ("GET", "/api/v1/warehouse/products", Upstream::Warehouse),
+    (
+        "GET",
+        "/api/v1/warehouse/products/{product_id}",
+        Upstream::Warehouse,
+    ),
+    ("GET", "/api/v1/deliveries/slots", Upstream::Delivery),
+    ("POST", "/api/v1/order", Upstream::Order),
+    ("GET", "/api/v1/order/{order_id}", Upstream::Order),
+    ("GET", "/api/v1/orders", Upstream::Order),
+    ("GET", "/api/v1/notifications", Upstream::Notification),
+];
+
+/// Headers passed to the service unchanged; everything else (Cookie, Authorization,
+/// X-User-*, …) stays at the gateway.
+const FORWARDED_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    HeaderName::from_static("idempotency-key"),
+    REQUEST_ID,
+];
+/// Headers of the service's answer passed back to the client.
+const RETURNED_HEADERS: [HeaderName; 3] =
+    [header::CONTENT_TYPE, header::LOCATION, header::RETRY_AFTER];
+
+/// Seconds a client is asked to wait when a service is unreachable.
+const RETRY_AFTER_S: u32 = 1;
+
+pub fn routes() -> Router<Arc<Gateway>> {
+    let mut router = Router::new();
+    for (method, path, upstream) in PUBLIC_ROUTES {
+        let handler =
+            move |state, user, context, request| proxy(state, user, context, request, upstream);
+        let route: MethodRouter<Arc<Gateway>> = if method == "GET" {
+            get(handler)
+        } else {
+            post(handler)
+        };
+        router = router.route(path, route);
+    }
+    router
+}
+
+/// Unknown routes: 401 under `/api` without a session (every `/api` call needs one), else 404.
+pub async fn unknown(
+    State(state): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    request: Request,
+) -> ApiError {
+    let under_api = request.uri().path().starts_with("/api/");
+    if under_api && state.session_user(&headers).ok().flatten().is_none() {
+        return ApiError::unauthorized("log in first: no valid session");
+    }
+    ApiError::not_found("no such route")
+}
+
+impl Gateway {
+    fn address(&self, upstream: Upstream) -> &str {
+        match upstream {
+            Upstream::Order => &self.peers.order,
+            Upstream::Billing => &self.peers.billing,
+            Upstream::Warehouse => &self.peers.warehouse,
+            Upstream::Delivery => &self.peers.delivery,
+            Upstream::Notification => &self.peers.notification,
+        }
+    }
+}
+
+async fn proxy(
+    State(state): State<Arc<Gateway>>,
+    user: SessionUser,
+    Extension(context): Extension<RequestContext>,
+    request: Request,
+    upstream: Upstream,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, platform::json::BODY_SIZE_MAX_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                413,
+                "body-too-large",
+                "Payload too large",
+                "request body is over 64 KiB",
+            )
+        })?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str())
+        .to_string();
+    let keyed = parts.headers.contains_key("idempotency-key");
+    let idempotent = parts.method == Method::GET || keyed;
+    let mut outbound = OutboundRequest::new(parts.method.clone(), path).idempotent(idempotent);
+    outbound.body = Bytes::from(body);
+    for name in FORWARDED_HEADERS {
+        if let Some(value) = parts.headers.get(&name) {
+            outbound.headers.push((name, value.clone()));
+        }
+    }
+    let traceparent = context
+        .traceparent
+        .clone()
+        .unwrap_or_else(|| context.child_traceparent(&state.env.ids));
+    let token = format!("Bearer {}", state.auth.mint_user_token(user.user_id));
+    outbound = outbound
+        .header(TRACEPARENT, &traceparent)
+        .header(header::AUTHORIZATION, &token);
+    if !parts.headers.contains_key(&REQUEST_ID) {
+        outbound = outbound.header(REQUEST_ID, &context.request_id);
+    }
+    let policy = if idempotent {
+        state.config.upstream_retry
+    } else {
+        RetryPolicy::once(state.config.upstream_retry.attempt_timeout_ms)
+    };
+    let address = state.address(upstream).to_string();
+    let reply = match state.http.send(&address, &outbound, policy).await {
+        Ok(reply) => reply,
+        Err(platform::client::CallError::Status {
+            status,
+            problem: Some(problem),
+        }) => {
+            return Ok(platform::error::problem_response(
+                &problem,
+                (status == 503).then_some(RETRY_AFTER_S),
+                None,
+            ));
+        }
+        Err(error) => {
+            tracing::warn!(?upstream, %error, "upstream unavailable");
+            return Err(ApiError::unavailable(
+                format!("{upstream:?} service is unavailable"),
+                RETRY_AFTER_S,
+            ));
+        }
+    };
+    let status = StatusCode::from_u16(reply.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, reply.body).into_response();
+    for name in RETURNED_HEADERS {
+        if let Some(value) = reply.headers.get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    Ok(response)
+}

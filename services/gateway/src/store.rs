@@ -1,0 +1,119 @@
+//! The gateway's user store: users with Argon2id hashes, and server-side sessions (stored
+//! by a digest of their id, so the database alone does not hold usable cookies).
+
+use platform::sql::uuid_at;
+use platform::storage::Migration;
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub fn migrations() -> Vec<Migration> {
+    vec![Migration {
+        version: 1,
+        sql: "
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            first_name TEXT,
+            last_name TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE sessions (
+            id_digest TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id),
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL
+        );
+        CREATE INDEX sessions_by_user ON sessions(user_id);",
+    }]
+}
+
+pub fn session_digest(session_id: &str) -> String {
+    Sha256::digest(session_id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub struct UserRow {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+const USER_COLUMNS: &str = "SELECT id, email, password_hash, first_name, last_name FROM users";
+
+fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        id: uuid_at(row, 0)?,
+        email: row.get(1)?,
+        password_hash: row.get(2)?,
+        first_name: row.get(3)?,
+        last_name: row.get(4)?,
+    })
+}
+
+pub fn user_by_email(connection: &Connection, email: &str) -> rusqlite::Result<Option<UserRow>> {
+    connection
+        .query_row(
+            &format!("{USER_COLUMNS} WHERE email = ?1"),
+            [email],
+            user_row,
+        )
+        .optional()
+}
+
+pub fn user_by_id(connection: &Connection, id: Uuid) -> rusqlite::Result<Option<UserRow>> {
+    connection
+        .query_row(
+            &format!("{USER_COLUMNS} WHERE id = ?1"),
+            [id.to_string()],
+            user_row,
+        )
+        .optional()
+}
+
+/// The session's user and last use, by the cookie's session id.
+pub fn session(
+    connection: &Connection,
+    session_id: &str,
+) -> rusqlite::Result<Option<(Uuid, String)>> {
+    connection
+        .query_row(
+            "SELECT user_id, last_seen_at FROM sessions WHERE id_digest = ?1",
+            [session_digest(session_id)],
+            |row| Ok((uuid_at(row, 0)?, row.get(1)?)),
+        )
+        .optional()
+}
+
+pub fn insert_session(
+    tx: &Connection,
+    session_id: &str,
+    user_id: Uuid,
+    now: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO sessions (id_digest, user_id, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?3)",
+        params![session_digest(session_id), user_id.to_string(), now],
+    )?;
+    Ok(())
+}
+
+pub fn touch_session(tx: &Connection, session_id: &str, now: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE sessions SET last_seen_at = ?1 WHERE id_digest = ?2",
+        params![now, session_digest(session_id)],
+    )?;
+    Ok(())
+}
+
+pub fn delete_session(tx: &Connection, session_id: &str) -> rusqlite::Result<usize> {
+    tx.execute(
+        "DELETE FROM sessions WHERE id_digest = ?1",
+        [session_digest(session_id)],
+    )
+}

@@ -1,0 +1,378 @@
+//! `POST /api/v1/order`: the contract's decision table, in its order.
+
+use crate::routes::Shared;
+use crate::saga::log;
+use crate::store::{
+    insert_key, insert_order, key_record, log_saga, order, similar_order, KeyRecord, NewOrder,
+};
+use crate::Orders;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use chrono::{TimeDelta, Timelike};
+use contracts::catalog::Product;
+use contracts::order::{
+    CreateOrderRequest, IdempotencyKey, Order, OrderItem, OrderStatus, ITEMS_MAX, QUANTITY_MAX,
+};
+use contracts::Money;
+use http::Method;
+use platform::auth::User;
+use platform::client::OutboundRequest;
+use platform::json::parse_json;
+use platform::trace::RequestContext;
+use platform::ApiError;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub const ADDRESS_LENGTH_MAX: usize = 500;
+pub const DESCRIPTION_LENGTH_MAX: usize = 1000;
+/// Seconds a client is asked to wait before repeating a request still in progress.
+const RETRY_AFTER_S: u32 = 1;
+
+fn parse_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+    let value = headers.get("idempotency-key").ok_or_else(|| {
+        ApiError::bad_request(
+            "idempotency-key-missing",
+            "the Idempotency-Key header is required",
+        )
+    })?;
+    value
+        .to_str()
+        .ok()
+        .and_then(IdempotencyKey::parse)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "idempotency-key-invalid",
+                "Idempotency-Key must be 1-255 printable ASCII characters",
+            )
+        })
+}
+
+/// Checks everything about the body that needs no other service.
+fn validate(request: &CreateOrderRequest) -> Result<(), ApiError> {
+    let invalid = |detail: &str| Err(ApiError::bad_request("invalid-order", detail));
+    if request.items.is_empty() || request.items.len() > ITEMS_MAX {
+        return invalid("items must hold 1-50 lines");
+    }
+    if request
+        .items
+        .iter()
+        .any(|i| !(1..=QUANTITY_MAX).contains(&i.quantity))
+    {
+        return invalid("every quantity must be 1-1000");
+    }
+    let address = &request.delivery_info.address;
+    if address.trim().is_empty() || address.len() > ADDRESS_LENGTH_MAX {
+        return invalid("deliveryInfo.address must be 1-500 characters");
+    }
+    let slot = request.delivery_info.preferred_time_slot;
+    if slot.minute() != 0 || slot.second() != 0 || slot.nanosecond() != 0 {
+        return invalid("deliveryInfo.preferredTimeSlot must be the start of an hour");
+    }
+    if request
+        .description
+        .as_ref()
+        .is_some_and(|d| d.len() > DESCRIPTION_LENGTH_MAX)
+    {
+        return invalid("description must be at most 1000 characters");
+    }
+    Ok(())
+}
+
+/// Sorted (productId, quantity) pairs: equal for the same multiset of lines.
+pub fn items_signature(request: &CreateOrderRequest) -> String {
+    let mut pairs: Vec<(Uuid, i64)> = request
+        .items
+        .iter()
+        .map(|i| (i.product_id, i.quantity))
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(p, q)| format!("{p}x{q}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A digest of what the request asks for (names and prices in items are ignored).
+pub fn request_hash(request: &CreateOrderRequest) -> String {
+    let lines: Vec<(Uuid, i64)> = request
+        .items
+        .iter()
+        .map(|i| (i.product_id, i.quantity))
+        .collect();
+    let canonical = serde_json::json!({
+        "items": lines,
+        "deliveryInfo": request.delivery_info,
+        "description": request.description,
+    });
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn order_json(order: &Order) -> serde_json::Value {
+    serde_json::to_value(order).unwrap_or_default()
+}
+
+fn order_response(status: StatusCode, order: &Order) -> Response {
+    let location = format!("/api/v1/order/{}", order.id);
+    (
+        status,
+        [(http::header::LOCATION, location)],
+        axum::Json(order),
+    )
+        .into_response()
+}
+
+impl Orders {
+    fn load(&self, order_id: Uuid) -> Result<Order, ApiError> {
+        self.db
+            .read(|c| order(c, order_id))?
+            .ok_or_else(|| ApiError::internal("the key's order is missing"))
+    }
+
+    /// Answers a key that was used before with the same body (steps 5, 6 and 7).
+    fn answer_replay(
+        &self,
+        user_id: Uuid,
+        key: &IdempotencyKey,
+        record: &KeyRecord,
+    ) -> Result<Response, ApiError> {
+        let order = self.load(record.order_id)?;
+        if record.duplicate {
+            return Err(duplicate(&order));
+        }
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(user_id, key.as_str().to_string()));
+        if waiting {
+            return Err(ApiError::conflict(
+                "idempotency-request-in-progress",
+                "an earlier request with this key is still being processed",
+            )
+            .with_retry_after(RETRY_AFTER_S));
+        }
+        Ok(order_response(StatusCode::OK, &order))
+    }
+
+    /// Catalog prices of the requested products; unknown product → 400, unreachable → 503.
+    async fn prices(
+        &self,
+        request: &CreateOrderRequest,
+        context: &RequestContext,
+    ) -> Result<BTreeMap<Uuid, Product>, ApiError> {
+        let call = OutboundRequest::new(Method::GET, "/api/v1/warehouse/products").idempotent(true);
+        let unavailable = |detail: String| {
+            ApiError::unavailable(format!("catalog unavailable: {detail}"), RETRY_AFTER_S)
+        };
+        let reply = self
+            .client
+            .send(
+                &self.peers.warehouse,
+                call,
+                context,
+                self.config.catalog_retry,
+            )
+            .await;
+        let catalog: Vec<Product> = reply
+            .and_then(|r| r.success())
+            .and_then(|r| r.json())
+            .map_err(|e| unavailable(e.to_string()))?;
+        let catalog: BTreeMap<Uuid, Product> =
+            catalog.into_iter().map(|p| (p.product_id, p)).collect();
+        match request
+            .items
+            .iter()
+            .find(|i| !catalog.contains_key(&i.product_id))
+        {
+            Some(unknown) => Err(ApiError::bad_request(
+                "unknown-product",
+                format!("no product {}", unknown.product_id),
+            )),
+            None => Ok(catalog),
+        }
+    }
+
+    fn price_order(
+        &self,
+        user_id: Uuid,
+        request: &CreateOrderRequest,
+        catalog: &BTreeMap<Uuid, Product>,
+        trace_id: &str,
+    ) -> Result<NewOrder, ApiError> {
+        let mut items = Vec::with_capacity(request.items.len());
+        let mut total = Money::ZERO;
+        for line in &request.items {
+            let product = &catalog[&line.product_id];
+            let line_total = product.price.checked_mul(line.quantity);
+            total = line_total
+                .and_then(|t| total.checked_add(t))
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid-order", "order total is too large")
+                })?;
+            items.push(OrderItem {
+                product_id: line.product_id,
+                name: product.name.clone(),
+                quantity: line.quantity,
+                price: product.price,
+            });
+        }
+        Ok(NewOrder {
+            id: self.env.ids.uuid(),
+            user_id,
+            price: total,
+            items,
+            delivery_info: request.delivery_info.clone(),
+            description: request.description.clone(),
+            items_signature: items_signature(request),
+            trace_id: trace_id.to_string(),
+        })
+    }
+}
+
+fn duplicate(order: &Order) -> ApiError {
+    ApiError::conflict(
+        "duplicate-order",
+        format!(
+            "a similar order {} was placed less than 5 minutes ago",
+            order.number
+        ),
+    )
+    .with_order(order_json(order))
+}
+
+enum Recorded {
+    New(Uuid),
+    Replay(KeyRecord),
+    Duplicate(Uuid),
+}
+
+pub async fn create_order(
+    state: Shared,
+    User(user_id): User,
+    Extension(context): Extension<RequestContext>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let started = state.env.clock.now();
+    let key = parse_key(&headers)?;
+    let request: CreateOrderRequest = parse_json(&body)?;
+    validate(&request)?;
+    let hash = request_hash(&request);
+    let earlier = state.db.read(|c| key_record(c, user_id, key.as_str()))?;
+    if let Some(record) = earlier.as_ref().filter(|r| r.request_hash == hash) {
+        return state.answer_replay(user_id, &key, record);
+    }
+    let catalog = state.prices(&request, &context).await?;
+    if earlier.is_some() {
+        return Err(ApiError::unprocessable(
+            "idempotency-key-reused",
+            "this Idempotency-Key was used with a different request",
+        ));
+    }
+    let new_order = state.price_order(user_id, &request, &catalog, &context.trace_id)?;
+    let now = state.env.clock.now_utc();
+    let window_start = now - TimeDelta::milliseconds(state.config.similar_order_window_ms);
+    let recorded = state.db.write(|tx| {
+        if let Some(record) = key_record(tx, user_id, key.as_str())? {
+            return Ok::<_, ApiError>(Recorded::Replay(record));
+        }
+        if let Some(similar) = similar_order(tx, user_id, &new_order.items_signature, window_start)?
+        {
+            let record = KeyRecord {
+                request_hash: hash.clone(),
+                duplicate: true,
+                order_id: similar,
+            };
+            insert_key(tx, user_id, key.as_str(), &record, now)?;
+            return Ok(Recorded::Duplicate(similar));
+        }
+        insert_order(tx, &new_order, now)?;
+        insert_key(
+            tx,
+            user_id,
+            key.as_str(),
+            &KeyRecord {
+                request_hash: hash.clone(),
+                duplicate: false,
+                order_id: new_order.id,
+            },
+            now,
+        )?;
+        log_saga(
+            tx,
+            new_order.id,
+            log::SAGA_STEP,
+            log::PHASE_SAGA,
+            log::BEGUN,
+            "",
+            now,
+        )?;
+        Ok(Recorded::New(new_order.id))
+    })?;
+    match recorded {
+        Recorded::Replay(record) if record.request_hash == hash => {
+            state.answer_replay(user_id, &key, &record)
+        }
+        Recorded::Replay(_) => Err(ApiError::unprocessable(
+            "idempotency-key-reused",
+            "this Idempotency-Key was used with a different request",
+        )),
+        Recorded::Duplicate(similar) => Err(duplicate(&state.load(similar)?)),
+        Recorded::New(order_id) => {
+            let elapsed = state.env.clock.now().saturating_duration_since(started);
+            let remaining =
+                Duration::from_millis(state.config.request_deadline_ms).saturating_sub(elapsed);
+            await_saga(&state, user_id, &key, order_id, remaining).await
+        }
+    }
+}
+
+/// Starts the new order's saga and waits for it at most `remaining` (steps 8, 9, 10).
+async fn await_saga(
+    state: &Arc<Orders>,
+    user_id: Uuid,
+    key: &IdempotencyKey,
+    order_id: Uuid,
+    remaining: Duration,
+) -> Result<Response, ApiError> {
+    let waiting_entry = (user_id, key.as_str().to_string());
+    state
+        .waiting
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(waiting_entry.clone());
+    if let Some(mut done) = state.start_saga(order_id) {
+        let _ = state
+            .env
+            .clock
+            .timeout(remaining, done.wait_for(|finished| *finished))
+            .await;
+    }
+    state
+        .waiting
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&waiting_entry);
+    let order = state.load(order_id)?;
+    match order.status {
+        OrderStatus::Confirmed => Ok(order_response(StatusCode::CREATED, &order)),
+        OrderStatus::Failed => {
+            let reason = order.error_message.clone().unwrap_or_default();
+            let mut error = ApiError::unprocessable(
+                "order-rejected",
+                format!("the order was rejected: {reason}"),
+            )
+            .with_order(order_json(&order));
+            error.location = Some(format!("/api/v1/order/{}", order.id));
+            Err(error)
+        }
+        _ => Ok(order_response(StatusCode::ACCEPTED, &order)),
+    }
+}

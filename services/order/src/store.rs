@@ -1,0 +1,318 @@
+//! The order service's schema and queries: orders and items, idempotency keys, the saga log.
+
+use contracts::order::{DeliveryInfo, Order, OrderItem, OrderStatus};
+use contracts::{Money, Timestamp};
+use platform::sql::{time_at, time_text, uuid_at};
+use platform::storage::Migration;
+use rusqlite::{params, Connection, OptionalExtension};
+use uuid::Uuid;
+
+pub fn migrations() -> Vec<Migration> {
+    vec![
+        Migration {
+            version: 1,
+            sql: "
+            CREATE TABLE orders (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                number TEXT NOT NULL UNIQUE,
+                user_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                price_cents INTEGER NOT NULL,
+                address TEXT NOT NULL,
+                preferred_time_slot TEXT NOT NULL,
+                description TEXT,
+                error_message TEXT,
+                -- sorted (productId, quantity) pairs: the similar-order rule compares these
+                items_signature TEXT NOT NULL,
+                -- the trace the saga's calls belong to, kept so recovery continues it
+                trace_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                version INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE INDEX orders_by_user ON orders(user_id, seq);
+            CREATE INDEX orders_unfinished ON orders(status);
+            CREATE TABLE order_items (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                order_id TEXT NOT NULL REFERENCES orders(id),
+                product_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                quantity INTEGER NOT NULL CHECK (quantity > 0),
+                price_cents INTEGER NOT NULL,
+                created_at TEXT NOT NULL
+            );
+            CREATE INDEX order_items_by_order ON order_items(order_id, id);
+            -- outcome ORDER: the key made order_id. DUPLICATE: the key was answered 409 with
+            -- the similar order order_id, and keeps getting that answer.
+            CREATE TABLE idempotency_keys (
+                user_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                request_hash TEXT NOT NULL,
+                outcome TEXT NOT NULL CHECK (outcome IN ('ORDER', 'DUPLICATE')),
+                order_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (user_id, key)
+            );
+            -- Written before each call and after each answer; recovery replays it.
+            CREATE TABLE saga_log (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                order_id TEXT NOT NULL,
+                step TEXT NOT NULL,
+                phase TEXT NOT NULL CHECK (phase IN ('ACTION', 'COMPENSATION', 'SAGA')),
+                event TEXT NOT NULL,
+                detail TEXT NOT NULL,
+                at TEXT NOT NULL
+            );
+            CREATE INDEX saga_log_by_order ON saga_log(order_id, seq);",
+        },
+        platform::outbox::migration(2),
+    ]
+}
+
+/// A new order as recorded by `POST /api/v1/order`.
+pub struct NewOrder {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub price: Money,
+    pub items: Vec<OrderItem>,
+    pub delivery_info: DeliveryInfo,
+    pub description: Option<String>,
+    pub items_signature: String,
+    pub trace_id: String,
+}
+
+pub fn insert_order(tx: &Connection, order: &NewOrder, now: Timestamp) -> rusqlite::Result<()> {
+    let now = time_text(now);
+    let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM orders", [], |row| {
+        row.get(0)
+    })?;
+    tx.execute(
+        "INSERT INTO orders (seq, id, number, user_id, status, price_cents, address, preferred_time_slot, description,
+                             items_signature, trace_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'NEW', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        params![
+            seq,
+            order.id.to_string(),
+            format!("ORD-{seq:08}"),
+            order.user_id.to_string(),
+            order.price.cents(),
+            order.delivery_info.address,
+            time_text(order.delivery_info.preferred_time_slot),
+            order.description,
+            order.items_signature,
+            order.trace_id,
+            now
+        ],
+    )?;
+    for item in &order.items {
+        tx.execute(
+            "INSERT INTO order_items (order_id, product_id, name, quantity, price_cents, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![order.id.to_string(), item.product_id.to_string(), item.name, item.quantity, item.price.cents(), now],
+        )?;
+    }
+    Ok(())
+}
+
+fn items_of(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Vec<OrderItem>> {
+    let mut statement =
+        connection.prepare_cached("SELECT product_id, name, quantity, price_cents FROM order_items WHERE order_id = ?1 ORDER BY id")?;
+    let rows = statement.query_map([order_id.to_string()], |row| {
+        Ok(OrderItem {
+            product_id: uuid_at(row, 0)?,
+            name: row.get(1)?,
+            quantity: row.get(2)?,
+            price: Money::from_cents(row.get(3)?),
+        })
+    })?;
+    rows.collect()
+}
+
+const ORDER_COLUMNS: &str =
+    "SELECT id, number, user_id, status, price_cents, address, preferred_time_slot, description,
+        error_message, created_at, updated_at FROM orders";
+
+fn order_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
+    let status: String = row.get(3)?;
+    Ok(Order {
+        id: uuid_at(row, 0)?,
+        number: row.get(1)?,
+        user_id: uuid_at(row, 2)?,
+        status: OrderStatus::parse(&status).unwrap_or(OrderStatus::New),
+        price: Money::from_cents(row.get(4)?),
+        items: Vec::new(),
+        delivery_info: DeliveryInfo {
+            address: row.get(5)?,
+            preferred_time_slot: time_at(row, 6)?,
+        },
+        description: row.get(7)?,
+        error_message: row.get(8)?,
+        created_at: time_at(row, 9)?,
+        updated_at: time_at(row, 10)?,
+    })
+}
+
+pub fn order(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<Order>> {
+    let found = connection
+        .query_row(
+            &format!("{ORDER_COLUMNS} WHERE id = ?1"),
+            [order_id.to_string()],
+            order_row,
+        )
+        .optional()?;
+    found
+        .map(|mut order| {
+            order.items = items_of(connection, order.id)?;
+            Ok(order)
+        })
+        .transpose()
+}
+
+pub const ORDERS_LISTED_MAX: i64 = 1000;
+
+pub fn orders_of(connection: &Connection, user_id: Uuid) -> rusqlite::Result<Vec<Order>> {
+    let mut statement = connection.prepare(&format!(
+        "{ORDER_COLUMNS} WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2"
+    ))?;
+    let rows = statement.query_map(params![user_id.to_string(), ORDERS_LISTED_MAX], order_row)?;
+    let mut orders = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    for order in &mut orders {
+        order.items = items_of(connection, order.id)?;
+    }
+    Ok(orders)
+}
+
+pub fn trace_id_of(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<String>> {
+    connection
+        .query_row(
+            "SELECT trace_id FROM orders WHERE id = ?1",
+            [order_id.to_string()],
+            |row| row.get(0),
+        )
+        .optional()
+}
+
+/// Ids of every order whose saga has not finished, oldest first.
+pub fn unfinished_orders(connection: &Connection, limit: i64) -> rusqlite::Result<Vec<Uuid>> {
+    let mut statement = connection.prepare(
+        "SELECT id FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED') ORDER BY seq LIMIT ?1",
+    )?;
+    let rows = statement.query_map([limit], |row| uuid_at(row, 0))?;
+    rows.collect()
+}
+
+/// Moves the order's status forward; never backwards, never out of a final status.
+/// Returns whether it moved.
+pub fn advance_status(
+    tx: &Connection,
+    order_id: Uuid,
+    next: OrderStatus,
+    error_message: Option<&str>,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
+    let current: String = tx.query_row(
+        "SELECT status FROM orders WHERE id = ?1",
+        [order_id.to_string()],
+        |row| row.get(0),
+    )?;
+    let current = OrderStatus::parse(&current).unwrap_or(OrderStatus::New);
+    if current == next || !current.may_become(next) {
+        return Ok(false);
+    }
+    tx.execute(
+        "UPDATE orders SET status = ?1, error_message = COALESCE(?2, error_message), updated_at = ?3, version = version + 1
+         WHERE id = ?4",
+        params![next.as_str(), error_message, time_text(now), order_id.to_string()],
+    )?;
+    Ok(true)
+}
+
+/// The key's earlier use: its request hash, outcome and order.
+pub struct KeyRecord {
+    pub request_hash: String,
+    pub duplicate: bool,
+    pub order_id: Uuid,
+}
+
+pub fn key_record(
+    connection: &Connection,
+    user_id: Uuid,
+    key: &str,
+) -> rusqlite::Result<Option<KeyRecord>> {
+    connection
+        .query_row(
+            "SELECT request_hash, outcome, order_id FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
+            params![user_id.to_string(), key],
+            |row| {
+                let outcome: String = row.get(1)?;
+                Ok(KeyRecord { request_hash: row.get(0)?, duplicate: outcome == "DUPLICATE", order_id: uuid_at(row, 2)? })
+            },
+        )
+        .optional()
+}
+
+pub fn insert_key(
+    tx: &Connection,
+    user_id: Uuid,
+    key: &str,
+    record: &KeyRecord,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    let outcome = if record.duplicate {
+        "DUPLICATE"
+    } else {
+        "ORDER"
+    };
+    tx.execute(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, outcome, order_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![user_id.to_string(), key, record.request_hash, outcome, record.order_id.to_string(), time_text(now)],
+    )?;
+    Ok(())
+}
+
+/// A non-FAILED order of the user with the same items created after `since`.
+pub fn similar_order(
+    connection: &Connection,
+    user_id: Uuid,
+    items_signature: &str,
+    since: Timestamp,
+) -> rusqlite::Result<Option<Uuid>> {
+    connection
+        .query_row(
+            "SELECT id FROM orders WHERE user_id = ?1 AND items_signature = ?2 AND status != 'FAILED' AND created_at > ?3
+             ORDER BY seq DESC LIMIT 1",
+            params![user_id.to_string(), items_signature, time_text(since)],
+            |row| uuid_at(row, 0),
+        )
+        .optional()
+}
+
+pub fn log_saga(
+    tx: &Connection,
+    order_id: Uuid,
+    step: &str,
+    phase: &str,
+    event: &str,
+    detail: &str,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO saga_log (order_id, step, phase, event, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![order_id.to_string(), step, phase, event, detail, time_text(now)],
+    )?;
+    tracing::info!(%order_id, step, phase, event, detail, "saga step");
+    Ok(())
+}
+
+/// One saga log line: (step, phase, event, detail).
+pub type LogEntry = (String, String, String, String);
+
+pub fn saga_log(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Vec<LogEntry>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT step, phase, event, detail FROM saga_log WHERE order_id = ?1 ORDER BY seq",
+    )?;
+    let rows = statement.query_map([order_id.to_string()], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    })?;
+    rows.collect()
+}

@@ -1,0 +1,134 @@
+//! A transactional outbox: events are written in the same transaction as the change they
+//! report, and a relay delivers them to the notification service until acknowledged, oldest
+//! first, a bounded batch at a time.
+
+use crate::client::{OutboundRequest, RetryPolicy};
+use crate::internal::InternalClient;
+use crate::storage::{Db, Migration};
+use crate::trace::RequestContext;
+use crate::Env;
+use contracts::notification::NotificationEvent;
+use http::Method;
+use rusqlite::{params, Connection};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub const NOTIFICATION_INTAKE_PATH: &str = "/api/v1/notifications/events";
+
+pub fn migration(version: u32) -> Migration {
+    Migration {
+        version,
+        sql: "
+        CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            event TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );",
+    }
+}
+
+pub fn enqueue(
+    connection: &Connection,
+    event: &NotificationEvent,
+    now: &str,
+) -> rusqlite::Result<()> {
+    let text = serde_json::to_string(event).expect("wire types serialize");
+    connection.execute(
+        "INSERT INTO outbox (event, created_at) VALUES (?1, ?2)",
+        params![text, now],
+    )?;
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RelayConfig {
+    /// How often the relay looks for events when nobody wakes it.
+    pub poll_interval_ms: u64,
+    pub batch_size_max: u32,
+    pub call_timeout_ms: u64,
+}
+
+pub const RELAY_CONFIG: RelayConfig = RelayConfig {
+    poll_interval_ms: 500,
+    batch_size_max: 32,
+    call_timeout_ms: 1_000,
+};
+
+pub struct Relay {
+    pub env: Env,
+    pub db: Db,
+    pub client: InternalClient,
+    pub notification_addr: String,
+    pub config: RelayConfig,
+    /// Notified after a transaction that enqueued events, to deliver them without waiting.
+    pub wakeup: Arc<Notify>,
+}
+
+impl Relay {
+    /// Runs forever; the service stops it by dropping (aborting) its task.
+    pub async fn run(self) {
+        loop {
+            let delivered_all = self.deliver_batch().await;
+            let wait = self
+                .env
+                .clock
+                .sleep(Duration::from_millis(self.config.poll_interval_ms));
+            if delivered_all {
+                tokio::select! {
+                    biased;
+                    () = self.wakeup.notified() => {}
+                    () = wait => {}
+                }
+            } else {
+                wait.await;
+            }
+        }
+    }
+
+    /// Returns whether everything pending was delivered.
+    async fn deliver_batch(&self) -> bool {
+        let batch: Result<Vec<(i64, String)>, rusqlite::Error> = self.db.read(|c| {
+            let mut statement = c.prepare("SELECT seq, event FROM outbox ORDER BY seq LIMIT ?1")?;
+            let rows = statement.query_map([self.config.batch_size_max], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+            rows.collect()
+        });
+        let Ok(batch) = batch else {
+            return false;
+        };
+        for (seq, text) in batch {
+            let Ok(event) = serde_json::from_str::<NotificationEvent>(&text) else {
+                tracing::error!(seq, "undecodable outbox event left in place");
+                return false;
+            };
+            let request = OutboundRequest::new(Method::POST, NOTIFICATION_INTAKE_PATH)
+                .json(&event)
+                .idempotent(true);
+            let context = RequestContext::background(&self.env.ids);
+            let policy = RetryPolicy::once(self.config.call_timeout_ms);
+            let reply = self
+                .client
+                .send(&self.notification_addr, request, &context, policy)
+                .await;
+            let delivered = reply.and_then(|reply| reply.success()).is_ok();
+            let recorded = self.db.write(|tx| {
+                if delivered {
+                    tx.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])
+                } else {
+                    tx.execute(
+                        "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1",
+                        params![seq],
+                    )
+                }
+            });
+            tracing::debug!(seq, delivered, order_id = %event.order_id, kind = event.kind.as_str(), "outbox delivery");
+            if !delivered || recorded.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,157 @@
+//! `shop`: runs the whole store (or one service of it) for real on this machine.
+
+use clap::{Parser, Subcommand};
+use platform::auth::Secrets;
+use shop::{load_secrets, start, ServiceName, ShopConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shop",
+    about = "The online store: six services, each with its own SQLite database."
+)]
+struct Cli {
+    /// Address every service listens on.
+    #[arg(long, default_value = "127.0.0.1", global = true)]
+    host: String,
+    /// Gateway port; order, billing, warehouse, delivery and notification take the next five.
+    #[arg(long, default_value_t = 8080, global = true)]
+    base_port: u16,
+    /// Directory of the services' SQLite files (and the token secrets).
+    #[arg(long, default_value = "data", global = true)]
+    data_dir: PathBuf,
+    /// Keep every database in memory instead (nothing survives a restart).
+    #[arg(long, global = true)]
+    memory: bool,
+    /// Capacity of each hourly delivery slot created from now on.
+    #[arg(long, default_value_t = 5, global = true)]
+    slot_capacity: i64,
+    /// Services to run in this process (comma-separated); default all six.
+    #[arg(long, value_delimiter = ',', global = true)]
+    services: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a single service in this process (one service per container).
+    Serve {
+        /// gateway, order, billing, warehouse, delivery or notification
+        service: String,
+    },
+}
+
+fn parse_services(names: &[String]) -> Result<Vec<ServiceName>, String> {
+    if names.is_empty() {
+        return Ok(ServiceName::ALL.to_vec());
+    }
+    let mut services = Vec::new();
+    for name in names {
+        let service = ServiceName::parse(name.trim())
+            .ok_or_else(|| format!("unknown service '{name}': expected gateway, order, billing, warehouse, delivery or notification"))?;
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+    Ok(services)
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the binary reads its configuration from the environment"
+)]
+fn secrets_from_env() -> Option<Secrets> {
+    let user = std::env::var("SHOP_USER_TOKEN_SECRET").ok()?;
+    let service = std::env::var("SHOP_SERVICE_TOKEN_SECRET").ok()?;
+    Some(Secrets {
+        user_token_secret: user.into_bytes(),
+        service_token_secret: service.into_bytes(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let names = match &cli.command {
+        Some(Command::Serve { service }) => vec![service.clone()],
+        None => cli.services.clone(),
+    };
+    let services = match parse_services(&names) {
+        Ok(services) => services,
+        Err(message) => {
+            eprintln!("shop: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let data_dir = (!cli.memory).then(|| cli.data_dir.clone());
+    let config = ShopConfig {
+        host: cli.host,
+        base_port: cli.base_port,
+        data_dir,
+        services,
+        slot_capacity: cli.slot_capacity,
+        password_cost: gateway::PASSWORD_COST_STANDARD,
+    };
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shop: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: ShopConfig) -> Result<(), shop::ShopError> {
+    if let Some(dir) = &config.data_dir {
+        std::fs::create_dir_all(dir).map_err(|source| shop::ShopError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let secrets = load_secrets(config.data_dir.as_deref(), secrets_from_env())?;
+    let (stop, shutdown) = watch::channel(false);
+    let started = start(&config, secrets, shutdown).await?;
+    let peers = &started.peers;
+    let listening: Vec<String> = started
+        .services
+        .iter()
+        .map(|(service, _)| {
+            let addr = match service {
+                ServiceName::Gateway => &peers.gateway,
+                ServiceName::Order => &peers.order,
+                ServiceName::Billing => &peers.billing,
+                ServiceName::Warehouse => &peers.warehouse,
+                ServiceName::Delivery => &peers.delivery,
+                ServiceName::Notification => &peers.notification,
+            };
+            format!("{}={addr}", service.as_str())
+        })
+        .collect();
+    match &config.data_dir {
+        Some(dir) => tracing::info!(data_dir = %dir.display(), "databases on disk"),
+        None => tracing::info!("databases in memory"),
+    }
+    println!("shop ready: {}", listening.join(" "));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, future) in started.services {
+        tasks.spawn(future);
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+        _ = tasks.join_next() => tracing::warn!("a service stopped; shutting down"),
+    }
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped; data kept");
+    Ok(())
+}
