@@ -28,6 +28,9 @@ struct Cli {
     /// Capacity of each hourly delivery slot created from now on.
     #[arg(long, default_value_t = 5, global = true)]
     slot_capacity: i64,
+    /// Argon2id cost of password hashes: standard (OWASP baseline) or low (tests only).
+    #[arg(long, default_value = "standard", global = true, value_parser = ["standard", "low"])]
+    password_cost: String,
     /// Services to run in this process (comma-separated); default all six.
     #[arg(long, value_delimiter = ',', global = true)]
     services: Vec<String>,
@@ -100,7 +103,11 @@ async fn main() -> ExitCode {
         data_dir,
         services,
         slot_capacity: cli.slot_capacity,
-        password_cost: gateway::PASSWORD_COST_STANDARD,
+        password_cost: if cli.password_cost == "low" {
+            gateway::PASSWORD_COST_LOW
+        } else {
+            gateway::PASSWORD_COST_STANDARD
+        },
     };
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
