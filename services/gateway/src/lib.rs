@@ -7,11 +7,12 @@ mod proxy;
 pub mod store;
 
 use argon2::Params;
+use axum::Router;
 use platform::auth::Auth;
 use platform::client::{HttpClient, RetryPolicy};
 use platform::internal::Peers;
 use platform::net::Listener;
-use platform::server::{serve, with_common_layers, SERVER_LIMITS};
+use platform::server::{serve, with_layers_keeping_fallback, SERVER_LIMITS};
 use platform::storage::Db;
 use platform::{Deps, Env};
 use std::future::Future;
@@ -75,12 +76,8 @@ pub struct Gateway {
     decoy_hash: String,
 }
 
-pub async fn run(
-    deps: Deps,
-    config: Config,
-    listener: Box<dyn Listener>,
-    shutdown: impl Future<Output = ()>,
-) {
+/// The gateway's whole HTTP surface, ready to serve.
+pub fn app(deps: Deps, config: Config) -> Router {
     let cost = config.password_cost;
     let argon2_params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
         .expect("valid Argon2 cost in config");
@@ -92,22 +89,26 @@ pub async fn run(
         )),
         http: HttpClient::new(deps.env.clone()),
         env: deps.env.clone(),
-        db: deps.db,
+        db: deps.db.clone(),
         peers: deps.peers,
         config,
         decoy_hash: accounts::hash_password(&argon2_params, "decoy password", &[7; 16])
             .expect("hashing with valid params"),
         argon2_params,
     });
+    let ids = deps.env.ids.clone();
     let routes = accounts::routes()
         .merge(proxy::routes())
         .fallback(proxy::unknown)
         .with_state(gateway);
-    serve(
-        listener,
-        with_common_layers(routes, deps.env.ids.clone()),
-        SERVER_LIMITS,
-        shutdown,
-    )
-    .await;
+    with_layers_keeping_fallback(routes, ids)
+}
+
+pub async fn run(
+    deps: Deps,
+    config: Config,
+    listener: Box<dyn Listener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve(listener, app(deps, config), SERVER_LIMITS, shutdown).await;
 }

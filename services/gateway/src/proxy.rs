@@ -4,7 +4,6 @@
 
 use crate::accounts::SessionUser;
 use crate::Gateway;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -124,7 +123,7 @@ async fn proxy(
     let keyed = parts.headers.contains_key("idempotency-key");
     let idempotent = parts.method == Method::GET || keyed;
     let mut outbound = OutboundRequest::new(parts.method.clone(), path).idempotent(idempotent);
-    outbound.body = Bytes::from(body);
+    outbound.body = body;
     for name in FORWARDED_HEADERS {
         if let Some(value) = parts.headers.get(&name) {
             outbound.headers.push((name, value.clone()));

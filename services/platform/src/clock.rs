@@ -35,3 +35,43 @@ impl dyn Clock {
         }
     }
 }
+
+/// A clock whose wall time moves only when told (tests); monotonic time is tokio's.
+pub struct ManualClock {
+    utc: std::sync::Mutex<Timestamp>,
+}
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock {
+            utc: std::sync::Mutex::new(start),
+        }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut utc = self.utc.lock().unwrap_or_else(|p| p.into_inner());
+        *utc += chrono::TimeDelta::from_std(by).unwrap_or(chrono::TimeDelta::MAX);
+    }
+}
+
+impl Clock for ManualClock {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "tokio time: simulated wherever the runtime is paused"
+    )]
+    fn now(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+
+    fn now_utc(&self) -> Timestamp {
+        *self.utc.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "tokio time: simulated wherever the runtime is paused"
+    )]
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}

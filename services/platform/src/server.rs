@@ -32,8 +32,12 @@ pub const SERVER_LIMITS: ServerLimits = ServerLimits {
 /// Wraps a service's routes with the layers every service shares: problem+json for every
 /// error, 404 problem for unknown routes, the 64 KiB body limit, and the request context.
 pub fn with_common_layers(routes: Router, ids: Ids) -> Router {
+    with_layers_keeping_fallback(routes.fallback(unknown_route), ids)
+}
+
+/// [`with_common_layers`] for a router that has a fallback of its own (the gateway's).
+pub fn with_layers_keeping_fallback(routes: Router, ids: Ids) -> Router {
     routes
-        .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(BODY_SIZE_MAX_BYTES))
         .layer(axum::middleware::from_fn(problem_everywhere))
         .layer(axum::middleware::from_fn_with_state(ids, request_context))
