@@ -159,12 +159,24 @@ fn may_have_taken_effect(outcome: &ActionOutcome) -> bool {
     )
 }
 
+/// Why the saga unwinds, if it does: the logged decision, or else the first refused or
+/// unknown action (the runner logs both in one transaction; this keeps any log resumable).
+fn unwind_reason(state: &SagaState) -> Option<String> {
+    state.compensating.clone().or_else(|| {
+        state.actions.values().find_map(|outcome| match outcome {
+            ActionOutcome::Refused(reason) => Some(reason.clone()),
+            ActionOutcome::Unknown => Some(reason::SERVICE_UNAVAILABLE.to_string()),
+            ActionOutcome::Started | ActionOutcome::Succeeded => None,
+        })
+    })
+}
+
 /// The one next move of a saga in `state`.
 pub fn next_move(state: &SagaState) -> Move {
     if state.finished {
         return Move::Done;
     }
-    if let Some(error_message) = &state.compensating {
+    if let Some(error_message) = unwind_reason(state) {
         let pending = STEPS.into_iter().rev().find(|step| {
             state.actions.get(step).is_some_and(may_have_taken_effect)
                 && !state.compensated.contains(step)
@@ -173,27 +185,19 @@ pub fn next_move(state: &SagaState) -> Move {
             Some(step) => Move::Compensate(step),
             None => Move::Finish {
                 status: OrderStatus::Failed,
-                error_message: Some(error_message.clone()),
+                error_message: Some(error_message),
             },
         };
     }
-    for step in STEPS {
-        match state.actions.get(&step) {
-            None | Some(ActionOutcome::Started) => return Move::Act(step),
-            Some(ActionOutcome::Succeeded) => continue,
-            // A refusal or unknown outcome is always logged with the decision to compensate;
-            // a log without it is unwound all the same.
-            Some(ActionOutcome::Refused(_)) | Some(ActionOutcome::Unknown) => {
-                return Move::Finish {
-                    status: OrderStatus::Failed,
-                    error_message: Some(reason::SERVICE_UNAVAILABLE.to_string()),
-                };
-            }
-        }
-    }
-    Move::Finish {
-        status: OrderStatus::Confirmed,
-        error_message: None,
+    match STEPS
+        .into_iter()
+        .find(|step| state.actions.get(step) != Some(&ActionOutcome::Succeeded))
+    {
+        Some(step) => Move::Act(step),
+        None => Move::Finish {
+            status: OrderStatus::Confirmed,
+            error_message: None,
+        },
     }
 }
 
