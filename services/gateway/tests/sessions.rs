@@ -17,11 +17,7 @@ use tower::ServiceExt;
 fn gateway(clock: Arc<ManualClock>) -> Router {
     let peer = "127.0.0.1:9".to_string();
     let deps = Deps {
-        env: Env {
-            clock,
-            net: Arc::new(TokioNet),
-            ids: Ids::from_seed(1),
-        },
+        env: Env::new(clock, Arc::new(TokioNet), Ids::from_seed(1)),
         db: Db::open_memory(&gateway::migrations()).unwrap(),
         secrets: Secrets {
             user_token_secret: b"u".to_vec(),

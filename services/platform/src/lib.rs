@@ -35,6 +35,41 @@ pub struct Env {
     pub clock: Arc<dyn Clock>,
     pub net: Arc<dyn Net>,
     pub ids: Ids,
+    pub chaos: Chaos,
+}
+
+impl Env {
+    /// An environment without injected faults.
+    pub fn new(clock: Arc<dyn Clock>, net: Arc<dyn Net>, ids: Ids) -> Env {
+        Env {
+            clock,
+            net,
+            ids,
+            chaos: Chaos::none(),
+        }
+    }
+}
+
+/// Faults the simulation injects from inside a service (off in real mode).
+#[derive(Clone, Debug, Default)]
+pub struct Chaos {
+    /// Per mille of idempotent outbound requests the HTTP client sends twice.
+    pub duplicate_per_mille: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Chaos {
+    pub fn none() -> Chaos {
+        Chaos::default()
+    }
+
+    /// Whether to send this request twice; draws from `ids` only when enabled, so that a
+    /// run without duplicates draws exactly what it would draw without this seam.
+    pub fn duplicate(&self, ids: &Ids) -> bool {
+        let per_mille = self
+            .duplicate_per_mille
+            .load(std::sync::atomic::Ordering::Relaxed);
+        per_mille > 0 && ids.next_u64() % 1000 < u64::from(per_mille)
+    }
 }
 
 /// Everything a service instance is handed at start: capabilities, its own database,

@@ -79,9 +79,9 @@ pub fn entropy_seed() -> u64 {
 
 /// The real environment: system clock, tokio sockets, ids seeded from OS entropy.
 pub fn real_env() -> Env {
-    Env {
-        clock: Arc::new(SystemClock),
-        net: Arc::new(TokioNet),
-        ids: Ids::from_seed(entropy_seed()),
-    }
+    Env::new(
+        Arc::new(SystemClock),
+        Arc::new(TokioNet),
+        Ids::from_seed(entropy_seed()),
+    )
 }

@@ -5,13 +5,12 @@ use contracts::Timestamp;
 use platform::auth::Secrets;
 use platform::internal::Peers;
 use platform::net::Listener;
-use platform::real::{entropy_seed, SystemClock, TokioNet};
+use platform::real::{entropy_seed, TokioNet};
 use platform::storage::{Db, Migration, StoreError};
-use platform::{Deps, Env, Ids, Net};
+use platform::{Deps, Ids, Net};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
 use tokio::sync::watch;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -167,14 +166,6 @@ pub fn load_secrets(
     Ok(secrets)
 }
 
-fn real_env() -> Env {
-    Env {
-        clock: Arc::new(SystemClock),
-        net: Arc::new(TokioNet),
-        ids: Ids::from_seed(entropy_seed()),
-    }
-}
-
 fn seed_demo_data(
     service: ServiceName,
     db: &Db,
@@ -301,7 +292,7 @@ pub async fn start(
     };
     let mut services = Vec::new();
     for (service, listener) in listeners {
-        let env = real_env();
+        let env = platform::real::real_env();
         let db = open_db(config.data_dir.as_deref(), service)?;
         seed_demo_data(service, &db, env.clock.now_utc(), config)?;
         let deps = Deps {

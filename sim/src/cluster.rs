@@ -1,0 +1,201 @@
+//! The cluster: one turmoil host per service, running the very code `shop` runs, each with
+//! its database kept here, outside the host, so a crash loses only uncommitted work.
+
+use crate::faults::SERVICES;
+use crate::scenario::Scenario;
+use crate::seams::{SimClock, TurmoilNet};
+use crate::seed::child_seed;
+use chrono::TimeDelta;
+use contracts::Timestamp;
+use platform::auth::Secrets;
+use platform::internal::Peers;
+use platform::storage::Db;
+use platform::{Chaos, Deps, Env, Ids, Net};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::future::pending;
+use std::sync::atomic::{AtomicI64, AtomicU32};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// 2026-01-01T00:00:00Z: every run's wall clock starts here.
+pub const EPOCH_S: i64 = 1_767_225_600;
+pub const DELIVERY_HORIZON_HOURS: i64 = 48;
+
+pub fn epoch() -> Timestamp {
+    Timestamp::from_timestamp(EPOCH_S, 0).expect("valid epoch")
+}
+
+pub fn port_of(service: &str) -> u16 {
+    8080 + SERVICES
+        .iter()
+        .position(|s| *s == service)
+        .expect("a service name") as u16
+}
+
+pub struct Cluster {
+    pub dbs: BTreeMap<&'static str, Db>,
+    pub skews: BTreeMap<&'static str, Arc<AtomicI64>>,
+    pub duplicates: Arc<AtomicU32>,
+    pub peers: Peers,
+    /// Total stock of each product at the start.
+    pub initial_stock: BTreeMap<Uuid, i64>,
+    pub slot_capacity: i64,
+}
+
+fn migrations(service: &str) -> Vec<platform::storage::Migration> {
+    match service {
+        "gateway" => gateway::migrations(),
+        "order" => order::migrations(),
+        "billing" => billing::migrations(),
+        "warehouse" => warehouse::migrations(),
+        "delivery" => delivery::migrations(),
+        _ => notification::migrations(),
+    }
+}
+
+fn peers() -> Peers {
+    let addr = |s: &str| format!("{s}:{}", port_of(s));
+    Peers {
+        gateway: addr("gateway"),
+        order: addr("order"),
+        billing: addr("billing"),
+        warehouse: addr("warehouse"),
+        delivery: addr("delivery"),
+        notification: addr("notification"),
+    }
+}
+
+/// Opens the databases and seeds the catalog and the slots, before any host runs.
+pub fn prepare(scenario: &Scenario) -> Cluster {
+    let mut dbs = BTreeMap::new();
+    for service in SERVICES {
+        dbs.insert(
+            service,
+            Db::open_memory(&migrations(service)).expect("in-memory database"),
+        );
+    }
+    let catalog: Vec<warehouse::CatalogEntry> = warehouse::DEMO_CATALOG
+        .iter()
+        .zip(scenario.stock)
+        .map(|(entry, stock)| warehouse::CatalogEntry {
+            id: entry.id,
+            name: entry.name,
+            price_cents: entry.price_cents,
+            stock,
+        })
+        .collect();
+    let now = platform::sql::time_text(epoch());
+    dbs["warehouse"]
+        .write(|tx| warehouse::seed_catalog(tx, &catalog, &now))
+        .expect("seed the catalog");
+    dbs["delivery"]
+        .write(|tx| {
+            delivery::store::ensure_slots(
+                tx,
+                epoch(),
+                DELIVERY_HORIZON_HOURS,
+                scenario.slot_capacity,
+            )
+        })
+        .expect("seed the slots");
+    Cluster {
+        dbs,
+        skews: SERVICES
+            .iter()
+            .map(|s| (*s, Arc::new(AtomicI64::new(0))))
+            .collect(),
+        duplicates: Arc::new(AtomicU32::new(0)),
+        peers: peers(),
+        initial_stock: catalog.iter().map(|c| (c.id, c.stock)).collect(),
+        slot_capacity: scenario.slot_capacity,
+    }
+}
+
+fn secrets(seed: u64) -> Secrets {
+    let ids = Ids::from_seed(child_seed(seed, "secrets"));
+    Secrets {
+        user_token_secret: ids.hex(32).into_bytes(),
+        service_token_secret: ids.hex(32).into_bytes(),
+    }
+}
+
+/// Registers the six services as turmoil hosts. Each restart gets fresh ids derived from
+/// the seed, the service and its incarnation.
+pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scenario: &Scenario) {
+    let secrets = secrets(seed);
+    for service in SERVICES {
+        let db = cluster.dbs[service].clone();
+        let skew = cluster.skews[service].clone();
+        let duplicates = cluster.duplicates.clone();
+        let peers = cluster.peers.clone();
+        let secrets = secrets.clone();
+        let slot_capacity = scenario.slot_capacity;
+        let incarnation = Cell::new(0u32);
+        sim.host(service, move || {
+            incarnation.set(incarnation.get() + 1);
+            let ids = Ids::from_seed(child_seed(
+                seed,
+                &format!("ids/{service}/{}", incarnation.get()),
+            ));
+            let chaos = Chaos {
+                duplicate_per_mille: duplicates.clone(),
+            };
+            let env = Env {
+                clock: Arc::new(SimClock {
+                    skew_ms: skew.clone(),
+                }),
+                net: Arc::new(TurmoilNet),
+                ids,
+                chaos,
+            };
+            let deps = Deps {
+                env,
+                db: db.clone(),
+                secrets: secrets.clone(),
+                peers: peers.clone(),
+            };
+            async move {
+                let listener = TurmoilNet
+                    .bind(&format!("0.0.0.0:{}", port_of(service)))
+                    .await?;
+                run_service(service, deps, listener, slot_capacity).await;
+                Ok(())
+            }
+        });
+    }
+}
+
+async fn run_service(
+    service: &str,
+    deps: Deps,
+    listener: Box<dyn platform::net::Listener>,
+    slot_capacity: i64,
+) {
+    let forever = pending::<()>();
+    match service {
+        "gateway" => {
+            let config = gateway::Config {
+                password_cost: gateway::PASSWORD_COST_LOW,
+                ..gateway::CONFIG
+            };
+            gateway::run(deps, config, listener, forever).await;
+        }
+        "order" => order::run(deps, order::CONFIG, listener, forever).await,
+        "billing" => billing::run(deps, platform::outbox::RELAY_CONFIG, listener, forever).await,
+        "warehouse" => warehouse::run(deps, listener, forever).await,
+        "delivery" => {
+            let config = delivery::Config {
+                slot_capacity,
+                horizon_hours: DELIVERY_HORIZON_HOURS,
+            };
+            delivery::run(deps, config, listener, forever).await;
+        }
+        _ => notification::run(deps, listener, forever).await,
+    }
+}
+
+/// The slot a shopper asks for: `hour` hours after the epoch.
+pub fn slot(hour: u32) -> Timestamp {
+    epoch() + TimeDelta::hours(i64::from(hour))
+}

@@ -1,0 +1,18 @@
+//! The deterministic simulation harness: the six real services as hosts of a turmoil
+//! cluster driven by one seed, shoppers working through the gateway, faults drawn from the
+//! seed, and the invariants of `shared/spec/SIMULATION.md` checked after every run.
+//!
+//! One file per noun: `seed` (labelled streams), `seams` (simulated clock and network),
+//! `cluster` (hosts and their databases), `shopper` (the workload), `history`, `faults`
+//! (plan and timeline), `checks` (the invariants), `run` (the driver), `scenario`, `sweep`.
+
+pub mod checks;
+pub mod cluster;
+pub mod faults;
+pub mod history;
+pub mod run;
+pub mod scenario;
+pub mod seams;
+pub mod seed;
+pub mod shopper;
+pub mod sweep;

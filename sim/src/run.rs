@@ -1,0 +1,307 @@
+//! One run: build the cluster from the seed, drive the safety phase with faults, heal, let
+//! the cluster settle in the liveness phase, check every invariant, digest the trace.
+
+use crate::checks::{always, final_checks, orders, Violation};
+use crate::cluster::{add_hosts, epoch, prepare, Cluster};
+use crate::faults::{plan, timeline, Action, Planned, SERVICES};
+use crate::history::{Event, History};
+use crate::scenario::Scenario;
+use crate::seed::child_seed;
+use crate::shopper::{Board, Shopper};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Simulated time per step.
+pub const TICK_MS: u64 = 1;
+/// How often (in steps) the "always" invariants and the settle check run.
+const CHECK_EVERY_STEPS: u64 = 250;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub scenario: String,
+    pub seed: u64,
+    pub digest: String,
+    pub violations: Vec<Violation>,
+    pub plan: Vec<Planned>,
+    pub history: Vec<Event>,
+    pub stats: Stats,
+    /// Faults applied and phase changes, with simulated times.
+    pub timeline: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    pub simulated_ms: u64,
+    pub orders: u64,
+    pub confirmed: u64,
+    pub failed: u64,
+    pub requests: u64,
+    /// Faults of each kind in the plan.
+    pub faults: BTreeMap<String, u64>,
+}
+
+impl RunReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    pub fn replay_command(&self) -> String {
+        format!(
+            "cargo run --release -p sim -- run --scenario {} --seed {}",
+            self.scenario, self.seed
+        )
+    }
+}
+
+#[expect(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "turmoil's epoch is a SystemTime, pinned here"
+)]
+fn builder(scenario: &Scenario, seed: u64) -> turmoil::Builder {
+    let mut builder = turmoil::Builder::new();
+    let epoch = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(epoch().timestamp() as u64);
+    builder
+        .rng_seed(child_seed(seed, "turmoil"))
+        .epoch(epoch)
+        .tick_duration(Duration::from_millis(TICK_MS))
+        .simulation_duration(Duration::from_millis(
+            scenario.safety_ms + scenario.liveness_ms + 60_000,
+        ))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(scenario.latency_max_ms.max(1)));
+    builder
+}
+
+struct Driver<'a> {
+    sim: turmoil::Sim<'a>,
+    cluster: Cluster,
+    scenario: Scenario,
+    hosts: Vec<String>,
+    crashed: BTreeMap<String, u32>,
+    log: Vec<String>,
+}
+
+impl Driver<'_> {
+    fn now_ms(&self) -> u64 {
+        self.sim.elapsed().as_millis() as u64
+    }
+
+    fn apply(&mut self, action: &Action) {
+        let at = self.now_ms();
+        self.log.push(format!("{at:>7} ms fault {action:?}"));
+        match action {
+            Action::Partition(a, b) => self.sim.partition(a.as_str(), b.as_str()),
+            Action::Repair(a, b) => self.sim.repair(a.as_str(), b.as_str()),
+            Action::PartitionOneWay(a, b) => self.sim.partition_oneway(a.as_str(), b.as_str()),
+            Action::RepairOneWay(a, b) => self.sim.repair_oneway(a.as_str(), b.as_str()),
+            Action::Hold(a, b) => self.sim.hold(a.as_str(), b.as_str()),
+            Action::Release(a, b) => self.sim.release(a.as_str(), b.as_str()),
+            Action::Crash(host) => {
+                *self.crashed.entry(host.clone()).or_default() += 1;
+                self.sim.crash(host.as_str());
+            }
+            Action::Restart(host) => {
+                let depth = self.crashed.entry(host.clone()).or_default();
+                *depth = depth.saturating_sub(1);
+                if *depth == 0 {
+                    self.sim.bounce(host.as_str());
+                }
+            }
+            Action::Skew(host, skew_ms) => {
+                self.cluster.skews[host.as_str()].store(*skew_ms, Ordering::Relaxed)
+            }
+            Action::Latency(max_ms) => {
+                let max = if *max_ms == 0 {
+                    self.scenario.latency_max_ms.max(1)
+                } else {
+                    *max_ms
+                };
+                self.sim.set_max_message_latency(Duration::from_millis(max));
+            }
+            Action::Duplicates(per_mille) => {
+                self.cluster.duplicates.store(*per_mille, Ordering::Relaxed)
+            }
+        }
+    }
+
+    /// Ends every fault: links repaired and released, crashed hosts restarted, clocks true.
+    fn heal(&mut self) {
+        let at = self.now_ms();
+        self.log
+            .push(format!("{at:>7} ms heal: liveness phase begins"));
+        for (index, a) in self.hosts.iter().enumerate() {
+            for b in &self.hosts[index + 1..] {
+                self.sim.repair(a.as_str(), b.as_str());
+                self.sim.release(a.as_str(), b.as_str());
+            }
+        }
+        for (host, depth) in &mut self.crashed {
+            if *depth > 0 {
+                *depth = 0;
+                self.sim.bounce(host.as_str());
+            }
+        }
+        for skew in self.cluster.skews.values() {
+            skew.store(0, Ordering::Relaxed);
+        }
+        self.cluster.duplicates.store(0, Ordering::Relaxed);
+        self.sim
+            .set_max_message_latency(Duration::from_millis(self.scenario.latency_max_ms.max(1)));
+    }
+
+    fn settled(&self) -> bool {
+        let unfinished = orders(&self.cluster)
+            .iter()
+            .any(|o| !matches!(o.status.as_str(), "CONFIRMED" | "FAILED"));
+        let outbox = |service: &str| -> i64 {
+            self.cluster.dbs[service]
+                .read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)))
+                .unwrap_or(1)
+        };
+        !unfinished && outbox("billing") == 0 && outbox("order") == 0
+    }
+}
+
+/// Runs `scenario` with `seed`, or with an explicit fault plan instead of the seed's.
+pub fn run(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<Planned>>) -> RunReport {
+    let cluster = prepare(scenario);
+    let mut sim = builder(scenario, seed).build();
+    add_hosts(&mut sim, &cluster, seed, scenario);
+    let history: History = Rc::new(RefCell::new(Vec::new()));
+    let board: Board = Rc::new(RefCell::new(BTreeMap::new()));
+    let shared = Arc::new(scenario.clone());
+    let mut hosts: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
+    for index in 0..scenario.shoppers {
+        let name = format!("shopper-{index}");
+        let shopper = Shopper::new(index, seed, shared.clone(), history.clone(), board.clone());
+        sim.client(name.as_str(), shopper.run());
+        hosts.push(name);
+    }
+    let plan = fixed_plan.unwrap_or_else(|| plan(scenario, seed));
+    let mut actions = timeline(&plan, &hosts).into_iter().peekable();
+    let mut driver = Driver {
+        sim,
+        cluster,
+        scenario: scenario.clone(),
+        hosts,
+        crashed: BTreeMap::new(),
+        log: Vec::new(),
+    };
+    let mut violations = Vec::new();
+    let mut healed = false;
+    let end_ms = scenario.safety_ms + scenario.liveness_ms;
+    let mut steps: u64 = 0;
+    while driver.now_ms() < end_ms {
+        let now = driver.now_ms();
+        if !healed && now >= scenario.safety_ms {
+            healed = true;
+            driver.heal();
+        }
+        while !healed && actions.peek().is_some_and(|(at, _)| *at <= now) {
+            let (_, action) = actions.next().expect("peeked");
+            driver.apply(&action);
+        }
+        let clients_done = match driver.sim.step() {
+            Ok(done) => done,
+            Err(error) => {
+                violations.push(Violation {
+                    invariant: 0,
+                    name: "harness",
+                    subject: "simulation".into(),
+                    evidence: error.to_string(),
+                });
+                break;
+            }
+        };
+        steps += 1;
+        if steps % CHECK_EVERY_STEPS == 0 {
+            for found in always(&driver.cluster) {
+                if !violations.contains(&found) {
+                    violations.push(found);
+                }
+            }
+            if healed && clients_done && driver.settled() {
+                break;
+            }
+        }
+    }
+    let simulated_ms = driver.now_ms();
+    driver.log.push(format!("{simulated_ms:>7} ms end of run"));
+    let history = history.borrow().clone();
+    for found in final_checks(&driver.cluster, &history) {
+        if !violations.contains(&found) {
+            violations.push(found);
+        }
+    }
+    let stats = stats(&driver.cluster, &history, &plan, simulated_ms);
+    let digest = digest(&driver.cluster, &history, &plan, &violations);
+    RunReport {
+        scenario: scenario.name.clone(),
+        seed,
+        digest,
+        violations,
+        plan,
+        history,
+        stats,
+        timeline: driver.log,
+    }
+}
+
+fn stats(cluster: &Cluster, history: &[Event], plan: &[Planned], simulated_ms: u64) -> Stats {
+    let orders = orders(cluster);
+    let mut faults = BTreeMap::new();
+    for planned in plan {
+        *faults
+            .entry(planned.fault.kind().name().to_string())
+            .or_default() += 1;
+    }
+    Stats {
+        simulated_ms,
+        orders: orders.len() as u64,
+        confirmed: orders.iter().filter(|o| o.status == "CONFIRMED").count() as u64,
+        failed: orders.iter().filter(|o| o.status == "FAILED").count() as u64,
+        requests: history.len() as u64,
+        faults,
+    }
+}
+
+/// A digest of everything the run decided: plan, history, final state and verdict.
+fn digest(
+    cluster: &Cluster,
+    history: &[Event],
+    plan: &[Planned],
+    violations: &[Violation],
+) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(plan).expect("serializable"));
+    hasher.update(serde_json::to_vec(history).expect("serializable"));
+    for order in orders(cluster) {
+        hasher.update(format!(
+            "{} {} {} {}\n",
+            order.id, order.status, order.price_cents, order.created_at
+        ));
+    }
+    let balances: Vec<(String, i64)> = cluster.dbs["billing"]
+        .read(|c| {
+            let mut statement =
+                c.prepare("SELECT user_id, balance_cents FROM accounts ORDER BY user_id")?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap_or_default();
+    hasher.update(format!("{balances:?}"));
+    hasher.update(serde_json::to_vec(violations).expect("serializable"));
+    hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

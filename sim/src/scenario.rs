@@ -1,0 +1,220 @@
+//! Scenarios are data: a TOML file in `scenarios/` fixes the workload, the fault mix and the
+//! phase lengths; the seed decides everything else.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    /// Seeds `cargo test` runs for this scenario (scaled by `SIM_SEEDS`).
+    pub seeds: u64,
+    pub shoppers: u32,
+    pub orders_per_shopper: u32,
+    /// Faults are injected and new work starts only in the safety phase.
+    pub safety_ms: u64,
+    /// Everything healed; the cluster must settle within this bound.
+    pub liveness_ms: u64,
+    /// Stock of the five demo products, in catalog order.
+    pub stock: [i64; 5],
+    pub slot_capacity: i64,
+    /// Delivery slots the shoppers choose from: the first N hours after the epoch.
+    pub slot_choices: u32,
+    /// Each shopper deposits a whole amount drawn from 0..=deposit_max.
+    pub deposit_max: u64,
+    pub latency_max_ms: u64,
+    pub mix: Mix,
+    pub faults: FaultMix,
+}
+
+/// Per mille of a shopper's orders that take each special form.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Mix {
+    /// The same key sent twice at once.
+    pub double_submit: u64,
+    /// The previous order's items under a new key (a similar order).
+    pub similar: u64,
+    /// A read of another shopper's order.
+    pub peek: u64,
+    /// A call without a session.
+    pub anonymous: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    Partition,
+    PartitionOneWay,
+    Isolate,
+    Hold,
+    Crash,
+    Skew,
+    Latency,
+    Duplicate,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::Partition,
+        FaultKind::PartitionOneWay,
+        FaultKind::Isolate,
+        FaultKind::Hold,
+        FaultKind::Crash,
+        FaultKind::Skew,
+        FaultKind::Latency,
+        FaultKind::Duplicate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Partition => "partition",
+            FaultKind::PartitionOneWay => "partition_one_way",
+            FaultKind::Isolate => "isolate",
+            FaultKind::Hold => "hold",
+            FaultKind::Crash => "crash",
+            FaultKind::Skew => "skew",
+            FaultKind::Latency => "latency",
+            FaultKind::Duplicate => "duplicate",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultMode {
+    /// No faults.
+    None,
+    /// Every listed kind, every seed.
+    Pinned,
+    /// Each listed kind switched on or off per seed, swarm-style.
+    Swarm,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultMix {
+    pub mode: FaultMode,
+    pub kinds: Vec<FaultKind>,
+    /// Most events of one kind in one run (each enabled kind draws 1..=this).
+    pub events_max: u64,
+    /// Longest partition, hold or crash.
+    pub duration_max_ms: u64,
+    /// Services a fault may target; empty means all six.
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("{path}: {detail}")]
+    Invalid { path: String, detail: String },
+    #[error("no scenario named '{0}' in scenarios/")]
+    Unknown(String),
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let scenario: Scenario = toml::from_str(&text).map_err(|source| ScenarioError::Parse {
+            path: shown.clone(),
+            source,
+        })?;
+        scenario
+            .validate()
+            .map_err(|detail| ScenarioError::Invalid {
+                path: shown,
+                detail,
+            })?;
+        Ok(scenario)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let checks = [
+            (
+                self.shoppers == 0 || self.shoppers > 16,
+                "shoppers must be 1-16",
+            ),
+            (
+                self.orders_per_shopper > 50,
+                "orders_per_shopper must be at most 50",
+            ),
+            (
+                self.safety_ms == 0 || self.safety_ms > 600_000,
+                "safety_ms must be 1-600000",
+            ),
+            (
+                self.liveness_ms < 10_000 || self.liveness_ms > 600_000,
+                "liveness_ms must be 10000-600000",
+            ),
+            (
+                self.slot_choices == 0 || self.slot_choices > 48,
+                "slot_choices must be 1-48",
+            ),
+            (
+                self.stock.iter().any(|s| *s < 0),
+                "stock must not be negative",
+            ),
+            (self.slot_capacity < 0, "slot_capacity must not be negative"),
+            (
+                self.latency_max_ms > 1_000,
+                "latency_max_ms must be at most 1000",
+            ),
+            (
+                self.faults.events_max > 20,
+                "faults.events_max must be at most 20",
+            ),
+        ];
+        match checks.iter().find(|(bad, _)| *bad) {
+            Some((_, message)) => Err((*message).to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `scenarios/` at the workspace root.
+pub fn scenarios_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scenarios")
+}
+
+/// Every scenario in `scenarios/`, by file name.
+pub fn load_all() -> Result<Vec<Scenario>, ScenarioError> {
+    let dir = scenarios_dir();
+    let shown = dir.display().to_string();
+    let entries = std::fs::read_dir(&dir).map_err(|source| ScenarioError::Read {
+        path: shown,
+        source,
+    })?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| Scenario::load(p)).collect()
+}
+
+pub fn load_named(name: &str) -> Result<Scenario, ScenarioError> {
+    let path = scenarios_dir().join(format!("{name}.toml"));
+    if !path.exists() {
+        return Err(ScenarioError::Unknown(name.to_string()));
+    }
+    Scenario::load(&path)
+}

@@ -1,0 +1,435 @@
+//! Shoppers: client hosts that work through the gateway as people (and their browsers)
+//! do — retrying with the same key, double-submitting, reordering similar items, polling
+//! orders that answered 202, and trying to read other shoppers' orders.
+
+use crate::cluster::slot;
+use crate::history::{Action, Event, History};
+use crate::scenario::Scenario;
+use crate::seams::{SimClock, TurmoilNet};
+use crate::seed::{child_seed, Draw};
+use bytes::Bytes;
+use http::{header, HeaderName, Method};
+use platform::client::{HttpClient, OutboundRequest, RetryPolicy};
+use platform::{Clock, Env, Ids};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How long a shopper waits for any answer.
+const ANSWER_TIMEOUT_MS: u64 = 20_000;
+/// Attempts of one step before the shopper gives up on it.
+const STEP_ATTEMPTS_MAX: u32 = 8;
+const POLL_INTERVAL_MS: u64 = 500;
+
+/// Orders each shopper has seen, for other shoppers to try to read.
+pub type Board = Rc<RefCell<BTreeMap<u32, Vec<Uuid>>>>;
+
+pub struct Shopper {
+    pub index: u32,
+    pub scenario: Arc<Scenario>,
+    pub history: History,
+    pub board: Board,
+    draw: Draw,
+    http: HttpClient,
+    clock: Arc<SimClock>,
+    started: Option<tokio::time::Instant>,
+    cookie: Option<String>,
+    gateway: String,
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl Shopper {
+    pub fn new(
+        index: u32,
+        seed: u64,
+        scenario: Arc<Scenario>,
+        history: History,
+        board: Board,
+    ) -> Shopper {
+        let clock = Arc::new(SimClock {
+            skew_ms: Arc::new(AtomicI64::new(0)),
+        });
+        let env = Env::new(
+            clock.clone(),
+            Arc::new(TurmoilNet),
+            Ids::from_seed(child_seed(seed, &format!("shopper-ids/{index}"))),
+        );
+        Shopper {
+            index,
+            scenario,
+            history,
+            board,
+            draw: Draw::new(seed, &format!("shopper/{index}")),
+            http: HttpClient::new(env),
+            clock,
+            started: None,
+            cookie: None,
+            gateway: format!("gateway:{}", crate::cluster::port_of("gateway")),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        let started = self.started.expect("started");
+        self.clock
+            .now()
+            .saturating_duration_since(started)
+            .as_millis() as u64
+    }
+
+    async fn pause(&self, ms: u64) {
+        self.clock.sleep(Duration::from_millis(ms)).await;
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        key: Option<&str>,
+        with_session: bool,
+    ) -> Option<Answer> {
+        let mut request = OutboundRequest::new(method, path);
+        if let Some(body) = body {
+            request.body = Bytes::from(body.to_string());
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(key) = key {
+            request = request.header(HeaderName::from_static("idempotency-key"), key);
+        }
+        if let (true, Some(cookie)) = (with_session, &self.cookie) {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let reply = self
+            .http
+            .send(
+                &self.gateway,
+                &request,
+                RetryPolicy::once(ANSWER_TIMEOUT_MS),
+            )
+            .await
+            .ok()?;
+        let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        Some(Answer {
+            status: reply.status.as_u16(),
+            body,
+        })
+    }
+
+    fn record(
+        &self,
+        action: Action,
+        key: Option<&str>,
+        answer: Option<&Answer>,
+        amount_cents: Option<i64>,
+    ) {
+        let body = answer.map(|a| &a.body);
+        let order = body.map(|b| {
+            if b.get("order").is_some() {
+                &b["order"]
+            } else {
+                b
+            }
+        });
+        let order_id = order
+            .and_then(|o| o["id"].as_str())
+            .and_then(|id| Uuid::parse_str(id).ok());
+        let order_status = order.and_then(|o| o["status"].as_str()).map(str::to_string);
+        let problem = body.and_then(|b| b["type"].as_str()).map(str::to_string);
+        let event = Event {
+            at_ms: self.elapsed_ms(),
+            shopper: self.index,
+            action,
+            key: key.map(str::to_string),
+            status: answer.map(|a| a.status),
+            problem,
+            order_id: if matches!(action, Action::ListOrders) {
+                None
+            } else {
+                order_id
+            },
+            order_status: if matches!(action, Action::ListOrders) {
+                None
+            } else {
+                order_status
+            },
+            amount_cents,
+        };
+        self.history.borrow_mut().push(event);
+    }
+
+    /// Repeats one step until `done` accepts the answer, a bounded number of times.
+    async fn until(
+        &mut self,
+        action: Action,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+        amount: Option<i64>,
+        done: impl Fn(u16) -> bool,
+    ) -> Option<Value> {
+        for attempt in 0..STEP_ATTEMPTS_MAX {
+            let answer = self
+                .call(method.clone(), path, body.as_ref(), key, true)
+                .await;
+            self.record(action, key, answer.as_ref(), amount);
+            if let Some(answer) = answer.filter(|a| done(a.status)) {
+                return Some(answer.body);
+            }
+            let backoff = 200 * u64::from(attempt + 1);
+            let jitter = self.draw.range(0, 200);
+            self.pause(backoff + jitter).await;
+        }
+        None
+    }
+
+    pub async fn run(mut self) -> turmoil::Result {
+        self.started = Some(self.clock.now());
+        let start_delay = self.draw.range(0, 200);
+        self.pause(start_delay).await;
+        if !self.sign_up().await {
+            return Ok(());
+        }
+        let mut pending = Vec::new();
+        let mut previous: Option<Value> = None;
+        for number in 0..self.scenario.orders_per_shopper {
+            if self.elapsed_ms() >= self.scenario.safety_ms {
+                break;
+            }
+            let think = self.draw.range(0, 800);
+            self.pause(think).await;
+            self.side_trip().await;
+            let similar = previous.is_some() && self.draw.chance(self.scenario.mix.similar);
+            let body = match (&previous, similar) {
+                (Some(body), true) => body.clone(),
+                _ => self.new_order_body(),
+            };
+            let key = format!("order-{}-{number}", self.index);
+            if let Some(order_id) = self.place(&key, &body).await {
+                pending.push(order_id);
+            }
+            previous = Some(body);
+        }
+        for order_id in pending {
+            self.poll(order_id).await;
+        }
+        let listed = self
+            .call(Method::GET, "/api/v1/orders", None, None, true)
+            .await;
+        self.record(Action::ListOrders, None, listed.as_ref(), None);
+        Ok(())
+    }
+
+    async fn sign_up(&mut self) -> bool {
+        let email = format!("shopper{}@example.com", self.index);
+        let credentials = json!({ "email": email, "password": format!("password-{}", self.index) });
+        if self
+            .until(
+                Action::Register,
+                Method::POST,
+                "/auth/register",
+                Some(credentials.clone()),
+                None,
+                None,
+                |s| s == 201 || s == 409,
+            )
+            .await
+            .is_none()
+        {
+            return false;
+        }
+        for attempt in 0..STEP_ATTEMPTS_MAX {
+            let mut request = OutboundRequest::new(Method::POST, "/auth/login").json(&credentials);
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            let reply = self
+                .http
+                .send(
+                    &self.gateway,
+                    &request,
+                    RetryPolicy::once(ANSWER_TIMEOUT_MS),
+                )
+                .await
+                .ok();
+            let answer = reply.as_ref().map(|r| Answer {
+                status: r.status.as_u16(),
+                body: Value::Null,
+            });
+            self.record(Action::Login, None, answer.as_ref(), None);
+            let cookie = reply
+                .as_ref()
+                .filter(|r| r.status == 200)
+                .and_then(|r| r.headers.get(header::SET_COOKIE))
+                .and_then(|v| v.to_str().ok());
+            if let Some(cookie) = cookie {
+                self.cookie = cookie.split(';').next().map(str::to_string);
+                break;
+            }
+            self.pause(200 * u64::from(attempt + 1)).await;
+        }
+        if self.cookie.is_none() {
+            return false;
+        }
+        if self
+            .until(
+                Action::OpenAccount,
+                Method::POST,
+                "/api/v1/billing/accounts",
+                None,
+                None,
+                None,
+                |s| s == 200 || s == 201,
+            )
+            .await
+            .is_none()
+        {
+            return false;
+        }
+        let amount = self.draw.range(0, self.scenario.deposit_max) as i64;
+        if amount > 0 {
+            let key = format!("deposit-{}", self.index);
+            let body = json!({ "amount": amount });
+            self.until(
+                Action::Deposit,
+                Method::POST,
+                "/api/v1/billing/deposit",
+                Some(body),
+                Some(&key),
+                Some(amount * 100),
+                |s| s == 200,
+            )
+            .await;
+        }
+        true
+    }
+
+    fn new_order_body(&mut self) -> Value {
+        let lines = self.draw.range(1, 2);
+        let mut items = Vec::new();
+        let mut used = Vec::new();
+        for _ in 0..lines {
+            let product = self.draw.pick(&warehouse::DEMO_CATALOG).id;
+            if used.contains(&product) {
+                continue;
+            }
+            used.push(product);
+            items.push(json!({ "productId": product, "quantity": self.draw.range(1, 3) }));
+        }
+        let hour = self.draw.range(1, u64::from(self.scenario.slot_choices)) as u32;
+        let slot = slot(hour).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        json!({ "items": items, "deliveryInfo": { "address": format!("{} Sim Street", self.index), "preferredTimeSlot": slot } })
+    }
+
+    /// Places an order, retrying the same key after no answer, 5xx or 409 in-progress;
+    /// sometimes sends the key twice at once. Returns the order to poll if it answered 202.
+    async fn place(&mut self, key: &str, body: &Value) -> Option<Uuid> {
+        let double = self.draw.chance(self.scenario.mix.double_submit);
+        for attempt in 0..STEP_ATTEMPTS_MAX {
+            let answer = if double && attempt == 0 {
+                let path = "/api/v1/order";
+                let (first, second) = tokio::join!(
+                    self.call(Method::POST, path, Some(body), Some(key), true),
+                    self.call(Method::POST, path, Some(body), Some(key), true)
+                );
+                self.record(Action::PlaceOrder, Some(key), second.as_ref(), None);
+                first
+            } else {
+                self.call(Method::POST, "/api/v1/order", Some(body), Some(key), true)
+                    .await
+            };
+            self.record(Action::PlaceOrder, Some(key), answer.as_ref(), None);
+            let Some(answer) = answer else {
+                self.pause(500).await;
+                continue;
+            };
+            let order_id = answer.body["id"]
+                .as_str()
+                .or(answer.body["order"]["id"].as_str())
+                .and_then(|id| Uuid::parse_str(id).ok());
+            if let Some(order_id) = order_id {
+                self.board
+                    .borrow_mut()
+                    .entry(self.index)
+                    .or_default()
+                    .push(order_id);
+            }
+            match answer.status {
+                202 => return order_id,
+                409 if answer.body["type"] == "/problems/idempotency-request-in-progress" => {
+                    self.pause(1_000).await
+                }
+                status if status >= 500 => self.pause(500 + 250 * u64::from(attempt)).await,
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    async fn poll(&mut self, order_id: Uuid) {
+        let deadline = self.scenario.safety_ms + self.scenario.liveness_ms - 2_000;
+        while self.elapsed_ms() < deadline {
+            let answer = self
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/order/{order_id}"),
+                    None,
+                    None,
+                    true,
+                )
+                .await;
+            self.record(Action::PollOrder, None, answer.as_ref(), None);
+            if let Some(answer) = answer {
+                if answer.status == 200
+                    && matches!(answer.body["status"].as_str(), Some("CONFIRMED" | "FAILED"))
+                {
+                    return;
+                }
+            }
+            self.pause(POLL_INTERVAL_MS).await;
+        }
+    }
+
+    /// Now and then: read another shopper's order, or call without a session.
+    async fn side_trip(&mut self) {
+        if self.draw.chance(self.scenario.mix.peek) {
+            let others: Vec<(u32, Uuid)> = self
+                .board
+                .borrow()
+                .iter()
+                .filter(|(who, _)| **who != self.index)
+                .flat_map(|(who, ids)| ids.iter().map(|id| (*who, *id)))
+                .collect();
+            if !others.is_empty() {
+                let (owner, order_id) = *self.draw.pick(&others);
+                let answer = self
+                    .call(
+                        Method::GET,
+                        &format!("/api/v1/order/{order_id}"),
+                        None,
+                        None,
+                        true,
+                    )
+                    .await;
+                self.record(Action::Peek, None, answer.as_ref(), Some(i64::from(owner)));
+            }
+        }
+        if self.draw.chance(self.scenario.mix.anonymous) {
+            let path = *self.draw.pick(&[
+                "/api/v1/orders",
+                "/api/v1/billing/accounts/me",
+                "/api/v1/notifications",
+                "/auth/profile/me",
+            ]);
+            let answer = self.call(Method::GET, path, None, None, false).await;
+            self.record(Action::Anonymous, None, answer.as_ref(), None);
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Sweeps: many seeds of many scenarios on all cores, with the determinism self-check.
+
+use crate::run::{run, RunReport};
+use crate::scenario::Scenario;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// One seed's verdict, small enough to keep for thousands of runs.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub scenario: String,
+    pub seed: u64,
+    pub digest: String,
+    /// The full report of a failing run; passing runs keep only their digest.
+    pub failure: Option<Box<RunReport>>,
+    /// A second run of the same seed disagreed: (first digest, second digest).
+    pub nondeterministic: Option<(String, String)>,
+    pub simulated_ms: u64,
+}
+
+/// Runs the seed, and again when `recheck` holds, comparing the digests.
+pub fn run_seed(scenario: &Scenario, seed: u64, recheck: bool) -> Outcome {
+    let report = run(scenario, seed, None);
+    let nondeterministic = if recheck {
+        let again = run(scenario, seed, None);
+        (again.digest != report.digest).then(|| (report.digest.clone(), again.digest.clone()))
+    } else {
+        None
+    };
+    Outcome {
+        scenario: scenario.name.clone(),
+        seed,
+        digest: report.digest.clone(),
+        simulated_ms: report.stats.simulated_ms,
+        failure: (!report.passed()).then(|| Box::new(report)),
+        nondeterministic,
+    }
+}
+
+/// Runs every (scenario, seed) job on `workers` threads; `progress` is told of each end.
+/// Results come back in job order, whatever order the threads finished in.
+pub fn sweep(
+    jobs: &[(Scenario, u64, bool)],
+    workers: usize,
+    progress: &(dyn Fn(&Outcome) + Sync),
+) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; jobs.len()]);
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the sweep runs independent simulations on all cores; each run is single-threaded"
+    )]
+    std::thread::scope(|scope| {
+        for _ in 0..workers.max(1) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some((scenario, seed, recheck)) = jobs.get(index) else {
+                    return;
+                };
+                let outcome = run_seed(scenario, *seed, *recheck);
+                progress(&outcome);
+                results.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(outcome);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|o| o.expect("every job ran"))
+        .collect()
+}
