@@ -21,11 +21,7 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "invariant {} ({}) violated for {}: {}",
-            self.invariant, self.name, self.subject, self.evidence
-        )
+        write!(f, "invariant {} ({}) violated for {}: {}", self.invariant, self.name, self.subject, self.evidence)
     }
 }
 
@@ -43,12 +39,7 @@ pub const NAMES: [&str; 10] = [
 ];
 
 fn violation(invariant: u8, subject: impl Into<String>, evidence: impl Into<String>) -> Violation {
-    Violation {
-        invariant,
-        name: NAMES[usize::from(invariant) - 1],
-        subject: subject.into(),
-        evidence: evidence.into(),
-    }
+    Violation { invariant, name: NAMES[usize::from(invariant) - 1], subject: subject.into(), evidence: evidence.into() }
 }
 
 /// One order as the order service recorded it.
@@ -63,11 +54,7 @@ pub struct OrderRow {
     pub items: BTreeMap<Uuid, i64>,
 }
 
-fn query<T>(
-    db: &platform::storage::Db,
-    sql: &str,
-    map: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> Vec<T> {
+fn query<T>(db: &platform::storage::Db, sql: &str, map: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> Vec<T> {
     db.read(|c: &Connection| {
         let mut statement = c.prepare(sql)?;
         let rows = statement.query_map([], |row| map(row))?;
@@ -82,22 +69,24 @@ fn uuid(text: String) -> Uuid {
 
 pub fn orders(cluster: &Cluster) -> Vec<OrderRow> {
     let db = &cluster.dbs["order"];
-    let mut orders = query(db, "SELECT id, user_id, status, price_cents, items_signature, created_at FROM orders ORDER BY seq", |r| {
-        Ok(OrderRow {
-            id: uuid(r.get(0)?),
-            user_id: r.get(1)?,
-            status: r.get(2)?,
-            price_cents: r.get(3)?,
-            signature: r.get(4)?,
-            created_at: r.get(5)?,
-            items: BTreeMap::new(),
-        })
-    });
-    let lines = query(
+    let mut orders = query(
         db,
-        "SELECT order_id, product_id, quantity FROM order_items ORDER BY id",
-        |r| Ok((uuid(r.get(0)?), uuid(r.get(1)?), r.get::<_, i64>(2)?)),
+        "SELECT id, user_id, status, price_cents, items_signature, created_at FROM orders ORDER BY seq",
+        |r| {
+            Ok(OrderRow {
+                id: uuid(r.get(0)?),
+                user_id: r.get(1)?,
+                status: r.get(2)?,
+                price_cents: r.get(3)?,
+                signature: r.get(4)?,
+                created_at: r.get(5)?,
+                items: BTreeMap::new(),
+            })
+        },
     );
+    let lines = query(db, "SELECT order_id, product_id, quantity FROM order_items ORDER BY id", |r| {
+        Ok((uuid(r.get(0)?), uuid(r.get(1)?), r.get::<_, i64>(2)?))
+    });
     for (order_id, product, quantity) in lines {
         if let Some(order) = orders.iter_mut().find(|o| o.id == order_id) {
             *order.items.entry(product).or_default() += quantity;
@@ -109,60 +98,32 @@ pub fn orders(cluster: &Cluster) -> Vec<OrderRow> {
 /// The cheap checks of the "(always)" invariants, run while the simulation runs.
 pub fn always(cluster: &Cluster) -> Vec<Violation> {
     let mut found = Vec::new();
-    for (user, balance) in query(
-        &cluster.dbs["billing"],
-        "SELECT user_id, balance_cents FROM accounts",
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-    ) {
+    for (user, balance) in query(&cluster.dbs["billing"], "SELECT user_id, balance_cents FROM accounts", |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    }) {
         if balance < 0 {
-            found.push(violation(
-                2,
-                format!("user {user}"),
-                format!("balance {balance} cents is below zero"),
-            ));
+            found.push(violation(2, format!("user {user}"), format!("balance {balance} cents is below zero")));
         }
     }
-    let stocks = query(
-        &cluster.dbs["warehouse"],
-        "SELECT product_id, total_quantity, reserved_quantity FROM stocks",
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        },
-    );
+    let stocks =
+        query(&cluster.dbs["warehouse"], "SELECT product_id, total_quantity, reserved_quantity FROM stocks", |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
     for (product, total, reserved) in stocks {
         if total - reserved < 0 {
             found.push(violation(
                 3,
                 format!("product {product}"),
-                format!(
-                    "available {} below zero (total {total}, reserved {reserved})",
-                    total - reserved
-                ),
+                format!("available {} below zero (total {total}, reserved {reserved})", total - reserved),
             ));
         }
     }
-    let slots = query(
-        &cluster.dbs["delivery"],
-        "SELECT slot, capacity, booked FROM delivery_slots",
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        },
-    );
+    let slots = query(&cluster.dbs["delivery"], "SELECT slot, capacity, booked FROM delivery_slots", |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
     for (slot, capacity, booked) in slots {
         if booked > capacity {
-            found.push(violation(
-                4,
-                format!("slot {slot}"),
-                format!("{booked} bookings over capacity {capacity}"),
-            ));
+            found.push(violation(4, format!("slot {slot}"), format!("{booked} bookings over capacity {capacity}")));
         }
     }
     found
@@ -177,10 +138,7 @@ pub fn final_checks(cluster: &Cluster, history: &[Event]) -> Vec<Violation> {
     found.extend(clients_saw(&orders, history));
     found.extend(duplicates(&orders));
     found.extend(notifications(cluster, &orders));
-    for order in orders
-        .iter()
-        .filter(|o| !matches!(o.status.as_str(), "CONFIRMED" | "FAILED"))
-    {
+    for order in orders.iter().filter(|o| !matches!(o.status.as_str(), "CONFIRMED" | "FAILED")) {
         found.push(violation(
             9,
             format!("order {}", order.id),
@@ -222,19 +180,14 @@ fn saga_money_stock_slots(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violati
     );
     let mut reserved_by_order: BTreeMap<Uuid, BTreeMap<Uuid, i64>> = BTreeMap::new();
     for (order, product, quantity) in &reserved {
-        *reserved_by_order
-            .entry(*order)
-            .or_default()
-            .entry(*product)
-            .or_default() += quantity;
+        *reserved_by_order.entry(*order).or_default().entry(*product).or_default() += quantity;
     }
-    let booked: BTreeSet<Uuid> = query(
-        &cluster.dbs["delivery"],
-        "SELECT order_id FROM delivery_reservations WHERE status = 'BOOKED'",
-        |r| Ok(uuid(r.get(0)?)),
-    )
-    .into_iter()
-    .collect();
+    let booked: BTreeSet<Uuid> =
+        query(&cluster.dbs["delivery"], "SELECT order_id FROM delivery_reservations WHERE status = 'BOOKED'", |r| {
+            Ok(uuid(r.get(0)?))
+        })
+        .into_iter()
+        .collect();
     for order in orders {
         let (withdrawals, refunds, net) = debits.get(&order.id).copied().unwrap_or_default();
         if withdrawals > 1 || refunds > 1 {
@@ -246,18 +199,15 @@ fn saga_money_stock_slots(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violati
         }
         let stock = reserved_by_order.get(&order.id);
         let is_booked = booked.contains(&order.id);
+        let complete = net == order.price_cents && stock == Some(&order.items) && is_booked;
+        let undone = net == 0 && stock.is_none() && !is_booked;
+        let evidence = format!(
+            "{} with net debit {net} of price {}, stock reserved {stock:?} of {:?}, booked {is_booked}",
+            order.status, order.price_cents, order.items
+        );
         match order.status.as_str() {
-            "CONFIRMED" => {
-                if net != order.price_cents || stock != Some(&order.items) || !is_booked {
-                    let evidence = format!("CONFIRMED with net debit {net} of price {}, stock reserved {stock:?} of {:?}, booked {is_booked}", order.price_cents, order.items);
-                    found.push(violation(1, format!("order {}", order.id), evidence));
-                }
-            }
-            "FAILED" => {
-                if net != 0 || stock.is_some() || is_booked {
-                    found.push(violation(1, format!("order {}", order.id), format!("FAILED with net debit {net}, stock reserved {stock:?}, booked {is_booked}")));
-                }
-            }
+            "CONFIRMED" if !complete => found.push(violation(1, format!("order {}", order.id), evidence)),
+            "FAILED" if !undone => found.push(violation(1, format!("order {}", order.id), evidence)),
             _ => {}
         }
     }
@@ -269,21 +219,11 @@ fn saga_money_stock_slots(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violati
 
 fn money(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
     let billing = &cluster.dbs["billing"];
-    let deposits: i64 = query(
-        billing,
-        "SELECT COALESCE(SUM(amount_cents), 0) FROM transactions WHERE type = 'DEPOSIT'",
-        |r| r.get(0),
-    )[0];
-    let balances: i64 = query(
-        billing,
-        "SELECT COALESCE(SUM(balance_cents), 0) FROM accounts",
-        |r| r.get(0),
-    )[0];
-    let confirmed: i64 = orders
-        .iter()
-        .filter(|o| o.status == "CONFIRMED")
-        .map(|o| o.price_cents)
-        .sum();
+    let deposits: i64 =
+        query(billing, "SELECT COALESCE(SUM(amount_cents), 0) FROM transactions WHERE type = 'DEPOSIT'", |r| r.get(0))
+            [0];
+    let balances: i64 = query(billing, "SELECT COALESCE(SUM(balance_cents), 0) FROM accounts", |r| r.get(0))[0];
+    let confirmed: i64 = orders.iter().filter(|o| o.status == "CONFIRMED").map(|o| o.price_cents).sum();
     if deposits != balances + confirmed {
         let evidence = format!(
             "deposits {deposits} != balances {balances} + confirmed prices {confirmed} (off by {})",
@@ -296,20 +236,17 @@ fn money(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
 
 fn stock(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
     let mut found = Vec::new();
-    let stocks = query(
-        &cluster.dbs["warehouse"],
-        "SELECT product_id, total_quantity, reserved_quantity FROM stocks",
-        |r| Ok((uuid(r.get(0)?), r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
-    );
+    let stocks =
+        query(&cluster.dbs["warehouse"], "SELECT product_id, total_quantity, reserved_quantity FROM stocks", |r| {
+            Ok((uuid(r.get(0)?), r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
     for (product, total, reserved) in stocks {
         let initial = cluster.initial_stock.get(&product).copied().unwrap_or(0);
-        let confirmed: i64 = orders
-            .iter()
-            .filter(|o| o.status == "CONFIRMED")
-            .filter_map(|o| o.items.get(&product))
-            .sum();
+        let confirmed: i64 =
+            orders.iter().filter(|o| o.status == "CONFIRMED").filter_map(|o| o.items.get(&product)).sum();
         if total != initial || reserved != confirmed {
-            let evidence = format!("initial {initial}, total now {total}, reserved {reserved}, confirmed orders hold {confirmed}");
+            let evidence =
+                format!("initial {initial}, total now {total}, reserved {reserved}, confirmed orders hold {confirmed}");
             found.push(violation(3, format!("product {product}"), evidence));
         }
     }
@@ -318,22 +255,12 @@ fn stock(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
 
 fn slots(cluster: &Cluster, orders: &[OrderRow], booked: &BTreeSet<Uuid>) -> Vec<Violation> {
     let mut found = Vec::new();
-    let counted: i64 = query(
-        &cluster.dbs["delivery"],
-        "SELECT COALESCE(SUM(booked), 0) FROM delivery_slots",
-        |r| r.get(0),
-    )[0];
-    let confirmed: BTreeSet<Uuid> = orders
-        .iter()
-        .filter(|o| o.status == "CONFIRMED")
-        .map(|o| o.id)
-        .collect();
+    let counted: i64 =
+        query(&cluster.dbs["delivery"], "SELECT COALESCE(SUM(booked), 0) FROM delivery_slots", |r| r.get(0))[0];
+    let confirmed: BTreeSet<Uuid> = orders.iter().filter(|o| o.status == "CONFIRMED").map(|o| o.id).collect();
     if &confirmed != booked || counted != confirmed.len() as i64 {
-        let evidence = format!(
-            "{} CONFIRMED orders, {} bookings, slot counters sum to {counted}",
-            confirmed.len(),
-            booked.len()
-        );
+        let evidence =
+            format!("{} CONFIRMED orders, {} bookings, slot counters sum to {counted}", confirmed.len(), booked.len());
         found.push(violation(4, "the delivery slots", evidence));
     }
     let _ = cluster.slot_capacity;
@@ -348,10 +275,7 @@ fn idempotency(cluster: &Cluster, orders: &[OrderRow], history: &[Event]) -> Vec
     for event in history.iter().filter(|e| e.action == Action::PlaceOrder) {
         if let (Some(key), Some(order)) = (&event.key, event.order_id) {
             if event.problem.as_deref() != Some("/problems/idempotency-request-in-progress") {
-                named
-                    .entry((event.shopper, key.as_str()))
-                    .or_default()
-                    .insert(order);
+                named.entry((event.shopper, key.as_str())).or_default().insert(order);
             }
         }
     }
@@ -370,11 +294,7 @@ fn idempotency(cluster: &Cluster, orders: &[OrderRow], history: &[Event]) -> Vec
         |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
     );
     if keys[0].0 != keys[0].1 {
-        found.push(violation(
-            5,
-            "idempotency keys",
-            format!("{} records for {} distinct keys", keys[0].0, keys[0].1),
-        ));
+        found.push(violation(5, "idempotency keys", format!("{} records for {} distinct keys", keys[0].0, keys[0].1)));
     }
     let order_keys = query(
         &cluster.dbs["order"],
@@ -383,22 +303,14 @@ fn idempotency(cluster: &Cluster, orders: &[OrderRow], history: &[Event]) -> Vec
     );
     let keyed: BTreeSet<String> = order_keys.iter().map(|(o, _)| o.clone()).collect();
     for order in orders.iter().filter(|o| !keyed.contains(&o.id.to_string())) {
-        found.push(violation(
-            5,
-            format!("order {}", order.id),
-            "an order with no idempotency key",
-        ));
+        found.push(violation(5, format!("order {}", order.id), "an order with no idempotency key"));
     }
     let deposits = query(&cluster.dbs["billing"], "SELECT a.user_id, COUNT(*) FROM transactions t JOIN accounts a ON a.id = t.account_id WHERE t.type = 'DEPOSIT' GROUP BY a.user_id", |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
     });
     for (user, count) in deposits {
         if count > 1 {
-            found.push(violation(
-                5,
-                format!("user {user}"),
-                format!("one keyed deposit applied {count} times"),
-            ));
+            found.push(violation(5, format!("user {user}"), format!("one keyed deposit applied {count} times")));
         }
     }
     found
@@ -406,14 +318,11 @@ fn idempotency(cluster: &Cluster, orders: &[OrderRow], history: &[Event]) -> Vec
 
 fn clients_saw(orders: &[OrderRow], history: &[Event]) -> Vec<Violation> {
     let mut found = Vec::new();
-    let status_of: BTreeMap<Uuid, &str> =
-        orders.iter().map(|o| (o.id, o.status.as_str())).collect();
+    let status_of: BTreeMap<Uuid, &str> = orders.iter().map(|o| (o.id, o.status.as_str())).collect();
     let mut last_seen: BTreeMap<Uuid, (OrderStatus, u64)> = BTreeMap::new();
     for event in history {
-        let (Some(order), Some(seen)) = (
-            event.order_id,
-            event.order_status.as_deref().and_then(OrderStatus::parse),
-        ) else {
+        let (Some(order), Some(seen)) = (event.order_id, event.order_status.as_deref().and_then(OrderStatus::parse))
+        else {
             continue;
         };
         let promised = match (event.status, event.problem.as_deref()) {
@@ -427,22 +336,14 @@ fn clients_saw(orders: &[OrderRow], history: &[Event]) -> Vec<Violation> {
                 found.push(violation(
                     6,
                     format!("order {order}"),
-                    format!(
-                        "answered {} at {} ms, {end} at the end",
-                        event.status.unwrap_or(0),
-                        event.at_ms
-                    ),
+                    format!("answered {} at {} ms, {end} at the end", event.status.unwrap_or(0), event.at_ms),
                 ));
             }
         }
         if let Some((before, at)) = last_seen.get(&order) {
             if !before.may_become(seen) {
-                let evidence = format!(
-                    "read {} at {at} ms, then {} at {} ms",
-                    before.as_str(),
-                    seen.as_str(),
-                    event.at_ms
-                );
+                let evidence =
+                    format!("read {} at {at} ms, then {} at {} ms", before.as_str(), seen.as_str(), event.at_ms);
                 found.push(violation(6, format!("order {order}"), evidence));
             }
         }
@@ -459,11 +360,7 @@ fn duplicates(orders: &[OrderRow]) -> Vec<Violation> {
             if a.user_id != b.user_id || a.signature != b.signature {
                 continue;
             }
-            let time = |t: &str| {
-                chrono::DateTime::parse_from_rfc3339(t)
-                    .map(|t| t.timestamp_millis())
-                    .unwrap_or(0)
-            };
+            let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|t| t.timestamp_millis()).unwrap_or(0);
             let apart_ms = (time(&a.created_at) - time(&b.created_at)).abs();
             if apart_ms < 5 * 60 * 1000 {
                 found.push(violation(
@@ -506,10 +403,7 @@ fn notifications(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
             found.push(violation(
                 8,
                 format!("order {}", order.id),
-                format!(
-                    "notifications {actual:?}, expected {expected:?} for {}",
-                    order.status
-                ),
+                format!("notifications {actual:?}, expected {expected:?} for {}", order.status),
             ));
         }
     }
@@ -521,15 +415,9 @@ fn notifications(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
         ));
     }
     for service in ["billing", "order"] {
-        let pending: i64 = query(&cluster.dbs[service], "SELECT COUNT(*) FROM outbox", |r| {
-            r.get(0)
-        })[0];
+        let pending: i64 = query(&cluster.dbs[service], "SELECT COUNT(*) FROM outbox", |r| r.get(0))[0];
         if pending > 0 {
-            found.push(violation(
-                8,
-                format!("{service}'s outbox"),
-                format!("{pending} events never delivered"),
-            ));
+            found.push(violation(8, format!("{service}'s outbox"), format!("{pending} events never delivered")));
         }
     }
     found
@@ -544,17 +432,8 @@ fn access(history: &[Event]) -> Vec<Violation> {
             _ => false,
         };
         if leaked {
-            let evidence = format!(
-                "{:?} at {} ms answered {}",
-                event.action,
-                event.at_ms,
-                event.status.unwrap_or(0)
-            );
-            found.push(violation(
-                10,
-                format!("shopper-{}", event.shopper),
-                evidence,
-            ));
+            let evidence = format!("{:?} at {} ms answered {}", event.action, event.at_ms, event.status.unwrap_or(0));
+            found.push(violation(10, format!("shopper-{}", event.shopper), evidence));
         }
     }
     found

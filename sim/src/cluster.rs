@@ -10,7 +10,7 @@ use contracts::Timestamp;
 use platform::auth::Secrets;
 use platform::internal::Peers;
 use platform::storage::Db;
-use platform::{Chaos, Deps, Env, Ids, Net};
+use platform::{Chaos, Deps, Env, Ids, Net, Spawner};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::pending;
@@ -27,10 +27,7 @@ pub fn epoch() -> Timestamp {
 }
 
 pub fn port_of(service: &str) -> u16 {
-    8080 + SERVICES
-        .iter()
-        .position(|s| *s == service)
-        .expect("a service name") as u16
+    8080 + SERVICES.iter().position(|s| *s == service).expect("a service name") as u16
 }
 
 pub struct Cluster {
@@ -70,10 +67,7 @@ fn peers() -> Peers {
 pub fn prepare(scenario: &Scenario) -> Cluster {
     let mut dbs = BTreeMap::new();
     for service in SERVICES {
-        dbs.insert(
-            service,
-            Db::open_memory(&migrations(service)).expect("in-memory database"),
-        );
+        dbs.insert(service, Db::open_memory(&migrations(service)).expect("in-memory database"));
     }
     let catalog: Vec<warehouse::CatalogEntry> = warehouse::DEMO_CATALOG
         .iter()
@@ -86,25 +80,13 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
         })
         .collect();
     let now = platform::sql::time_text(epoch());
-    dbs["warehouse"]
-        .write(|tx| warehouse::seed_catalog(tx, &catalog, &now))
-        .expect("seed the catalog");
+    dbs["warehouse"].write(|tx| warehouse::seed_catalog(tx, &catalog, &now)).expect("seed the catalog");
     dbs["delivery"]
-        .write(|tx| {
-            delivery::store::ensure_slots(
-                tx,
-                epoch(),
-                DELIVERY_HORIZON_HOURS,
-                scenario.slot_capacity,
-            )
-        })
+        .write(|tx| delivery::store::ensure_slots(tx, epoch(), DELIVERY_HORIZON_HOURS, scenario.slot_capacity))
         .expect("seed the slots");
     Cluster {
         dbs,
-        skews: SERVICES
-            .iter()
-            .map(|s| (*s, Arc::new(AtomicI64::new(0))))
-            .collect(),
+        skews: SERVICES.iter().map(|s| (*s, Arc::new(AtomicI64::new(0)))).collect(),
         duplicates: Arc::new(AtomicU32::new(0)),
         peers: peers(),
         initial_stock: catalog.iter().map(|c| (c.id, c.stock)).collect(),
@@ -114,10 +96,7 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
 
 fn secrets(seed: u64) -> Secrets {
     let ids = Ids::from_seed(child_seed(seed, "secrets"));
-    Secrets {
-        user_token_secret: ids.hex(32).into_bytes(),
-        service_token_secret: ids.hex(32).into_bytes(),
-    }
+    Secrets { user_token_secret: ids.hex(32).into_bytes(), service_token_secret: ids.hex(32).into_bytes() }
 }
 
 /// Registers the six services as turmoil hosts. Each restart gets fresh ids derived from
@@ -134,31 +113,13 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
         let incarnation = Cell::new(0u32);
         sim.host(service, move || {
             incarnation.set(incarnation.get() + 1);
-            let ids = Ids::from_seed(child_seed(
-                seed,
-                &format!("ids/{service}/{}", incarnation.get()),
-            ));
-            let chaos = Chaos {
-                duplicate_per_mille: duplicates.clone(),
-            };
-            let env = Env {
-                clock: Arc::new(SimClock {
-                    skew_ms: skew.clone(),
-                }),
-                net: Arc::new(TurmoilNet),
-                ids,
-                chaos,
-            };
-            let deps = Deps {
-                env,
-                db: db.clone(),
-                secrets: secrets.clone(),
-                peers: peers.clone(),
-            };
+            let ids = Ids::from_seed(child_seed(seed, &format!("ids/{service}/{}", incarnation.get())));
+            let chaos = Chaos { duplicate_per_mille: duplicates.clone() };
+            let clock = Arc::new(SimClock { skew_ms: skew.clone() });
+            let env = Env { clock, net: Arc::new(TurmoilNet), ids, chaos, spawner: Spawner::Local };
+            let deps = Deps { env, db: db.clone(), secrets: secrets.clone(), peers: peers.clone() };
             async move {
-                let listener = TurmoilNet
-                    .bind(&format!("0.0.0.0:{}", port_of(service)))
-                    .await?;
+                let listener = TurmoilNet.bind(&format!("0.0.0.0:{}", port_of(service))).await?;
                 run_service(service, deps, listener, slot_capacity).await;
                 Ok(())
             }
@@ -166,29 +127,18 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
     }
 }
 
-async fn run_service(
-    service: &str,
-    deps: Deps,
-    listener: Box<dyn platform::net::Listener>,
-    slot_capacity: i64,
-) {
+async fn run_service(service: &str, deps: Deps, listener: Box<dyn platform::net::Listener>, slot_capacity: i64) {
     let forever = pending::<()>();
     match service {
         "gateway" => {
-            let config = gateway::Config {
-                password_cost: gateway::PASSWORD_COST_LOW,
-                ..gateway::CONFIG
-            };
+            let config = gateway::Config { password_cost: gateway::PASSWORD_COST_LOW, ..gateway::CONFIG };
             gateway::run(deps, config, listener, forever).await;
         }
         "order" => order::run(deps, order::CONFIG, listener, forever).await,
         "billing" => billing::run(deps, platform::outbox::RELAY_CONFIG, listener, forever).await,
         "warehouse" => warehouse::run(deps, listener, forever).await,
         "delivery" => {
-            let config = delivery::Config {
-                slot_capacity,
-                horizon_hours: DELIVERY_HORIZON_HOURS,
-            };
+            let config = delivery::Config { slot_capacity, horizon_hours: DELIVERY_HORIZON_HOURS };
             delivery::run(deps, config, listener, forever).await;
         }
         _ => notification::run(deps, listener, forever).await,

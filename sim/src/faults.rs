@@ -5,38 +5,19 @@ use crate::scenario::{FaultKind, FaultMode, Scenario};
 use crate::seed::Draw;
 use serde::{Deserialize, Serialize};
 
-pub const SERVICES: [&str; 6] = [
-    "gateway",
-    "order",
-    "billing",
-    "warehouse",
-    "delivery",
-    "notification",
-];
+pub const SERVICES: [&str; 6] = ["gateway", "order", "billing", "warehouse", "delivery", "notification"];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
     /// Both directions between two services cut.
-    Partition {
-        a: String,
-        b: String,
-        duration_ms: u64,
-    },
+    Partition { a: String, b: String, duration_ms: u64 },
     /// Traffic from one service to another dropped, the other way works.
-    PartitionOneWay {
-        from: String,
-        to: String,
-        duration_ms: u64,
-    },
+    PartitionOneWay { from: String, to: String, duration_ms: u64 },
     /// A service cut from every other host.
     Isolate { host: String, duration_ms: u64 },
     /// Traffic between two services held, then released all at once.
-    Hold {
-        a: String,
-        b: String,
-        duration_ms: u64,
-    },
+    Hold { a: String, b: String, duration_ms: u64 },
     /// A service crashed (uncommitted work lost), restarted after `down_ms`.
     Crash { host: String, down_ms: u64 },
     /// A service's wall clock moved by `skew_ms` until the end of the safety phase.
@@ -110,12 +91,7 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
         }
         for _ in 0..count {
             let at_ms = kind_draw.range(0, scenario.safety_ms.saturating_sub(1));
-            let fault = draw_fault(
-                kind,
-                &mut kind_draw,
-                &targets,
-                scenario.faults.duration_max_ms,
-            );
+            let fault = draw_fault(kind, &mut kind_draw, &targets, scenario.faults.duration_max_ms);
             planned.push(Planned { at_ms, fault });
         }
     }
@@ -123,10 +99,31 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
     planned
 }
 
+/// The pairs of services that talk to each other: faults between any other pair would
+/// change nothing.
+pub const LINKS: [(&str, &str); 10] = [
+    ("gateway", "order"),
+    ("gateway", "billing"),
+    ("gateway", "warehouse"),
+    ("gateway", "delivery"),
+    ("gateway", "notification"),
+    ("order", "billing"),
+    ("order", "warehouse"),
+    ("order", "delivery"),
+    ("billing", "notification"),
+    ("order", "notification"),
+];
+
+/// A link with at least one end among `targets`, in a random direction.
 fn two_services(draw: &mut Draw, targets: &[String]) -> (String, String) {
-    let a = draw.pick(targets).clone();
-    let others: Vec<&str> = SERVICES.iter().copied().filter(|s| *s != a).collect();
-    (a, draw.pick(&others).to_string())
+    let links: Vec<(&str, &str)> =
+        LINKS.iter().copied().filter(|(a, b)| targets.iter().any(|t| t == a || t == b)).collect();
+    let (a, b) = if links.is_empty() { LINKS[0] } else { *draw.pick(&links) };
+    if draw.chance(500) {
+        (a.to_string(), b.to_string())
+    } else {
+        (b.to_string(), a.to_string())
+    }
 }
 
 fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], duration_max_ms: u64) -> Fault {
@@ -138,44 +135,21 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], duration_max
         }
         FaultKind::PartitionOneWay => {
             let (from, to) = two_services(draw, targets);
-            Fault::PartitionOneWay {
-                from,
-                to,
-                duration_ms,
-            }
+            Fault::PartitionOneWay { from, to, duration_ms }
         }
-        FaultKind::Isolate => Fault::Isolate {
-            host: draw.pick(targets).clone(),
-            duration_ms,
-        },
+        FaultKind::Isolate => Fault::Isolate { host: draw.pick(targets).clone(), duration_ms },
         FaultKind::Hold => {
             let (a, b) = two_services(draw, targets);
             Fault::Hold { a, b, duration_ms }
         }
-        FaultKind::Crash => Fault::Crash {
-            host: draw.pick(targets).clone(),
-            down_ms: duration_ms,
-        },
+        FaultKind::Crash => Fault::Crash { host: draw.pick(targets).clone(), down_ms: duration_ms },
         FaultKind::Skew => {
             let magnitude = draw.range(1_000, 20_000) as i64;
-            let skew_ms = if draw.chance(500) {
-                magnitude
-            } else {
-                -magnitude
-            };
-            Fault::Skew {
-                host: draw.pick(targets).clone(),
-                skew_ms,
-            }
+            let skew_ms = if draw.chance(500) { magnitude } else { -magnitude };
+            Fault::Skew { host: draw.pick(targets).clone(), skew_ms }
         }
-        FaultKind::Latency => Fault::Latency {
-            max_ms: draw.range(20, 400),
-            duration_ms,
-        },
-        FaultKind::Duplicate => Fault::Duplicate {
-            per_mille: draw.range(50, 500) as u32,
-            duration_ms,
-        },
+        FaultKind::Latency => Fault::Latency { max_ms: draw.range(20, 400), duration_ms },
+        FaultKind::Duplicate => Fault::Duplicate { per_mille: draw.range(50, 500) as u32, duration_ms },
     }
 }
 
@@ -189,24 +163,14 @@ pub fn timeline(plan: &[Planned], hosts: &[String]) -> Vec<(u64, Action)> {
                 actions.push((at, Action::Partition(a.clone(), b.clone())));
                 actions.push((at + duration_ms, Action::Repair(a.clone(), b.clone())));
             }
-            Fault::PartitionOneWay {
-                from,
-                to,
-                duration_ms,
-            } => {
+            Fault::PartitionOneWay { from, to, duration_ms } => {
                 actions.push((at, Action::PartitionOneWay(from.clone(), to.clone())));
-                actions.push((
-                    at + duration_ms,
-                    Action::RepairOneWay(from.clone(), to.clone()),
-                ));
+                actions.push((at + duration_ms, Action::RepairOneWay(from.clone(), to.clone())));
             }
             Fault::Isolate { host, duration_ms } => {
                 for other in hosts.iter().filter(|h| *h != host) {
                     actions.push((at, Action::Partition(host.clone(), other.clone())));
-                    actions.push((
-                        at + duration_ms,
-                        Action::Repair(host.clone(), other.clone()),
-                    ));
+                    actions.push((at + duration_ms, Action::Repair(host.clone(), other.clone())));
                 }
             }
             Fault::Hold { a, b, duration_ms } => {
@@ -217,20 +181,12 @@ pub fn timeline(plan: &[Planned], hosts: &[String]) -> Vec<(u64, Action)> {
                 actions.push((at, Action::Crash(host.clone())));
                 actions.push((at + down_ms, Action::Restart(host.clone())));
             }
-            Fault::Skew { host, skew_ms } => {
-                actions.push((at, Action::Skew(host.clone(), *skew_ms)))
-            }
-            Fault::Latency {
-                max_ms,
-                duration_ms,
-            } => {
+            Fault::Skew { host, skew_ms } => actions.push((at, Action::Skew(host.clone(), *skew_ms))),
+            Fault::Latency { max_ms, duration_ms } => {
                 actions.push((at, Action::Latency(*max_ms)));
                 actions.push((at + duration_ms, Action::Latency(0)));
             }
-            Fault::Duplicate {
-                per_mille,
-                duration_ms,
-            } => {
+            Fault::Duplicate { per_mille, duration_ms } => {
                 actions.push((at, Action::Duplicates(*per_mille)));
                 actions.push((at + duration_ms, Action::Duplicates(0)));
             }

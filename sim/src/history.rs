@@ -42,13 +42,8 @@ pub type History = Rc<RefCell<Vec<Event>>>;
 impl Event {
     /// One line of the timeline.
     pub fn line(&self) -> String {
-        let status = self
-            .status
-            .map_or("no answer".to_string(), |s| s.to_string());
-        let mut line = format!(
-            "{:>7} ms shopper-{} {:?} -> {status}",
-            self.at_ms, self.shopper, self.action
-        );
+        let status = self.status.map_or("no answer".to_string(), |s| s.to_string());
+        let mut line = format!("{:>7} ms shopper-{} {:?} -> {status}", self.at_ms, self.shopper, self.action);
         if let Some(key) = &self.key {
             line.push_str(&format!(" key={key}"));
         }

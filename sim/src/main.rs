@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sim::run::run;
 use sim::scenario::{load_all, load_named, Scenario};
-use sim::sweep::{sweep, Outcome};
+use sim::sweep::{sweep, Outcome, Totals};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -43,6 +43,9 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Print what the sweep exercised: faults and saga events, added up.
+        #[arg(long)]
+        stats: bool,
     },
 }
 
@@ -50,27 +53,16 @@ fn scenarios(names: &[String]) -> Result<Vec<Scenario>, String> {
     if names.is_empty() {
         return load_all().map_err(|e| e.to_string());
     }
-    names
-        .iter()
-        .map(|n| load_named(n).map_err(|e| e.to_string()))
-        .collect()
+    names.iter().map(|n| load_named(n).map_err(|e| e.to_string())).collect()
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run {
-            scenario,
-            seed,
-            trace,
-        } => run_one(&scenario, seed, trace),
-        Command::Sweep {
-            scenario,
-            from,
-            seeds,
-            check_determinism,
-            jobs,
-        } => run_sweep(&scenario, from, seeds, check_determinism, jobs),
+        Command::Run { scenario, seed, trace } => run_one(&scenario, seed, trace),
+        Command::Sweep { scenario, from, seeds, check_determinism, jobs, stats } => {
+            run_sweep(&scenario, from, seeds, check_determinism, jobs, stats)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -86,11 +78,7 @@ fn run_one(name: &str, seed: u64, trace: bool) -> Result<bool, String> {
     let scenario = load_named(name).map_err(|e| e.to_string())?;
     let report = run(&scenario, seed, None);
     if trace {
-        let mut lines: Vec<(u64, String)> = report
-            .timeline
-            .iter()
-            .map(|l| (parse_ms(l), l.clone()))
-            .collect();
+        let mut lines: Vec<(u64, String)> = report.timeline.iter().map(|l| (parse_ms(l), l.clone())).collect();
         lines.extend(report.history.iter().map(|e| (e.at_ms, e.line())));
         lines.sort_by_key(|(at, _)| *at);
         for (_, line) in lines {
@@ -100,7 +88,14 @@ fn run_one(name: &str, seed: u64, trace: bool) -> Result<bool, String> {
     let stats = &report.stats;
     println!(
         "scenario {} seed {}: {} orders ({} confirmed, {} failed), {} requests, {} ms simulated, faults {:?}",
-        report.scenario, report.seed, stats.orders, stats.confirmed, stats.failed, stats.requests, stats.simulated_ms, stats.faults
+        report.scenario,
+        report.seed,
+        stats.orders,
+        stats.confirmed,
+        stats.failed,
+        stats.requests,
+        stats.simulated_ms,
+        stats.faults
     );
     println!("digest {}", report.digest);
     for violation in &report.violations {
@@ -110,10 +105,7 @@ fn run_one(name: &str, seed: u64, trace: bool) -> Result<bool, String> {
 }
 
 fn parse_ms(line: &str) -> u64 {
-    line.split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    line.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 fn run_sweep(
@@ -122,6 +114,7 @@ fn run_sweep(
     seeds: Option<u64>,
     check_determinism: bool,
     jobs: Option<usize>,
+    stats: bool,
 ) -> Result<bool, String> {
     let scenarios = scenarios(names)?;
     let mut work = Vec::new();
@@ -130,14 +123,11 @@ fn run_sweep(
             work.push((scenario.clone(), seed, check_determinism));
         }
     }
-    let workers =
-        jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let bar = ProgressBar::new(work.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} runs, {elapsed} elapsed, ~{eta} left {msg}",
-        )
-        .expect("valid template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} elapsed, ~{eta} left {msg}")
+            .expect("valid template"),
     );
     let outcomes = sweep(&work, workers, &|outcome: &Outcome| {
         if outcome.failure.is_some() || outcome.nondeterministic.is_some() {
@@ -147,10 +137,14 @@ fn run_sweep(
     });
     bar.finish_and_clear();
     print_failures(&outcomes);
-    let failed = outcomes
-        .iter()
-        .filter(|o| o.failure.is_some() || o.nondeterministic.is_some())
-        .count();
+    if stats {
+        let mut totals = Totals::default();
+        for outcome in &outcomes {
+            totals.add(&outcome.stats);
+        }
+        println!("{}", serde_json::to_string_pretty(&totals).expect("serializable"));
+    }
+    let failed = outcomes.iter().filter(|o| o.failure.is_some() || o.nondeterministic.is_some()).count();
     println!("{} passed, {failed} failed", outcomes.len() - failed);
     Ok(failed == 0)
 }
@@ -158,18 +152,12 @@ fn run_sweep(
 fn print_failures(outcomes: &[Outcome]) {
     for outcome in outcomes {
         if let Some((first, second)) = &outcome.nondeterministic {
-            println!(
-                "NONDETERMINISTIC {} seed {}: digests {first} and {second}",
-                outcome.scenario, outcome.seed
-            );
+            println!("NONDETERMINISTIC {} seed {}: digests {first} and {second}", outcome.scenario, outcome.seed);
         }
         let Some(report) = &outcome.failure else {
             continue;
         };
-        println!(
-            "FAILED scenario {} seed {} (digest {})",
-            report.scenario, report.seed, report.digest
-        );
+        println!("FAILED scenario {} seed {} (digest {})", report.scenario, report.seed, report.digest);
         for violation in report.violations.iter().take(5) {
             println!("  {violation}");
         }

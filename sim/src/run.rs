@@ -44,6 +44,9 @@ pub struct Stats {
     pub requests: u64,
     /// Faults of each kind in the plan.
     pub faults: BTreeMap<String, u64>,
+    /// Saga log events by "step phase event" (e.g. "withdraw ACTION UNKNOWN"): what the
+    /// faults did to the sagas.
+    pub saga_events: BTreeMap<String, u64>,
 }
 
 impl RunReport {
@@ -52,18 +55,11 @@ impl RunReport {
     }
 
     pub fn replay_command(&self) -> String {
-        format!(
-            "cargo run --release -p sim -- run --scenario {} --seed {}",
-            self.scenario, self.seed
-        )
+        format!("cargo run --release -p sim -- run --scenario {} --seed {}", self.scenario, self.seed)
     }
 }
 
-#[expect(
-    clippy::disallowed_types,
-    clippy::disallowed_methods,
-    reason = "turmoil's epoch is a SystemTime, pinned here"
-)]
+#[expect(clippy::disallowed_types, reason = "turmoil's epoch is a SystemTime, pinned here")]
 fn builder(scenario: &Scenario, seed: u64) -> turmoil::Builder {
     let mut builder = turmoil::Builder::new();
     let epoch = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(epoch().timestamp() as u64);
@@ -71,9 +67,7 @@ fn builder(scenario: &Scenario, seed: u64) -> turmoil::Builder {
         .rng_seed(child_seed(seed, "turmoil"))
         .epoch(epoch)
         .tick_duration(Duration::from_millis(TICK_MS))
-        .simulation_duration(Duration::from_millis(
-            scenario.safety_ms + scenario.liveness_ms + 60_000,
-        ))
+        .simulation_duration(Duration::from_millis(scenario.safety_ms + scenario.liveness_ms + 60_000))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(scenario.latency_max_ms.max(1)));
     builder
@@ -114,28 +108,19 @@ impl Driver<'_> {
                     self.sim.bounce(host.as_str());
                 }
             }
-            Action::Skew(host, skew_ms) => {
-                self.cluster.skews[host.as_str()].store(*skew_ms, Ordering::Relaxed)
-            }
+            Action::Skew(host, skew_ms) => self.cluster.skews[host.as_str()].store(*skew_ms, Ordering::Relaxed),
             Action::Latency(max_ms) => {
-                let max = if *max_ms == 0 {
-                    self.scenario.latency_max_ms.max(1)
-                } else {
-                    *max_ms
-                };
+                let max = if *max_ms == 0 { self.scenario.latency_max_ms.max(1) } else { *max_ms };
                 self.sim.set_max_message_latency(Duration::from_millis(max));
             }
-            Action::Duplicates(per_mille) => {
-                self.cluster.duplicates.store(*per_mille, Ordering::Relaxed)
-            }
+            Action::Duplicates(per_mille) => self.cluster.duplicates.store(*per_mille, Ordering::Relaxed),
         }
     }
 
     /// Ends every fault: links repaired and released, crashed hosts restarted, clocks true.
     fn heal(&mut self) {
         let at = self.now_ms();
-        self.log
-            .push(format!("{at:>7} ms heal: liveness phase begins"));
+        self.log.push(format!("{at:>7} ms heal: liveness phase begins"));
         for (index, a) in self.hosts.iter().enumerate() {
             for b in &self.hosts[index + 1..] {
                 self.sim.repair(a.as_str(), b.as_str());
@@ -152,14 +137,11 @@ impl Driver<'_> {
             skew.store(0, Ordering::Relaxed);
         }
         self.cluster.duplicates.store(0, Ordering::Relaxed);
-        self.sim
-            .set_max_message_latency(Duration::from_millis(self.scenario.latency_max_ms.max(1)));
+        self.sim.set_max_message_latency(Duration::from_millis(self.scenario.latency_max_ms.max(1)));
     }
 
     fn settled(&self) -> bool {
-        let unfinished = orders(&self.cluster)
-            .iter()
-            .any(|o| !matches!(o.status.as_str(), "CONFIRMED" | "FAILED"));
+        let unfinished = orders(&self.cluster).iter().any(|o| !matches!(o.status.as_str(), "CONFIRMED" | "FAILED"));
         let outbox = |service: &str| -> i64 {
             self.cluster.dbs[service]
                 .read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)))
@@ -171,6 +153,11 @@ impl Driver<'_> {
 
 /// Runs `scenario` with `seed`, or with an explicit fault plan instead of the seed's.
 pub fn run(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<Planned>>) -> RunReport {
+    run_keeping_state(scenario, seed, fixed_plan).0
+}
+
+/// [`run`], also handing back the cluster's databases (for the checkers' own tests).
+pub fn run_keeping_state(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<Planned>>) -> (RunReport, Cluster) {
     let cluster = prepare(scenario);
     let mut sim = builder(scenario, seed).build();
     add_hosts(&mut sim, &cluster, seed, scenario);
@@ -186,14 +173,8 @@ pub fn run(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<Planned>>) -> 
     }
     let plan = fixed_plan.unwrap_or_else(|| plan(scenario, seed));
     let mut actions = timeline(&plan, &hosts).into_iter().peekable();
-    let mut driver = Driver {
-        sim,
-        cluster,
-        scenario: scenario.clone(),
-        hosts,
-        crashed: BTreeMap::new(),
-        log: Vec::new(),
-    };
+    let mut driver =
+        Driver { sim, cluster, scenario: scenario.clone(), hosts, crashed: BTreeMap::new(), log: Vec::new() };
     let mut violations = Vec::new();
     let mut healed = false;
     let end_ms = scenario.safety_ms + scenario.liveness_ms;
@@ -221,7 +202,7 @@ pub fn run(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<Planned>>) -> 
             }
         };
         steps += 1;
-        if steps % CHECK_EVERY_STEPS == 0 {
+        if steps.is_multiple_of(CHECK_EVERY_STEPS) {
             for found in always(&driver.cluster) {
                 if !violations.contains(&found) {
                     violations.push(found);
@@ -242,7 +223,7 @@ pub fn run(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<Planned>>) -> 
     }
     let stats = stats(&driver.cluster, &history, &plan, simulated_ms);
     let digest = digest(&driver.cluster, &history, &plan, &violations);
-    RunReport {
+    let report = RunReport {
         scenario: scenario.name.clone(),
         seed,
         digest,
@@ -251,18 +232,26 @@ pub fn run(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<Planned>>) -> 
         history,
         stats,
         timeline: driver.log,
-    }
+    };
+    (report, driver.cluster)
 }
 
 fn stats(cluster: &Cluster, history: &[Event], plan: &[Planned], simulated_ms: u64) -> Stats {
     let orders = orders(cluster);
     let mut faults = BTreeMap::new();
     for planned in plan {
-        *faults
-            .entry(planned.fault.kind().name().to_string())
-            .or_default() += 1;
+        *faults.entry(planned.fault.kind().name().to_string()).or_default() += 1;
     }
+    let saga_events = cluster.dbs["order"]
+        .read(|c| {
+            let mut statement =
+                c.prepare("SELECT step || ' ' || phase || ' ' || event, COUNT(*) FROM saga_log GROUP BY 1 ORDER BY 1")?;
+            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            rows.collect::<rusqlite::Result<BTreeMap<String, u64>>>()
+        })
+        .unwrap_or_default();
     Stats {
+        saga_events,
         simulated_ms,
         orders: orders.len() as u64,
         confirmed: orders.iter().filter(|o| o.status == "CONFIRMED").count() as u64,
@@ -273,35 +262,21 @@ fn stats(cluster: &Cluster, history: &[Event], plan: &[Planned], simulated_ms: u
 }
 
 /// A digest of everything the run decided: plan, history, final state and verdict.
-fn digest(
-    cluster: &Cluster,
-    history: &[Event],
-    plan: &[Planned],
-    violations: &[Violation],
-) -> String {
+fn digest(cluster: &Cluster, history: &[Event], plan: &[Planned], violations: &[Violation]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(serde_json::to_vec(plan).expect("serializable"));
     hasher.update(serde_json::to_vec(history).expect("serializable"));
     for order in orders(cluster) {
-        hasher.update(format!(
-            "{} {} {} {}\n",
-            order.id, order.status, order.price_cents, order.created_at
-        ));
+        hasher.update(format!("{} {} {} {}\n", order.id, order.status, order.price_cents, order.created_at));
     }
     let balances: Vec<(String, i64)> = cluster.dbs["billing"]
         .read(|c| {
-            let mut statement =
-                c.prepare("SELECT user_id, balance_cents FROM accounts ORDER BY user_id")?;
+            let mut statement = c.prepare("SELECT user_id, balance_cents FROM accounts ORDER BY user_id")?;
             let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })
         .unwrap_or_default();
     hasher.update(format!("{balances:?}"));
     hasher.update(serde_json::to_vec(violations).expect("serializable"));
-    hasher
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

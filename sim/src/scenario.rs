@@ -110,15 +110,9 @@ pub struct FaultMix {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path}: {source}")]
-    Parse {
-        path: String,
-        source: toml::de::Error,
-    },
+    Parse { path: String, source: toml::de::Error },
     #[error("{path}: {detail}")]
     Invalid { path: String, detail: String },
     #[error("no scenario named '{0}' in scenarios/")]
@@ -128,58 +122,25 @@ pub enum ScenarioError {
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        let scenario: Scenario = toml::from_str(&text).map_err(|source| ScenarioError::Parse {
-            path: shown.clone(),
-            source,
-        })?;
-        scenario
-            .validate()
-            .map_err(|detail| ScenarioError::Invalid {
-                path: shown,
-                detail,
-            })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: shown.clone(), source })?;
+        let scenario: Scenario =
+            toml::from_str(&text).map_err(|source| ScenarioError::Parse { path: shown.clone(), source })?;
+        scenario.validate().map_err(|detail| ScenarioError::Invalid { path: shown, detail })?;
         Ok(scenario)
     }
 
     fn validate(&self) -> Result<(), String> {
         let checks = [
-            (
-                self.shoppers == 0 || self.shoppers > 16,
-                "shoppers must be 1-16",
-            ),
-            (
-                self.orders_per_shopper > 50,
-                "orders_per_shopper must be at most 50",
-            ),
-            (
-                self.safety_ms == 0 || self.safety_ms > 600_000,
-                "safety_ms must be 1-600000",
-            ),
-            (
-                self.liveness_ms < 10_000 || self.liveness_ms > 600_000,
-                "liveness_ms must be 10000-600000",
-            ),
-            (
-                self.slot_choices == 0 || self.slot_choices > 48,
-                "slot_choices must be 1-48",
-            ),
-            (
-                self.stock.iter().any(|s| *s < 0),
-                "stock must not be negative",
-            ),
+            (self.shoppers == 0 || self.shoppers > 16, "shoppers must be 1-16"),
+            (self.orders_per_shopper > 50, "orders_per_shopper must be at most 50"),
+            (self.safety_ms == 0 || self.safety_ms > 600_000, "safety_ms must be 1-600000"),
+            (self.liveness_ms < 10_000 || self.liveness_ms > 600_000, "liveness_ms must be 10000-600000"),
+            (self.slot_choices == 0 || self.slot_choices > 48, "slot_choices must be 1-48"),
+            (self.stock.iter().any(|s| *s < 0), "stock must not be negative"),
             (self.slot_capacity < 0, "slot_capacity must not be negative"),
-            (
-                self.latency_max_ms > 1_000,
-                "latency_max_ms must be at most 1000",
-            ),
-            (
-                self.faults.events_max > 20,
-                "faults.events_max must be at most 20",
-            ),
+            (self.latency_max_ms > 1_000, "latency_max_ms must be at most 1000"),
+            (self.faults.events_max > 20, "faults.events_max must be at most 20"),
         ];
         match checks.iter().find(|(bad, _)| *bad) {
             Some((_, message)) => Err((*message).to_string()),
@@ -190,19 +151,14 @@ impl Scenario {
 
 /// `scenarios/` at the workspace root.
 pub fn scenarios_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("scenarios")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios")
 }
 
 /// Every scenario in `scenarios/`, by file name.
 pub fn load_all() -> Result<Vec<Scenario>, ScenarioError> {
     let dir = scenarios_dir();
     let shown = dir.display().to_string();
-    let entries = std::fs::read_dir(&dir).map_err(|source| ScenarioError::Read {
-        path: shown,
-        source,
-    })?;
+    let entries = std::fs::read_dir(&dir).map_err(|source| ScenarioError::Read { path: shown, source })?;
     let mut paths: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))

@@ -17,26 +17,18 @@ pub struct SimClock {
 }
 
 impl Clock for SimClock {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "tokio time is simulated inside turmoil hosts"
-    )]
+    #[expect(clippy::disallowed_methods, reason = "tokio time is simulated inside turmoil hosts")]
     fn now(&self) -> tokio::time::Instant {
         tokio::time::Instant::now()
     }
 
     fn now_utc(&self) -> Timestamp {
-        let since_epoch =
-            turmoil::since_epoch().expect("the clock is read inside a simulated host");
-        let base = Timestamp::UNIX_EPOCH
-            + chrono::TimeDelta::from_std(since_epoch).unwrap_or(chrono::TimeDelta::MAX);
+        let since_epoch = turmoil::since_epoch().expect("the clock is read inside a simulated host");
+        let base = Timestamp::UNIX_EPOCH + chrono::TimeDelta::from_std(since_epoch).unwrap_or(chrono::TimeDelta::MAX);
         base + chrono::TimeDelta::milliseconds(self.skew_ms.load(Ordering::Relaxed))
     }
 
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "tokio time is simulated inside turmoil hosts"
-    )]
+    #[expect(clippy::disallowed_methods, reason = "tokio time is simulated inside turmoil hosts")]
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
     }

@@ -8,10 +8,7 @@ use sha2::{Digest, Sha256};
 
 /// The child seed of `seed` for `label`.
 pub fn child_seed(seed: u64, label: &str) -> u64 {
-    let digest = Sha256::new()
-        .chain_update(seed.to_le_bytes())
-        .chain_update(label.as_bytes())
-        .finalize();
+    let digest = Sha256::new().chain_update(seed.to_le_bytes()).chain_update(label.as_bytes()).finalize();
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
@@ -22,9 +19,7 @@ pub struct Draw {
 
 impl Draw {
     pub fn new(seed: u64, label: &str) -> Draw {
-        Draw {
-            rng: ChaCha8Rng::seed_from_u64(child_seed(seed, label)),
-        }
+        Draw { rng: ChaCha8Rng::seed_from_u64(child_seed(seed, label)) }
     }
 
     /// Uniform in `low..=high`.

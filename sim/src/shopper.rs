@@ -48,16 +48,8 @@ struct Answer {
 }
 
 impl Shopper {
-    pub fn new(
-        index: u32,
-        seed: u64,
-        scenario: Arc<Scenario>,
-        history: History,
-        board: Board,
-    ) -> Shopper {
-        let clock = Arc::new(SimClock {
-            skew_ms: Arc::new(AtomicI64::new(0)),
-        });
+    pub fn new(index: u32, seed: u64, scenario: Arc<Scenario>, history: History, board: Board) -> Shopper {
+        let clock = Arc::new(SimClock { skew_ms: Arc::new(AtomicI64::new(0)) });
         let env = Env::new(
             clock.clone(),
             Arc::new(TurmoilNet),
@@ -79,10 +71,7 @@ impl Shopper {
 
     fn elapsed_ms(&self) -> u64 {
         let started = self.started.expect("started");
-        self.clock
-            .now()
-            .saturating_duration_since(started)
-            .as_millis() as u64
+        self.clock.now().saturating_duration_since(started).as_millis() as u64
     }
 
     async fn pause(&self, ms: u64) {
@@ -108,40 +97,15 @@ impl Shopper {
         if let (true, Some(cookie)) = (with_session, &self.cookie) {
             request = request.header(header::COOKIE, cookie);
         }
-        let reply = self
-            .http
-            .send(
-                &self.gateway,
-                &request,
-                RetryPolicy::once(ANSWER_TIMEOUT_MS),
-            )
-            .await
-            .ok()?;
+        let reply = self.http.send(&self.gateway, &request, RetryPolicy::once(ANSWER_TIMEOUT_MS)).await.ok()?;
         let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        Some(Answer {
-            status: reply.status.as_u16(),
-            body,
-        })
+        Some(Answer { status: reply.status.as_u16(), body })
     }
 
-    fn record(
-        &self,
-        action: Action,
-        key: Option<&str>,
-        answer: Option<&Answer>,
-        amount_cents: Option<i64>,
-    ) {
+    fn record(&self, action: Action, key: Option<&str>, answer: Option<&Answer>, amount_cents: Option<i64>) {
         let body = answer.map(|a| &a.body);
-        let order = body.map(|b| {
-            if b.get("order").is_some() {
-                &b["order"]
-            } else {
-                b
-            }
-        });
-        let order_id = order
-            .and_then(|o| o["id"].as_str())
-            .and_then(|id| Uuid::parse_str(id).ok());
+        let order = body.map(|b| if b.get("order").is_some() { &b["order"] } else { b });
+        let order_id = order.and_then(|o| o["id"].as_str()).and_then(|id| Uuid::parse_str(id).ok());
         let order_status = order.and_then(|o| o["status"].as_str()).map(str::to_string);
         let problem = body.and_then(|b| b["type"].as_str()).map(str::to_string);
         let event = Event {
@@ -151,26 +115,17 @@ impl Shopper {
             key: key.map(str::to_string),
             status: answer.map(|a| a.status),
             problem,
-            order_id: if matches!(action, Action::ListOrders) {
-                None
-            } else {
-                order_id
-            },
-            order_status: if matches!(action, Action::ListOrders) {
-                None
-            } else {
-                order_status
-            },
+            order_id: if matches!(action, Action::ListOrders) { None } else { order_id },
+            order_status: if matches!(action, Action::ListOrders) { None } else { order_status },
             amount_cents,
         };
         self.history.borrow_mut().push(event);
     }
 
-    /// Repeats one step until `done` accepts the answer, a bounded number of times.
+    /// POSTs one step until `done` accepts the answer, a bounded number of times.
     async fn until(
         &mut self,
         action: Action,
-        method: Method,
         path: &str,
         body: Option<Value>,
         key: Option<&str>,
@@ -178,9 +133,7 @@ impl Shopper {
         done: impl Fn(u16) -> bool,
     ) -> Option<Value> {
         for attempt in 0..STEP_ATTEMPTS_MAX {
-            let answer = self
-                .call(method.clone(), path, body.as_ref(), key, true)
-                .await;
+            let answer = self.call(Method::POST, path, body.as_ref(), key, true).await;
             self.record(action, key, answer.as_ref(), amount);
             if let Some(answer) = answer.filter(|a| done(a.status)) {
                 return Some(answer.body);
@@ -205,7 +158,9 @@ impl Shopper {
             if self.elapsed_ms() >= self.scenario.safety_ms {
                 break;
             }
-            let think = self.draw.range(0, 800);
+            // Spread the orders over the safety phase, so that faults meet sagas.
+            let spread_ms = self.scenario.safety_ms / u64::from(self.scenario.orders_per_shopper.max(1));
+            let think = self.draw.range(0, spread_ms);
             self.pause(think).await;
             self.side_trip().await;
             let similar = previous.is_some() && self.draw.chance(self.scenario.mix.similar);
@@ -222,9 +177,7 @@ impl Shopper {
         for order_id in pending {
             self.poll(order_id).await;
         }
-        let listed = self
-            .call(Method::GET, "/api/v1/orders", None, None, true)
-            .await;
+        let listed = self.call(Method::GET, "/api/v1/orders", None, None, true).await;
         self.record(Action::ListOrders, None, listed.as_ref(), None);
         Ok(())
     }
@@ -233,15 +186,7 @@ impl Shopper {
         let email = format!("shopper{}@example.com", self.index);
         let credentials = json!({ "email": email, "password": format!("password-{}", self.index) });
         if self
-            .until(
-                Action::Register,
-                Method::POST,
-                "/auth/register",
-                Some(credentials.clone()),
-                None,
-                None,
-                |s| s == 201 || s == 409,
-            )
+            .until(Action::Register, "/auth/register", Some(credentials.clone()), None, None, |s| s == 201 || s == 409)
             .await
             .is_none()
         {
@@ -250,19 +195,8 @@ impl Shopper {
         for attempt in 0..STEP_ATTEMPTS_MAX {
             let mut request = OutboundRequest::new(Method::POST, "/auth/login").json(&credentials);
             request = request.header(header::CONTENT_TYPE, "application/json");
-            let reply = self
-                .http
-                .send(
-                    &self.gateway,
-                    &request,
-                    RetryPolicy::once(ANSWER_TIMEOUT_MS),
-                )
-                .await
-                .ok();
-            let answer = reply.as_ref().map(|r| Answer {
-                status: r.status.as_u16(),
-                body: Value::Null,
-            });
+            let reply = self.http.send(&self.gateway, &request, RetryPolicy::once(ANSWER_TIMEOUT_MS)).await.ok();
+            let answer = reply.as_ref().map(|r| Answer { status: r.status.as_u16(), body: Value::Null });
             self.record(Action::Login, None, answer.as_ref(), None);
             let cookie = reply
                 .as_ref()
@@ -279,15 +213,7 @@ impl Shopper {
             return false;
         }
         if self
-            .until(
-                Action::OpenAccount,
-                Method::POST,
-                "/api/v1/billing/accounts",
-                None,
-                None,
-                None,
-                |s| s == 200 || s == 201,
-            )
+            .until(Action::OpenAccount, "/api/v1/billing/accounts", None, None, None, |s| s == 200 || s == 201)
             .await
             .is_none()
         {
@@ -297,15 +223,9 @@ impl Shopper {
         if amount > 0 {
             let key = format!("deposit-{}", self.index);
             let body = json!({ "amount": amount });
-            self.until(
-                Action::Deposit,
-                Method::POST,
-                "/api/v1/billing/deposit",
-                Some(body),
-                Some(&key),
-                Some(amount * 100),
-                |s| s == 200,
-            )
+            self.until(Action::Deposit, "/api/v1/billing/deposit", Some(body), Some(&key), Some(amount * 100), |s| {
+                s == 200
+            })
             .await;
         }
         true
@@ -342,8 +262,7 @@ impl Shopper {
                 self.record(Action::PlaceOrder, Some(key), second.as_ref(), None);
                 first
             } else {
-                self.call(Method::POST, "/api/v1/order", Some(body), Some(key), true)
-                    .await
+                self.call(Method::POST, "/api/v1/order", Some(body), Some(key), true).await
             };
             self.record(Action::PlaceOrder, Some(key), answer.as_ref(), None);
             let Some(answer) = answer else {
@@ -355,17 +274,11 @@ impl Shopper {
                 .or(answer.body["order"]["id"].as_str())
                 .and_then(|id| Uuid::parse_str(id).ok());
             if let Some(order_id) = order_id {
-                self.board
-                    .borrow_mut()
-                    .entry(self.index)
-                    .or_default()
-                    .push(order_id);
+                self.board.borrow_mut().entry(self.index).or_default().push(order_id);
             }
             match answer.status {
                 202 => return order_id,
-                409 if answer.body["type"] == "/problems/idempotency-request-in-progress" => {
-                    self.pause(1_000).await
-                }
+                409 if answer.body["type"] == "/problems/idempotency-request-in-progress" => self.pause(1_000).await,
                 status if status >= 500 => self.pause(500 + 250 * u64::from(attempt)).await,
                 _ => return None,
             }
@@ -376,20 +289,10 @@ impl Shopper {
     async fn poll(&mut self, order_id: Uuid) {
         let deadline = self.scenario.safety_ms + self.scenario.liveness_ms - 2_000;
         while self.elapsed_ms() < deadline {
-            let answer = self
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/order/{order_id}"),
-                    None,
-                    None,
-                    true,
-                )
-                .await;
+            let answer = self.call(Method::GET, &format!("/api/v1/order/{order_id}"), None, None, true).await;
             self.record(Action::PollOrder, None, answer.as_ref(), None);
             if let Some(answer) = answer {
-                if answer.status == 200
-                    && matches!(answer.body["status"].as_str(), Some("CONFIRMED" | "FAILED"))
-                {
+                if answer.status == 200 && matches!(answer.body["status"].as_str(), Some("CONFIRMED" | "FAILED")) {
                     return;
                 }
             }
@@ -409,15 +312,7 @@ impl Shopper {
                 .collect();
             if !others.is_empty() {
                 let (owner, order_id) = *self.draw.pick(&others);
-                let answer = self
-                    .call(
-                        Method::GET,
-                        &format!("/api/v1/order/{order_id}"),
-                        None,
-                        None,
-                        true,
-                    )
-                    .await;
+                let answer = self.call(Method::GET, &format!("/api/v1/order/{order_id}"), None, None, true).await;
                 self.record(Action::Peek, None, answer.as_ref(), Some(i64::from(owner)));
             }
         }

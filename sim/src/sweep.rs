@@ -1,6 +1,6 @@
 //! Sweeps: many seeds of many scenarios on all cores, with the determinism self-check.
 
-use crate::run::{run, RunReport};
+use crate::run::{run, RunReport, Stats};
 use crate::scenario::Scenario;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -15,7 +15,7 @@ pub struct Outcome {
     pub failure: Option<Box<RunReport>>,
     /// A second run of the same seed disagreed: (first digest, second digest).
     pub nondeterministic: Option<(String, String)>,
-    pub simulated_ms: u64,
+    pub stats: crate::run::Stats,
 }
 
 /// Runs the seed, and again when `recheck` holds, comparing the digests.
@@ -31,7 +31,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, recheck: bool) -> Outcome {
         scenario: scenario.name.clone(),
         seed,
         digest: report.digest.clone(),
-        simulated_ms: report.stats.simulated_ms,
+        stats: report.stats.clone(),
         failure: (!report.passed()).then(|| Box::new(report)),
         nondeterministic,
     }
@@ -39,17 +39,10 @@ pub fn run_seed(scenario: &Scenario, seed: u64, recheck: bool) -> Outcome {
 
 /// Runs every (scenario, seed) job on `workers` threads; `progress` is told of each end.
 /// Results come back in job order, whatever order the threads finished in.
-pub fn sweep(
-    jobs: &[(Scenario, u64, bool)],
-    workers: usize,
-    progress: &(dyn Fn(&Outcome) + Sync),
-) -> Vec<Outcome> {
+pub fn sweep(jobs: &[(Scenario, u64, bool)], workers: usize, progress: &(dyn Fn(&Outcome) + Sync)) -> Vec<Outcome> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; jobs.len()]);
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the sweep runs independent simulations on all cores; each run is single-threaded"
-    )]
+    // Independent simulations on all cores; each run is single-threaded.
     std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             scope.spawn(|| loop {
@@ -63,10 +56,35 @@ pub fn sweep(
             });
         }
     });
-    results
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .map(|o| o.expect("every job ran"))
-        .collect()
+    results.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().map(|o| o.expect("every job ran")).collect()
+}
+
+/// What a sweep exercised, added up over its runs.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Totals {
+    pub runs: u64,
+    pub simulated_ms: u64,
+    pub orders: u64,
+    pub confirmed: u64,
+    pub failed: u64,
+    pub requests: u64,
+    pub faults: std::collections::BTreeMap<String, u64>,
+    pub saga_events: std::collections::BTreeMap<String, u64>,
+}
+
+impl Totals {
+    pub fn add(&mut self, stats: &Stats) {
+        self.runs += 1;
+        self.simulated_ms += stats.simulated_ms;
+        self.orders += stats.orders;
+        self.confirmed += stats.confirmed;
+        self.failed += stats.failed;
+        self.requests += stats.requests;
+        for (kind, count) in &stats.faults {
+            *self.faults.entry(kind.clone()).or_default() += count;
+        }
+        for (event, count) in &stats.saga_events {
+            *self.saga_events.entry(event.clone()).or_default() += count;
+        }
+    }
 }

@@ -31,11 +31,8 @@ pub async fn run(
     listener: Box<dyn Listener>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let auth = Arc::new(Auth::new(
-        deps.env.clock.clone(),
-        deps.secrets.clone(),
-        "billing",
-    ));
+    let spawner = deps.env.spawner;
+    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "billing"));
     let wakeup = Arc::new(Notify::new());
     let relay = Relay {
         env: deps.env.clone(),
@@ -45,13 +42,9 @@ pub async fn run(
         config: relay_config,
         wakeup: wakeup.clone(),
     };
-    let billing = Arc::new(Billing {
-        env: deps.env.clone(),
-        db: deps.db,
-        outbox_wakeup: wakeup,
-    });
+    let billing = Arc::new(Billing { env: deps.env.clone(), db: deps.db, outbox_wakeup: wakeup });
     let router = with_common_layers(routes::routes(billing, auth), deps.env.ids.clone());
-    let relay = tokio::spawn(relay.run());
-    serve(listener, router, SERVER_LIMITS, shutdown).await;
+    let relay = spawner.spawn(relay.run());
+    serve(listener, router, SERVER_LIMITS, spawner, shutdown).await;
     relay.abort();
 }

@@ -51,12 +51,7 @@ pub fn withdraw(
 }
 
 /// Refunds the order's withdrawal if it was applied; otherwise leaves a tombstone.
-pub fn cancel_withdraw(
-    tx: &Connection,
-    order_id: Uuid,
-    refund_id: Uuid,
-    now: &str,
-) -> rusqlite::Result<StepResult> {
+pub fn cancel_withdraw(tx: &Connection, order_id: Uuid, refund_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
     let (result, state) = cancel(tx, order_id, now, |tx| {
         let (account_id, amount_cents, user_id): (Uuid, i64, Uuid) = tx
             .query_row(
@@ -69,15 +64,7 @@ pub fn cancel_withdraw(
             .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
         let amount = Money::from_cents(amount_cents);
         change_balance(tx, account_id, amount_cents)?;
-        insert_transaction(
-            tx,
-            refund_id,
-            account_id,
-            TransactionType::Refund,
-            amount,
-            Some(order_id),
-            now,
-        )?;
+        insert_transaction(tx, refund_id, account_id, TransactionType::Refund, amount, Some(order_id), now)?;
         let event = NotificationEvent {
             kind: NotificationType::PaymentRefunded,
             order_id,

@@ -28,10 +28,7 @@ pub fn routes(billing: Arc<Billing>, auth: Arc<Auth>) -> Router {
         .route("/api/v1/billing/deposit", post(deposit))
         .route("/api/v1/billing/transactions", get(transactions))
         .route("/api/v1/billing/withdraw", post(withdraw_step))
-        .route(
-            "/api/v1/billing/withdraw/cancel/{order_id}",
-            post(cancel_step),
-        )
+        .route("/api/v1/billing/withdraw/cancel/{order_id}", post(cancel_step))
         .layer(Extension(auth))
         .with_state(billing)
 }
@@ -47,39 +44,26 @@ async fn open_account(state: Shared, User(user_id): User) -> Result<impl IntoRes
             "INSERT INTO accounts (id, user_id, balance_cents, created_at) VALUES (?1, ?2, 0, ?3)",
             params![account_id.to_string(), user_id.to_string(), now],
         )?;
-        let account =
-            account_of(tx, user_id)?.ok_or_else(|| ApiError::internal("account vanished"))?;
+        let account = account_of(tx, user_id)?.ok_or_else(|| ApiError::internal("account vanished"))?;
         Ok((true, account))
     })?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(account)))
 }
 
 async fn my_account(state: Shared, User(user_id): User) -> Result<axum::Json<Account>, ApiError> {
     let account = state.db.read(|c| account_of(c, user_id))?;
-    account.map(axum::Json).ok_or_else(|| {
-        ApiError::not_found("no account; open one with POST /api/v1/billing/accounts")
-    })
+    account
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::not_found("no account; open one with POST /api/v1/billing/accounts"))
 }
 
 fn deposit_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
     match headers.get("idempotency-key") {
         None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(IdempotencyKey::parse)
-            .map(Some)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "idempotency-key-invalid",
-                    "Idempotency-Key must be 1-255 printable ASCII characters",
-                )
-            }),
+        Some(value) => value.to_str().ok().and_then(IdempotencyKey::parse).map(Some).ok_or_else(|| {
+            ApiError::bad_request("idempotency-key-invalid", "Idempotency-Key must be 1-255 printable ASCII characters")
+        }),
     }
 }
 
@@ -139,16 +123,11 @@ async fn withdraw_step(
     Json(request): Json<WithdrawRequest>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     if request.amount.cents() <= 0 {
-        return Err(ApiError::bad_request(
-            "invalid-amount",
-            "amount must be greater than zero",
-        ));
+        return Err(ApiError::bad_request("invalid-amount", "amount must be greater than zero"));
     }
     let transaction_id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());
-    let result = state
-        .db
-        .write(|tx| withdraw(tx, &request, transaction_id, &now))?;
+    let result = state.db.write(|tx| withdraw(tx, &request, transaction_id, &now))?;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }
@@ -160,9 +139,7 @@ async fn cancel_step(
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let refund_id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());
-    let result = state
-        .db
-        .write(|tx| cancel_withdraw(tx, order_id, refund_id, &now))?;
+    let result = state.db.write(|tx| cancel_withdraw(tx, order_id, refund_id, &now))?;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }

@@ -49,18 +49,14 @@ pub fn migrations() -> Vec<Migration> {
 
 pub fn account_of(connection: &Connection, user_id: Uuid) -> rusqlite::Result<Option<Account>> {
     connection
-        .query_row(
-            "SELECT id, user_id, balance_cents FROM accounts WHERE user_id = ?1",
-            [user_id.to_string()],
-            |row| {
-                Ok(Account {
-                    account_id: uuid_at(row, 0)?,
-                    user_id: uuid_at(row, 1)?,
-                    balance: Money::from_cents(row.get(2)?),
-                    status: "ACTIVE".to_string(),
-                })
-            },
-        )
+        .query_row("SELECT id, user_id, balance_cents FROM accounts WHERE user_id = ?1", [user_id.to_string()], |row| {
+            Ok(Account {
+                account_id: uuid_at(row, 0)?,
+                user_id: uuid_at(row, 1)?,
+                balance: Money::from_cents(row.get(2)?),
+                status: "ACTIVE".to_string(),
+            })
+        })
         .optional()
 }
 
@@ -89,11 +85,7 @@ pub fn insert_transaction(
 }
 
 /// Moves a balance by `delta_cents`; the CHECK refuses a negative result.
-pub fn change_balance(
-    connection: &Connection,
-    account_id: Uuid,
-    delta_cents: i64,
-) -> rusqlite::Result<i64> {
+pub fn change_balance(connection: &Connection, account_id: Uuid, delta_cents: i64) -> rusqlite::Result<i64> {
     connection.query_row(
         "UPDATE accounts SET balance_cents = balance_cents + ?1, version = version + 1
          WHERE id = ?2 RETURNING balance_cents",
@@ -104,26 +96,20 @@ pub fn change_balance(
 
 pub const TRANSACTIONS_LISTED_MAX: i64 = 1000;
 
-pub fn transactions_of(
-    connection: &Connection,
-    account_id: Uuid,
-) -> rusqlite::Result<Vec<Transaction>> {
+pub fn transactions_of(connection: &Connection, account_id: Uuid) -> rusqlite::Result<Vec<Transaction>> {
     let mut statement = connection.prepare(
         "SELECT id, type, amount_cents, order_id, created_at FROM transactions
          WHERE account_id = ?1 ORDER BY seq DESC LIMIT ?2",
     )?;
-    let rows = statement.query_map(
-        params![account_id.to_string(), TRANSACTIONS_LISTED_MAX],
-        |row| {
-            let kind: String = row.get(1)?;
-            Ok(Transaction {
-                transaction_id: uuid_at(row, 0)?,
-                kind: TransactionType::parse(&kind).unwrap_or(TransactionType::Deposit),
-                amount: Money::from_cents(row.get(2)?),
-                order_id: optional_uuid_at(row, 3)?,
-                created_at: time_at(row, 4)?,
-            })
-        },
-    )?;
+    let rows = statement.query_map(params![account_id.to_string(), TRANSACTIONS_LISTED_MAX], |row| {
+        let kind: String = row.get(1)?;
+        Ok(Transaction {
+            transaction_id: uuid_at(row, 0)?,
+            kind: TransactionType::parse(&kind).unwrap_or(TransactionType::Deposit),
+            amount: Money::from_cents(row.get(2)?),
+            order_id: optional_uuid_at(row, 3)?,
+            created_at: time_at(row, 4)?,
+        })
+    })?;
     rows.collect()
 }

@@ -71,11 +71,8 @@ impl Money {
         if normalized.scale() > 2 {
             return Err(MoneyError::TooManyPlaces);
         }
-        let cents = (normalized * Decimal::from(100))
-            .trunc()
-            .to_string()
-            .parse::<i64>()
-            .map_err(|_| MoneyError::TooLarge)?;
+        let cents =
+            (normalized * Decimal::from(100)).trunc().to_string().parse::<i64>().map_err(|_| MoneyError::TooLarge)?;
         Ok(Money { cents })
     }
 
@@ -163,23 +160,14 @@ mod tests {
     fn positive_range_is_enforced() {
         assert_eq!(Money::parse_positive("0"), Err(MoneyError::NotPositive));
         assert_eq!(Money::parse_positive("-1"), Err(MoneyError::NotPositive));
-        assert_eq!(
-            Money::parse_positive("1000000000.01"),
-            Err(MoneyError::TooLarge)
-        );
-        assert_eq!(
-            Money::parse_positive("1000000000.00").unwrap().cents(),
-            MONEY_MAX_CENTS
-        );
+        assert_eq!(Money::parse_positive("1000000000.01"), Err(MoneyError::TooLarge));
+        assert_eq!(Money::parse_positive("1000000000.00").unwrap().cents(), MONEY_MAX_CENTS);
     }
 
     #[test]
     fn displays_two_places() {
         assert_eq!(Money::from_cents(500_000).to_string(), "5000.00");
         assert_eq!(Money::from_cents(5).to_string(), "0.05");
-        assert_eq!(
-            serde_json::to_string(&Money::from_cents(1_250)).unwrap(),
-            "\"12.50\""
-        );
+        assert_eq!(serde_json::to_string(&Money::from_cents(1_250)).unwrap(), "\"12.50\"");
     }
 }

@@ -17,21 +17,11 @@ pub struct StepResult {
 
 impl StepResult {
     pub fn ok(message: &str, transaction_id: Option<Uuid>) -> StepResult {
-        StepResult {
-            success: true,
-            message: message.to_string(),
-            transaction_id,
-            data: serde_json::Value::Null,
-        }
+        StepResult { success: true, message: message.to_string(), transaction_id, data: serde_json::Value::Null }
     }
 
     pub fn refused(message: &str) -> StepResult {
-        StepResult {
-            success: false,
-            message: message.to_string(),
-            transaction_id: None,
-            data: serde_json::Value::Null,
-        }
+        StepResult { success: false, message: message.to_string(), transaction_id: None, data: serde_json::Value::Null }
     }
 }
 

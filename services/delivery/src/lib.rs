@@ -27,22 +27,10 @@ pub struct Delivery {
     config: Config,
 }
 
-pub async fn run(
-    deps: Deps,
-    config: Config,
-    listener: Box<dyn Listener>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let auth = Arc::new(Auth::new(
-        deps.env.clock.clone(),
-        deps.secrets.clone(),
-        "delivery",
-    ));
-    let delivery = Arc::new(Delivery {
-        env: deps.env.clone(),
-        db: deps.db,
-        config,
-    });
+pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
+    let spawner = deps.env.spawner;
+    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "delivery"));
+    let delivery = Arc::new(Delivery { env: deps.env.clone(), db: deps.db, config });
     let router = with_common_layers(routes::routes(delivery, auth), deps.env.ids.clone());
-    serve(listener, router, SERVER_LIMITS, shutdown).await;
+    serve(listener, router, SERVER_LIMITS, spawner, shutdown).await;
 }

@@ -21,10 +21,7 @@ pub fn routes(delivery: Arc<Delivery>, auth: Arc<Auth>) -> Router {
     Router::new()
         .route("/api/v1/deliveries/slots", get(list))
         .route("/api/v1/deliveries/reserve", post(book_step))
-        .route(
-            "/api/v1/deliveries/reserve/cancel/{order_id}",
-            post(cancel_step),
-        )
+        .route("/api/v1/deliveries/reserve/cancel/{order_id}", post(cancel_step))
         .layer(Extension(auth))
         .with_state(delivery)
 }
@@ -32,12 +29,8 @@ pub fn routes(delivery: Arc<Delivery>, auth: Arc<Auth>) -> Router {
 async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Slot>>, ApiError> {
     let now = state.env.clock.now_utc();
     let config = state.config;
-    state
-        .db
-        .write(|tx| ensure_slots(tx, now, config.horizon_hours, config.slot_capacity))?;
-    Ok(axum::Json(
-        state.db.read(|c| slots(c, now, config.horizon_hours))?,
-    ))
+    state.db.write(|tx| ensure_slots(tx, now, config.horizon_hours, config.slot_capacity))?;
+    Ok(axum::Json(state.db.read(|c| slots(c, now, config.horizon_hours))?))
 }
 
 async fn book_step(
@@ -46,10 +39,7 @@ async fn book_step(
     Json(request): Json<BookRequest>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     if request.address.trim().is_empty() || request.address.len() > ADDRESS_LENGTH_MAX {
-        return Err(ApiError::bad_request(
-            "invalid-address",
-            "address must be 1-500 characters",
-        ));
+        return Err(ApiError::bad_request("invalid-address", "address must be 1-500 characters"));
     }
     let now = state.env.clock.now_utc();
     let config = state.config;
@@ -67,7 +57,5 @@ async fn cancel_step(
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let now = state.env.clock.now_utc();
-    Ok(axum::Json(
-        state.db.write(|tx| cancel_booking(tx, order_id, now))?,
-    ))
+    Ok(axum::Json(state.db.write(|tx| cancel_booking(tx, order_id, now))?))
 }

@@ -40,44 +40,25 @@ pub fn hour_of(time: Timestamp) -> Timestamp {
 }
 
 /// Makes sure a slot exists for every hour from the current one to `horizon_hours` ahead.
-pub fn ensure_slots(
-    tx: &Connection,
-    now: Timestamp,
-    horizon_hours: i64,
-    capacity: i64,
-) -> rusqlite::Result<()> {
+pub fn ensure_slots(tx: &Connection, now: Timestamp, horizon_hours: i64, capacity: i64) -> rusqlite::Result<()> {
     let first = hour_of(now);
-    let mut statement = tx.prepare_cached(
-        "INSERT OR IGNORE INTO delivery_slots (slot, capacity, booked) VALUES (?1, ?2, 0)",
-    )?;
+    let mut statement =
+        tx.prepare_cached("INSERT OR IGNORE INTO delivery_slots (slot, capacity, booked) VALUES (?1, ?2, 0)")?;
     for hour in 0..horizon_hours {
         statement.execute(params![time_text(first + TimeDelta::hours(hour)), capacity])?;
     }
     Ok(())
 }
 
-pub fn slots(
-    connection: &Connection,
-    now: Timestamp,
-    horizon_hours: i64,
-) -> rusqlite::Result<Vec<Slot>> {
+pub fn slots(connection: &Connection, now: Timestamp, horizon_hours: i64) -> rusqlite::Result<Vec<Slot>> {
     let first = hour_of(now);
     let mut statement = connection.prepare(
         "SELECT slot, capacity, capacity - booked FROM delivery_slots WHERE slot >= ?1 AND slot < ?2 ORDER BY slot",
     )?;
-    let rows = statement.query_map(
-        params![
-            time_text(first),
-            time_text(first + TimeDelta::hours(horizon_hours))
-        ],
-        |row| {
-            Ok(Slot {
-                slot: time_at(row, 0)?,
-                capacity: row.get(1)?,
-                remaining: row.get(2)?,
-            })
-        },
-    )?;
+    let rows = statement
+        .query_map(params![time_text(first), time_text(first + TimeDelta::hours(horizon_hours))], |row| {
+            Ok(Slot { slot: time_at(row, 0)?, capacity: row.get(1)?, remaining: row.get(2)? })
+        })?;
     rows.collect()
 }
 
@@ -92,24 +73,24 @@ pub fn book(
     let slot_text = time_text(request.preferred_time_slot);
     let result = act(tx, request.order_id, &now_text, |tx| {
         let remaining: Option<i64> = tx
-            .query_row(
-                "SELECT capacity - booked FROM delivery_slots WHERE slot = ?1",
-                [&slot_text],
-                |row| row.get(0),
-            )
+            .query_row("SELECT capacity - booked FROM delivery_slots WHERE slot = ?1", [&slot_text], |row| row.get(0))
             .optional()?;
         let in_future = request.preferred_time_slot >= hour_of(now);
         if !in_future || remaining.unwrap_or(0) <= 0 {
             return Ok(StepResult::refused(reason::NO_DELIVERY_SLOT));
         }
-        tx.execute(
-            "UPDATE delivery_slots SET booked = booked + 1 WHERE slot = ?1",
-            [&slot_text],
-        )?;
+        tx.execute("UPDATE delivery_slots SET booked = booked + 1 WHERE slot = ?1", [&slot_text])?;
         tx.execute(
             "INSERT INTO delivery_reservations (order_id, id, user_id, slot, address, status, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'BOOKED', ?6)",
-            params![request.order_id.to_string(), reservation_id.to_string(), request.user_id.to_string(), slot_text, request.address, now_text],
+            params![
+                request.order_id.to_string(),
+                reservation_id.to_string(),
+                request.user_id.to_string(),
+                slot_text,
+                request.address,
+                now_text
+            ],
         )?;
         Ok(StepResult::ok("booked", Some(reservation_id)))
     })?;
@@ -118,21 +99,14 @@ pub fn book(
 }
 
 /// Frees the order's slot if it was booked; otherwise leaves a tombstone.
-pub fn cancel_booking(
-    tx: &Connection,
-    order_id: Uuid,
-    now: Timestamp,
-) -> rusqlite::Result<StepResult> {
+pub fn cancel_booking(tx: &Connection, order_id: Uuid, now: Timestamp) -> rusqlite::Result<StepResult> {
     let (result, state) = cancel(tx, order_id, &time_text(now), |tx| {
         let slot: String = tx.query_row(
             "SELECT slot FROM delivery_reservations WHERE order_id = ?1 AND status = 'BOOKED'",
             [order_id.to_string()],
             |row| row.get(0),
         )?;
-        tx.execute(
-            "UPDATE delivery_slots SET booked = booked - 1 WHERE slot = ?1",
-            [&slot],
-        )?;
+        tx.execute("UPDATE delivery_slots SET booked = booked - 1 WHERE slot = ?1", [&slot])?;
         tx.execute(
             "UPDATE delivery_reservations SET status = 'CANCELLED' WHERE order_id = ?1",
             [order_id.to_string()],

@@ -1,8 +1,6 @@
 //! Registration, login, profile and logout, and the session extractor the proxy uses.
 
-use crate::store::{
-    delete_session, insert_session, session, touch_session, user_by_email, user_by_id,
-};
+use crate::store::{delete_session, insert_session, session, touch_session, user_by_email, user_by_id};
 use crate::Gateway;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -59,9 +57,8 @@ fn hasher(params: &Params) -> Argon2<'static> {
 /// An Argon2id PHC string for `password` with the given salt bytes.
 pub fn hash_password(params: &Params, password: &str, salt: &[u8; 16]) -> Result<String, ApiError> {
     let salt = SaltString::encode_b64(salt).map_err(|e| ApiError::internal(e.to_string()))?;
-    let hash = hasher(params)
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let hash =
+        hasher(params).hash_password(password.as_bytes(), &salt).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(hash.to_string())
 }
 
@@ -73,36 +70,21 @@ impl Gateway {
     }
 
     fn password_matches(&self, password: &str, stored: &str) -> bool {
-        PasswordHash::new(stored).is_ok_and(|hash| {
-            hasher(&self.argon2_params)
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
+        PasswordHash::new(stored)
+            .is_ok_and(|hash| hasher(&self.argon2_params).verify_password(password.as_bytes(), &hash).is_ok())
     }
 }
 
-async fn register(
-    state: Shared,
-    Json(request): Json<RegisterRequest>,
-) -> Result<Response, ApiError> {
+async fn register(state: Shared, Json(request): Json<RegisterRequest>) -> Result<Response, ApiError> {
     let email = normalize_email(&request.email)
         .ok_or_else(|| ApiError::bad_request("invalid-email", "email is not a valid address"))?;
     let length = request.password.chars().count();
     if !(PASSWORD_LENGTH_MIN..=PASSWORD_LENGTH_MAX).contains(&length) {
-        return Err(ApiError::bad_request(
-            "invalid-password",
-            "password must be 8-1024 characters",
-        ));
+        return Err(ApiError::bad_request("invalid-password", "password must be 8-1024 characters"));
     }
     let names = [&request.first_name, &request.last_name];
-    if names.iter().any(|n| {
-        n.as_ref()
-            .is_some_and(|n| n.chars().count() > NAME_LENGTH_MAX)
-    }) {
-        return Err(ApiError::bad_request(
-            "invalid-name",
-            "names must be at most 100 characters",
-        ));
+    if names.iter().any(|n| n.as_ref().is_some_and(|n| n.chars().count() > NAME_LENGTH_MAX)) {
+        return Err(ApiError::bad_request("invalid-name", "names must be at most 100 characters"));
     }
     let password_hash = state.hash_password(&request.password)?;
     let user_id = state.env.ids.uuid();
@@ -118,22 +100,12 @@ async fn register(
         Ok(())
     })?;
     tracing::info!(%user_id, "registered");
-    let profile = Profile {
-        user_id,
-        email,
-        first_name: request.first_name,
-        last_name: request.last_name,
-    };
+    let profile = Profile { user_id, email, first_name: request.first_name, last_name: request.last_name };
     Ok((StatusCode::CREATED, axum::Json(profile)).into_response())
 }
 
 fn invalid_credentials() -> ApiError {
-    ApiError::new(
-        401,
-        "invalid-credentials",
-        "Unauthorized",
-        "wrong email or password",
-    )
+    ApiError::new(401, "invalid-credentials", "Unauthorized", "wrong email or password")
 }
 
 async fn login(state: Shared, Json(request): Json<LoginRequest>) -> Result<Response, ApiError> {
@@ -142,26 +114,19 @@ async fn login(state: Shared, Json(request): Json<LoginRequest>) -> Result<Respo
         Some(email) => state.db.read(|c| user_by_email(c, email))?,
         None => None,
     };
-    let stored = user
-        .as_ref()
-        .map_or(state.decoy_hash.as_str(), |u| u.password_hash.as_str());
+    let stored = user.as_ref().map_or(state.decoy_hash.as_str(), |u| u.password_hash.as_str());
     let matches = state.password_matches(&request.password, stored);
     let Some(user) = user.filter(|_| matches) else {
         return Err(invalid_credentials());
     };
     let session_id = state.env.ids.hex(32);
     let now = time_text(state.env.clock.now_utc());
-    state
-        .db
-        .write(|tx| insert_session(tx, &session_id, user.id, &now))?;
+    state.db.write(|tx| insert_session(tx, &session_id, user.id, &now))?;
     let cookie = format!(
         "{SESSION_COOKIE}={session_id}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
         state.config.session_idle_timeout_s
     );
-    let body = axum::Json(LoginResponse {
-        user_id: user.id,
-        email: user.email,
-    });
+    let body = axum::Json(LoginResponse { user_id: user.id, email: user.email });
     Ok(([(header::SET_COOKIE, cookie)], body).into_response())
 }
 
@@ -193,48 +158,31 @@ impl Gateway {
             return Ok(None);
         };
         let now = self.env.clock.now_utc();
-        let last_seen = chrono::DateTime::parse_from_rfc3339(&last_seen)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let last_seen =
+            chrono::DateTime::parse_from_rfc3339(&last_seen).map_err(|e| ApiError::internal(e.to_string()))?;
         let idle = now.signed_duration_since(last_seen);
         if idle >= TimeDelta::seconds(self.config.session_idle_timeout_s) {
             self.db.write(|tx| delete_session(tx, &session_id))?;
             return Ok(None);
         }
         if idle >= TimeDelta::seconds(self.config.session_touch_interval_s) {
-            self.db
-                .write(|tx| touch_session(tx, &session_id, &time_text(now)))?;
+            self.db.write(|tx| touch_session(tx, &session_id, &time_text(now)))?;
         }
-        Ok(Some(SessionUser {
-            user_id,
-            session_id,
-        }))
+        Ok(Some(SessionUser { user_id, session_id }))
     }
 }
 
 impl FromRequestParts<Arc<Gateway>> for SessionUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<Gateway>,
-    ) -> Result<SessionUser, ApiError> {
-        state
-            .session_user(&parts.headers)?
-            .ok_or_else(|| ApiError::unauthorized("log in first: no valid session"))
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<Gateway>) -> Result<SessionUser, ApiError> {
+        state.session_user(&parts.headers)?.ok_or_else(|| ApiError::unauthorized("log in first: no valid session"))
     }
 }
 
 async fn profile(state: Shared, user: SessionUser) -> Result<axum::Json<Profile>, ApiError> {
-    let row = state
-        .db
-        .read(|c| user_by_id(c, user.user_id))?
-        .ok_or_else(|| ApiError::unauthorized("user is gone"))?;
-    Ok(axum::Json(Profile {
-        user_id: row.id,
-        email: row.email,
-        first_name: row.first_name,
-        last_name: row.last_name,
-    }))
+    let row = state.db.read(|c| user_by_id(c, user.user_id))?.ok_or_else(|| ApiError::unauthorized("user is gone"))?;
+    Ok(axum::Json(Profile { user_id: row.id, email: row.email, first_name: row.first_name, last_name: row.last_name }))
 }
 
 async fn logout(state: Shared, user: SessionUser) -> Result<Response, ApiError> {

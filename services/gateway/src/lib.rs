@@ -28,17 +28,9 @@ pub struct PasswordCost {
 }
 
 /// OWASP's Argon2id baseline (19 MiB, 2 iterations).
-pub const PASSWORD_COST_STANDARD: PasswordCost = PasswordCost {
-    memory_kib: 19 * 1024,
-    iterations: 2,
-    parallelism: 1,
-};
+pub const PASSWORD_COST_STANDARD: PasswordCost = PasswordCost { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 };
 /// For simulations and tests only: fast, and still a real Argon2id hash.
-pub const PASSWORD_COST_LOW: PasswordCost = PasswordCost {
-    memory_kib: 64,
-    iterations: 1,
-    parallelism: 1,
-};
+pub const PASSWORD_COST_LOW: PasswordCost = PasswordCost { memory_kib: 64, iterations: 1, parallelism: 1 };
 
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
@@ -79,14 +71,10 @@ pub struct Gateway {
 /// The gateway's whole HTTP surface, ready to serve.
 pub fn app(deps: Deps, config: Config) -> Router {
     let cost = config.password_cost;
-    let argon2_params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
-        .expect("valid Argon2 cost in config");
+    let argon2_params =
+        Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None).expect("valid Argon2 cost in config");
     let gateway = Arc::new(Gateway {
-        auth: Arc::new(Auth::new(
-            deps.env.clock.clone(),
-            deps.secrets.clone(),
-            "gateway",
-        )),
+        auth: Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "gateway")),
         http: HttpClient::new(deps.env.clone()),
         env: deps.env.clone(),
         db: deps.db.clone(),
@@ -97,18 +85,11 @@ pub fn app(deps: Deps, config: Config) -> Router {
         argon2_params,
     });
     let ids = deps.env.ids.clone();
-    let routes = accounts::routes()
-        .merge(proxy::routes())
-        .fallback(proxy::unknown)
-        .with_state(gateway);
+    let routes = accounts::routes().merge(proxy::routes()).fallback(proxy::unknown).with_state(gateway);
     with_layers_keeping_fallback(routes, ids)
 }
 
-pub async fn run(
-    deps: Deps,
-    config: Config,
-    listener: Box<dyn Listener>,
-    shutdown: impl Future<Output = ()>,
-) {
-    serve(listener, app(deps, config), SERVER_LIMITS, shutdown).await;
+pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
+    let spawner = deps.env.spawner;
+    serve(listener, app(deps, config), SERVER_LIMITS, spawner, shutdown).await;
 }

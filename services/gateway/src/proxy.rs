@@ -30,11 +30,7 @@ pub const PUBLIC_ROUTES: [(&str, &str, Upstream); 11] = [
     ("POST", "/api/v1/billing/deposit", Upstream::Billing),
     ("GET", "/api/v1/billing/transactions", Upstream::Billing),
     ("GET", "/api/v1/warehouse/products", Upstream::Warehouse),
-    (
-        "GET",
-        "/api/v1/warehouse/products/{product_id}",
-        Upstream::Warehouse,
-    ),
+    ("GET", "/api/v1/warehouse/products/{product_id}", Upstream::Warehouse),
     ("GET", "/api/v1/deliveries/slots", Upstream::Delivery),
     ("POST", "/api/v1/order", Upstream::Order),
     ("GET", "/api/v1/order/{order_id}", Upstream::Order),
@@ -44,15 +40,10 @@ pub const PUBLIC_ROUTES: [(&str, &str, Upstream); 11] = [
 
 /// Headers passed to the service unchanged; everything else (Cookie, Authorization,
 /// X-User-*, …) stays at the gateway.
-const FORWARDED_HEADERS: [HeaderName; 4] = [
-    header::CONTENT_TYPE,
-    header::ACCEPT,
-    HeaderName::from_static("idempotency-key"),
-    REQUEST_ID,
-];
+const FORWARDED_HEADERS: [HeaderName; 4] =
+    [header::CONTENT_TYPE, header::ACCEPT, HeaderName::from_static("idempotency-key"), REQUEST_ID];
 /// Headers of the service's answer passed back to the client.
-const RETURNED_HEADERS: [HeaderName; 3] =
-    [header::CONTENT_TYPE, header::LOCATION, header::RETRY_AFTER];
+const RETURNED_HEADERS: [HeaderName; 3] = [header::CONTENT_TYPE, header::LOCATION, header::RETRY_AFTER];
 
 /// Seconds a client is asked to wait when a service is unreachable.
 const RETRY_AFTER_S: u32 = 1;
@@ -60,24 +51,15 @@ const RETRY_AFTER_S: u32 = 1;
 pub fn routes() -> Router<Arc<Gateway>> {
     let mut router = Router::new();
     for (method, path, upstream) in PUBLIC_ROUTES {
-        let handler =
-            move |state, user, context, request| proxy(state, user, context, request, upstream);
-        let route: MethodRouter<Arc<Gateway>> = if method == "GET" {
-            get(handler)
-        } else {
-            post(handler)
-        };
+        let handler = move |state, user, context, request| proxy(state, user, context, request, upstream);
+        let route: MethodRouter<Arc<Gateway>> = if method == "GET" { get(handler) } else { post(handler) };
         router = router.route(path, route);
     }
     router
 }
 
 /// Unknown routes: 401 under `/api` without a session (every `/api` call needs one), else 404.
-pub async fn unknown(
-    State(state): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    request: Request,
-) -> ApiError {
+pub async fn unknown(State(state): State<Arc<Gateway>>, headers: HeaderMap, request: Request) -> ApiError {
     let under_api = request.uri().path().starts_with("/api/");
     if under_api && state.session_user(&headers).ok().flatten().is_none() {
         return ApiError::unauthorized("log in first: no valid session");
@@ -107,19 +89,8 @@ async fn proxy(
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, platform::json::BODY_SIZE_MAX_BYTES)
         .await
-        .map_err(|_| {
-            ApiError::new(
-                413,
-                "body-too-large",
-                "Payload too large",
-                "request body is over 64 KiB",
-            )
-        })?;
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or(parts.uri.path(), |p| p.as_str())
-        .to_string();
+        .map_err(|_| ApiError::new(413, "body-too-large", "Payload too large", "request body is over 64 KiB"))?;
+    let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str()).to_string();
     let keyed = parts.headers.contains_key("idempotency-key");
     let idempotent = parts.method == Method::GET || keyed;
     let mut outbound = OutboundRequest::new(parts.method.clone(), path).idempotent(idempotent);
@@ -129,14 +100,9 @@ async fn proxy(
             outbound.headers.push((name, value.clone()));
         }
     }
-    let traceparent = context
-        .traceparent
-        .clone()
-        .unwrap_or_else(|| context.child_traceparent(&state.env.ids));
+    let traceparent = context.traceparent.clone().unwrap_or_else(|| context.child_traceparent(&state.env.ids));
     let token = format!("Bearer {}", state.auth.mint_user_token(user.user_id));
-    outbound = outbound
-        .header(TRACEPARENT, &traceparent)
-        .header(header::AUTHORIZATION, &token);
+    outbound = outbound.header(TRACEPARENT, &traceparent).header(header::AUTHORIZATION, &token);
     if !parts.headers.contains_key(&REQUEST_ID) {
         outbound = outbound.header(REQUEST_ID, &context.request_id);
     }
@@ -148,22 +114,12 @@ async fn proxy(
     let address = state.address(upstream).to_string();
     let reply = match state.http.send(&address, &outbound, policy).await {
         Ok(reply) => reply,
-        Err(platform::client::CallError::Status {
-            status,
-            problem: Some(problem),
-        }) => {
-            return Ok(platform::error::problem_response(
-                &problem,
-                (status == 503).then_some(RETRY_AFTER_S),
-                None,
-            ));
+        Err(platform::client::CallError::Status { status, problem: Some(problem) }) => {
+            return Ok(platform::error::problem_response(&problem, (status == 503).then_some(RETRY_AFTER_S), None));
         }
         Err(error) => {
             tracing::warn!(?upstream, %error, "upstream unavailable");
-            return Err(ApiError::unavailable(
-                format!("{upstream:?} service is unavailable"),
-                RETRY_AFTER_S,
-            ));
+            return Err(ApiError::unavailable(format!("{upstream:?} service is unavailable"), RETRY_AFTER_S));
         }
     };
     let status = StatusCode::from_u16(reply.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -30,10 +30,7 @@ pub fn migrations() -> Vec<Migration> {
 }
 
 pub fn session_digest(session_id: &str) -> String {
-    Sha256::digest(session_id.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(session_id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub struct UserRow {
@@ -57,30 +54,15 @@ fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
 }
 
 pub fn user_by_email(connection: &Connection, email: &str) -> rusqlite::Result<Option<UserRow>> {
-    connection
-        .query_row(
-            &format!("{USER_COLUMNS} WHERE email = ?1"),
-            [email],
-            user_row,
-        )
-        .optional()
+    connection.query_row(&format!("{USER_COLUMNS} WHERE email = ?1"), [email], user_row).optional()
 }
 
 pub fn user_by_id(connection: &Connection, id: Uuid) -> rusqlite::Result<Option<UserRow>> {
-    connection
-        .query_row(
-            &format!("{USER_COLUMNS} WHERE id = ?1"),
-            [id.to_string()],
-            user_row,
-        )
-        .optional()
+    connection.query_row(&format!("{USER_COLUMNS} WHERE id = ?1"), [id.to_string()], user_row).optional()
 }
 
 /// The session's user and last use, by the cookie's session id.
-pub fn session(
-    connection: &Connection,
-    session_id: &str,
-) -> rusqlite::Result<Option<(Uuid, String)>> {
+pub fn session(connection: &Connection, session_id: &str) -> rusqlite::Result<Option<(Uuid, String)>> {
     connection
         .query_row(
             "SELECT user_id, last_seen_at FROM sessions WHERE id_digest = ?1",
@@ -90,12 +72,7 @@ pub fn session(
         .optional()
 }
 
-pub fn insert_session(
-    tx: &Connection,
-    session_id: &str,
-    user_id: Uuid,
-    now: &str,
-) -> rusqlite::Result<()> {
+pub fn insert_session(tx: &Connection, session_id: &str, user_id: Uuid, now: &str) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO sessions (id_digest, user_id, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?3)",
         params![session_digest(session_id), user_id.to_string(), now],
@@ -104,16 +81,10 @@ pub fn insert_session(
 }
 
 pub fn touch_session(tx: &Connection, session_id: &str, now: &str) -> rusqlite::Result<()> {
-    tx.execute(
-        "UPDATE sessions SET last_seen_at = ?1 WHERE id_digest = ?2",
-        params![now, session_digest(session_id)],
-    )?;
+    tx.execute("UPDATE sessions SET last_seen_at = ?1 WHERE id_digest = ?2", params![now, session_digest(session_id)])?;
     Ok(())
 }
 
 pub fn delete_session(tx: &Connection, session_id: &str) -> rusqlite::Result<usize> {
-    tx.execute(
-        "DELETE FROM sessions WHERE id_digest = ?1",
-        [session_digest(session_id)],
-    )
+    tx.execute("DELETE FROM sessions WHERE id_digest = ?1", [session_digest(session_id)])
 }

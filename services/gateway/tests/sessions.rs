@@ -19,10 +19,7 @@ fn gateway(clock: Arc<ManualClock>) -> Router {
     let deps = Deps {
         env: Env::new(clock, Arc::new(TokioNet), Ids::from_seed(1)),
         db: Db::open_memory(&gateway::migrations()).unwrap(),
-        secrets: Secrets {
-            user_token_secret: b"u".to_vec(),
-            service_token_secret: b"s".to_vec(),
-        },
+        secrets: Secrets { user_token_secret: b"u".to_vec(), service_token_secret: b"s".to_vec() },
         peers: Peers {
             gateway: peer.clone(),
             order: peer.clone(),
@@ -32,13 +29,7 @@ fn gateway(clock: Arc<ManualClock>) -> Router {
             notification: peer,
         },
     };
-    gateway::app(
-        deps,
-        gateway::Config {
-            password_cost: gateway::PASSWORD_COST_LOW,
-            ..gateway::CONFIG
-        },
-    )
+    gateway::app(deps, gateway::Config { password_cost: gateway::PASSWORD_COST_LOW, ..gateway::CONFIG })
 }
 
 async fn call(
@@ -48,35 +39,21 @@ async fn call(
     cookie: Option<&str>,
     body: &str,
 ) -> (StatusCode, Option<String>) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json");
+    let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
     }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::from(body.to_string())).unwrap())
-        .await
-        .unwrap();
+    let response = app.clone().oneshot(request.body(Body::from(body.to_string())).unwrap()).await.unwrap();
     let status = response.status();
-    let cookie = response
-        .headers()
-        .get("set-cookie")
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+    let cookie =
+        response.headers().get("set-cookie").map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
     let _ = response.into_body().collect().await.unwrap();
     (status, cookie)
 }
 
 async fn logged_in(app: &Router) -> String {
     let credentials = r#"{"email":"kim@example.com","password":"long enough"}"#;
-    assert_eq!(
-        call(app, "POST", "/auth/register", None, credentials)
-            .await
-            .0,
-        StatusCode::CREATED
-    );
+    assert_eq!(call(app, "POST", "/auth/register", None, credentials).await.0, StatusCode::CREATED);
     let (status, cookie) = call(app, "POST", "/auth/login", None, credentials).await;
     assert_eq!(status, StatusCode::OK);
     cookie.unwrap()
@@ -86,91 +63,38 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 #[tokio::test]
 async fn a_session_idle_for_24_hours_is_gone() {
-    let clock = Arc::new(ManualClock::new(
-        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-    ));
+    let clock = Arc::new(ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()));
     let app = gateway(clock.clone());
     let cookie = logged_in(&app).await;
     clock.advance(23 * HOUR);
-    assert_eq!(
-        call(&app, "GET", "/auth/profile/me", Some(&cookie), "")
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(call(&app, "GET", "/auth/profile/me", Some(&cookie), "").await.0, StatusCode::OK);
     // That use refreshed it: another 23 hours are fine too.
     clock.advance(23 * HOUR);
-    assert_eq!(
-        call(&app, "GET", "/auth/profile/me", Some(&cookie), "")
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(call(&app, "GET", "/auth/profile/me", Some(&cookie), "").await.0, StatusCode::OK);
     clock.advance(24 * HOUR);
-    assert_eq!(
-        call(&app, "GET", "/auth/profile/me", Some(&cookie), "")
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&app, "GET", "/api/v1/orders", Some(&cookie), "")
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(call(&app, "GET", "/auth/profile/me", Some(&cookie), "").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, "GET", "/api/v1/orders", Some(&cookie), "").await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn logout_is_final() {
-    let clock = Arc::new(ManualClock::new(
-        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-    ));
+    let clock = Arc::new(ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()));
     let app = gateway(clock);
     let cookie = logged_in(&app).await;
-    assert_eq!(
-        call(&app, "POST", "/auth/logout", Some(&cookie), "")
-            .await
-            .0,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        call(&app, "GET", "/auth/profile/me", Some(&cookie), "")
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&app, "POST", "/auth/logout", Some(&cookie), "")
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(call(&app, "POST", "/auth/logout", Some(&cookie), "").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&app, "GET", "/auth/profile/me", Some(&cookie), "").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, "POST", "/auth/logout", Some(&cookie), "").await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn wrong_password_and_unknown_email_answer_alike() {
-    let clock = Arc::new(ManualClock::new(
-        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-    ));
+    let clock = Arc::new(ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()));
     let app = gateway(clock);
     logged_in(&app).await;
-    let wrong = call(
-        &app,
-        "POST",
-        "/auth/login",
-        None,
-        r#"{"email":"kim@example.com","password":"not the one"}"#,
-    )
-    .await;
-    let unknown = call(
-        &app,
-        "POST",
-        "/auth/login",
-        None,
-        r#"{"email":"nobody@example.com","password":"not the one"}"#,
-    )
-    .await;
+    let wrong =
+        call(&app, "POST", "/auth/login", None, r#"{"email":"kim@example.com","password":"not the one"}"#).await;
+    let unknown =
+        call(&app, "POST", "/auth/login", None, r#"{"email":"nobody@example.com","password":"not the one"}"#).await;
     assert_eq!(wrong, (StatusCode::UNAUTHORIZED, None));
     assert_eq!(wrong, unknown);
 }

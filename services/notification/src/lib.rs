@@ -47,40 +47,21 @@ pub struct Notifications {
 type Shared = axum::extract::State<Arc<Notifications>>;
 
 pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
-    let auth = Arc::new(Auth::new(
-        deps.env.clock.clone(),
-        deps.secrets.clone(),
-        "notification",
-    ));
-    let state = Arc::new(Notifications {
-        env: deps.env.clone(),
-        db: deps.db,
-    });
+    let spawner = deps.env.spawner;
+    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "notification"));
+    let state = Arc::new(Notifications { env: deps.env.clone(), db: deps.db });
     let routes = Router::new()
         .route("/api/v1/notifications", get(list))
         .route("/api/v1/notifications/events", post(intake))
         .layer(Extension(auth))
         .with_state(state);
-    serve(
-        listener,
-        with_common_layers(routes, deps.env.ids.clone()),
-        SERVER_LIMITS,
-        shutdown,
-    )
-    .await;
+    serve(listener, with_common_layers(routes, deps.env.ids.clone()), SERVER_LIMITS, spawner, shutdown).await;
 }
 
 /// Stores the event once per (order, type); repeats are acknowledged and change nothing.
-async fn intake(
-    state: Shared,
-    _caller: Service,
-    Json(event): Json<NotificationEvent>,
-) -> Result<StatusCode, ApiError> {
+async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationEvent>) -> Result<StatusCode, ApiError> {
     if event.message.len() > MESSAGE_LENGTH_MAX {
-        return Err(ApiError::bad_request(
-            "invalid-message",
-            "message is over 1000 characters",
-        ));
+        return Err(ApiError::bad_request("invalid-message", "message is over 1000 characters"));
     }
     let id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());
@@ -100,37 +81,27 @@ async fn intake(
         )
     })?;
     tracing::info!(order_id = %event.order_id, kind = event.kind.as_str(), new = inserted == 1, "notification");
-    Ok(if inserted == 1 {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    })
+    Ok(if inserted == 1 { StatusCode::CREATED } else { StatusCode::OK })
 }
 
-async fn list(
-    state: Shared,
-    User(user_id): User,
-) -> Result<axum::Json<Vec<Notification>>, ApiError> {
+async fn list(state: Shared, User(user_id): User) -> Result<axum::Json<Vec<Notification>>, ApiError> {
     let listed = state.db.read(|c| {
         let mut statement = c.prepare(
             "SELECT id, type, order_id, amount_cents, message, created_at FROM notifications
              WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2",
         )?;
-        let rows = statement.query_map(
-            params![user_id.to_string(), NOTIFICATIONS_LISTED_MAX],
-            |row| {
-                let kind: String = row.get(1)?;
-                let amount: Option<i64> = row.get(3)?;
-                Ok(Notification {
-                    id: uuid_at(row, 0)?,
-                    kind: NotificationType::parse(&kind).unwrap_or(NotificationType::OrderFailed),
-                    order_id: uuid_at(row, 2)?,
-                    amount: amount.map(Money::from_cents),
-                    message: row.get(4)?,
-                    created_at: time_at(row, 5)?,
-                })
-            },
-        )?;
+        let rows = statement.query_map(params![user_id.to_string(), NOTIFICATIONS_LISTED_MAX], |row| {
+            let kind: String = row.get(1)?;
+            let amount: Option<i64> = row.get(3)?;
+            Ok(Notification {
+                id: uuid_at(row, 0)?,
+                kind: NotificationType::parse(&kind).unwrap_or(NotificationType::OrderFailed),
+                order_id: uuid_at(row, 2)?,
+                amount: amount.map(Money::from_cents),
+                message: row.get(4)?,
+                created_at: time_at(row, 5)?,
+            })
+        })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
     })?;
     Ok(axum::Json(listed))

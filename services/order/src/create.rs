@@ -2,9 +2,7 @@
 
 use crate::routes::Shared;
 use crate::saga::log;
-use crate::store::{
-    insert_key, insert_order, key_record, log_saga, order, similar_order, KeyRecord, NewOrder,
-};
+use crate::store::{insert_key, insert_order, key_record, log_saga, order, similar_order, KeyRecord, NewOrder};
 use crate::Orders;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -12,9 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use chrono::{TimeDelta, Timelike};
 use contracts::catalog::Product;
-use contracts::order::{
-    CreateOrderRequest, IdempotencyKey, Order, OrderItem, OrderStatus, ITEMS_MAX, QUANTITY_MAX,
-};
+use contracts::order::{CreateOrderRequest, IdempotencyKey, Order, OrderItem, OrderStatus, ITEMS_MAX, QUANTITY_MAX};
 use contracts::Money;
 use http::Method;
 use platform::auth::User;
@@ -34,22 +30,12 @@ pub const DESCRIPTION_LENGTH_MAX: usize = 1000;
 const RETRY_AFTER_S: u32 = 1;
 
 fn parse_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
-    let value = headers.get("idempotency-key").ok_or_else(|| {
-        ApiError::bad_request(
-            "idempotency-key-missing",
-            "the Idempotency-Key header is required",
-        )
-    })?;
-    value
-        .to_str()
-        .ok()
-        .and_then(IdempotencyKey::parse)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "idempotency-key-invalid",
-                "Idempotency-Key must be 1-255 printable ASCII characters",
-            )
-        })
+    let value = headers
+        .get("idempotency-key")
+        .ok_or_else(|| ApiError::bad_request("idempotency-key-missing", "the Idempotency-Key header is required"))?;
+    value.to_str().ok().and_then(IdempotencyKey::parse).ok_or_else(|| {
+        ApiError::bad_request("idempotency-key-invalid", "Idempotency-Key must be 1-255 printable ASCII characters")
+    })
 }
 
 /// Checks everything about the body that needs no other service.
@@ -58,11 +44,7 @@ fn validate(request: &CreateOrderRequest) -> Result<(), ApiError> {
     if request.items.is_empty() || request.items.len() > ITEMS_MAX {
         return invalid("items must hold 1-50 lines");
     }
-    if request
-        .items
-        .iter()
-        .any(|i| !(1..=QUANTITY_MAX).contains(&i.quantity))
-    {
+    if request.items.iter().any(|i| !(1..=QUANTITY_MAX).contains(&i.quantity)) {
         return invalid("every quantity must be 1-1000");
     }
     let address = &request.delivery_info.address;
@@ -73,11 +55,7 @@ fn validate(request: &CreateOrderRequest) -> Result<(), ApiError> {
     if slot.minute() != 0 || slot.second() != 0 || slot.nanosecond() != 0 {
         return invalid("deliveryInfo.preferredTimeSlot must be the start of an hour");
     }
-    if request
-        .description
-        .as_ref()
-        .is_some_and(|d| d.len() > DESCRIPTION_LENGTH_MAX)
-    {
+    if request.description.as_ref().is_some_and(|d| d.len() > DESCRIPTION_LENGTH_MAX) {
         return invalid("description must be at most 1000 characters");
     }
     Ok(())
@@ -85,26 +63,14 @@ fn validate(request: &CreateOrderRequest) -> Result<(), ApiError> {
 
 /// Sorted (productId, quantity) pairs: equal for the same multiset of lines.
 pub fn items_signature(request: &CreateOrderRequest) -> String {
-    let mut pairs: Vec<(Uuid, i64)> = request
-        .items
-        .iter()
-        .map(|i| (i.product_id, i.quantity))
-        .collect();
+    let mut pairs: Vec<(Uuid, i64)> = request.items.iter().map(|i| (i.product_id, i.quantity)).collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(p, q)| format!("{p}x{q}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    pairs.iter().map(|(p, q)| format!("{p}x{q}")).collect::<Vec<_>>().join(",")
 }
 
 /// A digest of what the request asks for (names and prices in items are ignored).
 pub fn request_hash(request: &CreateOrderRequest) -> String {
-    let lines: Vec<(Uuid, i64)> = request
-        .items
-        .iter()
-        .map(|i| (i.product_id, i.quantity))
-        .collect();
+    let lines: Vec<(Uuid, i64)> = request.items.iter().map(|i| (i.product_id, i.quantity)).collect();
     let canonical = serde_json::json!({
         "items": lines,
         "deliveryInfo": request.delivery_info,
@@ -120,37 +86,22 @@ fn order_json(order: &Order) -> serde_json::Value {
 
 fn order_response(status: StatusCode, order: &Order) -> Response {
     let location = format!("/api/v1/order/{}", order.id);
-    (
-        status,
-        [(http::header::LOCATION, location)],
-        axum::Json(order),
-    )
-        .into_response()
+    (status, [(http::header::LOCATION, location)], axum::Json(order)).into_response()
 }
 
 impl Orders {
     fn load(&self, order_id: Uuid) -> Result<Order, ApiError> {
-        self.db
-            .read(|c| order(c, order_id))?
-            .ok_or_else(|| ApiError::internal("the key's order is missing"))
+        self.db.read(|c| order(c, order_id))?.ok_or_else(|| ApiError::internal("the key's order is missing"))
     }
 
     /// Answers a key that was used before with the same body (steps 5, 6 and 7).
-    fn answer_replay(
-        &self,
-        user_id: Uuid,
-        key: &IdempotencyKey,
-        record: &KeyRecord,
-    ) -> Result<Response, ApiError> {
+    fn answer_replay(&self, user_id: Uuid, key: &IdempotencyKey, record: &KeyRecord) -> Result<Response, ApiError> {
         let order = self.load(record.order_id)?;
         if record.duplicate {
             return Err(duplicate(&order));
         }
-        let waiting = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&(user_id, key.as_str().to_string()));
+        let waiting =
+            self.waiting.lock().unwrap_or_else(|p| p.into_inner()).contains(&(user_id, key.as_str().to_string()));
         if waiting {
             return Err(ApiError::conflict(
                 "idempotency-request-in-progress",
@@ -168,33 +119,16 @@ impl Orders {
         context: &RequestContext,
     ) -> Result<BTreeMap<Uuid, Product>, ApiError> {
         let call = OutboundRequest::new(Method::GET, "/api/v1/warehouse/products").idempotent(true);
-        let unavailable = |detail: String| {
-            ApiError::unavailable(format!("catalog unavailable: {detail}"), RETRY_AFTER_S)
-        };
-        let reply = self
-            .client
-            .send(
-                &self.peers.warehouse,
-                call,
-                context,
-                self.config.catalog_retry,
-            )
-            .await;
-        let catalog: Vec<Product> = reply
-            .and_then(|r| r.success())
-            .and_then(|r| r.json())
-            .map_err(|e| unavailable(e.to_string()))?;
-        let catalog: BTreeMap<Uuid, Product> =
-            catalog.into_iter().map(|p| (p.product_id, p)).collect();
-        match request
-            .items
-            .iter()
-            .find(|i| !catalog.contains_key(&i.product_id))
-        {
-            Some(unknown) => Err(ApiError::bad_request(
-                "unknown-product",
-                format!("no product {}", unknown.product_id),
-            )),
+        let unavailable =
+            |detail: String| ApiError::unavailable(format!("catalog unavailable: {detail}"), RETRY_AFTER_S);
+        let reply = self.client.send(&self.peers.warehouse, call, context, self.config.catalog_retry).await;
+        let catalog: Vec<Product> =
+            reply.and_then(|r| r.success()).and_then(|r| r.json()).map_err(|e| unavailable(e.to_string()))?;
+        let catalog: BTreeMap<Uuid, Product> = catalog.into_iter().map(|p| (p.product_id, p)).collect();
+        match request.items.iter().find(|i| !catalog.contains_key(&i.product_id)) {
+            Some(unknown) => {
+                Err(ApiError::bad_request("unknown-product", format!("no product {}", unknown.product_id)))
+            }
             None => Ok(catalog),
         }
     }
@@ -213,9 +147,7 @@ impl Orders {
             let line_total = product.price.checked_mul(line.quantity);
             total = line_total
                 .and_then(|t| total.checked_add(t))
-                .ok_or_else(|| {
-                    ApiError::bad_request("invalid-order", "order total is too large")
-                })?;
+                .ok_or_else(|| ApiError::bad_request("invalid-order", "order total is too large"))?;
             items.push(OrderItem {
                 product_id: line.product_id,
                 name: product.name.clone(),
@@ -239,10 +171,7 @@ impl Orders {
 fn duplicate(order: &Order) -> ApiError {
     ApiError::conflict(
         "duplicate-order",
-        format!(
-            "a similar order {} was placed less than 5 minutes ago",
-            order.number
-        ),
+        format!("a similar order {} was placed less than 5 minutes ago", order.number),
     )
     .with_order(order_json(order))
 }
@@ -283,13 +212,8 @@ pub async fn create_order(
         if let Some(record) = key_record(tx, user_id, key.as_str())? {
             return Ok::<_, ApiError>(Recorded::Replay(record));
         }
-        if let Some(similar) = similar_order(tx, user_id, &new_order.items_signature, window_start)?
-        {
-            let record = KeyRecord {
-                request_hash: hash.clone(),
-                duplicate: true,
-                order_id: similar,
-            };
+        if let Some(similar) = similar_order(tx, user_id, &new_order.items_signature, window_start)? {
+            let record = KeyRecord { request_hash: hash.clone(), duplicate: true, order_id: similar };
             insert_key(tx, user_id, key.as_str(), &record, now)?;
             return Ok(Recorded::Duplicate(similar));
         }
@@ -298,28 +222,14 @@ pub async fn create_order(
             tx,
             user_id,
             key.as_str(),
-            &KeyRecord {
-                request_hash: hash.clone(),
-                duplicate: false,
-                order_id: new_order.id,
-            },
+            &KeyRecord { request_hash: hash.clone(), duplicate: false, order_id: new_order.id },
             now,
         )?;
-        log_saga(
-            tx,
-            new_order.id,
-            log::SAGA_STEP,
-            log::PHASE_SAGA,
-            log::BEGUN,
-            "",
-            now,
-        )?;
+        log_saga(tx, new_order.id, log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "", now)?;
         Ok(Recorded::New(new_order.id))
     })?;
     match recorded {
-        Recorded::Replay(record) if record.request_hash == hash => {
-            state.answer_replay(user_id, &key, &record)
-        }
+        Recorded::Replay(record) if record.request_hash == hash => state.answer_replay(user_id, &key, &record),
         Recorded::Replay(_) => Err(ApiError::unprocessable(
             "idempotency-key-reused",
             "this Idempotency-Key was used with a different request",
@@ -327,8 +237,7 @@ pub async fn create_order(
         Recorded::Duplicate(similar) => Err(duplicate(&state.load(similar)?)),
         Recorded::New(order_id) => {
             let elapsed = state.env.clock.now().saturating_duration_since(started);
-            let remaining =
-                Duration::from_millis(state.config.request_deadline_ms).saturating_sub(elapsed);
+            let remaining = Duration::from_millis(state.config.request_deadline_ms).saturating_sub(elapsed);
             await_saga(&state, user_id, &key, order_id, remaining).await
         }
     }
@@ -343,33 +252,18 @@ async fn await_saga(
     remaining: Duration,
 ) -> Result<Response, ApiError> {
     let waiting_entry = (user_id, key.as_str().to_string());
-    state
-        .waiting
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(waiting_entry.clone());
+    state.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(waiting_entry.clone());
     if let Some(mut done) = state.start_saga(order_id) {
-        let _ = state
-            .env
-            .clock
-            .timeout(remaining, done.wait_for(|finished| *finished))
-            .await;
+        let _ = state.env.clock.timeout(remaining, done.wait_for(|finished| *finished)).await;
     }
-    state
-        .waiting
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&waiting_entry);
+    state.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&waiting_entry);
     let order = state.load(order_id)?;
     match order.status {
         OrderStatus::Confirmed => Ok(order_response(StatusCode::CREATED, &order)),
         OrderStatus::Failed => {
             let reason = order.error_message.clone().unwrap_or_default();
-            let mut error = ApiError::unprocessable(
-                "order-rejected",
-                format!("the order was rejected: {reason}"),
-            )
-            .with_order(order_json(&order));
+            let mut error = ApiError::unprocessable("order-rejected", format!("the order was rejected: {reason}"))
+                .with_order(order_json(&order));
             error.location = Some(format!("/api/v1/order/{}", order.id));
             Err(error)
         }

@@ -74,17 +74,9 @@ pub struct Orders {
     outbox_wakeup: Arc<Notify>,
 }
 
-pub async fn run(
-    deps: Deps,
-    config: Config,
-    listener: Box<dyn Listener>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let auth = Arc::new(Auth::new(
-        deps.env.clock.clone(),
-        deps.secrets.clone(),
-        "order",
-    ));
+pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
+    let spawner = deps.env.spawner;
+    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "order"));
     let client = InternalClient::new(deps.env.clone(), auth.clone());
     let wakeup = Arc::new(Notify::new());
     let relay = Relay {
@@ -105,10 +97,10 @@ pub async fn run(
         waiting: Mutex::new(BTreeSet::new()),
         outbox_wakeup: wakeup,
     });
-    let relay = tokio::spawn(relay.run());
-    let recovery = tokio::spawn(recover(orders.clone()));
+    let relay = spawner.spawn(relay.run());
+    let recovery = spawner.spawn(recover(orders.clone()));
     let router = with_common_layers(routes::routes(orders, auth), deps.env.ids.clone());
-    serve(listener, router, SERVER_LIMITS, shutdown).await;
+    serve(listener, router, SERVER_LIMITS, spawner, shutdown).await;
     relay.abort();
     recovery.abort();
 }
@@ -117,10 +109,7 @@ pub async fn run(
 /// stopped on a storage error or found the concurrency limit full).
 async fn recover(orders: Arc<Orders>) {
     loop {
-        match orders
-            .db
-            .read(|c| store::unfinished_orders(c, orders.config.unfinished_batch_size_max))
-        {
+        match orders.db.read(|c| store::unfinished_orders(c, orders.config.unfinished_batch_size_max)) {
             Ok(unfinished) => {
                 for order_id in unfinished {
                     if orders.start_saga(order_id).is_none() {
@@ -130,10 +119,6 @@ async fn recover(orders: Arc<Orders>) {
             }
             Err(error) => tracing::error!(%error, "cannot list unfinished sagas"),
         }
-        orders
-            .env
-            .clock
-            .sleep(Duration::from_millis(orders.config.recovery_interval_ms))
-            .await;
+        orders.env.clock.sleep(Duration::from_millis(orders.config.recovery_interval_ms)).await;
     }
 }

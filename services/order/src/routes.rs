@@ -24,16 +24,9 @@ pub fn routes(orders: Arc<Orders>, auth: Arc<Auth>) -> Router {
 }
 
 /// The owner's order; anyone else gets the same 404 as for an unknown id.
-async fn one(
-    state: Shared,
-    User(user_id): User,
-    Path(order_id): Path<Uuid>,
-) -> Result<axum::Json<Order>, ApiError> {
+async fn one(state: Shared, User(user_id): User, Path(order_id): Path<Uuid>) -> Result<axum::Json<Order>, ApiError> {
     let found = state.db.read(|c| order(c, order_id))?;
-    found
-        .filter(|o| o.user_id == user_id)
-        .map(axum::Json)
-        .ok_or_else(|| ApiError::not_found("no such order"))
+    found.filter(|o| o.user_id == user_id).map(axum::Json).ok_or_else(|| ApiError::not_found("no such order"))
 }
 
 async fn list(state: Shared, User(user_id): User) -> Result<axum::Json<Vec<Order>>, ApiError> {

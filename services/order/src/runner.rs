@@ -6,9 +6,7 @@ use crate::store::{advance_status, log_saga, order, saga_log, trace_id_of};
 use crate::Orders;
 use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::order::{Order, OrderStatus};
-use contracts::saga::{
-    reason, BookRequest, ReserveItem, ReserveRequest, StepResult, WithdrawRequest,
-};
+use contracts::saga::{reason, BookRequest, ReserveItem, ReserveRequest, StepResult, WithdrawRequest};
 use http::Method;
 use platform::client::{CallError, OutboundRequest, RetryPolicy};
 use platform::outbox::enqueue;
@@ -37,13 +35,9 @@ impl Orders {
         let (sender, receiver) = watch::channel(false);
         running.insert(order_id, receiver.clone());
         let orders = self.clone();
-        tokio::spawn(async move {
+        self.env.spawn(async move {
             orders.run_saga(order_id).await;
-            orders
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&order_id);
+            orders.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&order_id);
             let _ = sender.send(true);
         });
         Some(receiver)
@@ -57,9 +51,7 @@ impl Orders {
             traceparent: None,
         };
         for _ in 0..SAGA_MOVES_MAX {
-            let loaded = self
-                .db
-                .read(|c| Ok::<_, rusqlite::Error>((order(c, order_id)?, saga_log(c, order_id)?)));
+            let loaded = self.db.read(|c| Ok::<_, rusqlite::Error>((order(c, order_id)?, saga_log(c, order_id)?)));
             let Ok((Some(order), entries)) = loaded else {
                 tracing::error!(%order_id, "saga cannot read its order; recovery will retry");
                 return;
@@ -68,10 +60,7 @@ impl Orders {
                 Move::Done => return,
                 Move::Act(step) => self.act(&order, step, &context).await,
                 Move::Compensate(step) => self.compensate(order_id, step, &context).await,
-                Move::Finish {
-                    status,
-                    error_message,
-                } => self.finish(&order, status, error_message.as_deref()),
+                Move::Finish { status, error_message } => self.finish(&order, status, error_message.as_deref()),
             };
             if let Err(error) = result {
                 tracing::error!(%order_id, %error, "saga could not record a move; recovery will retry");
@@ -92,27 +81,17 @@ impl Orders {
     fn action_request(&self, order: &Order, step: Step) -> OutboundRequest {
         let request = OutboundRequest::new(Method::POST, step.action_path()).idempotent(true);
         match step {
-            Step::Withdraw => request.json(&WithdrawRequest {
-                order_id: order.id,
-                user_id: order.user_id,
-                amount: order.price,
-            }),
+            Step::Withdraw => {
+                request.json(&WithdrawRequest { order_id: order.id, user_id: order.user_id, amount: order.price })
+            }
             Step::Reserve => {
                 let mut merged: BTreeMap<Uuid, i64> = BTreeMap::new();
                 for item in &order.items {
                     *merged.entry(item.product_id).or_default() += item.quantity;
                 }
-                let items = merged
-                    .into_iter()
-                    .map(|(product_id, quantity)| ReserveItem {
-                        product_id,
-                        quantity,
-                    })
-                    .collect();
-                request.json(&ReserveRequest {
-                    order_id: order.id,
-                    items,
-                })
+                let items =
+                    merged.into_iter().map(|(product_id, quantity)| ReserveItem { product_id, quantity }).collect();
+                request.json(&ReserveRequest { order_id: order.id, items })
             }
             Step::Book => request.json(&BookRequest {
                 order_id: order.id,
@@ -123,35 +102,15 @@ impl Orders {
         }
     }
 
-    async fn act(
-        &self,
-        order: &Order,
-        step: Step,
-        context: &RequestContext,
-    ) -> Result<(), rusqlite::Error> {
+    async fn act(&self, order: &Order, step: Step, context: &RequestContext) -> Result<(), rusqlite::Error> {
         let now = self.env.clock.now_utc();
         self.db.write(|tx| {
             advance_status(tx, order.id, OrderStatus::Processing, None, now)?;
-            log_saga(
-                tx,
-                order.id,
-                step.name(),
-                log::PHASE_ACTION,
-                log::STARTED,
-                "",
-                now,
-            )
+            log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::STARTED, "", now)
         })?;
         let policy = self.config.action_retry;
-        let reply = self
-            .client
-            .send(
-                self.peer(step.participant()),
-                self.action_request(order, step),
-                context,
-                policy,
-            )
-            .await;
+        let reply =
+            self.client.send(self.peer(step.participant()), self.action_request(order, step), context, policy).await;
         let now = self.env.clock.now_utc();
         let answer = reply.and_then(|r| {
             if r.status.is_client_error() {
@@ -162,68 +121,20 @@ impl Orders {
         });
         self.db.write(|tx| match answer {
             Ok(result) if result.success => {
-                log_saga(
-                    tx,
-                    order.id,
-                    step.name(),
-                    log::PHASE_ACTION,
-                    log::SUCCEEDED,
-                    &result.message,
-                    now,
-                )?;
+                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::SUCCEEDED, &result.message, now)?;
                 advance_status(tx, order.id, step.status_after(), None, now).map(drop)
             }
             Ok(result) => {
-                log_saga(
-                    tx,
-                    order.id,
-                    step.name(),
-                    log::PHASE_ACTION,
-                    log::REFUSED,
-                    &result.message,
-                    now,
-                )?;
-                log_saga(
-                    tx,
-                    order.id,
-                    log::SAGA_STEP,
-                    log::PHASE_SAGA,
-                    log::COMPENSATE,
-                    &result.message,
-                    now,
-                )
+                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::REFUSED, &result.message, now)?;
+                log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, &result.message, now)
             }
             Err(CallError::Status { status, .. }) if status < 500 => {
                 let detail = format!("REJECTED_{status}");
-                log_saga(
-                    tx,
-                    order.id,
-                    step.name(),
-                    log::PHASE_ACTION,
-                    log::REFUSED,
-                    &detail,
-                    now,
-                )?;
-                log_saga(
-                    tx,
-                    order.id,
-                    log::SAGA_STEP,
-                    log::PHASE_SAGA,
-                    log::COMPENSATE,
-                    &detail,
-                    now,
-                )
+                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::REFUSED, &detail, now)?;
+                log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, &detail, now)
             }
             Err(error) => {
-                log_saga(
-                    tx,
-                    order.id,
-                    step.name(),
-                    log::PHASE_ACTION,
-                    log::UNKNOWN,
-                    &error.to_string(),
-                    now,
-                )?;
+                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::UNKNOWN, &error.to_string(), now)?;
                 log_saga(
                     tx,
                     order.id,
@@ -239,106 +150,43 @@ impl Orders {
 
     /// Sends the compensation until it is acknowledged: rounds of bounded retries, with a
     /// capped pause between rounds. Only a crash stops it, and recovery resumes it.
-    async fn compensate(
-        &self,
-        order_id: Uuid,
-        step: Step,
-        context: &RequestContext,
-    ) -> Result<(), rusqlite::Error> {
+    async fn compensate(&self, order_id: Uuid, step: Step, context: &RequestContext) -> Result<(), rusqlite::Error> {
         let now = self.env.clock.now_utc();
-        self.db.write(|tx| {
-            log_saga(
-                tx,
-                order_id,
-                step.name(),
-                log::PHASE_COMPENSATION,
-                log::STARTED,
-                "",
-                now,
-            )
-        })?;
+        self.db.write(|tx| log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::STARTED, "", now))?;
         let mut round: u32 = 0;
         loop {
-            let request = OutboundRequest::new(Method::POST, step.compensation_path(order_id))
-                .idempotent(true);
-            let reply = self
-                .client
-                .send(
-                    self.peer(step.participant()),
-                    request,
-                    context,
-                    self.config.action_retry,
-                )
-                .await;
-            let acknowledged = reply
-                .and_then(|r| r.success())
-                .and_then(|r| r.json::<StepResult>())
-                .is_ok_and(|r| r.success);
+            let request = OutboundRequest::new(Method::POST, step.compensation_path(order_id)).idempotent(true);
+            let reply =
+                self.client.send(self.peer(step.participant()), request, context, self.config.action_retry).await;
+            let acknowledged =
+                reply.and_then(|r| r.success()).and_then(|r| r.json::<StepResult>()).is_ok_and(|r| r.success);
             if acknowledged {
                 let now = self.env.clock.now_utc();
                 return self.db.write(|tx| {
-                    log_saga(
-                        tx,
-                        order_id,
-                        step.name(),
-                        log::PHASE_COMPENSATION,
-                        log::ACKNOWLEDGED,
-                        "",
-                        now,
-                    )
+                    log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, "", now)
                 });
             }
             round = round.saturating_add(1);
             tracing::warn!(%order_id, step = step.name(), round, "compensation not acknowledged yet");
-            self.env
-                .clock
-                .sleep(Duration::from_millis(
-                    self.config.compensation_round_pause_ms,
-                ))
-                .await;
+            self.env.clock.sleep(Duration::from_millis(self.config.compensation_round_pause_ms)).await;
         }
     }
 
-    fn finish(
-        &self,
-        order: &Order,
-        status: OrderStatus,
-        error_message: Option<&str>,
-    ) -> Result<(), rusqlite::Error> {
+    fn finish(&self, order: &Order, status: OrderStatus, error_message: Option<&str>) -> Result<(), rusqlite::Error> {
         let now = self.env.clock.now_utc();
         let (kind, message) = match status {
-            OrderStatus::Confirmed => (
-                NotificationType::OrderConfirmed,
-                format!("order {} confirmed", order.number),
-            ),
+            OrderStatus::Confirmed => (NotificationType::OrderConfirmed, format!("order {} confirmed", order.number)),
             _ => (
                 NotificationType::OrderFailed,
-                format!(
-                    "order {} failed: {}",
-                    order.number,
-                    error_message.unwrap_or("unknown")
-                ),
+                format!("order {} failed: {}", order.number, error_message.unwrap_or("unknown")),
             ),
         };
-        let event = NotificationEvent {
-            kind,
-            order_id: order.id,
-            user_id: order.user_id,
-            amount: Some(order.price),
-            message,
-        };
+        let event =
+            NotificationEvent { kind, order_id: order.id, user_id: order.user_id, amount: Some(order.price), message };
         self.db.write(|tx| {
             advance_status(tx, order.id, status, error_message, now)?;
             enqueue(tx, &event, &time_text(now))?;
-            log_saga(
-                tx,
-                order.id,
-                log::SAGA_STEP,
-                log::PHASE_SAGA,
-                log::FINISHED,
-                status.as_str(),
-                now,
-            )
+            log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::FINISHED, status.as_str(), now)
         })?;
         self.outbox_wakeup.notify_one();
         Ok(())
@@ -346,9 +194,5 @@ impl Orders {
 }
 
 /// The retry policy of saga actions and of each compensation round.
-pub const ACTION_RETRY: RetryPolicy = RetryPolicy {
-    attempt_timeout_ms: 1_000,
-    attempt_count_max: 5,
-    backoff_initial_ms: 50,
-    backoff_max_ms: 1_000,
-};
+pub const ACTION_RETRY: RetryPolicy =
+    RetryPolicy { attempt_timeout_ms: 1_000, attempt_count_max: 5, backoff_initial_ms: 50, backoff_max_ms: 1_000 };

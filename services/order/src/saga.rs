@@ -130,9 +130,7 @@ pub fn replay(entries: &[LogEntry]) -> SagaState {
             (log::PHASE_COMPENSATION, Some(step)) if event == log::ACKNOWLEDGED => {
                 state.compensated.insert(step);
             }
-            (log::PHASE_SAGA, _) if event == log::COMPENSATE => {
-                state.compensating = Some(detail.clone())
-            }
+            (log::PHASE_SAGA, _) if event == log::COMPENSATE => state.compensating = Some(detail.clone()),
             (log::PHASE_SAGA, _) if event == log::FINISHED => state.finished = true,
             _ => {}
         }
@@ -144,19 +142,13 @@ pub fn replay(entries: &[LogEntry]) -> SagaState {
 pub enum Move {
     Act(Step),
     Compensate(Step),
-    Finish {
-        status: OrderStatus,
-        error_message: Option<String>,
-    },
+    Finish { status: OrderStatus, error_message: Option<String> },
     Done,
 }
 
 /// Whether compensating `outcome` may be needed: anything that may have taken effect.
 fn may_have_taken_effect(outcome: &ActionOutcome) -> bool {
-    matches!(
-        outcome,
-        ActionOutcome::Started | ActionOutcome::Succeeded | ActionOutcome::Unknown
-    )
+    matches!(outcome, ActionOutcome::Started | ActionOutcome::Succeeded | ActionOutcome::Unknown)
 }
 
 /// Why the saga unwinds, if it does: the logged decision, or else the first refused or
@@ -178,26 +170,16 @@ pub fn next_move(state: &SagaState) -> Move {
     }
     if let Some(error_message) = unwind_reason(state) {
         let pending = STEPS.into_iter().rev().find(|step| {
-            state.actions.get(step).is_some_and(may_have_taken_effect)
-                && !state.compensated.contains(step)
+            state.actions.get(step).is_some_and(may_have_taken_effect) && !state.compensated.contains(step)
         });
         return match pending {
             Some(step) => Move::Compensate(step),
-            None => Move::Finish {
-                status: OrderStatus::Failed,
-                error_message: Some(error_message),
-            },
+            None => Move::Finish { status: OrderStatus::Failed, error_message: Some(error_message) },
         };
     }
-    match STEPS
-        .into_iter()
-        .find(|step| state.actions.get(step) != Some(&ActionOutcome::Succeeded))
-    {
+    match STEPS.into_iter().find(|step| state.actions.get(step) != Some(&ActionOutcome::Succeeded)) {
         Some(step) => Move::Act(step),
-        None => Move::Finish {
-            status: OrderStatus::Confirmed,
-            error_message: None,
-        },
+        None => Move::Finish { status: OrderStatus::Confirmed, error_message: None },
     }
 }
 
@@ -208,22 +190,13 @@ mod tests {
     use super::*;
 
     fn entry(step: &str, phase: &str, event: &str, detail: &str) -> LogEntry {
-        (
-            step.to_string(),
-            phase.to_string(),
-            event.to_string(),
-            detail.to_string(),
-        )
+        (step.to_string(), phase.to_string(), event.to_string(), detail.to_string())
     }
 
     /// Drives the state machine against in-memory participants; `fail_at` refuses one step,
     /// `unknown_at` loses one step's answer. Returns the log and the moves made.
     fn drive(fail_at: Option<Step>, unknown_at: Option<Step>) -> (Vec<LogEntry>, Vec<Move>) {
-        drive_from(
-            vec![entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "")],
-            fail_at,
-            unknown_at,
-        )
+        drive_from(vec![entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "")], fail_at, unknown_at)
     }
 
     fn drive_from(
@@ -239,18 +212,8 @@ mod tests {
                 Move::Act(step) => {
                     entries.push(entry(step.name(), log::PHASE_ACTION, log::STARTED, ""));
                     if Some(step) == fail_at {
-                        entries.push(entry(
-                            step.name(),
-                            log::PHASE_ACTION,
-                            log::REFUSED,
-                            "OUT_OF_STOCK",
-                        ));
-                        entries.push(entry(
-                            log::SAGA_STEP,
-                            log::PHASE_SAGA,
-                            log::COMPENSATE,
-                            "OUT_OF_STOCK",
-                        ));
+                        entries.push(entry(step.name(), log::PHASE_ACTION, log::REFUSED, "OUT_OF_STOCK"));
+                        entries.push(entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, "OUT_OF_STOCK"));
                     } else if Some(step) == unknown_at {
                         entries.push(entry(step.name(), log::PHASE_ACTION, log::UNKNOWN, ""));
                         entries.push(entry(
@@ -263,15 +226,10 @@ mod tests {
                         entries.push(entry(step.name(), log::PHASE_ACTION, log::SUCCEEDED, ""));
                     }
                 }
-                Move::Compensate(step) => entries.push(entry(
-                    step.name(),
-                    log::PHASE_COMPENSATION,
-                    log::ACKNOWLEDGED,
-                    "",
-                )),
-                Move::Finish { .. } => {
-                    entries.push(entry(log::SAGA_STEP, log::PHASE_SAGA, log::FINISHED, ""))
+                Move::Compensate(step) => {
+                    entries.push(entry(step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, ""))
                 }
+                Move::Finish { .. } => entries.push(entry(log::SAGA_STEP, log::PHASE_SAGA, log::FINISHED, "")),
                 Move::Done => return (entries, moves),
             }
         }
@@ -283,41 +241,22 @@ mod tests {
         let (_, moves) = drive(None, None);
         let acts: Vec<Move> = STEPS.into_iter().map(Move::Act).collect();
         assert_eq!(&moves[..3], &acts[..]);
-        assert_eq!(
-            moves[3],
-            Move::Finish {
-                status: OrderStatus::Confirmed,
-                error_message: None
-            }
-        );
+        assert_eq!(moves[3], Move::Finish { status: OrderStatus::Confirmed, error_message: None });
     }
 
     #[test]
     fn a_refusal_at_every_step_unwinds_exactly_the_steps_before_it() {
         for (index, failing) in STEPS.into_iter().enumerate() {
             let (_, moves) = drive(Some(failing), None);
-            let compensated: Vec<Step> = moves
-                .iter()
-                .filter_map(|m| {
-                    if let Move::Compensate(s) = m {
-                        Some(*s)
-                    } else {
-                        None
-                    }
-                })
-                .collect();
+            let compensated: Vec<Step> =
+                moves.iter().filter_map(|m| if let Move::Compensate(s) = m { Some(*s) } else { None }).collect();
             let expected: Vec<Step> = STEPS[..index].iter().rev().copied().collect();
             assert_eq!(compensated, expected, "failure at {failing:?}");
             for later in &STEPS[index + 1..] {
-                assert!(
-                    !moves.contains(&Move::Act(*later)),
-                    "{later:?} ran after {failing:?} failed"
-                );
+                assert!(!moves.contains(&Move::Act(*later)), "{later:?} ran after {failing:?} failed");
             }
-            assert!(moves.contains(&Move::Finish {
-                status: OrderStatus::Failed,
-                error_message: Some("OUT_OF_STOCK".into())
-            }));
+            assert!(moves
+                .contains(&Move::Finish { status: OrderStatus::Failed, error_message: Some("OUT_OF_STOCK".into()) }));
         }
     }
 
@@ -325,16 +264,8 @@ mod tests {
     fn an_unknown_outcome_at_every_step_is_compensated_too() {
         for (index, lost) in STEPS.into_iter().enumerate() {
             let (_, moves) = drive(None, Some(lost));
-            let compensated: Vec<Step> = moves
-                .iter()
-                .filter_map(|m| {
-                    if let Move::Compensate(s) = m {
-                        Some(*s)
-                    } else {
-                        None
-                    }
-                })
-                .collect();
+            let compensated: Vec<Step> =
+                moves.iter().filter_map(|m| if let Move::Compensate(s) = m { Some(*s) } else { None }).collect();
             let expected: Vec<Step> = STEPS[..=index].iter().rev().copied().collect();
             assert_eq!(compensated, expected, "unknown outcome at {lost:?}");
         }
@@ -342,12 +273,7 @@ mod tests {
 
     #[test]
     fn every_prefix_of_a_log_resumes_to_the_same_end() {
-        for fail_at in [
-            None,
-            Some(Step::Withdraw),
-            Some(Step::Reserve),
-            Some(Step::Book),
-        ] {
+        for fail_at in [None, Some(Step::Withdraw), Some(Step::Reserve), Some(Step::Book)] {
             let (full, full_moves) = drive(fail_at, None);
             let final_move = full_moves.iter().rev().nth(1).cloned();
             let final_state = replay(&full);
@@ -355,19 +281,9 @@ mod tests {
                 // The orchestrator crashed after writing `cut` entries; the restart resumes.
                 let (resumed, moves) = drive_from(full[..cut].to_vec(), fail_at, None);
                 let resumed_state = replay(&resumed);
-                assert_eq!(
-                    resumed_state.actions, final_state.actions,
-                    "cut {cut}, failure {fail_at:?}"
-                );
-                assert_eq!(
-                    resumed_state.compensated, final_state.compensated,
-                    "cut {cut}, failure {fail_at:?}"
-                );
-                assert_eq!(
-                    moves.iter().rev().nth(1).cloned(),
-                    final_move,
-                    "cut {cut}, failure {fail_at:?}"
-                );
+                assert_eq!(resumed_state.actions, final_state.actions, "cut {cut}, failure {fail_at:?}");
+                assert_eq!(resumed_state.compensated, final_state.compensated, "cut {cut}, failure {fail_at:?}");
+                assert_eq!(moves.iter().rev().nth(1).cloned(), final_move, "cut {cut}, failure {fail_at:?}");
             }
         }
     }
@@ -386,16 +302,8 @@ mod tests {
         let entries = vec![
             entry("withdraw", log::PHASE_ACTION, log::SUCCEEDED, ""),
             entry("reserve", log::PHASE_ACTION, log::STARTED, ""),
-            entry(
-                log::SAGA_STEP,
-                log::PHASE_SAGA,
-                log::COMPENSATE,
-                "OUT_OF_STOCK",
-            ),
+            entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, "OUT_OF_STOCK"),
         ];
-        assert_eq!(
-            next_move(&replay(&entries)),
-            Move::Compensate(Step::Reserve)
-        );
+        assert_eq!(next_move(&replay(&entries)), Move::Compensate(Step::Reserve));
     }
 }

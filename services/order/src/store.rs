@@ -84,9 +84,7 @@ pub struct NewOrder {
 
 pub fn insert_order(tx: &Connection, order: &NewOrder, now: Timestamp) -> rusqlite::Result<()> {
     let now = time_text(now);
-    let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM orders", [], |row| {
-        row.get(0)
-    })?;
+    let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM orders", [], |row| row.get(0))?;
     tx.execute(
         "INSERT INTO orders (seq, id, number, user_id, status, price_cents, address, preferred_time_slot, description,
                              items_signature, trace_id, created_at, updated_at)
@@ -115,8 +113,9 @@ pub fn insert_order(tx: &Connection, order: &NewOrder, now: Timestamp) -> rusqli
 }
 
 fn items_of(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Vec<OrderItem>> {
-    let mut statement =
-        connection.prepare_cached("SELECT product_id, name, quantity, price_cents FROM order_items WHERE order_id = ?1 ORDER BY id")?;
+    let mut statement = connection.prepare_cached(
+        "SELECT product_id, name, quantity, price_cents FROM order_items WHERE order_id = ?1 ORDER BY id",
+    )?;
     let rows = statement.query_map([order_id.to_string()], |row| {
         Ok(OrderItem {
             product_id: uuid_at(row, 0)?,
@@ -141,10 +140,7 @@ fn order_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
         status: OrderStatus::parse(&status).unwrap_or(OrderStatus::New),
         price: Money::from_cents(row.get(4)?),
         items: Vec::new(),
-        delivery_info: DeliveryInfo {
-            address: row.get(5)?,
-            preferred_time_slot: time_at(row, 6)?,
-        },
+        delivery_info: DeliveryInfo { address: row.get(5)?, preferred_time_slot: time_at(row, 6)? },
         description: row.get(7)?,
         error_message: row.get(8)?,
         created_at: time_at(row, 9)?,
@@ -154,11 +150,7 @@ fn order_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
 
 pub fn order(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<Order>> {
     let found = connection
-        .query_row(
-            &format!("{ORDER_COLUMNS} WHERE id = ?1"),
-            [order_id.to_string()],
-            order_row,
-        )
+        .query_row(&format!("{ORDER_COLUMNS} WHERE id = ?1"), [order_id.to_string()], order_row)
         .optional()?;
     found
         .map(|mut order| {
@@ -171,9 +163,8 @@ pub fn order(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option
 pub const ORDERS_LISTED_MAX: i64 = 1000;
 
 pub fn orders_of(connection: &Connection, user_id: Uuid) -> rusqlite::Result<Vec<Order>> {
-    let mut statement = connection.prepare(&format!(
-        "{ORDER_COLUMNS} WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2"
-    ))?;
+    let mut statement =
+        connection.prepare(&format!("{ORDER_COLUMNS} WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2"))?;
     let rows = statement.query_map(params![user_id.to_string(), ORDERS_LISTED_MAX], order_row)?;
     let mut orders = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     for order in &mut orders {
@@ -184,19 +175,14 @@ pub fn orders_of(connection: &Connection, user_id: Uuid) -> rusqlite::Result<Vec
 
 pub fn trace_id_of(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<String>> {
     connection
-        .query_row(
-            "SELECT trace_id FROM orders WHERE id = ?1",
-            [order_id.to_string()],
-            |row| row.get(0),
-        )
+        .query_row("SELECT trace_id FROM orders WHERE id = ?1", [order_id.to_string()], |row| row.get(0))
         .optional()
 }
 
 /// Ids of every order whose saga has not finished, oldest first.
 pub fn unfinished_orders(connection: &Connection, limit: i64) -> rusqlite::Result<Vec<Uuid>> {
-    let mut statement = connection.prepare(
-        "SELECT id FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED') ORDER BY seq LIMIT ?1",
-    )?;
+    let mut statement = connection
+        .prepare("SELECT id FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED') ORDER BY seq LIMIT ?1")?;
     let rows = statement.query_map([limit], |row| uuid_at(row, 0))?;
     rows.collect()
 }
@@ -210,11 +196,8 @@ pub fn advance_status(
     error_message: Option<&str>,
     now: Timestamp,
 ) -> rusqlite::Result<bool> {
-    let current: String = tx.query_row(
-        "SELECT status FROM orders WHERE id = ?1",
-        [order_id.to_string()],
-        |row| row.get(0),
-    )?;
+    let current: String =
+        tx.query_row("SELECT status FROM orders WHERE id = ?1", [order_id.to_string()], |row| row.get(0))?;
     let current = OrderStatus::parse(&current).unwrap_or(OrderStatus::New);
     if current == next || !current.may_become(next) {
         return Ok(false);
@@ -234,18 +217,18 @@ pub struct KeyRecord {
     pub order_id: Uuid,
 }
 
-pub fn key_record(
-    connection: &Connection,
-    user_id: Uuid,
-    key: &str,
-) -> rusqlite::Result<Option<KeyRecord>> {
+pub fn key_record(connection: &Connection, user_id: Uuid, key: &str) -> rusqlite::Result<Option<KeyRecord>> {
     connection
         .query_row(
             "SELECT request_hash, outcome, order_id FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
             params![user_id.to_string(), key],
             |row| {
                 let outcome: String = row.get(1)?;
-                Ok(KeyRecord { request_hash: row.get(0)?, duplicate: outcome == "DUPLICATE", order_id: uuid_at(row, 2)? })
+                Ok(KeyRecord {
+                    request_hash: row.get(0)?,
+                    duplicate: outcome == "DUPLICATE",
+                    order_id: uuid_at(row, 2)?,
+                })
             },
         )
         .optional()
@@ -258,11 +241,7 @@ pub fn insert_key(
     record: &KeyRecord,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
-    let outcome = if record.duplicate {
-        "DUPLICATE"
-    } else {
-        "ORDER"
-    };
+    let outcome = if record.duplicate { "DUPLICATE" } else { "ORDER" };
     tx.execute(
         "INSERT INTO idempotency_keys (user_id, key, request_hash, outcome, order_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![user_id.to_string(), key, record.request_hash, outcome, record.order_id.to_string(), time_text(now)],
@@ -308,11 +287,9 @@ pub fn log_saga(
 pub type LogEntry = (String, String, String, String);
 
 pub fn saga_log(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Vec<LogEntry>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT step, phase, event, detail FROM saga_log WHERE order_id = ?1 ORDER BY seq",
-    )?;
-    let rows = statement.query_map([order_id.to_string()], |row| {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-    })?;
+    let mut statement = connection
+        .prepare_cached("SELECT step, phase, event, detail FROM saga_log WHERE order_id = ?1 ORDER BY seq")?;
+    let rows =
+        statement.query_map([order_id.to_string()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
     rows.collect()
 }

@@ -42,49 +42,25 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(clock: Arc<dyn Clock>, secrets: Secrets, service_name: &str) -> Auth {
-        Auth {
-            clock,
-            secrets,
-            service_name: service_name.to_string(),
-        }
+        Auth { clock, secrets, service_name: service_name.to_string() }
     }
 
     fn mint(&self, sub: String, iss: String, aud: &str, secret: &[u8]) -> String {
         let now = self.clock.now_utc().timestamp();
-        let claims = Claims {
-            sub,
-            iss,
-            aud: aud.to_string(),
-            iat: now,
-            exp: now + TOKEN_TTL_S,
-        };
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(secret),
-        )
-        .expect("HS256 encoding of plain claims cannot fail")
+        let claims = Claims { sub, iss, aud: aud.to_string(), iat: now, exp: now + TOKEN_TTL_S };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
+            .expect("HS256 encoding of plain claims cannot fail")
     }
 
     /// A user token for one proxied call (gateway only).
     pub fn mint_user_token(&self, user_id: Uuid) -> String {
-        self.mint(
-            user_id.to_string(),
-            ISSUER_GATEWAY.to_string(),
-            AUDIENCE_USER,
-            &self.secrets.user_token_secret,
-        )
+        self.mint(user_id.to_string(), ISSUER_GATEWAY.to_string(), AUDIENCE_USER, &self.secrets.user_token_secret)
     }
 
     /// This service's credential for one internal call.
     pub fn mint_service_token(&self) -> String {
         let name = format!("service:{}", self.service_name);
-        self.mint(
-            name.clone(),
-            name,
-            AUDIENCE_INTERNAL,
-            &self.secrets.service_token_secret,
-        )
+        self.mint(name.clone(), name, AUDIENCE_INTERNAL, &self.secrets.service_token_secret)
     }
 
     /// Checks signature, audience and expiry (on the clock seam).
@@ -99,9 +75,8 @@ impl Auth {
         validation.validate_nbf = false;
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
-                .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
         if data.claims.exp <= self.clock.now_utc().timestamp() {
             return Err(AuthError::Expired);
         }
@@ -119,11 +94,7 @@ fn bearer(parts: &Parts) -> Result<&str, AuthError> {
 }
 
 fn auth_of(parts: &Parts) -> Result<Arc<Auth>, ApiError> {
-    parts
-        .extensions
-        .get::<Arc<Auth>>()
-        .cloned()
-        .ok_or_else(|| ApiError::internal("authentication is not configured"))
+    parts.extensions.get::<Arc<Auth>>().cloned().ok_or_else(|| ApiError::internal("authentication is not configured"))
 }
 
 /// A shopper, proven by a gateway-signed user token; the id comes only from `sub`.
@@ -138,8 +109,7 @@ impl<S: Send + Sync> FromRequestParts<S> for User {
         let claims = bearer(parts)
             .and_then(|token| auth.verify(token, AUDIENCE_USER))
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        let id = Uuid::parse_str(&claims.sub)
-            .map_err(|_| ApiError::unauthorized("token subject is not a user id"))?;
+        let id = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::unauthorized("token subject is not a user id"))?;
         Ok(User(id))
     }
 }
@@ -189,10 +159,7 @@ mod tests {
 
     struct FixedClock(Mutex<i64>);
     impl Clock for FixedClock {
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "test clock; only wall time matters here"
-        )]
+        #[expect(clippy::disallowed_methods, reason = "test clock; only wall time matters here")]
         fn now(&self) -> tokio::time::Instant {
             tokio::time::Instant::now()
         }
@@ -205,10 +172,7 @@ mod tests {
     }
 
     fn auth(clock: Arc<FixedClock>, user_secret: &[u8]) -> Auth {
-        let secrets = Secrets {
-            user_token_secret: user_secret.to_vec(),
-            service_token_secret: b"svc".to_vec(),
-        };
+        let secrets = Secrets { user_token_secret: user_secret.to_vec(), service_token_secret: b"svc".to_vec() };
         Auth::new(clock, secrets, "order")
     }
 
@@ -218,10 +182,7 @@ mod tests {
         let auth = auth(clock.clone(), b"user");
         let user = Uuid::from_u128(7);
         let token = auth.mint_user_token(user);
-        assert_eq!(
-            auth.verify(&token, AUDIENCE_USER).unwrap().sub,
-            user.to_string()
-        );
+        assert_eq!(auth.verify(&token, AUDIENCE_USER).unwrap().sub, user.to_string());
         *clock.0.lock().unwrap() += TOKEN_TTL_S;
         assert_eq!(auth.verify(&token, AUDIENCE_USER), Err(AuthError::Expired));
     }
@@ -236,9 +197,6 @@ mod tests {
         assert!(auth.verify(&service_token, AUDIENCE_USER).is_err());
         assert!(auth.verify(&service_token, AUDIENCE_INTERNAL).is_ok());
         let forged = super::tests::auth(clock, b"other").mint_user_token(Uuid::from_u128(1));
-        assert!(matches!(
-            auth.verify(&forged, AUDIENCE_USER),
-            Err(AuthError::Invalid(_))
-        ));
+        assert!(matches!(auth.verify(&forged, AUDIENCE_USER), Err(AuthError::Invalid(_))));
     }
 }

@@ -25,28 +25,16 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// One attempt, no retry.
     pub fn once(attempt_timeout_ms: u64) -> RetryPolicy {
-        RetryPolicy {
-            attempt_timeout_ms,
-            attempt_count_max: 1,
-            backoff_initial_ms: 0,
-            backoff_max_ms: 0,
-        }
+        RetryPolicy { attempt_timeout_ms, attempt_count_max: 1, backoff_initial_ms: 0, backoff_max_ms: 0 }
     }
 
     /// The delay before attempt `attempt + 1` (attempts count from 1): exponential, capped,
     /// with seeded jitter in its upper half.
     pub fn backoff(&self, attempt: u32, ids: &Ids) -> Duration {
         let exponent = attempt.saturating_sub(1).min(20);
-        let ceiling = self
-            .backoff_initial_ms
-            .saturating_mul(1u64 << exponent)
-            .min(self.backoff_max_ms);
+        let ceiling = self.backoff_initial_ms.saturating_mul(1u64 << exponent).min(self.backoff_max_ms);
         let half = ceiling / 2;
-        let jitter = if half == 0 {
-            0
-        } else {
-            ids.next_u64() % (half + 1)
-        };
+        let jitter = if half == 0 { 0 } else { ids.next_u64() % (half + 1) };
         Duration::from_millis(half + jitter)
     }
 }
@@ -64,13 +52,7 @@ pub struct OutboundRequest {
 
 impl OutboundRequest {
     pub fn new(method: Method, path: impl Into<String>) -> OutboundRequest {
-        OutboundRequest {
-            method,
-            path: path.into(),
-            headers: Vec::new(),
-            body: Bytes::new(),
-            idempotent: false,
-        }
+        OutboundRequest { method, path: path.into(), headers: Vec::new(), body: Bytes::new(), idempotent: false }
     }
 
     pub fn json(mut self, value: &impl serde::Serialize) -> OutboundRequest {
@@ -100,9 +82,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, CallError> {
-        serde_json::from_slice(&self.body).map_err(|e| CallError::Undecodable {
-            detail: e.to_string(),
-        })
+        serde_json::from_slice(&self.body).map_err(|e| CallError::Undecodable { detail: e.to_string() })
     }
 
     pub fn problem(&self) -> Option<Problem> {
@@ -114,10 +94,7 @@ impl Reply {
         if self.status.is_success() {
             Ok(self)
         } else {
-            Err(CallError::Status {
-                status: self.status.as_u16(),
-                problem: self.problem(),
-            })
+            Err(CallError::Status { status: self.status.as_u16(), problem: self.problem() })
         }
     }
 }
@@ -135,10 +112,7 @@ pub enum CallError {
     Broken { addr: String, detail: String },
     /// The peer answered with an error status.
     #[error("answered {status}")]
-    Status {
-        status: u16,
-        problem: Option<Problem>,
-    },
+    Status { status: u16, problem: Option<Problem> },
     #[error("undecodable answer: {detail}")]
     Undecodable { detail: String },
 }
@@ -155,9 +129,7 @@ impl CallError {
         match self {
             CallError::Unreachable { .. } => true,
             CallError::Timeout { .. } | CallError::Broken { .. } => idempotent,
-            CallError::Status { status, .. } => {
-                idempotent && matches!(status, 500 | 502 | 503 | 504)
-            }
+            CallError::Status { status, .. } => idempotent && matches!(status, 500 | 502 | 503 | 504),
             CallError::Undecodable { .. } => false,
         }
     }
@@ -175,20 +147,14 @@ impl HttpClient {
 
     /// Sends `request` to `addr`, retrying per `policy` while a retry is safe. Returns the
     /// last answer whatever its status, or the last transport error.
-    pub async fn send(
-        &self,
-        addr: &str,
-        request: &OutboundRequest,
-        policy: RetryPolicy,
-    ) -> Result<Reply, CallError> {
+    pub async fn send(&self, addr: &str, request: &OutboundRequest, policy: RetryPolicy) -> Result<Reply, CallError> {
         let mut attempt = 1;
         loop {
             let result = self.attempt(addr, request, policy.attempt_timeout_ms).await;
             let error = match result {
-                Ok(reply) if reply.status.is_server_error() => CallError::Status {
-                    status: reply.status.as_u16(),
-                    problem: reply.problem(),
-                },
+                Ok(reply) if reply.status.is_server_error() => {
+                    CallError::Status { status: reply.status.as_u16(), problem: reply.problem() }
+                }
                 Ok(reply) => return Ok(reply),
                 Err(error) => error,
             };
@@ -197,32 +163,16 @@ impl HttpClient {
             if !retry {
                 return Err(error);
             }
-            self.env
-                .clock
-                .sleep(policy.backoff(attempt, &self.env.ids))
-                .await;
+            self.env.clock.sleep(policy.backoff(attempt, &self.env.ids)).await;
             attempt += 1;
         }
     }
 
-    async fn attempt(
-        &self,
-        addr: &str,
-        request: &OutboundRequest,
-        timeout_ms: u64,
-    ) -> Result<Reply, CallError> {
+    async fn attempt(&self, addr: &str, request: &OutboundRequest, timeout_ms: u64) -> Result<Reply, CallError> {
         let deadline = Duration::from_millis(timeout_ms);
-        match self
-            .env
-            .clock
-            .timeout(deadline, self.exchange(addr, request))
-            .await
-        {
+        match self.env.clock.timeout(deadline, self.exchange(addr, request)).await {
             Ok(result) => result,
-            Err(_) => Err(CallError::Timeout {
-                addr: addr.to_string(),
-                timeout_ms,
-            }),
+            Err(_) => Err(CallError::Timeout { addr: addr.to_string(), timeout_ms }),
         }
     }
 
@@ -232,26 +182,15 @@ impl HttpClient {
             .net
             .connect(addr)
             .await
-            .map_err(|e| CallError::Unreachable {
-                addr: addr.to_string(),
-                detail: e.to_string(),
-            })?;
-        let broken = |detail: String| CallError::Broken {
-            addr: addr.to_string(),
-            detail,
-        };
+            .map_err(|e| CallError::Unreachable { addr: addr.to_string(), detail: e.to_string() })?;
+        let broken = |detail: String| CallError::Broken { addr: addr.to_string(), detail };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
-            .map_err(|e| CallError::Unreachable {
-                addr: addr.to_string(),
-                detail: e.to_string(),
-            })?;
-        let driver = tokio::spawn(async move {
+            .map_err(|e| CallError::Unreachable { addr: addr.to_string(), detail: e.to_string() })?;
+        let driver = self.env.spawn(async move {
             let _ = connection.await;
         });
-        let mut builder = http::Request::builder()
-            .method(request.method.clone())
-            .uri(&request.path);
+        let mut builder = http::Request::builder().method(request.method.clone()).uri(&request.path);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
@@ -260,21 +199,14 @@ impl HttpClient {
             .body(Full::new(request.body.clone()))
             .map_err(|e| broken(e.to_string()))?;
         let result = async {
-            let response = sender
-                .send_request(outbound)
-                .await
-                .map_err(|e| broken(e.to_string()))?;
+            let response = sender.send_request(outbound).await.map_err(|e| broken(e.to_string()))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, RESPONSE_SIZE_MAX_BYTES)
                 .collect()
                 .await
                 .map_err(|e| broken(e.to_string()))?
                 .to_bytes();
-            Ok(Reply {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
+            Ok(Reply { status: parts.status, headers: parts.headers, body })
         }
         .await;
         driver.abort();
@@ -289,12 +221,8 @@ mod tests {
     #[test]
     fn backoff_is_bounded_and_grows() {
         let ids = Ids::from_seed(1);
-        let policy = RetryPolicy {
-            attempt_timeout_ms: 100,
-            attempt_count_max: 10,
-            backoff_initial_ms: 10,
-            backoff_max_ms: 200,
-        };
+        let policy =
+            RetryPolicy { attempt_timeout_ms: 100, attempt_count_max: 10, backoff_initial_ms: 10, backoff_max_ms: 200 };
         for attempt in 1..30 {
             let delay = policy.backoff(attempt, &ids).as_millis() as u64;
             assert!(delay <= 200, "attempt {attempt}: {delay}");
@@ -306,22 +234,13 @@ mod tests {
 
     #[test]
     fn retry_safety_follows_the_outcome() {
-        let timeout = CallError::Timeout {
-            addr: "a".into(),
-            timeout_ms: 1,
-        };
+        let timeout = CallError::Timeout { addr: "a".into(), timeout_ms: 1 };
         assert!(timeout.outcome_unknown());
         assert!(!timeout.retry_safe(false));
         assert!(timeout.retry_safe(true));
-        let refused = CallError::Unreachable {
-            addr: "a".into(),
-            detail: "refused".into(),
-        };
+        let refused = CallError::Unreachable { addr: "a".into(), detail: "refused".into() };
         assert!(refused.retry_safe(false));
-        let rejected = CallError::Status {
-            status: 422,
-            problem: None,
-        };
+        let rejected = CallError::Status { status: 422, problem: None };
         assert!(!rejected.retry_safe(true));
         assert!(!rejected.outcome_unknown());
     }

@@ -22,11 +22,7 @@ pub struct Elapsed {
 
 impl dyn Clock {
     /// Runs `future` until it completes or `duration` passes on this clock.
-    pub async fn timeout<F: Future>(
-        &self,
-        duration: Duration,
-        future: F,
-    ) -> Result<F::Output, Elapsed> {
+    pub async fn timeout<F: Future>(&self, duration: Duration, future: F) -> Result<F::Output, Elapsed> {
         let sleep = self.sleep(duration);
         tokio::select! {
             biased;
@@ -43,9 +39,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> ManualClock {
-        ManualClock {
-            utc: std::sync::Mutex::new(start),
-        }
+        ManualClock { utc: std::sync::Mutex::new(start) }
     }
 
     pub fn advance(&self, by: Duration) {
@@ -55,10 +49,7 @@ impl ManualClock {
 }
 
 impl Clock for ManualClock {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "tokio time: simulated wherever the runtime is paused"
-    )]
+    #[expect(clippy::disallowed_methods, reason = "tokio time: simulated wherever the runtime is paused")]
     fn now(&self) -> tokio::time::Instant {
         tokio::time::Instant::now()
     }
@@ -67,10 +58,7 @@ impl Clock for ManualClock {
         *self.utc.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "tokio time: simulated wherever the runtime is paused"
-    )]
+    #[expect(clippy::disallowed_methods, reason = "tokio time: simulated wherever the runtime is paused")]
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
     }

@@ -15,11 +15,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, kind: &str, title: &str, detail: impl Into<String>) -> ApiError {
-        ApiError {
-            problem: Problem::new(status, kind, title, detail),
-            retry_after_s: None,
-            location: None,
-        }
+        ApiError { problem: Problem::new(status, kind, title, detail), retry_after_s: None, location: None }
     }
 
     pub fn bad_request(kind: &str, detail: impl Into<String>) -> ApiError {
@@ -83,19 +79,12 @@ impl IntoResponse for ApiError {
 }
 
 /// Renders a problem with its content type and the optional `Retry-After`/`Location`.
-pub fn problem_response(
-    problem: &Problem,
-    retry_after_s: Option<u32>,
-    location: Option<&str>,
-) -> Response {
+pub fn problem_response(problem: &Problem, retry_after_s: Option<u32>, location: Option<&str>) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(problem).unwrap_or_default();
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
     if let Some(seconds) = retry_after_s {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }

@@ -13,16 +13,11 @@ pub struct Ids {
 
 impl Ids {
     pub fn from_seed(seed: u64) -> Ids {
-        Ids {
-            rng: Arc::new(Mutex::new(ChaCha20Rng::seed_from_u64(seed))),
-        }
+        Ids { rng: Arc::new(Mutex::new(ChaCha20Rng::seed_from_u64(seed))) }
     }
 
     pub fn fill(&self, bytes: &mut [u8]) {
-        let mut rng = self
-            .rng
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rng = self.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         rng.fill_bytes(bytes);
     }
 

@@ -28,11 +28,7 @@ pub struct InternalClient {
 
 impl InternalClient {
     pub fn new(env: Env, auth: Arc<Auth>) -> InternalClient {
-        InternalClient {
-            http: HttpClient::new(env.clone()),
-            env,
-            auth,
-        }
+        InternalClient { http: HttpClient::new(env.clone()), env, auth }
     }
 
     /// Sends `request` with this service's credential; any answer status is returned.

@@ -20,20 +20,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Json<T>, ApiError> {
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        413,
-                        "body-too-large",
-                        "Payload too large",
-                        "request body is over 64 KiB",
-                    )
-                } else {
-                    ApiError::bad_request("invalid-body", rejection.body_text())
-                }
-            })?;
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(413, "body-too-large", "Payload too large", "request body is over 64 KiB")
+            } else {
+                ApiError::bad_request("invalid-body", rejection.body_text())
+            }
+        })?;
         parse_json(&bytes).map(Json)
     }
 }
@@ -46,9 +39,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             Category::Syntax | Category::Eof | Category::Io => {
                 ApiError::bad_request("malformed-json", format!("malformed JSON: {error}"))
             }
-            Category::Data => {
-                ApiError::bad_request("invalid-body", format!("invalid body: {error}"))
-            }
+            Category::Data => ApiError::bad_request("invalid-body", format!("invalid body: {error}")),
         }
     })
 }
@@ -75,10 +66,8 @@ where
 pub async fn problem_everywhere(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == PROBLEM_CONTENT_TYPE.as_bytes());
+    let is_problem =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_CONTENT_TYPE.as_bytes());
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }
@@ -90,12 +79,7 @@ pub async fn problem_everywhere(request: Request, next: Next) -> Response {
         code if code < 500 => ("bad-request", "Bad request"),
         _ => ("internal", "Internal error"),
     };
-    let problem = Problem::new(
-        status.as_u16(),
-        kind,
-        title,
-        status.canonical_reason().unwrap_or(""),
-    );
+    let problem = Problem::new(status.as_u16(), kind, title, status.canonical_reason().unwrap_or(""));
     let mut rendered = problem_response(&problem, None, None);
     for (name, value) in response.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {

@@ -36,17 +36,61 @@ pub struct Env {
     pub net: Arc<dyn Net>,
     pub ids: Ids,
     pub chaos: Chaos,
+    pub spawner: Spawner,
 }
 
 impl Env {
-    /// An environment without injected faults.
+    /// An environment without injected faults, spawning on the tokio runtime.
     pub fn new(clock: Arc<dyn Clock>, net: Arc<dyn Net>, ids: Ids) -> Env {
-        Env {
-            clock,
-            net,
-            ids,
-            chaos: Chaos::none(),
+        Env { clock, net, ids, chaos: Chaos::none(), spawner: Spawner::Runtime }
+    }
+
+    /// Starts a background task the way this environment wants it.
+    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawner.spawn(future)
+    }
+}
+
+/// Where background tasks go. The simulation needs `Local`: tasks on a turmoil host's
+/// `LocalSet` are dropped in insertion order when the host crashes, while the tokio
+/// runtime's own task list is sharded by process-global task ids, so its drop order (and
+/// with it the order of the connection resets a crash sends) changes from run to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spawner {
+    /// `tokio::spawn`: any runtime, including the real multi-threaded one.
+    Runtime,
+    /// `tokio::task::spawn_local`: inside a `LocalSet` (every turmoil host runs in one).
+    Local,
+}
+
+impl Spawner {
+    #[expect(clippy::disallowed_methods, reason = "the one place tasks are spawned")]
+    pub fn spawn<F>(self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self {
+            Spawner::Runtime => tokio::spawn(future),
+            Spawner::Local => tokio::task::spawn_local(future),
         }
+    }
+
+    /// Spawns `future` into `set` the same way.
+    #[expect(clippy::disallowed_methods, reason = "the one place tasks are spawned")]
+    pub fn spawn_into<T: Send + 'static>(
+        self,
+        set: &mut tokio::task::JoinSet<T>,
+        future: impl Future<Output = T> + Send + 'static,
+    ) {
+        match self {
+            Spawner::Runtime => set.spawn(future),
+            Spawner::Local => set.spawn_local(future),
+        };
     }
 }
 
@@ -65,9 +109,7 @@ impl Chaos {
     /// Whether to send this request twice; draws from `ids` only when enabled, so that a
     /// run without duplicates draws exactly what it would draw without this seam.
     pub fn duplicate(&self, ids: &Ids) -> bool {
-        let per_mille = self
-            .duplicate_per_mille
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let per_mille = self.duplicate_per_mille.load(std::sync::atomic::Ordering::Relaxed);
         per_mille > 0 && ids.next_u64() % 1000 < u64::from(per_mille)
     }
 }

@@ -37,12 +37,8 @@ pub enum OperationState {
 }
 
 impl OperationState {
-    pub const ALL: [OperationState; 4] = [
-        OperationState::Applied,
-        OperationState::Refused,
-        OperationState::Undone,
-        OperationState::Cancelled,
-    ];
+    pub const ALL: [OperationState; 4] =
+        [OperationState::Applied, OperationState::Refused, OperationState::Undone, OperationState::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,9 +67,7 @@ impl Operation {
         match self.state {
             OperationState::Applied => StepResult::ok(&self.message, self.transaction_id),
             OperationState::Refused => StepResult::refused(&self.message),
-            OperationState::Undone | OperationState::Cancelled => {
-                StepResult::refused(reason::CANCELLED)
-            }
+            OperationState::Undone | OperationState::Cancelled => StepResult::refused(reason::CANCELLED),
         }
     }
 }
@@ -95,12 +89,7 @@ pub fn find(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<
         .optional()
 }
 
-fn store(
-    connection: &Connection,
-    order_id: Uuid,
-    operation: &Operation,
-    now: &str,
-) -> rusqlite::Result<()> {
+fn store(connection: &Connection, order_id: Uuid, operation: &Operation, now: &str) -> rusqlite::Result<()> {
     connection.execute(
         "INSERT INTO operations (order_id, state, message, transaction_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -128,16 +117,8 @@ pub fn act(
         return Ok(existing.answer());
     }
     let result = apply(connection)?;
-    let state = if result.success {
-        OperationState::Applied
-    } else {
-        OperationState::Refused
-    };
-    let operation = Operation {
-        state,
-        message: result.message.clone(),
-        transaction_id: result.transaction_id,
-    };
+    let state = if result.success { OperationState::Applied } else { OperationState::Refused };
+    let operation = Operation { state, message: result.message.clone(), transaction_id: result.transaction_id };
     store(connection, order_id, &operation, now)?;
     Ok(result)
 }
@@ -160,16 +141,10 @@ pub fn cancel(
             OperationState::Undone | OperationState::Cancelled => {
                 return Ok((StepResult::ok("already cancelled", None), existing.state));
             }
-            OperationState::Refused => Operation {
-                state: OperationState::Cancelled,
-                ..existing
-            },
+            OperationState::Refused => Operation { state: OperationState::Cancelled, ..existing },
             OperationState::Applied => {
                 undo(connection)?;
-                Operation {
-                    state: OperationState::Undone,
-                    ..existing
-                }
+                Operation { state: OperationState::Undone, ..existing }
             }
         },
     };
@@ -183,19 +158,11 @@ mod tests {
     use crate::storage::Db;
 
     fn db() -> Db {
-        Db::open_memory(&[
-            migration(1),
-            Migration {
-                version: 2,
-                sql: "CREATE TABLE effects (n INTEGER);",
-            },
-        ])
-        .unwrap()
+        Db::open_memory(&[migration(1), Migration { version: 2, sql: "CREATE TABLE effects (n INTEGER);" }]).unwrap()
     }
 
     fn effects(db: &Db) -> i64 {
-        db.read(|c| c.query_row("SELECT COALESCE(SUM(n), 0) FROM effects", [], |r| r.get(0)))
-            .unwrap()
+        db.read(|c| c.query_row("SELECT COALESCE(SUM(n), 0) FROM effects", [], |r| r.get(0))).unwrap()
     }
 
     fn apply(c: &Connection) -> rusqlite::Result<StepResult> {

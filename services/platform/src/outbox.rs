@@ -29,16 +29,9 @@ pub fn migration(version: u32) -> Migration {
     }
 }
 
-pub fn enqueue(
-    connection: &Connection,
-    event: &NotificationEvent,
-    now: &str,
-) -> rusqlite::Result<()> {
+pub fn enqueue(connection: &Connection, event: &NotificationEvent, now: &str) -> rusqlite::Result<()> {
     let text = serde_json::to_string(event).expect("wire types serialize");
-    connection.execute(
-        "INSERT INTO outbox (event, created_at) VALUES (?1, ?2)",
-        params![text, now],
-    )?;
+    connection.execute("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)", params![text, now])?;
     Ok(())
 }
 
@@ -50,11 +43,7 @@ pub struct RelayConfig {
     pub call_timeout_ms: u64,
 }
 
-pub const RELAY_CONFIG: RelayConfig = RelayConfig {
-    poll_interval_ms: 500,
-    batch_size_max: 32,
-    call_timeout_ms: 1_000,
-};
+pub const RELAY_CONFIG: RelayConfig = RelayConfig { poll_interval_ms: 500, batch_size_max: 32, call_timeout_ms: 1_000 };
 
 pub struct Relay {
     pub env: Env,
@@ -71,10 +60,7 @@ impl Relay {
     pub async fn run(self) {
         loop {
             let delivered_all = self.deliver_batch().await;
-            let wait = self
-                .env
-                .clock
-                .sleep(Duration::from_millis(self.config.poll_interval_ms));
+            let wait = self.env.clock.sleep(Duration::from_millis(self.config.poll_interval_ms));
             if delivered_all {
                 tokio::select! {
                     biased;
@@ -91,9 +77,7 @@ impl Relay {
     async fn deliver_batch(&self) -> bool {
         let batch: Result<Vec<(i64, String)>, rusqlite::Error> = self.db.read(|c| {
             let mut statement = c.prepare("SELECT seq, event FROM outbox ORDER BY seq LIMIT ?1")?;
-            let rows = statement.query_map([self.config.batch_size_max], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?;
+            let rows = statement.query_map([self.config.batch_size_max], |row| Ok((row.get(0)?, row.get(1)?)))?;
             rows.collect()
         });
         let Ok(batch) = batch else {
@@ -104,24 +88,16 @@ impl Relay {
                 tracing::error!(seq, "undecodable outbox event left in place");
                 return false;
             };
-            let request = OutboundRequest::new(Method::POST, NOTIFICATION_INTAKE_PATH)
-                .json(&event)
-                .idempotent(true);
+            let request = OutboundRequest::new(Method::POST, NOTIFICATION_INTAKE_PATH).json(&event).idempotent(true);
             let context = RequestContext::background(&self.env.ids);
             let policy = RetryPolicy::once(self.config.call_timeout_ms);
-            let reply = self
-                .client
-                .send(&self.notification_addr, request, &context, policy)
-                .await;
+            let reply = self.client.send(&self.notification_addr, request, &context, policy).await;
             let delivered = reply.and_then(|reply| reply.success()).is_ok();
             let recorded = self.db.write(|tx| {
                 if delivered {
                     tx.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])
                 } else {
-                    tx.execute(
-                        "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1",
-                        params![seq],
-                    )
+                    tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", params![seq])
                 }
             });
             tracing::debug!(seq, delivered, order_id = %event.order_id, kind = event.kind.as_str(), "outbox delivery");

@@ -19,11 +19,7 @@ impl Clock for SystemClock {
         tokio::time::Instant::now()
     }
 
-    #[expect(
-        clippy::disallowed_methods,
-        clippy::disallowed_types,
-        reason = "the real clock adapter"
-    )]
+    #[expect(clippy::disallowed_methods, clippy::disallowed_types, reason = "the real clock adapter")]
     fn now_utc(&self) -> Timestamp {
         Timestamp::from(std::time::SystemTime::now())
     }
@@ -79,9 +75,5 @@ pub fn entropy_seed() -> u64 {
 
 /// The real environment: system clock, tokio sockets, ids seeded from OS entropy.
 pub fn real_env() -> Env {
-    Env::new(
-        Arc::new(SystemClock),
-        Arc::new(TokioNet),
-        Ids::from_seed(entropy_seed()),
-    )
+    Env::new(Arc::new(SystemClock), Arc::new(TokioNet), Ids::from_seed(entropy_seed()))
 }

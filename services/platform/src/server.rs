@@ -4,7 +4,7 @@
 use crate::json::{problem_everywhere, unknown_route, BODY_SIZE_MAX_BYTES};
 use crate::net::Listener;
 use crate::trace::request_context;
-use crate::Ids;
+use crate::{Ids, Spawner};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,11 +23,8 @@ pub struct ServerLimits {
     pub header_buffer_max_bytes: usize,
 }
 
-pub const SERVER_LIMITS: ServerLimits = ServerLimits {
-    connection_count_max: 1024,
-    header_read_timeout_ms: 10_000,
-    header_buffer_max_bytes: 16 * 1024,
-};
+pub const SERVER_LIMITS: ServerLimits =
+    ServerLimits { connection_count_max: 1024, header_read_timeout_ms: 10_000, header_buffer_max_bytes: 16 * 1024 };
 
 /// Wraps a service's routes with the layers every service shares: problem+json for every
 /// error, 404 problem for unknown routes, the 64 KiB body limit, and the request context.
@@ -49,6 +46,7 @@ pub async fn serve(
     mut listener: Box<dyn Listener>,
     router: Router,
     limits: ServerLimits,
+    spawner: Spawner,
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.connection_count_max));
@@ -72,7 +70,7 @@ pub async fn serve(
             }
         };
         let service = TowerToHyperService::new(router.clone());
-        connections.spawn(async move {
+        spawner.spawn_into(&mut connections, async move {
             let _permit = permit;
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -10,10 +10,7 @@ pub fn time_text(time: Timestamp) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn conversion_error(
-    index: usize,
-    error: impl std::error::Error + Send + Sync + 'static,
-) -> rusqlite::Error {
+fn conversion_error(index: usize, error: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error))
 }
 
@@ -24,8 +21,7 @@ pub fn uuid_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
 
 pub fn optional_uuid_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Uuid>> {
     let text: Option<String> = row.get(index)?;
-    text.map(|t| Uuid::parse_str(&t).map_err(|e| conversion_error(index, e)))
-        .transpose()
+    text.map(|t| Uuid::parse_str(&t).map_err(|e| conversion_error(index, e))).transpose()
 }
 
 pub fn time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {

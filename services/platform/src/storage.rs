@@ -19,10 +19,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("migration {version} failed: {source}")]
-    Migration {
-        version: u32,
-        source: rusqlite::Error,
-    },
+    Migration { version: u32, source: rusqlite::Error },
     #[error("migrations must be numbered 1, 2, 3, … in order; found {found} after {previous}")]
     MigrationOrder { previous: u32, found: u32 },
 }
@@ -49,27 +46,20 @@ impl Db {
 
     fn with_connection(connection: Connection, migrations: &[Migration]) -> Result<Db, StoreError> {
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        let db = Db {
-            connection: Arc::new(Mutex::new(connection)),
-        };
+        let db = Db { connection: Arc::new(Mutex::new(connection)) };
         db.migrate(migrations)?;
         Ok(db)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn migrate(&self, migrations: &[Migration]) -> Result<(), StoreError> {
         let mut previous = 0;
         for migration in migrations {
             if migration.version != previous + 1 {
-                return Err(StoreError::MigrationOrder {
-                    previous,
-                    found: migration.version,
-                });
+                return Err(StoreError::MigrationOrder { previous, found: migration.version });
             }
             previous = migration.version;
         }
@@ -82,19 +72,13 @@ impl Db {
                 tx.pragma_update(None, "user_version", migration.version)?;
                 tx.commit()
             };
-            apply(&mut connection).map_err(|source| StoreError::Migration {
-                version: migration.version,
-                source,
-            })?;
+            apply(&mut connection).map_err(|source| StoreError::Migration { version: migration.version, source })?;
         }
         Ok(())
     }
 
     /// Runs `work` inside one immediate (write-locking) transaction; commits on `Ok`.
-    pub fn write<T, E>(
-        &self,
-        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
-    ) -> Result<T, E>
+    pub fn write<T, E>(&self, work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<rusqlite::Error>,
     {
@@ -120,14 +104,8 @@ mod tests {
     use super::*;
 
     const MIGRATIONS: &[Migration] = &[
-        Migration {
-            version: 1,
-            sql: "CREATE TABLE t (x INTEGER NOT NULL);",
-        },
-        Migration {
-            version: 2,
-            sql: "ALTER TABLE t ADD COLUMN y INTEGER NOT NULL DEFAULT 0;",
-        },
+        Migration { version: 1, sql: "CREATE TABLE t (x INTEGER NOT NULL);" },
+        Migration { version: 2, sql: "ALTER TABLE t ADD COLUMN y INTEGER NOT NULL DEFAULT 0;" },
     ];
 
     #[test]
@@ -137,13 +115,10 @@ mod tests {
         let path = dir.join("t.sqlite");
         let _ = std::fs::remove_file(&path);
         let db = Db::open_file(&path, MIGRATIONS).unwrap();
-        db.write(|tx| tx.execute("INSERT INTO t (x, y) VALUES (1, 2)", []))
-            .unwrap();
+        db.write(|tx| tx.execute("INSERT INTO t (x, y) VALUES (1, 2)", [])).unwrap();
         drop(db);
         let db = Db::open_file(&path, MIGRATIONS).unwrap();
-        let y: i64 = db
-            .read(|c| c.query_row("SELECT y FROM t", [], |r| r.get(0)))
-            .unwrap();
+        let y: i64 = db.read(|c| c.query_row("SELECT y FROM t", [], |r| r.get(0))).unwrap();
         assert_eq!(y, 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -156,21 +131,13 @@ mod tests {
             Err(rusqlite::Error::InvalidQuery)
         });
         assert!(result.is_err());
-        let count: i64 = db
-            .read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
-            .unwrap();
+        let count: i64 = db.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))).unwrap();
         assert_eq!(count, 0);
     }
 
     #[test]
     fn out_of_order_migrations_are_refused() {
-        let bad = [Migration {
-            version: 2,
-            sql: "",
-        }];
-        assert!(matches!(
-            Db::open_memory(&bad),
-            Err(StoreError::MigrationOrder { .. })
-        ));
+        let bad = [Migration { version: 2, sql: "" }];
+        assert!(matches!(Db::open_memory(&bad), Err(StoreError::MigrationOrder { .. })));
     }
 }

@@ -25,11 +25,7 @@ pub struct RequestContext {
 impl RequestContext {
     /// A context for work that no request started (saga recovery, outbox relay).
     pub fn background(ids: &Ids) -> RequestContext {
-        RequestContext {
-            request_id: ids.uuid().to_string(),
-            trace_id: ids.hex(16),
-            traceparent: None,
-        }
+        RequestContext { request_id: ids.uuid().to_string(), trace_id: ids.hex(16), traceparent: None }
     }
 
     /// The `traceparent` for one downstream call: same trace, a fresh parent span id.
@@ -41,11 +37,7 @@ impl RequestContext {
 /// Parses a W3C `traceparent` (version 00) and returns its trace id.
 pub fn parse_traceparent(value: &str) -> Option<String> {
     let parts: Vec<&str> = value.split('-').collect();
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let valid = parts.len() == 4
         && hex(parts[0], 2)
         && hex(parts[1], 32)
@@ -56,9 +48,7 @@ pub fn parse_traceparent(value: &str) -> Option<String> {
 }
 
 fn valid_request_id(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= REQUEST_ID_LENGTH_MAX
-        && value.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    !value.is_empty() && value.len() <= REQUEST_ID_LENGTH_MAX && value.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 /// Middleware: builds the [`RequestContext`], runs the request in its span, echoes the id.
@@ -85,11 +75,7 @@ pub async fn request_context(State(ids): State<Ids>, mut request: Request, next:
         request_id = %request_id,
         trace_id = %trace_id,
     );
-    let context = RequestContext {
-        request_id: request_id.clone(),
-        trace_id,
-        traceparent,
-    };
+    let context = RequestContext { request_id: request_id.clone(), trace_id, traceparent };
     request.extensions_mut().insert(context);
     let mut response = next.run(request).instrument(span.clone()).await;
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
@@ -106,10 +92,7 @@ mod tests {
     #[test]
     fn traceparent_is_validated() {
         let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(
-            parse_traceparent(good).as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
+        assert_eq!(parse_traceparent(good).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         assert_eq!(parse_traceparent("00-zz-00f067aa0ba902b7-01"), None);
         let zero = format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32));
         assert_eq!(parse_traceparent(&zero), None);

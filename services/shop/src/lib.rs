@@ -88,21 +88,11 @@ pub struct ShopConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ShopError {
     #[error("cannot listen for {service} on {addr}: {source}")]
-    Listen {
-        service: &'static str,
-        addr: String,
-        source: std::io::Error,
-    },
+    Listen { service: &'static str, addr: String, source: std::io::Error },
     #[error("{service} database: {source}")]
-    Store {
-        service: &'static str,
-        source: StoreError,
-    },
+    Store { service: &'static str, source: StoreError },
     #[error("data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("secrets file {path}: {detail}")]
     Secrets { path: PathBuf, detail: String },
     #[error("base port 0 needs all six services in one process")]
@@ -113,48 +103,31 @@ pub enum ShopError {
 pub fn open_db(data_dir: Option<&Path>, service: ServiceName) -> Result<Db, ShopError> {
     let migrations = service.migrations();
     let opened = match data_dir {
-        Some(dir) => Db::open_file(
-            &dir.join(format!("{}.sqlite", service.as_str())),
-            &migrations,
-        ),
+        Some(dir) => Db::open_file(&dir.join(format!("{}.sqlite", service.as_str())), &migrations),
         None => Db::open_memory(&migrations),
     };
-    opened.map_err(|source| ShopError::Store {
-        service: service.as_str(),
-        source,
-    })
+    opened.map_err(|source| ShopError::Store { service: service.as_str(), source })
 }
 
 /// The token secrets: from the environment if set, else from `secrets.json` in the data
 /// directory (created on first start), so that separate `shop serve` processes sharing a
 /// data directory agree. In memory mode they are random for this run.
-pub fn load_secrets(
-    data_dir: Option<&Path>,
-    from_env: Option<Secrets>,
-) -> Result<Secrets, ShopError> {
+pub fn load_secrets(data_dir: Option<&Path>, from_env: Option<Secrets>) -> Result<Secrets, ShopError> {
     if let Some(secrets) = from_env {
         return Ok(secrets);
     }
     let ids = Ids::from_seed(entropy_seed());
-    let fresh = || Secrets {
-        user_token_secret: ids.hex(32).into_bytes(),
-        service_token_secret: ids.hex(32).into_bytes(),
-    };
+    let fresh =
+        || Secrets { user_token_secret: ids.hex(32).into_bytes(), service_token_secret: ids.hex(32).into_bytes() };
     let Some(dir) = data_dir else {
         return Ok(fresh());
     };
     let path = dir.join("secrets.json");
-    let error = |detail: String| ShopError::Secrets {
-        path: path.clone(),
-        detail,
-    };
+    let error = |detail: String| ShopError::Secrets { path: path.clone(), detail };
     if let Ok(text) = std::fs::read_to_string(&path) {
         let stored: [String; 2] = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
         let [user, service] = stored;
-        return Ok(Secrets {
-            user_token_secret: user.into_bytes(),
-            service_token_secret: service.into_bytes(),
-        });
+        return Ok(Secrets { user_token_secret: user.into_bytes(), service_token_secret: service.into_bytes() });
     }
     let secrets = fresh();
     let text = serde_json::to_string(&[
@@ -166,26 +139,16 @@ pub fn load_secrets(
     Ok(secrets)
 }
 
-fn seed_demo_data(
-    service: ServiceName,
-    db: &Db,
-    now: Timestamp,
-    config: &ShopConfig,
-) -> Result<(), ShopError> {
+fn seed_demo_data(service: ServiceName, db: &Db, now: Timestamp, config: &ShopConfig) -> Result<(), ShopError> {
     let now_text = platform::sql::time_text(now);
     let seeded = match service {
-        ServiceName::Warehouse => {
-            db.write(|tx| warehouse::seed_catalog(tx, &warehouse::DEMO_CATALOG, &now_text))
+        ServiceName::Warehouse => db.write(|tx| warehouse::seed_catalog(tx, &warehouse::DEMO_CATALOG, &now_text)),
+        ServiceName::Delivery => {
+            db.write(|tx| delivery::store::ensure_slots(tx, now, DELIVERY_HORIZON_HOURS, config.slot_capacity))
         }
-        ServiceName::Delivery => db.write(|tx| {
-            delivery::store::ensure_slots(tx, now, DELIVERY_HORIZON_HOURS, config.slot_capacity)
-        }),
         _ => Ok(()),
     };
-    seeded.map_err(|e| ShopError::Store {
-        service: service.as_str(),
-        source: e.into(),
-    })
+    seeded.map_err(|e| ShopError::Store { service: service.as_str(), source: e.into() })
 }
 
 pub const DELIVERY_HORIZON_HOURS: i64 = 7 * 24;
@@ -205,25 +168,15 @@ pub fn service_future(
     };
     match service {
         ServiceName::Gateway => {
-            let gateway_config = gateway::Config {
-                password_cost: config.password_cost,
-                ..gateway::CONFIG
-            };
+            let gateway_config = gateway::Config { password_cost: config.password_cost, ..gateway::CONFIG };
             Box::pin(gateway::run(deps, gateway_config, listener, stop))
         }
         ServiceName::Order => Box::pin(order::run(deps, order::CONFIG, listener, stop)),
-        ServiceName::Billing => Box::pin(billing::run(
-            deps,
-            platform::outbox::RELAY_CONFIG,
-            listener,
-            stop,
-        )),
+        ServiceName::Billing => Box::pin(billing::run(deps, platform::outbox::RELAY_CONFIG, listener, stop)),
         ServiceName::Warehouse => Box::pin(warehouse::run(deps, listener, stop)),
         ServiceName::Delivery => {
-            let delivery_config = delivery::Config {
-                slot_capacity: config.slot_capacity,
-                horizon_hours: DELIVERY_HORIZON_HOURS,
-            };
+            let delivery_config =
+                delivery::Config { slot_capacity: config.slot_capacity, horizon_hours: DELIVERY_HORIZON_HOURS };
             Box::pin(delivery::run(deps, delivery_config, listener, stop))
         }
         ServiceName::Notification => Box::pin(notification::run(deps, listener, stop)),
@@ -246,37 +199,23 @@ pub async fn start(
         return Err(ShopError::EphemeralPortsNeedAllServices);
     }
     if let Some(dir) = &config.data_dir {
-        std::fs::create_dir_all(dir).map_err(|source| ShopError::DataDir {
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| ShopError::DataDir { path: dir.clone(), source })?;
     }
     let net = TokioNet;
     let mut addresses: Vec<String> = ServiceName::ALL
         .iter()
         .map(|s| {
-            format!(
-                "{}:{}",
-                config.host,
-                if config.base_port == 0 {
-                    0
-                } else {
-                    config.base_port + s.port_offset()
-                }
-            )
+            format!("{}:{}", config.host, if config.base_port == 0 { 0 } else { config.base_port + s.port_offset() })
         })
         .collect();
     let mut listeners = Vec::new();
     for service in &config.services {
         let index = usize::from(service.port_offset());
-        let listener = net
-            .bind(&addresses[index])
-            .await
-            .map_err(|source| ShopError::Listen {
-                service: service.as_str(),
-                addr: addresses[index].clone(),
-                source,
-            })?;
+        let listener = net.bind(&addresses[index]).await.map_err(|source| ShopError::Listen {
+            service: service.as_str(),
+            addr: addresses[index].clone(),
+            source,
+        })?;
         if let Ok(bound) = listener.local_addr() {
             addresses[index] = bound.to_string();
         }
@@ -295,16 +234,8 @@ pub async fn start(
         let env = platform::real::real_env();
         let db = open_db(config.data_dir.as_deref(), service)?;
         seed_demo_data(service, &db, env.clock.now_utc(), config)?;
-        let deps = Deps {
-            env,
-            db,
-            secrets: secrets.clone(),
-            peers: peers.clone(),
-        };
-        services.push((
-            service,
-            service_future(service, deps, listener, config, shutdown.clone()),
-        ));
+        let deps = Deps { env, db, secrets: secrets.clone(), peers: peers.clone() };
+        services.push((service, service_future(service, deps, listener, config, shutdown.clone())));
     }
     Ok(Started { peers, services })
 }

@@ -8,10 +8,7 @@ use std::process::ExitCode;
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "shop",
-    about = "The online store: six services, each with its own SQLite database."
-)]
+#[command(name = "shop", about = "The online store: six services, each with its own SQLite database.")]
 struct Cli {
     /// Address every service listens on.
     #[arg(long, default_value = "127.0.0.1", global = true)]
@@ -53,8 +50,9 @@ fn parse_services(names: &[String]) -> Result<Vec<ServiceName>, String> {
     }
     let mut services = Vec::new();
     for name in names {
-        let service = ServiceName::parse(name.trim())
-            .ok_or_else(|| format!("unknown service '{name}': expected gateway, order, billing, warehouse, delivery or notification"))?;
+        let service = ServiceName::parse(name.trim()).ok_or_else(|| {
+            format!("unknown service '{name}': expected gateway, order, billing, warehouse, delivery or notification")
+        })?;
         if !services.contains(&service) {
             services.push(service);
         }
@@ -62,25 +60,17 @@ fn parse_services(names: &[String]) -> Result<Vec<ServiceName>, String> {
     Ok(services)
 }
 
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the binary reads its configuration from the environment"
-)]
+#[expect(clippy::disallowed_methods, reason = "the binary reads its configuration from the environment")]
 fn secrets_from_env() -> Option<Secrets> {
     let user = std::env::var("SHOP_USER_TOKEN_SECRET").ok()?;
     let service = std::env::var("SHOP_SERVICE_TOKEN_SECRET").ok()?;
-    Some(Secrets {
-        user_token_secret: user.into_bytes(),
-        service_token_secret: service.into_bytes(),
-    })
+    Some(Secrets { user_token_secret: user.into_bytes(), service_token_secret: service.into_bytes() })
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -120,10 +110,7 @@ async fn main() -> ExitCode {
 
 async fn run(config: ShopConfig) -> Result<(), shop::ShopError> {
     if let Some(dir) = &config.data_dir {
-        std::fs::create_dir_all(dir).map_err(|source| shop::ShopError::DataDir {
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| shop::ShopError::DataDir { path: dir.clone(), source })?;
     }
     let secrets = load_secrets(config.data_dir.as_deref(), secrets_from_env())?;
     let (stop, shutdown) = watch::channel(false);
@@ -151,7 +138,7 @@ async fn run(config: ShopConfig) -> Result<(), shop::ShopError> {
     println!("shop ready: {}", listening.join(" "));
     let mut tasks = tokio::task::JoinSet::new();
     for (_, future) in started.services {
-        tasks.spawn(future);
+        platform::Spawner::Runtime.spawn_into(&mut tasks, future);
     }
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),

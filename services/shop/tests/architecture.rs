@@ -6,48 +6,25 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-const SERVICES: [&str; 6] = [
-    "gateway",
-    "order",
-    "billing",
-    "warehouse",
-    "delivery",
-    "notification",
-];
+const SERVICES: [&str; 6] = ["gateway", "order", "billing", "warehouse", "delivery", "notification"];
 
 /// Every workspace package with the names of all its dependencies (any kind).
 fn workspace_dependencies() -> BTreeMap<String, BTreeSet<String>> {
     let output = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
     metadata["packages"]
         .as_array()
         .unwrap()
         .iter()
         .map(|package| {
-            let deps = package["dependencies"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d["name"].as_str().unwrap().to_string());
-            (
-                package["name"].as_str().unwrap().to_string(),
-                deps.collect(),
-            )
+            let deps =
+                package["dependencies"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_string());
+            (package["name"].as_str().unwrap().to_string(), deps.collect())
         })
         .collect()
 }
@@ -56,11 +33,7 @@ fn violations(packages: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     let workspace: BTreeSet<String> = packages.keys().cloned().collect();
     let mut found = Vec::new();
     for (name, deps) in packages {
-        let internal: BTreeSet<&str> = deps
-            .iter()
-            .filter(|d| workspace.contains(*d))
-            .map(String::as_str)
-            .collect();
+        let internal: BTreeSet<&str> = deps.iter().filter(|d| workspace.contains(*d)).map(String::as_str).collect();
         let allowed: &[&str] = match name.as_str() {
             "contracts" => &[],
             "platform" => &["contracts"],
@@ -82,14 +55,8 @@ fn violations(packages: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
 #[test]
 fn the_workspace_keeps_its_dependency_rules() {
     let packages = workspace_dependencies();
-    for expected in ["contracts", "platform", "shop"]
-        .iter()
-        .chain(SERVICES.iter())
-    {
-        assert!(
-            packages.contains_key(*expected),
-            "{expected} is missing from the workspace"
-        );
+    for expected in ["contracts", "platform", "shop"].iter().chain(SERVICES.iter()) {
+        assert!(packages.contains_key(*expected), "{expected} is missing from the workspace");
     }
     assert_eq!(violations(&packages), Vec::<String>::new());
 }
@@ -97,23 +64,9 @@ fn the_workspace_keeps_its_dependency_rules() {
 #[test]
 fn the_rules_catch_a_service_depending_on_another() {
     let mut packages = workspace_dependencies();
-    packages
-        .get_mut("order")
-        .unwrap()
-        .insert("billing".to_string());
-    packages
-        .get_mut("platform")
-        .unwrap()
-        .insert("turmoil".to_string());
+    packages.get_mut("order").unwrap().insert("billing".to_string());
+    packages.get_mut("platform").unwrap().insert("turmoil".to_string());
     let found = violations(&packages);
-    assert!(
-        found.contains(&"order must not depend on billing".to_string()),
-        "{found:?}"
-    );
-    assert!(
-        found
-            .iter()
-            .any(|v| v.starts_with("platform must not depend on turmoil")),
-        "{found:?}"
-    );
+    assert!(found.contains(&"order must not depend on billing".to_string()), "{found:?}");
+    assert!(found.iter().any(|v| v.starts_with("platform must not depend on turmoil")), "{found:?}");
 }

@@ -23,26 +23,14 @@ fn the_shopper_flow_ends_with_logout() {
     assert_eq!(profile.body["userId"], registered["userId"]);
     assert_eq!(profile.body["firstName"], "Test");
     assert_eq!(ann.post("/api/v1/billing/accounts", json!({})).status, 201);
-    assert_eq!(
-        ann.post("/api/v1/billing/accounts", json!({})).status,
-        200,
-        "a second open returns the account"
-    );
-    assert_eq!(
-        ann.post("/api/v1/billing/deposit", json!({"amount": 100}))
-            .status,
-        200
-    );
+    assert_eq!(ann.post("/api/v1/billing/accounts", json!({})).status, 200, "a second open returns the account");
+    assert_eq!(ann.post("/api/v1/billing/deposit", json!({"amount": 100})).status, 200);
     let order = ann.post_keyed("/api/v1/order", "k", &order_body(&[(JUG, 1)], &slot_in(2)));
     assert_eq!(order.status, 201, "{order:?}");
 
     let logout = ann.send("POST", "/auth/logout", None, &[]);
     assert_eq!(logout.status, 204);
-    for path in [
-        "/auth/profile/me",
-        "/api/v1/orders",
-        "/api/v1/billing/accounts/me",
-    ] {
+    for path in ["/auth/profile/me", "/api/v1/orders", "/api/v1/billing/accounts/me"] {
         assert_eq!(ann.get(path).status, 401, "{path} after logout");
     }
     assert_eq!(ann.send("POST", "/auth/logout", None, &[]).status, 401);
@@ -54,57 +42,22 @@ fn registration_and_login_refuse_bad_input() {
     let mut bob = shop.gateway();
     bob.register_and_login("bob@example.com");
     let cases = [
-        (
-            json!({"email": "not-an-email", "password": "long enough"}),
-            400,
-            "/problems/invalid-email",
-        ),
-        (
-            json!({"email": "x@example.com", "password": "short"}),
-            400,
-            "/problems/invalid-password",
-        ),
-        (
-            json!({"email": "BOB@example.com", "password": "long enough"}),
-            409,
-            "/problems/email-taken",
-        ),
-        (
-            json!({"email": "x@example.com"}),
-            400,
-            "/problems/invalid-body",
-        ),
-        (
-            json!({"email": 5, "password": "long enough"}),
-            400,
-            "/problems/invalid-body",
-        ),
+        (json!({"email": "not-an-email", "password": "long enough"}), 400, "/problems/invalid-email"),
+        (json!({"email": "x@example.com", "password": "short"}), 400, "/problems/invalid-password"),
+        (json!({"email": "BOB@example.com", "password": "long enough"}), 409, "/problems/email-taken"),
+        (json!({"email": "x@example.com"}), 400, "/problems/invalid-body"),
+        (json!({"email": 5, "password": "long enough"}), 400, "/problems/invalid-body"),
     ];
     for (body, status, kind) in cases {
         let answer = shop.gateway().post("/auth/register", body.clone());
-        assert_eq!(
-            (answer.status, answer.problem_type()),
-            (status, kind),
-            "{body}"
-        );
+        assert_eq!((answer.status, answer.problem_type()), (status, kind), "{body}");
     }
-    let wrong = shop.gateway().post(
-        "/auth/login",
-        json!({"email": "bob@example.com", "password": "wrong password"}),
-    );
-    let unknown = shop.gateway().post(
-        "/auth/login",
-        json!({"email": "nobody@example.com", "password": "wrong password"}),
-    );
+    let wrong = shop.gateway().post("/auth/login", json!({"email": "bob@example.com", "password": "wrong password"}));
+    let unknown =
+        shop.gateway().post("/auth/login", json!({"email": "nobody@example.com", "password": "wrong password"}));
     assert_eq!(wrong.status, 401);
-    assert_eq!(
-        wrong.body, unknown.body,
-        "the same answer for a wrong password and an unknown email"
-    );
-    let via_root = shop.gateway().post(
-        "/auth/",
-        json!({"email": "bob@example.com", "password": "correct horse"}),
-    );
+    assert_eq!(wrong.body, unknown.body, "the same answer for a wrong password and an unknown email");
+    let via_root = shop.gateway().post("/auth/", json!({"email": "bob@example.com", "password": "correct horse"}));
     assert_eq!(via_root.status, 200);
 }
 
@@ -124,16 +77,9 @@ fn a_shopper_sees_only_their_own_data() {
     assert_eq!(eve.get("/api/v1/notifications").body, json!([]));
     assert_eq!(eve.get("/api/v1/billing/transactions").body, json!([]));
     // Claiming to be Ann in headers changes nothing: the gateway drops them.
-    let ann_id = ann.get("/auth/profile/me").body["userId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let spoofed = eve.send(
-        "GET",
-        "/api/v1/orders",
-        None,
-        &[("X-User-Id", &ann_id), ("Authorization", "Bearer nonsense")],
-    );
+    let ann_id = ann.get("/auth/profile/me").body["userId"].as_str().unwrap().to_string();
+    let spoofed =
+        eve.send("GET", "/api/v1/orders", None, &[("X-User-Id", &ann_id), ("Authorization", "Bearer nonsense")]);
     assert_eq!(spoofed.status, 200);
     assert_eq!(spoofed.body, json!([]));
 }
@@ -141,12 +87,7 @@ fn a_shopper_sees_only_their_own_data() {
 fn token(secret: &str, sub: &str, aud: &str, exp_offset_s: i64) -> String {
     let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).timestamp();
     let claims = json!({"sub": sub, "iss": "store-gateway", "aud": aud, "iat": now, "exp": now + exp_offset_s});
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
 #[test]
@@ -163,71 +104,26 @@ fn internal_endpoints_and_tokens_are_guarded() {
         "/api/v1/notifications/events",
     ];
     for path in internal {
-        assert_eq!(
-            ann.post(path, json!({})).status,
-            404,
-            "{path} through the gateway"
-        );
+        assert_eq!(ann.post(path, json!({})).status, 404, "{path} through the gateway");
     }
-    let user = ann.get("/auth/profile/me").body["userId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let user = ann.get("/auth/profile/me").body["userId"].as_str().unwrap().to_string();
     let billing = Client::new(&shop.url(2));
     let call = |token: &str, path: &str, method: &str| {
         let bearer = format!("Bearer {token}");
-        billing
-            .send(
-                method,
-                path,
-                (method == "POST").then_some(b"{}".as_slice()),
-                &[("Authorization", &bearer)],
-            )
-            .status
+        billing.send(method, path, (method == "POST").then_some(b"{}".as_slice()), &[("Authorization", &bearer)]).status
     };
     let valid = token(USER_TOKEN_SECRET, &user, "store-api", 60);
-    assert_eq!(
-        call(&valid, "/api/v1/billing/accounts/me", "GET"),
-        200,
-        "a valid user token works"
-    );
-    assert_eq!(
-        call(&valid, "/api/v1/billing/withdraw", "POST"),
-        401,
-        "a user token cannot call internal endpoints"
-    );
+    assert_eq!(call(&valid, "/api/v1/billing/accounts/me", "GET"), 200, "a valid user token works");
+    assert_eq!(call(&valid, "/api/v1/billing/withdraw", "POST"), 401, "a user token cannot call internal endpoints");
     let forged = token("guessed secret", &user, "store-api", 60);
-    assert_eq!(
-        call(&forged, "/api/v1/billing/accounts/me", "GET"),
-        401,
-        "forged"
-    );
+    assert_eq!(call(&forged, "/api/v1/billing/accounts/me", "GET"), 401, "forged");
     let expired = token(USER_TOKEN_SECRET, &user, "store-api", -10);
-    assert_eq!(
-        call(&expired, "/api/v1/billing/accounts/me", "GET"),
-        401,
-        "expired"
-    );
+    assert_eq!(call(&expired, "/api/v1/billing/accounts/me", "GET"), 401, "expired");
     let wrong_audience = token(USER_TOKEN_SECRET, &user, "somebody-else", 60);
-    assert_eq!(
-        call(&wrong_audience, "/api/v1/billing/accounts/me", "GET"),
-        401,
-        "wrong audience"
-    );
-    assert_eq!(
-        billing.get("/api/v1/billing/accounts/me").status,
-        401,
-        "no token"
-    );
+    assert_eq!(call(&wrong_audience, "/api/v1/billing/accounts/me", "GET"), 401, "wrong audience");
+    assert_eq!(billing.get("/api/v1/billing/accounts/me").status, 401, "no token");
     let service = token(SERVICE_TOKEN_SECRET, "service:order", "store-internal", 60);
-    assert_eq!(
-        call(
-            &service,
-            "/api/v1/billing/withdraw/cancel/00000000-0000-4000-8000-0000000000aa",
-            "POST"
-        ),
-        200
-    );
+    assert_eq!(call(&service, "/api/v1/billing/withdraw/cancel/00000000-0000-4000-8000-0000000000aa", "POST"), 200);
 }
 
 #[test]
@@ -237,71 +133,15 @@ fn bad_requests_get_precise_problems_never_500() {
     let anonymous = shop.gateway();
     let huge = vec![b'1'; 70 * 1024];
     let long_header = "a".repeat(20 * 1024);
-    type Case<'a> = (
-        &'a Client,
-        &'a str,
-        &'a str,
-        Option<&'a [u8]>,
-        Vec<(&'a str, &'a str)>,
-        u16,
-    );
+    type Case<'a> = (&'a Client, &'a str, &'a str, Option<&'a [u8]>, Vec<(&'a str, &'a str)>, u16);
     let cases: Vec<Case> = vec![
-        (
-            &ann,
-            "POST",
-            "/api/v1/billing/deposit",
-            Some(b"{\"amount\": "),
-            vec![],
-            400,
-        ),
-        (
-            &ann,
-            "POST",
-            "/api/v1/billing/deposit",
-            Some(b"{\"amount\": true}"),
-            vec![],
-            400,
-        ),
-        (
-            &ann,
-            "POST",
-            "/api/v1/billing/deposit",
-            Some(b"{\"amount\": \"1.001\"}"),
-            vec![],
-            400,
-        ),
-        (
-            &ann,
-            "POST",
-            "/api/v1/billing/deposit",
-            Some(b"{\"amount\": -5}"),
-            vec![],
-            400,
-        ),
-        (
-            &ann,
-            "POST",
-            "/api/v1/billing/deposit",
-            Some(b"{\"amount\": 1000000000.01}"),
-            vec![],
-            400,
-        ),
-        (
-            &ann,
-            "POST",
-            "/api/v1/billing/deposit",
-            Some(&huge),
-            vec![],
-            413,
-        ),
-        (
-            &ann,
-            "GET",
-            "/api/v1/orders",
-            None,
-            vec![("X-Long", &long_header)],
-            431,
-        ),
+        (&ann, "POST", "/api/v1/billing/deposit", Some(b"{\"amount\": "), vec![], 400),
+        (&ann, "POST", "/api/v1/billing/deposit", Some(b"{\"amount\": true}"), vec![], 400),
+        (&ann, "POST", "/api/v1/billing/deposit", Some(b"{\"amount\": \"1.001\"}"), vec![], 400),
+        (&ann, "POST", "/api/v1/billing/deposit", Some(b"{\"amount\": -5}"), vec![], 400),
+        (&ann, "POST", "/api/v1/billing/deposit", Some(b"{\"amount\": 1000000000.01}"), vec![], 400),
+        (&ann, "POST", "/api/v1/billing/deposit", Some(&huge), vec![], 413),
+        (&ann, "GET", "/api/v1/orders", None, vec![("X-Long", &long_header)], 431),
         (&ann, "GET", "/api/v1/order/not-a-uuid", None, vec![], 400),
         (&ann, "GET", "/api/v1/nothing-here", None, vec![], 404),
         (&ann, "DELETE", "/api/v1/orders", None, vec![], 405),
@@ -313,11 +153,7 @@ fn bad_requests_get_precise_problems_never_500() {
         let answer = client.send(method, path, body, &headers);
         assert_eq!(answer.status, status, "{method} {path}: {answer:?}");
         if status != 431 {
-            assert_eq!(
-                answer.header("content-type"),
-                Some("application/problem+json"),
-                "{method} {path}"
-            );
+            assert_eq!(answer.header("content-type"), Some("application/problem+json"), "{method} {path}");
             assert_eq!(answer.body["status"], status, "{method} {path}");
         }
     }
@@ -327,31 +163,18 @@ fn bad_requests_get_precise_problems_never_500() {
 fn request_ids_are_echoed_and_minted() {
     let shop = TestShop::start();
     let ann = shop.shopper("ann", "0");
-    let echoed = ann.send(
-        "GET",
-        "/api/v1/orders",
-        None,
-        &[("X-Request-Id", "my-request-1")],
-    );
+    let echoed = ann.send("GET", "/api/v1/orders", None, &[("X-Request-Id", "my-request-1")]);
     assert_eq!(echoed.header("x-request-id"), Some("my-request-1"));
     let minted = ann.get("/api/v1/orders");
-    assert!(minted
-        .header("x-request-id")
-        .is_some_and(|id| id.len() >= 16));
+    assert!(minted.header("x-request-id").is_some_and(|id| id.len() >= 16));
 }
 
 #[test]
 fn a_gateway_restart_keeps_sessions() {
-    let mut shop = TestShop::start_groups(
-        &["gateway", "order,billing,warehouse,delivery,notification"],
-        5,
-    );
+    let mut shop = TestShop::start_groups(&["gateway", "order,billing,warehouse,delivery,notification"], 5);
     let ann = shop.shopper("ann", "42");
     shop.kill("gateway");
-    assert!(
-        ann.try_send("GET", "/auth/profile/me", None, &[]).is_none(),
-        "the gateway is down"
-    );
+    assert!(ann.try_send("GET", "/auth/profile/me", None, &[]).is_none(), "the gateway is down");
     shop.start_group("gateway");
     assert_eq!(ann.get("/auth/profile/me").status, 200);
     assert_eq!(ann.balance(), "42.00");
@@ -359,10 +182,7 @@ fn a_gateway_restart_keeps_sessions() {
 
 #[test]
 fn a_service_that_is_down_gets_503_with_retry_after() {
-    let mut shop = TestShop::start_groups(
-        &["gateway,order,billing,warehouse,delivery", "notification"],
-        5,
-    );
+    let mut shop = TestShop::start_groups(&["gateway,order,billing,warehouse,delivery", "notification"], 5);
     let ann = shop.shopper("ann", "0");
     shop.kill("notification");
     let answer = ann.get("/api/v1/notifications");

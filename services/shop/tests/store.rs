@@ -29,20 +29,13 @@ fn key_scenario_confirms_and_records_everything() {
     assert_eq!(answer.body["price"], "498.00");
     assert_eq!(answer.body["items"][0]["name"], "Espresso machine");
     let order_id = answer.body["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        answer.header("location"),
-        Some(format!("/api/v1/order/{order_id}").as_str())
-    );
+    assert_eq!(answer.header("location"), Some(format!("/api/v1/order/{order_id}").as_str()));
     assert!(answer.header("x-request-id").is_some());
 
     assert_eq!(ann.balance(), "4502.00");
     assert_eq!(ann.available(ESPRESSO), stock_before - 2);
     assert_eq!(ann.slot_remaining(&slot), slot_before - 1);
-    let types = ann.eventually(
-        SETTLE,
-        |c| c.notification_types(&order_id),
-        |t| t.len() == 2,
-    );
+    let types = ann.eventually(SETTLE, |c| c.notification_types(&order_id), |t| t.len() == 2);
     assert_eq!(types, ["ORDER_CONFIRMED", "PAYMENT_DEBITED"]);
     let ledger = ann.get("/api/v1/billing/transactions").body;
     assert_eq!(ledger[0]["type"], "WITHDRAW");
@@ -52,17 +45,9 @@ fn key_scenario_confirms_and_records_everything() {
 }
 
 /// A rejected order: 422 with the reason, and nothing changed anywhere.
-fn assert_rejected(
-    shop: &TestShop,
-    client: &Client,
-    body: serde_json::Value,
-    reason: &str,
-) -> String {
+fn assert_rejected(shop: &TestShop, client: &Client, body: serde_json::Value, reason: &str) -> String {
     let balance = client.balance();
-    let stocks: Vec<i64> = [ESPRESSO, GRINDER, BEANS]
-        .iter()
-        .map(|p| client.available(p))
-        .collect();
+    let stocks: Vec<i64> = [ESPRESSO, GRINDER, BEANS].iter().map(|p| client.available(p)).collect();
     let answer = client.post_keyed("/api/v1/order", &format!("key-{reason}"), &body);
     assert_eq!(answer.status, 422, "{answer:?}");
     assert_eq!(answer.problem_type(), "/problems/order-rejected");
@@ -70,10 +55,7 @@ fn assert_rejected(
     assert_eq!(answer.body["order"]["errorMessage"], reason);
     let order_id = answer.body["order"]["id"].as_str().unwrap().to_string();
     assert_eq!(client.balance(), balance, "money back after {reason}");
-    let after: Vec<i64> = [ESPRESSO, GRINDER, BEANS]
-        .iter()
-        .map(|p| client.available(p))
-        .collect();
+    let after: Vec<i64> = [ESPRESSO, GRINDER, BEANS].iter().map(|p| client.available(p)).collect();
     assert_eq!(after, stocks, "stock back after {reason}");
     assert_eq!(client.order_status(&order_id), "FAILED");
     let _ = shop;
@@ -84,17 +66,8 @@ fn assert_rejected(
 fn insufficient_funds_is_rejected_and_nothing_moves() {
     let shop = TestShop::start();
     let bob = shop.shopper("bob", "100");
-    let order_id = assert_rejected(
-        &shop,
-        &bob,
-        order_body(&[(ESPRESSO, 1)], &slot_in(3)),
-        "INSUFFICIENT_FUNDS",
-    );
-    let types = bob.eventually(
-        SETTLE,
-        |c| c.notification_types(&order_id),
-        |t| !t.is_empty(),
-    );
+    let order_id = assert_rejected(&shop, &bob, order_body(&[(ESPRESSO, 1)], &slot_in(3)), "INSUFFICIENT_FUNDS");
+    let types = bob.eventually(SETTLE, |c| c.notification_types(&order_id), |t| !t.is_empty());
     assert_eq!(types, ["ORDER_FAILED"]);
 }
 
@@ -112,21 +85,9 @@ fn no_account_is_rejected() {
 fn out_of_stock_refunds_the_payment() {
     let shop = TestShop::start();
     let dan = shop.shopper("dan", "1000");
-    let order_id = assert_rejected(
-        &shop,
-        &dan,
-        order_body(&[(BEANS, 4)], &slot_in(3)),
-        "OUT_OF_STOCK",
-    );
-    let types = dan.eventually(
-        SETTLE,
-        |c| c.notification_types(&order_id),
-        |t| t.len() == 3,
-    );
-    assert_eq!(
-        types,
-        ["ORDER_FAILED", "PAYMENT_DEBITED", "PAYMENT_REFUNDED"]
-    );
+    let order_id = assert_rejected(&shop, &dan, order_body(&[(BEANS, 4)], &slot_in(3)), "OUT_OF_STOCK");
+    let types = dan.eventually(SETTLE, |c| c.notification_types(&order_id), |t| t.len() == 3);
+    assert_eq!(types, ["ORDER_FAILED", "PAYMENT_DEBITED", "PAYMENT_REFUNDED"]);
     let ledger = dan.get("/api/v1/billing/transactions").body;
     assert_eq!(ledger[0]["type"], "REFUND");
     assert_eq!(ledger[1]["type"], "WITHDRAW");
@@ -134,31 +95,16 @@ fn out_of_stock_refunds_the_payment() {
 
 #[test]
 fn a_full_slot_releases_stock_and_refunds() {
-    let shop = TestShop::start_groups(
-        &["gateway,order,billing,warehouse,delivery,notification"],
-        1,
-    );
+    let shop = TestShop::start_groups(&["gateway,order,billing,warehouse,delivery,notification"], 1);
     let eve = shop.shopper("eve", "1000");
     let slot = slot_in(5);
     let first = eve.post_keyed("/api/v1/order", "first", &order_body(&[(JUG, 1)], &slot));
     assert_eq!(first.status, 201, "{first:?}");
     assert_eq!(eve.slot_remaining(&slot), 0);
-    let order_id = assert_rejected(
-        &shop,
-        &eve,
-        order_body(&[(GRINDER, 1)], &slot),
-        "NO_DELIVERY_SLOT",
-    );
+    let order_id = assert_rejected(&shop, &eve, order_body(&[(GRINDER, 1)], &slot), "NO_DELIVERY_SLOT");
     assert_eq!(eve.slot_remaining(&slot), 0);
-    let types = eve.eventually(
-        SETTLE,
-        |c| c.notification_types(&order_id),
-        |t| t.len() == 3,
-    );
-    assert_eq!(
-        types,
-        ["ORDER_FAILED", "PAYMENT_DEBITED", "PAYMENT_REFUNDED"]
-    );
+    let types = eve.eventually(SETTLE, |c| c.notification_types(&order_id), |t| t.len() == 3);
+    assert_eq!(types, ["ORDER_FAILED", "PAYMENT_DEBITED", "PAYMENT_REFUNDED"]);
 }
 
 #[test]
@@ -202,36 +148,12 @@ fn malformed_orders_get_precise_400s() {
     let cases: Vec<(Option<&str>, String, &str)> = vec![
         (None, good.clone(), "/problems/idempotency-key-missing"),
         (Some(""), good.clone(), "/problems/idempotency-key-invalid"),
-        (
-            Some("k"),
-            "{\"items\": [".to_string(),
-            "/problems/malformed-json",
-        ),
-        (
-            Some("k"),
-            json!({"items": "x"}).to_string(),
-            "/problems/invalid-body",
-        ),
-        (
-            Some("k"),
-            order_body(&[], &slot).to_string(),
-            "/problems/invalid-order",
-        ),
-        (
-            Some("k"),
-            order_body(&[(JUG, 0)], &slot).to_string(),
-            "/problems/invalid-order",
-        ),
-        (
-            Some("k"),
-            order_body(&[(JUG, 1001)], &slot).to_string(),
-            "/problems/invalid-order",
-        ),
-        (
-            Some("k"),
-            order_body(&[(JUG, 1)], "2030-01-01T10:30:00Z").to_string(),
-            "/problems/invalid-order",
-        ),
+        (Some("k"), "{\"items\": [".to_string(), "/problems/malformed-json"),
+        (Some("k"), json!({"items": "x"}).to_string(), "/problems/invalid-body"),
+        (Some("k"), order_body(&[], &slot).to_string(), "/problems/invalid-order"),
+        (Some("k"), order_body(&[(JUG, 0)], &slot).to_string(), "/problems/invalid-order"),
+        (Some("k"), order_body(&[(JUG, 1001)], &slot).to_string(), "/problems/invalid-order"),
+        (Some("k"), order_body(&[(JUG, 1)], "2030-01-01T10:30:00Z").to_string(), "/problems/invalid-order"),
         (
             Some("k"),
             order_body(&[("00000000-0000-4000-8000-0000000000ff", 1)], &slot).to_string(),
@@ -239,54 +161,30 @@ fn malformed_orders_get_precise_400s() {
         ),
     ];
     for (key, body, expected) in cases {
-        let headers: Vec<(&str, &str)> = key
-            .map(|k| vec![("Idempotency-Key", k)])
-            .unwrap_or_default();
+        let headers: Vec<(&str, &str)> = key.map(|k| vec![("Idempotency-Key", k)]).unwrap_or_default();
         let answer = gil.send("POST", "/api/v1/order", Some(body.as_bytes()), &headers);
         assert_eq!(answer.status, 400, "{body}: {answer:?}");
         assert_eq!(answer.problem_type(), expected, "{body}");
-        assert_eq!(
-            answer.header("content-type"),
-            Some("application/problem+json")
-        );
+        assert_eq!(answer.header("content-type"), Some("application/problem+json"));
     }
-    assert!(gil
-        .get("/api/v1/orders")
-        .body
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(gil.get("/api/v1/orders").body.as_array().unwrap().is_empty());
 }
 
 #[test]
 fn a_participant_down_during_the_saga_answers_202_and_nothing_is_lost() {
-    let mut shop = TestShop::start_groups(
-        &["gateway,order,billing,warehouse,notification", "delivery"],
-        5,
-    );
+    let mut shop = TestShop::start_groups(&["gateway,order,billing,warehouse,notification", "delivery"], 5);
     let hal = shop.shopper("hal", "1000");
     let slot = slot_in(3);
     let stock_before = hal.available(GRINDER);
     shop.kill("delivery");
 
-    let answer = hal.post_keyed(
-        "/api/v1/order",
-        "while-down",
-        &order_body(&[(GRINDER, 1)], &slot),
-    );
+    let answer = hal.post_keyed("/api/v1/order", "while-down", &order_body(&[(GRINDER, 1)], &slot));
     assert_eq!(answer.status, 202, "{answer:?}");
     let order_id = answer.body["id"].as_str().unwrap().to_string();
-    assert!(!matches!(
-        hal.order_status(&order_id).as_str(),
-        "CONFIRMED" | "FAILED"
-    ));
+    assert!(!matches!(hal.order_status(&order_id).as_str(), "CONFIRMED" | "FAILED"));
 
     shop.start_group("delivery");
-    let status = hal.eventually(
-        SETTLE,
-        |c| c.order_status(&order_id),
-        |s| s == "CONFIRMED" || s == "FAILED",
-    );
+    let status = hal.eventually(SETTLE, |c| c.order_status(&order_id), |s| s == "CONFIRMED" || s == "FAILED");
     assert_consistent(&hal, &order_id, &status, "1000.00", stock_before, GRINDER);
 }
 
@@ -312,9 +210,7 @@ fn assert_consistent(
         "FAILED" => {
             assert_eq!(client.balance(), balance_before);
             assert_eq!(client.available(product), stock_before);
-            if order["errorMessage"] == "INSUFFICIENT_FUNDS"
-                || order["errorMessage"] == "NO_ACCOUNT"
-            {
+            if order["errorMessage"] == "INSUFFICIENT_FUNDS" || order["errorMessage"] == "NO_ACCOUNT" {
                 vec!["ORDER_FAILED"]
             } else {
                 vec!["ORDER_FAILED", "PAYMENT_DEBITED", "PAYMENT_REFUNDED"]
@@ -322,24 +218,14 @@ fn assert_consistent(
         }
         other => panic!("order {order_id} never finished: {other}"),
     };
-    let types = client.eventually(
-        SETTLE,
-        |c| c.notification_types(order_id),
-        |t| t.len() == expected_notifications.len(),
-    );
+    let types =
+        client.eventually(SETTLE, |c| c.notification_types(order_id), |t| t.len() == expected_notifications.len());
     assert_eq!(types, expected_notifications);
 }
 
 #[test]
 fn the_orchestrator_killed_mid_saga_finishes_after_restart() {
-    let mut shop = TestShop::start_groups(
-        &[
-            "gateway,billing,warehouse,notification",
-            "order",
-            "delivery",
-        ],
-        5,
-    );
+    let mut shop = TestShop::start_groups(&["gateway,billing,warehouse,notification", "order", "delivery"], 5);
     let ivy = shop.shopper("ivy", "1000");
     let slot = slot_in(3);
     let stock_before = ivy.available(TAMPER);
@@ -354,25 +240,15 @@ fn the_orchestrator_killed_mid_saga_finishes_after_restart() {
         Some(order_body(&[(TAMPER, 1)], &slot).to_string().as_bytes()),
         &[("Idempotency-Key", "crash")],
     );
-    assert!(
-        answer.is_none(),
-        "the order should still be running: {answer:?}"
-    );
+    assert!(answer.is_none(), "the order should still be running: {answer:?}");
     shop.kill("order");
     shop.start_group("delivery");
     shop.start_group("order");
 
-    let orders = ivy.eventually(
-        SETTLE,
-        |c| c.get("/api/v1/orders").body,
-        |o| o.as_array().is_some_and(|a| a.len() == 1),
-    );
+    let orders =
+        ivy.eventually(SETTLE, |c| c.get("/api/v1/orders").body, |o| o.as_array().is_some_and(|a| a.len() == 1));
     let order_id = orders[0]["id"].as_str().unwrap().to_string();
-    let status = ivy.eventually(
-        SETTLE,
-        |c| c.order_status(&order_id),
-        |s| s == "CONFIRMED" || s == "FAILED",
-    );
+    let status = ivy.eventually(SETTLE, |c| c.order_status(&order_id), |s| s == "CONFIRMED" || s == "FAILED");
     assert_consistent(&ivy, &order_id, &status, "1000.00", stock_before, TAMPER);
     // The key still names the same order after the crash.
     let replay = ivy.post_keyed("/api/v1/order", "crash", &order_body(&[(TAMPER, 1)], &slot));
@@ -384,18 +260,10 @@ fn the_orchestrator_killed_mid_saga_finishes_after_restart() {
 fn a_restart_keeps_all_data() {
     let mut shop = TestShop::start();
     let jon = shop.shopper("jon", "250");
-    let answer = jon.post_keyed(
-        "/api/v1/order",
-        "before-restart",
-        &order_body(&[(JUG, 1)], &slot_in(3)),
-    );
+    let answer = jon.post_keyed("/api/v1/order", "before-restart", &order_body(&[(JUG, 1)], &slot_in(3)));
     assert_eq!(answer.status, 201);
     shop.kill("gateway,order,billing,warehouse,delivery,notification");
     shop.start_group("gateway,order,billing,warehouse,delivery,notification");
-    assert_eq!(
-        jon.balance(),
-        "235.00",
-        "the session, the account and the debit survived"
-    );
+    assert_eq!(jon.balance(), "235.00", "the session, the account and the debit survived");
     assert_eq!(jon.get("/api/v1/orders").body[0]["status"], "CONFIRMED");
 }

@@ -21,10 +21,7 @@ pub fn routes(warehouse: Arc<Warehouse>, auth: Arc<Auth>) -> Router {
         .route("/api/v1/warehouse/products", get(list))
         .route("/api/v1/warehouse/products/{product_id}", get(one))
         .route("/api/v1/warehouse/reserve", post(reserve_step))
-        .route(
-            "/api/v1/warehouse/reserve/cancel/{order_id}",
-            post(release_step),
-        )
+        .route("/api/v1/warehouse/reserve/cancel/{order_id}", post(release_step))
         .layer(Extension(auth))
         .with_state(warehouse)
 }
@@ -33,16 +30,8 @@ async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Product>>
     Ok(axum::Json(state.db.read(products)?))
 }
 
-async fn one(
-    state: Shared,
-    _caller: Caller,
-    Path(product_id): Path<Uuid>,
-) -> Result<axum::Json<Product>, ApiError> {
-    state
-        .db
-        .read(|c| product(c, product_id))?
-        .map(axum::Json)
-        .ok_or_else(|| ApiError::not_found("no such product"))
+async fn one(state: Shared, _caller: Caller, Path(product_id): Path<Uuid>) -> Result<axum::Json<Product>, ApiError> {
+    state.db.read(|c| product(c, product_id))?.map(axum::Json).ok_or_else(|| ApiError::not_found("no such product"))
 }
 
 async fn reserve_step(
@@ -51,23 +40,15 @@ async fn reserve_step(
     Json(request): Json<ReserveRequest>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let lines_ok = !request.items.is_empty() && request.items.len() <= ITEMS_MAX;
-    let quantities_ok = request
-        .items
-        .iter()
-        .all(|i| (1..=QUANTITY_MAX).contains(&i.quantity));
+    let quantities_ok = request.items.iter().all(|i| (1..=QUANTITY_MAX).contains(&i.quantity));
     let mut ids: Vec<Uuid> = request.items.iter().map(|i| i.product_id).collect();
     ids.sort();
     ids.dedup();
     if !lines_ok || !quantities_ok || ids.len() != request.items.len() {
-        return Err(ApiError::bad_request(
-            "invalid-items",
-            "1-50 distinct products, quantities 1-1000",
-        ));
+        return Err(ApiError::bad_request("invalid-items", "1-50 distinct products, quantities 1-1000"));
     }
     let now = time_text(state.env.clock.now_utc());
-    Ok(axum::Json(state.db.write(|tx| {
-        reserve(tx, request.order_id, &request.items, &now)
-    })?))
+    Ok(axum::Json(state.db.write(|tx| reserve(tx, request.order_id, &request.items, &now))?))
 }
 
 async fn release_step(
@@ -76,7 +57,5 @@ async fn release_step(
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let now = time_text(state.env.clock.now_utc());
-    Ok(axum::Json(
-        state.db.write(|tx| release(tx, order_id, &now))?,
-    ))
+    Ok(axum::Json(state.db.write(|tx| release(tx, order_id, &now))?))
 }

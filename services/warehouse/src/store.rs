@@ -81,11 +81,7 @@ pub const DEMO_CATALOG: [CatalogEntry; 5] = [
 ];
 
 /// Adds the catalog entries that are not there yet; existing stock is left alone.
-pub fn seed_catalog(
-    connection: &Connection,
-    catalog: &[CatalogEntry],
-    now: &str,
-) -> rusqlite::Result<()> {
+pub fn seed_catalog(connection: &Connection, catalog: &[CatalogEntry], now: &str) -> rusqlite::Result<()> {
     for entry in catalog {
         connection.execute(
             "INSERT OR IGNORE INTO products (id, name, price_cents, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -99,8 +95,7 @@ pub fn seed_catalog(
     Ok(())
 }
 
-const PRODUCT_COLUMNS: &str =
-    "SELECT p.id, p.name, p.price_cents, s.total_quantity - s.reserved_quantity
+const PRODUCT_COLUMNS: &str = "SELECT p.id, p.name, p.price_cents, s.total_quantity - s.reserved_quantity
      FROM products p JOIN stocks s ON s.product_id = p.id";
 
 fn product_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Product> {
@@ -119,22 +114,11 @@ pub fn products(connection: &Connection) -> rusqlite::Result<Vec<Product>> {
 }
 
 pub fn product(connection: &Connection, id: Uuid) -> rusqlite::Result<Option<Product>> {
-    connection
-        .query_row(
-            &format!("{PRODUCT_COLUMNS} WHERE p.id = ?1"),
-            [id.to_string()],
-            product_row,
-        )
-        .optional()
+    connection.query_row(&format!("{PRODUCT_COLUMNS} WHERE p.id = ?1"), [id.to_string()], product_row).optional()
 }
 
 /// Reserves every line of the order or none of them.
-pub fn reserve(
-    tx: &Connection,
-    order_id: Uuid,
-    items: &[ReserveItem],
-    now: &str,
-) -> rusqlite::Result<StepResult> {
+pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: &str) -> rusqlite::Result<StepResult> {
     let result = act(tx, order_id, now, |tx| {
         for item in items {
             let available: Option<i64> = tx
@@ -168,10 +152,10 @@ pub fn reserve(
 pub fn release(tx: &Connection, order_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
     let (result, state) = cancel(tx, order_id, now, |tx| {
         let lines: Vec<(String, i64)> = {
-            let mut statement =
-                tx.prepare("SELECT product_id, quantity FROM stock_reservations WHERE order_id = ?1 AND status = 'RESERVED'")?;
-            let rows = statement
-                .query_map([order_id.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            let mut statement = tx.prepare(
+                "SELECT product_id, quantity FROM stock_reservations WHERE order_id = ?1 AND status = 'RESERVED'",
+            )?;
+            let rows = statement.query_map([order_id.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         for (product_id, quantity) in lines {
@@ -180,10 +164,7 @@ pub fn release(tx: &Connection, order_id: Uuid, now: &str) -> rusqlite::Result<S
                 params![quantity, product_id],
             )?;
         }
-        tx.execute(
-            "UPDATE stock_reservations SET status = 'RELEASED' WHERE order_id = ?1",
-            [order_id.to_string()],
-        )?;
+        tx.execute("UPDATE stock_reservations SET status = 'RELEASED' WHERE order_id = ?1", [order_id.to_string()])?;
         Ok(())
     })?;
     tracing::info!(%order_id, step = "reserve", outcome = state.as_str(), "saga compensation");

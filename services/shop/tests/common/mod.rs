@@ -1,10 +1,7 @@
 //! `TestShop`: the real `shop` binary started on loopback for a test, in one or more
 //! processes sharing a temporary data directory, and a small HTTP client with a cookie.
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the helper"
-)]
+#![allow(dead_code, reason = "each test binary uses a different part of the helper")]
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -28,13 +25,8 @@ static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
 fn free_base_port() -> u16 {
     for _ in 0..200 {
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
-        let base = 20_000
-            + ((std::process::id() as u16)
-                .wrapping_mul(37)
-                .wrapping_add(block.wrapping_mul(6)))
-                % 40_000;
-        let free =
-            (0..6).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok());
+        let base = 20_000 + ((std::process::id() as u16).wrapping_mul(37).wrapping_add(block.wrapping_mul(6))) % 40_000;
+        let free = (0..6).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok());
         if free {
             return base;
         }
@@ -52,24 +44,15 @@ pub struct TestShop {
 impl TestShop {
     /// All six services in one process.
     pub fn start() -> TestShop {
-        TestShop::start_groups(
-            &["gateway,order,billing,warehouse,delivery,notification"],
-            5,
-        )
+        TestShop::start_groups(&["gateway,order,billing,warehouse,delivery,notification"], 5)
     }
 
     /// One process per group of comma-separated services.
     pub fn start_groups(groups: &[&str], slot_capacity: u32) -> TestShop {
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
-        let data_dir =
-            std::env::temp_dir().join(format!("shop-test-{}-{block}", std::process::id()));
+        let data_dir = std::env::temp_dir().join(format!("shop-test-{}-{block}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
-        let mut shop = TestShop {
-            data_dir,
-            base_port: free_base_port(),
-            slot_capacity,
-            processes: BTreeMap::new(),
-        };
+        let mut shop = TestShop { data_dir, base_port: free_base_port(), slot_capacity, processes: BTreeMap::new() };
         for group in groups {
             shop.start_group(group);
         }
@@ -91,17 +74,10 @@ impl TestShop {
             .spawn()
             .expect("start the shop binary");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         if !line.starts_with("shop ready") {
             let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
             panic!("shop --services {services} did not start: {line} {stderr}");
         }
         // Drain stderr so the child never blocks on a full pipe.
@@ -129,10 +105,7 @@ impl TestShop {
     pub fn shopper(&self, name: &str, deposit: &str) -> Client {
         let mut client = self.gateway();
         client.register_and_login(&format!("{name}@example.com"));
-        assert_eq!(
-            client.post("/api/v1/billing/accounts", json!({})).status,
-            201
-        );
+        assert_eq!(client.post("/api/v1/billing/accounts", json!({})).status, 201);
         if deposit != "0" {
             let answer = client.post("/api/v1/billing/deposit", json!({ "amount": deposit }));
             assert_eq!(answer.status, 200, "{answer:?}");
@@ -181,24 +154,12 @@ impl Client {
 
     pub fn with_timeout(base: &str, timeout: Duration) -> Client {
         let agent = ureq::AgentBuilder::new().timeout(timeout).build();
-        Client {
-            base: base.to_string(),
-            agent,
-            cookie: None,
-        }
+        Client { base: base.to_string(), agent, cookie: None }
     }
 
     /// Sends a request; any status is an answer. `None` when no answer came in time.
-    pub fn try_send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-        headers: &[(&str, &str)],
-    ) -> Option<Answer> {
-        let mut request = self
-            .agent
-            .request(method, &format!("{}{}", self.base, path));
+    pub fn try_send(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Option<Answer> {
+        let mut request = self.agent.request(method, &format!("{}{}", self.base, path));
         if let Some(cookie) = &self.cookie {
             request = request.set("Cookie", cookie);
         }
@@ -206,9 +167,7 @@ impl Client {
             request = request.set(name, value);
         }
         let result = match body {
-            Some(bytes) => request
-                .set("Content-Type", "application/json")
-                .send_bytes(bytes),
+            Some(bytes) => request.set("Content-Type", "application/json").send_bytes(bytes),
             None => request.call(),
         };
         let response = match result {
@@ -223,22 +182,11 @@ impl Client {
         let headers: BTreeMap<String, String> = headers.collect();
         let text = response.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Some(Answer {
-            status,
-            headers,
-            body,
-        })
+        Some(Answer { status, headers, body })
     }
 
-    pub fn send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-        headers: &[(&str, &str)],
-    ) -> Answer {
-        self.try_send(method, path, body, headers)
-            .unwrap_or_else(|| panic!("{method} {path}: no answer"))
+    pub fn send(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Answer {
+        self.try_send(method, path, body, headers).unwrap_or_else(|| panic!("{method} {path}: no answer"))
     }
 
     pub fn get(&self, path: &str) -> Answer {
@@ -250,57 +198,35 @@ impl Client {
     }
 
     pub fn post_keyed(&self, path: &str, key: &str, body: &Value) -> Answer {
-        self.send(
-            "POST",
-            path,
-            Some(body.to_string().as_bytes()),
-            &[("Idempotency-Key", key)],
-        )
+        self.send("POST", path, Some(body.to_string().as_bytes()), &[("Idempotency-Key", key)])
     }
 
     pub fn register_and_login(&mut self, email: &str) -> Value {
-        let registered = self.post(
-            "/auth/register",
-            json!({ "email": email, "password": "correct horse", "firstName": "Test" }),
-        );
+        let registered =
+            self.post("/auth/register", json!({ "email": email, "password": "correct horse", "firstName": "Test" }));
         assert_eq!(registered.status, 201, "{registered:?}");
-        let login = self.post(
-            "/auth/login",
-            json!({ "email": email, "password": "correct horse" }),
-        );
+        let login = self.post("/auth/login", json!({ "email": email, "password": "correct horse" }));
         assert_eq!(login.status, 200, "{login:?}");
         let set_cookie = login.header("set-cookie").expect("a session cookie");
         assert!(
-            set_cookie.contains("HttpOnly")
-                && set_cookie.contains("SameSite=Lax")
-                && set_cookie.contains("Path=/")
+            set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax") && set_cookie.contains("Path=/")
         );
         self.cookie = Some(set_cookie.split(';').next().unwrap().to_string());
         registered.body
     }
 
     pub fn balance(&self) -> String {
-        self.get("/api/v1/billing/accounts/me").body["balance"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.get("/api/v1/billing/accounts/me").body["balance"].as_str().unwrap().to_string()
     }
 
     pub fn available(&self, product: &str) -> i64 {
-        self.get(&format!("/api/v1/warehouse/products/{product}"))
-            .body["available"]
-            .as_i64()
-            .unwrap()
+        self.get(&format!("/api/v1/warehouse/products/{product}")).body["available"].as_i64().unwrap()
     }
 
     pub fn slot_remaining(&self, slot: &str) -> i64 {
         let slots = self.get("/api/v1/deliveries/slots").body;
-        slots
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["slot"].as_str().unwrap().starts_with(&slot[..13]))
-            .unwrap()["remaining"]
+        slots.as_array().unwrap().iter().find(|s| s["slot"].as_str().unwrap().starts_with(&slot[..13])).unwrap()
+            ["remaining"]
             .as_i64()
             .unwrap()
     }
@@ -336,10 +262,7 @@ impl Client {
     }
 
     pub fn order_status(&self, order_id: &str) -> String {
-        self.get(&format!("/api/v1/order/{order_id}")).body["status"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        self.get(&format!("/api/v1/order/{order_id}")).body["status"].as_str().unwrap_or("").to_string()
     }
 }
 
@@ -347,16 +270,10 @@ impl Client {
 pub fn slot_in(hours: i64) -> String {
     let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
     let hour = now.timestamp() / 3600 * 3600 + hours * 3600;
-    chrono::DateTime::from_timestamp(hour, 0)
-        .unwrap()
-        .format("%Y-%m-%dT%H:00:00Z")
-        .to_string()
+    chrono::DateTime::from_timestamp(hour, 0).unwrap().format("%Y-%m-%dT%H:00:00Z").to_string()
 }
 
 pub fn order_body(lines: &[(&str, i64)], slot: &str) -> Value {
-    let items: Vec<Value> = lines
-        .iter()
-        .map(|(p, q)| json!({ "productId": p, "quantity": q }))
-        .collect();
+    let items: Vec<Value> = lines.iter().map(|(p, q)| json!({ "productId": p, "quantity": q })).collect();
     json!({ "items": items, "deliveryInfo": { "address": "1 Test Street", "preferredTimeSlot": slot }, "description": "test" })
 }
