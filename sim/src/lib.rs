@@ -6,6 +6,7 @@
 //! `cluster` (hosts and their databases), `shopper` (the workload), `history`, `faults`
 //! (plan and timeline), `checks` (the invariants), `run` (the driver), `scenario`, `sweep`.
 
+pub mod bench;
 pub mod checks;
 pub mod cluster;
 pub mod faults;

@@ -26,6 +26,13 @@ enum Command {
         #[arg(long)]
         trace: bool,
     },
+    /// Benchmark (one core): the scenario mix against bare turmoil with the same hosts and
+    /// simulated time; prints runs per second, simulated-to-wall speed and the ratio.
+    Bench {
+        /// Seeds of each scenario.
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+    },
     /// Run scenarios over a range of seeds on all cores; ends with `N passed, M failed`.
     Sweep {
         /// Scenario names (default: every file in scenarios/).
@@ -59,6 +66,7 @@ fn scenarios(names: &[String]) -> Result<Vec<Scenario>, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench { seeds } => run_bench(seeds),
         Command::Run { scenario, seed, trace } => run_one(&scenario, seed, trace),
         Command::Sweep { scenario, from, seeds, check_determinism, jobs, stats } => {
             run_sweep(&scenario, from, seeds, check_determinism, jobs, stats)
@@ -166,4 +174,15 @@ fn print_failures(outcomes: &[Outcome]) {
         }
         println!("  replay: {}", report.replay_command());
     }
+}
+
+fn run_bench(seeds: u64) -> Result<bool, String> {
+    let scenarios = load_all().map_err(|e| e.to_string())?;
+    let report = sim::bench::bench(&scenarios, seeds);
+    println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+    println!(
+        "store: {:.1} runs/s, {:.0}x real time; bare turmoil: {:.1} runs/s, {:.0}x real time; ratio {:.2}",
+        report.store_runs_per_s, report.store_speedup, report.bare_runs_per_s, report.bare_speedup, report.ratio
+    );
+    Ok(true)
 }

@@ -83,6 +83,8 @@ pub struct ShopConfig {
     pub services: Vec<ServiceName>,
     pub slot_capacity: i64,
     pub password_cost: gateway::PasswordCost,
+    /// Stock of every demo product on first start, instead of the catalog's own.
+    pub demo_stock: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +144,13 @@ pub fn load_secrets(data_dir: Option<&Path>, from_env: Option<Secrets>) -> Resul
 fn seed_demo_data(service: ServiceName, db: &Db, now: Timestamp, config: &ShopConfig) -> Result<(), ShopError> {
     let now_text = platform::sql::time_text(now);
     let seeded = match service {
-        ServiceName::Warehouse => db.write(|tx| warehouse::seed_catalog(tx, &warehouse::DEMO_CATALOG, &now_text)),
+        ServiceName::Warehouse => {
+            let catalog: Vec<warehouse::CatalogEntry> = warehouse::DEMO_CATALOG
+                .iter()
+                .map(|e| warehouse::CatalogEntry { stock: config.demo_stock.unwrap_or(e.stock), ..*e })
+                .collect();
+            db.write(|tx| warehouse::seed_catalog(tx, &catalog, &now_text))
+        }
         ServiceName::Delivery => {
             db.write(|tx| delivery::store::ensure_slots(tx, now, DELIVERY_HORIZON_HOURS, config.slot_capacity))
         }

@@ -28,6 +28,9 @@ struct Cli {
     /// Argon2id cost of password hashes: standard (OWASP baseline) or low (tests only).
     #[arg(long, default_value = "standard", global = true, value_parser = ["standard", "low"])]
     password_cost: String,
+    /// Stock of every demo product when the catalog is first created.
+    #[arg(long, global = true)]
+    demo_stock: Option<i64>,
     /// Services to run in this process (comma-separated); default all six.
     #[arg(long, value_delimiter = ',', global = true)]
     services: Vec<String>,
@@ -93,6 +96,7 @@ async fn main() -> ExitCode {
         data_dir,
         services,
         slot_capacity: cli.slot_capacity,
+        demo_stock: cli.demo_stock,
         password_cost: if cli.password_cost == "low" {
             gateway::PASSWORD_COST_LOW
         } else {

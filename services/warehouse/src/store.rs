@@ -39,6 +39,7 @@ pub fn migrations() -> Vec<Migration> {
     ]
 }
 
+#[derive(Clone, Copy, Debug)]
 pub struct CatalogEntry {
     pub id: Uuid,
     pub name: &'static str,

@@ -1,0 +1,194 @@
+//! The store's benchmark (not a test): the real store on loopback, concurrent shoppers
+//! placing orders through the gateway, against a bare hyper echo server driven the same way
+//! in the same run as the ceiling. Prints confirmed orders per second and p50/p99 latency.
+//!
+//! `cargo run --release -p shop --bin shop-bench -- --shoppers 16 --orders 50`
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{header, HeaderName, Method};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use platform::client::{HttpClient, OutboundRequest, RetryPolicy};
+use platform::real::{real_env, TokioNet};
+use platform::Net;
+use serde_json::{json, Value};
+use shop::{load_secrets, start, ServiceName, ShopConfig};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+struct Cli {
+    /// Concurrent shoppers.
+    #[arg(long, default_value_t = 16)]
+    shoppers: u32,
+    /// Orders each shopper places.
+    #[arg(long, default_value_t = 50)]
+    orders: u32,
+}
+
+const CALL_TIMEOUT_MS: u64 = 30_000;
+
+struct Latencies(Vec<f64>);
+
+impl Latencies {
+    fn percentile(&mut self, p: f64) -> f64 {
+        self.0.sort_by(|a, b| a.total_cmp(b));
+        let index = ((self.0.len() as f64 - 1.0) * p).round() as usize;
+        self.0.get(index).copied().unwrap_or(0.0)
+    }
+}
+
+#[expect(clippy::disallowed_types, clippy::disallowed_methods, reason = "a benchmark measures wall time")]
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+async fn call(http: &HttpClient, addr: &str, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> (u16, Value, Option<String>) {
+    let mut request = OutboundRequest::new(method, path);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    for (name, value) in headers {
+        request = request.header(HeaderName::from_bytes(name.as_bytes()).expect("valid name"), value);
+    }
+    let reply = http.send(addr, &request, RetryPolicy::once(CALL_TIMEOUT_MS)).await.expect("the store answers");
+    let cookie = reply.headers.get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).map(|c| c.split(';').next().unwrap_or("").to_string());
+    (reply.status.as_u16(), serde_json::from_slice(&reply.body).unwrap_or(Value::Null), cookie)
+}
+
+/// One shopper: sign up, deposit, then `orders` orders; returns (latencies ms, confirmed).
+async fn shopper(http: HttpClient, gateway: String, index: u32, orders: u32) -> (Vec<f64>, u32) {
+    let credentials = json!({"email": format!("bench{index}@example.com"), "password": "bench password"});
+    call(&http, &gateway, Method::POST, "/auth/register", Some(&credentials), &[]).await;
+    let (_, _, cookie) = call(&http, &gateway, Method::POST, "/auth/login", Some(&credentials), &[]).await;
+    let cookie = cookie.expect("a session cookie");
+    let session = [("cookie", cookie.as_str())];
+    call(&http, &gateway, Method::POST, "/api/v1/billing/accounts", None, &session).await;
+    call(&http, &gateway, Method::POST, "/api/v1/billing/deposit", Some(&json!({"amount": "1000000000"})), &session).await;
+    let slot = chrono::DateTime::from_timestamp(platform_now_s() / 3600 * 3600 + 7200, 0).expect("valid").format("%Y-%m-%dT%H:00:00Z").to_string();
+    let mut latencies = Vec::new();
+    let mut confirmed = 0;
+    for number in 0..orders {
+        // A distinct quantity per order, so that no order is "similar" to another.
+        let body = json!({"items": [{"productId": "00000000-0000-4000-8000-000000000003", "quantity": number + 1}],
+                          "deliveryInfo": {"address": "1 Bench Road", "preferredTimeSlot": slot}});
+        let key = format!("bench-{index}-{number}");
+        let started = now();
+        let (status, answer, _) =
+            call(&http, &gateway, Method::POST, "/api/v1/order", Some(&body), &[("cookie", cookie.as_str()), ("idempotency-key", &key)]).await;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        if status == 201 && answer["status"] == "CONFIRMED" {
+            confirmed += 1;
+        }
+    }
+    (latencies, confirmed)
+}
+
+#[expect(clippy::disallowed_types, clippy::disallowed_methods, reason = "a benchmark reads the wall clock")]
+fn platform_now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The ceiling: a bare hyper server that echoes the body, driven with the same client.
+async fn echo_server() -> String {
+    let mut listener = TokioNet.bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("bound").to_string();
+    platform::Spawner::Runtime.spawn(async move {
+        loop {
+            let Ok((io, _)) = listener.accept().await else { continue };
+            platform::Spawner::Runtime.spawn(async move {
+                let service = service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
+                    use http_body_util::BodyExt;
+                    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(body)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn echo_client(http: HttpClient, addr: String, requests: u32) -> Vec<f64> {
+    let mut latencies = Vec::new();
+    for number in 0..requests {
+        let body = json!({"items": [{"productId": "00000000-0000-4000-8000-000000000003", "quantity": number + 1}]});
+        let request = OutboundRequest::new(Method::POST, "/echo").json(&body);
+        let started = now();
+        let reply = http.send(&addr, &request, RetryPolicy::once(CALL_TIMEOUT_MS)).await.expect("echo answers");
+        assert_eq!(reply.body, Bytes::from(body.to_string()));
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let data_dir = std::env::temp_dir().join(format!("shop-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let config = ShopConfig {
+        host: "127.0.0.1".to_string(),
+        base_port: 0,
+        data_dir: Some(data_dir.clone()),
+        services: ServiceName::ALL.to_vec(),
+        slot_capacity: 1_000_000,
+        password_cost: gateway::PASSWORD_COST_STANDARD,
+        demo_stock: Some(1_000_000_000),
+    };
+    std::fs::create_dir_all(&data_dir).expect("a data directory");
+    let secrets = load_secrets(Some(&data_dir), None).expect("secrets");
+    let (_stop, shutdown) = watch::channel(false);
+    let started = start(&config, secrets, shutdown).await.expect("the store starts");
+    let gateway = started.peers.gateway.clone();
+    for (_, future) in started.services {
+        platform::Spawner::Runtime.spawn(future);
+    }
+    let total = cli.shoppers * cli.orders;
+
+    let clock = now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..cli.shoppers {
+        let task = shopper(HttpClient::new(real_env()), gateway.clone(), index, cli.orders);
+        platform::Spawner::Runtime.spawn_into(&mut tasks, task);
+    }
+    let mut store = Latencies(Vec::new());
+    let mut confirmed = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (latencies, count) = done.expect("a shopper finished");
+        store.0.extend(latencies);
+        confirmed += count;
+    }
+    let store_s = clock.elapsed().as_secs_f64();
+
+    let echo = echo_server().await;
+    let clock = now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..cli.shoppers {
+        platform::Spawner::Runtime.spawn_into(&mut tasks, echo_client(HttpClient::new(real_env()), echo.clone(), cli.orders));
+    }
+    let mut bare = Latencies(Vec::new());
+    while let Some(done) = tasks.join_next().await {
+        bare.0.extend(done.expect("an echo client finished"));
+    }
+    let echo_s = clock.elapsed().as_secs_f64();
+    let _ = Arc::new(());
+
+    println!("{} shoppers x {} orders = {total} orders", cli.shoppers, cli.orders);
+    println!(
+        "store: {confirmed} confirmed in {store_s:.2} s = {:.0} confirmed orders/s (includes sign-up), p50 {:.1} ms, p99 {:.1} ms",
+        f64::from(confirmed) / store_s,
+        store.percentile(0.5),
+        store.percentile(0.99)
+    );
+    println!(
+        "bare hyper echo: {total} requests in {echo_s:.2} s = {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+        f64::from(total) / echo_s,
+        bare.percentile(0.5),
+        bare.percentile(0.99)
+    );
+    println!("store throughput / echo ceiling: {:.3}", (f64::from(confirmed) / store_s) / (f64::from(total) / echo_s));
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
