@@ -45,7 +45,14 @@ fn now() -> std::time::Instant {
     std::time::Instant::now()
 }
 
-async fn call(http: &HttpClient, addr: &str, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> (u16, Value, Option<String>) {
+async fn call(
+    http: &HttpClient,
+    addr: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> (u16, Value, Option<String>) {
     let mut request = OutboundRequest::new(method, path);
     if let Some(body) = body {
         request = request.json(body);
@@ -54,7 +61,11 @@ async fn call(http: &HttpClient, addr: &str, method: Method, path: &str, body: O
         request = request.header(HeaderName::from_bytes(name.as_bytes()).expect("valid name"), value);
     }
     let reply = http.send(addr, &request, RetryPolicy::once(CALL_TIMEOUT_MS)).await.expect("the store answers");
-    let cookie = reply.headers.get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).map(|c| c.split(';').next().unwrap_or("").to_string());
+    let cookie = reply
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .map(|c| c.split(';').next().unwrap_or("").to_string());
     (reply.status.as_u16(), serde_json::from_slice(&reply.body).unwrap_or(Value::Null), cookie)
 }
 
@@ -66,8 +77,12 @@ async fn shopper(http: HttpClient, gateway: String, index: u32, orders: u32) -> 
     let cookie = cookie.expect("a session cookie");
     let session = [("cookie", cookie.as_str())];
     call(&http, &gateway, Method::POST, "/api/v1/billing/accounts", None, &session).await;
-    call(&http, &gateway, Method::POST, "/api/v1/billing/deposit", Some(&json!({"amount": "1000000000"})), &session).await;
-    let slot = chrono::DateTime::from_timestamp(platform_now_s() / 3600 * 3600 + 7200, 0).expect("valid").format("%Y-%m-%dT%H:00:00Z").to_string();
+    call(&http, &gateway, Method::POST, "/api/v1/billing/deposit", Some(&json!({"amount": "1000000000"})), &session)
+        .await;
+    let slot = chrono::DateTime::from_timestamp(platform_now_s() / 3600 * 3600 + 7200, 0)
+        .expect("valid")
+        .format("%Y-%m-%dT%H:00:00Z")
+        .to_string();
     let mut latencies = Vec::new();
     let mut confirmed = 0;
     for number in 0..orders {
@@ -76,8 +91,15 @@ async fn shopper(http: HttpClient, gateway: String, index: u32, orders: u32) -> 
                           "deliveryInfo": {"address": "1 Bench Road", "preferredTimeSlot": slot}});
         let key = format!("bench-{index}-{number}");
         let started = now();
-        let (status, answer, _) =
-            call(&http, &gateway, Method::POST, "/api/v1/order", Some(&body), &[("cookie", cookie.as_str()), ("idempotency-key", &key)]).await;
+        let (status, answer, _) = call(
+            &http,
+            &gateway,
+            Method::POST,
+            "/api/v1/order",
+            Some(&body),
+            &[("cookie", cookie.as_str()), ("idempotency-key", &key)],
+        )
+        .await;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
         if status == 201 && answer["status"] == "CONFIRMED" {
             confirmed += 1;
@@ -167,7 +189,8 @@ async fn main() {
     let clock = now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..cli.shoppers {
-        platform::Spawner::Runtime.spawn_into(&mut tasks, echo_client(HttpClient::new(real_env()), echo.clone(), cli.orders));
+        platform::Spawner::Runtime
+            .spawn_into(&mut tasks, echo_client(HttpClient::new(real_env()), echo.clone(), cli.orders));
     }
     let mut bare = Latencies(Vec::new());
     while let Some(done) = tasks.join_next().await {
