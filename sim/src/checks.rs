@@ -136,6 +136,7 @@ pub fn final_checks(cluster: &Cluster, history: &[Event]) -> Vec<Violation> {
     found.extend(saga_money_stock_slots(cluster, &orders));
     found.extend(idempotency(cluster, &orders, history));
     found.extend(clients_saw(&orders, history));
+    found.extend(internal_errors(history));
     found.extend(duplicates(&orders));
     found.extend(notifications(cluster, &orders));
     for order in orders.iter().filter(|o| !matches!(o.status.as_str(), "CONFIRMED" | "FAILED")) {
@@ -279,6 +280,26 @@ fn idempotency(cluster: &Cluster, orders: &[OrderRow], history: &[Event]) -> Vec
             }
         }
     }
+    // A key that made an order is answered from its record, never as a duplicate of it
+    // (a key answered as a duplicate keeps that answer and never makes an order).
+    let mut made: BTreeSet<(u32, &str)> = BTreeSet::new();
+    let mut duplicate: BTreeMap<(u32, &str), u64> = BTreeMap::new();
+    for event in history.iter().filter(|e| e.action == Action::PlaceOrder) {
+        let Some(key) = event.key.as_deref() else { continue };
+        if matches!(event.status, Some(200..=202))
+            || (event.status == Some(422) && event.problem.as_deref() == Some("/problems/order-rejected"))
+        {
+            made.insert((event.shopper, key));
+        } else if event.problem.as_deref() == Some("/problems/duplicate-order") {
+            duplicate.entry((event.shopper, key)).or_insert(event.at_ms);
+        }
+    }
+    for ((shopper, key), at_ms) in &duplicate {
+        if made.contains(&(*shopper, *key)) {
+            let evidence = format!("answered 409 duplicate-order at {at_ms} ms, yet the same key made an order");
+            found.push(violation(5, format!("shopper-{shopper} key {key}"), evidence));
+        }
+    }
     for ((shopper, key), ids) in &named {
         if ids.len() > 1 {
             found.push(violation(
@@ -348,6 +369,17 @@ fn clients_saw(orders: &[OrderRow], history: &[Event]) -> Vec<Violation> {
             }
         }
         last_seen.insert(order, (seen, event.at_ms));
+    }
+    found
+}
+
+/// An internal error is never an answer the contract allows (input errors are 4xx, an
+/// unreachable service is 503).
+fn internal_errors(history: &[Event]) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for event in history.iter().filter(|e| matches!(e.status, Some(500 | 502))) {
+        let evidence = format!("{:?} at {} ms answered {}", event.action, event.at_ms, event.status.unwrap_or(0));
+        found.push(violation(6, format!("shopper-{}", event.shopper), evidence));
     }
     found
 }

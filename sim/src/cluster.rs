@@ -14,7 +14,7 @@ use platform::{Chaos, Deps, Env, Ids, Net, Spawner};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::pending;
-use std::sync::atomic::{AtomicI64, AtomicU32};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -34,6 +34,7 @@ pub struct Cluster {
     pub dbs: BTreeMap<&'static str, Db>,
     pub skews: BTreeMap<&'static str, Arc<AtomicI64>>,
     pub duplicates: Arc<AtomicU32>,
+    pub duplicate_delay_max_ms: Arc<AtomicU64>,
     pub peers: Peers,
     /// Total stock of each product at the start.
     pub initial_stock: BTreeMap<Uuid, i64>,
@@ -88,6 +89,7 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
         dbs,
         skews: SERVICES.iter().map(|s| (*s, Arc::new(AtomicI64::new(0)))).collect(),
         duplicates: Arc::new(AtomicU32::new(0)),
+        duplicate_delay_max_ms: Arc::new(AtomicU64::new(0)),
         peers: peers(),
         initial_stock: catalog.iter().map(|c| (c.id, c.stock)).collect(),
         slot_capacity: scenario.slot_capacity,
@@ -107,6 +109,7 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
         let db = cluster.dbs[service].clone();
         let skew = cluster.skews[service].clone();
         let duplicates = cluster.duplicates.clone();
+        let duplicate_delay_max_ms = cluster.duplicate_delay_max_ms.clone();
         let peers = cluster.peers.clone();
         let secrets = secrets.clone();
         let slot_capacity = scenario.slot_capacity;
@@ -114,7 +117,10 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
         sim.host(service, move || {
             incarnation.set(incarnation.get() + 1);
             let ids = Ids::from_seed(child_seed(seed, &format!("ids/{service}/{}", incarnation.get())));
-            let chaos = Chaos { duplicate_per_mille: duplicates.clone() };
+            let chaos = Chaos {
+                duplicate_per_mille: duplicates.clone(),
+                duplicate_delay_max_ms: duplicate_delay_max_ms.clone(),
+            };
             let clock = Arc::new(SimClock { skew_ms: skew.clone() });
             let env = Env { clock, net: Arc::new(TurmoilNet), ids, chaos, spawner: Spawner::Local };
             let deps = Deps { env, db: db.clone(), secrets: secrets.clone(), peers: peers.clone() };

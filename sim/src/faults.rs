@@ -25,7 +25,13 @@ pub enum Fault {
     /// Message latency up to `max_ms` for a while.
     Latency { max_ms: u64, duration_ms: u64 },
     /// Idempotent outbound requests of every service sent twice, per mille.
-    Duplicate { per_mille: u32, duration_ms: u64 },
+    Duplicate {
+        per_mille: u32,
+        duration_ms: u64,
+        /// 0: each copy is sent at once; otherwise up to this late.
+        #[serde(default)]
+        delay_max_ms: u64,
+    },
 }
 
 impl Fault {
@@ -63,7 +69,8 @@ pub enum Action {
     Restart(String),
     Skew(String, i64),
     Latency(u64),
-    Duplicates(u32),
+    /// Per mille duplicated, and how late a copy may go.
+    Duplicates(u32, u64),
 }
 
 /// The run's faults, in time order.
@@ -149,7 +156,11 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], duration_max
             Fault::Skew { host: draw.pick(targets).clone(), skew_ms }
         }
         FaultKind::Latency => Fault::Latency { max_ms: draw.range(20, 400), duration_ms },
-        FaultKind::Duplicate => Fault::Duplicate { per_mille: draw.range(50, 500) as u32, duration_ms },
+        FaultKind::Duplicate => {
+            let per_mille = draw.range(50, 500) as u32;
+            let delay_max_ms = if draw.chance(500) { 0 } else { draw.range(1_000, 10_000) };
+            Fault::Duplicate { per_mille, duration_ms, delay_max_ms }
+        }
     }
 }
 
@@ -186,9 +197,9 @@ pub fn timeline(plan: &[Planned], hosts: &[String]) -> Vec<(u64, Action)> {
                 actions.push((at, Action::Latency(*max_ms)));
                 actions.push((at + duration_ms, Action::Latency(0)));
             }
-            Fault::Duplicate { per_mille, duration_ms } => {
-                actions.push((at, Action::Duplicates(*per_mille)));
-                actions.push((at + duration_ms, Action::Duplicates(0)));
+            Fault::Duplicate { per_mille, duration_ms, delay_max_ms } => {
+                actions.push((at, Action::Duplicates(*per_mille, *delay_max_ms)));
+                actions.push((at + duration_ms, Action::Duplicates(0, 0)));
             }
         }
     }

@@ -7,13 +7,16 @@
 //! (plan and timeline), `checks` (the invariants), `run` (the driver), `scenario`, `sweep`.
 
 pub mod bench;
+pub mod catalog;
 pub mod checks;
 pub mod cluster;
 pub mod faults;
 pub mod history;
+pub mod plan;
 pub mod run;
 pub mod scenario;
 pub mod seams;
 pub mod seed;
 pub mod shopper;
+pub mod shrink;
 pub mod sweep;

@@ -1,10 +1,15 @@
-//! `sim`: run one seed, or sweep scenarios over seed ranges on all cores.
+//! `sim`: run one seed or plan, sweep scenarios over seed ranges on all cores, shrink a
+//! failing seed to a minimal plan, or benchmark against bare turmoil.
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use sim::run::run;
+use platform::bugs::Bug;
+use sim::plan::{from_seed, Plan};
+use sim::run::{run_plan, RunReport};
 use sim::scenario::{load_all, load_named, Scenario};
-use sim::sweep::{sweep, Outcome, Totals};
+use sim::shrink::shrink;
+use sim::sweep::{sweep, Job, Outcome, Totals};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -16,22 +21,24 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run one seed of one scenario and print its trace digest.
+    /// Run one seed of a scenario (or a plan file) and print its trace digest.
     Run {
+        #[arg(long, required_unless_present = "plan")]
+        scenario: Option<String>,
+        #[arg(long, required_unless_present = "plan")]
+        seed: Option<u64>,
+        /// Replay a plan written by `shrink` (or `--write-plan`), edited or not.
+        #[arg(long, conflicts_with_all = ["scenario", "seed"])]
+        plan: Option<PathBuf>,
+        /// Plant a bug (needs a build with `--features planted-bugs`).
         #[arg(long)]
-        scenario: String,
-        #[arg(long)]
-        seed: u64,
+        bug: Option<String>,
         /// Print the timeline of faults and requests.
         #[arg(long)]
         trace: bool,
-    },
-    /// Benchmark (one core): the scenario mix against bare turmoil with the same hosts and
-    /// simulated time; prints runs per second, simulated-to-wall speed and the ratio.
-    Bench {
-        /// Seeds of each scenario.
-        #[arg(long, default_value_t = 10)]
-        seeds: u64,
+        /// Write the run's plan to this file.
+        #[arg(long)]
+        write_plan: Option<PathBuf>,
     },
     /// Run scenarios over a range of seeds on all cores; ends with `N passed, M failed`.
     Sweep {
@@ -47,6 +54,9 @@ enum Command {
         /// Run every seed twice and compare digests.
         #[arg(long)]
         check_determinism: bool,
+        /// Plant a bug (needs a build with `--features planted-bugs`).
+        #[arg(long)]
+        bug: Option<String>,
         /// Worker threads (default: all cores).
         #[arg(long)]
         jobs: Option<usize>,
@@ -54,23 +64,43 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
-}
-
-fn scenarios(names: &[String]) -> Result<Vec<Scenario>, String> {
-    if names.is_empty() {
-        return load_all().map_err(|e| e.to_string());
-    }
-    names.iter().map(|n| load_named(n).map_err(|e| e.to_string())).collect()
+    /// Shrink a failing seed to a minimal plan; writes both plans next to each other.
+    Shrink {
+        #[arg(long)]
+        scenario: String,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        bug: Option<String>,
+        /// Most runs the search may spend.
+        #[arg(long, default_value_t = 300)]
+        runs_max: u32,
+        /// Where the plans go.
+        #[arg(long, default_value = "reports/plans")]
+        out: PathBuf,
+    },
+    /// Benchmark (one core): the scenario mix against bare turmoil with the same hosts and
+    /// simulated time; prints runs per second, simulated-to-wall speed and the ratio.
+    Bench {
+        /// Seeds of each scenario.
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Bench { seeds } => run_bench(seeds),
-        Command::Run { scenario, seed, trace } => run_one(&scenario, seed, trace),
-        Command::Sweep { scenario, from, seeds, check_determinism, jobs, stats } => {
-            run_sweep(&scenario, from, seeds, check_determinism, jobs, stats)
+    let result = match Cli::parse().command {
+        Command::Run { scenario, seed, plan, bug, trace, write_plan } => {
+            run_one(scenario, seed, plan, bug.as_deref(), trace, write_plan)
         }
+        Command::Sweep { scenario, from, seeds, check_determinism, bug, jobs, stats } => {
+            let options = SweepOptions { from, seeds, check_determinism, jobs, stats };
+            run_sweep(&scenario, bug.as_deref(), &options)
+        }
+        Command::Shrink { scenario, seed, bug, runs_max, out } => {
+            run_shrink(&scenario, seed, bug.as_deref(), runs_max, &out)
+        }
+        Command::Bench { seeds } => run_bench(seeds),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -82,9 +112,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_one(name: &str, seed: u64, trace: bool) -> Result<bool, String> {
-    let scenario = load_named(name).map_err(|e| e.to_string())?;
-    let report = run(&scenario, seed, None);
+fn parse_bug(name: Option<&str>) -> Result<Option<Bug>, String> {
+    let Some(name) = name else { return Ok(None) };
+    let bug = Bug::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+        format!("no planted bug named '{name}'; known: {}", known.join(", "))
+    })?;
+    if !platform::bugs::plant(Some(bug)) {
+        return Err("this sim was built without planted bugs: run it with `--features planted-bugs`".into());
+    }
+    platform::bugs::plant(None);
+    Ok(Some(bug))
+}
+
+fn scenarios(names: &[String]) -> Result<Vec<Scenario>, String> {
+    if names.is_empty() {
+        return load_all().map_err(|e| e.to_string());
+    }
+    names.iter().map(|n| load_named(n).map_err(|e| e.to_string())).collect()
+}
+
+fn print_report(report: &RunReport, trace: bool) {
     if trace {
         let mut lines: Vec<(u64, String)> = report.timeline.iter().map(|l| (parse_ms(l), l.clone())).collect();
         lines.extend(report.history.iter().map(|e| (e.at_ms, e.line())));
@@ -109,6 +157,38 @@ fn run_one(name: &str, seed: u64, trace: bool) -> Result<bool, String> {
     for violation in &report.violations {
         println!("VIOLATION {violation}");
     }
+}
+
+fn run_one(
+    scenario: Option<String>,
+    seed: Option<u64>,
+    plan_file: Option<PathBuf>,
+    bug: Option<&str>,
+    trace: bool,
+    write_plan: Option<PathBuf>,
+) -> Result<bool, String> {
+    let bug = parse_bug(bug)?;
+    let (scenario, mut plan) = match (plan_file, scenario, seed) {
+        (Some(path), _, _) => {
+            let plan = Plan::read(&path).map_err(|e| e.to_string())?;
+            (load_named(&plan.scenario).map_err(|e| e.to_string())?, plan)
+        }
+        (None, Some(name), Some(seed)) => {
+            let scenario = load_named(&name).map_err(|e| e.to_string())?;
+            let plan = from_seed(&scenario, seed);
+            (scenario, plan)
+        }
+        _ => return Err("give --scenario and --seed, or --plan".into()),
+    };
+    if let Some(bug) = bug {
+        plan.bug = Some(bug.name().to_string());
+    }
+    parse_bug(plan.bug.as_deref())?;
+    if let Some(path) = write_plan {
+        plan.write(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let report = run_plan(&scenario, &plan);
+    print_report(&report, trace);
     Ok(report.passed())
 }
 
@@ -116,22 +196,24 @@ fn parse_ms(line: &str) -> u64 {
     line.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
-fn run_sweep(
-    names: &[String],
+struct SweepOptions {
     from: u64,
     seeds: Option<u64>,
     check_determinism: bool,
     jobs: Option<usize>,
     stats: bool,
-) -> Result<bool, String> {
+}
+
+fn run_sweep(names: &[String], bug: Option<&str>, options: &SweepOptions) -> Result<bool, String> {
+    let bug = parse_bug(bug)?;
     let scenarios = scenarios(names)?;
     let mut work = Vec::new();
     for scenario in &scenarios {
-        for seed in from..from + seeds.unwrap_or(scenario.seeds) {
-            work.push((scenario.clone(), seed, check_determinism));
+        for seed in options.from..options.from + options.seeds.unwrap_or(scenario.seeds) {
+            work.push(Job { scenario: scenario.clone(), seed, recheck: options.check_determinism, bug });
         }
     }
-    let workers = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let bar = ProgressBar::new(work.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} elapsed, ~{eta} left {msg}")
@@ -145,7 +227,7 @@ fn run_sweep(
     });
     bar.finish_and_clear();
     print_failures(&outcomes);
-    if stats {
+    if options.stats {
         let mut totals = Totals::default();
         for outcome in &outcomes {
             totals.add(&outcome.stats);
@@ -174,6 +256,43 @@ fn print_failures(outcomes: &[Outcome]) {
         }
         println!("  replay: {}", report.replay_command());
     }
+}
+
+fn run_shrink(name: &str, seed: u64, bug: Option<&str>, runs_max: u32, out: &Path) -> Result<bool, String> {
+    let bug = parse_bug(bug)?;
+    let scenario = load_named(name).map_err(|e| e.to_string())?;
+    let mut plan = from_seed(&scenario, seed);
+    plan.bug = bug.map(|b| b.name().to_string());
+    let Some(shrunk) = shrink(&scenario, &plan, runs_max) else {
+        println!("scenario {name} seed {seed} passes: nothing to shrink");
+        return Ok(true);
+    };
+    let stem = format!("{name}-seed-{seed}{}", bug.map(|b| format!("-{}", b.name())).unwrap_or_default());
+    let original = out.join(format!("{stem}.json"));
+    let minimal = out.join(format!("{stem}.min.json"));
+    let write =
+        |plan: &Plan, path: &Path| plan.write(path).map_err(|e| format!("cannot write {}: {e}", path.display()));
+    write(&shrunk.original, &original)?;
+    write(&shrunk.minimal, &minimal)?;
+    println!(
+        "invariant {} still violated after {} runs: {} faults -> {}, {} shoppers -> {}, {} orders -> {}",
+        shrunk.invariant,
+        shrunk.runs,
+        shrunk.original.faults.len(),
+        shrunk.minimal.faults.len(),
+        shrunk.original.shoppers.len(),
+        shrunk.minimal.shoppers.len(),
+        shrunk.original.order_count(),
+        shrunk.minimal.order_count()
+    );
+    for violation in shrunk.report.violations.iter().filter(|v| v.invariant == shrunk.invariant).take(3) {
+        println!("  {violation}");
+    }
+    let features = if bug.is_some() { " --features planted-bugs" } else { "" };
+    println!("original plan: {}", original.display());
+    println!("minimal plan:  {}", minimal.display());
+    println!("replay: cargo run --release -p sim{features} -- run --plan {} --trace", minimal.display());
+    Ok(false)
 }
 
 fn run_bench(seeds: u64) -> Result<bool, String> {

@@ -3,11 +3,13 @@
 
 use crate::checks::{always, final_checks, orders, Violation};
 use crate::cluster::{add_hosts, epoch, prepare, Cluster};
-use crate::faults::{plan, timeline, Action, Planned, SERVICES};
+use crate::faults::{timeline, Action, Planned, SERVICES};
 use crate::history::{Event, History};
+use crate::plan::{from_seed, Plan};
 use crate::scenario::Scenario;
 use crate::seed::child_seed;
 use crate::shopper::{Board, Shopper};
+use platform::bugs::{self, Bug};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
@@ -28,7 +30,7 @@ pub struct RunReport {
     pub seed: u64,
     pub digest: String,
     pub violations: Vec<Violation>,
-    pub plan: Vec<Planned>,
+    pub plan: Plan,
     pub history: Vec<Event>,
     pub stats: Stats,
     /// Faults applied and phase changes, with simulated times.
@@ -55,7 +57,11 @@ impl RunReport {
     }
 
     pub fn replay_command(&self) -> String {
-        format!("cargo run --release -p sim -- run --scenario {} --seed {}", self.scenario, self.seed)
+        let command = format!("cargo run --release -p sim -- run --scenario {} --seed {}", self.scenario, self.seed);
+        match &self.plan.bug {
+            Some(bug) => format!("{} --bug {bug}", command.replace("-p sim --", "-p sim --features planted-bugs --")),
+            None => command,
+        }
     }
 }
 
@@ -113,7 +119,10 @@ impl Driver<'_> {
                 let max = if *max_ms == 0 { self.scenario.latency_max_ms.max(1) } else { *max_ms };
                 self.sim.set_max_message_latency(Duration::from_millis(max));
             }
-            Action::Duplicates(per_mille) => self.cluster.duplicates.store(*per_mille, Ordering::Relaxed),
+            Action::Duplicates(per_mille, delay_max_ms) => {
+                self.cluster.duplicates.store(*per_mille, Ordering::Relaxed);
+                self.cluster.duplicate_delay_max_ms.store(*delay_max_ms, Ordering::Relaxed);
+            }
         }
     }
 
@@ -137,6 +146,7 @@ impl Driver<'_> {
             skew.store(0, Ordering::Relaxed);
         }
         self.cluster.duplicates.store(0, Ordering::Relaxed);
+        self.cluster.duplicate_delay_max_ms.store(0, Ordering::Relaxed);
         self.sim.set_max_message_latency(Duration::from_millis(self.scenario.latency_max_ms.max(1)));
     }
 
@@ -151,13 +161,30 @@ impl Driver<'_> {
     }
 }
 
-/// Runs `scenario` with `seed`, or with an explicit fault plan instead of the seed's.
-pub fn run(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<Planned>>) -> RunReport {
-    run_keeping_state(scenario, seed, fixed_plan).0
+/// Runs `scenario` with the plan `seed` decides, with `bug` planted if given.
+pub fn run(scenario: &Scenario, seed: u64, bug: Option<Bug>) -> RunReport {
+    let mut plan = from_seed(scenario, seed);
+    plan.bug = bug.map(|b| b.name().to_string());
+    run_plan(scenario, &plan)
 }
 
-/// [`run`], also handing back the cluster's databases (for the checkers' own tests).
-pub fn run_keeping_state(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<Planned>>) -> (RunReport, Cluster) {
+/// Runs an explicit plan (a seed's, an edited one, a shrunk one).
+pub fn run_plan(scenario: &Scenario, plan: &Plan) -> RunReport {
+    run_plan_keeping_state(scenario, plan).0
+}
+
+/// [`run_plan`], also handing back the cluster's databases (for the checkers' own tests).
+pub fn run_plan_keeping_state(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
+    let bug = plan.bug.as_deref().map(|name| Bug::parse(name).unwrap_or_else(|| panic!("no planted bug named {name}")));
+    assert!(bugs::plant(bug), "this build has no planted bugs: build with --features planted-bugs");
+    let (report, cluster) = drive(scenario, plan);
+    bugs::plant(None);
+    (report, cluster)
+}
+
+fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
+    let scenario = &Scenario { safety_ms: plan.safety_ms, liveness_ms: plan.liveness_ms, ..scenario.clone() };
+    let seed = plan.seed;
     let cluster = prepare(scenario);
     let mut sim = builder(scenario, seed).build();
     add_hosts(&mut sim, &cluster, seed, scenario);
@@ -165,14 +192,13 @@ pub fn run_keeping_state(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<
     let board: Board = Rc::new(RefCell::new(BTreeMap::new()));
     let shared = Arc::new(scenario.clone());
     let mut hosts: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
-    for index in 0..scenario.shoppers {
-        let name = format!("shopper-{index}");
-        let shopper = Shopper::new(index, seed, shared.clone(), history.clone(), board.clone());
+    for shopper_plan in &plan.shoppers {
+        let name = format!("shopper-{}", shopper_plan.index);
+        let shopper = Shopper::new(shopper_plan.clone(), seed, shared.clone(), history.clone(), board.clone());
         sim.client(name.as_str(), shopper.run());
         hosts.push(name);
     }
-    let plan = fixed_plan.unwrap_or_else(|| plan(scenario, seed));
-    let mut actions = timeline(&plan, &hosts).into_iter().peekable();
+    let mut actions = timeline(&plan.faults, &hosts).into_iter().peekable();
     let mut driver =
         Driver { sim, cluster, scenario: scenario.clone(), hosts, crashed: BTreeMap::new(), log: Vec::new() };
     let mut violations = Vec::new();
@@ -221,14 +247,14 @@ pub fn run_keeping_state(scenario: &Scenario, seed: u64, fixed_plan: Option<Vec<
             violations.push(found);
         }
     }
-    let stats = stats(&driver.cluster, &history, &plan, simulated_ms);
-    let digest = digest(&driver.cluster, &history, &plan, &violations);
+    let stats = stats(&driver.cluster, &history, &plan.faults, simulated_ms);
+    let digest = digest(&driver.cluster, &history, plan, &violations);
     let report = RunReport {
         scenario: scenario.name.clone(),
         seed,
         digest,
         violations,
-        plan,
+        plan: plan.clone(),
         history,
         stats,
         timeline: driver.log,
@@ -262,7 +288,7 @@ fn stats(cluster: &Cluster, history: &[Event], plan: &[Planned], simulated_ms: u
 }
 
 /// A digest of everything the run decided: plan, history, final state and verdict.
-fn digest(cluster: &Cluster, history: &[Event], plan: &[Planned], violations: &[Violation]) -> String {
+fn digest(cluster: &Cluster, history: &[Event], plan: &Plan, violations: &[Violation]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(serde_json::to_vec(plan).expect("serializable"));
     hasher.update(serde_json::to_vec(history).expect("serializable"));

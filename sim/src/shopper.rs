@@ -4,12 +4,13 @@
 
 use crate::cluster::slot;
 use crate::history::{Action, Event, History};
+use crate::plan::{PlannedOrder, ShopperPlan};
 use crate::scenario::Scenario;
 use crate::seams::{SimClock, TurmoilNet};
 use crate::seed::{child_seed, Draw};
 use bytes::Bytes;
 use http::{header, HeaderName, Method};
-use platform::client::{HttpClient, OutboundRequest, RetryPolicy};
+use platform::client::{CallError, HttpClient, OutboundRequest, RetryPolicy};
 use platform::{Clock, Env, Ids};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -31,6 +32,7 @@ pub type Board = Rc<RefCell<BTreeMap<u32, Vec<Uuid>>>>;
 
 pub struct Shopper {
     pub index: u32,
+    plan: ShopperPlan,
     pub scenario: Arc<Scenario>,
     pub history: History,
     pub board: Board,
@@ -48,7 +50,8 @@ struct Answer {
 }
 
 impl Shopper {
-    pub fn new(index: u32, seed: u64, scenario: Arc<Scenario>, history: History, board: Board) -> Shopper {
+    pub fn new(plan: ShopperPlan, seed: u64, scenario: Arc<Scenario>, history: History, board: Board) -> Shopper {
+        let index = plan.index;
         let clock = Arc::new(SimClock { skew_ms: Arc::new(AtomicI64::new(0)) });
         let env = Env::new(
             clock.clone(),
@@ -57,6 +60,7 @@ impl Shopper {
         );
         Shopper {
             index,
+            plan,
             scenario,
             history,
             board,
@@ -97,7 +101,15 @@ impl Shopper {
         if let (true, Some(cookie)) = (with_session, &self.cookie) {
             request = request.header(header::COOKIE, cookie);
         }
-        let reply = self.http.send(&self.gateway, &request, RetryPolicy::once(ANSWER_TIMEOUT_MS)).await.ok()?;
+        let reply = match self.http.send(&self.gateway, &request, RetryPolicy::once(ANSWER_TIMEOUT_MS)).await {
+            Ok(reply) => reply,
+            // An error status is an answer too; only a transport failure is "no answer".
+            Err(CallError::Status { status, problem }) => {
+                let body = problem.map_or(Value::Null, |p| serde_json::to_value(p).unwrap_or(Value::Null));
+                return Some(Answer { status, body });
+            }
+            Err(_) => return None,
+        };
         let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         Some(Answer { status: reply.status.as_u16(), body })
     }
@@ -153,26 +165,16 @@ impl Shopper {
             return Ok(());
         }
         let mut pending = Vec::new();
-        let mut previous: Option<Value> = None;
-        for number in 0..self.scenario.orders_per_shopper {
+        for (number, order) in self.plan.orders.clone().into_iter().enumerate() {
             if self.elapsed_ms() >= self.scenario.safety_ms {
                 break;
             }
-            // Spread the orders over the safety phase, so that faults meet sagas.
-            let spread_ms = self.scenario.safety_ms / u64::from(self.scenario.orders_per_shopper.max(1));
-            let think = self.draw.range(0, spread_ms);
-            self.pause(think).await;
-            self.side_trip().await;
-            let similar = previous.is_some() && self.draw.chance(self.scenario.mix.similar);
-            let body = match (&previous, similar) {
-                (Some(body), true) => body.clone(),
-                _ => self.new_order_body(),
-            };
+            self.pause(order.think_ms).await;
+            self.side_trip(&order).await;
             let key = format!("order-{}-{number}", self.index);
-            if let Some(order_id) = self.place(&key, &body).await {
+            if let Some(order_id) = self.place(&key, &self.order_body(&order), order.double_submit).await {
                 pending.push(order_id);
             }
-            previous = Some(body);
         }
         for order_id in pending {
             self.poll(order_id).await;
@@ -219,7 +221,7 @@ impl Shopper {
         {
             return false;
         }
-        let amount = self.draw.range(0, self.scenario.deposit_max) as i64;
+        let amount = self.plan.deposit as i64;
         if amount > 0 {
             let key = format!("deposit-{}", self.index);
             let body = json!({ "amount": amount });
@@ -231,27 +233,16 @@ impl Shopper {
         true
     }
 
-    fn new_order_body(&mut self) -> Value {
-        let lines = self.draw.range(1, 2);
-        let mut items = Vec::new();
-        let mut used = Vec::new();
-        for _ in 0..lines {
-            let product = self.draw.pick(&warehouse::DEMO_CATALOG).id;
-            if used.contains(&product) {
-                continue;
-            }
-            used.push(product);
-            items.push(json!({ "productId": product, "quantity": self.draw.range(1, 3) }));
-        }
-        let hour = self.draw.range(1, u64::from(self.scenario.slot_choices)) as u32;
-        let slot = slot(hour).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    fn order_body(&self, order: &PlannedOrder) -> Value {
+        let items: Vec<Value> =
+            order.items.iter().map(|i| json!({ "productId": i.product, "quantity": i.quantity })).collect();
+        let slot = slot(order.slot_hour).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         json!({ "items": items, "deliveryInfo": { "address": format!("{} Sim Street", self.index), "preferredTimeSlot": slot } })
     }
 
     /// Places an order, retrying the same key after no answer, 5xx or 409 in-progress;
     /// sometimes sends the key twice at once. Returns the order to poll if it answered 202.
-    async fn place(&mut self, key: &str, body: &Value) -> Option<Uuid> {
-        let double = self.draw.chance(self.scenario.mix.double_submit);
+    async fn place(&mut self, key: &str, body: &Value, double: bool) -> Option<Uuid> {
         for attempt in 0..STEP_ATTEMPTS_MAX {
             let answer = if double && attempt == 0 {
                 let path = "/api/v1/order";
@@ -301,8 +292,8 @@ impl Shopper {
     }
 
     /// Now and then: read another shopper's order, or call without a session.
-    async fn side_trip(&mut self) {
-        if self.draw.chance(self.scenario.mix.peek) {
+    async fn side_trip(&mut self, order: &PlannedOrder) {
+        if order.peek {
             let others: Vec<(u32, Uuid)> = self
                 .board
                 .borrow()
@@ -316,7 +307,7 @@ impl Shopper {
                 self.record(Action::Peek, None, answer.as_ref(), Some(i64::from(owner)));
             }
         }
-        if self.draw.chance(self.scenario.mix.anonymous) {
+        if order.anonymous {
             let path = *self.draw.pick(&[
                 "/api/v1/orders",
                 "/api/v1/billing/accounts/me",

@@ -2,6 +2,7 @@
 
 use crate::run::{run, RunReport, Stats};
 use crate::scenario::Scenario;
+use platform::bugs::Bug;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -18,11 +19,22 @@ pub struct Outcome {
     pub stats: crate::run::Stats,
 }
 
+/// One seed of one scenario to run.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub scenario: Scenario,
+    pub seed: u64,
+    /// Run twice and compare the digests.
+    pub recheck: bool,
+    pub bug: Option<Bug>,
+}
+
 /// Runs the seed, and again when `recheck` holds, comparing the digests.
-pub fn run_seed(scenario: &Scenario, seed: u64, recheck: bool) -> Outcome {
-    let report = run(scenario, seed, None);
-    let nondeterministic = if recheck {
-        let again = run(scenario, seed, None);
+pub fn run_seed(job: &Job) -> Outcome {
+    let (scenario, seed) = (&job.scenario, job.seed);
+    let report = run(scenario, seed, job.bug);
+    let nondeterministic = if job.recheck {
+        let again = run(scenario, seed, job.bug);
         (again.digest != report.digest).then(|| (report.digest.clone(), again.digest.clone()))
     } else {
         None
@@ -39,7 +51,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, recheck: bool) -> Outcome {
 
 /// Runs every (scenario, seed) job on `workers` threads; `progress` is told of each end.
 /// Results come back in job order, whatever order the threads finished in.
-pub fn sweep(jobs: &[(Scenario, u64, bool)], workers: usize, progress: &(dyn Fn(&Outcome) + Sync)) -> Vec<Outcome> {
+pub fn sweep(jobs: &[Job], workers: usize, progress: &(dyn Fn(&Outcome) + Sync)) -> Vec<Outcome> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; jobs.len()]);
     // Independent simulations on all cores; each run is single-threaded.
@@ -47,10 +59,10 @@ pub fn sweep(jobs: &[(Scenario, u64, bool)], workers: usize, progress: &(dyn Fn(
         for _ in 0..workers.max(1) {
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::SeqCst);
-                let Some((scenario, seed, recheck)) = jobs.get(index) else {
+                let Some(job) = jobs.get(index) else {
                     return;
                 };
-                let outcome = run_seed(scenario, *seed, *recheck);
+                let outcome = run_seed(job);
                 progress(&outcome);
                 results.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(outcome);
             });

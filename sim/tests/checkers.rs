@@ -4,12 +4,13 @@
 use sim::checks::{final_checks, Violation};
 use sim::cluster::Cluster;
 use sim::history::{Action, Event};
-use sim::run::run_keeping_state;
+use sim::plan::from_seed;
+use sim::run::run_plan_keeping_state;
 use sim::scenario::load_named;
 
 fn clean_run() -> (Vec<Event>, Cluster) {
     let scenario = load_named("happy-path").unwrap();
-    let (report, cluster) = run_keeping_state(&scenario, 1, None);
+    let (report, cluster) = run_plan_keeping_state(&scenario, &from_seed(&scenario, 1));
     assert!(report.passed(), "{:?}", report.violations);
     assert!(report.stats.confirmed >= 2, "the clean run needs confirmed orders: {:?}", report.stats);
     (report.history, cluster)

@@ -5,12 +5,12 @@
 #![allow(clippy::disallowed_methods, reason = "tests read SIM_SEEDS and use all cores")]
 
 use sim::scenario::load_all;
-use sim::sweep::{sweep, Outcome};
+use sim::sweep::{sweep, Job, Outcome};
 
 /// Seeds of each scenario that run twice.
 const DETERMINISM_SAMPLE: u64 = 3;
 
-fn jobs() -> Vec<(sim::scenario::Scenario, u64, bool)> {
+fn jobs() -> Vec<Job> {
     let scenarios = load_all().expect("scenarios/ loads");
     let total: u64 = scenarios.iter().map(|s| s.seeds).sum();
     let wanted: Option<u64> = std::env::var("SIM_SEEDS").ok().map(|v| v.parse().expect("SIM_SEEDS is a number"));
@@ -21,7 +21,7 @@ fn jobs() -> Vec<(sim::scenario::Scenario, u64, bool)> {
             None => scenario.seeds,
         };
         for seed in 0..seeds {
-            jobs.push((scenario.clone(), seed, seed < DETERMINISM_SAMPLE));
+            jobs.push(Job { scenario: scenario.clone(), seed, recheck: seed < DETERMINISM_SAMPLE, bug: None });
         }
     }
     jobs
@@ -54,7 +54,7 @@ fn every_scenario_holds_every_invariant_on_every_seed() {
     let outcomes = sweep(&jobs, workers, &|_| {});
     let failures: Vec<String> =
         outcomes.iter().filter(|o| o.failure.is_some() || o.nondeterministic.is_some()).map(describe).collect();
-    let rechecked = jobs.iter().filter(|j| j.2).count();
+    let rechecked = jobs.iter().filter(|j| j.recheck).count();
     println!("{} runs, {rechecked} of them twice for determinism", outcomes.len());
     println!("{} passed, {} failed", outcomes.len() - failures.len(), failures.len());
     assert!(failures.is_empty(), "{}", failures.concat());

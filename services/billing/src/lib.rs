@@ -41,6 +41,7 @@ pub async fn run(
         notification_addr: deps.peers.notification.clone(),
         config: relay_config,
         wakeup: wakeup.clone(),
+        fire_and_forget: true,
     };
     let billing = Arc::new(Billing { env: deps.env.clone(), db: deps.db, outbox_wakeup: wakeup });
     let router = with_common_layers(routes::routes(billing, auth), deps.env.ids.clone());

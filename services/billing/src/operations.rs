@@ -5,7 +5,8 @@ use contracts::billing::TransactionType;
 use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::saga::{reason, StepResult, WithdrawRequest};
 use contracts::Money;
-use platform::operations::{act, cancel};
+use platform::bugs::{self, Bug};
+use platform::operations::{act, cancel, find, OperationState};
 use platform::outbox::enqueue as enqueue_event;
 use platform::sql::uuid_at;
 use rusqlite::{Connection, OptionalExtension};
@@ -18,6 +19,26 @@ pub fn withdraw(
     transaction_id: Uuid,
     now: &str,
 ) -> rusqlite::Result<StepResult> {
+    if bugs::active(Bug::WithdrawTwice) {
+        if let Some(done) = find(tx, request.order_id)?.filter(|op| op.state == OperationState::Applied) {
+            // The planted bug: the repeat is applied again instead of answered from the record.
+            if let Some(account) = account_of(tx, request.user_id)?.filter(|a| a.balance >= request.amount) {
+                change_balance(tx, account.account_id, -request.amount.cents())?;
+                let again = Uuid::from_u128(transaction_id.as_u128() ^ 1);
+                let order = Some(request.order_id);
+                insert_transaction(
+                    tx,
+                    again,
+                    account.account_id,
+                    TransactionType::Withdraw,
+                    request.amount,
+                    order,
+                    now,
+                )?;
+            }
+            return Ok(done.answer());
+        }
+    }
     let result = act(tx, request.order_id, now, |tx| {
         let account = match account_of(tx, request.user_id)? {
             None => return Ok(StepResult::refused(reason::NO_ACCOUNT)),
@@ -52,6 +73,10 @@ pub fn withdraw(
 
 /// Refunds the order's withdrawal if it was applied; otherwise leaves a tombstone.
 pub fn cancel_withdraw(tx: &Connection, order_id: Uuid, refund_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
+    if bugs::active(Bug::NoTombstone) && find(tx, order_id)?.is_none() {
+        // The planted bug: nothing to refund, so nothing is written, and a late debit stays.
+        return Ok(StepResult::ok("nothing to cancel", None));
+    }
     let (result, state) = cancel(tx, order_id, now, |tx| {
         let (account_id, amount_cents, user_id): (Uuid, i64, Uuid) = tx
             .query_row(

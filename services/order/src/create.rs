@@ -12,12 +12,15 @@ use chrono::{TimeDelta, Timelike};
 use contracts::catalog::Product;
 use contracts::order::{CreateOrderRequest, IdempotencyKey, Order, OrderItem, OrderStatus, ITEMS_MAX, QUANTITY_MAX};
 use contracts::Money;
+use contracts::Timestamp;
 use http::Method;
 use platform::auth::User;
+use platform::bugs::{self, Bug};
 use platform::client::OutboundRequest;
 use platform::json::parse_json;
 use platform::trace::RequestContext;
 use platform::ApiError;
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -176,6 +179,71 @@ fn duplicate(order: &Order) -> ApiError {
     .with_order(order_json(order))
 }
 
+impl Orders {
+    fn find_key(
+        &self,
+        connection: &Connection,
+        user_id: Uuid,
+        key: &IdempotencyKey,
+    ) -> rusqlite::Result<Option<KeyRecord>> {
+        if bugs::active(Bug::MemoryKeys) {
+            let memory = self.memory_keys.lock().unwrap_or_else(|p| p.into_inner());
+            return Ok(memory.get(&(user_id, key.as_str().to_string())).cloned());
+        }
+        key_record(connection, user_id, key.as_str())
+    }
+
+    fn store_key(
+        &self,
+        tx: &Connection,
+        user_id: Uuid,
+        key: &IdempotencyKey,
+        record: KeyRecord,
+        now: Timestamp,
+    ) -> rusqlite::Result<()> {
+        if bugs::active(Bug::MemoryKeys) {
+            let mut memory = self.memory_keys.lock().unwrap_or_else(|p| p.into_inner());
+            memory.insert((user_id, key.as_str().to_string()), record);
+            return Ok(());
+        }
+        insert_key(tx, user_id, key.as_str(), &record, now)
+    }
+
+    /// The one transaction of a new request: the key (again, against a concurrent twin),
+    /// the similar-order rule, then the order, its key and the saga's first log entry.
+    fn record(
+        &self,
+        tx: &Connection,
+        key: &IdempotencyKey,
+        hash: &str,
+        new_order: &NewOrder,
+    ) -> Result<Recorded, ApiError> {
+        let user_id = new_order.user_id;
+        let now = self.env.clock.now_utc();
+        let window_start = now - TimeDelta::milliseconds(self.config.similar_order_window_ms);
+        let similar = |tx: &Connection| similar_order(tx, user_id, &new_order.items_signature, window_start);
+        let similar_first = bugs::active(Bug::SimilarBeforeKey);
+        let early_similar = if similar_first { similar(tx)? } else { None };
+        if early_similar.is_none() {
+            if let Some(record) = self.find_key(tx, user_id, key)? {
+                return Ok(Recorded::Replay(record));
+            }
+        }
+        if let Some(similar) = early_similar.map_or_else(|| similar(tx), |found| Ok(Some(found)))? {
+            if self.find_key(tx, user_id, key)?.is_none() {
+                let record = KeyRecord { request_hash: hash.to_string(), duplicate: true, order_id: similar };
+                self.store_key(tx, user_id, key, record, now)?;
+            }
+            return Ok(Recorded::Duplicate(similar));
+        }
+        insert_order(tx, new_order, now)?;
+        let record = KeyRecord { request_hash: hash.to_string(), duplicate: false, order_id: new_order.id };
+        self.store_key(tx, user_id, key, record, now)?;
+        log_saga(tx, new_order.id, log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "", now)?;
+        Ok(Recorded::New(new_order.id))
+    }
+}
+
 enum Recorded {
     New(Uuid),
     Replay(KeyRecord),
@@ -194,40 +262,20 @@ pub async fn create_order(
     let request: CreateOrderRequest = parse_json(&body)?;
     validate(&request)?;
     let hash = request_hash(&request);
-    let earlier = state.db.read(|c| key_record(c, user_id, key.as_str()))?;
-    if let Some(record) = earlier.as_ref().filter(|r| r.request_hash == hash) {
+    let earlier = state.db.read(|c| state.find_key(c, user_id, &key))?;
+    let replay_first = !bugs::active(Bug::SimilarBeforeKey);
+    if let Some(record) = earlier.as_ref().filter(|r| r.request_hash == hash && replay_first) {
         return state.answer_replay(user_id, &key, record);
     }
     let catalog = state.prices(&request, &context).await?;
-    if earlier.is_some() {
+    if earlier.as_ref().is_some_and(|r| r.request_hash != hash) {
         return Err(ApiError::unprocessable(
             "idempotency-key-reused",
             "this Idempotency-Key was used with a different request",
         ));
     }
     let new_order = state.price_order(user_id, &request, &catalog, &context.trace_id)?;
-    let now = state.env.clock.now_utc();
-    let window_start = now - TimeDelta::milliseconds(state.config.similar_order_window_ms);
-    let recorded = state.db.write(|tx| {
-        if let Some(record) = key_record(tx, user_id, key.as_str())? {
-            return Ok::<_, ApiError>(Recorded::Replay(record));
-        }
-        if let Some(similar) = similar_order(tx, user_id, &new_order.items_signature, window_start)? {
-            let record = KeyRecord { request_hash: hash.clone(), duplicate: true, order_id: similar };
-            insert_key(tx, user_id, key.as_str(), &record, now)?;
-            return Ok(Recorded::Duplicate(similar));
-        }
-        insert_order(tx, &new_order, now)?;
-        insert_key(
-            tx,
-            user_id,
-            key.as_str(),
-            &KeyRecord { request_hash: hash.clone(), duplicate: false, order_id: new_order.id },
-            now,
-        )?;
-        log_saga(tx, new_order.id, log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "", now)?;
-        Ok(Recorded::New(new_order.id))
-    })?;
+    let recorded = state.db.write(|tx| state.record(tx, &key, &hash, &new_order))?;
     match recorded {
         Recorded::Replay(record) if record.request_hash == hash => state.answer_replay(user_id, &key, &record),
         Recorded::Replay(_) => Err(ApiError::unprocessable(

@@ -72,6 +72,8 @@ pub struct Orders {
     /// (user, key) of creation requests still waiting for their saga.
     waiting: Mutex<BTreeSet<(Uuid, String)>>,
     outbox_wakeup: Arc<Notify>,
+    /// Used only by the planted `MemoryKeys` bug.
+    memory_keys: Mutex<BTreeMap<(Uuid, String), store::KeyRecord>>,
 }
 
 pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
@@ -86,6 +88,7 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
         notification_addr: deps.peers.notification.clone(),
         config: config.relay,
         wakeup: wakeup.clone(),
+        fire_and_forget: false,
     };
     let orders = Arc::new(Orders {
         env: deps.env.clone(),
@@ -96,6 +99,7 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
         running: Mutex::new(BTreeMap::new()),
         waiting: Mutex::new(BTreeSet::new()),
         outbox_wakeup: wakeup,
+        memory_keys: Mutex::new(BTreeMap::new()),
     });
     let relay = spawner.spawn(relay.run());
     let recovery = spawner.spawn(recover(orders.clone()));
@@ -108,6 +112,9 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
 /// Resumes every unfinished saga now (after a restart) and then periodically (sagas that
 /// stopped on a storage error or found the concurrency limit full).
 async fn recover(orders: Arc<Orders>) {
+    if platform::bugs::active(platform::bugs::Bug::NoRecovery) {
+        return;
+    }
     loop {
         match orders.db.read(|c| store::unfinished_orders(c, orders.config.unfinished_batch_size_max)) {
             Ok(unfinished) => {

@@ -8,6 +8,7 @@ use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::order::{Order, OrderStatus};
 use contracts::saga::{reason, BookRequest, ReserveItem, ReserveRequest, StepResult, WithdrawRequest};
 use http::Method;
+use platform::bugs::{self, Bug};
 use platform::client::{CallError, OutboundRequest, RetryPolicy};
 use platform::outbox::enqueue;
 use platform::sql::time_text;
@@ -59,7 +60,10 @@ impl Orders {
             let result = match next_move(&replay(&entries)) {
                 Move::Done => return,
                 Move::Act(step) => self.act(&order, step, &context).await,
-                Move::Compensate(step) => self.compensate(order_id, step, &context).await,
+                Move::Compensate(step) => {
+                    let unwind_reason = replay(&entries).compensating;
+                    self.compensate(order_id, step, unwind_reason.as_deref(), &context).await
+                }
                 Move::Finish { status, error_message } => self.finish(&order, status, error_message.as_deref()),
             };
             if let Err(error) = result {
@@ -109,8 +113,12 @@ impl Orders {
             log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::STARTED, "", now)
         })?;
         let policy = self.config.action_retry;
-        let reply =
-            self.client.send(self.peer(step.participant()), self.action_request(order, step), context, policy).await;
+        let request = self.action_request(order, step);
+        let reply = if bugs::active(Bug::StatusBackwards) {
+            self.send_applying_late_reply(order.id, step, request, context).await
+        } else {
+            self.client.send(self.peer(step.participant()), request, context, policy).await
+        };
         let now = self.env.clock.now_utc();
         let answer = reply.and_then(|r| {
             if r.status.is_client_error() {
@@ -150,9 +158,22 @@ impl Orders {
 
     /// Sends the compensation until it is acknowledged: rounds of bounded retries, with a
     /// capped pause between rounds. Only a crash stops it, and recovery resumes it.
-    async fn compensate(&self, order_id: Uuid, step: Step, context: &RequestContext) -> Result<(), rusqlite::Error> {
+    async fn compensate(
+        &self,
+        order_id: Uuid,
+        step: Step,
+        unwind_reason: Option<&str>,
+        context: &RequestContext,
+    ) -> Result<(), rusqlite::Error> {
         let now = self.env.clock.now_utc();
         self.db.write(|tx| log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::STARTED, "", now))?;
+        let forget = step == Step::Reserve && unwind_reason == Some(reason::NO_DELIVERY_SLOT);
+        if forget && bugs::active(Bug::ForgetStockRelease) {
+            // The planted bug: a delivery failure "needs" no stock release.
+            return self.db.write(|tx| {
+                log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, "skipped", now)
+            });
+        }
         let mut round: u32 = 0;
         loop {
             let request = OutboundRequest::new(Method::POST, step.compensation_path(order_id)).idempotent(true);
@@ -167,8 +188,51 @@ impl Orders {
                 });
             }
             round = round.saturating_add(1);
+            if bugs::active(Bug::CompensationOnce) {
+                // The planted bug: one failed round and the compensation is written off.
+                let now = self.env.clock.now_utc();
+                return self.db.write(|tx| {
+                    log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, "given up", now)
+                });
+            }
             tracing::warn!(%order_id, step = step.name(), round, "compensation not acknowledged yet");
             self.env.clock.sleep(Duration::from_millis(self.config.compensation_round_pause_ms)).await;
+        }
+    }
+
+    /// The planted `StatusBackwards` bug: one attempt kept alive past its deadline, whose
+    /// late success is written to the order's status without the forward-only check.
+    async fn send_applying_late_reply(
+        &self,
+        order_id: Uuid,
+        step: Step,
+        request: OutboundRequest,
+        context: &RequestContext,
+    ) -> Result<platform::client::Reply, CallError> {
+        let (answer, waiting) = tokio::sync::oneshot::channel();
+        let (client, db, clock) = (self.client.clone(), self.db.clone(), self.env.clock.clone());
+        let (addr, context) = (self.peer(step.participant()).to_string(), context.clone());
+        self.env.spawn(async move {
+            let reply = client.send(&addr, request, &context, RetryPolicy::once(LATE_REPLY_WAIT_MS)).await;
+            let Err(reply) = answer.send(reply) else { return };
+            let succeeded = reply.and_then(|r| r.json::<StepResult>()).is_ok_and(|r| r.success);
+            if succeeded {
+                let now = platform::sql::time_text(clock.now_utc());
+                let _ = db.write(|tx| {
+                    tx.execute(
+                        "UPDATE orders SET status = ?1, updated_at = ?2 WHERE id = ?3",
+                        rusqlite::params![step.status_after().as_str(), now, order_id.to_string()],
+                    )
+                });
+            }
+        });
+        let deadline = Duration::from_millis(self.config.action_retry.attempt_timeout_ms);
+        match self.env.clock.timeout(deadline, waiting).await {
+            Ok(Ok(reply)) => reply,
+            _ => Err(CallError::Timeout {
+                addr: self.peer(step.participant()).to_string(),
+                timeout_ms: deadline.as_millis() as u64,
+            }),
         }
     }
 
@@ -192,6 +256,9 @@ impl Orders {
         Ok(())
     }
 }
+
+/// How long the planted `StatusBackwards` bug keeps a late attempt alive.
+const LATE_REPLY_WAIT_MS: u64 = 30_000;
 
 /// The retry policy of saga actions and of each compensation round.
 pub const ACTION_RETRY: RetryPolicy =

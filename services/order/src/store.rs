@@ -211,6 +211,7 @@ pub fn advance_status(
 }
 
 /// The key's earlier use: its request hash, outcome and order.
+#[derive(Clone, Debug)]
 pub struct KeyRecord {
     pub request_hash: String,
     pub duplicate: bool,

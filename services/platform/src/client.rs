@@ -170,6 +170,19 @@ impl HttpClient {
 
     async fn attempt(&self, addr: &str, request: &OutboundRequest, timeout_ms: u64) -> Result<Reply, CallError> {
         let deadline = Duration::from_millis(timeout_ms);
+        if request.idempotent && self.env.chaos.duplicate(&self.env.ids) {
+            // Injected duplicate: the same request once more, its answer dropped.
+            let delay = self.env.chaos.duplicate_delay(&self.env.ids);
+            if delay.is_zero() {
+                let _ = self.env.clock.timeout(deadline, self.exchange(addr, request)).await;
+            } else {
+                let (client, addr, request) = (self.clone(), addr.to_string(), request.clone());
+                self.env.spawn(async move {
+                    client.env.clock.sleep(delay).await;
+                    let _ = client.env.clock.timeout(deadline, client.exchange(&addr, &request)).await;
+                });
+            }
+        }
         match self.env.clock.timeout(deadline, self.exchange(addr, request)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout { addr: addr.to_string(), timeout_ms }),

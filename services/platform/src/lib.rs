@@ -3,6 +3,7 @@
 //! through [`Env`] and [`storage::Db`]; the simulation plugs in its own [`Clock`] and [`Net`].
 
 pub mod auth;
+pub mod bugs;
 pub mod client;
 pub mod clock;
 pub mod error;
@@ -99,6 +100,9 @@ impl Spawner {
 pub struct Chaos {
     /// Per mille of idempotent outbound requests the HTTP client sends twice.
     pub duplicate_per_mille: Arc<std::sync::atomic::AtomicU32>,
+    /// 0: the copy goes first, at once. Otherwise the copy is sent late, after a delay drawn
+    /// from `0..=duplicate_delay_max_ms` (a retrying proxy, a redelivering broker).
+    pub duplicate_delay_max_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Chaos {
@@ -111,6 +115,13 @@ impl Chaos {
     pub fn duplicate(&self, ids: &Ids) -> bool {
         let per_mille = self.duplicate_per_mille.load(std::sync::atomic::Ordering::Relaxed);
         per_mille > 0 && ids.next_u64() % 1000 < u64::from(per_mille)
+    }
+
+    /// How late a duplicate goes (0: at once, before the original).
+    pub fn duplicate_delay(&self, ids: &Ids) -> std::time::Duration {
+        let max_ms = self.duplicate_delay_max_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let delay_ms = if max_ms == 0 { 0 } else { ids.next_u64() % (max_ms + 1) };
+        std::time::Duration::from_millis(delay_ms)
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Relay {
     pub config: RelayConfig,
     /// Notified after a transaction that enqueued events, to deliver them without waiting.
     pub wakeup: Arc<Notify>,
+    /// Where the planted `DirectNotification` bug applies (billing's relay).
+    pub fire_and_forget: bool,
 }
 
 impl Relay {
@@ -93,15 +95,17 @@ impl Relay {
             let policy = RetryPolicy::once(self.config.call_timeout_ms);
             let reply = self.client.send(&self.notification_addr, request, &context, policy).await;
             let delivered = reply.and_then(|reply| reply.success()).is_ok();
+            // The planted bug: a direct call, sent once, whatever became of it.
+            let forget = self.fire_and_forget && crate::bugs::active(crate::bugs::Bug::DirectNotification);
             let recorded = self.db.write(|tx| {
-                if delivered {
+                if delivered || forget {
                     tx.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])
                 } else {
                     tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", params![seq])
                 }
             });
             tracing::debug!(seq, delivered, order_id = %event.order_id, kind = event.kind.as_str(), "outbox delivery");
-            if !delivered || recorded.is_err() {
+            if !(delivered || forget) || recorded.is_err() {
                 return false;
             }
         }

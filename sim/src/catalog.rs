@@ -1,0 +1,55 @@
+//! The catalog of planted bugs: for each, the scenario that targets it and the invariants
+//! whose checkers must catch it. The tests and `sim catalog` both read it.
+
+use crate::plan::from_seed;
+use crate::run::{run, RunReport};
+use crate::scenario::{load_named, Scenario, ScenarioError};
+use crate::shrink::{shrink, Shrunk};
+use platform::bugs::Bug;
+
+pub struct Entry {
+    pub bug: Bug,
+    pub scenario: &'static str,
+    /// A failing run must violate at least one of these.
+    pub invariants: &'static [u8],
+}
+
+pub const CATALOG: [Entry; 10] = [
+    Entry { bug: Bug::WithdrawTwice, scenario: "duplicate", invariants: &[1, 2, 5] },
+    Entry { bug: Bug::NoTombstone, scenario: "cancel-before-withdraw", invariants: &[1, 2] },
+    Entry { bug: Bug::NoRecovery, scenario: "orchestrator-crash", invariants: &[9] },
+    Entry { bug: Bug::MemoryKeys, scenario: "happy-path", invariants: &[5] },
+    Entry { bug: Bug::SimilarBeforeKey, scenario: "happy-path", invariants: &[5] },
+    Entry { bug: Bug::ForgetStockRelease, scenario: "last-unit", invariants: &[1, 3] },
+    Entry { bug: Bug::CompensationOnce, scenario: "compensation-outage", invariants: &[1, 2, 3, 4] },
+    Entry { bug: Bug::OversellTwoSteps, scenario: "last-unit", invariants: &[3] },
+    Entry { bug: Bug::DirectNotification, scenario: "isolate", invariants: &[8] },
+    Entry { bug: Bug::StatusBackwards, scenario: "hold", invariants: &[6, 9] },
+];
+
+/// The first seed in `0..seeds_max` whose run with `bug` fails, with its report.
+pub fn first_failure(scenario: &Scenario, bug: Bug, seeds_max: u64) -> Option<(u64, RunReport)> {
+    (0..seeds_max).find_map(|seed| {
+        let report = run(scenario, seed, Some(bug));
+        (!report.passed()).then_some((seed, report))
+    })
+}
+
+/// What the catalog found for one bug.
+pub struct Finding {
+    pub seeds_to_failure: Option<u64>,
+    pub report: Option<RunReport>,
+    pub shrunk: Option<Shrunk>,
+}
+
+/// Hunts `bug` in `scenario_name` within `seeds_max` seeds and shrinks the first failure.
+pub fn hunt(bug: Bug, scenario_name: &str, seeds_max: u64, shrink_runs_max: u32) -> Result<Finding, ScenarioError> {
+    let scenario = load_named(scenario_name)?;
+    let Some((seed, report)) = first_failure(&scenario, bug, seeds_max) else {
+        return Ok(Finding { seeds_to_failure: None, report: None, shrunk: None });
+    };
+    let mut plan = from_seed(&scenario, seed);
+    plan.bug = Some(bug.name().to_string());
+    let shrunk = shrink(&scenario, &plan, shrink_runs_max);
+    Ok(Finding { seeds_to_failure: Some(seed + 1), report: Some(report), shrunk })
+}

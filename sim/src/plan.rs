@@ -1,0 +1,150 @@
+//! The plan: everything the seed decides before the run starts — each shopper's deposit and
+//! orders with their think times, and the faults with their times — as data that can be
+//! written to a file, edited, replayed and shrunk. A seed's run *is* the replay of its plan.
+
+use crate::faults::{plan as fault_plan, Planned};
+use crate::scenario::{Scenario, ScenarioError};
+use crate::seed::Draw;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use uuid::Uuid;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub scenario: String,
+    /// Still seeds what a plan leaves open: ids, turmoil's latencies, shoppers' backoffs.
+    pub seed: u64,
+    /// The planted bug this plan was found with, if any.
+    #[serde(default)]
+    pub bug: Option<String>,
+    pub safety_ms: u64,
+    pub liveness_ms: u64,
+    pub shoppers: Vec<ShopperPlan>,
+    pub faults: Vec<Planned>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShopperPlan {
+    pub index: u32,
+    /// Whole currency units; 0 deposits nothing.
+    pub deposit: u64,
+    pub orders: Vec<PlannedOrder>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedOrder {
+    /// Pause before this order (and its side trips).
+    pub think_ms: u64,
+    pub items: Vec<PlannedItem>,
+    /// Hours after the epoch.
+    pub slot_hour: u32,
+    /// The key sent twice at once.
+    #[serde(default)]
+    pub double_submit: bool,
+    /// First read another shopper's order.
+    #[serde(default)]
+    pub peek: bool,
+    /// First call without a session.
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedItem {
+    pub product: Uuid,
+    pub quantity: i64,
+}
+
+fn draw_items(draw: &mut Draw) -> Vec<PlannedItem> {
+    let mut items: Vec<PlannedItem> = Vec::new();
+    for _ in 0..draw.range(1, 2) {
+        let product = draw.pick(&warehouse::DEMO_CATALOG).id;
+        let quantity = draw.range(1, 3) as i64;
+        if !items.iter().any(|i| i.product == product) {
+            items.push(PlannedItem { product, quantity });
+        }
+    }
+    items
+}
+
+fn shopper_plan(scenario: &Scenario, seed: u64, index: u32) -> ShopperPlan {
+    let mut draw = Draw::new(seed, &format!("plan/shopper/{index}"));
+    let deposit = draw.range(0, scenario.deposit_max);
+    let spread_ms = scenario.safety_ms / u64::from(scenario.orders_per_shopper.max(1));
+    let mut orders: Vec<PlannedOrder> = Vec::new();
+    for _ in 0..scenario.orders_per_shopper {
+        let think_ms = draw.range(0, spread_ms);
+        let peek = draw.chance(scenario.mix.peek);
+        let anonymous = draw.chance(scenario.mix.anonymous);
+        let similar = !orders.is_empty() && draw.chance(scenario.mix.similar);
+        let fresh = PlannedOrder {
+            think_ms,
+            items: draw_items(&mut draw),
+            slot_hour: draw.range(1, u64::from(scenario.slot_choices)) as u32,
+            double_submit: draw.chance(scenario.mix.double_submit),
+            peek,
+            anonymous,
+        };
+        // A similar order: the previous order's items and slot under a new key.
+        let order = match orders.last().filter(|_| similar) {
+            Some(previous) => PlannedOrder { items: previous.items.clone(), slot_hour: previous.slot_hour, ..fresh },
+            None => fresh,
+        };
+        orders.push(order);
+    }
+    ShopperPlan { index, deposit, orders }
+}
+
+/// The plan `seed` decides for `scenario`.
+pub fn from_seed(scenario: &Scenario, seed: u64) -> Plan {
+    Plan {
+        scenario: scenario.name.clone(),
+        seed,
+        bug: None,
+        safety_ms: scenario.safety_ms,
+        liveness_ms: scenario.liveness_ms,
+        shoppers: (0..scenario.shoppers).map(|index| shopper_plan(scenario, seed, index)).collect(),
+        faults: fault_plan(scenario, seed),
+    }
+}
+
+impl Plan {
+    pub fn order_count(&self) -> usize {
+        self.shoppers.iter().map(|s| s.orders.len()).sum()
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(self).expect("plans serialize") + "\n")
+    }
+
+    pub fn read(path: &Path) -> Result<Plan, ScenarioError> {
+        let shown = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: shown.clone(), source })?;
+        serde_json::from_str(&text).map_err(|e| ScenarioError::Invalid { path: shown, detail: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_survives_its_file() {
+        let scenario = crate::scenario::load_named("swarm").unwrap();
+        let plan = from_seed(&scenario, 42);
+        let path = std::env::temp_dir().join(format!("plan-{}.json", std::process::id()));
+        plan.write(&path).unwrap();
+        assert_eq!(Plan::read(&path).unwrap(), plan);
+        std::fs::remove_file(path).unwrap();
+        assert_eq!(from_seed(&scenario, 42), plan, "one seed, one plan");
+        assert_ne!(from_seed(&scenario, 43), plan);
+    }
+}
