@@ -79,6 +79,14 @@ enum Command {
         #[arg(long, default_value = "reports/plans")]
         out: PathBuf,
     },
+    /// Hunt every planted bug: seeds to the first failure in its scenario and in the swarm
+    /// scenario, and the size of the shrunk plan; prints the README's table.
+    Catalog {
+        #[arg(long, default_value_t = 200)]
+        targeted_seeds: u64,
+        #[arg(long, default_value_t = 2000)]
+        swarm_seeds: u64,
+    },
     /// Benchmark (one core): the scenario mix against bare turmoil with the same hosts and
     /// simulated time; prints runs per second, simulated-to-wall speed and the ratio.
     Bench {
@@ -101,6 +109,7 @@ fn main() -> ExitCode {
             run_shrink(&scenario, seed, bug.as_deref(), runs_max, &out)
         }
         Command::Bench { seeds } => run_bench(seeds),
+        Command::Catalog { targeted_seeds, swarm_seeds } => run_catalog(targeted_seeds, swarm_seeds),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -304,4 +313,47 @@ fn run_bench(seeds: u64) -> Result<bool, String> {
         report.store_runs_per_s, report.store_speedup, report.bare_runs_per_s, report.bare_speedup, report.ratio
     );
     Ok(true)
+}
+
+fn run_catalog(targeted_seeds: u64, swarm_seeds: u64) -> Result<bool, String> {
+    parse_bug(Some(Bug::ALL[0].name()))?;
+    let swarm = load_named("swarm").map_err(|e| e.to_string())?;
+    let rows: Vec<(String, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sim::catalog::CATALOG
+            .iter()
+            .map(|entry| {
+                let swarm = &swarm;
+                scope.spawn(move || {
+                    let finding = sim::catalog::hunt(entry.bug, entry.scenario, targeted_seeds, 300);
+                    let finding = finding.map_err(|e| e.to_string())?;
+                    let in_swarm = sim::catalog::first_failure(swarm, entry.bug, swarm_seeds).map(|(seed, _)| seed + 1);
+                    let shown = |n: Option<u64>, max: u64| n.map_or(format!("not within {max}"), |n| n.to_string());
+                    let (invariant, minimal) = match &finding.shrunk {
+                        Some(s) => (
+                            s.invariant.to_string(),
+                            format!("{} faults, {} orders", s.minimal.faults.len(), s.minimal.order_count()),
+                        ),
+                        None => ("-".to_string(), "-".to_string()),
+                    };
+                    let row = format!(
+                        "| `{}` | {} | {} | {} | {} | {} |",
+                        entry.bug.name(),
+                        invariant,
+                        entry.scenario,
+                        shown(finding.seeds_to_failure, targeted_seeds),
+                        shown(in_swarm, swarm_seeds),
+                        minimal
+                    );
+                    Ok::<_, String>((row, finding.seeds_to_failure.is_some() && in_swarm.is_some()))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a hunt finished")).collect::<Result<Vec<_>, String>>()
+    })?;
+    println!("| bug | invariant | targeted scenario | seeds to first failure | seeds in swarm | minimal plan |");
+    println!("|---|---|---|---|---|---|");
+    for (row, _) in &rows {
+        println!("{row}");
+    }
+    Ok(rows.iter().all(|(_, caught)| *caught))
 }
