@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod faults;
 pub mod history;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod seams;

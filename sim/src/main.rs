@@ -63,6 +63,12 @@ enum Command {
         /// Print what the sweep exercised: faults and saga events, added up.
         #[arg(long)]
         stats: bool,
+        /// Where junit.xml, summary.json, coverage.md and the failure pages go.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+        /// Shrink at most this many failures for their pages (0: none).
+        #[arg(long, default_value_t = 3)]
+        shrink_failures: usize,
     },
     /// Shrink a failing seed to a minimal plan; writes both plans next to each other.
     Shrink {
@@ -101,8 +107,8 @@ fn main() -> ExitCode {
         Command::Run { scenario, seed, plan, bug, trace, write_plan } => {
             run_one(scenario, seed, plan, bug.as_deref(), trace, write_plan)
         }
-        Command::Sweep { scenario, from, seeds, check_determinism, bug, jobs, stats } => {
-            let options = SweepOptions { from, seeds, check_determinism, jobs, stats };
+        Command::Sweep { scenario, from, seeds, check_determinism, bug, jobs, stats, reports, shrink_failures } => {
+            let options = SweepOptions { from, seeds, check_determinism, jobs, stats, reports, shrink_failures };
             run_sweep(&scenario, bug.as_deref(), &options)
         }
         Command::Shrink { scenario, seed, bug, runs_max, out } => {
@@ -133,6 +139,9 @@ fn parse_bug(name: Option<&str>) -> Result<Option<Bug>, String> {
     platform::bugs::plant(None);
     Ok(Some(bug))
 }
+
+/// Runs a sweep may spend shrinking one failure for its page.
+const SHRINK_RUNS_MAX: u32 = 100;
 
 fn scenarios(names: &[String]) -> Result<Vec<Scenario>, String> {
     if names.is_empty() {
@@ -211,6 +220,15 @@ struct SweepOptions {
     check_determinism: bool,
     jobs: Option<usize>,
     stats: bool,
+    reports: PathBuf,
+    shrink_failures: usize,
+}
+
+#[expect(clippy::disallowed_types, clippy::disallowed_methods, reason = "the sweep reports its wall time")]
+fn wall_ms<T>(work: impl FnOnce() -> T) -> (T, f64) {
+    let started = std::time::Instant::now();
+    let value = work();
+    (value, started.elapsed().as_secs_f64() * 1000.0)
 }
 
 fn run_sweep(names: &[String], bug: Option<&str>, options: &SweepOptions) -> Result<bool, String> {
@@ -228,13 +246,23 @@ fn run_sweep(names: &[String], bug: Option<&str>, options: &SweepOptions) -> Res
         ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} elapsed, ~{eta} left {msg}")
             .expect("valid template"),
     );
-    let outcomes = sweep(&work, workers, &|outcome: &Outcome| {
-        if outcome.failure.is_some() || outcome.nondeterministic.is_some() {
-            bar.println(format!("FAILED {} seed {}", outcome.scenario, outcome.seed));
-        }
-        bar.inc(1);
+    let (outcomes, wall) = wall_ms(|| {
+        sweep(&work, workers, &|outcome: &Outcome| {
+            if outcome.failure.is_some() || outcome.nondeterministic.is_some() {
+                bar.println(format!("FAILED {} seed {}", outcome.scenario, outcome.seed));
+            }
+            bar.inc(1);
+        })
     });
     bar.finish_and_clear();
+    let mut shrunk = Vec::new();
+    for report in outcomes.iter().filter_map(|o| o.failure.as_deref()).take(options.shrink_failures) {
+        let scenario = load_named(&report.scenario).map_err(|e| e.to_string())?;
+        eprintln!("shrinking {} seed {} …", report.scenario, report.seed);
+        shrunk.extend(shrink(&scenario, &report.plan, SHRINK_RUNS_MAX));
+    }
+    sim::report::write_reports(&options.reports, &outcomes, wall, &shrunk)
+        .map_err(|e| format!("cannot write reports to {}: {e}", options.reports.display()))?;
     print_failures(&outcomes);
     if options.stats {
         let mut totals = Totals::default();
@@ -244,6 +272,11 @@ fn run_sweep(names: &[String], bug: Option<&str>, options: &SweepOptions) -> Res
         println!("{}", serde_json::to_string_pretty(&totals).expect("serializable"));
     }
     let failed = outcomes.iter().filter(|o| o.failure.is_some() || o.nondeterministic.is_some()).count();
+    println!(
+        "reports: {}/junit.xml, summary.json, coverage.md{}",
+        options.reports.display(),
+        if failed > 0 { ", failures/" } else { "" }
+    );
     println!("{} passed, {failed} failed", outcomes.len() - failed);
     Ok(failed == 0)
 }

@@ -3,6 +3,7 @@
 
 use crate::checks::{always, final_checks, orders, Violation};
 use crate::cluster::{add_hosts, epoch, prepare, Cluster};
+use crate::faults::Fault;
 use crate::faults::{timeline, Action, Planned, SERVICES};
 use crate::history::{Event, History};
 use crate::plan::{from_seed, Plan};
@@ -35,6 +36,10 @@ pub struct RunReport {
     pub stats: Stats,
     /// Faults applied and phase changes, with simulated times.
     pub timeline: Vec<String>,
+    /// Every saga's log, for the failure report's sequence diagrams.
+    pub saga_log: Vec<SagaEntry>,
+    /// Billing's ledger lines of the orders (phase `BILLING`, event the transaction type).
+    pub ledger: Vec<SagaEntry>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -49,6 +54,21 @@ pub struct Stats {
     /// Saga log events by "step phase event" (e.g. "withdraw ACTION UNKNOWN"): what the
     /// faults did to the sagas.
     pub saga_events: BTreeMap<String, u64>,
+    /// Saga log events by the faults active when they happened ("none" when none was):
+    /// which saga steps saw which faults.
+    pub coverage: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// One line of the order service's saga log, on the simulation's time line.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SagaEntry {
+    /// Simulated time (the order service's clock less its skew).
+    pub at_ms: u64,
+    pub order_id: String,
+    pub step: String,
+    pub phase: String,
+    pub event: String,
+    pub detail: String,
 }
 
 impl RunReport {
@@ -247,7 +267,10 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
             violations.push(found);
         }
     }
-    let stats = stats(&driver.cluster, &history, &plan.faults, simulated_ms);
+    let saga_log = saga_log(&driver.cluster, plan);
+    let ledger = ledger(&driver.cluster, plan);
+    let mut stats = stats(&driver.cluster, &history, &plan.faults, simulated_ms);
+    stats.coverage = coverage(&saga_log, plan);
     let digest = digest(&driver.cluster, &history, plan, &violations);
     let report = RunReport {
         scenario: scenario.name.clone(),
@@ -258,6 +281,8 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
         history,
         stats,
         timeline: driver.log,
+        saga_log,
+        ledger,
     };
     (report, driver.cluster)
 }
@@ -278,6 +303,7 @@ fn stats(cluster: &Cluster, history: &[Event], plan: &[Planned], simulated_ms: u
         .unwrap_or_default();
     Stats {
         saga_events,
+        coverage: BTreeMap::new(),
         simulated_ms,
         orders: orders.len() as u64,
         confirmed: orders.iter().filter(|o| o.status == "CONFIRMED").count() as u64,
@@ -305,4 +331,107 @@ fn digest(cluster: &Cluster, history: &[Event], plan: &Plan, violations: &[Viola
     hasher.update(format!("{balances:?}"));
     hasher.update(serde_json::to_vec(violations).expect("serializable"));
     hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A service's clock skew at simulated time `at_ms`, from the plan.
+fn skew_ms(plan: &Plan, service: &str, at_ms: u64) -> i64 {
+    // The latest skew that has begun is the one in effect (an edited plan may be unsorted).
+    plan.faults
+        .iter()
+        .filter(|p| p.at_ms <= at_ms && at_ms < plan.safety_ms)
+        .filter_map(|p| match &p.fault {
+            Fault::Skew { host, skew_ms } if host == service => Some((p.at_ms, *skew_ms)),
+            _ => None,
+        })
+        .max_by_key(|(began, _)| *began)
+        .map_or(0, |(_, skew)| skew)
+}
+
+fn saga_log(cluster: &Cluster, plan: &Plan) -> Vec<SagaEntry> {
+    let epoch_ms = epoch().timestamp_millis();
+    let rows: Vec<(String, String, String, String, String, String)> = cluster.dbs["order"]
+        .read(|c| {
+            let mut statement =
+                c.prepare("SELECT order_id, step, phase, event, detail, at FROM saga_log ORDER BY seq")?;
+            let rows =
+                statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap_or_default();
+    rows.into_iter()
+        .map(|(order_id, step, phase, event, detail, at)| {
+            let wall_ms = chrono::DateTime::parse_from_rfc3339(&at).map_or(epoch_ms, |t| t.timestamp_millis());
+            let seen = (wall_ms - epoch_ms).max(0) as u64;
+            let at_ms = (seen as i64 - skew_ms(plan, "order", seen)).max(0) as u64;
+            SagaEntry { at_ms, order_id, step, phase, event, detail }
+        })
+        .collect()
+}
+
+/// Billing's ledger lines that name an order, on the simulation's time line.
+fn ledger(cluster: &Cluster, plan: &Plan) -> Vec<SagaEntry> {
+    let epoch_ms = epoch().timestamp_millis();
+    let rows: Vec<(String, String, i64, String)> = cluster.dbs["billing"]
+        .read(|c| {
+            let mut statement = c.prepare(
+                "SELECT order_id, type, amount_cents, created_at FROM transactions WHERE order_id IS NOT NULL ORDER BY seq",
+            )?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap_or_default();
+    rows.into_iter()
+        .map(|(order_id, kind, amount_cents, at)| {
+            let wall_ms = chrono::DateTime::parse_from_rfc3339(&at).map_or(epoch_ms, |t| t.timestamp_millis());
+            let seen = (wall_ms - epoch_ms).max(0) as u64;
+            let at_ms = (seen as i64 - skew_ms(plan, "billing", seen)).max(0) as u64;
+            let detail = contracts::Money::from_cents(amount_cents).to_string();
+            SagaEntry { at_ms, order_id, step: "ledger".into(), phase: "BILLING".into(), event: kind, detail }
+        })
+        .collect()
+}
+
+/// The faults active at `at_ms`, as labels ("crash billing", "partition order~billing").
+pub fn active_faults(plan: &Plan, at_ms: u64) -> Vec<String> {
+    let mut labels: Vec<String> = plan
+        .faults
+        .iter()
+        .filter(|p| p.at_ms <= at_ms && at_ms < plan.safety_ms)
+        .filter_map(|p| {
+            let (end, label) = match &p.fault {
+                Fault::Partition { a, b, duration_ms } => (p.at_ms + duration_ms, format!("partition {a}~{b}")),
+                Fault::PartitionOneWay { from, to, duration_ms } => {
+                    (p.at_ms + duration_ms, format!("partition {from}->{to}"))
+                }
+                Fault::Isolate { host, duration_ms } => (p.at_ms + duration_ms, format!("isolate {host}")),
+                Fault::Hold { a, b, duration_ms } => (p.at_ms + duration_ms, format!("hold {a}~{b}")),
+                Fault::Crash { host, down_ms } => (p.at_ms + down_ms, format!("crash {host}")),
+                Fault::Skew { host, .. } => (plan.safety_ms, format!("skew {host}")),
+                Fault::Latency { duration_ms, .. } => (p.at_ms + duration_ms, "latency".to_string()),
+                Fault::Duplicate { duration_ms, delay_max_ms, .. } => {
+                    let label = if *delay_max_ms > 0 { "late duplicates" } else { "duplicates" };
+                    (p.at_ms + duration_ms, label.to_string())
+                }
+            };
+            (at_ms < end).then_some(label)
+        })
+        .collect();
+    labels.sort();
+    labels.dedup();
+    labels
+}
+
+fn coverage(saga_log: &[SagaEntry], plan: &Plan) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut coverage: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for entry in saga_log.iter().filter(|e| e.phase != "SAGA" || e.event == "COMPENSATE") {
+        let row = coverage.entry(format!("{} {} {}", entry.step, entry.phase, entry.event)).or_default();
+        let active = active_faults(plan, entry.at_ms);
+        if active.is_empty() {
+            *row.entry("none".to_string()).or_default() += 1;
+        }
+        for label in active {
+            *row.entry(label).or_default() += 1;
+        }
+    }
+    coverage
 }

@@ -16,6 +16,8 @@ pub struct Outcome {
     pub failure: Option<Box<RunReport>>,
     /// A second run of the same seed disagreed: (first digest, second digest).
     pub nondeterministic: Option<(String, String)>,
+    /// Whether the seed ran twice.
+    pub rechecked: bool,
     pub stats: crate::run::Stats,
 }
 
@@ -46,6 +48,7 @@ pub fn run_seed(job: &Job) -> Outcome {
         stats: report.stats.clone(),
         failure: (!report.passed()).then(|| Box::new(report)),
         nondeterministic,
+        rechecked: job.recheck,
     }
 }
 
@@ -82,6 +85,7 @@ pub struct Totals {
     pub requests: u64,
     pub faults: std::collections::BTreeMap<String, u64>,
     pub saga_events: std::collections::BTreeMap<String, u64>,
+    pub coverage: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 impl Totals {
@@ -97,6 +101,12 @@ impl Totals {
         }
         for (event, count) in &stats.saga_events {
             *self.saga_events.entry(event.clone()).or_default() += count;
+        }
+        for (event, faults) in &stats.coverage {
+            let row = self.coverage.entry(event.clone()).or_default();
+            for (fault, count) in faults {
+                *row.entry(fault.clone()).or_default() += count;
+            }
         }
     }
 }

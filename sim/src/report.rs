@@ -1,0 +1,548 @@
+//! Reports for CI and for people: `junit.xml`, `summary.json`, `coverage.md`, and for each
+//! failing seed a self-contained page (Markdown, and HTML that needs no network) with the
+//! violation, the shrunk plan, the timeline, and a sequence diagram of the orders involved
+//! with the faults marked on it. Nothing here reads a wall clock or writes an absolute
+//! path: two sweeps of the same seeds write the same bytes but for `wall_ms`/`runs_per_s`.
+
+use crate::history::Event;
+use crate::plan::Plan;
+use crate::run::{active_faults, RunReport, SagaEntry};
+use crate::shrink::Shrunk;
+use crate::sweep::{Outcome, Totals};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+
+/// Bumped when a field of `summary.json` changes meaning or goes away.
+pub const SUMMARY_SCHEMA: u32 = 1;
+
+pub fn escape_xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page of a failing run, relative to the reports directory.
+pub fn page_stem(report: &RunReport) -> String {
+    let bug = report.plan.bug.as_deref().map(|b| format!("-{b}")).unwrap_or_default();
+    format!("failures/{}-seed-{}{bug}", report.scenario, report.seed)
+}
+
+/// One suite per scenario, one case per seed; a failure carries invariant, evidence and
+/// the replay command. `time` is simulated seconds, so the file is reproducible.
+pub fn junit(outcomes: &[Outcome]) -> String {
+    let mut suites: BTreeMap<&str, Vec<&Outcome>> = BTreeMap::new();
+    for outcome in outcomes {
+        suites.entry(outcome.scenario.as_str()).or_default().push(outcome);
+    }
+    let failed = |o: &Outcome| o.failure.is_some() || o.nondeterministic.is_some();
+    let total_failed = outcomes.iter().filter(|o| failed(o)).count();
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(xml, "<testsuites name=\"sim\" tests=\"{}\" failures=\"{total_failed}\">", outcomes.len());
+    for (scenario, cases) in suites {
+        let failures = cases.iter().filter(|o| failed(o)).count();
+        let seconds: f64 = cases.iter().map(|o| o.stats.simulated_ms as f64 / 1000.0).sum();
+        let _ = writeln!(
+            xml,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{seconds:.3}\">",
+            escape_xml(scenario),
+            cases.len()
+        );
+        for case in cases {
+            let name = format!("seed {}", case.seed);
+            let time = case.stats.simulated_ms as f64 / 1000.0;
+            let _ = write!(
+                xml,
+                "    <testcase classname=\"sim.{}\" name=\"{name}\" time=\"{time:.3}\"",
+                escape_xml(scenario)
+            );
+            let mut body = String::new();
+            if let Some(report) = &case.failure {
+                let first = &report.violations[0];
+                let mut text = String::new();
+                for violation in &report.violations {
+                    let _ = writeln!(text, "{violation}");
+                }
+                let _ = writeln!(text, "replay: {}", report.replay_command());
+                let _ = writeln!(text, "report: {}.md", page_stem(report));
+                let message = format!("invariant {} ({}) violated for {}", first.invariant, first.name, first.subject);
+                let _ = writeln!(
+                    body,
+                    "      <failure message=\"{}\" type=\"invariant-{}\">{}</failure>",
+                    escape_xml(&message),
+                    first.invariant,
+                    escape_xml(&text)
+                );
+            }
+            if let Some((first, second)) = &case.nondeterministic {
+                let message = format!("nondeterministic: digests {first} and {second}");
+                let _ = writeln!(body, "      <failure message=\"{message}\" type=\"determinism\"/>");
+            }
+            if body.is_empty() {
+                xml.push_str("/>\n");
+            } else {
+                let _ = write!(xml, ">\n{body}    </testcase>\n");
+            }
+        }
+        xml.push_str("  </testsuite>\n");
+    }
+    xml.push_str("</testsuites>\n");
+    xml
+}
+
+pub fn summary(outcomes: &[Outcome], wall_ms: f64) -> serde_json::Value {
+    let mut totals = Totals::default();
+    let mut scenarios: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for outcome in outcomes {
+        totals.add(&outcome.stats);
+        let entry = scenarios.entry(outcome.scenario.as_str()).or_default();
+        if outcome.failure.is_some() || outcome.nondeterministic.is_some() {
+            entry.1 += 1;
+        } else {
+            entry.0 += 1;
+        }
+    }
+    let failures: Vec<serde_json::Value> = outcomes
+        .iter()
+        .filter_map(|o| o.failure.as_ref())
+        .map(|r| {
+            let invariants: BTreeSet<u8> = r.violations.iter().map(|v| v.invariant).collect();
+            json!({"scenario": r.scenario, "seed": r.seed, "bug": r.plan.bug, "invariants": invariants,
+                   "replay": r.replay_command(), "page": format!("{}.md", page_stem(r))})
+        })
+        .collect();
+    let failed = scenarios.values().map(|(_, f)| f).sum::<u64>();
+    json!({
+        "schema": SUMMARY_SCHEMA,
+        "runs": outcomes.len(),
+        "passed": outcomes.len() as u64 - failed,
+        "failed": failed,
+        "determinism_checks": outcomes.iter().filter(|o| o.rechecked).count(),
+        "nondeterministic": outcomes.iter().filter(|o| o.nondeterministic.is_some()).count(),
+        "scenarios": scenarios.iter().map(|(name, (passed, failed))| json!({"name": name, "seeds": passed + failed, "passed": passed, "failed": failed})).collect::<Vec<_>>(),
+        "simulated_ms": totals.simulated_ms,
+        "wall_ms": (wall_ms * 1000.0).round() / 1000.0,
+        "runs_per_s": if wall_ms > 0.0 { ((outcomes.len() as f64) / (wall_ms / 1000.0) * 1000.0).round() / 1000.0 } else { 0.0 },
+        "orders": totals.orders,
+        "confirmed": totals.confirmed,
+        "failed_orders": totals.failed,
+        "requests": totals.requests,
+        "faults": totals.faults,
+        "saga_events": totals.saga_events,
+        "coverage": totals.coverage,
+        "failures": failures,
+    })
+}
+
+/// Which saga steps saw which faults, as a Markdown table.
+pub fn coverage_markdown(totals: &Totals) -> String {
+    let mut md = String::from(
+        "# Fault coverage\n\nSaga log events by the faults active when they happened, added up over the sweep.\n\n",
+    );
+    md.push_str("| saga event | no fault | under faults |\n|---|---|---|\n");
+    for (event, faults) in &totals.coverage {
+        let none = faults.get("none").copied().unwrap_or(0);
+        let mut under: Vec<(&String, &u64)> = faults.iter().filter(|(f, _)| *f != "none").collect();
+        under.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let listed: Vec<String> = under.iter().map(|(f, n)| format!("{f}: {n}")).collect();
+        let shown = if listed.is_empty() { "**never**".to_string() } else { listed.join(", ") };
+        let _ = writeln!(md, "| {event} | {none} | {shown} |");
+    }
+    md
+}
+
+// ---- failure pages -------------------------------------------------------------------
+
+const PARTICIPANTS: [&str; 7] = ["Client", "Gateway", "Order", "Billing", "Warehouse", "Delivery", "Notification"];
+
+#[derive(Clone, Debug, PartialEq)]
+enum Item {
+    Message { at_ms: u64, from: &'static str, to: &'static str, label: String, reply: bool },
+    Note { at_ms: u64, over: Vec<&'static str>, text: String, fault: bool },
+}
+
+impl Item {
+    fn at_ms(&self) -> u64 {
+        match self {
+            Item::Message { at_ms, .. } | Item::Note { at_ms, .. } => *at_ms,
+        }
+    }
+}
+
+fn participant(service: &str) -> &'static str {
+    match service {
+        "gateway" => "Gateway",
+        "order" => "Order",
+        "billing" => "Billing",
+        "warehouse" => "Warehouse",
+        "delivery" => "Delivery",
+        "notification" => "Notification",
+        _ => "Client",
+    }
+}
+
+fn step_participant(step: &str) -> &'static str {
+    match step {
+        "withdraw" => "Billing",
+        "reserve" => "Warehouse",
+        _ => "Delivery",
+    }
+}
+
+/// The orders a violation names, or the run's first orders when none is named.
+fn involved_orders(report: &RunReport) -> Vec<String> {
+    let mut named: Vec<String> = Vec::new();
+    for violation in &report.violations {
+        for word in violation.subject.split_whitespace().chain(violation.evidence.split_whitespace()) {
+            let word = word.trim_matches(|c: char| !c.is_ascii_hexdigit() && c != '-');
+            if uuid::Uuid::parse_str(word).is_ok()
+                && report.saga_log.iter().any(|e| e.order_id == word)
+                && !named.contains(&word.to_string())
+            {
+                named.push(word.to_string());
+            }
+        }
+    }
+    if named.is_empty() {
+        for entry in &report.saga_log {
+            if !named.contains(&entry.order_id) && named.len() < 2 {
+                named.push(entry.order_id.clone());
+            }
+        }
+    }
+    named.truncate(3);
+    named
+}
+
+fn history_items(history: &[Event], orders: &[String]) -> Vec<Item> {
+    let mut items = Vec::new();
+    for event in history.iter().filter(|e| e.order_id.is_some_and(|o| orders.contains(&o.to_string()))) {
+        let answer = match (event.status, &event.order_status) {
+            (Some(status), Some(order_status)) => format!("{status} {order_status}"),
+            (Some(status), None) => status.to_string(),
+            (None, _) => "no answer".to_string(),
+        };
+        let request = match &event.key {
+            Some(key) => format!("shopper-{} {:?} {key}", event.shopper, event.action),
+            None => format!("shopper-{} {:?}", event.shopper, event.action),
+        };
+        items.push(Item::Message { at_ms: event.at_ms, from: "Client", to: "Gateway", label: request, reply: false });
+        items.push(Item::Message { at_ms: event.at_ms, from: "Gateway", to: "Client", label: answer, reply: true });
+    }
+    items
+}
+
+fn saga_items(saga_log: &[SagaEntry], orders: &[String]) -> Vec<Item> {
+    let short = |order: &str| order.chars().take(8).collect::<String>();
+    let mut items = Vec::new();
+    for entry in saga_log.iter().filter(|e| orders.contains(&e.order_id)) {
+        let to = step_participant(&entry.step);
+        let id = short(&entry.order_id);
+        let detail = if entry.detail.is_empty() { String::new() } else { format!(" {}", entry.detail) };
+        let item = match (entry.phase.as_str(), entry.event.as_str()) {
+            ("ACTION", "STARTED") => Item::Message {
+                at_ms: entry.at_ms,
+                from: "Order",
+                to,
+                label: format!("{} {id}", entry.step),
+                reply: false,
+            },
+            ("ACTION", event) => Item::Message {
+                at_ms: entry.at_ms,
+                from: to,
+                to: "Order",
+                label: format!("{} {}{detail}", entry.step, event.to_lowercase()),
+                reply: true,
+            },
+            ("COMPENSATION", "STARTED") => Item::Message {
+                at_ms: entry.at_ms,
+                from: "Order",
+                to,
+                label: format!("cancel {} {id}", entry.step),
+                reply: false,
+            },
+            ("COMPENSATION", event) => Item::Message {
+                at_ms: entry.at_ms,
+                from: to,
+                to: "Order",
+                label: format!("cancel {} {}{detail}", entry.step, event.to_lowercase()),
+                reply: true,
+            },
+            (_, event) => Item::Note {
+                at_ms: entry.at_ms,
+                over: vec!["Order"],
+                text: format!("{id} {}{detail}", event.to_lowercase()),
+                fault: false,
+            },
+        };
+        items.push(item);
+    }
+    items
+}
+
+fn fault_items(plan: &Plan) -> Vec<Item> {
+    let mut items = Vec::new();
+    for planned in &plan.faults {
+        for label in active_faults(&Plan { faults: vec![planned.clone()], ..plan.clone() }, planned.at_ms) {
+            let over: Vec<&'static str> = label
+                .split([' ', '~', '-', '>'])
+                .filter(|w| !w.is_empty())
+                .map(participant)
+                .filter(|p| *p != "Client")
+                .collect();
+            let over = if over.is_empty() { vec!["Gateway", "Notification"] } else { over };
+            items.push(Item::Note { at_ms: planned.at_ms, over, text: format!("FAULT {label}"), fault: true });
+        }
+    }
+    items
+}
+
+fn diagram(report: &RunReport, orders: &[String]) -> Vec<Item> {
+    let mut items = fault_items(&report.plan);
+    items.extend(history_items(&report.history, orders));
+    items.extend(saga_items(&report.saga_log, orders));
+    for entry in report.ledger.iter().filter(|e| orders.contains(&e.order_id)) {
+        let text =
+            format!("ledger {} {} {}", entry.event, entry.detail, entry.order_id.chars().take(8).collect::<String>());
+        items.push(Item::Note { at_ms: entry.at_ms, over: vec!["Billing"], text, fault: false });
+    }
+    items.sort_by_key(Item::at_ms);
+    items
+}
+
+fn mermaid(items: &[Item]) -> String {
+    let mut text = String::from("sequenceDiagram\n");
+    for p in PARTICIPANTS {
+        let _ = writeln!(text, "    participant {p}");
+    }
+    let clean = |s: &str| s.replace([';', '#', ':'], " ");
+    for item in items {
+        match item {
+            Item::Message { at_ms, from, to, label, reply } => {
+                let arrow = if *reply { "-->>" } else { "->>" };
+                let _ = writeln!(text, "    {from}{arrow}{to}: {} ({at_ms} ms)", clean(label));
+            }
+            Item::Note { at_ms, over, text: note, .. } => {
+                let span =
+                    if over.len() > 1 { format!("{},{}", over[0], over[over.len() - 1]) } else { over[0].to_string() };
+                let _ = writeln!(text, "    Note over {span}: {} ({at_ms} ms)", clean(note));
+            }
+        }
+    }
+    text
+}
+
+const COLUMN_PX: usize = 150;
+const ROW_PX: usize = 26;
+const TOP_PX: usize = 40;
+
+fn column(name: &str) -> usize {
+    PARTICIPANTS.iter().position(|p| *p == name).unwrap_or(0) * COLUMN_PX + COLUMN_PX / 2
+}
+
+/// The sequence diagram as inline SVG: columns for the services, a row per message.
+fn svg(items: &[Item]) -> String {
+    let width = PARTICIPANTS.len() * COLUMN_PX;
+    let height = TOP_PX + (items.len() + 1) * ROW_PX;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <defs><marker id=\"arrow\" markerWidth=\"8\" markerHeight=\"8\" refX=\"7\" refY=\"4\" orient=\"auto\"><path d=\"M0,0 L8,4 L0,8 z\" fill=\"#333\"/></marker></defs>\n"
+    );
+    for p in PARTICIPANTS {
+        let x = column(p);
+        let _ = writeln!(
+            svg,
+            "<rect x=\"{}\" y=\"4\" width=\"{}\" height=\"22\" fill=\"#e8eef7\" stroke=\"#5573a6\"/>",
+            x - 60,
+            120
+        );
+        let _ = writeln!(svg, "<text x=\"{x}\" y=\"19\" text-anchor=\"middle\" font-weight=\"bold\">{p}</text>");
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{x}\" y1=\"26\" x2=\"{x}\" y2=\"{height}\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>"
+        );
+    }
+    for (row, item) in items.iter().enumerate() {
+        let y = TOP_PX + row * ROW_PX + ROW_PX / 2;
+        match item {
+            Item::Message { at_ms, from, to, label, reply } => {
+                let (x1, x2) = (column(from), column(to));
+                let dash = if *reply { " stroke-dasharray=\"5 3\"" } else { "" };
+                let _ = writeln!(svg, "<line x1=\"{x1}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" stroke=\"#333\"{dash} marker-end=\"url(#arrow)\"/>");
+                let _ = writeln!(
+                    svg,
+                    "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{} ({at_ms} ms)</text>",
+                    x1.midpoint(x2),
+                    y - 4,
+                    escape_xml(label)
+                );
+            }
+            Item::Note { at_ms, over, text, fault } => {
+                let text_px = (text.chars().count() + 12) * 6;
+                let (low, high) = (
+                    over.iter().map(|p| column(p)).min().unwrap_or(0),
+                    over.iter().map(|p| column(p)).max().unwrap_or(0),
+                );
+                let half = (high - low + 130).max(text_px) / 2;
+                let middle = low.midpoint(high);
+                let left = middle.saturating_sub(half).max(2);
+                let right = (middle + half).min(PARTICIPANTS.len() * COLUMN_PX - 2);
+                let (fill, stroke) = if *fault { ("#fde2e1", "#c0392b") } else { ("#fff8dc", "#b8a04a") };
+                let class = if *fault { " class=\"fault\"" } else { "" };
+                let _ = writeln!(svg, "<rect{class} x=\"{left}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{fill}\" stroke=\"{stroke}\"/>", y - 10, right - left, ROW_PX - 6);
+                let _ = writeln!(
+                    svg,
+                    "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{} ({at_ms} ms)</text>",
+                    left.midpoint(right),
+                    y + 4,
+                    escape_xml(text)
+                );
+            }
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn timeline_lines(report: &RunReport) -> Vec<String> {
+    let parse_ms = |line: &str| line.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    let mut lines: Vec<(u64, String)> = report.timeline.iter().map(|l| (parse_ms(l), l.clone())).collect();
+    lines.extend(report.history.iter().map(|e| (e.at_ms, e.line())));
+    lines.sort_by_key(|(at, _)| *at);
+    lines.into_iter().map(|(_, l)| l).collect()
+}
+
+fn plan_section(shrunk: Option<&Shrunk>, stem: &str) -> String {
+    let Some(shrunk) = shrunk else {
+        return "No shrunk plan: this failure was not shrunk (see `sim shrink`).\n".to_string();
+    };
+    let features = if shrunk.minimal.bug.is_some() { " --features planted-bugs" } else { "" };
+    let plan_file = format!("reports/plans/{}.min.json", stem.trim_start_matches("failures/"));
+    format!(
+        "Shrunk in {} runs from {} faults, {} shoppers and {} orders to **{} faults, {} shoppers and {} orders**, still violating invariant {}.\n\n\
+         Replay the minimal plan: `cargo run --release -p sim{features} -- run --plan {plan_file} --trace`\n\n```json\n{}\n```\n",
+        shrunk.runs,
+        shrunk.original.faults.len(),
+        shrunk.original.shoppers.len(),
+        shrunk.original.order_count(),
+        shrunk.minimal.faults.len(),
+        shrunk.minimal.shoppers.len(),
+        shrunk.minimal.order_count(),
+        shrunk.invariant,
+        serde_json::to_string_pretty(&shrunk.minimal.faults).unwrap_or_default()
+    )
+}
+
+/// The page of one failing run, in Markdown (Mermaid diagram) and HTML (inline SVG).
+pub fn failure_pages(report: &RunReport, shrunk: Option<&Shrunk>) -> (String, String) {
+    let stem = page_stem(report);
+    let orders = involved_orders(report);
+    let items = diagram(report, &orders);
+    let title = format!("Failure: scenario {}, seed {}", report.scenario, report.seed);
+    let bug = report.plan.bug.as_deref().map(|b| format!(" with planted bug `{b}`")).unwrap_or_default();
+    let mut md = format!(
+        "# {title}\n\nScenario `{}`, seed {}{bug}, digest `{}`.\n\n## Violated\n\n",
+        report.scenario, report.seed, report.digest
+    );
+    for violation in &report.violations {
+        let _ = writeln!(
+            md,
+            "- **invariant {} ({})** for {}: {}",
+            violation.invariant, violation.name, violation.subject, violation.evidence
+        );
+    }
+    let _ = write!(md, "\nReplay: `{}`\n\n## Shrunk plan\n\n{}", report.replay_command(), plan_section(shrunk, &stem));
+    let orders_shown: Vec<String> = orders.iter().map(|o| format!("`{o}`")).collect();
+    let _ = write!(
+        md,
+        "\n## Messages for the orders involved\n\nOrders {}; fault notes are marked FAULT.\n\n```mermaid\n{}```\n",
+        orders_shown.join(", "),
+        mermaid(&items)
+    );
+    let timeline = timeline_lines(report).join("\n");
+    let _ = write!(md, "\n## Timeline of faults and requests\n\n```text\n{timeline}\n```\n");
+
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} pre{{background:#f5f5f5;padding:1em;overflow-x:auto}} .violation{{color:#a00}} svg{{border:1px solid #ddd;background:#fff}}</style></head><body>\n<h1>{}</h1>\n",
+        escape_xml(&title),
+        escape_xml(&title)
+    );
+    let _ = writeln!(
+        html,
+        "<p>Scenario <code>{}</code>, seed {}{}, digest <code>{}</code>.</p>",
+        escape_xml(&report.scenario),
+        report.seed,
+        escape_xml(&bug.replace('`', "")),
+        report.digest
+    );
+    html.push_str("<h2>Violated</h2><ul>\n");
+    for violation in &report.violations {
+        let _ = writeln!(
+            html,
+            "<li class=\"violation\"><b>invariant {} ({})</b> for {}: {}</li>",
+            violation.invariant,
+            violation.name,
+            escape_xml(&violation.subject),
+            escape_xml(&violation.evidence)
+        );
+    }
+    let _ = writeln!(html, "</ul><p>Replay: <code>{}</code></p>", escape_xml(&report.replay_command()));
+    let _ = writeln!(html, "<h2>Shrunk plan</h2><pre>{}</pre>", escape_xml(&plan_section(shrunk, &stem)));
+    let _ = writeln!(
+        html,
+        "<h2>Messages for the orders involved</h2><p>Orders {}; faults in red.</p>\n{}",
+        escape_xml(&orders.join(", ")),
+        svg(&items)
+    );
+    let _ = writeln!(
+        html,
+        "<details><summary>Mermaid source</summary><pre>{}</pre></details>",
+        escape_xml(&mermaid(&items))
+    );
+    let _ =
+        writeln!(html, "<h2>Timeline of faults and requests</h2><pre>{}</pre>\n</body></html>", escape_xml(&timeline));
+    (md, html)
+}
+
+/// Writes every report of a sweep into `dir` (created; old failure pages removed).
+pub fn write_reports(dir: &Path, outcomes: &[Outcome], wall_ms: f64, shrunk: &[Shrunk]) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let failures_dir = dir.join("failures");
+    if failures_dir.exists() {
+        std::fs::remove_dir_all(&failures_dir)?;
+    }
+    std::fs::write(dir.join("junit.xml"), junit(outcomes))?;
+    let summary = summary(outcomes, wall_ms);
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).expect("serializable") + "\n")?;
+    let mut totals = Totals::default();
+    for outcome in outcomes {
+        totals.add(&outcome.stats);
+    }
+    std::fs::write(dir.join("coverage.md"), coverage_markdown(&totals))?;
+    for report in outcomes.iter().filter_map(|o| o.failure.as_deref()) {
+        let found = shrunk.iter().find(|s| s.original.scenario == report.scenario && s.original.seed == report.seed);
+        let (md, html) = failure_pages(report, found);
+        let stem = page_stem(report);
+        std::fs::create_dir_all(&failures_dir)?;
+        std::fs::write(dir.join(format!("{stem}.md")), md)?;
+        std::fs::write(dir.join(format!("{stem}.html")), html)?;
+        if let Some(shrunk) = found {
+            let name = stem.trim_start_matches("failures/");
+            shrunk.original.write(&dir.join("plans").join(format!("{name}.json")))?;
+            shrunk.minimal.write(&dir.join("plans").join(format!("{name}.min.json")))?;
+        }
+    }
+    Ok(())
+}
