@@ -251,41 +251,21 @@ fn saga_items(saga_log: &[SagaEntry], orders: &[String]) -> Vec<Item> {
         let to = step_participant(&entry.step);
         let id = short(&entry.order_id);
         let detail = if entry.detail.is_empty() { String::new() } else { format!(" {}", entry.detail) };
-        let item = match (entry.phase.as_str(), entry.event.as_str()) {
-            ("ACTION", "STARTED") => Item::Message {
-                at_ms: entry.at_ms,
-                from: "Order",
-                to,
-                label: format!("{} {id}", entry.step),
-                reply: false,
-            },
-            ("ACTION", event) => Item::Message {
-                at_ms: entry.at_ms,
-                from: to,
-                to: "Order",
-                label: format!("{} {}{detail}", entry.step, event.to_lowercase()),
-                reply: true,
-            },
-            ("COMPENSATION", "STARTED") => Item::Message {
-                at_ms: entry.at_ms,
-                from: "Order",
-                to,
-                label: format!("cancel {} {id}", entry.step),
-                reply: false,
-            },
-            ("COMPENSATION", event) => Item::Message {
-                at_ms: entry.at_ms,
-                from: to,
-                to: "Order",
-                label: format!("cancel {} {}{detail}", entry.step, event.to_lowercase()),
-                reply: true,
-            },
-            (_, event) => Item::Note {
-                at_ms: entry.at_ms,
-                over: vec!["Order"],
-                text: format!("{id} {}{detail}", event.to_lowercase()),
-                fault: false,
-            },
+        let prefix = match entry.phase.as_str() {
+            "ACTION" => "",
+            "COMPENSATION" => "cancel ",
+            _ => {
+                let text = format!("{id} {}{detail}", entry.event.to_lowercase());
+                items.push(Item::Note { at_ms: entry.at_ms, over: vec!["Order"], text, fault: false });
+                continue;
+            }
+        };
+        let item = if entry.event == "STARTED" {
+            let label = format!("{prefix}{} {id}", entry.step);
+            Item::Message { at_ms: entry.at_ms, from: "Order", to, label, reply: false }
+        } else {
+            let label = format!("{prefix}{} {}{detail}", entry.step, entry.event.to_lowercase());
+            Item::Message { at_ms: entry.at_ms, from: to, to: "Order", label, reply: true }
         };
         items.push(item);
     }
