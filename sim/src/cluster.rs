@@ -38,7 +38,6 @@ pub struct Cluster {
     pub peers: Peers,
     /// Total stock of each product at the start.
     pub initial_stock: BTreeMap<Uuid, i64>,
-    pub slot_capacity: i64,
 }
 
 fn migrations(service: &str) -> Vec<platform::storage::Migration> {
@@ -92,7 +91,6 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
         duplicate_delay_max_ms: Arc::new(AtomicU64::new(0)),
         peers: peers(),
         initial_stock: catalog.iter().map(|c| (c.id, c.stock)).collect(),
-        slot_capacity: scenario.slot_capacity,
     }
 }
 

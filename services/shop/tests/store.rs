@@ -45,7 +45,7 @@ fn key_scenario_confirms_and_records_everything() {
 }
 
 /// A rejected order: 422 with the reason, and nothing changed anywhere.
-fn assert_rejected(shop: &TestShop, client: &Client, body: serde_json::Value, reason: &str) -> String {
+fn assert_rejected(client: &Client, body: serde_json::Value, reason: &str) -> String {
     let balance = client.balance();
     let stocks: Vec<i64> = [ESPRESSO, GRINDER, BEANS].iter().map(|p| client.available(p)).collect();
     let answer = client.post_keyed("/api/v1/order", &format!("key-{reason}"), &body);
@@ -58,7 +58,6 @@ fn assert_rejected(shop: &TestShop, client: &Client, body: serde_json::Value, re
     let after: Vec<i64> = [ESPRESSO, GRINDER, BEANS].iter().map(|p| client.available(p)).collect();
     assert_eq!(after, stocks, "stock back after {reason}");
     assert_eq!(client.order_status(&order_id), "FAILED");
-    let _ = shop;
     order_id
 }
 
@@ -66,7 +65,7 @@ fn assert_rejected(shop: &TestShop, client: &Client, body: serde_json::Value, re
 fn insufficient_funds_is_rejected_and_nothing_moves() {
     let shop = TestShop::start();
     let bob = shop.shopper("bob", "100");
-    let order_id = assert_rejected(&shop, &bob, order_body(&[(ESPRESSO, 1)], &slot_in(3)), "INSUFFICIENT_FUNDS");
+    let order_id = assert_rejected(&bob, order_body(&[(ESPRESSO, 1)], &slot_in(3)), "INSUFFICIENT_FUNDS");
     let types = bob.eventually(SETTLE, |c| c.notification_types(&order_id), |t| !t.is_empty());
     assert_eq!(types, ["ORDER_FAILED"]);
 }
@@ -85,7 +84,7 @@ fn no_account_is_rejected() {
 fn out_of_stock_refunds_the_payment() {
     let shop = TestShop::start();
     let dan = shop.shopper("dan", "1000");
-    let order_id = assert_rejected(&shop, &dan, order_body(&[(BEANS, 4)], &slot_in(3)), "OUT_OF_STOCK");
+    let order_id = assert_rejected(&dan, order_body(&[(BEANS, 4)], &slot_in(3)), "OUT_OF_STOCK");
     let types = dan.eventually(SETTLE, |c| c.notification_types(&order_id), |t| t.len() == 3);
     assert_eq!(types, ["ORDER_FAILED", "PAYMENT_DEBITED", "PAYMENT_REFUNDED"]);
     let ledger = dan.get("/api/v1/billing/transactions").body;
@@ -101,7 +100,7 @@ fn a_full_slot_releases_stock_and_refunds() {
     let first = eve.post_keyed("/api/v1/order", "first", &order_body(&[(JUG, 1)], &slot));
     assert_eq!(first.status, 201, "{first:?}");
     assert_eq!(eve.slot_remaining(&slot), 0);
-    let order_id = assert_rejected(&shop, &eve, order_body(&[(GRINDER, 1)], &slot), "NO_DELIVERY_SLOT");
+    let order_id = assert_rejected(&eve, order_body(&[(GRINDER, 1)], &slot), "NO_DELIVERY_SLOT");
     assert_eq!(eve.slot_remaining(&slot), 0);
     let types = eve.eventually(SETTLE, |c| c.notification_types(&order_id), |t| t.len() == 3);
     assert_eq!(types, ["ORDER_FAILED", "PAYMENT_DEBITED", "PAYMENT_REFUNDED"]);

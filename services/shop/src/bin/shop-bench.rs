@@ -15,7 +15,6 @@ use platform::real::{real_env, TokioNet};
 use platform::Net;
 use serde_json::{json, Value};
 use shop::{load_secrets, start, ServiceName, ShopConfig};
-use std::sync::Arc;
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
@@ -197,7 +196,6 @@ async fn main() {
         bare.0.extend(done.expect("an echo client finished"));
     }
     let echo_s = clock.elapsed().as_secs_f64();
-    let _ = Arc::new(());
 
     println!("{} shoppers x {} orders = {total} orders", cli.shoppers, cli.orders);
     println!(
