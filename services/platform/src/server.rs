@@ -23,8 +23,34 @@ pub struct ServerLimits {
     pub header_buffer_max_bytes: usize,
 }
 
-pub const SERVER_LIMITS: ServerLimits =
-    ServerLimits { connection_count_max: 1024, header_read_timeout_ms: 10_000, header_buffer_max_bytes: 16 * 1024 };
+pub const SERVER_LIMITS: ServerLimits = ServerLimits {
+    connection_count_max: 1024,
+    header_read_timeout_ms: 10_000,
+    // Above HEADER_SIZE_MAX_BYTES, so that an overlong header usually reaches
+    // `headers_within_limit` and gets a problem body; past this, hyper answers a bare 431.
+    header_buffer_max_bytes: 64 * 1024,
+};
+
+/// Largest total size of a request's header names and values.
+pub const HEADER_SIZE_MAX_BYTES: usize = 16 * 1024;
+
+/// Middleware: 431 problem+json for requests whose headers are too large.
+async fn headers_within_limit(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let size: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if size > HEADER_SIZE_MAX_BYTES {
+        let error = crate::ApiError::new(
+            431,
+            "headers-too-large",
+            "Request header fields too large",
+            format!("request headers take {size} bytes; at most {HEADER_SIZE_MAX_BYTES} are accepted"),
+        );
+        return axum::response::IntoResponse::into_response(error);
+    }
+    next.run(request).await
+}
 
 /// Wraps a service's routes with the layers every service shares: problem+json for every
 /// error, 404 problem for unknown routes, the 64 KiB body limit, and the request context.
@@ -37,6 +63,7 @@ pub fn with_layers_keeping_fallback(routes: Router, ids: Ids) -> Router {
     routes
         .layer(DefaultBodyLimit::max(BODY_SIZE_MAX_BYTES))
         .layer(axum::middleware::from_fn(problem_everywhere))
+        .layer(axum::middleware::from_fn(headers_within_limit))
         .layer(axum::middleware::from_fn_with_state(ids, request_context))
 }
 
