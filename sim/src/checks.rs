@@ -339,7 +339,8 @@ fn idempotency(cluster: &Cluster, orders: &[OrderRow], history: &[Event]) -> Vec
 fn clients_saw(orders: &[OrderRow], history: &[Event]) -> Vec<Violation> {
     let mut found = Vec::new();
     let status_of: BTreeMap<Uuid, &str> = orders.iter().map(|o| (o.id, o.status.as_str())).collect();
-    let mut last_seen: BTreeMap<Uuid, (OrderStatus, u64)> = BTreeMap::new();
+    // Every status read of each order: (sent, answered, status).
+    let mut reads: BTreeMap<Uuid, Vec<(u64, u64, OrderStatus)>> = BTreeMap::new();
     for event in history {
         let (Some(order), Some(seen)) = (event.order_id, event.order_status.as_deref().and_then(OrderStatus::parse))
         else {
@@ -353,21 +354,27 @@ fn clients_saw(orders: &[OrderRow], history: &[Event]) -> Vec<Violation> {
         if let Some(promised) = promised.filter(|_| event.action == Action::PlaceOrder) {
             let end = status_of.get(&order).copied().unwrap_or("missing");
             if end != promised {
-                found.push(violation(
-                    6,
-                    format!("order {order}"),
-                    format!("answered {} at {} ms, {end} at the end", event.status.unwrap_or(0), event.at_ms),
-                ));
-            }
-        }
-        if let Some((before, at)) = last_seen.get(&order) {
-            if !before.may_become(seen) {
                 let evidence =
-                    format!("read {} at {at} ms, then {} at {} ms", before.as_str(), seen.as_str(), event.at_ms);
+                    format!("answered {} at {} ms, {end} at the end", event.status.unwrap_or(0), event.at_ms);
                 found.push(violation(6, format!("order {order}"), evidence));
             }
         }
-        last_seen.insert(order, (seen, event.at_ms));
+        reads.entry(order).or_default().push((event.sent_ms, event.at_ms, seen));
+    }
+    // A read sent after another was answered must not see an earlier status; reads that
+    // overlap in time (a double submit) may be served in either order.
+    for (order, reads) in &reads {
+        let backwards = reads.iter().find_map(|(_, answered, before)| {
+            reads
+                .iter()
+                .find(|(sent, _, after)| sent >= answered && !before.may_become(*after))
+                .map(|later| (answered, before, later))
+        });
+        if let Some((answered, before, (_, later_at, after))) = backwards {
+            let evidence =
+                format!("read {} at {answered} ms, then {} at {later_at} ms", before.as_str(), after.as_str());
+            found.push(violation(6, format!("order {order}"), evidence));
+        }
     }
     found
 }

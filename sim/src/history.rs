@@ -23,7 +23,10 @@ pub enum Action {
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Event {
+    /// When the answer came (or the shopper stopped waiting).
     pub at_ms: u64,
+    /// When the request went out.
+    pub sent_ms: u64,
     pub shopper: u32,
     pub action: Action,
     pub key: Option<String>,

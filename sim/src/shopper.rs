@@ -47,6 +47,8 @@ pub struct Shopper {
 struct Answer {
     status: u16,
     body: Value,
+    /// When the request went out: reads that overlap in time may be answered in any order.
+    sent_ms: u64,
 }
 
 impl Shopper {
@@ -90,6 +92,7 @@ impl Shopper {
         key: Option<&str>,
         with_session: bool,
     ) -> Option<Answer> {
+        let sent_ms = self.elapsed_ms();
         let mut request = OutboundRequest::new(method, path);
         if let Some(body) = body {
             request.body = Bytes::from(body.to_string());
@@ -106,12 +109,12 @@ impl Shopper {
             // An error status is an answer too; only a transport failure is "no answer".
             Err(CallError::Status { status, problem }) => {
                 let body = problem.map_or(Value::Null, |p| serde_json::to_value(p).unwrap_or(Value::Null));
-                return Some(Answer { status, body });
+                return Some(Answer { status, body, sent_ms });
             }
             Err(_) => return None,
         };
         let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        Some(Answer { status: reply.status.as_u16(), body })
+        Some(Answer { status: reply.status.as_u16(), body, sent_ms })
     }
 
     fn record(&self, action: Action, key: Option<&str>, answer: Option<&Answer>, amount_cents: Option<i64>) {
@@ -120,8 +123,10 @@ impl Shopper {
         let order_id = order.and_then(|o| o["id"].as_str()).and_then(|id| Uuid::parse_str(id).ok());
         let order_status = order.and_then(|o| o["status"].as_str()).map(str::to_string);
         let problem = body.and_then(|b| b["type"].as_str()).map(str::to_string);
+        let at_ms = self.elapsed_ms();
         let event = Event {
-            at_ms: self.elapsed_ms(),
+            at_ms,
+            sent_ms: answer.map_or(at_ms, |a| a.sent_ms),
             shopper: self.index,
             action,
             key: key.map(str::to_string),
@@ -198,7 +203,8 @@ impl Shopper {
             let mut request = OutboundRequest::new(Method::POST, "/auth/login").json(&credentials);
             request = request.header(header::CONTENT_TYPE, "application/json");
             let reply = self.http.send(&self.gateway, &request, RetryPolicy::once(ANSWER_TIMEOUT_MS)).await.ok();
-            let answer = reply.as_ref().map(|r| Answer { status: r.status.as_u16(), body: Value::Null });
+            let sent_ms = self.elapsed_ms();
+            let answer = reply.as_ref().map(|r| Answer { status: r.status.as_u16(), body: Value::Null, sent_ms });
             self.record(Action::Login, None, answer.as_ref(), None);
             let cookie = reply
                 .as_ref()
@@ -240,22 +246,22 @@ impl Shopper {
         json!({ "items": items, "deliveryInfo": { "address": format!("{} Sim Street", self.index), "preferredTimeSlot": slot } })
     }
 
+    async fn place_once(&self, key: &str, body: &Value) -> Option<Answer> {
+        let answer = self.call(Method::POST, "/api/v1/order", Some(body), Some(key), true).await;
+        self.record(Action::PlaceOrder, Some(key), answer.as_ref(), None);
+        answer
+    }
+
     /// Places an order, retrying the same key after no answer, 5xx or 409 in-progress;
     /// sometimes sends the key twice at once. Returns the order to poll if it answered 202.
     async fn place(&mut self, key: &str, body: &Value, double: bool) -> Option<Uuid> {
         for attempt in 0..STEP_ATTEMPTS_MAX {
             let answer = if double && attempt == 0 {
-                let path = "/api/v1/order";
-                let (first, second) = tokio::join!(
-                    self.call(Method::POST, path, Some(body), Some(key), true),
-                    self.call(Method::POST, path, Some(body), Some(key), true)
-                );
-                self.record(Action::PlaceOrder, Some(key), second.as_ref(), None);
-                first
+                // Each twin is recorded when its own answer arrives.
+                tokio::join!(self.place_once(key, body), self.place_once(key, body)).0
             } else {
-                self.call(Method::POST, "/api/v1/order", Some(body), Some(key), true).await
+                self.place_once(key, body).await
             };
-            self.record(Action::PlaceOrder, Some(key), answer.as_ref(), None);
             let Some(answer) = answer else {
                 self.pause(500).await;
                 continue;
