@@ -171,10 +171,11 @@ impl Shopper {
         }
         let mut pending = Vec::new();
         for (number, order) in self.plan.orders.clone().into_iter().enumerate() {
+            self.pause(order.think_ms).await;
+            // New work starts only in the safety phase.
             if self.elapsed_ms() >= self.scenario.safety_ms {
                 break;
             }
-            self.pause(order.think_ms).await;
             self.side_trip(&order).await;
             let key = format!("order-{}-{number}", self.index);
             if let Some(order_id) = self.place(&key, &self.order_body(&order), order.double_submit).await {

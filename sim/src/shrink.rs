@@ -4,7 +4,7 @@
 //! result is 1-minimal for the reductions tried (removing any one more thing passes).
 
 use crate::faults::Fault;
-use crate::plan::Plan;
+use crate::plan::{Plan, PlannedOrder};
 use crate::run::{run_plan, RunReport};
 use crate::scenario::Scenario;
 
@@ -38,6 +38,20 @@ fn candidates(plan: &Plan) -> Vec<Plan> {
             let mut candidate = plan.clone();
             candidate.shoppers[shopper].orders.remove(order);
             smaller.push(candidate);
+        }
+    }
+    // Plainer orders: no twin, no side trip, no pause.
+    for (shopper, shopper_plan) in plan.shoppers.iter().enumerate() {
+        for (index, order) in shopper_plan.orders.iter().enumerate() {
+            let plain = PlannedOrder { double_submit: false, peek: false, anonymous: false, ..order.clone() };
+            let still = PlannedOrder { think_ms: 0, ..order.clone() };
+            for simpler in [plain, still] {
+                if &simpler != order {
+                    let mut candidate = plan.clone();
+                    candidate.shoppers[shopper].orders[index] = simpler;
+                    smaller.push(candidate);
+                }
+            }
         }
     }
     for (index, planned) in plan.faults.iter().enumerate() {
