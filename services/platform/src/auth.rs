@@ -152,44 +152,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::BoxFuture;
-    use contracts::Timestamp;
-    use std::sync::Mutex;
+    use crate::clock::ManualClock;
     use std::time::Duration;
 
-    struct FixedClock(Mutex<i64>);
-    impl Clock for FixedClock {
-        #[expect(clippy::disallowed_methods, reason = "test clock; only wall time matters here")]
-        fn now(&self) -> tokio::time::Instant {
-            tokio::time::Instant::now()
-        }
-        fn now_utc(&self) -> Timestamp {
-            Timestamp::from_timestamp(*self.0.lock().unwrap(), 0).unwrap()
-        }
-        fn sleep(&self, _duration: Duration) -> BoxFuture<'static, ()> {
-            Box::pin(async {})
-        }
+    fn clock() -> Arc<ManualClock> {
+        Arc::new(ManualClock::new(contracts::Timestamp::from_timestamp(1_000_000, 0).unwrap()))
     }
 
-    fn auth(clock: Arc<FixedClock>, user_secret: &[u8]) -> Auth {
+    fn auth(clock: Arc<ManualClock>, user_secret: &[u8]) -> Auth {
         let secrets = Secrets { user_token_secret: user_secret.to_vec(), service_token_secret: b"svc".to_vec() };
         Auth::new(clock, secrets, "order")
     }
 
     #[test]
     fn tokens_expire_on_the_clock_seam() {
-        let clock = Arc::new(FixedClock(Mutex::new(1_000_000)));
+        let clock = clock();
         let auth = auth(clock.clone(), b"user");
         let user = Uuid::from_u128(7);
         let token = auth.mint_user_token(user);
         assert_eq!(auth.verify(&token, AUDIENCE_USER).unwrap().sub, user.to_string());
-        *clock.0.lock().unwrap() += TOKEN_TTL_S;
+        clock.advance(Duration::from_secs(TOKEN_TTL_S as u64));
         assert_eq!(auth.verify(&token, AUDIENCE_USER), Err(AuthError::Expired));
     }
 
     #[test]
     fn audiences_and_keys_do_not_mix() {
-        let clock = Arc::new(FixedClock(Mutex::new(1_000_000)));
+        let clock = clock();
         let auth = auth(clock.clone(), b"user");
         let user_token = auth.mint_user_token(Uuid::from_u128(1));
         assert!(auth.verify(&user_token, AUDIENCE_INTERNAL).is_err());
