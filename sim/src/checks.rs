@@ -1,11 +1,20 @@
-//! The invariants of SIMULATION.md, checked against the shoppers' history and the final
-//! contents of every service's database, read directly. A violation names the invariant,
-//! the entities and the evidence.
+//! The invariants of SIMULATION.md and the reference model's checks, as pure functions of
+//! the shoppers' history, the end-of-run [`Snapshot`] of every database and the plan. A
+//! violation names the invariant, the entities and the evidence. sim/README.md lists every
+//! check with what it reads.
 
-use crate::cluster::Cluster;
 use crate::history::{Action, Event};
+use crate::model::{
+    fault_windows, faults_touching, hour_of, lowest_available_at, lowest_balance_at, maybe_no_account_at,
+    most_booked_at, tolerance_ms, Window,
+};
+use crate::plan::Plan;
+use crate::run::sim_ms;
+use crate::snapshot::{OrderRow, Participant, Snapshot};
+use contracts::billing::TransactionType;
+use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
-use rusqlite::Connection;
+use contracts::saga::reason;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
@@ -25,7 +34,7 @@ impl std::fmt::Display for Violation {
     }
 }
 
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 13] = [
     "saga atomicity",
     "money",
     "stock",
@@ -36,238 +45,275 @@ pub const NAMES: [&str; 10] = [
     "notifications",
     "termination",
     "access",
+    "internal errors",
+    "justified outcomes",
+    "answers match the contract",
 ];
 
-fn violation(invariant: u8, subject: impl Into<String>, evidence: impl Into<String>) -> Violation {
+/// Invariant numbers of the checks beyond SIMULATION.md's ten.
+pub const INTERNAL_ERRORS: u8 = 11;
+pub const JUSTIFIED_OUTCOMES: u8 = 12;
+pub const CONTRACT: u8 = 13;
+
+pub fn violation(invariant: u8, subject: impl Into<String>, evidence: impl Into<String>) -> Violation {
     Violation { invariant, name: NAMES[usize::from(invariant) - 1], subject: subject.into(), evidence: evidence.into() }
 }
 
-/// One order as the order service recorded it.
-#[derive(Clone, Debug)]
-pub struct OrderRow {
-    pub id: Uuid,
-    pub user_id: String,
-    pub status: String,
-    pub price_cents: i64,
-    pub signature: String,
-    pub created_at: String,
-    pub items: BTreeMap<Uuid, i64>,
-}
-
-fn query<T>(db: &platform::storage::Db, sql: &str, map: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> Vec<T> {
-    db.read(|c: &Connection| {
-        let mut statement = c.prepare(sql)?;
-        let rows = statement.query_map([], |row| map(row))?;
-        rows.collect::<rusqlite::Result<Vec<T>>>()
-    })
-    .expect("the checker's queries match the schemas")
-}
-
-fn uuid(text: String) -> Uuid {
-    Uuid::parse_str(&text).expect("ids are uuids")
-}
-
-pub fn orders(cluster: &Cluster) -> Vec<OrderRow> {
-    let db = &cluster.dbs["order"];
-    let mut orders = query(
-        db,
-        "SELECT id, user_id, status, price_cents, items_signature, created_at FROM orders ORDER BY seq",
-        |r| {
-            Ok(OrderRow {
-                id: uuid(r.get(0)?),
-                user_id: r.get(1)?,
-                status: r.get(2)?,
-                price_cents: r.get(3)?,
-                signature: r.get(4)?,
-                created_at: r.get(5)?,
-                items: BTreeMap::new(),
-            })
-        },
-    );
-    let lines = query(db, "SELECT order_id, product_id, quantity FROM order_items ORDER BY id", |r| {
-        Ok((uuid(r.get(0)?), uuid(r.get(1)?), r.get::<_, i64>(2)?))
-    });
-    for (order_id, product, quantity) in lines {
-        if let Some(order) = orders.iter_mut().find(|o| o.id == order_id) {
-            *order.items.entry(product).or_default() += quantity;
-        }
-    }
-    orders
-}
-
-/// The cheap checks of the "(always)" invariants, run while the simulation runs.
-pub fn always(cluster: &Cluster) -> Vec<Violation> {
+/// The cheap checks of the "(always)" invariants, run while the simulation runs on
+/// [`Snapshot::levels`].
+pub fn always(snapshot: &Snapshot) -> Vec<Violation> {
     let mut found = Vec::new();
-    for (user, balance) in query(&cluster.dbs["billing"], "SELECT user_id, balance_cents FROM accounts", |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    }) {
-        if balance < 0 {
-            found.push(violation(2, format!("user {user}"), format!("balance {balance} cents is below zero")));
-        }
+    for account in snapshot.accounts.iter().filter(|a| a.balance_cents < 0) {
+        let evidence = format!("balance {} cents is below zero", account.balance_cents);
+        found.push(violation(2, format!("user {}", account.user_id), evidence));
     }
-    let stocks =
-        query(&cluster.dbs["warehouse"], "SELECT product_id, total_quantity, reserved_quantity FROM stocks", |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        });
-    for (product, total, reserved) in stocks {
-        if total - reserved < 0 {
-            found.push(violation(
-                3,
-                format!("product {product}"),
-                format!("available {} below zero (total {total}, reserved {reserved})", total - reserved),
-            ));
-        }
+    for stock in snapshot.stocks.iter().filter(|s| s.total - s.reserved < 0 || s.reserved < 0) {
+        let evidence = format!(
+            "available {} below zero (total {}, reserved {})",
+            stock.total - stock.reserved,
+            stock.total,
+            stock.reserved
+        );
+        found.push(violation(3, format!("product {}", stock.product_id), evidence));
     }
-    let slots = query(&cluster.dbs["delivery"], "SELECT slot, capacity, booked FROM delivery_slots", |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    });
-    for (slot, capacity, booked) in slots {
-        if booked > capacity {
-            found.push(violation(4, format!("slot {slot}"), format!("{booked} bookings over capacity {capacity}")));
-        }
+    for slot in snapshot.slots.iter().filter(|s| s.booked > s.capacity) {
+        let evidence = format!("{} bookings over capacity {}", slot.booked, slot.capacity);
+        found.push(violation(4, format!("slot {}", slot.slot), evidence));
+    }
+    for what in &snapshot.unreadable {
+        found.push(violation(CONTRACT, "a database", format!("a value the code should never write: {what}")));
     }
     found
 }
 
-/// Every invariant, after the liveness phase.
-pub fn final_checks(cluster: &Cluster, history: &[Event]) -> Vec<Violation> {
-    let orders = orders(cluster);
-    let mut found = always(cluster);
-    found.extend(saga_money_stock_slots(cluster, &orders));
-    found.extend(idempotency(cluster, &orders, history));
-    found.extend(clients_saw(&orders, history));
+/// Every check, after the liveness phase.
+pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Violation> {
+    let faults = fault_windows(plan);
+    let mut found = always(snapshot);
+    found.extend(saga_atomicity(snapshot));
+    found.extend(money(snapshot, history));
+    found.extend(stock(snapshot));
+    found.extend(slots(snapshot));
+    found.extend(idempotency(snapshot, history));
+    found.extend(clients_saw(snapshot, history));
     found.extend(internal_errors(history));
-    found.extend(duplicates(&orders));
-    found.extend(notifications(cluster, &orders));
-    for order in orders.iter().filter(|o| !matches!(o.status.as_str(), "CONFIRMED" | "FAILED")) {
-        found.push(violation(
-            9,
-            format!("order {}", order.id),
-            format!("still {} after the liveness phase", order.status),
-        ));
+    found.extend(duplicates(snapshot));
+    found.extend(notifications(snapshot));
+    for order in snapshot.orders.iter().filter(|o| !o.status.is_final()) {
+        let evidence = format!("still {} after the liveness phase", order.status.as_str());
+        found.push(violation(9, format!("order {}", order.id), evidence));
     }
-    found.extend(access(history));
+    found.extend(access(snapshot, history));
+    found.extend(justified_failures(snapshot, plan, &faults));
+    found.extend(justified_give_ups(history, &faults));
+    found.extend(last_orders(snapshot, history, plan));
+    found.extend(contract_answers(snapshot, history, &faults));
     found
 }
 
-fn net_debits(cluster: &Cluster) -> BTreeMap<Uuid, (i64, i64, i64)> {
-    let rows = query(
-        &cluster.dbs["billing"],
-        "SELECT order_id, type, amount_cents FROM transactions WHERE order_id IS NOT NULL",
-        |r| Ok((uuid(r.get(0)?), r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
-    );
-    // (withdrawals, refunds, net cents) per order
+/// (withdrawals, refunds, net debit in cents) of each order, from billing's ledger.
+fn net_debits(snapshot: &Snapshot) -> BTreeMap<Uuid, (i64, i64, i64)> {
     let mut debits: BTreeMap<Uuid, (i64, i64, i64)> = BTreeMap::new();
-    for (order, kind, amount) in rows {
+    for line in &snapshot.ledger {
+        let Some(order) = line.order_id else { continue };
         let entry = debits.entry(order).or_default();
-        if kind == "WITHDRAW" {
-            entry.0 += 1;
-            entry.2 += amount;
-        } else {
-            entry.1 += 1;
-            entry.2 -= amount;
+        match line.kind {
+            TransactionType::Withdraw => {
+                entry.0 += 1;
+                entry.2 += line.amount_cents;
+            }
+            TransactionType::Refund => {
+                entry.1 += 1;
+                entry.2 -= line.amount_cents;
+            }
+            TransactionType::Deposit => {}
         }
     }
     debits
 }
 
-fn saga_money_stock_slots(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
-    let mut found = Vec::new();
-    let debits = net_debits(cluster);
-    let reserved = query(
-        &cluster.dbs["warehouse"],
-        "SELECT order_id, product_id, quantity FROM stock_reservations WHERE status = 'RESERVED'",
-        |r| Ok((uuid(r.get(0)?), uuid(r.get(1)?), r.get::<_, i64>(2)?)),
-    );
-    let mut reserved_by_order: BTreeMap<Uuid, BTreeMap<Uuid, i64>> = BTreeMap::new();
-    for (order, product, quantity) in &reserved {
-        *reserved_by_order.entry(*order).or_default().entry(*product).or_default() += quantity;
+fn reserved_by_order(snapshot: &Snapshot) -> BTreeMap<Uuid, BTreeMap<Uuid, i64>> {
+    let mut reserved: BTreeMap<Uuid, BTreeMap<Uuid, i64>> = BTreeMap::new();
+    for row in snapshot.stock_reservations.iter().filter(|r| r.held) {
+        *reserved.entry(row.order_id).or_default().entry(row.product_id).or_default() += row.quantity;
     }
-    let booked: BTreeSet<Uuid> =
-        query(&cluster.dbs["delivery"], "SELECT order_id FROM delivery_reservations WHERE status = 'BOOKED'", |r| {
-            Ok(uuid(r.get(0)?))
-        })
-        .into_iter()
-        .collect();
-    for order in orders {
+    reserved
+}
+
+fn booked_orders(snapshot: &Snapshot) -> BTreeSet<Uuid> {
+    snapshot.bookings.iter().filter(|b| b.held).map(|b| b.order_id).collect()
+}
+
+fn saga_atomicity(snapshot: &Snapshot) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let debits = net_debits(snapshot);
+    let reserved = reserved_by_order(snapshot);
+    let booked = booked_orders(snapshot);
+    for order in &snapshot.orders {
         let (withdrawals, refunds, net) = debits.get(&order.id).copied().unwrap_or_default();
         if withdrawals > 1 || refunds > 1 {
-            found.push(violation(
-                5,
-                format!("order {}", order.id),
-                format!("{withdrawals} withdrawals and {refunds} refunds recorded"),
-            ));
+            let evidence = format!("{withdrawals} withdrawals and {refunds} refunds recorded");
+            found.push(violation(5, format!("order {}", order.id), evidence));
         }
-        let stock = reserved_by_order.get(&order.id);
+        let stock = reserved.get(&order.id);
         let is_booked = booked.contains(&order.id);
         let complete = net == order.price_cents && stock == Some(&order.items) && is_booked;
         let undone = net == 0 && stock.is_none() && !is_booked;
         let evidence = format!(
             "{} with net debit {net} of price {}, stock reserved {stock:?} of {:?}, booked {is_booked}",
-            order.status, order.price_cents, order.items
+            order.status.as_str(),
+            order.price_cents,
+            order.items
         );
-        match order.status.as_str() {
-            "CONFIRMED" if !complete => found.push(violation(1, format!("order {}", order.id), evidence)),
-            "FAILED" if !undone => found.push(violation(1, format!("order {}", order.id), evidence)),
+        match order.status {
+            OrderStatus::Confirmed if !complete => found.push(violation(1, format!("order {}", order.id), evidence)),
+            OrderStatus::Failed if !undone => found.push(violation(1, format!("order {}", order.id), evidence)),
             _ => {}
         }
     }
-    found.extend(money(cluster, orders));
-    found.extend(stock(cluster, orders));
-    found.extend(slots(cluster, orders, &booked));
+    let known: BTreeSet<Uuid> = snapshot.orders.iter().map(|o| o.id).collect();
+    let strays: BTreeSet<Uuid> = debits.keys().chain(reserved.keys()).chain(booked.iter()).copied().collect();
+    for order in strays.difference(&known) {
+        found.push(violation(
+            1,
+            format!("order {order}"),
+            "money, stock or a booking held for an order that does not exist",
+        ));
+    }
     found
 }
 
-fn money(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
-    let billing = &cluster.dbs["billing"];
+fn money(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
+    let mut found = Vec::new();
     let deposits: i64 =
-        query(billing, "SELECT COALESCE(SUM(amount_cents), 0) FROM transactions WHERE type = 'DEPOSIT'", |r| r.get(0))
-            [0];
-    let balances: i64 = query(billing, "SELECT COALESCE(SUM(balance_cents), 0) FROM accounts", |r| r.get(0))[0];
-    let confirmed: i64 = orders.iter().filter(|o| o.status == "CONFIRMED").map(|o| o.price_cents).sum();
+        snapshot.ledger.iter().filter(|l| l.kind == TransactionType::Deposit).map(|l| l.amount_cents).sum();
+    let balances: i64 = snapshot.accounts.iter().map(|a| a.balance_cents).sum();
+    let confirmed: i64 =
+        snapshot.orders.iter().filter(|o| o.status == OrderStatus::Confirmed).map(|o| o.price_cents).sum();
     if deposits != balances + confirmed {
         let evidence = format!(
             "deposits {deposits} != balances {balances} + confirmed prices {confirmed} (off by {})",
             deposits - balances - confirmed
         );
-        return vec![violation(2, "the store", evidence)];
+        found.push(violation(2, "the store", evidence));
     }
-    Vec::new()
-}
-
-fn stock(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
-    let mut found = Vec::new();
-    let stocks =
-        query(&cluster.dbs["warehouse"], "SELECT product_id, total_quantity, reserved_quantity FROM stocks", |r| {
-            Ok((uuid(r.get(0)?), r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        });
-    for (product, total, reserved) in stocks {
-        let initial = cluster.initial_stock.get(&product).copied().unwrap_or(0);
-        let confirmed: i64 =
-            orders.iter().filter(|o| o.status == "CONFIRMED").filter_map(|o| o.items.get(&product)).sum();
-        if total != initial || reserved != confirmed {
-            let evidence =
-                format!("initial {initial}, total now {total}, reserved {reserved}, confirmed orders hold {confirmed}");
-            found.push(violation(3, format!("product {product}"), evidence));
+    // Per account: the ledger adds up to the balance.
+    for account in &snapshot.accounts {
+        let lines: i64 = snapshot.ledger.iter().filter(|l| l.account_id == account.id).map(|l| l.effect_cents()).sum();
+        if lines != account.balance_cents {
+            let evidence = format!("ledger adds up to {lines}, balance is {}", account.balance_cents);
+            found.push(violation(2, format!("user {}", account.user_id), evidence));
+        }
+    }
+    // An order's lines are on its own user's account.
+    for line in &snapshot.ledger {
+        let Some(order_id) = line.order_id else { continue };
+        let (Some(order), owner) = (snapshot.order(order_id), snapshot.owner_of(line.account_id)) else { continue };
+        if owner != Some(order.user_id) {
+            let evidence = format!(
+                "{:?} of {} cents booked to account {} (user {owner:?}), the order's user is {}",
+                line.kind, line.amount_cents, line.account_id, order.user_id
+            );
+            found.push(violation(2, format!("order {order_id}"), evidence));
+        }
+    }
+    // Every deposit acknowledged to a shopper is in the ledger once, with its amount, on
+    // that shopper's account.
+    let shopper_users = shopper_users(snapshot);
+    for event in history.iter().filter(|e| e.action == Action::Deposit && e.status == Some(200)) {
+        let Some(transaction_id) = event.transaction_id else { continue };
+        let lines: Vec<_> = snapshot.ledger.iter().filter(|l| l.id == transaction_id).collect();
+        let user = shopper_users.get(&event.shopper).copied();
+        let right = lines.len() == 1
+            && lines[0].kind == TransactionType::Deposit
+            && Some(lines[0].amount_cents) == event.amount_cents
+            && snapshot.owner_of(lines[0].account_id) == user;
+        if !right {
+            let evidence = format!(
+                "deposit of {:?} cents acknowledged at {} ms as transaction {transaction_id}; the ledger holds {lines:?}",
+                event.amount_cents, event.at_ms
+            );
+            found.push(violation(2, format!("shopper-{}", event.shopper), evidence));
         }
     }
     found
 }
 
-fn slots(cluster: &Cluster, orders: &[OrderRow], booked: &BTreeSet<Uuid>) -> Vec<Violation> {
+/// Each shopper's user id, by the email the shoppers register with.
+pub fn shopper_users(snapshot: &Snapshot) -> BTreeMap<u32, Uuid> {
+    snapshot
+        .users
+        .iter()
+        .filter_map(|(email, id)| {
+            let index = email.strip_prefix("shopper")?.strip_suffix("@example.com")?.parse().ok()?;
+            Some((index, *id))
+        })
+        .collect()
+}
+
+fn stock(snapshot: &Snapshot) -> Vec<Violation> {
     let mut found = Vec::new();
-    let counted: i64 =
-        query(&cluster.dbs["delivery"], "SELECT COALESCE(SUM(booked), 0) FROM delivery_slots", |r| r.get(0))[0];
-    let confirmed: BTreeSet<Uuid> = orders.iter().filter(|o| o.status == "CONFIRMED").map(|o| o.id).collect();
-    if &confirmed != booked || counted != confirmed.len() as i64 {
-        let evidence =
-            format!("{} CONFIRMED orders, {} bookings, slot counters sum to {counted}", confirmed.len(), booked.len());
-        found.push(violation(4, "the delivery slots", evidence));
+    for stock in &snapshot.stocks {
+        let initial = snapshot.initial_stock.get(&stock.product_id).copied().unwrap_or(0);
+        let confirmed: i64 = snapshot
+            .orders
+            .iter()
+            .filter(|o| o.status == OrderStatus::Confirmed)
+            .filter_map(|o| o.items.get(&stock.product_id))
+            .sum();
+        let held: i64 = snapshot
+            .stock_reservations
+            .iter()
+            .filter(|r| r.held && r.product_id == stock.product_id)
+            .map(|r| r.quantity)
+            .sum();
+        if stock.total != initial || stock.reserved != confirmed || stock.reserved != held {
+            let evidence = format!(
+                "initial {initial}, total now {}, reserved {}, live reservations hold {held}, confirmed orders hold {confirmed}",
+                stock.total, stock.reserved
+            );
+            found.push(violation(3, format!("product {}", stock.product_id), evidence));
+        }
     }
     found
 }
 
-fn idempotency(cluster: &Cluster, orders: &[OrderRow], history: &[Event]) -> Vec<Violation> {
+fn slots(snapshot: &Snapshot) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let booked = booked_orders(snapshot);
+    let confirmed: BTreeSet<Uuid> =
+        snapshot.orders.iter().filter(|o| o.status == OrderStatus::Confirmed).map(|o| o.id).collect();
+    if confirmed != booked {
+        let evidence = format!(
+            "{} CONFIRMED orders, {} bookings; confirmed without booking {:?}, booked not confirmed {:?}",
+            confirmed.len(),
+            booked.len(),
+            confirmed.difference(&booked).collect::<Vec<_>>(),
+            booked.difference(&confirmed).collect::<Vec<_>>()
+        );
+        found.push(violation(4, "the delivery slots", evidence));
+    }
+    for slot in &snapshot.slots {
+        let live = snapshot.bookings.iter().filter(|b| b.held && b.slot == slot.slot).count() as i64;
+        if live != slot.booked {
+            let evidence = format!("counter says {} booked, {live} live bookings", slot.booked);
+            found.push(violation(4, format!("slot {}", slot.slot), evidence));
+        }
+    }
+    for booking in snapshot.bookings.iter().filter(|b| b.held) {
+        let Some(order) = snapshot.order(booking.order_id) else { continue };
+        if booking.slot != order.slot || booking.user_id != order.user_id {
+            let evidence = format!(
+                "booked slot {} for user {}; the order asks slot {} for user {}",
+                booking.slot, booking.user_id, order.slot, order.user_id
+            );
+            found.push(violation(4, format!("order {}", order.id), evidence));
+        }
+    }
+    found
+}
+
+fn idempotency(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     let mut found = Vec::new();
     // Every answer that names an order for a key names the same one (a 409 duplicate names
     // the similar order, consistently).
@@ -301,44 +347,49 @@ fn idempotency(cluster: &Cluster, orders: &[OrderRow], history: &[Event]) -> Vec
     }
     for ((shopper, key), ids) in &named {
         if ids.len() > 1 {
-            found.push(violation(
-                5,
-                format!("shopper-{shopper} key {key}"),
-                format!("answers named {} orders: {ids:?}", ids.len()),
-            ));
+            let evidence = format!("answers named {} orders: {ids:?}", ids.len());
+            found.push(violation(5, format!("shopper-{shopper} key {key}"), evidence));
         }
     }
-    let keys = query(
-        &cluster.dbs["order"],
-        "SELECT COUNT(*), COUNT(DISTINCT user_id || '/' || key) FROM idempotency_keys",
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-    );
-    if keys[0].0 != keys[0].1 {
-        found.push(violation(5, "idempotency keys", format!("{} records for {} distinct keys", keys[0].0, keys[0].1)));
+    let keyed: BTreeMap<Uuid, usize> =
+        snapshot.keys.iter().filter(|k| !k.duplicate).fold(BTreeMap::new(), |mut m, k| {
+            *m.entry(k.order_id).or_default() += 1;
+            m
+        });
+    for order in &snapshot.orders {
+        match keyed.get(&order.id) {
+            Some(1) => {}
+            count => {
+                let evidence = format!("{} idempotency keys made this order", count.copied().unwrap_or(0));
+                found.push(violation(5, format!("order {}", order.id), evidence));
+            }
+        }
     }
-    let order_keys = query(
-        &cluster.dbs["order"],
-        "SELECT order_id, COUNT(*) FROM idempotency_keys WHERE outcome = 'ORDER' GROUP BY order_id",
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-    );
-    let keyed: BTreeSet<String> = order_keys.iter().map(|(o, _)| o.clone()).collect();
-    for order in orders.iter().filter(|o| !keyed.contains(&o.id.to_string())) {
-        found.push(violation(5, format!("order {}", order.id), "an order with no idempotency key"));
-    }
-    let deposits = query(&cluster.dbs["billing"], "SELECT a.user_id, COUNT(*) FROM transactions t JOIN accounts a ON a.id = t.account_id WHERE t.type = 'DEPOSIT' GROUP BY a.user_id", |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    });
-    for (user, count) in deposits {
-        if count > 1 {
-            found.push(violation(5, format!("user {user}"), format!("one keyed deposit applied {count} times")));
+    // A keyed deposit is applied once: every deposit line is named by one key, or answers
+    // one unkeyed request.
+    let by_key: BTreeSet<Uuid> = snapshot.deposit_keys.iter().map(|k| k.transaction_id).collect();
+    let users = shopper_users(snapshot);
+    for (shopper, user) in &users {
+        let Some(account) = snapshot.account_of(*user) else { continue };
+        let unkeyed_lines = snapshot
+            .ledger
+            .iter()
+            .filter(|l| l.account_id == account.id && l.kind == TransactionType::Deposit && !by_key.contains(&l.id))
+            .count();
+        let unkeyed_requests =
+            history.iter().filter(|e| e.shopper == *shopper && e.action == Action::Deposit && e.key.is_none()).count();
+        if unkeyed_lines > unkeyed_requests {
+            let evidence =
+                format!("{unkeyed_lines} deposits named by no key, {unkeyed_requests} unkeyed deposit requests sent");
+            found.push(violation(5, format!("user {user}"), evidence));
         }
     }
     found
 }
 
-fn clients_saw(orders: &[OrderRow], history: &[Event]) -> Vec<Violation> {
+fn clients_saw(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     let mut found = Vec::new();
-    let status_of: BTreeMap<Uuid, &str> = orders.iter().map(|o| (o.id, o.status.as_str())).collect();
+    let status_of: BTreeMap<Uuid, OrderStatus> = snapshot.orders.iter().map(|o| (o.id, o.status)).collect();
     // Every status read of each order: (sent, answered, status).
     let mut reads: BTreeMap<Uuid, Vec<(u64, u64, OrderStatus)>> = BTreeMap::new();
     for event in history {
@@ -347,19 +398,25 @@ fn clients_saw(orders: &[OrderRow], history: &[Event]) -> Vec<Violation> {
             continue;
         };
         let promised = match (event.status, event.problem.as_deref()) {
-            (Some(201), _) => Some("CONFIRMED"),
-            (Some(422), Some("/problems/order-rejected")) => Some("FAILED"),
+            (Some(201), _) => Some(OrderStatus::Confirmed),
+            (Some(422), Some("/problems/order-rejected")) => Some(OrderStatus::Failed),
             _ => None,
         };
         if let Some(promised) = promised.filter(|_| event.action == Action::PlaceOrder) {
-            let end = status_of.get(&order).copied().unwrap_or("missing");
-            if end != promised {
+            let end = status_of.get(&order).map_or("missing", |s| s.as_str());
+            if end != promised.as_str() {
                 let evidence =
                     format!("answered {} at {} ms, {end} at the end", event.status.unwrap_or(0), event.at_ms);
                 found.push(violation(6, format!("order {order}"), evidence));
             }
         }
         reads.entry(order).or_default().push((event.sent_ms, event.at_ms, seen));
+    }
+    // The database's final status is the last read of every order.
+    for (order, reads) in &mut reads {
+        if let Some(status) = status_of.get(order) {
+            reads.push((u64::MAX, u64::MAX, *status));
+        }
     }
     // A read sent after another was answered must not see an earlier status; reads that
     // overlap in time (a double submit) may be served in either order.
@@ -371,8 +428,8 @@ fn clients_saw(orders: &[OrderRow], history: &[Event]) -> Vec<Violation> {
                 .map(|later| (answered, before, later))
         });
         if let Some((answered, before, (_, later_at, after))) = backwards {
-            let evidence =
-                format!("read {} at {answered} ms, then {} at {later_at} ms", before.as_str(), after.as_str());
+            let later = if *later_at == u64::MAX { "at the end".to_string() } else { format!("at {later_at} ms") };
+            let evidence = format!("read {} at {answered} ms, then {} {later}", before.as_str(), after.as_str());
             found.push(violation(6, format!("order {order}"), evidence));
         }
     }
@@ -390,16 +447,17 @@ fn internal_errors(history: &[Event]) -> Vec<Violation> {
     found
 }
 
-fn duplicates(orders: &[OrderRow]) -> Vec<Violation> {
+/// Two orders with the same items (computed from their lines) under five minutes apart,
+/// neither FAILED.
+fn duplicates(snapshot: &Snapshot) -> Vec<Violation> {
     let mut found = Vec::new();
-    let live: Vec<&OrderRow> = orders.iter().filter(|o| o.status != "FAILED").collect();
+    let live: Vec<&OrderRow> = snapshot.orders.iter().filter(|o| o.status != OrderStatus::Failed).collect();
     for (index, a) in live.iter().enumerate() {
         for b in &live[index + 1..] {
-            if a.user_id != b.user_id || a.signature != b.signature {
+            if a.user_id != b.user_id || a.signature() != b.signature() {
                 continue;
             }
-            let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|t| t.timestamp_millis()).unwrap_or(0);
-            let apart_ms = (time(&a.created_at) - time(&b.created_at)).abs();
+            let apart_ms = (a.created_at - b.created_at).num_milliseconds().abs();
             if apart_ms < 5 * 60 * 1000 {
                 found.push(violation(
                     7,
@@ -412,36 +470,42 @@ fn duplicates(orders: &[OrderRow]) -> Vec<Violation> {
     found
 }
 
-fn notifications(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
+fn notifications(snapshot: &Snapshot) -> Vec<Violation> {
     let mut found = Vec::new();
-    let counts = query(
-        &cluster.dbs["notification"],
-        "SELECT order_id, type, COUNT(*) FROM notifications GROUP BY order_id, type",
-        |r| Ok((uuid(r.get(0)?), r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
-    );
-    let mut by_order: BTreeMap<Uuid, BTreeMap<String, i64>> = BTreeMap::new();
-    for (order, kind, count) in counts {
-        by_order.entry(order).or_default().insert(kind, count);
+    let mut by_order: BTreeMap<Uuid, BTreeMap<NotificationType, i64>> = BTreeMap::new();
+    for notification in &snapshot.notifications {
+        *by_order.entry(notification.order_id).or_default().entry(notification.kind).or_default() += 1;
+        let Some(order) = snapshot.order(notification.order_id) else { continue };
+        if notification.user_id != order.user_id || notification.amount_cents != Some(order.price_cents) {
+            let evidence = format!(
+                "{} for user {} amount {:?}; the order's user is {}, its price {}",
+                notification.kind.as_str(),
+                notification.user_id,
+                notification.amount_cents,
+                order.user_id,
+                order.price_cents
+            );
+            found.push(violation(8, format!("order {}", order.id), evidence));
+        }
     }
-    let debits = net_debits(cluster);
-    for order in orders {
+    let debits = net_debits(snapshot);
+    for order in &snapshot.orders {
         let (withdrawals, refunds, _) = debits.get(&order.id).copied().unwrap_or_default();
-        let expected: BTreeMap<String, i64> = [
-            ("PAYMENT_DEBITED", withdrawals.min(1)),
-            ("PAYMENT_REFUNDED", refunds.min(1)),
-            ("ORDER_CONFIRMED", i64::from(order.status == "CONFIRMED")),
-            ("ORDER_FAILED", i64::from(order.status == "FAILED")),
+        let expected: BTreeMap<NotificationType, i64> = [
+            (NotificationType::PaymentDebited, withdrawals.min(1)),
+            (NotificationType::PaymentRefunded, refunds.min(1)),
+            (NotificationType::OrderConfirmed, i64::from(order.status == OrderStatus::Confirmed)),
+            (NotificationType::OrderFailed, i64::from(order.status == OrderStatus::Failed)),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| (k.to_string(), n))
         .collect();
         let actual = by_order.remove(&order.id).unwrap_or_default();
         if actual != expected {
             found.push(violation(
                 8,
                 format!("order {}", order.id),
-                format!("notifications {actual:?}, expected {expected:?} for {}", order.status),
+                format!("notifications {actual:?}, expected {expected:?} for {}", order.status.as_str()),
             ));
         }
     }
@@ -452,21 +516,27 @@ fn notifications(cluster: &Cluster, orders: &[OrderRow]) -> Vec<Violation> {
             format!("notifications {actual:?} for an order that does not exist"),
         ));
     }
-    for service in ["billing", "order"] {
-        let pending: i64 = query(&cluster.dbs[service], "SELECT COUNT(*) FROM outbox", |r| r.get(0))[0];
-        if pending > 0 {
-            found.push(violation(8, format!("{service}'s outbox"), format!("{pending} events never delivered")));
-        }
+    for (service, pending) in snapshot.outbox.iter().filter(|(_, n)| **n > 0) {
+        found.push(violation(8, format!("{service}'s outbox"), format!("{pending} events never delivered")));
     }
     found
 }
 
-fn access(history: &[Event]) -> Vec<Violation> {
+fn access(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     let mut found = Vec::new();
+    let users = shopper_users(snapshot);
     for event in history {
+        let own = users.get(&event.shopper).copied();
         let leaked = match event.action {
             Action::Anonymous => event.status.is_some_and(|s| s != 401),
             Action::Peek => event.status.is_some_and(|s| (200..300).contains(&s)),
+            Action::PollOrder | Action::PlaceOrder => {
+                event.status == Some(200) && event.order.as_ref().is_some_and(|o| Some(o.user_id) != own)
+            }
+            Action::ListOrders => event
+                .listed
+                .as_ref()
+                .is_some_and(|ids| ids.iter().any(|id| snapshot.order(*id).is_some_and(|o| Some(o.user_id) != own))),
             _ => false,
         };
         if leaked {
@@ -475,4 +545,279 @@ fn access(history: &[Event]) -> Vec<Violation> {
         }
     }
     found
+}
+
+/// The simulated times of the order's saga: its first and last log lines.
+fn saga_span_ms(snapshot: &Snapshot, plan: &Plan, order_id: Uuid) -> Option<(u64, u64)> {
+    let mut times = snapshot.saga_log.iter().filter(|e| e.order_id == order_id).map(|e| sim_ms(plan, "order", e.at));
+    let first = times.next()?;
+    Some(times.fold((first, first), |(low, high), t| (low.min(t), high.max(t))))
+}
+
+/// Why a participant's refusal with `message` of the order may have been right, or `None`.
+fn refusal_justified(snapshot: &Snapshot, plan: &Plan, order: &OrderRow, message: &str) -> Result<(), String> {
+    let participant = match message {
+        reason::INSUFFICIENT_FUNDS | reason::NO_ACCOUNT => Participant::Billing,
+        reason::OUT_OF_STOCK => Participant::Warehouse,
+        _ => Participant::Delivery,
+    };
+    let service = participant.service();
+    let operation = snapshot.operations.get(&participant).and_then(|ops| ops.get(&order.id));
+    let Some(operation) = operation.filter(|op| op.message == message) else {
+        return Err(format!("{service} holds no refusal {message} of this order ({operation:?})"));
+    };
+    let t = operation.created_at;
+    let tolerance = tolerance_ms(plan, service);
+    match message {
+        reason::INSUFFICIENT_FUNDS => match lowest_balance_at(snapshot, order.user_id, t, tolerance) {
+            Some(lowest) if lowest >= order.price_cents => Err(format!(
+                "billing refused at {t} but the balance was at least {lowest} cents for a price of {}",
+                order.price_cents
+            )),
+            _ => Ok(()),
+        },
+        reason::NO_ACCOUNT if !maybe_no_account_at(snapshot, order.user_id, t, tolerance) => {
+            Err(format!("billing refused at {t} though the account existed before"))
+        }
+        reason::OUT_OF_STOCK => {
+            let short = order
+                .items
+                .iter()
+                .any(|(product, quantity)| lowest_available_at(snapshot, *product, order.id, t, tolerance) < *quantity);
+            let levels: Vec<(Uuid, i64, i64)> = order
+                .items
+                .iter()
+                .map(|(p, q)| (*p, *q, lowest_available_at(snapshot, *p, order.id, t, tolerance)))
+                .collect();
+            if short {
+                Ok(())
+            } else {
+                Err(format!("the warehouse refused at {t}; (product, asked, at least available): {levels:?}"))
+            }
+        }
+        reason::NO_DELIVERY_SLOT => {
+            let Some(slot) = snapshot.slots.iter().find(|s| s.slot == order.slot) else { return Ok(()) };
+            let booked = most_booked_at(snapshot, order.slot, order.id, t, tolerance);
+            let latest_now = t + chrono::TimeDelta::milliseconds(tolerance);
+            if booked >= slot.capacity || order.slot < hour_of(latest_now) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "delivery refused at {t}; the slot had at most {booked} of {} booked and was not past",
+                    slot.capacity
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every FAILED order failed for a reason the model can justify: a participant's business
+/// refusal that the ledger, the stock or the slot's bookings bear out, or an unavailable
+/// service while a fault touched its saga.
+fn justified_failures(snapshot: &Snapshot, plan: &Plan, faults: &[Window]) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for order in snapshot.orders.iter().filter(|o| o.status == OrderStatus::Failed) {
+        let message = order.error_message.as_deref().unwrap_or("");
+        let business = [reason::INSUFFICIENT_FUNDS, reason::NO_ACCOUNT, reason::OUT_OF_STOCK, reason::NO_DELIVERY_SLOT];
+        let verdict = if business.contains(&message) {
+            refusal_justified(snapshot, plan, order, message)
+        } else {
+            let (begin, end) = saga_span_ms(snapshot, plan, order.id).unwrap_or((0, u64::MAX));
+            if faults_touching(faults, begin, end).is_empty() {
+                Err(format!("failed with {message:?} between {begin} and {end} ms, and no fault touched its saga"))
+            } else {
+                Ok(())
+            }
+        };
+        if let Err(evidence) = verdict {
+            found.push(violation(JUSTIFIED_OUTCOMES, format!("order {}", order.id), evidence));
+        }
+    }
+    found
+}
+
+/// A shopper gives up on a step only when a fault kept it from succeeding.
+fn justified_give_ups(history: &[Event], faults: &[Window]) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for gave_up in history.iter().filter(|e| e.action == Action::GaveUp) {
+        let Some(step) = gave_up.about else { continue };
+        let first = history
+            .iter()
+            .filter(|e| e.shopper == gave_up.shopper && e.action == step && e.at_ms <= gave_up.at_ms)
+            .map(|e| e.sent_ms)
+            .min()
+            .unwrap_or(gave_up.at_ms);
+        if faults_touching(faults, first, gave_up.at_ms).is_empty() {
+            let evidence =
+                format!("gave up on {step:?} at {} ms, tried since {first} ms, with no fault", gave_up.at_ms);
+            found.push(violation(JUSTIFIED_OUTCOMES, format!("shopper-{}", gave_up.shopper), evidence));
+        }
+    }
+    found
+}
+
+/// After healing, every shopper whose setup succeeded places one last order it can afford,
+/// and a correct store confirms it (or refuses it for a reason the model bears out).
+fn last_orders(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let stock_left = snapshot.stocks.iter().any(|s| s.total > s.reserved);
+    for shopper in &plan.shoppers {
+        let mine: Vec<&Event> = history.iter().filter(|e| e.shopper == shopper.index).collect();
+        if mine.iter().any(|e| e.action == Action::GaveUp) {
+            continue; // judged by the give-up check
+        }
+        let placed: Vec<&&Event> = mine.iter().filter(|e| e.asked.as_ref().is_some_and(|a| a.last)).collect();
+        let subject = format!("shopper-{}", shopper.index);
+        let Some(order_id) = placed.iter().find_map(|e| e.order_id) else {
+            if stock_left || !placed.is_empty() {
+                let answers: Vec<Option<u16>> = placed.iter().map(|e| e.status).collect();
+                let evidence = format!("no last order after healing (answers {answers:?}; stock left: {stock_left})");
+                found.push(violation(JUSTIFIED_OUTCOMES, subject, evidence));
+            }
+            continue;
+        };
+        let Some(order) = snapshot.order(order_id) else { continue };
+        let verdict = match (order.status, order.error_message.as_deref()) {
+            (OrderStatus::Confirmed, _) => Ok(()),
+            (OrderStatus::Failed, Some(message @ (reason::OUT_OF_STOCK | reason::NO_DELIVERY_SLOT))) => {
+                refusal_justified(snapshot, plan, order, message)
+            }
+            (status, message) => Err(format!("ended {} ({message:?})", status.as_str())),
+        };
+        if let Err(why) = verdict {
+            let evidence = format!("the last order {order_id}, placed after healing, {why}");
+            found.push(violation(JUSTIFIED_OUTCOMES, subject, evidence));
+        }
+    }
+    found
+}
+
+/// The answers the contract's tables allow for a well-formed request of `action`.
+fn allowed(action: Action) -> &'static [u16] {
+    match action {
+        Action::Register => &[201, 409],
+        Action::Login => &[200],
+        Action::OpenAccount => &[200, 201],
+        Action::Deposit | Action::PollOrder | Action::ListOrders | Action::ReadAccount | Action::ReadCatalog => &[200],
+        Action::PlaceOrder => &[200, 201, 202, 409, 422],
+        Action::Peek => &[404],
+        Action::Anonymous => &[401],
+        Action::GaveUp => &[],
+    }
+}
+
+/// Every answer is one the contract allows for that request in that state, with the
+/// contract's body.
+fn contract_answers(snapshot: &Snapshot, history: &[Event], faults: &[Window]) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let catalog: BTreeMap<Uuid, i64> = warehouse::DEMO_CATALOG.iter().map(|c| (c.id, c.price_cents)).collect();
+    for (index, event) in history.iter().enumerate().filter(|(_, e)| e.action != Action::GaveUp) {
+        let subject = format!("shopper-{}", event.shopper);
+        let describe = |why: &str| {
+            format!(
+                "{:?}{} sent at {} ms answered {} at {} ms: {why}",
+                event.action,
+                event.key.as_ref().map_or(String::new(), |k| format!(" key {k}")),
+                event.sent_ms,
+                event.status.map_or("nothing".to_string(), |s| s.to_string()),
+                event.at_ms
+            )
+        };
+        let touched = !faults_touching(faults, event.sent_ms, event.at_ms).is_empty();
+        match event.status {
+            None | Some(503) if touched => continue,
+            None | Some(503) => {
+                found.push(violation(CONTRACT, subject, describe("unavailable with no fault")));
+                continue;
+            }
+            Some(500 | 502) => continue, // reported as an internal error
+            Some(status) if !allowed(event.action).contains(&status) => {
+                found.push(violation(CONTRACT, subject, describe("not an answer the contract allows here")));
+                continue;
+            }
+            Some(_) => {}
+        }
+        if let Some(what) = &event.malformed {
+            found.push(violation(CONTRACT, subject, describe(&format!("malformed body: {what}"))));
+            continue;
+        }
+        let earlier = &history[..index];
+        let same_step_before = earlier.iter().any(|e| e.shopper == event.shopper && e.action == event.action);
+        let verdict = match (event.action, event.status) {
+            // 409 email taken / 200 account exists: only after an earlier attempt of ours.
+            (Action::Register, Some(409)) | (Action::OpenAccount, Some(200)) if !same_step_before => {
+                Err("answered as a repeat, but this was the first attempt".to_string())
+            }
+            (Action::PlaceOrder, Some(status)) => order_answer(snapshot, history, event, status, &catalog),
+            _ => Ok(()),
+        };
+        if let Err(why) = verdict {
+            found.push(violation(CONTRACT, subject, describe(&why)));
+        }
+    }
+    found
+}
+
+/// A `POST /api/v1/order` answer against the decision table.
+fn order_answer(
+    snapshot: &Snapshot,
+    history: &[Event],
+    event: &Event,
+    status: u16,
+    catalog: &BTreeMap<Uuid, i64>,
+) -> Result<(), String> {
+    let problem = event.problem.as_deref();
+    let Some(asked) = &event.asked else { return Ok(()) };
+    let carried = event.order.as_ref();
+    match (status, problem) {
+        (409, Some("/problems/idempotency-request-in-progress")) => return Ok(()),
+        (409, Some("/problems/duplicate-order")) => {
+            let Some(similar) = carried else { return Err("a duplicate-order problem without its order".into()) };
+            let Some(row) = snapshot.order(similar.id) else { return Err("names an order that does not exist".into()) };
+            let users = shopper_users(snapshot);
+            if Some(row.user_id) != users.get(&event.shopper).copied() || row.items != asked.items {
+                return Err(format!("names order {} of other items or another user: {:?}", row.id, row.items));
+            }
+            return Ok(());
+        }
+        (409, _) => return Err("409 with an unknown problem type".into()),
+        (422, Some("/problems/order-rejected")) => {
+            let Some(order) = carried else { return Err("a rejection without its order".into()) };
+            if order.status != OrderStatus::Failed {
+                return Err(format!("a rejection carrying a {} order", order.status.as_str()));
+            }
+        }
+        // The shoppers never reuse a key with another body.
+        (422, _) => return Err("422 to a key used with this very body".into()),
+        (200..=202, _) => {}
+        _ => return Err("not an answer the decision table has".into()),
+    }
+    let Some(order) = carried else { return Err("no order in the answer".into()) };
+    // The order as created: its items, price, delivery and owner; a replay names the same.
+    let price: i64 = asked.items.iter().map(|(p, q)| catalog.get(p).copied().unwrap_or(0) * q).sum();
+    let users = shopper_users(snapshot);
+    if order.items != asked.items || order.slot != asked.slot || order.price_cents != price {
+        return Err(format!(
+            "carries items {:?} slot {} price {}; asked {:?} slot {} at price {price}",
+            order.items, order.slot, order.price_cents, asked.items, asked.slot
+        ));
+    }
+    if Some(order.user_id) != users.get(&event.shopper).copied() {
+        return Err(format!("carries an order of user {}", order.user_id));
+    }
+    if status == 201 && order.status != OrderStatus::Confirmed {
+        return Err(format!("201 with a {} order", order.status.as_str()));
+    }
+    if status == 202 && order.status.is_final() {
+        return Err(format!("202 with a {} order", order.status.as_str()));
+    }
+    // A 200 replays a key sent before (or at the same moment, by a twin).
+    let sent_before = history
+        .iter()
+        .any(|e| e.shopper == event.shopper && e.key == event.key && e.sent_ms <= event.sent_ms && e != event);
+    if status == 200 && !sent_before {
+        return Err("200 replay of a key never sent before".into());
+    }
+    Ok(())
 }

@@ -1,7 +1,12 @@
-//! The history: every request a shopper made and the answer it saw, with simulated time.
+//! The history: every request a shopper made and the answer it saw, with simulated time,
+//! and what the answer said in the contract's terms (the order it carried, the deposit it
+//! acknowledged), so the checks can hold each answer to the contract.
 
+use contracts::order::{Order, OrderStatus};
+use contracts::Timestamp;
 use serde::Serialize;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use uuid::Uuid;
 
@@ -19,6 +24,53 @@ pub enum Action {
     Peek,
     /// A call without a session.
     Anonymous,
+    /// The shopper's own account (before its final order).
+    ReadAccount,
+    /// The catalog (before its final order).
+    ReadCatalog,
+    /// The shopper gave up on a step after its last attempt (`about` names the step).
+    GaveUp,
+}
+
+/// An order as an answer carried it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SeenOrder {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub status: OrderStatus,
+    pub price_cents: i64,
+    /// Product → quantity.
+    pub items: BTreeMap<Uuid, i64>,
+    pub slot: Timestamp,
+    pub error_message: Option<String>,
+}
+
+impl SeenOrder {
+    pub fn from_order(order: &Order) -> SeenOrder {
+        let mut items = BTreeMap::new();
+        for item in &order.items {
+            *items.entry(item.product_id).or_default() += item.quantity;
+        }
+        SeenOrder {
+            id: order.id,
+            user_id: order.user_id,
+            status: order.status,
+            price_cents: order.price.cents(),
+            items,
+            slot: order.delivery_info.preferred_time_slot,
+            error_message: order.error_message.clone(),
+        }
+    }
+}
+
+/// What a `PlaceOrder` asked for.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct AskedOrder {
+    /// Product → quantity.
+    pub items: BTreeMap<Uuid, i64>,
+    pub slot: Timestamp,
+    /// The shopper's last order, placed after healing: it must confirm.
+    pub last: bool,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -38,6 +90,51 @@ pub struct Event {
     pub order_status: Option<String>,
     /// Deposits: the amount in cents. Peeks: the owner's shopper index.
     pub amount_cents: Option<i64>,
+    /// The order the answer carried (its body, or a problem's `order` member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<SeenOrder>,
+    /// What an order request asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked: Option<AskedOrder>,
+    /// A deposit's acknowledged transaction; an account read's balance is in `balance_cents`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_cents: Option<i64>,
+    /// The order ids a list answer held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<Vec<Uuid>>,
+    /// `GaveUp`: the step given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<Action>,
+    /// A success answer whose body did not have the contract's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<String>,
+}
+
+impl Event {
+    /// An event with only the fields every event has.
+    pub fn new(shopper: u32, action: Action, sent_ms: u64, at_ms: u64) -> Event {
+        Event {
+            at_ms,
+            sent_ms,
+            shopper,
+            action,
+            key: None,
+            status: None,
+            problem: None,
+            order_id: None,
+            order_status: None,
+            amount_cents: None,
+            order: None,
+            asked: None,
+            transaction_id: None,
+            balance_cents: None,
+            listed: None,
+            about: None,
+            malformed: None,
+        }
+    }
 }
 
 pub type History = Rc<RefCell<Vec<Event>>>;
@@ -47,6 +144,9 @@ impl Event {
     pub fn line(&self) -> String {
         let status = self.status.map_or("no answer".to_string(), |s| s.to_string());
         let mut line = format!("{:>7} ms shopper-{} {:?} -> {status}", self.at_ms, self.shopper, self.action);
+        if let Some(about) = self.about {
+            line.push_str(&format!(" step={about:?}"));
+        }
         if let Some(key) = &self.key {
             line.push_str(&format!(" key={key}"));
         }
@@ -58,6 +158,9 @@ impl Event {
         }
         if let Some(problem) = &self.problem {
             line.push_str(&format!(" problem={problem}"));
+        }
+        if let Some(what) = &self.malformed {
+            line.push_str(&format!(" malformed={what}"));
         }
         line
     }

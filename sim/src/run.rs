@@ -1,7 +1,7 @@
 //! One run: build the cluster from the seed, drive the safety phase with faults, heal, let
 //! the cluster settle in the liveness phase, check every invariant, digest the trace.
 
-use crate::checks::{always, final_checks, orders, Violation};
+use crate::checks::{always, final_checks, Violation};
 use crate::cluster::{add_hosts, epoch, prepare, Cluster};
 use crate::faults::Fault;
 use crate::faults::{timeline, Action, Planned, SERVICES};
@@ -10,6 +10,9 @@ use crate::plan::{from_seed, Plan};
 use crate::scenario::Scenario;
 use crate::seed::child_seed;
 use crate::shopper::{Board, Shopper};
+use crate::snapshot::Snapshot;
+use contracts::order::OrderStatus;
+use contracts::Timestamp;
 use platform::bugs::{self, Bug};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -171,13 +174,7 @@ impl Driver<'_> {
     }
 
     fn settled(&self) -> bool {
-        let unfinished = orders(&self.cluster).iter().any(|o| !matches!(o.status.as_str(), "CONFIRMED" | "FAILED"));
-        let outbox = |service: &str| -> i64 {
-            self.cluster.dbs[service]
-                .read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)))
-                .unwrap_or(1)
-        };
-        !unfinished && outbox("billing") == 0 && outbox("order") == 0
+        Snapshot::settled(&self.cluster)
     }
 }
 
@@ -193,8 +190,8 @@ pub fn run_plan(scenario: &Scenario, plan: &Plan) -> RunReport {
     run_plan_keeping_state(scenario, plan).0
 }
 
-/// [`run_plan`], also handing back the cluster's databases (for the checkers' own tests).
-pub fn run_plan_keeping_state(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
+/// [`run_plan`], also handing back the snapshot the checks read (for their own tests).
+pub fn run_plan_keeping_state(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     let bug = plan.bug.as_deref().map(|name| Bug::parse(name).unwrap_or_else(|| panic!("no planted bug named {name}")));
     assert!(bugs::plant(bug), "this build has no planted bugs: build with --features planted-bugs");
     let (report, cluster) = drive(scenario, plan);
@@ -202,7 +199,7 @@ pub fn run_plan_keeping_state(scenario: &Scenario, plan: &Plan) -> (RunReport, C
     (report, cluster)
 }
 
-fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
+fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     let scenario = &Scenario { safety_ms: plan.safety_ms, liveness_ms: plan.liveness_ms, ..scenario.clone() };
     let seed = plan.seed;
     let cluster = prepare(scenario);
@@ -249,7 +246,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
         };
         steps += 1;
         if steps.is_multiple_of(CHECK_EVERY_STEPS) {
-            for found in always(&driver.cluster) {
+            for found in always(&Snapshot::levels(&driver.cluster)) {
                 if !violations.contains(&found) {
                     violations.push(found);
                 }
@@ -262,16 +259,17 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
     let simulated_ms = driver.now_ms();
     driver.log.push(format!("{simulated_ms:>7} ms end of run"));
     let history = history.borrow().clone();
-    for found in final_checks(&driver.cluster, &history) {
+    let snapshot = Snapshot::take(&driver.cluster);
+    for found in final_checks(&snapshot, &history, plan) {
         if !violations.contains(&found) {
             violations.push(found);
         }
     }
-    let saga_log = saga_log(&driver.cluster, plan);
-    let ledger = ledger(&driver.cluster, plan);
-    let mut stats = stats(&driver.cluster, &history, &plan.faults, simulated_ms);
+    let saga_log = saga_log(&snapshot, plan);
+    let ledger = ledger(&snapshot, plan);
+    let mut stats = stats(&snapshot, &history, &plan.faults, simulated_ms);
     stats.coverage = coverage(&saga_log, plan);
-    let digest = digest(&driver.cluster, &history, plan, &violations);
+    let digest = digest(&snapshot, &history, plan, &violations);
     let report = RunReport {
         scenario: scenario.name.clone(),
         seed,
@@ -284,51 +282,38 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
         saga_log,
         ledger,
     };
-    (report, driver.cluster)
+    (report, snapshot)
 }
 
-fn stats(cluster: &Cluster, history: &[Event], plan: &[Planned], simulated_ms: u64) -> Stats {
-    let orders = orders(cluster);
+fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms: u64) -> Stats {
     let mut faults = BTreeMap::new();
     for planned in plan {
         *faults.entry(planned.fault.kind().name().to_string()).or_default() += 1;
     }
-    let saga_events = cluster.dbs["order"]
-        .read(|c| {
-            let mut statement =
-                c.prepare("SELECT step || ' ' || phase || ' ' || event, COUNT(*) FROM saga_log GROUP BY 1 ORDER BY 1")?;
-            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
-            rows.collect::<rusqlite::Result<BTreeMap<String, u64>>>()
-        })
-        .unwrap_or_default();
+    let mut saga_events = BTreeMap::new();
+    for entry in &snapshot.saga_log {
+        *saga_events.entry(format!("{} {} {}", entry.step, entry.phase, entry.event)).or_default() += 1;
+    }
+    let count = |status: OrderStatus| snapshot.orders.iter().filter(|o| o.status == status).count() as u64;
     Stats {
         saga_events,
         coverage: BTreeMap::new(),
         simulated_ms,
-        orders: orders.len() as u64,
-        confirmed: orders.iter().filter(|o| o.status == "CONFIRMED").count() as u64,
-        failed: orders.iter().filter(|o| o.status == "FAILED").count() as u64,
+        orders: snapshot.orders.len() as u64,
+        confirmed: count(OrderStatus::Confirmed),
+        failed: count(OrderStatus::Failed),
         requests: history.len() as u64,
         faults,
     }
 }
 
-/// A digest of everything the run decided: plan, history, final state and verdict.
-fn digest(cluster: &Cluster, history: &[Event], plan: &Plan, violations: &[Violation]) -> String {
+/// A digest of everything the run decided: plan, history, every database's final state
+/// and the verdict.
+fn digest(snapshot: &Snapshot, history: &[Event], plan: &Plan, violations: &[Violation]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(serde_json::to_vec(plan).expect("serializable"));
     hasher.update(serde_json::to_vec(history).expect("serializable"));
-    for order in orders(cluster) {
-        hasher.update(format!("{} {} {} {}\n", order.id, order.status, order.price_cents, order.created_at));
-    }
-    let balances: Vec<(String, i64)> = cluster.dbs["billing"]
-        .read(|c| {
-            let mut statement = c.prepare("SELECT user_id, balance_cents FROM accounts ORDER BY user_id")?;
-            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .unwrap_or_default();
-    hasher.update(format!("{balances:?}"));
+    snapshot.digest(&mut hasher);
     hasher.update(serde_json::to_vec(violations).expect("serializable"));
     hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
@@ -347,46 +332,42 @@ fn skew_ms(plan: &Plan, service: &str, at_ms: u64) -> i64 {
         .map_or(0, |(_, skew)| skew)
 }
 
-fn saga_log(cluster: &Cluster, plan: &Plan) -> Vec<SagaEntry> {
-    let epoch_ms = epoch().timestamp_millis();
-    let rows: Vec<(String, String, String, String, String, String)> = cluster.dbs["order"]
-        .read(|c| {
-            let mut statement =
-                c.prepare("SELECT order_id, step, phase, event, detail, at FROM saga_log ORDER BY seq")?;
-            let rows =
-                statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .unwrap_or_default();
-    rows.into_iter()
-        .map(|(order_id, step, phase, event, detail, at)| {
-            let wall_ms = chrono::DateTime::parse_from_rfc3339(&at).map_or(epoch_ms, |t| t.timestamp_millis());
-            let seen = (wall_ms - epoch_ms).max(0) as u64;
-            let at_ms = (seen as i64 - skew_ms(plan, "order", seen)).max(0) as u64;
-            SagaEntry { at_ms, order_id, step, phase, event, detail }
+/// Where `at`, written on `service`'s clock, falls on the simulation's time line.
+pub fn sim_ms(plan: &Plan, service: &str, at: Timestamp) -> u64 {
+    let seen = (at - epoch()).num_milliseconds().max(0) as u64;
+    (seen as i64 - skew_ms(plan, service, seen)).max(0) as u64
+}
+
+fn saga_log(snapshot: &Snapshot, plan: &Plan) -> Vec<SagaEntry> {
+    snapshot
+        .saga_log
+        .iter()
+        .map(|row| SagaEntry {
+            at_ms: sim_ms(plan, "order", row.at),
+            order_id: row.order_id.to_string(),
+            step: row.step.clone(),
+            phase: row.phase.clone(),
+            event: row.event.clone(),
+            detail: row.detail.clone(),
         })
         .collect()
 }
 
 /// Billing's ledger lines that name an order, on the simulation's time line.
-fn ledger(cluster: &Cluster, plan: &Plan) -> Vec<SagaEntry> {
-    let epoch_ms = epoch().timestamp_millis();
-    let rows: Vec<(String, String, i64, String)> = cluster.dbs["billing"]
-        .read(|c| {
-            let mut statement = c.prepare(
-                "SELECT order_id, type, amount_cents, created_at FROM transactions WHERE order_id IS NOT NULL ORDER BY seq",
-            )?;
-            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .unwrap_or_default();
-    rows.into_iter()
-        .map(|(order_id, kind, amount_cents, at)| {
-            let wall_ms = chrono::DateTime::parse_from_rfc3339(&at).map_or(epoch_ms, |t| t.timestamp_millis());
-            let seen = (wall_ms - epoch_ms).max(0) as u64;
-            let at_ms = (seen as i64 - skew_ms(plan, "billing", seen)).max(0) as u64;
-            let detail = contracts::Money::from_cents(amount_cents).to_string();
-            SagaEntry { at_ms, order_id, step: "ledger".into(), phase: "BILLING".into(), event: kind, detail }
+fn ledger(snapshot: &Snapshot, plan: &Plan) -> Vec<SagaEntry> {
+    snapshot
+        .ledger
+        .iter()
+        .filter_map(|line| {
+            let order_id = line.order_id?;
+            Some(SagaEntry {
+                at_ms: sim_ms(plan, "billing", line.created_at),
+                order_id: order_id.to_string(),
+                step: "ledger".into(),
+                phase: "BILLING".into(),
+                event: line.kind.as_str().to_string(),
+                detail: contracts::Money::from_cents(line.amount_cents).to_string(),
+            })
         })
         .collect()
 }

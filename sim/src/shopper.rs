@@ -1,14 +1,20 @@
 //! Shoppers: client hosts that work through the gateway as people (and their browsers)
 //! do — retrying with the same key, double-submitting, reordering similar items, polling
-//! orders that answered 202, and trying to read other shoppers' orders.
+//! orders that answered 202, and trying to read other shoppers' orders. After healing,
+//! each places one last order it can afford, for stock and a slot that are there: a
+//! correct store must confirm it (Jepsen's final reads). Every answer is recorded with
+//! what it said in the contract's terms, for the checks to hold it to the contract.
 
 use crate::cluster::slot;
-use crate::history::{Action, Event, History};
-use crate::plan::{PlannedOrder, ShopperPlan};
+use crate::history::{Action, AskedOrder, Event, History, SeenOrder};
+use crate::plan::{PlannedItem, PlannedOrder, ShopperPlan};
 use crate::scenario::Scenario;
 use crate::seams::{SimClock, TurmoilNet};
 use crate::seed::{child_seed, Draw};
 use bytes::Bytes;
+use contracts::billing::{Account, DepositResponse};
+use contracts::catalog::Product;
+use contracts::order::{Order, OrderStatus};
 use http::{header, HeaderName, Method};
 use platform::client::{CallError, HttpClient, OutboundRequest, RetryPolicy};
 use platform::{Clock, Env, Ids};
@@ -26,6 +32,12 @@ const ANSWER_TIMEOUT_MS: u64 = 20_000;
 /// Attempts of one step before the shopper gives up on it.
 const STEP_ATTEMPTS_MAX: u32 = 8;
 const POLL_INTERVAL_MS: u64 = 500;
+/// How long after healing the shoppers wait before their last order: restarted services
+/// come up and held messages land.
+pub const LAST_ORDER_AFTER_HEAL_MS: u64 = 3_000;
+/// The last order's slot: this many hours after the epoch, plus the shopper's index (a
+/// slot no planned order uses).
+const LAST_ORDER_SLOT_HOUR: u32 = 24;
 
 /// Orders each shopper has seen, for other shoppers to try to read.
 pub type Board = Rc<RefCell<BTreeMap<u32, Vec<Uuid>>>>;
@@ -117,26 +129,74 @@ impl Shopper {
         Some(Answer { status: reply.status.as_u16(), body, sent_ms })
     }
 
-    fn record(&self, action: Action, key: Option<&str>, answer: Option<&Answer>, amount_cents: Option<i64>) {
-        let body = answer.map(|a| &a.body);
-        let order = body.map(|b| if b.get("order").is_some() { &b["order"] } else { b });
-        let order_id = order.and_then(|o| o["id"].as_str()).and_then(|id| Uuid::parse_str(id).ok());
-        let order_status = order.and_then(|o| o["status"].as_str()).map(str::to_string);
-        let problem = body.and_then(|b| b["type"].as_str()).map(str::to_string);
+    /// The event of one answer, with what its body says in the contract's terms.
+    fn event(&self, action: Action, key: Option<&str>, answer: Option<&Answer>, amount_cents: Option<i64>) -> Event {
         let at_ms = self.elapsed_ms();
-        let event = Event {
-            at_ms,
-            sent_ms: answer.map_or(at_ms, |a| a.sent_ms),
-            shopper: self.index,
-            action,
-            key: key.map(str::to_string),
-            status: answer.map(|a| a.status),
-            problem,
-            order_id: if matches!(action, Action::ListOrders) { None } else { order_id },
-            order_status: if matches!(action, Action::ListOrders) { None } else { order_status },
-            amount_cents,
+        let mut event = Event::new(self.index, action, answer.map_or(at_ms, |a| a.sent_ms), at_ms);
+        event.key = key.map(str::to_string);
+        event.amount_cents = amount_cents;
+        let Some(answer) = answer else { return event };
+        event.status = Some(answer.status);
+        let body = &answer.body;
+        event.problem = body.get("type").and_then(Value::as_str).map(str::to_string);
+        let success = (200..300).contains(&answer.status);
+        let mut malformed = |what: &str| {
+            if success {
+                event.malformed = Some(what.to_string());
+            }
         };
+        match action {
+            Action::PlaceOrder | Action::PollOrder | Action::Peek => {
+                let carried = if body.get("order").is_some() { &body["order"] } else { body };
+                match serde_json::from_value::<Order>(carried.clone()) {
+                    Ok(order) => {
+                        event.order_id = Some(order.id);
+                        event.order_status = Some(order.status.as_str().to_string());
+                        event.order = Some(SeenOrder::from_order(&order));
+                    }
+                    Err(error) => malformed(&format!("not an order: {error}")),
+                }
+            }
+            Action::Deposit => match serde_json::from_value::<DepositResponse>(body.clone()) {
+                Ok(deposit) if deposit.success => {
+                    event.transaction_id = Some(deposit.transaction_id);
+                    event.balance_cents = Some(deposit.new_balance.cents());
+                }
+                Ok(_) => malformed("success is false"),
+                Err(error) => malformed(&format!("not a deposit answer: {error}")),
+            },
+            Action::ReadAccount | Action::OpenAccount => match serde_json::from_value::<Account>(body.clone()) {
+                Ok(account) => event.balance_cents = Some(account.balance.cents()),
+                Err(error) => malformed(&format!("not an account: {error}")),
+            },
+            Action::ListOrders => match serde_json::from_value::<Vec<Order>>(body.clone()) {
+                Ok(orders) => event.listed = Some(orders.iter().map(|o| o.id).collect()),
+                Err(error) => malformed(&format!("not a list of orders: {error}")),
+            },
+            Action::ReadCatalog => {
+                if let Err(error) = serde_json::from_value::<Vec<Product>>(body.clone()) {
+                    malformed(&format!("not a catalog: {error}"));
+                }
+            }
+            Action::Register | Action::Login | Action::Anonymous | Action::GaveUp => {}
+        }
+        event
+    }
+
+    fn push(&self, event: Event) {
         self.history.borrow_mut().push(event);
+    }
+
+    fn record(&self, action: Action, key: Option<&str>, answer: Option<&Answer>, amount_cents: Option<i64>) {
+        self.push(self.event(action, key, answer, amount_cents));
+    }
+
+    /// The shopper stopped trying `step` after its last attempt.
+    fn give_up(&self, step: Action) {
+        let at = self.elapsed_ms();
+        let mut event = Event::new(self.index, Action::GaveUp, at, at);
+        event.about = Some(step);
+        self.push(event);
     }
 
     /// POSTs one step until `done` accepts the answer, a bounded number of times.
@@ -159,6 +219,7 @@ impl Shopper {
             let jitter = self.draw.range(0, 200);
             self.pause(backoff + jitter).await;
         }
+        self.give_up(action);
         None
     }
 
@@ -178,7 +239,8 @@ impl Shopper {
             }
             self.side_trip(&order).await;
             let key = format!("order-{}-{number}", self.index);
-            if let Some(order_id) = self.place(&key, &self.order_body(&order), order.double_submit).await {
+            let request = self.order_body(&order.items, order.slot_hour, false);
+            if let Some(order_id) = self.place(&key, &request, order.double_submit).await {
                 pending.push(order_id);
             }
         }
@@ -187,6 +249,7 @@ impl Shopper {
         }
         let listed = self.call(Method::GET, "/api/v1/orders", None, None, true).await;
         self.record(Action::ListOrders, None, listed.as_ref(), None);
+        self.last_order().await;
         Ok(())
     }
 
@@ -203,8 +266,17 @@ impl Shopper {
         for attempt in 0..STEP_ATTEMPTS_MAX {
             let mut request = OutboundRequest::new(Method::POST, "/auth/login").json(&credentials);
             request = request.header(header::CONTENT_TYPE, "application/json");
-            let reply = self.http.send(&self.gateway, &request, RetryPolicy::once(ANSWER_TIMEOUT_MS)).await.ok();
             let sent_ms = self.elapsed_ms();
+            let reply = self.http.send(&self.gateway, &request, RetryPolicy::once(ANSWER_TIMEOUT_MS)).await;
+            let reply = match reply {
+                Ok(reply) => Some(reply),
+                Err(CallError::Status { status, .. }) => {
+                    self.record(Action::Login, None, Some(&Answer { status, body: Value::Null, sent_ms }), None);
+                    self.pause(200 * u64::from(attempt + 1)).await;
+                    continue;
+                }
+                Err(_) => None,
+            };
             let answer = reply.as_ref().map(|r| Answer { status: r.status.as_u16(), body: Value::Null, sent_ms });
             self.record(Action::Login, None, answer.as_ref(), None);
             let cookie = reply
@@ -219,6 +291,7 @@ impl Shopper {
             self.pause(200 * u64::from(attempt + 1)).await;
         }
         if self.cookie.is_none() {
+            self.give_up(Action::Login);
             return false;
         }
         if self
@@ -240,28 +313,37 @@ impl Shopper {
         true
     }
 
-    fn order_body(&self, order: &PlannedOrder) -> Value {
-        let items: Vec<Value> =
-            order.items.iter().map(|i| json!({ "productId": i.product, "quantity": i.quantity })).collect();
-        let slot = slot(order.slot_hour).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        json!({ "items": items, "deliveryInfo": { "address": format!("{} Sim Street", self.index), "preferredTimeSlot": slot } })
+    /// The request body of an order, and what it asks for.
+    fn order_body(&self, items: &[PlannedItem], slot_hour: u32, last: bool) -> (Value, AskedOrder) {
+        let lines: Vec<Value> =
+            items.iter().map(|i| json!({ "productId": i.product, "quantity": i.quantity })).collect();
+        let slot = slot(slot_hour);
+        let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let body = json!({ "items": lines, "deliveryInfo": { "address": format!("{} Sim Street", self.index), "preferredTimeSlot": slot_text } });
+        let mut asked = BTreeMap::new();
+        for item in items {
+            *asked.entry(item.product).or_default() += item.quantity;
+        }
+        (body, AskedOrder { items: asked, slot, last })
     }
 
-    async fn place_once(&self, key: &str, body: &Value) -> Option<Answer> {
+    async fn place_once(&self, key: &str, body: &Value, asked: &AskedOrder) -> Option<Answer> {
         let answer = self.call(Method::POST, "/api/v1/order", Some(body), Some(key), true).await;
-        self.record(Action::PlaceOrder, Some(key), answer.as_ref(), None);
+        let mut event = self.event(Action::PlaceOrder, Some(key), answer.as_ref(), None);
+        event.asked = Some(asked.clone());
+        self.push(event);
         answer
     }
 
     /// Places an order, retrying the same key after no answer, 5xx or 409 in-progress;
     /// sometimes sends the key twice at once. Returns the order to poll if it answered 202.
-    async fn place(&mut self, key: &str, body: &Value, double: bool) -> Option<Uuid> {
+    async fn place(&mut self, key: &str, (body, asked): &(Value, AskedOrder), double: bool) -> Option<Uuid> {
         for attempt in 0..STEP_ATTEMPTS_MAX {
             let answer = if double && attempt == 0 {
                 // Each twin is recorded when its own answer arrives.
-                tokio::join!(self.place_once(key, body), self.place_once(key, body)).0
+                tokio::join!(self.place_once(key, body, asked), self.place_once(key, body, asked)).0
             } else {
-                self.place_once(key, body).await
+                self.place_once(key, body, asked).await
             };
             let Some(answer) = answer else {
                 self.pause(500).await;
@@ -281,6 +363,7 @@ impl Shopper {
                 _ => return None,
             }
         }
+        self.give_up(Action::PlaceOrder);
         None
     }
 
@@ -295,6 +378,62 @@ impl Shopper {
                 }
             }
             self.pause(POLL_INTERVAL_MS).await;
+        }
+    }
+
+    /// A GET whose answer is recorded; the body when it answered 200.
+    async fn read(&mut self, action: Action, path: &str) -> Option<Value> {
+        let answer = self.call(Method::GET, path, None, None, true).await;
+        self.record(action, None, answer.as_ref(), None);
+        answer.filter(|a| a.status == 200).map(|a| a.body)
+    }
+
+    /// After healing: one order the shopper can afford (it deposits first if need be), for
+    /// the product with the most stock, in a slot no planned order uses, unlike any of its
+    /// live orders. A correct store confirms it.
+    async fn last_order(&mut self) {
+        let begin_ms = self.scenario.safety_ms + LAST_ORDER_AFTER_HEAL_MS;
+        let now = self.elapsed_ms();
+        if now < begin_ms {
+            self.pause(begin_ms - now).await;
+        }
+        let Some(catalog) = self.read(Action::ReadCatalog, "/api/v1/warehouse/products").await else { return };
+        let catalog: Vec<Product> = serde_json::from_value(catalog).unwrap_or_default();
+        let Some(mine) = self.read(Action::ListOrders, "/api/v1/orders").await else { return };
+        let mine: Vec<Order> = serde_json::from_value(mine).unwrap_or_default();
+        let live: Vec<BTreeMap<Uuid, i64>> =
+            mine.iter().filter(|o| o.status != OrderStatus::Failed).map(|o| SeenOrder::from_order(o).items).collect();
+        // The most available product (the first in catalog order among equals), in the
+        // smallest quantity no live order of this shopper has.
+        let Some(product) = catalog.iter().filter(|p| p.available > 0).max_by_key(|p| p.available) else {
+            return; // nothing left to sell: the checks confirm it from the warehouse's rows
+        };
+        let Some(quantity) =
+            (1..=product.available).find(|q| !live.contains(&BTreeMap::from([(product.product_id, *q)])))
+        else {
+            return;
+        };
+        let price_cents = product.price.cents().saturating_mul(quantity);
+        let Some(account) = self.read(Action::ReadAccount, "/api/v1/billing/accounts/me").await else { return };
+        let balance_cents = serde_json::from_value::<Account>(account).map_or(0, |a| a.balance.cents());
+        if balance_cents < price_cents {
+            let amount = (price_cents - balance_cents + 99) / 100;
+            let key = format!("last-deposit-{}", self.index);
+            let body = json!({ "amount": amount });
+            let deposited = self
+                .until(Action::Deposit, "/api/v1/billing/deposit", Some(body), Some(&key), Some(amount * 100), |s| {
+                    s == 200
+                })
+                .await;
+            if deposited.is_none() {
+                return;
+            }
+        }
+        let items = [PlannedItem { product: product.product_id, quantity }];
+        let request = self.order_body(&items, LAST_ORDER_SLOT_HOUR + self.index, true);
+        let key = format!("last-order-{}", self.index);
+        if let Some(order_id) = self.place(&key, &request, false).await {
+            self.poll(order_id).await;
         }
     }
 

@@ -1,32 +1,48 @@
-//! Every invariant checker, shown failing: a clean run passes, then one planted corruption
-//! of the databases or the history at a time must be reported as that invariant.
+//! Every check, shown failing: a clean run passes, then one planted corruption of the
+//! snapshot or the history at a time must be reported as that invariant. The checks are
+//! pure functions of (snapshot, history, plan), so the corruptions are plain edits.
 
-use sim::checks::{final_checks, Violation};
-use sim::cluster::Cluster;
+use contracts::order::OrderStatus;
+use contracts::saga::reason;
+use platform::operations::OperationState;
+use sim::checks::{final_checks, Violation, CONTRACT, JUSTIFIED_OUTCOMES};
 use sim::history::{Action, Event};
-use sim::plan::from_seed;
+use sim::plan::{from_seed, Plan};
 use sim::run::run_plan_keeping_state;
 use sim::scenario::load_named;
+use sim::snapshot::{OperationRow, Participant, Snapshot};
+use std::sync::OnceLock;
+use uuid::Uuid;
 
-fn clean_run() -> (Vec<Event>, Cluster) {
-    let scenario = load_named("happy-path").unwrap();
-    let (report, cluster) = run_plan_keeping_state(&scenario, &from_seed(&scenario, 1));
-    assert!(report.passed(), "{:?}", report.violations);
-    assert!(report.stats.confirmed >= 2, "the clean run needs confirmed orders: {:?}", report.stats);
-    (report.history, cluster)
+struct Clean {
+    history: Vec<Event>,
+    snapshot: Snapshot,
+    plan: Plan,
 }
 
-fn confirmed_order(cluster: &Cluster) -> String {
-    cluster.dbs["order"]
-        .read(|c| {
-            c.query_row("SELECT id FROM orders WHERE status = 'CONFIRMED' ORDER BY seq LIMIT 1", [], |r| r.get(0))
-        })
-        .unwrap()
+/// One clean run of `happy-path`, shared by the tests (each edits its own copy).
+fn clean() -> &'static Clean {
+    static CLEAN: OnceLock<Clean> = OnceLock::new();
+    CLEAN.get_or_init(|| {
+        let scenario = load_named("happy-path").unwrap();
+        let plan = from_seed(&scenario, 1);
+        let (report, snapshot) = run_plan_keeping_state(&scenario, &plan);
+        assert!(report.passed(), "{:#?}", report.violations);
+        assert!(report.stats.confirmed >= 2, "the clean run needs confirmed orders: {:?}", report.stats);
+        Clean { history: report.history, snapshot, plan }
+    })
 }
 
-fn tamper(cluster: &Cluster, service: &str, sql: &str) {
-    let changed = cluster.dbs[service].write(|tx| tx.execute(sql, [])).unwrap();
-    assert!(changed > 0, "the tampering changed nothing: {sql}");
+fn parts() -> (Vec<Event>, Snapshot) {
+    (clean().history.clone(), clean().snapshot.clone())
+}
+
+fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
+    final_checks(snapshot, history, &clean().plan)
+}
+
+fn confirmed(snapshot: &Snapshot) -> usize {
+    snapshot.orders.iter().position(|o| o.status == OrderStatus::Confirmed).expect("a confirmed order")
 }
 
 fn assert_caught(violations: &[Violation], invariant: u8) {
@@ -37,53 +53,87 @@ fn assert_caught(violations: &[Violation], invariant: u8) {
 }
 
 #[test]
+fn a_clean_run_passes_every_check() {
+    let (history, snapshot) = parts();
+    let violations = check(&snapshot, &history);
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[test]
 fn saga_atomicity_catches_a_confirmed_order_without_its_booking() {
-    let (history, cluster) = clean_run();
-    let order = confirmed_order(&cluster);
-    tamper(
-        &cluster,
-        "delivery",
-        &format!("UPDATE delivery_reservations SET status = 'CANCELLED' WHERE order_id = '{order}'"),
-    );
-    assert_caught(&final_checks(&cluster, &history), 1);
+    let (history, mut snapshot) = parts();
+    let order = snapshot.orders[confirmed(&snapshot)].id;
+    snapshot.bookings.iter_mut().filter(|b| b.order_id == order).for_each(|b| b.held = false);
+    assert_caught(&check(&snapshot, &history), 1);
 }
 
 #[test]
 fn money_catches_a_balance_that_appeared_from_nowhere() {
-    let (history, cluster) = clean_run();
-    tamper(&cluster, "billing", "UPDATE accounts SET balance_cents = balance_cents + 100 WHERE rowid = 1");
-    assert_caught(&final_checks(&cluster, &history), 2);
+    let (history, mut snapshot) = parts();
+    snapshot.accounts[0].balance_cents += 100;
+    assert_caught(&check(&snapshot, &history), 2);
+}
+
+#[test]
+fn money_catches_a_debit_booked_to_another_users_account() {
+    let (history, mut snapshot) = parts();
+    let order = snapshot.orders[confirmed(&snapshot)].clone();
+    let other = snapshot.accounts.iter().find(|a| a.user_id != order.user_id).unwrap().id;
+    let line = snapshot.ledger.iter_mut().find(|l| l.order_id == Some(order.id)).unwrap();
+    let own = line.account_id;
+    line.account_id = other;
+    // Balances moved with it, so only the owner check can see it.
+    let amount = line.amount_cents;
+    snapshot.accounts.iter_mut().find(|a| a.id == own).unwrap().balance_cents += amount;
+    snapshot.accounts.iter_mut().find(|a| a.id == other).unwrap().balance_cents -= amount;
+    let violations = check(&snapshot, &history);
+    assert!(
+        violations.iter().any(|v| v.invariant == 2 && v.subject == format!("order {}", order.id)),
+        "{violations:#?}"
+    );
+}
+
+#[test]
+fn money_catches_an_acknowledged_deposit_missing_from_the_ledger() {
+    let (history, mut snapshot) = parts();
+    let acknowledged = history.iter().find_map(|e| e.transaction_id).expect("an acknowledged deposit");
+    let line = snapshot.ledger.iter_mut().find(|l| l.id == acknowledged).unwrap();
+    line.id = Uuid::from_u128(7);
+    assert_caught(&check(&snapshot, &history), 2);
 }
 
 #[test]
 fn stock_catches_reserved_units_no_order_holds() {
-    let (history, cluster) = clean_run();
-    tamper(&cluster, "warehouse", "UPDATE stocks SET reserved_quantity = reserved_quantity + 1 WHERE total_quantity > reserved_quantity AND rowid = (SELECT MIN(rowid) FROM stocks WHERE total_quantity > reserved_quantity)");
-    assert_caught(&final_checks(&cluster, &history), 3);
+    let (history, mut snapshot) = parts();
+    let stock = snapshot.stocks.iter_mut().find(|s| s.total > s.reserved).unwrap();
+    stock.reserved += 1;
+    assert_caught(&check(&snapshot, &history), 3);
 }
 
 #[test]
-fn slots_catch_a_booking_counter_out_of_step() {
-    let (history, cluster) = clean_run();
-    tamper(&cluster, "delivery", "UPDATE delivery_slots SET booked = booked - 1 WHERE slot = (SELECT MIN(slot) FROM delivery_slots WHERE booked > 0)");
-    assert_caught(&final_checks(&cluster, &history), 4);
+fn slots_catch_a_booking_counted_in_another_slot() {
+    let (history, mut snapshot) = parts();
+    let booked = snapshot.slots.iter().position(|s| s.booked > 0).unwrap();
+    let free = snapshot.slots.iter().position(|s| s.booked == 0 && s.capacity > 0).unwrap();
+    snapshot.slots[booked].booked -= 1;
+    snapshot.slots[free].booked += 1;
+    assert_caught(&check(&snapshot, &history), 4);
 }
 
 #[test]
 fn idempotency_catches_a_second_withdrawal() {
-    let (history, cluster) = clean_run();
-    let order = confirmed_order(&cluster);
-    tamper(
-        &cluster,
-        "billing",
-        &format!("INSERT INTO transactions (id, account_id, type, amount_cents, order_id, created_at) SELECT 'dup-' || id, account_id, type, amount_cents, order_id, created_at FROM transactions WHERE order_id = '{order}' AND type = 'WITHDRAW'"),
-    );
-    assert_caught(&final_checks(&cluster, &history), 5);
+    let (history, mut snapshot) = parts();
+    let order = snapshot.orders[confirmed(&snapshot)].id;
+    let mut copy = snapshot.ledger.iter().find(|l| l.order_id == Some(order)).unwrap().clone();
+    copy.id = Uuid::from_u128(9);
+    copy.seq += 10_000;
+    snapshot.ledger.push(copy);
+    assert_caught(&check(&snapshot, &history), 5);
 }
 
 #[test]
 fn what_clients_saw_catches_a_status_read_going_backwards() {
-    let (mut history, cluster) = clean_run();
+    let (mut history, snapshot) = parts();
     let seen = history.iter().find(|e| e.order_status.as_deref() == Some("CONFIRMED")).unwrap().clone();
     history.push(Event {
         at_ms: seen.at_ms + 2,
@@ -93,63 +143,210 @@ fn what_clients_saw_catches_a_status_read_going_backwards() {
         order_status: Some("PAID".into()),
         ..seen
     });
-    assert_caught(&final_checks(&cluster, &history), 6);
+    assert_caught(&check(&snapshot, &history), 6);
+}
+
+#[test]
+fn what_clients_saw_counts_the_final_status_as_the_last_read() {
+    let (history, mut snapshot) = parts();
+    // A poll saw CONFIRMED (not a 201: only the monotonicity check can see this one).
+    let polled = history
+        .iter()
+        .find(|e| e.action == Action::PollOrder && e.order_status.as_deref() == Some("CONFIRMED"))
+        .or_else(|| history.iter().find(|e| e.status == Some(200) && e.order_status.as_deref() == Some("CONFIRMED")))
+        .and_then(|e| e.order_id);
+    let order_id = polled.unwrap_or_else(|| snapshot.orders[confirmed(&snapshot)].id);
+    snapshot.orders.iter_mut().find(|o| o.id == order_id).unwrap().status = OrderStatus::Failed;
+    let violations = check(&snapshot, &history);
+    assert!(violations.iter().any(|v| v.invariant == 6 && v.evidence.contains("at the end")), "{violations:#?}");
 }
 
 #[test]
 fn overlapping_reads_may_be_answered_in_either_order() {
-    let (mut history, cluster) = clean_run();
+    let (mut history, snapshot) = parts();
     let seen = history.iter().find(|e| e.order_status.as_deref() == Some("CONFIRMED")).unwrap().clone();
     // A twin request sent before the CONFIRMED answer came, answered after it: not a regression.
     let twin = Event { at_ms: seen.at_ms + 1, sent_ms: seen.sent_ms, order_status: Some("PAID".into()), ..seen };
     history.push(twin);
-    let violations = final_checks(&cluster, &history);
+    let violations = check(&snapshot, &history);
     assert!(!violations.iter().any(|v| v.invariant == 6), "{violations:#?}");
 }
 
 #[test]
-fn duplicate_orders_are_caught() {
-    let (history, cluster) = clean_run();
-    let order = confirmed_order(&cluster);
-    tamper(
-        &cluster,
-        "order",
-        &format!("INSERT INTO orders (id, number, user_id, status, price_cents, address, preferred_time_slot, description, items_signature, trace_id, created_at, updated_at) SELECT '00000000-0000-4000-8000-0000000000cc', 'COPY-' || number, user_id, 'CONFIRMED', 0, address, preferred_time_slot, description, items_signature, trace_id, created_at, updated_at FROM orders WHERE id = '{order}'"),
-    );
-    let violations = final_checks(&cluster, &history);
-    assert_caught(&violations, 7);
+fn duplicate_orders_are_caught_by_their_lines_not_their_stored_signature() {
+    let (history, mut snapshot) = parts();
+    let mut copy = snapshot.orders[confirmed(&snapshot)].clone();
+    copy.id = Uuid::from_u128(0xcc);
+    copy.status = OrderStatus::New;
+    snapshot.orders.push(copy);
+    assert_caught(&check(&snapshot, &history), 7);
 }
 
 #[test]
 fn notifications_catch_a_lost_payment_notice() {
-    let (history, cluster) = clean_run();
-    tamper(
-        &cluster,
-        "notification",
-        "DELETE FROM notifications WHERE rowid = (SELECT MIN(rowid) FROM notifications WHERE type = 'PAYMENT_DEBITED')",
-    );
-    assert_caught(&final_checks(&cluster, &history), 8);
+    let (history, mut snapshot) = parts();
+    let lost = snapshot.notifications.iter().position(|n| n.kind.as_str() == "PAYMENT_DEBITED").unwrap();
+    snapshot.notifications.remove(lost);
+    assert_caught(&check(&snapshot, &history), 8);
+}
+
+#[test]
+fn notifications_catch_a_notice_with_the_wrong_amount() {
+    let (history, mut snapshot) = parts();
+    snapshot.notifications[0].amount_cents = snapshot.notifications[0].amount_cents.map(|a| a + 1);
+    assert_caught(&check(&snapshot, &history), 8);
 }
 
 #[test]
 fn notifications_catch_an_outbox_left_undelivered() {
-    let (history, cluster) = clean_run();
-    tamper(&cluster, "billing", "INSERT INTO outbox (event, created_at) VALUES ('{}', 'now')");
-    assert_caught(&final_checks(&cluster, &history), 8);
+    let (history, mut snapshot) = parts();
+    snapshot.outbox.insert("billing".into(), 1);
+    assert_caught(&check(&snapshot, &history), 8);
 }
 
 #[test]
 fn termination_catches_an_unfinished_order() {
-    let (history, cluster) = clean_run();
-    let order = confirmed_order(&cluster);
-    tamper(&cluster, "order", &format!("UPDATE orders SET status = 'DELIVERY_BOOKED' WHERE id = '{order}'"));
-    assert_caught(&final_checks(&cluster, &history), 9);
+    let (history, mut snapshot) = parts();
+    let index = confirmed(&snapshot);
+    snapshot.orders[index].status = OrderStatus::DeliveryBooked;
+    assert_caught(&check(&snapshot, &history), 9);
 }
 
 #[test]
 fn access_catches_a_shopper_reading_another_shoppers_order() {
-    let (mut history, cluster) = clean_run();
+    let (mut history, snapshot) = parts();
     let any = history[0].clone();
     history.push(Event { action: Action::Peek, status: Some(200), ..any });
-    assert_caught(&final_checks(&cluster, &history), 10);
+    assert_caught(&check(&snapshot, &history), 10);
+}
+
+/// Turns a confirmed order into one that failed with `message`, undone everywhere (so
+/// only the justification check can object).
+fn fail_cleanly(snapshot: &mut Snapshot, message: &str) -> Uuid {
+    let index = confirmed(snapshot);
+    let order = snapshot.orders[index].clone();
+    snapshot.orders[index].status = OrderStatus::Failed;
+    snapshot.orders[index].error_message = Some(message.to_string());
+    let withdrawal = snapshot.ledger.iter().position(|l| l.order_id == Some(order.id)).unwrap();
+    let line = snapshot.ledger.remove(withdrawal);
+    snapshot.accounts.iter_mut().find(|a| a.id == line.account_id).unwrap().balance_cents += line.amount_cents;
+    for row in snapshot.stock_reservations.iter_mut().filter(|r| r.order_id == order.id) {
+        row.held = false;
+        snapshot.stocks.iter_mut().find(|s| s.product_id == row.product_id).unwrap().reserved -= row.quantity;
+    }
+    for booking in snapshot.bookings.iter_mut().filter(|b| b.order_id == order.id) {
+        booking.held = false;
+        snapshot.slots.iter_mut().find(|s| s.slot == booking.slot).unwrap().booked -= 1;
+    }
+    snapshot.notifications.retain(|n| n.order_id != order.id);
+    order.id
+}
+
+#[test]
+fn justified_outcomes_catch_an_unavailable_failure_with_no_fault() {
+    let (history, mut snapshot) = parts();
+    let order = fail_cleanly(&mut snapshot, reason::SERVICE_UNAVAILABLE);
+    let violations = check(&snapshot, &history);
+    let subject = format!("order {order}");
+    assert!(violations.iter().any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == subject), "{violations:#?}");
+}
+
+#[test]
+fn justified_outcomes_catch_a_refusal_no_participant_made() {
+    let (history, mut snapshot) = parts();
+    fail_cleanly(&mut snapshot, reason::OUT_OF_STOCK);
+    assert_caught(&check(&snapshot, &history), JUSTIFIED_OUTCOMES);
+}
+
+#[test]
+fn justified_outcomes_catch_insufficient_funds_with_money_in_the_account() {
+    let (history, mut snapshot) = parts();
+    let order = fail_cleanly(&mut snapshot, reason::INSUFFICIENT_FUNDS);
+    let user = snapshot.order(order).unwrap().user_id;
+    let price = snapshot.order(order).unwrap().price_cents;
+    let account = snapshot.accounts.iter().find(|a| a.user_id == user).unwrap().clone();
+    assert!(account.balance_cents >= price, "the tampered order must have been affordable");
+    // Billing "refused" it a minute after everything else.
+    let late = snapshot.ledger.iter().map(|l| l.created_at).max().unwrap() + chrono::TimeDelta::minutes(1);
+    let refusal = OperationRow {
+        state: OperationState::Refused,
+        message: reason::INSUFFICIENT_FUNDS.into(),
+        created_at: late,
+        updated_at: late,
+    };
+    snapshot.operations.get_mut(&Participant::Billing).unwrap().insert(order, refusal);
+    let violations = check(&snapshot, &history);
+    assert!(
+        violations.iter().any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.evidence.contains("balance was at least")),
+        "{violations:#?}"
+    );
+}
+
+#[test]
+fn justified_outcomes_catch_a_shopper_giving_up_with_no_fault() {
+    let (mut history, snapshot) = parts();
+    let mut gave_up = Event::new(0, Action::GaveUp, 100, 100);
+    gave_up.about = Some(Action::OpenAccount);
+    history.push(gave_up);
+    assert_caught(&check(&snapshot, &history), JUSTIFIED_OUTCOMES);
+}
+
+#[test]
+fn justified_outcomes_catch_a_missing_last_order() {
+    let (mut history, snapshot) = parts();
+    history.retain(|e| !(e.shopper == 1 && e.asked.as_ref().is_some_and(|a| a.last)));
+    let violations = check(&snapshot, &history);
+    assert!(
+        violations.iter().any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == "shopper-1"),
+        "{violations:#?}"
+    );
+}
+
+#[test]
+fn contract_catches_a_400_to_a_well_formed_order() {
+    let (mut history, snapshot) = parts();
+    let placed = history.iter_mut().find(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
+    placed.status = Some(400);
+    placed.problem = Some("/problems/unknown-product".into());
+    assert_caught(&check(&snapshot, &history), CONTRACT);
+}
+
+#[test]
+fn contract_catches_unavailable_with_no_fault() {
+    let (mut history, snapshot) = parts();
+    let placed = history.iter_mut().find(|e| e.action == Action::Login).unwrap();
+    placed.status = Some(503);
+    assert_caught(&check(&snapshot, &history), CONTRACT);
+}
+
+#[test]
+fn contract_catches_an_order_answered_at_another_price() {
+    let (mut history, snapshot) = parts();
+    let placed = history.iter_mut().find(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
+    placed.order.as_mut().unwrap().price_cents += 1;
+    assert_caught(&check(&snapshot, &history), CONTRACT);
+}
+
+#[test]
+fn contract_catches_a_duplicate_order_answer_naming_other_items() {
+    let (mut history, snapshot) = parts();
+    let index = history.iter().position(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
+    let mut answer = history[index].clone();
+    answer.status = Some(409);
+    answer.problem = Some("/problems/duplicate-order".into());
+    let other = snapshot
+        .orders
+        .iter()
+        .find(|o| Some(o.id) != answer.order_id && o.items != answer.order.as_ref().unwrap().items);
+    answer.asked.as_mut().unwrap().items = other.map(|o| o.items.clone()).unwrap_or_default();
+    answer.key = Some("another-key".into());
+    history.push(answer);
+    assert_caught(&check(&snapshot, &history), CONTRACT);
+}
+
+#[test]
+fn contract_catches_a_value_the_code_never_writes() {
+    let (history, mut snapshot) = parts();
+    snapshot.unreadable.push("order.orders: unknown value 'SHIPPED'".into());
+    assert_caught(&check(&snapshot, &history), CONTRACT);
 }

@@ -28,7 +28,8 @@ pub fn migration(version: u32) -> Migration {
 /// APPLIED: the action took effect. REFUSED: refused for a business reason (nothing done).
 /// UNDONE: applied, then compensated. CANCELLED: cancelled with nothing to undo (a
 /// tombstone when the cancel came first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OperationState {
     Applied,
     Refused,

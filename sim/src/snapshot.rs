@@ -1,0 +1,502 @@
+//! One typed read of every service's database at the end of a run. The checks, the stats,
+//! the digest, the ledger lines and the coverage are pure functions of (history, snapshot);
+//! nothing after the read touches a database. A value the schema allows but the code
+//! should never write (an unknown status, a malformed id) is kept as `unreadable`, which
+//! the checks report, rather than defaulted.
+
+use crate::cluster::Cluster;
+use contracts::billing::TransactionType;
+use contracts::notification::NotificationType;
+use contracts::order::OrderStatus;
+use contracts::Timestamp;
+use platform::operations::OperationState;
+use platform::storage::Db;
+use rusqlite::{Connection, Row};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// A participant of the saga, as the snapshot names its operation records.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Participant {
+    Billing,
+    Warehouse,
+    Delivery,
+}
+
+impl Participant {
+    pub const ALL: [Participant; 3] = [Participant::Billing, Participant::Warehouse, Participant::Delivery];
+
+    pub fn service(self) -> &'static str {
+        match self {
+            Participant::Billing => "billing",
+            Participant::Warehouse => "warehouse",
+            Participant::Delivery => "delivery",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub number: String,
+    pub user_id: Uuid,
+    pub status: OrderStatus,
+    pub price_cents: i64,
+    pub error_message: Option<String>,
+    pub slot: Timestamp,
+    /// On the order service's clock.
+    pub created_at: Timestamp,
+    /// Product → quantity, lines of one product added up.
+    pub items: BTreeMap<Uuid, i64>,
+}
+
+impl OrderRow {
+    /// The similar-order signature, computed here from the lines (not read from the
+    /// service's own `items_signature` column, which a bug could get wrong).
+    pub fn signature(&self) -> &BTreeMap<Uuid, i64> {
+        &self.items
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct KeyRow {
+    pub user_id: Uuid,
+    pub key: String,
+    /// `false`: the key made `order_id`; `true`: it was answered as a duplicate of it.
+    pub duplicate: bool,
+    pub order_id: Uuid,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SagaRow {
+    pub order_id: Uuid,
+    pub step: String,
+    pub phase: String,
+    pub event: String,
+    pub detail: String,
+    /// On the order service's clock.
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub balance_cents: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub seq: i64,
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub kind: TransactionType,
+    pub amount_cents: i64,
+    pub order_id: Option<Uuid>,
+    /// On billing's clock.
+    pub created_at: Timestamp,
+}
+
+impl LedgerRow {
+    /// What the line does to its account's balance.
+    pub fn effect_cents(&self) -> i64 {
+        match self.kind {
+            TransactionType::Withdraw => -self.amount_cents,
+            TransactionType::Deposit | TransactionType::Refund => self.amount_cents,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DepositKeyRow {
+    pub user_id: Uuid,
+    pub key: String,
+    pub amount_cents: i64,
+    pub transaction_id: Uuid,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct StockRow {
+    pub product_id: Uuid,
+    pub total: i64,
+    pub reserved: i64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct StockReservationRow {
+    pub order_id: Uuid,
+    pub product_id: Uuid,
+    pub quantity: i64,
+    /// `RESERVED` (else `RELEASED`).
+    pub held: bool,
+    /// On the warehouse's clock.
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SlotRow {
+    pub slot: Timestamp,
+    pub capacity: i64,
+    pub booked: i64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct BookingRow {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub slot: Timestamp,
+    /// `BOOKED` (else `CANCELLED`).
+    pub held: bool,
+    /// On delivery's clock.
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct NotificationRow {
+    pub user_id: Uuid,
+    pub order_id: Uuid,
+    pub kind: NotificationType,
+    pub amount_cents: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct OperationRow {
+    pub state: OperationState,
+    pub message: String,
+    /// When the action (or a first cancel) was decided, on the participant's clock.
+    pub created_at: Timestamp,
+    /// When the state last changed (an undo: the release time).
+    pub updated_at: Timestamp,
+}
+
+/// Every service's state at the end of a run (or, for [`Snapshot::levels`], the balances,
+/// stock and slot counters the "always" checks read while it runs).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Gateway: user id by email.
+    pub users: BTreeMap<String, Uuid>,
+    pub orders: Vec<OrderRow>,
+    pub keys: Vec<KeyRow>,
+    pub saga_log: Vec<SagaRow>,
+    /// Events not yet delivered, by service (billing, order).
+    pub outbox: BTreeMap<String, u64>,
+    pub accounts: Vec<AccountRow>,
+    pub ledger: Vec<LedgerRow>,
+    pub deposit_keys: Vec<DepositKeyRow>,
+    pub stocks: Vec<StockRow>,
+    pub stock_reservations: Vec<StockReservationRow>,
+    pub slots: Vec<SlotRow>,
+    pub bookings: Vec<BookingRow>,
+    pub notifications: Vec<NotificationRow>,
+    /// Each participant's operation records, by order.
+    pub operations: BTreeMap<Participant, BTreeMap<Uuid, OperationRow>>,
+    /// Total stock of each product when the run began.
+    pub initial_stock: BTreeMap<Uuid, i64>,
+    /// Values the code should never have written: "service.table: what".
+    pub unreadable: Vec<String>,
+}
+
+/// Reads rows, keeping the ones that parse and naming the ones that do not.
+struct Reader<'a> {
+    unreadable: &'a mut Vec<String>,
+}
+
+impl Reader<'_> {
+    fn rows<T>(&mut self, db: &Db, place: &str, sql: &str, map: impl Fn(&Row<'_>) -> Result<T, String>) -> Vec<T> {
+        let raw: Vec<Result<T, String>> = db
+            .read(|c: &Connection| {
+                let mut statement = c.prepare(sql)?;
+                let rows = statement.query_map([], |row| Ok(map(row)))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap_or_else(|error| vec![Err(format!("cannot read: {error}"))]);
+        let mut kept = Vec::with_capacity(raw.len());
+        for row in raw {
+            match row {
+                Ok(row) => kept.push(row),
+                Err(what) => self.unreadable.push(format!("{place}: {what}")),
+            }
+        }
+        kept
+    }
+}
+
+fn text(row: &Row<'_>, index: usize) -> Result<String, String> {
+    row.get::<_, String>(index).map_err(|e| format!("column {index}: {e}"))
+}
+
+fn optional_text(row: &Row<'_>, index: usize) -> Result<Option<String>, String> {
+    row.get::<_, Option<String>>(index).map_err(|e| format!("column {index}: {e}"))
+}
+
+fn int(row: &Row<'_>, index: usize) -> Result<i64, String> {
+    row.get::<_, i64>(index).map_err(|e| format!("column {index}: {e}"))
+}
+
+fn id(row: &Row<'_>, index: usize) -> Result<Uuid, String> {
+    let text = text(row, index)?;
+    Uuid::parse_str(&text).map_err(|_| format!("'{text}' is not a uuid"))
+}
+
+fn optional_id(row: &Row<'_>, index: usize) -> Result<Option<Uuid>, String> {
+    optional_text(row, index)?.map(|t| Uuid::parse_str(&t).map_err(|_| format!("'{t}' is not a uuid"))).transpose()
+}
+
+fn time(row: &Row<'_>, index: usize) -> Result<Timestamp, String> {
+    let text = text(row, index)?;
+    chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.to_utc()).map_err(|_| format!("'{text}' is not a time"))
+}
+
+fn parsed<T>(row: &Row<'_>, index: usize, parse: impl Fn(&str) -> Option<T>) -> Result<T, String> {
+    let text = text(row, index)?;
+    parse(&text).ok_or_else(|| format!("unknown value '{text}'"))
+}
+
+impl Snapshot {
+    /// Reads every service's database.
+    pub fn take(cluster: &Cluster) -> Snapshot {
+        let mut snapshot = Snapshot::levels(cluster);
+        snapshot.initial_stock = cluster.initial_stock.clone();
+        let mut unreadable = std::mem::take(&mut snapshot.unreadable);
+        let mut reader = Reader { unreadable: &mut unreadable };
+        let db = |service: &str| &cluster.dbs[service];
+        snapshot.users = reader
+            .rows(db("gateway"), "gateway.users", "SELECT email, id FROM users ORDER BY email", |r| {
+                Ok((text(r, 0)?, id(r, 1)?))
+            })
+            .into_iter()
+            .collect();
+        snapshot.orders = read_orders(&mut reader, db("order"));
+        snapshot.keys = reader.rows(
+            db("order"),
+            "order.idempotency_keys",
+            "SELECT user_id, key, outcome, order_id FROM idempotency_keys ORDER BY user_id, key",
+            |r| {
+                let duplicate = parsed(r, 2, |o| match o {
+                    "ORDER" => Some(false),
+                    "DUPLICATE" => Some(true),
+                    _ => None,
+                })?;
+                Ok(KeyRow { user_id: id(r, 0)?, key: text(r, 1)?, duplicate, order_id: id(r, 3)? })
+            },
+        );
+        snapshot.saga_log = reader.rows(
+            db("order"),
+            "order.saga_log",
+            "SELECT order_id, step, phase, event, detail, at FROM saga_log ORDER BY seq",
+            |r| {
+                Ok(SagaRow {
+                    order_id: id(r, 0)?,
+                    step: text(r, 1)?,
+                    phase: text(r, 2)?,
+                    event: text(r, 3)?,
+                    detail: text(r, 4)?,
+                    at: time(r, 5)?,
+                })
+            },
+        );
+        for service in ["billing", "order"] {
+            let pending = reader.rows(db(service), "outbox", "SELECT COUNT(*) FROM outbox", |r| int(r, 0));
+            snapshot.outbox.insert(service.to_string(), pending.first().copied().unwrap_or(0) as u64);
+        }
+        snapshot.ledger = reader.rows(
+            db("billing"),
+            "billing.transactions",
+            "SELECT seq, id, account_id, type, amount_cents, order_id, created_at FROM transactions ORDER BY seq",
+            |r| {
+                Ok(LedgerRow {
+                    seq: int(r, 0)?,
+                    id: id(r, 1)?,
+                    account_id: id(r, 2)?,
+                    kind: parsed(r, 3, TransactionType::parse)?,
+                    amount_cents: int(r, 4)?,
+                    order_id: optional_id(r, 5)?,
+                    created_at: time(r, 6)?,
+                })
+            },
+        );
+        snapshot.deposit_keys = reader.rows(
+            db("billing"),
+            "billing.deposit_keys",
+            "SELECT user_id, key, amount_cents, transaction_id FROM deposit_keys ORDER BY user_id, key",
+            |r| {
+                Ok(DepositKeyRow {
+                    user_id: id(r, 0)?,
+                    key: text(r, 1)?,
+                    amount_cents: int(r, 2)?,
+                    transaction_id: id(r, 3)?,
+                })
+            },
+        );
+        snapshot.stock_reservations = reader.rows(
+            db("warehouse"),
+            "warehouse.stock_reservations",
+            "SELECT order_id, product_id, quantity, status, created_at FROM stock_reservations ORDER BY order_id, product_id",
+            |r| {
+                Ok(StockReservationRow {
+                    order_id: id(r, 0)?,
+                    product_id: id(r, 1)?,
+                    quantity: int(r, 2)?,
+                    held: parsed(r, 3, |s| held(s, "RESERVED", "RELEASED"))?,
+                    created_at: time(r, 4)?,
+                })
+            },
+        );
+        snapshot.bookings = reader.rows(
+            db("delivery"),
+            "delivery.delivery_reservations",
+            "SELECT order_id, user_id, slot, status, created_at FROM delivery_reservations ORDER BY order_id",
+            |r| {
+                Ok(BookingRow {
+                    order_id: id(r, 0)?,
+                    user_id: id(r, 1)?,
+                    slot: time(r, 2)?,
+                    held: parsed(r, 3, |s| held(s, "BOOKED", "CANCELLED"))?,
+                    created_at: time(r, 4)?,
+                })
+            },
+        );
+        snapshot.notifications = reader.rows(
+            db("notification"),
+            "notification.notifications",
+            "SELECT user_id, order_id, type, amount_cents FROM notifications ORDER BY seq",
+            |r| {
+                Ok(NotificationRow {
+                    user_id: id(r, 0)?,
+                    order_id: id(r, 1)?,
+                    kind: parsed(r, 2, NotificationType::parse)?,
+                    amount_cents: r.get::<_, Option<i64>>(3).map_err(|e| e.to_string())?,
+                })
+            },
+        );
+        for participant in Participant::ALL {
+            let place = format!("{}.operations", participant.service());
+            let rows = reader.rows(
+                db(participant.service()),
+                &place,
+                "SELECT order_id, state, message, created_at, updated_at FROM operations ORDER BY order_id",
+                |r| {
+                    let row = OperationRow {
+                        state: parsed(r, 1, OperationState::parse)?,
+                        message: text(r, 2)?,
+                        created_at: time(r, 3)?,
+                        updated_at: time(r, 4)?,
+                    };
+                    Ok((id(r, 0)?, row))
+                },
+            );
+            snapshot.operations.insert(participant, rows.into_iter().collect());
+        }
+        snapshot.unreadable = unreadable;
+        snapshot
+    }
+
+    /// Only the balances, stock and slot counters: what the "always" checks read while the
+    /// run goes on.
+    pub fn levels(cluster: &Cluster) -> Snapshot {
+        let mut unreadable = Vec::new();
+        let mut reader = Reader { unreadable: &mut unreadable };
+        let accounts = reader.rows(
+            &cluster.dbs["billing"],
+            "billing.accounts",
+            "SELECT id, user_id, balance_cents, created_at FROM accounts ORDER BY user_id",
+            |r| {
+                Ok(AccountRow { id: id(r, 0)?, user_id: id(r, 1)?, balance_cents: int(r, 2)?, created_at: time(r, 3)? })
+            },
+        );
+        let stocks = reader.rows(
+            &cluster.dbs["warehouse"],
+            "warehouse.stocks",
+            "SELECT product_id, total_quantity, reserved_quantity FROM stocks ORDER BY product_id",
+            |r| Ok(StockRow { product_id: id(r, 0)?, total: int(r, 1)?, reserved: int(r, 2)? }),
+        );
+        let slots = reader.rows(
+            &cluster.dbs["delivery"],
+            "delivery.delivery_slots",
+            "SELECT slot, capacity, booked FROM delivery_slots ORDER BY slot",
+            |r| Ok(SlotRow { slot: time(r, 0)?, capacity: int(r, 1)?, booked: int(r, 2)? }),
+        );
+        Snapshot { accounts, stocks, slots, unreadable, ..Snapshot::default() }
+    }
+
+    /// Whether every order is final and both outboxes are empty (the liveness phase's end).
+    pub fn settled(cluster: &Cluster) -> bool {
+        let unfinished: i64 = cluster.dbs["order"]
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED')", [], |r| r.get(0))
+            })
+            .unwrap_or(1);
+        let outbox = |service: &str| -> i64 {
+            cluster.dbs[service].read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))).unwrap_or(1)
+        };
+        unfinished == 0 && outbox("billing") == 0 && outbox("order") == 0
+    }
+
+    pub fn order(&self, order_id: Uuid) -> Option<&OrderRow> {
+        self.orders.iter().find(|o| o.id == order_id)
+    }
+
+    pub fn account_of(&self, user_id: Uuid) -> Option<&AccountRow> {
+        self.accounts.iter().find(|a| a.user_id == user_id)
+    }
+
+    /// The user an account belongs to.
+    pub fn owner_of(&self, account_id: Uuid) -> Option<Uuid> {
+        self.accounts.iter().find(|a| a.id == account_id).map(|a| a.user_id)
+    }
+
+    /// A digest of everything the snapshot holds.
+    pub fn digest(&self, hasher: &mut Sha256) {
+        hasher.update(serde_json::to_vec(self).expect("snapshots serialize"));
+    }
+}
+
+fn held(text: &str, live: &str, gone: &str) -> Option<bool> {
+    if text == live {
+        Some(true)
+    } else if text == gone {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn read_orders(reader: &mut Reader<'_>, db: &Db) -> Vec<OrderRow> {
+    let mut orders = reader.rows(
+        db,
+        "order.orders",
+        "SELECT id, number, user_id, status, price_cents, error_message, preferred_time_slot, created_at
+         FROM orders ORDER BY seq",
+        |r| {
+            Ok(OrderRow {
+                id: id(r, 0)?,
+                number: text(r, 1)?,
+                user_id: id(r, 2)?,
+                status: parsed(r, 3, OrderStatus::parse)?,
+                price_cents: int(r, 4)?,
+                error_message: optional_text(r, 5)?,
+                slot: time(r, 6)?,
+                created_at: time(r, 7)?,
+                items: BTreeMap::new(),
+            })
+        },
+    );
+    let lines = reader.rows(
+        db,
+        "order.order_items",
+        "SELECT order_id, product_id, quantity FROM order_items ORDER BY id",
+        |r| Ok((id(r, 0)?, id(r, 1)?, int(r, 2)?)),
+    );
+    let index: BTreeMap<Uuid, usize> = orders.iter().enumerate().map(|(i, o)| (o.id, i)).collect();
+    for (order_id, product, quantity) in lines {
+        match index.get(&order_id) {
+            Some(i) => *orders[*i].items.entry(product).or_default() += quantity,
+            None => reader.unreadable.push(format!("order.order_items: a line of unknown order {order_id}")),
+        }
+    }
+    orders
+}
