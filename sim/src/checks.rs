@@ -749,7 +749,7 @@ fn contract_answers(snapshot: &Snapshot, history: &[Event], faults: &[Window]) -
             (Action::Register, Some(409)) | (Action::OpenAccount, Some(200)) if !same_step_before => {
                 Err("answered as a repeat, but this was the first attempt".to_string())
             }
-            (Action::PlaceOrder, Some(status)) => order_answer(snapshot, history, event, status, &catalog),
+            (Action::PlaceOrder, Some(status)) => order_answer(snapshot, history, event, status, &catalog, touched),
             _ => Ok(()),
         };
         if let Err(why) = verdict {
@@ -766,6 +766,7 @@ fn order_answer(
     event: &Event,
     status: u16,
     catalog: &BTreeMap<Uuid, i64>,
+    touched: bool,
 ) -> Result<(), String> {
     let problem = event.problem.as_deref();
     let Some(asked) = &event.asked else { return Ok(()) };
@@ -812,11 +813,13 @@ fn order_answer(
     if status == 202 && order.status.is_final() {
         return Err(format!("202 with a {} order", order.status.as_str()));
     }
-    // A 200 replays a key sent before (or at the same moment, by a twin).
+    // A 200 replays a key sent before (or at the same moment, by a twin), or, under a
+    // fault, a copy of this very request sent ahead of it: an injected duplicate or the
+    // gateway's own retry after an attempt that got no answer.
     let sent_before = history
         .iter()
         .any(|e| e.shopper == event.shopper && e.key == event.key && e.sent_ms <= event.sent_ms && e != event);
-    if status == 200 && !sent_before {
+    if status == 200 && !sent_before && !touched {
         return Err("200 replay of a key never sent before".into());
     }
     Ok(())

@@ -15,6 +15,9 @@ use uuid::Uuid;
 /// just after, a restarted service opening its listener.
 pub const FAULT_AFTERMATH_MS: u64 = 1_000;
 
+/// The label of a duplicate fault's window.
+pub const DUPLICATES: &str = "duplicates";
+
 /// One fault's reach on the simulation's time line: `[begin_ms, end_ms)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -37,7 +40,7 @@ pub fn fault_windows(plan: &Plan) -> Vec<Window> {
                 Fault::Crash { host, down_ms } => (*down_ms, format!("crash {host}")),
                 Fault::Skew { host, skew_ms } => (plan.safety_ms, format!("skew {host} {skew_ms} ms")),
                 Fault::Latency { max_ms, duration_ms } => (*duration_ms, format!("latency {max_ms} ms")),
-                Fault::Duplicate { duration_ms, .. } => (*duration_ms, "duplicates".to_string()),
+                Fault::Duplicate { duration_ms, .. } => (*duration_ms, DUPLICATES.to_string()),
             };
             let end_ms = (p.at_ms + duration_ms).min(plan.safety_ms) + FAULT_AFTERMATH_MS;
             Window { begin_ms: p.at_ms, end_ms, label }

@@ -56,6 +56,11 @@ pub struct Shopper {
     gateway: String,
 }
 
+/// No answer within the shopper's deadline (or the connection failed).
+struct NoAnswer {
+    sent_ms: u64,
+}
+
 struct Answer {
     status: u16,
     body: Value,
@@ -103,7 +108,7 @@ impl Shopper {
         body: Option<&Value>,
         key: Option<&str>,
         with_session: bool,
-    ) -> Option<Answer> {
+    ) -> Result<Answer, NoAnswer> {
         let sent_ms = self.elapsed_ms();
         let mut request = OutboundRequest::new(method, path);
         if let Some(body) = body {
@@ -121,21 +126,31 @@ impl Shopper {
             // An error status is an answer too; only a transport failure is "no answer".
             Err(CallError::Status { status, problem }) => {
                 let body = problem.map_or(Value::Null, |p| serde_json::to_value(p).unwrap_or(Value::Null));
-                return Some(Answer { status, body, sent_ms });
+                return Ok(Answer { status, body, sent_ms });
             }
-            Err(_) => return None,
+            Err(_) => return Err(NoAnswer { sent_ms }),
         };
         let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        Some(Answer { status: reply.status.as_u16(), body, sent_ms })
+        Ok(Answer { status: reply.status.as_u16(), body, sent_ms })
     }
 
     /// The event of one answer, with what its body says in the contract's terms.
-    fn event(&self, action: Action, key: Option<&str>, answer: Option<&Answer>, amount_cents: Option<i64>) -> Event {
+    fn event(
+        &self,
+        action: Action,
+        key: Option<&str>,
+        answer: Result<&Answer, &NoAnswer>,
+        amount_cents: Option<i64>,
+    ) -> Event {
         let at_ms = self.elapsed_ms();
-        let mut event = Event::new(self.index, action, answer.map_or(at_ms, |a| a.sent_ms), at_ms);
+        let sent_ms = match answer {
+            Ok(answer) => answer.sent_ms,
+            Err(none) => none.sent_ms,
+        };
+        let mut event = Event::new(self.index, action, sent_ms, at_ms);
         event.key = key.map(str::to_string);
         event.amount_cents = amount_cents;
-        let Some(answer) = answer else { return event };
+        let Ok(answer) = answer else { return event };
         event.status = Some(answer.status);
         let body = &answer.body;
         event.problem = body.get("type").and_then(Value::as_str).map(str::to_string);
@@ -187,7 +202,7 @@ impl Shopper {
         self.history.borrow_mut().push(event);
     }
 
-    fn record(&self, action: Action, key: Option<&str>, answer: Option<&Answer>, amount_cents: Option<i64>) {
+    fn record(&self, action: Action, key: Option<&str>, answer: Result<&Answer, &NoAnswer>, amount_cents: Option<i64>) {
         self.push(self.event(action, key, answer, amount_cents));
     }
 
@@ -212,7 +227,7 @@ impl Shopper {
         for attempt in 0..STEP_ATTEMPTS_MAX {
             let answer = self.call(Method::POST, path, body.as_ref(), key, true).await;
             self.record(action, key, answer.as_ref(), amount);
-            if let Some(answer) = answer.filter(|a| done(a.status)) {
+            if let Some(answer) = answer.ok().filter(|a| done(a.status)) {
                 return Some(answer.body);
             }
             let backoff = 200 * u64::from(attempt + 1);
@@ -271,13 +286,16 @@ impl Shopper {
             let reply = match reply {
                 Ok(reply) => Some(reply),
                 Err(CallError::Status { status, .. }) => {
-                    self.record(Action::Login, None, Some(&Answer { status, body: Value::Null, sent_ms }), None);
+                    self.record(Action::Login, None, Ok(&Answer { status, body: Value::Null, sent_ms }), None);
                     self.pause(200 * u64::from(attempt + 1)).await;
                     continue;
                 }
                 Err(_) => None,
             };
-            let answer = reply.as_ref().map(|r| Answer { status: r.status.as_u16(), body: Value::Null, sent_ms });
+            let answer = match &reply {
+                Some(r) => Ok(Answer { status: r.status.as_u16(), body: Value::Null, sent_ms }),
+                None => Err(NoAnswer { sent_ms }),
+            };
             self.record(Action::Login, None, answer.as_ref(), None);
             let cookie = reply
                 .as_ref()
@@ -332,7 +350,7 @@ impl Shopper {
         let mut event = self.event(Action::PlaceOrder, Some(key), answer.as_ref(), None);
         event.asked = Some(asked.clone());
         self.push(event);
-        answer
+        answer.ok()
     }
 
     /// Places an order, retrying the same key after no answer, 5xx or 409 in-progress;
@@ -372,7 +390,7 @@ impl Shopper {
         while self.elapsed_ms() < deadline {
             let answer = self.call(Method::GET, &format!("/api/v1/order/{order_id}"), None, None, true).await;
             self.record(Action::PollOrder, None, answer.as_ref(), None);
-            if let Some(answer) = answer {
+            if let Ok(answer) = answer {
                 if answer.status == 200 && matches!(answer.body["status"].as_str(), Some("CONFIRMED" | "FAILED")) {
                     return;
                 }
@@ -385,7 +403,7 @@ impl Shopper {
     async fn read(&mut self, action: Action, path: &str) -> Option<Value> {
         let answer = self.call(Method::GET, path, None, None, true).await;
         self.record(action, None, answer.as_ref(), None);
-        answer.filter(|a| a.status == 200).map(|a| a.body)
+        answer.ok().filter(|a| a.status == 200).map(|a| a.body)
     }
 
     /// After healing: one order the shopper can afford (it deposits first if need be), for
@@ -403,17 +421,14 @@ impl Shopper {
         let mine: Vec<Order> = serde_json::from_value(mine).unwrap_or_default();
         let live: Vec<BTreeMap<Uuid, i64>> =
             mine.iter().filter(|o| o.status != OrderStatus::Failed).map(|o| SeenOrder::from_order(o).items).collect();
-        // The most available product (the first in catalog order among equals), in the
-        // smallest quantity no live order of this shopper has.
-        let Some(product) = catalog.iter().filter(|p| p.available > 0).max_by_key(|p| p.available) else {
+        let Some(items) = unlike_any(&catalog, &live) else {
             return; // nothing left to sell: the checks confirm it from the warehouse's rows
         };
-        let Some(quantity) =
-            (1..=product.available).find(|q| !live.contains(&BTreeMap::from([(product.product_id, *q)])))
-        else {
-            return;
+        let price_of = |item: &PlannedItem| {
+            let price = catalog.iter().find(|p| p.product_id == item.product).map_or(0, |p| p.price.cents());
+            price.saturating_mul(item.quantity)
         };
-        let price_cents = product.price.cents().saturating_mul(quantity);
+        let price_cents: i64 = items.iter().map(price_of).sum();
         let Some(account) = self.read(Action::ReadAccount, "/api/v1/billing/accounts/me").await else { return };
         let balance_cents = serde_json::from_value::<Account>(account).map_or(0, |a| a.balance.cents());
         if balance_cents < price_cents {
@@ -429,7 +444,6 @@ impl Shopper {
                 return;
             }
         }
-        let items = [PlannedItem { product: product.product_id, quantity }];
         let request = self.order_body(&items, LAST_ORDER_SLOT_HOUR + self.index, true);
         let key = format!("last-order-{}", self.index);
         if let Some(order_id) = self.place(&key, &request, false).await {
@@ -464,4 +478,36 @@ impl Shopper {
             self.record(Action::Anonymous, None, answer.as_ref(), None);
         }
     }
+}
+
+/// Items in stock unlike any of `live` (a similar order would be refused as a duplicate):
+/// one line of the most available product in the smallest quantity that differs, else two
+/// lines of one unit each.
+fn unlike_any(catalog: &[Product], live: &[BTreeMap<Uuid, i64>]) -> Option<Vec<PlannedItem>> {
+    let mut stocked: Vec<&Product> = catalog.iter().filter(|p| p.available > 0).collect();
+    stocked.sort_by_key(|p| std::cmp::Reverse(p.available));
+    let unlike = |items: &[PlannedItem]| {
+        let signature: BTreeMap<Uuid, i64> = items.iter().map(|i| (i.product, i.quantity)).collect();
+        !live.contains(&signature)
+    };
+    for product in &stocked {
+        for quantity in 1..=product.available.min(3) {
+            let items = vec![PlannedItem { product: product.product_id, quantity }];
+            if unlike(&items) {
+                return Some(items);
+            }
+        }
+    }
+    for (index, first) in stocked.iter().enumerate() {
+        for second in &stocked[index + 1..] {
+            let items = vec![
+                PlannedItem { product: first.product_id, quantity: 1 },
+                PlannedItem { product: second.product_id, quantity: 1 },
+            ];
+            if unlike(&items) {
+                return Some(items);
+            }
+        }
+    }
+    None
 }
