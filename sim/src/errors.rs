@@ -69,7 +69,9 @@ impl Incidents {
     /// One violation per host and kind of incident (its target and message), with the first
     /// occurrence as evidence and how often it happened.
     pub fn violations(&self) -> Vec<Violation> {
-        let mut grouped: BTreeMap<(String, &'static str, String, String), (Incident, u64, u64)> = BTreeMap::new();
+        // (host, kind, target, message) -> (first occurrence, count, last time)
+        type Kind = (String, &'static str, String, String);
+        let mut grouped: BTreeMap<Kind, (Incident, u64, u64)> = BTreeMap::new();
         for incident in self.all() {
             let key = (incident.host.clone(), incident.kind, incident.target.clone(), incident.message.clone());
             let at_ms = incident.at_ms;

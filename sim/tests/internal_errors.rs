@@ -36,7 +36,7 @@ fn a_panic_in_a_host_is_a_violation_not_an_aborted_run() {
     let mut sim = turmoil::Builder::new().build();
     sim.host("warehouse", move || {
         async {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tokio::task::yield_now().await;
             panic!("reserved more than the total");
         }
         .with_subscriber(dispatch.clone())
