@@ -14,7 +14,9 @@ pub struct Entry {
     pub invariants: &'static [u8],
 }
 
-pub const CATALOG: [Entry; 10] = [
+use crate::checks::{CONTRACT, INTERNAL_ERRORS, JUSTIFIED_OUTCOMES};
+
+pub const CATALOG: [Entry; 13] = [
     Entry { bug: Bug::WithdrawTwice, scenario: "duplicate", invariants: &[1, 2, 5] },
     Entry { bug: Bug::NoTombstone, scenario: "cancel-before-withdraw", invariants: &[1, 2] },
     Entry { bug: Bug::NoRecovery, scenario: "orchestrator-crash", invariants: &[9] },
@@ -25,6 +27,10 @@ pub const CATALOG: [Entry; 10] = [
     Entry { bug: Bug::OversellTwoSteps, scenario: "last-unit", invariants: &[3] },
     Entry { bug: Bug::DirectNotification, scenario: "isolate", invariants: &[8] },
     Entry { bug: Bug::StatusBackwards, scenario: "hold", invariants: &[6, 9] },
+    // Negative controls: useless stores that keep every bookkeeping invariant.
+    Entry { bug: Bug::RejectAll, scenario: "happy-path", invariants: &[JUSTIFIED_OUTCOMES] },
+    Entry { bug: Bug::UnavailableAll, scenario: "happy-path", invariants: &[JUSTIFIED_OUTCOMES, CONTRACT] },
+    Entry { bug: Bug::ConstraintMasked, scenario: "last-unit", invariants: &[INTERNAL_ERRORS] },
 ];
 
 /// The first seed in `0..seeds_max` whose run with `bug` fails, with its report.

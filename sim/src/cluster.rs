@@ -1,6 +1,7 @@
 //! The cluster: one turmoil host per service, running the very code `shop` runs, each with
 //! its database kept here, outside the host, so a crash loses only uncommitted work.
 
+use crate::errors::Incidents;
 use crate::faults::SERVICES;
 use crate::scenario::Scenario;
 use crate::seams::{SimClock, TurmoilNet};
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 use std::future::pending;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 use std::sync::Arc;
+use tracing::instrument::WithSubscriber;
 use uuid::Uuid;
 
 /// 2026-01-01T00:00:00Z: every run's wall clock starts here.
@@ -38,6 +40,8 @@ pub struct Cluster {
     pub peers: Peers,
     /// Total stock of each product at the start.
     pub initial_stock: BTreeMap<Uuid, i64>,
+    /// What the service hosts logged at ERROR, and their panics (invariant 11).
+    pub incidents: Incidents,
 }
 
 fn migrations(service: &str) -> Vec<platform::storage::Migration> {
@@ -91,6 +95,7 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
         duplicate_delay_max_ms: Arc::new(AtomicU64::new(0)),
         peers: peers(),
         initial_stock: catalog.iter().map(|c| (c.id, c.stock)).collect(),
+        incidents: Incidents::new(),
     }
 }
 
@@ -112,6 +117,8 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
         let secrets = secrets.clone();
         let slot_capacity = scenario.slot_capacity;
         let incarnation = Cell::new(0u32);
+        // One tracing dispatcher per host, around every incarnation of its future.
+        let dispatch = cluster.incidents.dispatch(service);
         sim.host(service, move || {
             incarnation.set(incarnation.get() + 1);
             let ids = Ids::from_seed(child_seed(seed, &format!("ids/{service}/{}", incarnation.get())));
@@ -127,6 +134,7 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
                 run_service(service, deps, listener, slot_capacity).await;
                 Ok(())
             }
+            .with_subscriber(dispatch.clone())
         });
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! One file per noun: `seed` (labelled streams), `seams` (simulated clock and network),
 //! `cluster` (hosts and their databases), `shopper` (the workload), `history`, `faults`
-//! (plan and timeline), `checks` (the invariants), `run` (the driver), `scenario`, `sweep`.
+//! (plan and timeline), `checks` (the invariants), `errors` (invariant 11: what the hosts
+//! logged at ERROR and their panics), `run` (the driver), `scenario`, `sweep`.
 
 pub mod bench;
 pub mod catalog;
 pub mod checks;
 pub mod cluster;
+pub mod errors;
 pub mod faults;
 pub mod history;
 pub mod model;

@@ -92,6 +92,9 @@ enum Command {
         targeted_seeds: u64,
         #[arg(long, default_value_t = 2000)]
         swarm_seeds: u64,
+        /// Only these bugs (default: every catalogued one).
+        #[arg(long, value_delimiter = ',')]
+        bug: Vec<String>,
     },
     /// Benchmark (one core): the scenario mix against bare turmoil with the same hosts and
     /// simulated time; prints runs per second, simulated-to-wall speed and the ratio.
@@ -115,7 +118,7 @@ fn main() -> ExitCode {
             run_shrink(&scenario, seed, bug.as_deref(), runs_max, &out)
         }
         Command::Bench { seeds } => run_bench(seeds),
-        Command::Catalog { targeted_seeds, swarm_seeds } => run_catalog(targeted_seeds, swarm_seeds),
+        Command::Catalog { targeted_seeds, swarm_seeds, bug } => run_catalog(targeted_seeds, swarm_seeds, &bug),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -348,12 +351,16 @@ fn run_bench(seeds: u64) -> Result<bool, String> {
     Ok(true)
 }
 
-fn run_catalog(targeted_seeds: u64, swarm_seeds: u64) -> Result<bool, String> {
+fn run_catalog(targeted_seeds: u64, swarm_seeds: u64, only: &[String]) -> Result<bool, String> {
     parse_bug(Some(Bug::ALL[0].name()))?;
+    for name in only {
+        parse_bug(Some(name))?;
+    }
     let swarm = load_named("swarm").map_err(|e| e.to_string())?;
     let rows: Vec<(String, bool)> = std::thread::scope(|scope| {
         let handles: Vec<_> = sim::catalog::CATALOG
             .iter()
+            .filter(|entry| only.is_empty() || only.iter().any(|name| name == entry.bug.name()))
             .map(|entry| {
                 let swarm = &swarm;
                 scope.spawn(move || {

@@ -3,6 +3,7 @@
 
 use crate::checks::{always, final_checks, Violation};
 use crate::cluster::{add_hosts, epoch, prepare, Cluster};
+use crate::errors;
 use crate::faults::Fault;
 use crate::faults::{timeline, Action, Planned, SERVICES};
 use crate::history::{Event, History};
@@ -232,9 +233,22 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
             let (_, action) = actions.next().expect("peeked");
             driver.apply(&action);
         }
-        let clients_done = match driver.sim.step() {
-            Ok(done) => done,
-            Err(error) => {
+        // A panic in a host's task comes out of `step` (turmoil's runtimes shut down on an
+        // unhandled panic): a violation with its evidence, not an aborted sweep.
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.sim.step()));
+        let clients_done = match stepped {
+            Ok(Ok(done)) => done,
+            Err(payload) => {
+                let raised = errors::panic_message(payload.as_ref());
+                violations.push(errors::panic_violation(&driver.cluster.incidents, &raised, driver.now_ms()));
+                break;
+            }
+            Ok(Err(error)) if driver.cluster.incidents.last_panic().is_some() => {
+                let raised = error.to_string();
+                violations.push(errors::panic_violation(&driver.cluster.incidents, &raised, driver.now_ms()));
+                break;
+            }
+            Ok(Err(error)) => {
                 violations.push(Violation {
                     invariant: 0,
                     name: "harness",
@@ -260,7 +274,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     driver.log.push(format!("{simulated_ms:>7} ms end of run"));
     let history = history.borrow().clone();
     let snapshot = Snapshot::take(&driver.cluster);
-    for found in final_checks(&snapshot, &history, plan) {
+    for found in final_checks(&snapshot, &history, plan).into_iter().chain(driver.cluster.incidents.violations()) {
         if !violations.contains(&found) {
             violations.push(found);
         }

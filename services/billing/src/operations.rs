@@ -40,6 +40,10 @@ pub fn withdraw(
         }
     }
     let result = act(tx, request.order_id, now, |tx| {
+        if bugs::active(Bug::RejectAll) {
+            // The planted negative control: every order refused for a plausible reason.
+            return Ok(StepResult::refused(reason::INSUFFICIENT_FUNDS));
+        }
         let account = match account_of(tx, request.user_id)? {
             None => return Ok(StepResult::refused(reason::NO_ACCOUNT)),
             Some(account) if account.balance < request.amount => {

@@ -257,6 +257,10 @@ pub async fn create_order(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if bugs::active(Bug::UnavailableAll) {
+        // The planted negative control: unavailable, with no fault to explain it.
+        return Err(ApiError::unavailable("the order service is unavailable", RETRY_AFTER_S));
+    }
     let started = state.env.clock.now();
     let key = parse_key(&headers)?;
     let request: CreateOrderRequest = parse_json(&body)?;

@@ -2,6 +2,9 @@
 //! `planted-bugs` feature and switched on one at a time, per thread, by the simulation to
 //! prove that its checkers catch them. Without the feature `active` is always false and the
 //! bug paths vanish from the build.
+//!
+//! The last three are negative controls rather than saga bugs: useless stores that break no
+//! bookkeeping invariant, which the harness must still reject.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Bug {
@@ -25,10 +28,21 @@ pub enum Bug {
     DirectNotification,
     /// A late reply to an action moves the order's status, even out of a final one.
     StatusBackwards,
+    /// Negative control: billing refuses every withdrawal with `INSUFFICIENT_FUNDS`, cleanly
+    /// recorded and compensated; every saga FAILs correctly, so only a model of what the store
+    /// should have answered can tell.
+    RejectAll,
+    /// Negative control: the order service answers 503 with `Retry-After` to every
+    /// `POST /api/v1/order`, without any fault to explain it.
+    UnavailableAll,
+    /// Negative control: the warehouse writes a reservation without its own availability
+    /// guard, so the `reserved_quantity <= total_quantity` CHECK fires inside the transaction;
+    /// it answers 500 and the saga compensates.
+    ConstraintMasked,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 13] = [
         Bug::WithdrawTwice,
         Bug::NoTombstone,
         Bug::NoRecovery,
@@ -39,6 +53,9 @@ impl Bug {
         Bug::OversellTwoSteps,
         Bug::DirectNotification,
         Bug::StatusBackwards,
+        Bug::RejectAll,
+        Bug::UnavailableAll,
+        Bug::ConstraintMasked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +70,9 @@ impl Bug {
             Bug::OversellTwoSteps => "oversell-two-steps",
             Bug::DirectNotification => "direct-notification",
             Bug::StatusBackwards => "status-backwards",
+            Bug::RejectAll => "reject-all",
+            Bug::UnavailableAll => "unavailable-all",
+            Bug::ConstraintMasked => "constraint-masked",
         }
     }
 

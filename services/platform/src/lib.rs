@@ -27,6 +27,7 @@ pub use net::Net;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use tracing::instrument::WithSubscriber;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -69,6 +70,9 @@ pub enum Spawner {
 }
 
 impl Spawner {
+    /// `Local` tasks keep the spawning task's tracing dispatcher: the simulation gives each
+    /// host its own (all hosts share one thread), and a task spawned inside a host must log
+    /// to that host's. `Runtime` tasks log to the global subscriber, as before.
     #[expect(clippy::disallowed_methods, reason = "the one place tasks are spawned")]
     pub fn spawn<F>(self, future: F) -> tokio::task::JoinHandle<F::Output>
     where
@@ -77,7 +81,7 @@ impl Spawner {
     {
         match self {
             Spawner::Runtime => tokio::spawn(future),
-            Spawner::Local => tokio::task::spawn_local(future),
+            Spawner::Local => tokio::task::spawn_local(future.with_current_subscriber()),
         }
     }
 
@@ -90,7 +94,7 @@ impl Spawner {
     ) {
         match self {
             Spawner::Runtime => set.spawn(future),
-            Spawner::Local => set.spawn_local(future),
+            Spawner::Local => set.spawn_local(future.with_current_subscriber()),
         };
     }
 }

@@ -47,6 +47,18 @@ pub fn parse_traceparent(value: &str) -> Option<String> {
     valid.then(|| parts[1].to_string())
 }
 
+/// Every 5xx a service sends is logged here, the one place every service shares: a 500 (or
+/// any 5xx other than "unavailable") is a bug or a broken invariant and logs at ERROR; 502,
+/// 503 and 504 say a peer or a dependency could not be reached, which faults explain, and log
+/// at WARN.
+fn log_server_error(status: u16, method: &axum::http::Method, uri: &axum::http::Uri, request_id: &str) {
+    match status {
+        502..=504 => tracing::warn!(status, %method, path = uri.path(), request_id, "answered unavailable"),
+        500..=599 => tracing::error!(status, %method, path = uri.path(), request_id, "answered an internal error"),
+        _ => {}
+    }
+}
+
 fn valid_request_id(value: &str) -> bool {
     !value.is_empty() && value.len() <= REQUEST_ID_LENGTH_MAX && value.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
@@ -76,9 +88,14 @@ pub async fn request_context(State(ids): State<Ids>, mut request: Request, next:
         trace_id = %trace_id,
     );
     let context = RequestContext { request_id: request_id.clone(), trace_id, traceparent };
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     request.extensions_mut().insert(context);
     let mut response = next.run(request).instrument(span.clone()).await;
-    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::debug!(status, "answered");
+        log_server_error(status, &method, &uri, &request_id);
+    });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
