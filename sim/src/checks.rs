@@ -135,6 +135,7 @@ pub fn final_checks(cluster: &Cluster, history: &[Event]) -> Vec<Violation> {
     let mut found = always(cluster);
     found.extend(saga_money_stock_slots(cluster, &orders));
     found.extend(idempotency(cluster, &orders, history));
+    found.extend(in_progress_after_final(cluster, history));
     found.extend(clients_saw(&orders, history));
     found.extend(internal_errors(history));
     found.extend(duplicates(&orders));
@@ -334,6 +335,87 @@ fn idempotency(cluster: &Cluster, orders: &[OrderRow], history: &[Event]) -> Vec
         }
     }
     found
+}
+
+/// How long after a saga's end a request that waited for it may still hold its key.
+const WAITING_RELEASE_MARGIN_MS: u64 = 1_000;
+
+/// A repeat of a key sent after its order was final gets the order (step 6 of the
+/// contract), never 409 in-progress: no request can still be waiting for an ended saga.
+/// "Final" is seen either by the shopper (an earlier answer showed CONFIRMED or FAILED) or
+/// in the saga log, for repeats sent in the liveness phase (when no clock is skewed any
+/// more, so a saga that ended then has its true time, and one that ended earlier ended
+/// before the phase).
+fn in_progress_after_final(cluster: &Cluster, history: &[Event]) -> Vec<Violation> {
+    let users: BTreeMap<String, u32> = query(&cluster.dbs["gateway"], "SELECT id, email FROM users", |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })
+    .into_iter()
+    .filter_map(|(id, email)| {
+        let index = email.strip_prefix("shopper")?.strip_suffix("@example.com")?.parse().ok()?;
+        Some((id, index))
+    })
+    .collect();
+    let mut order_of_key: BTreeMap<(u32, String), Uuid> = BTreeMap::new();
+    for (user, key, order) in query(
+        &cluster.dbs["order"],
+        "SELECT user_id, key, order_id FROM idempotency_keys WHERE outcome = 'ORDER'",
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, uuid(r.get(2)?))),
+    ) {
+        if let Some(shopper) = users.get(&user) {
+            order_of_key.insert((*shopper, key), order);
+        }
+    }
+    let epoch_ms = crate::cluster::epoch().timestamp_millis();
+    let finished: BTreeMap<Uuid, u64> =
+        query(&cluster.dbs["order"], "SELECT order_id, at FROM saga_log WHERE event = 'FINISHED'", |r| {
+            Ok((uuid(r.get(0)?), r.get::<_, String>(1)?))
+        })
+        .into_iter()
+        .filter_map(|(order, at)| {
+            let at_ms = chrono::DateTime::parse_from_rfc3339(&at).ok()?.timestamp_millis() - epoch_ms;
+            Some((order, u64::try_from(at_ms).ok()?))
+        })
+        .collect();
+    let liveness_from_ms = cluster.liveness_from_ms.load(std::sync::atomic::Ordering::Relaxed);
+    // The first such answer per key, and how many there were.
+    let mut stuck: BTreeMap<(u32, &str), (String, u32)> = BTreeMap::new();
+    let in_progress = "/problems/idempotency-request-in-progress";
+    for event in history.iter().filter(|e| e.action == Action::PlaceOrder && e.problem.as_deref() == Some(in_progress))
+    {
+        let Some(key) = event.key.as_deref() else { continue };
+        let Some(order) = order_of_key.get(&(event.shopper, key.to_string())).copied() else { continue };
+        let seen_final = history.iter().find(|e| {
+            e.order_id == Some(order)
+                && e.at_ms + WAITING_RELEASE_MARGIN_MS <= event.sent_ms
+                && matches!(e.order_status.as_deref(), Some("CONFIRMED" | "FAILED"))
+        });
+        let logged_final = finished.get(&order).filter(|finished_ms| {
+            event.sent_ms >= liveness_from_ms && **finished_ms + WAITING_RELEASE_MARGIN_MS <= event.sent_ms
+        });
+        let evidence = match (seen_final, logged_final) {
+            (Some(seen), _) => format!(
+                "a repeat sent at {} ms answered 409 idempotency-request-in-progress, though order {order} was read {} at {} ms",
+                event.sent_ms,
+                seen.order_status.as_deref().unwrap_or_default(),
+                seen.at_ms
+            ),
+            (None, Some(finished_ms)) => format!(
+                "a repeat sent at {} ms (liveness phase from {liveness_from_ms} ms) answered 409 \
+                 idempotency-request-in-progress, though the saga of order {order} finished at {finished_ms} ms",
+                event.sent_ms
+            ),
+            (None, None) => continue,
+        };
+        stuck.entry((event.shopper, key)).or_insert((evidence, 0)).1 += 1;
+    }
+    stuck
+        .into_iter()
+        .map(|((shopper, key), (first, count))| {
+            let evidence = format!("{first} ({count} such answers)");
+            violation(5, format!("shopper-{shopper} key {key}"), evidence)
+        })
+        .collect()
 }
 
 fn clients_saw(orders: &[OrderRow], history: &[Event]) -> Vec<Violation> {

@@ -38,6 +38,8 @@ pub struct Cluster {
     pub peers: Peers,
     /// Total stock of each product at the start.
     pub initial_stock: BTreeMap<Uuid, i64>,
+    /// Simulated time the liveness phase began (everything healed); `u64::MAX` before.
+    pub liveness_from_ms: AtomicU64,
 }
 
 fn migrations(service: &str) -> Vec<platform::storage::Migration> {
@@ -91,6 +93,7 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
         duplicate_delay_max_ms: Arc::new(AtomicU64::new(0)),
         peers: peers(),
         initial_stock: catalog.iter().map(|c| (c.id, c.stock)).collect(),
+        liveness_from_ms: AtomicU64::new(u64::MAX),
     }
 }
 

@@ -150,6 +150,7 @@ impl Driver<'_> {
     fn heal(&mut self) {
         let at = self.now_ms();
         self.log.push(format!("{at:>7} ms heal: liveness phase begins"));
+        self.cluster.liveness_from_ms.store(at, Ordering::Relaxed);
         for (index, a) in self.hosts.iter().enumerate() {
             for b in &self.hosts[index + 1..] {
                 self.sim.repair(a.as_str(), b.as_str());
