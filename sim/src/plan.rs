@@ -122,8 +122,9 @@ fn draw_abandons(scenario: &Scenario, seed: u64, index: u32, orders: &mut [Plann
         if !draw.chance(scenario.mix.abandon) {
             continue;
         }
-        // Abandoned before the order service's 5 s deadline answers 202.
-        order.abandon_after_ms = Some(draw.range(300, 3_000));
+        // Anywhere from before the order is recorded to well before the order service's
+        // 5 s deadline answers 202.
+        order.abandon_after_ms = Some(draw.range(20, 3_000));
         order.retry_after_ms = match draw.range(0, 9) {
             0..=2 => None,
             3..=5 => Some(draw.range(500, 3_000)),

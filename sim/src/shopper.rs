@@ -321,7 +321,10 @@ impl Shopper {
         let answer = self.call_within(Method::POST, "/api/v1/order", Some(body), Some(key), true, abandon_ms).await;
         self.record(Action::PlaceOrder, Some(key), answer.as_ref(), None);
         if let Some(answer) = answer {
-            let order_id = answer.body["id"].as_str().and_then(|id| Uuid::parse_str(id).ok());
+            let order_id = answer.body["id"]
+                .as_str()
+                .or(answer.body["order"]["id"].as_str())
+                .and_then(|id| Uuid::parse_str(id).ok());
             if let Some(order_id) = order_id {
                 self.board.borrow_mut().entry(self.index).or_default().push(order_id);
             }
