@@ -95,6 +95,7 @@ pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<
     found.extend(stock(snapshot));
     found.extend(slots(snapshot));
     found.extend(idempotency(snapshot, history));
+    found.extend(in_progress_after_final(snapshot, history, plan));
     found.extend(clients_saw(snapshot, history));
     found.extend(internal_errors(history));
     found.extend(duplicates(snapshot));
@@ -385,6 +386,70 @@ fn idempotency(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
         }
     }
     found
+}
+
+/// How long after a saga's end a request that waited for it may still hold its key.
+const WAITING_RELEASE_MARGIN_MS: u64 = 1_000;
+
+/// A repeat of a key sent after its order was final gets the order (step 6 of the
+/// contract), never 409 in-progress: no request can still be waiting for an ended saga.
+/// "Final" is seen either by the shopper (an earlier answer showed CONFIRMED or FAILED) or
+/// in the saga log, for repeats sent in the liveness phase (when no clock is skewed any
+/// more, so a saga that ended then has its true time, and one that ended earlier ended
+/// before the phase).
+fn in_progress_after_final(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Violation> {
+    let shoppers: BTreeMap<Uuid, u32> = shopper_users(snapshot).into_iter().map(|(s, u)| (u, s)).collect();
+    let order_of_key: BTreeMap<(u32, &str), Uuid> = snapshot
+        .keys
+        .iter()
+        .filter(|k| !k.duplicate)
+        .filter_map(|k| Some(((*shoppers.get(&k.user_id)?, k.key.as_str()), k.order_id)))
+        .collect();
+    let finished: BTreeMap<Uuid, u64> = snapshot
+        .saga_log
+        .iter()
+        .filter(|e| e.event == "FINISHED")
+        .map(|e| (e.order_id, sim_ms(plan, "order", e.at)))
+        .collect();
+    let liveness_from_ms = plan.safety_ms;
+    // The first such answer per key, and how many there were.
+    let mut stuck: BTreeMap<(u32, &str), (String, u32)> = BTreeMap::new();
+    let in_progress = "/problems/idempotency-request-in-progress";
+    for event in history.iter().filter(|e| e.action == Action::PlaceOrder && e.problem.as_deref() == Some(in_progress))
+    {
+        let Some(key) = event.key.as_deref() else { continue };
+        let Some(order) = order_of_key.get(&(event.shopper, key)).copied() else { continue };
+        let seen_final = history.iter().find(|e| {
+            e.order_id == Some(order)
+                && e.at_ms + WAITING_RELEASE_MARGIN_MS <= event.sent_ms
+                && e.order.as_ref().is_some_and(|o| o.status.is_final())
+        });
+        let logged_final = finished.get(&order).filter(|finished_ms| {
+            event.sent_ms >= liveness_from_ms && **finished_ms + WAITING_RELEASE_MARGIN_MS <= event.sent_ms
+        });
+        let evidence = match (seen_final, logged_final) {
+            (Some(seen), _) => format!(
+                "a repeat sent at {} ms answered 409 idempotency-request-in-progress, though order {order} was read {} at {} ms",
+                event.sent_ms,
+                seen.order_status.as_deref().unwrap_or_default(),
+                seen.at_ms
+            ),
+            (None, Some(finished_ms)) => format!(
+                "a repeat sent at {} ms (liveness phase from {liveness_from_ms} ms) answered 409 \
+                 idempotency-request-in-progress, though the saga of order {order} finished at {finished_ms} ms",
+                event.sent_ms
+            ),
+            (None, None) => continue,
+        };
+        stuck.entry((event.shopper, key)).or_insert((evidence, 0)).1 += 1;
+    }
+    stuck
+        .into_iter()
+        .map(|((shopper, key), (first, count))| {
+            let evidence = format!("{first} ({count} such answers)");
+            violation(5, format!("shopper-{shopper} key {key}"), evidence)
+        })
+        .collect()
 }
 
 fn clients_saw(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
@@ -726,6 +791,7 @@ fn contract_answers(snapshot: &Snapshot, history: &[Event], faults: &[Window]) -
         };
         let touched = !faults_touching(faults, event.sent_ms, event.at_ms).is_empty();
         match event.status {
+            None if event.abandoned => continue,
             None | Some(503) if touched => continue,
             None | Some(503) => {
                 found.push(violation(CONTRACT, subject, describe("unavailable with no fault")));

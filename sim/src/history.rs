@@ -107,6 +107,9 @@ pub struct Event {
     /// `GaveUp`: the step given up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub about: Option<Action>,
+    /// The shopper stopped waiting for this answer on purpose and dropped the connection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandoned: bool,
     /// A success answer whose body did not have the contract's shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed: Option<String>,
@@ -132,6 +135,7 @@ impl Event {
             balance_cents: None,
             listed: None,
             about: None,
+            abandoned: false,
             malformed: None,
         }
     }
@@ -158,6 +162,9 @@ impl Event {
         }
         if let Some(problem) = &self.problem {
             line.push_str(&format!(" problem={problem}"));
+        }
+        if self.abandoned {
+            line.push_str(" abandoned");
         }
         if let Some(what) = &self.malformed {
             line.push_str(&format!(" malformed={what}"));

@@ -50,7 +50,19 @@ pub struct PlannedOrder {
     /// First call without a session.
     #[serde(default)]
     pub anonymous: bool,
+    /// The shopper stops waiting for the answer after this long and drops the connection,
+    /// while the saga may still run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandon_after_ms: Option<u64>,
+    /// After giving up, the shopper repeats the key this much later (from
+    /// [`LATE_RETRY_MS`] on: after the other orders, once the cluster is healed); never
+    /// if `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
+
+/// A retry of an abandoned key this long after giving up, or longer, is a late one.
+pub const LATE_RETRY_MS: u64 = 5_000;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +100,8 @@ fn shopper_plan(scenario: &Scenario, seed: u64, index: u32) -> ShopperPlan {
             double_submit: draw.chance(scenario.mix.double_submit),
             peek,
             anonymous,
+            abandon_after_ms: None,
+            retry_after_ms: None,
         };
         // A similar order: the previous order's items and slot under a new key.
         let order = match orders.last().filter(|_| similar) {
@@ -96,7 +110,35 @@ fn shopper_plan(scenario: &Scenario, seed: u64, index: u32) -> ShopperPlan {
         };
         orders.push(order);
     }
+    draw_abandons(scenario, seed, index, &mut orders);
     ShopperPlan { index, deposit, orders }
+}
+
+/// Which orders the shopper gives up waiting for, and when it repeats their keys. Drawn
+/// from a stream of its own, so scenarios without abandons keep their plans.
+fn draw_abandons(scenario: &Scenario, seed: u64, index: u32, orders: &mut [PlannedOrder]) {
+    let mut draw = Draw::new(seed, &format!("plan/shopper/{index}/abandon"));
+    for order in orders.iter_mut() {
+        if !draw.chance(scenario.mix.abandon) {
+            continue;
+        }
+        // Anywhere from before the order is recorded to well before the order service's
+        // 5 s deadline answers 202.
+        order.abandon_after_ms = Some(draw.range(20, 3_000));
+        order.retry_after_ms = match draw.range(0, 9) {
+            0..=2 => None,
+            3..=5 => Some(draw.range(500, 3_000)),
+            _ => Some(draw.range(LATE_RETRY_MS, 12_000)),
+        };
+        order.double_submit = false;
+    }
+    // At least one abandoned key is repeated late, so a key stuck "in progress" shows.
+    let late = |o: &PlannedOrder| o.retry_after_ms.is_some_and(|r| r >= LATE_RETRY_MS);
+    if !orders.iter().any(|o| o.abandon_after_ms.is_some() && late(o)) {
+        if let Some(last) = orders.iter_mut().rev().find(|o| o.abandon_after_ms.is_some()) {
+            last.retry_after_ms = Some(LATE_RETRY_MS);
+        }
+    }
 }
 
 /// The plan `seed` decides for `scenario`.

@@ -41,6 +41,10 @@ pub struct Mix {
     pub peek: u64,
     /// A call without a session.
     pub anonymous: u64,
+    /// A client that gives up waiting for its order (drops the connection mid-request)
+    /// and repeats the key later, or never.
+    #[serde(default)]
+    pub abandon: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]

@@ -7,7 +7,7 @@
 
 use crate::cluster::slot;
 use crate::history::{Action, AskedOrder, Event, History, SeenOrder};
-use crate::plan::{PlannedItem, PlannedOrder, ShopperPlan};
+use crate::plan::{PlannedItem, PlannedOrder, ShopperPlan, LATE_RETRY_MS};
 use crate::scenario::Scenario;
 use crate::seams::{SimClock, TurmoilNet};
 use crate::seed::{child_seed, Draw};
@@ -38,6 +38,9 @@ pub const LAST_ORDER_AFTER_HEAL_MS: u64 = 3_000;
 /// The last order's slot: this many hours after the epoch, plus the shopper's index (a
 /// slot no planned order uses).
 const LAST_ORDER_SLOT_HOUR: u32 = 24;
+/// A late repeat of an abandoned key waits at least this long into the liveness phase, so
+/// the cluster has healed and the abandoned saga has most likely ended.
+const LATE_RETRY_AFTER_HEAL_MS: u64 = 3_000;
 
 /// Orders each shopper has seen, for other shoppers to try to read.
 pub type Board = Rc<RefCell<BTreeMap<u32, Vec<Uuid>>>>;
@@ -109,6 +112,19 @@ impl Shopper {
         key: Option<&str>,
         with_session: bool,
     ) -> Result<Answer, NoAnswer> {
+        self.call_within(method, path, body, key, with_session, ANSWER_TIMEOUT_MS).await
+    }
+
+    /// [`Self::call`], waiting at most `timeout_ms`; then the connection is dropped.
+    async fn call_within(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        key: Option<&str>,
+        with_session: bool,
+        timeout_ms: u64,
+    ) -> Result<Answer, NoAnswer> {
         let sent_ms = self.elapsed_ms();
         let mut request = OutboundRequest::new(method, path);
         if let Some(body) = body {
@@ -121,7 +137,7 @@ impl Shopper {
         if let (true, Some(cookie)) = (with_session, &self.cookie) {
             request = request.header(header::COOKIE, cookie);
         }
-        let reply = match self.http.send(&self.gateway, &request, RetryPolicy::once(ANSWER_TIMEOUT_MS)).await {
+        let reply = match self.http.send(&self.gateway, &request, RetryPolicy::once(timeout_ms)).await {
             Ok(reply) => reply,
             // An error status is an answer too; only a transport failure is "no answer".
             Err(CallError::Status { status, problem }) => {
@@ -246,6 +262,7 @@ impl Shopper {
             return Ok(());
         }
         let mut pending = Vec::new();
+        let mut late = Vec::new();
         for (number, order) in self.plan.orders.clone().into_iter().enumerate() {
             self.pause(order.think_ms).await;
             // New work starts only in the safety phase.
@@ -255,10 +272,15 @@ impl Shopper {
             self.side_trip(&order).await;
             let key = format!("order-{}-{number}", self.index);
             let request = self.order_body(&order.items, order.slot_hour, false);
-            if let Some(order_id) = self.place(&key, &request, order.double_submit).await {
-                pending.push(order_id);
-            }
+            let placed = match order.abandon_after_ms {
+                Some(abandon_ms) => {
+                    self.place_abandoning(&key, &request, abandon_ms, order.retry_after_ms, &mut late).await
+                }
+                None => self.place(&key, &request, order.double_submit).await,
+            };
+            pending.extend(placed);
         }
+        pending.extend(self.retry_late(late).await);
         for order_id in pending {
             self.poll(order_id).await;
         }
@@ -383,6 +405,65 @@ impl Shopper {
         }
         self.give_up(Action::PlaceOrder);
         None
+    }
+
+    /// Places an order but gives up waiting after `abandon_ms` (the connection is dropped
+    /// while the saga may still run), then repeats the key soon, late, or never.
+    async fn place_abandoning(
+        &mut self,
+        key: &str,
+        request: &(Value, AskedOrder),
+        abandon_ms: u64,
+        retry_after_ms: Option<u64>,
+        late: &mut Vec<(u64, String, (Value, AskedOrder))>,
+    ) -> Option<Uuid> {
+        let (body, asked) = request;
+        let answer = self.call_within(Method::POST, "/api/v1/order", Some(body), Some(key), true, abandon_ms).await;
+        let mut event = self.event(Action::PlaceOrder, Some(key), answer.as_ref(), None);
+        event.asked = Some(asked.clone());
+        event.abandoned = answer.is_err();
+        self.push(event);
+        if let Ok(answer) = answer {
+            let order_id = answer.body["id"]
+                .as_str()
+                .or(answer.body["order"]["id"].as_str())
+                .and_then(|id| Uuid::parse_str(id).ok());
+            if let Some(order_id) = order_id {
+                self.board.borrow_mut().entry(self.index).or_default().push(order_id);
+            }
+            let in_progress = answer.body["type"] == "/problems/idempotency-request-in-progress";
+            match answer.status {
+                202 => return order_id,
+                status if status < 500 && !in_progress => return None,
+                _ => {}
+            }
+        }
+        match retry_after_ms {
+            Some(after) if after < LATE_RETRY_MS => {
+                self.pause(after).await;
+                self.place(key, request, false).await
+            }
+            Some(after) => {
+                late.push((self.elapsed_ms() + after, key.to_string(), request.clone()));
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Repeats abandoned keys late: when due, but not before the cluster has healed and
+    /// settled a little, and early enough to finish within the liveness phase.
+    async fn retry_late(&mut self, mut late: Vec<(u64, String, (Value, AskedOrder))>) -> Vec<Uuid> {
+        let earliest = self.scenario.safety_ms + LATE_RETRY_AFTER_HEAL_MS;
+        let latest = self.scenario.safety_ms + self.scenario.liveness_ms / 2;
+        late.sort_by_key(|(due, _, _)| *due);
+        let mut pending = Vec::new();
+        for (due, key, request) in late {
+            let at = due.max(earliest).min(latest);
+            self.pause(at.saturating_sub(self.elapsed_ms())).await;
+            pending.extend(self.place(&key, &request, false).await);
+        }
+        pending
     }
 
     async fn poll(&mut self, order_id: Uuid) {

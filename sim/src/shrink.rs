@@ -43,7 +43,14 @@ fn candidates(plan: &Plan) -> Vec<Plan> {
     // Plainer orders: no twin, no side trip, no pause.
     for (shopper, shopper_plan) in plan.shoppers.iter().enumerate() {
         for (index, order) in shopper_plan.orders.iter().enumerate() {
-            let plain = PlannedOrder { double_submit: false, peek: false, anonymous: false, ..order.clone() };
+            let plain = PlannedOrder {
+                double_submit: false,
+                peek: false,
+                anonymous: false,
+                abandon_after_ms: None,
+                retry_after_ms: None,
+                ..order.clone()
+            };
             let still = PlannedOrder { think_ms: 0, ..order.clone() };
             for simpler in [plain, still] {
                 if &simpler != order {

@@ -1,6 +1,9 @@
 //! Named regressions: each bug the harness found on its way, pinned to the seed that found it.
 
-use sim::run::run;
+use sim::faults::{Fault, Planned};
+use sim::history::Action;
+use sim::plan::{from_seed, PlannedOrder, LATE_RETRY_MS};
+use sim::run::{run, run_plan};
 use sim::scenario::load_named;
 
 /// A crash dropped the host's tasks in an order that depended on process-global tokio task
@@ -24,4 +27,72 @@ fn regression_twin_answers_are_recorded_as_they_arrive() {
     let scenario = load_named("swarm").unwrap();
     let report = run(&scenario, 100_001, None);
     assert!(report.passed(), "{:#?}", report.violations);
+}
+
+/// Issue 10, bug 1: a key stuck "in progress" for good. The order service keeps the
+/// (user, key) of each request still waiting for its saga; when the client gave up and its
+/// connection closed, the server dropped the waiting handler before it removed its entry,
+/// so every later repeat of the key answered 409 in-progress, even after the saga ended,
+/// until the order service restarted. Here the only shopper gives up on its order after
+/// 1 s while billing is cut off from the order service (the saga cannot end before the
+/// heal) and repeats the key late in the liveness phase, when the order is FAILED: it must
+/// get the order (200), not 409.
+#[test]
+fn regression_an_abandoned_key_is_not_stuck_in_progress() {
+    let scenario = load_named("happy-path").unwrap();
+    let mut plan = from_seed(&scenario, 1);
+    plan.shoppers.truncate(1);
+    let shopper = &mut plan.shoppers[0];
+    shopper.orders.truncate(1);
+    shopper.orders[0] = PlannedOrder {
+        think_ms: 0,
+        double_submit: false,
+        peek: false,
+        anonymous: false,
+        abandon_after_ms: Some(1_000),
+        retry_after_ms: Some(LATE_RETRY_MS),
+        ..shopper.orders[0].clone()
+    };
+    let cut = Fault::Partition { a: "order".into(), b: "billing".into(), duration_ms: plan.safety_ms };
+    plan.faults = vec![Planned { at_ms: 0, fault: cut }];
+    let report = run_plan(&scenario, &plan);
+    let places: Vec<_> = report.history.iter().filter(|e| e.action == Action::PlaceOrder).collect();
+    assert_eq!(places[0].status, None, "the first request is abandoned: {places:#?}");
+    assert!(places.iter().skip(1).all(|e| e.sent_ms >= plan.safety_ms), "the repeat is late: {places:#?}");
+    assert!(report.passed(), "{:#?}\n{}", report.violations, report.timeline.join("\n"));
+    let last = places.last().unwrap();
+    assert_eq!((last.status, last.order_status.as_deref()), (Some(200), Some("FAILED")), "{places:#?}");
+}
+
+/// Issue 10, bug 2: a lost attempt hidden by a later rejection. The orchestrator's first
+/// withdraw attempt is applied by billing but its answer is held; billing's clock then
+/// jumps 120 s forward, past the 60 s lifetime of the service token all attempts of the
+/// call share, so the retry is answered 401. The step was logged REFUSED (`REJECTED_401`)
+/// and never compensated: the order ended FAILED with its price debited. The hold starts
+/// just after the moment billing applies the withdrawal in the same plan without faults.
+#[test]
+fn regression_a_lost_attempt_behind_a_rejection_is_compensated() {
+    let scenario = load_named("happy-path").unwrap();
+    let mut plan = from_seed(&scenario, 1);
+    plan.shoppers.truncate(1);
+    let shopper = &mut plan.shoppers[0];
+    shopper.deposit = 5_000;
+    shopper.orders.truncate(1);
+    shopper.orders[0] =
+        PlannedOrder { think_ms: 0, double_submit: false, peek: false, anonymous: false, ..shopper.orders[0].clone() };
+    plan.faults = Vec::new();
+    // The same plan without faults: when billing applies the withdrawal.
+    let calm = run_plan(&scenario, &plan);
+    assert!(calm.passed(), "{:#?}", calm.violations);
+    let withdrawn_ms = calm.ledger.iter().find(|e| e.event == "WITHDRAW").expect("the calm run withdraws").at_ms;
+    let hold = Fault::Hold { a: "order".into(), b: "billing".into(), duration_ms: 1_500 };
+    let jump = Fault::Skew { host: "billing".into(), skew_ms: 120_000 };
+    plan.faults =
+        vec![Planned { at_ms: withdrawn_ms + 1, fault: hold }, Planned { at_ms: withdrawn_ms + 2, fault: jump }];
+    let report = run_plan(&scenario, &plan);
+    // The premise: the first attempt applied, and a later one was rejected.
+    assert!(report.ledger.iter().any(|e| e.event == "WITHDRAW"), "the first attempt applied: {:#?}", report.ledger);
+    let rejected = report.saga_log.iter().any(|e| e.step == "withdraw" && e.detail == "REJECTED_401");
+    assert!(rejected, "the retry was rejected: {:#?}", report.saga_log);
+    assert!(report.passed(), "{:#?}\n{}", report.violations, report.timeline.join("\n"));
 }

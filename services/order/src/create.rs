@@ -295,6 +295,28 @@ pub async fn create_order(
     }
 }
 
+/// A request's place in `Orders::waiting` (step 5), given up however the request ends: when
+/// its saga answers, at its deadline, or when the client goes away and the server drops the
+/// handler mid-wait (the saga runs on; a repeat of the key must then get step 6).
+struct Waiting<'a> {
+    orders: &'a Orders,
+    entry: (Uuid, String),
+}
+
+impl<'a> Waiting<'a> {
+    fn hold(orders: &'a Orders, user_id: Uuid, key: &IdempotencyKey) -> Waiting<'a> {
+        let entry = (user_id, key.as_str().to_string());
+        orders.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(entry.clone());
+        Waiting { orders, entry }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.orders.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.entry);
+    }
+}
+
 /// Starts the new order's saga and waits for it at most `remaining` (steps 8, 9, 10).
 async fn await_saga(
     state: &Arc<Orders>,
@@ -303,12 +325,11 @@ async fn await_saga(
     order_id: Uuid,
     remaining: Duration,
 ) -> Result<Response, ApiError> {
-    let waiting_entry = (user_id, key.as_str().to_string());
-    state.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(waiting_entry.clone());
+    let waiting = Waiting::hold(state, user_id, key);
     if let Some(mut done) = state.start_saga(order_id) {
         let _ = state.env.clock.timeout(remaining, done.wait_for(|finished| *finished)).await;
     }
-    state.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&waiting_entry);
+    drop(waiting);
     let order = state.load(order_id)?;
     match order.status {
         OrderStatus::Confirmed => Ok(order_response(StatusCode::CREATED, &order)),

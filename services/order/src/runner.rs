@@ -1,7 +1,7 @@
 //! Performs the saga's moves: calls the participants with deadlines and bounded retries,
 //! logs every call before it is made and every answer after, and finishes the order.
 
-use crate::saga::{log, next_move, replay, Move, Participant, Step};
+use crate::saga::{log, next_move, replay, Move, Participant, Step, REJECTED_PREFIX};
 use crate::store::{advance_status, log_saga, order, saga_log, trace_id_of};
 use crate::Orders;
 use contracts::notification::{NotificationEvent, NotificationType};
@@ -136,9 +136,11 @@ impl Orders {
                 log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::REFUSED, &result.message, now)?;
                 log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, &result.message, now)
             }
+            // Not the participant's business answer: an earlier attempt of this call that got
+            // no answer may have taken effect, so the step is compensated (saga.rs).
             Err(CallError::Status { status, .. }) if status < 500 => {
-                let detail = format!("REJECTED_{status}");
-                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::REFUSED, &detail, now)?;
+                let detail = format!("{REJECTED_PREFIX}{status}");
+                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::REJECTED, &detail, now)?;
                 log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, &detail, now)
             }
             Err(error) => {

@@ -4,7 +4,10 @@
 //! runner only performs the move and logs its result. So a restarted orchestrator resumes
 //! every saga exactly where its log ends: an action logged as started but never answered is
 //! sent again (participants make repeats no-ops), and compensations run in reverse order
-//! until each is acknowledged.
+//! until each is acknowledged. Only a participant's own business refusal (from its operation
+//! record) says an action took no effect; any other failure of a started action — no
+//! answer, or a 4xx from the participant's transport or auth layer, which may hide an
+//! earlier attempt that was applied — is compensated.
 
 use crate::store::LogEntry;
 use contracts::order::OrderStatus;
@@ -84,6 +87,7 @@ pub mod log {
     pub const STARTED: &str = "STARTED";
     pub const SUCCEEDED: &str = "SUCCEEDED";
     pub const REFUSED: &str = "REFUSED";
+    pub const REJECTED: &str = "REJECTED";
     pub const UNKNOWN: &str = "UNKNOWN";
     pub const ACKNOWLEDGED: &str = "ACKNOWLEDGED";
     pub const BEGUN: &str = "BEGUN";
@@ -98,8 +102,11 @@ pub enum ActionOutcome {
     /// Sent (or about to be), no answer recorded: it may have taken effect.
     Started,
     Succeeded,
-    /// Refused for a business reason: nothing took effect.
+    /// Refused for a business reason (the participant's operation record): nothing took effect.
     Refused(String),
+    /// The call itself was refused (a 4xx status, e.g. an expired credential): this attempt
+    /// did nothing, but an earlier attempt of the same call that got no answer may have.
+    Rejected(String),
     /// No answer within the whole retry budget: it may have taken effect.
     Unknown,
 }
@@ -113,6 +120,10 @@ pub struct SagaState {
     pub finished: bool,
 }
 
+/// The detail of a rejected call (`REJECTED_401`). Logs written before [`log::REJECTED`]
+/// existed logged such a step `REFUSED` with this detail; it is read as rejected.
+pub const REJECTED_PREFIX: &str = "REJECTED_";
+
 /// Rebuilds the saga's state from its log.
 pub fn replay(entries: &[LogEntry]) -> SagaState {
     let mut state = SagaState::default();
@@ -121,7 +132,9 @@ pub fn replay(entries: &[LogEntry]) -> SagaState {
             (log::PHASE_ACTION, Some(step)) => {
                 let outcome = match event.as_str() {
                     log::SUCCEEDED => ActionOutcome::Succeeded,
+                    log::REFUSED if detail.starts_with(REJECTED_PREFIX) => ActionOutcome::Rejected(detail.clone()),
                     log::REFUSED => ActionOutcome::Refused(detail.clone()),
+                    log::REJECTED => ActionOutcome::Rejected(detail.clone()),
                     log::UNKNOWN => ActionOutcome::Unknown,
                     _ => ActionOutcome::Started,
                 };
@@ -148,7 +161,10 @@ pub enum Move {
 
 /// Whether compensating `outcome` may be needed: anything that may have taken effect.
 fn may_have_taken_effect(outcome: &ActionOutcome) -> bool {
-    matches!(outcome, ActionOutcome::Started | ActionOutcome::Succeeded | ActionOutcome::Unknown)
+    matches!(
+        outcome,
+        ActionOutcome::Started | ActionOutcome::Succeeded | ActionOutcome::Unknown | ActionOutcome::Rejected(_)
+    )
 }
 
 /// Why the saga unwinds, if it does: the logged decision, or else the first refused or
@@ -156,7 +172,7 @@ fn may_have_taken_effect(outcome: &ActionOutcome) -> bool {
 fn unwind_reason(state: &SagaState) -> Option<String> {
     state.compensating.clone().or_else(|| {
         state.actions.values().find_map(|outcome| match outcome {
-            ActionOutcome::Refused(reason) => Some(reason.clone()),
+            ActionOutcome::Refused(reason) | ActionOutcome::Rejected(reason) => Some(reason.clone()),
             ActionOutcome::Unknown => Some(reason::SERVICE_UNAVAILABLE.to_string()),
             ActionOutcome::Started | ActionOutcome::Succeeded => None,
         })
@@ -200,9 +216,19 @@ mod tests {
     }
 
     fn drive_from(
+        entries: Vec<LogEntry>,
+        fail_at: Option<Step>,
+        unknown_at: Option<Step>,
+    ) -> (Vec<LogEntry>, Vec<Move>) {
+        drive_rejecting(entries, fail_at, unknown_at, None)
+    }
+
+    /// [`drive_from`], where `rejected_at` answers one step's call with a 401 (every time).
+    fn drive_rejecting(
         mut entries: Vec<LogEntry>,
         fail_at: Option<Step>,
         unknown_at: Option<Step>,
+        rejected_at: Option<Step>,
     ) -> (Vec<LogEntry>, Vec<Move>) {
         let mut moves = Vec::new();
         for _ in 0..20 {
@@ -214,6 +240,9 @@ mod tests {
                     if Some(step) == fail_at {
                         entries.push(entry(step.name(), log::PHASE_ACTION, log::REFUSED, "OUT_OF_STOCK"));
                         entries.push(entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, "OUT_OF_STOCK"));
+                    } else if Some(step) == rejected_at {
+                        entries.push(entry(step.name(), log::PHASE_ACTION, log::REJECTED, "REJECTED_401"));
+                        entries.push(entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, "REJECTED_401"));
                     } else if Some(step) == unknown_at {
                         entries.push(entry(step.name(), log::PHASE_ACTION, log::UNKNOWN, ""));
                         entries.push(entry(
@@ -269,6 +298,67 @@ mod tests {
             let expected: Vec<Step> = STEPS[..=index].iter().rev().copied().collect();
             assert_eq!(compensated, expected, "unknown outcome at {lost:?}");
         }
+    }
+
+    fn compensations(moves: &[Move]) -> Vec<Step> {
+        moves.iter().filter_map(|m| if let Move::Compensate(s) = m { Some(*s) } else { None }).collect()
+    }
+
+    #[test]
+    fn a_rejection_at_every_step_is_compensated_and_stops_the_saga() {
+        // A 4xx may hide an earlier attempt of the same call that was applied.
+        for (index, rejected) in STEPS.into_iter().enumerate() {
+            let start = vec![entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "")];
+            let (_, moves) = drive_rejecting(start, None, None, Some(rejected));
+            let expected: Vec<Step> = STEPS[..=index].iter().rev().copied().collect();
+            assert_eq!(compensations(&moves), expected, "rejection at {rejected:?}");
+            for later in &STEPS[index + 1..] {
+                assert!(!moves.contains(&Move::Act(*later)), "{later:?} ran after {rejected:?} was rejected");
+            }
+            let failed = Move::Finish { status: OrderStatus::Failed, error_message: Some("REJECTED_401".into()) };
+            assert!(moves.contains(&failed), "rejection at {rejected:?}: {moves:?}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_log_with_a_rejection_resumes_to_the_same_end() {
+        for rejected in STEPS {
+            let start = vec![entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "")];
+            let (full, full_moves) = drive_rejecting(start, None, None, Some(rejected));
+            let final_move = full_moves.iter().rev().nth(1).cloned();
+            let final_state = replay(&full);
+            for cut in 1..full.len() {
+                let (resumed, moves) = drive_rejecting(full[..cut].to_vec(), None, None, Some(rejected));
+                let resumed_state = replay(&resumed);
+                assert_eq!(resumed_state.actions, final_state.actions, "cut {cut}, rejection at {rejected:?}");
+                assert_eq!(resumed_state.compensated, final_state.compensated, "cut {cut}, rejection at {rejected:?}");
+                assert_eq!(moves.iter().rev().nth(1).cloned(), final_move, "cut {cut}, rejection at {rejected:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rejection_logged_as_refused_by_an_older_version_is_compensated() {
+        let entries = vec![
+            entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, ""),
+            entry("withdraw", log::PHASE_ACTION, log::STARTED, ""),
+            entry("withdraw", log::PHASE_ACTION, log::REFUSED, "REJECTED_401"),
+            entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, "REJECTED_401"),
+        ];
+        assert_eq!(next_move(&replay(&entries)), Move::Compensate(Step::Withdraw));
+    }
+
+    #[test]
+    fn a_business_refusal_is_not_compensated() {
+        let entries = vec![
+            entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, ""),
+            entry("withdraw", log::PHASE_ACTION, log::STARTED, ""),
+            entry("withdraw", log::PHASE_ACTION, log::REFUSED, reason::INSUFFICIENT_FUNDS),
+            entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, reason::INSUFFICIENT_FUNDS),
+        ];
+        let failed =
+            Move::Finish { status: OrderStatus::Failed, error_message: Some(reason::INSUFFICIENT_FUNDS.into()) };
+        assert_eq!(next_move(&replay(&entries)), failed);
     }
 
     #[test]
