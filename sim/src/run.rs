@@ -4,7 +4,7 @@
 use crate::checks::{always, final_checks, orders, Violation};
 use crate::cluster::{add_hosts, epoch, prepare, Cluster};
 use crate::faults::Fault;
-use crate::faults::{timeline, Action, Planned, SERVICES};
+use crate::faults::{timeline, Action, Effects, Planned, SERVICES};
 use crate::history::{Event, History};
 use crate::plan::{from_seed, Plan};
 use crate::scenario::Scenario;
@@ -113,9 +113,10 @@ impl Driver<'_> {
         self.sim.elapsed().as_millis() as u64
     }
 
-    fn apply(&mut self, action: &Action) {
+    /// Applies one action of the plan's fault number `index`.
+    fn apply(&mut self, index: usize, action: &Action) {
         let at = self.now_ms();
-        self.log.push(format!("{at:>7} ms fault {action:?}"));
+        self.log.push(format!("{at:>7} ms fault #{index} {action:?}"));
         match action {
             Action::Partition(a, b) => self.sim.partition(a.as_str(), b.as_str()),
             Action::Repair(a, b) => self.sim.repair(a.as_str(), b.as_str()),
@@ -170,6 +171,8 @@ impl Driver<'_> {
         self.sim.set_max_message_latency(Duration::from_millis(self.scenario.latency_max_ms.max(1)));
     }
 
+    /// Quiescence: every order final, both outboxes empty, and nothing the harness
+    /// scheduled (a late duplicate) still pending.
     fn settled(&self) -> bool {
         let unfinished = orders(&self.cluster).iter().any(|o| !matches!(o.status.as_str(), "CONFIRMED" | "FAILED"));
         let outbox = |service: &str| -> i64 {
@@ -177,7 +180,11 @@ impl Driver<'_> {
                 .read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)))
                 .unwrap_or(1)
         };
-        !unfinished && outbox("billing") == 0 && outbox("order") == 0
+        !unfinished && outbox("billing") == 0 && outbox("order") == 0 && self.pending_duplicates() == 0
+    }
+
+    fn pending_duplicates(&self) -> u64 {
+        self.cluster.pending_duplicates.load(Ordering::Relaxed)
     }
 }
 
@@ -218,7 +225,8 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
         sim.client(name.as_str(), shopper.run());
         hosts.push(name);
     }
-    let mut actions = timeline(&plan.faults, &hosts).into_iter().peekable();
+    let mut edges = timeline(&plan.faults).into_iter().peekable();
+    let mut effects = Effects::new(&plan.faults, &hosts);
     let mut driver =
         Driver { sim, cluster, scenario: scenario.clone(), hosts, crashed: BTreeMap::new(), log: Vec::new() };
     let mut violations = Vec::new();
@@ -231,9 +239,11 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
             healed = true;
             driver.heal();
         }
-        while !healed && actions.peek().is_some_and(|(at, _)| *at <= now) {
-            let (_, action) = actions.next().expect("peeked");
-            driver.apply(&action);
+        while !healed && edges.peek().is_some_and(|(at, _)| *at <= now) {
+            let (_, edge) = edges.next().expect("peeked");
+            for action in effects.apply(edge) {
+                driver.apply(edge.index, &action);
+            }
         }
         let clients_done = match driver.sim.step() {
             Ok(done) => done,
@@ -261,6 +271,18 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
     }
     let simulated_ms = driver.now_ms();
     driver.log.push(format!("{simulated_ms:>7} ms end of run"));
+    let pending = driver.pending_duplicates();
+    if pending > 0 && violations.iter().all(|v| v.invariant != 0) {
+        // Unfinished orders and undelivered events are reported by the final checks.
+        violations.push(Violation {
+            invariant: 9,
+            name: crate::checks::NAMES[8],
+            subject: "the harness's own scheduled work".into(),
+            evidence: format!(
+                "{pending} late duplicate request(s) still pending at the liveness bound ({simulated_ms} ms)"
+            ),
+        });
+    }
     let history = history.borrow().clone();
     for found in final_checks(&driver.cluster, &history) {
         if !violations.contains(&found) {

@@ -177,7 +177,10 @@ impl HttpClient {
                 let _ = self.env.clock.timeout(deadline, self.exchange(addr, request)).await;
             } else {
                 let (client, addr, request) = (self.clone(), addr.to_string(), request.clone());
+                // Pending until the copy has finished, or its task is dropped by a crash.
+                let pending = self.env.chaos.track_pending();
                 self.env.spawn(async move {
+                    let _pending = pending;
                     client.env.clock.sleep(delay).await;
                     let _ = client.env.clock.timeout(deadline, client.exchange(&addr, &request)).await;
                 });
