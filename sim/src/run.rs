@@ -57,6 +57,8 @@ pub struct Stats {
     /// Saga log events by the faults active when they happened ("none" when none was):
     /// which saga steps saw which faults.
     pub coverage: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Hits of each coverage probe (`platform::probe`) in the run, by probe name.
+    pub probes: BTreeMap<String, u64>,
 }
 
 /// One line of the order service's saga log, on the simulation's time line.
@@ -233,6 +235,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
     let mut healed = false;
     let end_ms = scenario.safety_ms + scenario.liveness_ms;
     let mut steps: u64 = 0;
+    platform::probe::enable();
     while driver.now_ms() < end_ms {
         let now = driver.now_ms();
         if !healed && now >= scenario.safety_ms {
@@ -269,6 +272,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
             }
         }
     }
+    let probes = platform::probe::take();
     let simulated_ms = driver.now_ms();
     driver.log.push(format!("{simulated_ms:>7} ms end of run"));
     let pending = driver.pending_duplicates();
@@ -293,6 +297,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Cluster) {
     let ledger = ledger(&driver.cluster, plan);
     let mut stats = stats(&driver.cluster, &history, &plan.faults, simulated_ms);
     stats.coverage = coverage(&saga_log, plan);
+    stats.probes = probes.into_iter().map(|(probe, hits)| (probe.name().to_string(), hits)).collect();
     let digest = digest(&driver.cluster, &history, plan, &violations);
     let report = RunReport {
         scenario: scenario.name.clone(),
@@ -326,6 +331,7 @@ fn stats(cluster: &Cluster, history: &[Event], plan: &[Planned], simulated_ms: u
     Stats {
         saga_events,
         coverage: BTreeMap::new(),
+        probes: BTreeMap::new(),
         simulated_ms,
         orders: orders.len() as u64,
         confirmed: orders.iter().filter(|o| o.status == "CONFIRMED").count() as u64,

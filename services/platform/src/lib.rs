@@ -13,6 +13,7 @@ pub mod json;
 pub mod net;
 pub mod operations;
 pub mod outbox;
+pub mod probe;
 pub mod real;
 pub mod server;
 pub mod sql;

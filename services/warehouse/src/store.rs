@@ -130,6 +130,7 @@ pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: &str
                 )
                 .optional()?;
             if available.unwrap_or(0) < item.quantity {
+                platform::probe::hit(platform::probe::Probe::OutOfStock);
                 return Ok(StepResult::refused(reason::OUT_OF_STOCK));
             }
         }
