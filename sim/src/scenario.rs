@@ -190,6 +190,7 @@ mod tests {
 
     fn with_exercises(exercises: &str) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(scenarios_dir().join("happy-path.toml")).unwrap();
+        let text: String = text.lines().filter(|l| !l.starts_with("exercises")).map(|l| format!("{l}\n")).collect();
         let path = std::env::temp_dir().join(format!("sim-scenario-{}-{}.toml", std::process::id(), exercises.len()));
         std::fs::write(&path, format!("exercises = {exercises}\n{text}")).unwrap();
         let loaded = Scenario::load(&path);
