@@ -37,6 +37,8 @@ pub struct Cluster {
     pub skews: BTreeMap<&'static str, Arc<AtomicI64>>,
     pub duplicates: Arc<AtomicU32>,
     pub duplicate_delay_max_ms: Arc<AtomicU64>,
+    /// Late duplicates scheduled by any service and not yet finished (`Chaos::pending`).
+    pub pending_duplicates: Arc<AtomicU64>,
     pub peers: Peers,
     /// Total stock of each product at the start.
     pub initial_stock: BTreeMap<Uuid, i64>,
@@ -93,6 +95,7 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
         skews: SERVICES.iter().map(|s| (*s, Arc::new(AtomicI64::new(0)))).collect(),
         duplicates: Arc::new(AtomicU32::new(0)),
         duplicate_delay_max_ms: Arc::new(AtomicU64::new(0)),
+        pending_duplicates: Arc::new(AtomicU64::new(0)),
         peers: peers(),
         initial_stock: catalog.iter().map(|c| (c.id, c.stock)).collect(),
         incidents: Incidents::new(),
@@ -113,6 +116,7 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
         let skew = cluster.skews[service].clone();
         let duplicates = cluster.duplicates.clone();
         let duplicate_delay_max_ms = cluster.duplicate_delay_max_ms.clone();
+        let pending = cluster.pending_duplicates.clone();
         let peers = cluster.peers.clone();
         let secrets = secrets.clone();
         let slot_capacity = scenario.slot_capacity;
@@ -125,6 +129,7 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
             let chaos = Chaos {
                 duplicate_per_mille: duplicates.clone(),
                 duplicate_delay_max_ms: duplicate_delay_max_ms.clone(),
+                pending: pending.clone(),
             };
             let clock = Arc::new(SimClock { skew_ms: skew.clone() });
             let env = Env { clock, net: Arc::new(TurmoilNet), ids, chaos, spawner: Spawner::Local };

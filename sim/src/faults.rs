@@ -4,6 +4,7 @@
 use crate::scenario::{FaultKind, FaultMode, Scenario};
 use crate::seed::Draw;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub const SERVICES: [&str; 6] = ["gateway", "order", "billing", "warehouse", "delivery", "notification"];
 
@@ -164,46 +165,415 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], duration_max
     }
 }
 
-/// Expands a plan into timed actions; `hosts` are every host of the cluster, for isolation.
-pub fn timeline(plan: &[Planned], hosts: &[String]) -> Vec<(u64, Action)> {
-    let mut actions = Vec::new();
-    for Planned { at_ms, fault } in plan {
-        let at = *at_ms;
-        match fault {
-            Fault::Partition { a, b, duration_ms } => {
-                actions.push((at, Action::Partition(a.clone(), b.clone())));
-                actions.push((at + duration_ms, Action::Repair(a.clone(), b.clone())));
-            }
-            Fault::PartitionOneWay { from, to, duration_ms } => {
-                actions.push((at, Action::PartitionOneWay(from.clone(), to.clone())));
-                actions.push((at + duration_ms, Action::RepairOneWay(from.clone(), to.clone())));
-            }
-            Fault::Isolate { host, duration_ms } => {
-                for other in hosts.iter().filter(|h| *h != host) {
-                    actions.push((at, Action::Partition(host.clone(), other.clone())));
-                    actions.push((at + duration_ms, Action::Repair(host.clone(), other.clone())));
-                }
-            }
-            Fault::Hold { a, b, duration_ms } => {
-                actions.push((at, Action::Hold(a.clone(), b.clone())));
-                actions.push((at + duration_ms, Action::Release(a.clone(), b.clone())));
-            }
-            Fault::Crash { host, down_ms } => {
-                actions.push((at, Action::Crash(host.clone())));
-                actions.push((at + down_ms, Action::Restart(host.clone())));
-            }
-            Fault::Skew { host, skew_ms } => actions.push((at, Action::Skew(host.clone(), *skew_ms))),
-            Fault::Latency { max_ms, duration_ms } => {
-                actions.push((at, Action::Latency(*max_ms)));
-                actions.push((at + duration_ms, Action::Latency(0)));
-            }
-            Fault::Duplicate { per_mille, duration_ms, delay_max_ms } => {
-                actions.push((at, Action::Duplicates(*per_mille, *delay_max_ms)));
-                actions.push((at + duration_ms, Action::Duplicates(0, 0)));
-            }
+/// One moment of the timeline: the plan's fault number `index` begins or ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub index: usize,
+    pub begins: bool,
+}
+
+/// Expands a plan into timed edges: each fault begins, and (but a skew) ends. Edges at the
+/// same moment keep their plan order.
+pub fn timeline(plan: &[Planned]) -> Vec<(u64, Edge)> {
+    let mut edges = Vec::new();
+    for (index, Planned { at_ms, fault }) in plan.iter().enumerate() {
+        edges.push((*at_ms, Edge { index, begins: true }));
+        let duration_ms = match fault {
+            Fault::Partition { duration_ms, .. }
+            | Fault::PartitionOneWay { duration_ms, .. }
+            | Fault::Isolate { duration_ms, .. }
+            | Fault::Hold { duration_ms, .. }
+            | Fault::Latency { duration_ms, .. }
+            | Fault::Duplicate { duration_ms, .. } => Some(*duration_ms),
+            Fault::Crash { down_ms, .. } => Some(*down_ms),
+            Fault::Skew { .. } => None,
+        };
+        if let Some(duration_ms) = duration_ms {
+            edges.push((at_ms + duration_ms, Edge { index, begins: false }));
         }
     }
-    // Stable: actions at the same moment keep their plan order.
-    actions.sort_by_key(|(at, _)| *at);
-    actions
+    // Stable: edges at the same moment keep their plan order.
+    edges.sort_by_key(|(at, _)| *at);
+    edges
+}
+
+/// What one direction of a link currently does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Flow {
+    #[default]
+    Open,
+    Held,
+    Cut,
+}
+
+/// One link (an unordered pair of hosts, `a < b`) and the active faults on it.
+#[derive(Clone, Debug, Default)]
+struct Link {
+    /// Active faults cutting a->b and b->a.
+    cuts: [u32; 2],
+    /// Active holds.
+    holds: u32,
+    /// What was last applied to the cluster, a->b and b->a.
+    flows: [Flow; 2],
+}
+
+/// The faults in effect: each fault's end ends only that fault. Turns the timeline's edges
+/// into actions on the cluster from the effective state of what is still active: the
+/// strongest duplicate fault, the largest latency, and per link a count of the partitions
+/// (two-way, one-way, isolations) and holds on it, repaired or released only at zero.
+/// Crashes are counted by the driver; a skew lasts until the heal.
+#[derive(Clone, Debug)]
+pub struct Effects {
+    faults: Vec<Fault>,
+    hosts: Vec<String>,
+    active: Vec<bool>,
+    links: BTreeMap<(String, String), Link>,
+    /// (per mille, delay max) in effect; (0, 0) when off.
+    duplicates: (u32, u64),
+    /// Largest latency in effect; 0 for the scenario's own.
+    latency_ms: u64,
+}
+
+impl Effects {
+    /// `hosts` are every host of the cluster, for isolation.
+    pub fn new(plan: &[Planned], hosts: &[String]) -> Effects {
+        Effects {
+            faults: plan.iter().map(|p| p.fault.clone()).collect(),
+            hosts: hosts.to_vec(),
+            active: vec![false; plan.len()],
+            links: BTreeMap::new(),
+            duplicates: (0, 0),
+            latency_ms: 0,
+        }
+    }
+
+    /// The faults active now, by their index in the plan.
+    pub fn active(&self) -> Vec<usize> {
+        (0..self.active.len()).filter(|i| self.active[*i]).collect()
+    }
+
+    /// Applies one edge; returns what must be done to the cluster, in order.
+    pub fn apply(&mut self, edge: Edge) -> Vec<Action> {
+        let Some(fault) = self.faults.get(edge.index).cloned() else {
+            return Vec::new();
+        };
+        if self.active[edge.index] == edge.begins {
+            return Vec::new(); // an edge applied twice changes nothing
+        }
+        self.active[edge.index] = edge.begins;
+        let step: i64 = if edge.begins { 1 } else { -1 };
+        let mut actions = Vec::new();
+        match &fault {
+            Fault::Partition { a, b, .. } => {
+                self.count_cut(a, b, step);
+                self.count_cut(b, a, step);
+                self.settle_link(a, b, &mut actions);
+            }
+            Fault::PartitionOneWay { from, to, .. } => {
+                self.count_cut(from, to, step);
+                self.settle_link(from, to, &mut actions);
+            }
+            Fault::Isolate { host, .. } => {
+                let others: Vec<String> = self.hosts.iter().filter(|h| *h != host).cloned().collect();
+                for other in &others {
+                    self.count_cut(host, other, step);
+                    self.count_cut(other, host, step);
+                    self.settle_link(host, other, &mut actions);
+                }
+            }
+            Fault::Hold { a, b, .. } => {
+                let link = self.link(a, b);
+                link.holds = link.holds.saturating_add_signed(step as i32);
+                self.settle_link(a, b, &mut actions);
+            }
+            Fault::Crash { host, .. } => {
+                actions.push(if edge.begins { Action::Crash(host.clone()) } else { Action::Restart(host.clone()) });
+            }
+            Fault::Skew { host, skew_ms } => {
+                if edge.begins {
+                    actions.push(Action::Skew(host.clone(), *skew_ms));
+                }
+            }
+            Fault::Latency { .. } => {
+                let latency_ms = self.active_faults().filter_map(|f| match f {
+                    Fault::Latency { max_ms, .. } => Some(*max_ms),
+                    _ => None,
+                });
+                let latency_ms = latency_ms.max().unwrap_or(0);
+                if latency_ms != self.latency_ms {
+                    self.latency_ms = latency_ms;
+                    actions.push(Action::Latency(latency_ms));
+                }
+            }
+            Fault::Duplicate { .. } => {
+                let strongest = self.active_faults().filter_map(|f| match f {
+                    Fault::Duplicate { per_mille, delay_max_ms, .. } => Some((*per_mille, *delay_max_ms)),
+                    _ => None,
+                });
+                let duplicates = strongest.max().unwrap_or((0, 0));
+                if duplicates != self.duplicates {
+                    self.duplicates = duplicates;
+                    actions.push(Action::Duplicates(duplicates.0, duplicates.1));
+                }
+            }
+        }
+        actions
+    }
+
+    fn active_faults(&self) -> impl Iterator<Item = &Fault> {
+        self.faults.iter().zip(&self.active).filter(|(_, active)| **active).map(|(fault, _)| fault)
+    }
+
+    fn link(&mut self, a: &str, b: &str) -> &mut Link {
+        let key = if a < b { (a.to_string(), b.to_string()) } else { (b.to_string(), a.to_string()) };
+        self.links.entry(key).or_default()
+    }
+
+    fn count_cut(&mut self, from: &str, to: &str, step: i64) {
+        let direction = usize::from(from > to);
+        let link = self.link(from, to);
+        link.cuts[direction] = link.cuts[direction].saturating_add_signed(step as i32);
+    }
+
+    /// Brings the link between `x` and `y` to what its active faults want: a cut direction
+    /// drops traffic; otherwise a held link holds it; otherwise it flows.
+    fn settle_link(&mut self, x: &str, y: &str, actions: &mut Vec<Action>) {
+        let (a, b) = if x < y { (x.to_string(), y.to_string()) } else { (y.to_string(), x.to_string()) };
+        let link = self.link(&a, &b);
+        let held = link.holds > 0;
+        let want = link.cuts.map(|cuts| match (cuts > 0, held) {
+            (true, _) => Flow::Cut,
+            (false, true) => Flow::Held,
+            (false, false) => Flow::Open,
+        });
+        if want == link.flows {
+            return;
+        }
+        let mut flows = link.flows;
+        // Held traffic is let go only when the last hold ends (turmoil's release opens both
+        // directions and delivers what was held).
+        if !held && flows.contains(&Flow::Held) {
+            actions.push(Action::Release(a.clone(), b.clone()));
+            flows = [Flow::Open; 2];
+        }
+        // A hold covers both directions; a direction that stops being cut under a hold is
+        // held again.
+        let rehold = (0..2).any(|d| want[d] == Flow::Held && flows[d] != Flow::Held);
+        if rehold {
+            actions.push(Action::Hold(a.clone(), b.clone()));
+            flows = [Flow::Held; 2];
+        }
+        if want == [Flow::Cut; 2] && flows[0] != Flow::Cut && flows[1] != Flow::Cut {
+            actions.push(Action::Partition(a.clone(), b.clone()));
+            flows = [Flow::Cut; 2];
+        }
+        if want == [Flow::Open; 2] && flows == [Flow::Cut; 2] {
+            actions.push(Action::Repair(a.clone(), b.clone()));
+            flows = [Flow::Open; 2];
+        }
+        for (direction, (from, to)) in [(a.clone(), b.clone()), (b.clone(), a.clone())].into_iter().enumerate() {
+            match (flows[direction], want[direction]) {
+                (Flow::Cut, Flow::Cut) => {}
+                (_, Flow::Cut) => actions.push(Action::PartitionOneWay(from, to)),
+                (Flow::Cut, _) => actions.push(Action::RepairOneWay(from, to)),
+                _ => {}
+            }
+        }
+        self.link(&a, &b).flows = want;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts() -> Vec<String> {
+        SERVICES.iter().map(|s| s.to_string()).chain(["shopper-0".to_string()]).collect()
+    }
+
+    /// Every action the timeline of `plan` leads to, with its time.
+    fn actions(plan: &[Planned]) -> Vec<(u64, Action)> {
+        let mut effects = Effects::new(plan, &hosts());
+        let mut out = Vec::new();
+        for (at, edge) in timeline(plan) {
+            out.extend(effects.apply(edge).into_iter().map(|action| (at, action)));
+        }
+        out
+    }
+
+    fn at(at_ms: u64, fault: Fault) -> Planned {
+        Planned { at_ms, fault }
+    }
+
+    fn s(text: &str) -> String {
+        text.to_string()
+    }
+
+    #[test]
+    fn overlapping_duplicate_faults_end_one_at_a_time() {
+        let plan = [
+            at(0, Fault::Duplicate { per_mille: 300, duration_ms: 1_000, delay_max_ms: 5_000 }),
+            at(500, Fault::Duplicate { per_mille: 100, duration_ms: 1_000, delay_max_ms: 0 }),
+        ];
+        assert_eq!(
+            actions(&plan),
+            [
+                (0, Action::Duplicates(300, 5_000)),
+                // The weaker one begins under the stronger: nothing changes.
+                (1_000, Action::Duplicates(100, 0)),
+                (1_500, Action::Duplicates(0, 0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stronger_duplicate_fault_takes_over_and_hands_back() {
+        let plan = [
+            at(0, Fault::Duplicate { per_mille: 100, duration_ms: 2_000, delay_max_ms: 0 }),
+            at(500, Fault::Duplicate { per_mille: 400, duration_ms: 500, delay_max_ms: 1_000 }),
+        ];
+        assert_eq!(
+            actions(&plan),
+            [
+                (0, Action::Duplicates(100, 0)),
+                (500, Action::Duplicates(400, 1_000)),
+                (1_000, Action::Duplicates(100, 0)),
+                (2_000, Action::Duplicates(0, 0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn swarm_seed_7_keeps_its_second_duplicate_fault_on() {
+        let scenario = crate::scenario::load_named("swarm").unwrap();
+        let planned = crate::plan::from_seed(&scenario, 7).faults;
+        let duplicates: Vec<(usize, u64, u64)> = planned
+            .iter()
+            .enumerate()
+            .filter_map(|(index, p)| match p.fault {
+                Fault::Duplicate { duration_ms, .. } => Some((index, p.at_ms, p.at_ms + duration_ms)),
+                _ => None,
+            })
+            .collect();
+        // Two duplicate faults of the seed overlap: one ends while the other is active.
+        let (first_end, other) = duplicates
+            .iter()
+            .find_map(|(i, _, end)| {
+                duplicates.iter().find(|(j, begin, end2)| j != i && begin < end && end < end2).map(|o| (*end, *o))
+            })
+            .expect("swarm seed 7 plans two overlapping duplicate faults");
+        let mut effects = Effects::new(&planned, &hosts());
+        let mut duplicates_on = (0, 0);
+        for (at, edge) in timeline(&planned) {
+            for action in effects.apply(edge) {
+                if let Action::Duplicates(per_mille, delay_max_ms) = action {
+                    duplicates_on = (per_mille, delay_max_ms);
+                }
+            }
+            if at == first_end {
+                assert!(effects.active().contains(&other.0));
+                assert!(duplicates_on.0 > 0, "the end of one duplicate fault switched the other off at {at} ms");
+            }
+        }
+        assert_eq!(duplicates_on, (0, 0));
+    }
+
+    #[test]
+    fn latency_is_the_largest_active() {
+        let plan = [
+            at(0, Fault::Latency { max_ms: 300, duration_ms: 1_000 }),
+            at(100, Fault::Latency { max_ms: 50, duration_ms: 2_000 }),
+        ];
+        assert_eq!(
+            actions(&plan),
+            [(0, Action::Latency(300)), (1_000, Action::Latency(50)), (2_100, Action::Latency(0))]
+        );
+    }
+
+    #[test]
+    fn a_repair_ends_only_its_own_partition() {
+        let plan = [
+            at(0, Fault::Partition { a: s("order"), b: s("billing"), duration_ms: 1_000 }),
+            at(500, Fault::Partition { a: s("billing"), b: s("order"), duration_ms: 1_000 }),
+        ];
+        assert_eq!(
+            actions(&plan),
+            [(0, Action::Partition(s("billing"), s("order"))), (1_500, Action::Repair(s("billing"), s("order")))]
+        );
+    }
+
+    #[test]
+    fn an_isolation_outlasts_a_partition_it_overlaps() {
+        let plan = [
+            at(0, Fault::Partition { a: s("order"), b: s("billing"), duration_ms: 1_000 }),
+            at(200, Fault::Isolate { host: s("billing"), duration_ms: 2_000 }),
+        ];
+        let all = actions(&plan);
+        // At 1000 the partition ends, but billing is still isolated: nothing is repaired.
+        assert!(all.iter().all(|(at, _)| *at != 1_000), "{all:?}");
+        let repaired: Vec<&Action> = all.iter().filter(|(at, _)| *at == 2_200).map(|(_, a)| a).collect();
+        assert_eq!(repaired.len(), hosts().len() - 1);
+        assert!(repaired.contains(&&Action::Repair(s("billing"), s("order"))));
+    }
+
+    #[test]
+    fn a_one_way_partition_under_a_two_way_one_keeps_its_direction_cut() {
+        let plan = [
+            at(0, Fault::Partition { a: s("order"), b: s("billing"), duration_ms: 1_000 }),
+            at(500, Fault::PartitionOneWay { from: s("order"), to: s("billing"), duration_ms: 1_000 }),
+        ];
+        assert_eq!(
+            actions(&plan),
+            [
+                (0, Action::Partition(s("billing"), s("order"))),
+                (1_000, Action::RepairOneWay(s("billing"), s("order"))),
+                (1_500, Action::RepairOneWay(s("order"), s("billing"))),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_release_ends_only_its_own_hold() {
+        let plan = [
+            at(0, Fault::Hold { a: s("order"), b: s("billing"), duration_ms: 1_000 }),
+            at(500, Fault::Hold { a: s("billing"), b: s("order"), duration_ms: 1_000 }),
+        ];
+        assert_eq!(
+            actions(&plan),
+            [(0, Action::Hold(s("billing"), s("order"))), (1_500, Action::Release(s("billing"), s("order")))]
+        );
+    }
+
+    #[test]
+    fn a_hold_outlasting_a_partition_holds_again() {
+        let plan = [
+            at(0, Fault::Hold { a: s("order"), b: s("billing"), duration_ms: 2_000 }),
+            at(500, Fault::Partition { a: s("order"), b: s("billing"), duration_ms: 500 }),
+        ];
+        assert_eq!(
+            actions(&plan),
+            [
+                (0, Action::Hold(s("billing"), s("order"))),
+                (500, Action::Partition(s("billing"), s("order"))),
+                (1_000, Action::Hold(s("billing"), s("order"))),
+                (2_000, Action::Release(s("billing"), s("order"))),
+            ]
+        );
+    }
+
+    #[test]
+    fn crashes_and_skews_pass_through() {
+        let plan = [
+            at(0, Fault::Crash { host: s("order"), down_ms: 1_000 }),
+            at(100, Fault::Skew { host: s("billing"), skew_ms: -5_000 }),
+        ];
+        assert_eq!(
+            actions(&plan),
+            [
+                (0, Action::Crash(s("order"))),
+                (100, Action::Skew(s("billing"), -5_000)),
+                (1_000, Action::Restart(s("order"))),
+            ]
+        );
+    }
 }

@@ -8,7 +8,7 @@ use sim::plan::{from_seed, Plan};
 use sim::run::{run_plan, RunReport};
 use sim::scenario::{load_all, load_named, Scenario};
 use sim::shrink::shrink;
-use sim::sweep::{sweep, Job, Outcome, Totals};
+use sim::sweep::{probe_gaps, sweep, Job, Outcome, Totals};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -275,13 +275,23 @@ fn run_sweep(names: &[String], bug: Option<&str>, options: &SweepOptions) -> Res
         println!("{}", serde_json::to_string_pretty(&totals).expect("serializable"));
     }
     let failed = outcomes.iter().filter(|o| o.failure.is_some() || o.nondeterministic.is_some()).count();
+    // The coverage check: each scenario must reach the probes it declares in `exercises`.
+    let (gaps, unenforced): (Vec<_>, Vec<_>) = probe_gaps(&outcomes).into_iter().partition(|g| g.enforced);
+    for gap in &unenforced {
+        println!("not hit (yet) {gap}");
+    }
+    for gap in &gaps {
+        println!("UNEXERCISED {gap}");
+    }
     println!(
         "reports: {}/junit.xml, summary.json, coverage.md{}",
         options.reports.display(),
         if failed > 0 { ", failures/" } else { "" }
     );
-    println!("{} passed, {failed} failed", outcomes.len() - failed);
-    Ok(failed == 0)
+    let unexercised =
+        if gaps.is_empty() { String::new() } else { format!(", {} declared probes never hit", gaps.len()) };
+    println!("{} passed, {failed} failed{unexercised}", outcomes.len() - failed);
+    Ok(failed == 0 && gaps.is_empty())
 }
 
 fn print_failures(outcomes: &[Outcome]) {

@@ -8,7 +8,8 @@ use crate::history::Event;
 use crate::plan::Plan;
 use crate::run::{active_faults, RunReport, SagaEntry};
 use crate::shrink::Shrunk;
-use crate::sweep::{Outcome, Totals};
+use crate::sweep::{probe_gaps, Outcome, Totals};
+use platform::probe::Probe;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -43,22 +44,28 @@ pub fn page_stem(report: &RunReport) -> String {
 /// One suite per scenario, one case per seed; a failure carries invariant, evidence and
 /// the replay command. `time` is simulated seconds, so the file is reproducible.
 pub fn junit(outcomes: &[Outcome]) -> String {
+    let gaps: Vec<_> = probe_gaps(outcomes).into_iter().filter(|g| g.enforced).collect();
     let mut suites: BTreeMap<&str, Vec<&Outcome>> = BTreeMap::new();
     for outcome in outcomes {
         suites.entry(outcome.scenario.as_str()).or_default().push(outcome);
     }
     let failed = |o: &Outcome| o.failure.is_some() || o.nondeterministic.is_some();
-    let total_failed = outcomes.iter().filter(|o| failed(o)).count();
+    // A scenario whose declared probes were not all hit gets one more, failing, case.
+    let gap_suites: BTreeSet<&str> = gaps.iter().map(|g| g.scenario.as_str()).collect();
+    let total_failed = outcomes.iter().filter(|o| failed(o)).count() + gap_suites.len();
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(xml, "<testsuites name=\"sim\" tests=\"{}\" failures=\"{total_failed}\">", outcomes.len());
+    let tests = outcomes.len() + gap_suites.len();
+    let _ = writeln!(xml, "<testsuites name=\"sim\" tests=\"{tests}\" failures=\"{total_failed}\">");
     for (scenario, cases) in suites {
-        let failures = cases.iter().filter(|o| failed(o)).count();
+        let scenario_gaps: Vec<_> = gaps.iter().filter(|g| g.scenario == scenario).collect();
+        let extra = usize::from(!scenario_gaps.is_empty());
+        let failures = cases.iter().filter(|o| failed(o)).count() + extra;
         let seconds: f64 = cases.iter().map(|o| o.stats.simulated_ms as f64 / 1000.0).sum();
         let _ = writeln!(
             xml,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{seconds:.3}\">",
             escape_xml(scenario),
-            cases.len()
+            cases.len() + extra
         );
         for case in cases {
             let name = format!("seed {}", case.seed);
@@ -96,6 +103,21 @@ pub fn junit(outcomes: &[Outcome]) -> String {
                 let _ = write!(xml, ">\n{body}    </testcase>\n");
             }
         }
+        if !scenario_gaps.is_empty() {
+            let probes: Vec<&str> = scenario_gaps.iter().map(|g| g.probe.as_str()).collect();
+            let message = format!("declared probes never hit: {}", probes.join(", "));
+            let mut text = String::new();
+            for gap in &scenario_gaps {
+                let _ = writeln!(text, "{gap}");
+            }
+            let _ = write!(
+                xml,
+                "    <testcase classname=\"sim.{0}\" name=\"probes\" time=\"0.000\">\n      <failure message=\"{1}\" type=\"coverage\">{2}</failure>\n    </testcase>\n",
+                escape_xml(scenario),
+                escape_xml(&message),
+                escape_xml(&text)
+            );
+        }
         xml.push_str("  </testsuite>\n");
     }
     xml.push_str("</testsuites>\n");
@@ -105,6 +127,8 @@ pub fn junit(outcomes: &[Outcome]) -> String {
 pub fn summary(outcomes: &[Outcome], wall_ms: f64) -> serde_json::Value {
     let mut totals = Totals::default();
     let mut scenarios: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    // Per scenario: how many of its seeds hit each probe.
+    let mut probe_seeds: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
     for outcome in outcomes {
         totals.add(&outcome.stats);
         let entry = scenarios.entry(outcome.scenario.as_str()).or_default();
@@ -112,6 +136,10 @@ pub fn summary(outcomes: &[Outcome], wall_ms: f64) -> serde_json::Value {
             entry.1 += 1;
         } else {
             entry.0 += 1;
+        }
+        let seeds = probe_seeds.entry(outcome.scenario.as_str()).or_default();
+        for (probe, _) in outcome.stats.probes.iter().filter(|(_, hits)| **hits > 0) {
+            *seeds.entry(probe.as_str()).or_default() += 1;
         }
     }
     let failures: Vec<serde_json::Value> = outcomes
@@ -131,7 +159,7 @@ pub fn summary(outcomes: &[Outcome], wall_ms: f64) -> serde_json::Value {
         "failed": failed,
         "determinism_checks": outcomes.iter().filter(|o| o.rechecked).count(),
         "nondeterministic": outcomes.iter().filter(|o| o.nondeterministic.is_some()).count(),
-        "scenarios": scenarios.iter().map(|(name, (passed, failed))| json!({"name": name, "seeds": passed + failed, "passed": passed, "failed": failed})).collect::<Vec<_>>(),
+        "scenarios": scenarios.iter().map(|(name, (passed, failed))| json!({"name": name, "seeds": passed + failed, "passed": passed, "failed": failed, "probe_seeds": probe_seeds.get(name).cloned().unwrap_or_default()})).collect::<Vec<_>>(),
         "simulated_ms": totals.simulated_ms,
         "wall_ms": (wall_ms * 1000.0).round() / 1000.0,
         "runs_per_s": if wall_ms > 0.0 { ((outcomes.len() as f64) / (wall_ms / 1000.0) * 1000.0).round() / 1000.0 } else { 0.0 },
@@ -142,6 +170,8 @@ pub fn summary(outcomes: &[Outcome], wall_ms: f64) -> serde_json::Value {
         "faults": totals.faults,
         "saga_events": totals.saga_events,
         "coverage": totals.coverage,
+        "probes": Probe::ALL.iter().map(|p| (p.name(), totals.probes.get(p.name()).copied().unwrap_or(0))).collect::<BTreeMap<_, _>>(),
+        "probe_gaps": probe_gaps(outcomes),
         "failures": failures,
     })
 }
@@ -159,6 +189,60 @@ pub fn coverage_markdown(totals: &Totals) -> String {
         let listed: Vec<String> = under.iter().map(|(f, n)| format!("{f}: {n}")).collect();
         let shown = if listed.is_empty() { "**never**".to_string() } else { listed.join(", ") };
         let _ = writeln!(md, "| {event} | {none} | {shown} |");
+    }
+    md.push_str(&never_seen(totals));
+    md.push_str("\n## Probes\n\nHits of each coverage probe (`platform::probe`), added up over the sweep.\n\n");
+    md.push_str("| probe | hits | a hit means |\n|---|---|---|\n");
+    for probe in Probe::ALL {
+        let hits = totals.probes.get(probe.name()).copied().unwrap_or(0);
+        let shown = if hits == 0 { "**never**".to_string() } else { hits.to_string() };
+        let _ = writeln!(md, "| {} | {shown} | {} |", probe.name(), probe.doc());
+    }
+    md
+}
+
+/// The fault kind (as in `summary.json`'s `faults`) of an active-fault label.
+fn label_kind(label: &str) -> Option<&'static str> {
+    let mut words = label.split_whitespace();
+    let kind = match (words.next()?, words.next()) {
+        ("partition", Some(link)) if link.contains("->") => "partition_one_way",
+        ("partition", _) => "partition",
+        ("isolate", _) => "isolate",
+        ("hold", _) => "hold",
+        ("crash", _) => "crash",
+        ("skew", _) => "skew",
+        ("latency", _) => "latency",
+        ("duplicates", _) | ("late", Some("duplicates")) => "duplicate",
+        _ => return None,
+    };
+    Some(kind)
+}
+
+/// Saga events × the fault kinds the sweep planned, for the pairs never seen together.
+fn never_seen(totals: &Totals) -> String {
+    let planned: Vec<&str> = totals.faults.iter().filter(|(_, n)| **n > 0).map(|(kind, _)| kind.as_str()).collect();
+    let mut md = String::from(
+        "\n## Never seen\n\nSaga events that never happened while a fault of a kind the sweep planned was active.\n\n",
+    );
+    if planned.is_empty() {
+        md.push_str("The sweep planned no faults.\n");
+        return md;
+    }
+    md.push_str("| saga event | fault kinds never active then |\n|---|---|\n");
+    let mut gaps = 0;
+    for (event, faults) in &totals.coverage {
+        let missing: Vec<&str> = planned
+            .iter()
+            .copied()
+            .filter(|kind| !faults.iter().any(|(label, n)| *n > 0 && label_kind(label) == Some(*kind)))
+            .collect();
+        if !missing.is_empty() {
+            gaps += missing.len();
+            let _ = writeln!(md, "| {event} | {} |", missing.join(", "));
+        }
+    }
+    if gaps == 0 {
+        md.push_str("| (none) | every saga event was seen under every planned kind |\n");
     }
     md
 }
@@ -525,4 +609,32 @@ pub fn write_reports(dir: &Path, outcomes: &[Outcome], wall_ms: f64, shrunk: &[S
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_map_to_their_fault_kinds() {
+        assert_eq!(label_kind("partition order~billing"), Some("partition"));
+        assert_eq!(label_kind("partition order->billing"), Some("partition_one_way"));
+        assert_eq!(label_kind("isolate billing"), Some("isolate"));
+        assert_eq!(label_kind("late duplicates"), Some("duplicate"));
+        assert_eq!(label_kind("duplicates"), Some("duplicate"));
+        assert_eq!(label_kind("none"), None);
+    }
+
+    #[test]
+    fn coverage_lists_pairs_never_seen_and_probes() {
+        let mut totals = Totals::default();
+        totals.faults.insert("crash".into(), 3);
+        totals.faults.insert("hold".into(), 2);
+        totals.coverage.entry("withdraw ACTION SUCCEEDED".into()).or_default().insert("crash billing".into(), 4);
+        totals.probes.insert("tombstone".into(), 2);
+        let md = coverage_markdown(&totals);
+        assert!(md.contains("| withdraw ACTION SUCCEEDED | hold |"), "{md}");
+        assert!(md.contains("| tombstone | 2 |"), "{md}");
+        assert!(md.contains("| saga_resumed | **never** |"), "{md}");
+    }
 }

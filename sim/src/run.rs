@@ -5,7 +5,7 @@ use crate::checks::{always, final_checks, Violation};
 use crate::cluster::{add_hosts, epoch, prepare, Cluster};
 use crate::errors;
 use crate::faults::Fault;
-use crate::faults::{timeline, Action, Planned, SERVICES};
+use crate::faults::{timeline, Action, Effects, Planned, SERVICES};
 use crate::history::{Event, History};
 use crate::plan::{from_seed, Plan};
 use crate::scenario::Scenario;
@@ -61,6 +61,8 @@ pub struct Stats {
     /// Saga log events by the faults active when they happened ("none" when none was):
     /// which saga steps saw which faults.
     pub coverage: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Hits of each coverage probe (`platform::probe`) in the run, by probe name.
+    pub probes: BTreeMap<String, u64>,
 }
 
 /// One line of the order service's saga log, on the simulation's time line.
@@ -117,9 +119,10 @@ impl Driver<'_> {
         self.sim.elapsed().as_millis() as u64
     }
 
-    fn apply(&mut self, action: &Action) {
+    /// Applies one action of the plan's fault number `index`.
+    fn apply(&mut self, index: usize, action: &Action) {
         let at = self.now_ms();
-        self.log.push(format!("{at:>7} ms fault {action:?}"));
+        self.log.push(format!("{at:>7} ms fault #{index} {action:?}"));
         match action {
             Action::Partition(a, b) => self.sim.partition(a.as_str(), b.as_str()),
             Action::Repair(a, b) => self.sim.repair(a.as_str(), b.as_str()),
@@ -174,8 +177,14 @@ impl Driver<'_> {
         self.sim.set_max_message_latency(Duration::from_millis(self.scenario.latency_max_ms.max(1)));
     }
 
+    /// Quiescence: every order final, both outboxes empty, and nothing the harness
+    /// scheduled (a late duplicate) still pending.
     fn settled(&self) -> bool {
-        Snapshot::settled(&self.cluster)
+        Snapshot::settled(&self.cluster) && self.pending_duplicates() == 0
+    }
+
+    fn pending_duplicates(&self) -> u64 {
+        self.cluster.pending_duplicates.load(Ordering::Relaxed)
     }
 }
 
@@ -216,22 +225,26 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
         sim.client(name.as_str(), shopper.run());
         hosts.push(name);
     }
-    let mut actions = timeline(&plan.faults, &hosts).into_iter().peekable();
+    let mut edges = timeline(&plan.faults).into_iter().peekable();
+    let mut effects = Effects::new(&plan.faults, &hosts);
     let mut driver =
         Driver { sim, cluster, scenario: scenario.clone(), hosts, crashed: BTreeMap::new(), log: Vec::new() };
     let mut violations = Vec::new();
     let mut healed = false;
     let end_ms = scenario.safety_ms + scenario.liveness_ms;
     let mut steps: u64 = 0;
+    platform::probe::enable();
     while driver.now_ms() < end_ms {
         let now = driver.now_ms();
         if !healed && now >= scenario.safety_ms {
             healed = true;
             driver.heal();
         }
-        while !healed && actions.peek().is_some_and(|(at, _)| *at <= now) {
-            let (_, action) = actions.next().expect("peeked");
-            driver.apply(&action);
+        while !healed && edges.peek().is_some_and(|(at, _)| *at <= now) {
+            let (_, edge) = edges.next().expect("peeked");
+            for action in effects.apply(edge) {
+                driver.apply(edge.index, &action);
+            }
         }
         // A panic in a host's task comes out of `step` (turmoil's runtimes shut down on an
         // unhandled panic): a violation with its evidence, not an aborted sweep.
@@ -270,8 +283,21 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
             }
         }
     }
+    let probes = platform::probe::take();
     let simulated_ms = driver.now_ms();
     driver.log.push(format!("{simulated_ms:>7} ms end of run"));
+    let pending = driver.pending_duplicates();
+    if pending > 0 && violations.iter().all(|v| v.invariant != 0) {
+        // Unfinished orders and undelivered events are reported by the final checks.
+        violations.push(Violation {
+            invariant: 9,
+            name: crate::checks::NAMES[8],
+            subject: "the harness's own scheduled work".into(),
+            evidence: format!(
+                "{pending} late duplicate request(s) still pending at the liveness bound ({simulated_ms} ms)"
+            ),
+        });
+    }
     let history = history.borrow().clone();
     let snapshot = Snapshot::take(&driver.cluster);
     for found in final_checks(&snapshot, &history, plan).into_iter().chain(driver.cluster.incidents.violations()) {
@@ -283,6 +309,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     let ledger = ledger(&snapshot, plan);
     let mut stats = stats(&snapshot, &history, &plan.faults, simulated_ms);
     stats.coverage = coverage(&saga_log, plan);
+    stats.probes = probes.into_iter().map(|(probe, hits)| (probe.name().to_string(), hits)).collect();
     let digest = digest(&snapshot, &history, plan, &violations);
     let report = RunReport {
         scenario: scenario.name.clone(),
@@ -312,6 +339,7 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
     Stats {
         saga_events,
         coverage: BTreeMap::new(),
+        probes: BTreeMap::new(),
         simulated_ms,
         orders: snapshot.orders.len() as u64,
         confirmed: count(OrderStatus::Confirmed),

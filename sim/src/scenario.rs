@@ -1,6 +1,7 @@
 //! Scenarios are data: a TOML file in `scenarios/` fixes the workload, the fault mix and the
 //! phase lengths; the seed decides everything else.
 
+use platform::probe::Probe;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -27,6 +28,10 @@ pub struct Scenario {
     pub latency_max_ms: u64,
     pub mix: Mix,
     pub faults: FaultMix,
+    /// Coverage probes (`platform::probe::Probe` names) this scenario exists to reach: a
+    /// sweep fails the scenario when none of its seeds hit one of them.
+    #[serde(default)]
+    pub exercises: Vec<String>,
 }
 
 /// Per mille of a shopper's orders that take each special form.
@@ -146,10 +151,14 @@ impl Scenario {
             (self.latency_max_ms > 1_000, "latency_max_ms must be at most 1000"),
             (self.faults.events_max > 20, "faults.events_max must be at most 20"),
         ];
-        match checks.iter().find(|(bad, _)| *bad) {
-            Some((_, message)) => Err((*message).to_string()),
-            None => Ok(()),
+        if let Some((_, message)) = checks.iter().find(|(bad, _)| *bad) {
+            return Err((*message).to_string());
         }
+        if let Some(unknown) = self.exercises.iter().find(|name| Probe::parse(name).is_none()) {
+            let known: Vec<&str> = Probe::ALL.iter().map(|p| p.name()).collect();
+            return Err(format!("exercises: no probe named '{unknown}'; known probes: {}", known.join(", ")));
+        }
+        Ok(())
     }
 }
 
@@ -177,4 +186,35 @@ pub fn load_named(name: &str) -> Result<Scenario, ScenarioError> {
         return Err(ScenarioError::Unknown(name.to_string()));
     }
     Scenario::load(&path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_exercises(exercises: &str) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(scenarios_dir().join("happy-path.toml")).unwrap();
+        let text: String = text.lines().filter(|l| !l.starts_with("exercises")).map(|l| format!("{l}\n")).collect();
+        let path = std::env::temp_dir().join(format!("sim-scenario-{}-{}.toml", std::process::id(), exercises.len()));
+        std::fs::write(&path, format!("exercises = {exercises}\n{text}")).unwrap();
+        let loaded = Scenario::load(&path);
+        let _ = std::fs::remove_file(&path);
+        loaded
+    }
+
+    #[test]
+    fn exercises_name_known_probes() {
+        let loaded = with_exercises("[\"tombstone\", \"saga_resumed\"]").unwrap();
+        assert_eq!(loaded.exercises, ["tombstone", "saga_resumed"]);
+        let error = with_exercises("[\"tombstones\"]").unwrap_err().to_string();
+        assert!(error.contains("exercises: no probe named 'tombstones'"), "{error}");
+        assert!(error.contains("known probes: repeated_action"), "{error}");
+    }
+
+    #[test]
+    fn every_scenario_file_loads() {
+        for scenario in load_all().unwrap() {
+            assert!(!scenario.name.is_empty());
+        }
+    }
 }

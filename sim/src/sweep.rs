@@ -19,6 +19,10 @@ pub struct Outcome {
     /// Whether the seed ran twice.
     pub rechecked: bool,
     pub stats: crate::run::Stats,
+    /// The probes the scenario declares it exercises (its `exercises`).
+    pub exercises: Vec<String>,
+    /// The scenario's own `seeds`: its probes are held to be hit within that many.
+    pub scenario_seeds: u64,
 }
 
 /// One seed of one scenario to run.
@@ -49,6 +53,8 @@ pub fn run_seed(job: &Job) -> Outcome {
         failure: (!report.passed()).then(|| Box::new(report)),
         nondeterministic,
         rechecked: job.recheck,
+        exercises: scenario.exercises.clone(),
+        scenario_seeds: scenario.seeds,
     }
 }
 
@@ -86,6 +92,8 @@ pub struct Totals {
     pub faults: std::collections::BTreeMap<String, u64>,
     pub saga_events: std::collections::BTreeMap<String, u64>,
     pub coverage: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// Hits of each coverage probe.
+    pub probes: std::collections::BTreeMap<String, u64>,
 }
 
 impl Totals {
@@ -102,11 +110,94 @@ impl Totals {
         for (event, count) in &stats.saga_events {
             *self.saga_events.entry(event.clone()).or_default() += count;
         }
+        for (probe, hits) in &stats.probes {
+            *self.probes.entry(probe.clone()).or_default() += hits;
+        }
         for (event, faults) in &stats.coverage {
             let row = self.coverage.entry(event.clone()).or_default();
             for (fault, count) in faults {
                 *row.entry(fault.clone()).or_default() += count;
             }
         }
+    }
+}
+
+/// A scenario's declared probe that none of its seeds in a sweep hit.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProbeGap {
+    pub scenario: String,
+    pub probe: String,
+    /// The seeds of the scenario that ran, in order.
+    pub seeds: Vec<u64>,
+    /// Whether at least the scenario's own `seeds` ran: only then does the gap fail the
+    /// sweep (fewer seeds may simply not reach a rare probe).
+    pub enforced: bool,
+}
+
+impl std::fmt::Display for ProbeGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "scenario {} exists to exercise probe {}, which none of its {} seeds hit (seeds {})",
+            self.scenario,
+            self.probe,
+            self.seeds.len(),
+            seed_ranges(&self.seeds)
+        )?;
+        if !self.enforced {
+            write!(f, "; not enforced: fewer seeds than the scenario's own")?;
+        }
+        Ok(())
+    }
+}
+
+/// "0-29" or "0-9, 20, 40-41".
+pub fn seed_ranges(seeds: &[u64]) -> String {
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for &seed in seeds {
+        match ranges.last_mut() {
+            Some((_, last)) if *last + 1 == seed => *last = seed,
+            _ => ranges.push((seed, seed)),
+        }
+    }
+    let shown: Vec<String> =
+        ranges.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+    shown.join(", ")
+}
+
+/// The coverage check: per scenario of the sweep, each declared probe that no seed hit
+/// (`enforced` when the scenario ran at least its own `seeds`).
+/// Results are in scenario order, then in the order the scenario declares its probes.
+pub fn probe_gaps(outcomes: &[Outcome]) -> Vec<ProbeGap> {
+    type Seen<'a> = (&'a Outcome, Vec<u64>, std::collections::BTreeSet<&'a str>);
+    let mut scenarios: std::collections::BTreeMap<&str, Seen<'_>> = std::collections::BTreeMap::new();
+    for outcome in outcomes {
+        let entry =
+            scenarios.entry(outcome.scenario.as_str()).or_insert_with(|| (outcome, Vec::new(), Default::default()));
+        entry.1.push(outcome.seed);
+        entry.2.extend(outcome.stats.probes.iter().filter(|(_, hits)| **hits > 0).map(|(probe, _)| probe.as_str()));
+    }
+    let mut gaps = Vec::new();
+    for (scenario, (first, mut seeds, hit)) in scenarios {
+        seeds.sort_unstable();
+        seeds.dedup();
+        let enforced = seeds.len() as u64 >= first.scenario_seeds;
+        for probe in first.exercises.iter().filter(|p| !hit.contains(p.as_str())) {
+            let (scenario, probe, seeds) = (scenario.to_string(), probe.clone(), seeds.clone());
+            gaps.push(ProbeGap { scenario, probe, seeds, enforced });
+        }
+    }
+    gaps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_ranges_are_compact() {
+        assert_eq!(seed_ranges(&[0, 1, 2, 3]), "0-3");
+        assert_eq!(seed_ranges(&[0, 1, 5, 7, 8]), "0-1, 5, 7-8");
+        assert_eq!(seed_ranges(&[]), "");
     }
 }

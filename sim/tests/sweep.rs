@@ -5,7 +5,8 @@
 #![allow(clippy::disallowed_methods, reason = "tests read SIM_SEEDS and use all cores")]
 
 use sim::scenario::load_all;
-use sim::sweep::{sweep, Job, Outcome};
+use sim::scenario::load_named;
+use sim::sweep::{probe_gaps, sweep, Job, Outcome};
 
 /// Seeds of each scenario that run twice.
 const DETERMINISM_SAMPLE: u64 = 3;
@@ -61,4 +62,37 @@ fn every_scenario_holds_every_invariant_on_every_seed() {
     println!("{} runs, {rechecked} of them twice for determinism", outcomes.len());
     println!("{} passed, {} failed", outcomes.len() - failures.len(), failures.len());
     assert!(failures.is_empty(), "{}", failures.concat());
+    // The coverage check, enforced for every scenario that ran at least its own seeds.
+    let (gaps, unenforced): (Vec<_>, Vec<_>) = probe_gaps(&outcomes).into_iter().partition(|g| g.enforced);
+    for gap in &unenforced {
+        println!("not hit (yet) {gap}");
+    }
+    let shown: Vec<String> = gaps.iter().map(|g| format!("UNEXERCISED {g}\n")).collect();
+    assert!(gaps.is_empty(), "{}", shown.concat());
+}
+
+/// The coverage check fails a scenario that declares a probe its seeds never reach, and
+/// names scenario, probe and seeds.
+#[test]
+fn a_declared_probe_never_hit_fails_the_coverage_check() {
+    let mut scenario = load_named("happy-path").unwrap();
+    scenario.exercises = vec!["tombstone".to_string(), "key_in_progress".to_string()];
+    scenario.seeds = 2;
+    let jobs: Vec<Job> =
+        (0..2).map(|seed| Job { scenario: scenario.clone(), seed, recheck: false, bug: None }).collect();
+    let outcomes = sweep(&jobs, 2, &|_| {});
+    assert!(outcomes.iter().all(|o| o.failure.is_none()));
+    let gaps = probe_gaps(&outcomes);
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert!(gaps[0].enforced);
+    assert_eq!(
+        (gaps[0].scenario.as_str(), gaps[0].probe.as_str(), gaps[0].seeds.as_slice()),
+        ("happy-path", "tombstone", &[0, 1][..])
+    );
+    assert_eq!(
+        gaps[0].to_string(),
+        "scenario happy-path exists to exercise probe tombstone, which none of its 2 seeds hit (seeds 0-1)"
+    );
+    let junit = sim::report::junit(&outcomes);
+    assert!(junit.contains("name=\"probes\"") && junit.contains("declared probes never hit: tombstone"), "{junit}");
 }

@@ -77,6 +77,7 @@ pub fn book(
             .optional()?;
         let in_future = request.preferred_time_slot >= hour_of(now);
         if !in_future || remaining.unwrap_or(0) <= 0 {
+            platform::probe::hit(platform::probe::Probe::NoDeliverySlot);
             return Ok(StepResult::refused(reason::NO_DELIVERY_SLOT));
         }
         tx.execute("UPDATE delivery_slots SET booked = booked + 1 WHERE slot = ?1", [&slot_text])?;

@@ -18,6 +18,7 @@ use platform::auth::User;
 use platform::bugs::{self, Bug};
 use platform::client::OutboundRequest;
 use platform::json::parse_json;
+use platform::probe::{self, Probe};
 use platform::trace::RequestContext;
 use platform::ApiError;
 use rusqlite::Connection;
@@ -101,17 +102,20 @@ impl Orders {
     fn answer_replay(&self, user_id: Uuid, key: &IdempotencyKey, record: &KeyRecord) -> Result<Response, ApiError> {
         let order = self.load(record.order_id)?;
         if record.duplicate {
+            probe::hit(Probe::DuplicateOrder);
             return Err(duplicate(&order));
         }
         let waiting =
             self.waiting.lock().unwrap_or_else(|p| p.into_inner()).contains(&(user_id, key.as_str().to_string()));
         if waiting {
+            probe::hit(Probe::KeyInProgress);
             return Err(ApiError::conflict(
                 "idempotency-request-in-progress",
                 "an earlier request with this key is still being processed",
             )
             .with_retry_after(RETRY_AFTER_S));
         }
+        probe::hit(Probe::KeyReplayed);
         Ok(order_response(StatusCode::OK, &order))
     }
 
@@ -286,7 +290,10 @@ pub async fn create_order(
             "idempotency-key-reused",
             "this Idempotency-Key was used with a different request",
         )),
-        Recorded::Duplicate(similar) => Err(duplicate(&state.load(similar)?)),
+        Recorded::Duplicate(similar) => {
+            probe::hit(Probe::DuplicateOrder);
+            Err(duplicate(&state.load(similar)?))
+        }
         Recorded::New(order_id) => {
             let elapsed = state.env.clock.now().saturating_duration_since(started);
             let remaining = Duration::from_millis(state.config.request_deadline_ms).saturating_sub(elapsed);
@@ -340,6 +347,9 @@ async fn await_saga(
             error.location = Some(format!("/api/v1/order/{}", order.id));
             Err(error)
         }
-        _ => Ok(order_response(StatusCode::ACCEPTED, &order)),
+        _ => {
+            probe::hit(Probe::OrderAccepted);
+            Ok(order_response(StatusCode::ACCEPTED, &order))
+        }
     }
 }

@@ -119,7 +119,7 @@ async fn recover(orders: Arc<Orders>) {
         match orders.db.read(|c| store::unfinished_orders(c, orders.config.unfinished_batch_size_max)) {
             Ok(unfinished) => {
                 for order_id in unfinished {
-                    if orders.start_saga(order_id).is_none() {
+                    if orders.resume_saga(order_id).is_none() {
                         break;
                     }
                 }

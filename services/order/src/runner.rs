@@ -11,6 +11,7 @@ use http::Method;
 use platform::bugs::{self, Bug};
 use platform::client::{CallError, OutboundRequest, RetryPolicy};
 use platform::outbox::enqueue;
+use platform::probe::{self, Probe};
 use platform::sql::time_text;
 use platform::trace::RequestContext;
 use std::collections::BTreeMap;
@@ -26,6 +27,15 @@ impl Orders {
     /// Starts the order's saga unless it is running; returns a receiver that turns `true`
     /// when it finishes. `None` when the concurrency limit is reached (recovery retries).
     pub fn start_saga(self: &Arc<Self>, order_id: Uuid) -> Option<watch::Receiver<bool>> {
+        self.start(order_id, false)
+    }
+
+    /// [`Orders::start_saga`] from recovery: a saga it starts is a resumed one.
+    pub(crate) fn resume_saga(self: &Arc<Self>, order_id: Uuid) -> Option<watch::Receiver<bool>> {
+        self.start(order_id, true)
+    }
+
+    fn start(self: &Arc<Self>, order_id: Uuid, resumed: bool) -> Option<watch::Receiver<bool>> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(done) = running.get(&order_id) {
             return Some(done.clone());
@@ -35,6 +45,9 @@ impl Orders {
         }
         let (sender, receiver) = watch::channel(false);
         running.insert(order_id, receiver.clone());
+        if resumed {
+            probe::hit(Probe::SagaResumed);
+        }
         let orders = self.clone();
         self.env.spawn(async move {
             orders.run_saga(order_id).await;
@@ -198,6 +211,7 @@ impl Orders {
                 });
             }
             tracing::warn!(%order_id, step = step.name(), round, "compensation not acknowledged yet");
+            probe::hit(Probe::CompensationRetried);
             self.env.clock.sleep(Duration::from_millis(self.config.compensation_round_pause_ms)).await;
         }
     }

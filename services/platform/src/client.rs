@@ -172,20 +172,28 @@ impl HttpClient {
         let deadline = Duration::from_millis(timeout_ms);
         if request.idempotent && self.env.chaos.duplicate(&self.env.ids) {
             // Injected duplicate: the same request once more, its answer dropped.
+            crate::probe::hit(crate::probe::Probe::DuplicateSent);
             let delay = self.env.chaos.duplicate_delay(&self.env.ids);
             if delay.is_zero() {
                 let _ = self.env.clock.timeout(deadline, self.exchange(addr, request)).await;
             } else {
                 let (client, addr, request) = (self.clone(), addr.to_string(), request.clone());
+                // Pending until the copy has finished, or its task is dropped by a crash.
+                let pending = self.env.chaos.track_pending();
                 self.env.spawn(async move {
+                    let _pending = pending;
                     client.env.clock.sleep(delay).await;
+                    crate::probe::hit(crate::probe::Probe::LateDuplicateSent);
                     let _ = client.env.clock.timeout(deadline, client.exchange(&addr, &request)).await;
                 });
             }
         }
         match self.env.clock.timeout(deadline, self.exchange(addr, request)).await {
             Ok(result) => result,
-            Err(_) => Err(CallError::Timeout { addr: addr.to_string(), timeout_ms }),
+            Err(_) => {
+                crate::probe::hit(crate::probe::Probe::AttemptTimedOut);
+                Err(CallError::Timeout { addr: addr.to_string(), timeout_ms })
+            }
         }
     }
 

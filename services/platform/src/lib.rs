@@ -13,6 +13,7 @@ pub mod json;
 pub mod net;
 pub mod operations;
 pub mod outbox;
+pub mod probe;
 pub mod real;
 pub mod server;
 pub mod sql;
@@ -107,6 +108,9 @@ pub struct Chaos {
     /// 0: the copy goes first, at once. Otherwise the copy is sent late, after a delay drawn
     /// from `0..=duplicate_delay_max_ms` (a retrying proxy, a redelivering broker).
     pub duplicate_delay_max_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Late duplicates scheduled and not yet finished (or dropped by a crash): the
+    /// simulation waits for this to reach 0 before its final checks.
+    pub pending: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Chaos {
@@ -126,6 +130,30 @@ impl Chaos {
         let max_ms = self.duplicate_delay_max_ms.load(std::sync::atomic::Ordering::Relaxed);
         let delay_ms = if max_ms == 0 { 0 } else { ids.next_u64() % (max_ms + 1) };
         std::time::Duration::from_millis(delay_ms)
+    }
+
+    /// Counts one scheduled late duplicate as pending until the guard is dropped: when the
+    /// copy has gone out and finished, or when its task is dropped (a crashed host).
+    pub fn track_pending(&self) -> PendingGuard {
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        PendingGuard { pending: self.pending.clone() }
+    }
+
+    /// Late duplicates scheduled and not yet finished.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// One pending late duplicate; see [`Chaos::track_pending`].
+#[derive(Debug)]
+pub struct PendingGuard {
+    pending: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.pending.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

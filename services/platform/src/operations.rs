@@ -3,6 +3,7 @@
 //! nothing, a cancel that arrives first leaves a tombstone, an action after its cancel is
 //! refused, and a repeated cancel changes nothing.
 
+use crate::probe::{self, Probe};
 use crate::sql::optional_uuid_at;
 use crate::storage::Migration;
 use contracts::saga::{reason, StepResult};
@@ -62,7 +63,15 @@ pub struct Operation {
     pub transaction_id: Option<Uuid>,
 }
 
+/// The message of a tombstone: a cancel that arrived before its action.
+pub const TOMBSTONE_MESSAGE: &str = "cancelled before the action";
+
 impl Operation {
+    /// Whether this record is a tombstone (cancelled before any action arrived).
+    pub fn is_tombstone(&self) -> bool {
+        self.state == OperationState::Cancelled && self.message == TOMBSTONE_MESSAGE
+    }
+
     /// The answer a repeated action gets.
     pub fn answer(&self) -> StepResult {
         match self.state {
@@ -115,6 +124,7 @@ pub fn act(
     apply: impl FnOnce(&Connection) -> rusqlite::Result<StepResult>,
 ) -> rusqlite::Result<StepResult> {
     if let Some(existing) = find(connection, order_id)? {
+        probe::hit(if existing.is_tombstone() { Probe::LateActionRefused } else { Probe::RepeatedAction });
         return Ok(existing.answer());
     }
     let result = apply(connection)?;
@@ -133,18 +143,19 @@ pub fn cancel(
     undo: impl FnOnce(&Connection) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<(StepResult, OperationState)> {
     let next = match find(connection, order_id)? {
-        None => Operation {
-            state: OperationState::Cancelled,
-            message: "cancelled before the action".to_string(),
-            transaction_id: None,
-        },
+        None => {
+            probe::hit(Probe::Tombstone);
+            Operation { state: OperationState::Cancelled, message: TOMBSTONE_MESSAGE.to_string(), transaction_id: None }
+        }
         Some(existing) => match existing.state {
             OperationState::Undone | OperationState::Cancelled => {
+                probe::hit(Probe::RepeatedCancel);
                 return Ok((StepResult::ok("already cancelled", None), existing.state));
             }
             OperationState::Refused => Operation { state: OperationState::Cancelled, ..existing },
             OperationState::Applied => {
                 undo(connection)?;
+                probe::hit(Probe::ActionUndone);
                 Operation { state: OperationState::Undone, ..existing }
             }
         },

@@ -77,15 +77,16 @@ impl Relay {
 
     /// Returns whether everything pending was delivered.
     async fn deliver_batch(&self) -> bool {
-        let batch: Result<Vec<(i64, String)>, rusqlite::Error> = self.db.read(|c| {
-            let mut statement = c.prepare("SELECT seq, event FROM outbox ORDER BY seq LIMIT ?1")?;
-            let rows = statement.query_map([self.config.batch_size_max], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let batch: Result<Vec<(i64, String, i64)>, rusqlite::Error> = self.db.read(|c| {
+            let mut statement = c.prepare("SELECT seq, event, attempts FROM outbox ORDER BY seq LIMIT ?1")?;
+            let rows =
+                statement.query_map([self.config.batch_size_max], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
             rows.collect()
         });
         let Ok(batch) = batch else {
             return false;
         };
-        for (seq, text) in batch {
+        for (seq, text, attempts) in batch {
             let Ok(event) = serde_json::from_str::<NotificationEvent>(&text) else {
                 tracing::error!(seq, "undecodable outbox event left in place");
                 return false;
@@ -107,6 +108,9 @@ impl Relay {
             tracing::debug!(seq, delivered, order_id = %event.order_id, kind = event.kind.as_str(), "outbox delivery");
             if !(delivered || forget) || recorded.is_err() {
                 return false;
+            }
+            if delivered && attempts > 0 {
+                crate::probe::hit(crate::probe::Probe::OutboxRedelivered);
             }
         }
         true

@@ -133,6 +133,7 @@ pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: &str
             // The planted negative control skips the guard and lets the CHECK on
             // `reserved_quantity` fire inside the transaction instead.
             if available.unwrap_or(0) < item.quantity && !bugs::active(Bug::ConstraintMasked) {
+                platform::probe::hit(platform::probe::Probe::OutOfStock);
                 return Ok(StepResult::refused(reason::OUT_OF_STOCK));
             }
         }
