@@ -3,6 +3,7 @@
 
 use crate::scenario::{FaultKind, FaultMode, Scenario};
 use crate::seed::Draw;
+use platform::crash_point::CrashPoint;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -33,6 +34,10 @@ pub enum Fault {
         #[serde(default)]
         delay_max_ms: u64,
     },
+    /// A crash point (`platform::crash_point`, after FoundationDB's BUGGIFY) armed on a
+    /// host for `armed_ms`: the `nth` time the host reaches it meanwhile, the host crashes
+    /// right there (the work after the point never runs) and restarts after `down_ms`.
+    CrashPoint { point: String, host: String, nth: u32, armed_ms: u64, down_ms: u64 },
 }
 
 impl Fault {
@@ -46,6 +51,7 @@ impl Fault {
             Fault::Skew { .. } => FaultKind::Skew,
             Fault::Latency { .. } => FaultKind::Latency,
             Fault::Duplicate { .. } => FaultKind::Duplicate,
+            Fault::CrashPoint { .. } => FaultKind::CrashPoint,
         }
     }
 }
@@ -72,6 +78,10 @@ pub enum Action {
     Latency(u64),
     /// Per mille duplicated, and how late a copy may go.
     Duplicates(u32, u64),
+    /// A crash point armed (point, host, nth hit); the driver crashes the host when it fires.
+    Arm(String, String, u32),
+    /// The crash point's window is over (nothing if it fired).
+    Disarm,
 }
 
 /// The run's faults, in time order.
@@ -162,6 +172,15 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], duration_max
             let delay_max_ms = if draw.chance(500) { 0 } else { draw.range(1_000, 10_000) };
             Fault::Duplicate { per_mille, duration_ms, delay_max_ms }
         }
+        FaultKind::CrashPoint => {
+            let point = *draw.pick(&CrashPoint::ALL);
+            let hosts: Vec<String> =
+                point.hosts().iter().filter(|h| targets.iter().any(|t| t == *h)).map(|h| h.to_string()).collect();
+            let host = if hosts.is_empty() { point.hosts()[0].to_string() } else { draw.pick(&hosts).clone() };
+            let nth = draw.range(1, 3) as u32;
+            let down_ms = draw.range(100, duration_max_ms.max(100));
+            Fault::CrashPoint { point: point.name().to_string(), host, nth, armed_ms: duration_ms, down_ms }
+        }
     }
 }
 
@@ -186,6 +205,7 @@ pub fn timeline(plan: &[Planned]) -> Vec<(u64, Edge)> {
             | Fault::Latency { duration_ms, .. }
             | Fault::Duplicate { duration_ms, .. } => Some(*duration_ms),
             Fault::Crash { down_ms, .. } => Some(*down_ms),
+            Fault::CrashPoint { armed_ms, .. } => Some(*armed_ms),
             Fault::Skew { .. } => None,
         };
         if let Some(duration_ms) = duration_ms {
@@ -288,6 +308,9 @@ impl Effects {
             }
             Fault::Crash { host, .. } => {
                 actions.push(if edge.begins { Action::Crash(host.clone()) } else { Action::Restart(host.clone()) });
+            }
+            Fault::CrashPoint { point, host, nth, .. } => {
+                actions.push(if edge.begins { Action::Arm(point.clone(), host.clone(), *nth) } else { Action::Disarm });
             }
             Fault::Skew { host, skew_ms } => {
                 if edge.begins {

@@ -63,10 +63,11 @@ pub enum FaultKind {
     Skew,
     Latency,
     Duplicate,
+    CrashPoint,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Partition,
         FaultKind::PartitionOneWay,
         FaultKind::Isolate,
@@ -75,6 +76,7 @@ impl FaultKind {
         FaultKind::Skew,
         FaultKind::Latency,
         FaultKind::Duplicate,
+        FaultKind::CrashPoint,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +89,7 @@ impl FaultKind {
             FaultKind::Skew => "skew",
             FaultKind::Latency => "latency",
             FaultKind::Duplicate => "duplicate",
+            FaultKind::CrashPoint => "crash_point",
         }
     }
 }
