@@ -1,7 +1,7 @@
 //! The fault plan: drawn from the seed (swarm-style unless the scenario pins the mix),
 //! explicit, and expanded into a timeline of actions on the cluster.
 
-use crate::scenario::{FaultKind, FaultMode, Scenario};
+use crate::scenario::{FaultKind, FaultMix, FaultMode, Scenario};
 use crate::seed::Draw;
 use platform::crash_point::CrashPoint;
 use serde::{Deserialize, Serialize};
@@ -109,7 +109,7 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
         }
         for _ in 0..count {
             let at_ms = kind_draw.range(0, scenario.safety_ms.saturating_sub(1));
-            let fault = draw_fault(kind, &mut kind_draw, &targets, scenario.faults.duration_max_ms);
+            let fault = draw_fault(kind, &mut kind_draw, &targets, &scenario.faults);
             planned.push(Planned { at_ms, fault });
         }
     }
@@ -144,7 +144,8 @@ fn two_services(draw: &mut Draw, targets: &[String]) -> (String, String) {
     }
 }
 
-fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], duration_max_ms: u64) -> Fault {
+fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultMix) -> Fault {
+    let duration_max_ms = mix.duration_max_ms;
     let duration_ms = draw.range(100, duration_max_ms.max(100));
     match kind {
         FaultKind::Partition => {
@@ -162,7 +163,7 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], duration_max
         }
         FaultKind::Crash => Fault::Crash { host: draw.pick(targets).clone(), down_ms: duration_ms },
         FaultKind::Skew => {
-            let magnitude = draw.range(1_000, 20_000) as i64;
+            let magnitude = draw.range(1_000, mix.skew_max_ms.max(1_000)) as i64;
             let skew_ms = if draw.chance(500) { magnitude } else { -magnitude };
             Fault::Skew { host: draw.pick(targets).clone(), skew_ms }
         }

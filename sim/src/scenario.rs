@@ -117,6 +117,14 @@ pub struct FaultMix {
     /// Services a fault may target; empty means all six.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// Largest clock skew (either way); large ones cross the token lifetime and its leeway
+    /// (`platform::auth`) and the five-minute similar-order window.
+    #[serde(default = "default_skew_max_ms")]
+    pub skew_max_ms: u64,
+}
+
+fn default_skew_max_ms() -> u64 {
+    20_000
 }
 
 #[derive(Debug, thiserror::Error)]
