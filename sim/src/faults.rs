@@ -586,6 +586,16 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_point_is_armed_for_its_window() {
+        let fault =
+            Fault::CrashPoint { point: s("key_committed"), host: s("order"), nth: 2, armed_ms: 500, down_ms: 900 };
+        assert_eq!(
+            actions(&[at(100, fault)]),
+            [(100, Action::Arm(s("key_committed"), s("order"), 2)), (600, Action::Disarm)]
+        );
+    }
+
+    #[test]
     fn crashes_and_skews_pass_through() {
         let plan = [
             at(0, Fault::Crash { host: s("order"), down_ms: 1_000 }),
