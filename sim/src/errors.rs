@@ -141,6 +141,12 @@ fn install_panic_hook() {
     });
 }
 
+/// The service host whose task is running now, from the current tracing dispatcher (every
+/// host's tasks run under its own; see the module doc), for `platform::crash_point`.
+pub fn current_host() -> Option<String> {
+    tracing::dispatcher::get_default(|dispatch| dispatch.downcast_ref::<HostCollector>().map(|c| c.host.clone()))
+}
+
 struct HostCollector {
     host: String,
     incidents: Incidents,

@@ -1,8 +1,9 @@
 //! The fault plan: drawn from the seed (swarm-style unless the scenario pins the mix),
 //! explicit, and expanded into a timeline of actions on the cluster.
 
-use crate::scenario::{FaultKind, FaultMode, Scenario};
+use crate::scenario::{FaultKind, FaultMix, FaultMode, Scenario};
 use crate::seed::Draw;
+use platform::crash_point::CrashPoint;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -33,6 +34,10 @@ pub enum Fault {
         #[serde(default)]
         delay_max_ms: u64,
     },
+    /// A crash point (`platform::crash_point`, after FoundationDB's BUGGIFY) armed on a
+    /// host for `armed_ms`: the `nth` time the host reaches it meanwhile, the host crashes
+    /// right there (the work after the point never runs) and restarts after `down_ms`.
+    CrashPoint { point: String, host: String, nth: u32, armed_ms: u64, down_ms: u64 },
 }
 
 impl Fault {
@@ -46,6 +51,7 @@ impl Fault {
             Fault::Skew { .. } => FaultKind::Skew,
             Fault::Latency { .. } => FaultKind::Latency,
             Fault::Duplicate { .. } => FaultKind::Duplicate,
+            Fault::CrashPoint { .. } => FaultKind::CrashPoint,
         }
     }
 }
@@ -72,6 +78,10 @@ pub enum Action {
     Latency(u64),
     /// Per mille duplicated, and how late a copy may go.
     Duplicates(u32, u64),
+    /// A crash point armed (point, host, nth hit); the driver crashes the host when it fires.
+    Arm(String, String, u32),
+    /// The crash point's window is over (nothing if it fired).
+    Disarm,
 }
 
 /// The run's faults, in time order.
@@ -99,7 +109,7 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
         }
         for _ in 0..count {
             let at_ms = kind_draw.range(0, scenario.safety_ms.saturating_sub(1));
-            let fault = draw_fault(kind, &mut kind_draw, &targets, scenario.faults.duration_max_ms);
+            let fault = draw_fault(kind, &mut kind_draw, &targets, &scenario.faults);
             planned.push(Planned { at_ms, fault });
         }
     }
@@ -134,7 +144,8 @@ fn two_services(draw: &mut Draw, targets: &[String]) -> (String, String) {
     }
 }
 
-fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], duration_max_ms: u64) -> Fault {
+fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultMix) -> Fault {
+    let duration_max_ms = mix.duration_max_ms;
     let duration_ms = draw.range(100, duration_max_ms.max(100));
     match kind {
         FaultKind::Partition => {
@@ -152,7 +163,7 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], duration_max
         }
         FaultKind::Crash => Fault::Crash { host: draw.pick(targets).clone(), down_ms: duration_ms },
         FaultKind::Skew => {
-            let magnitude = draw.range(1_000, 20_000) as i64;
+            let magnitude = draw.range(1_000, mix.skew_max_ms.max(1_000)) as i64;
             let skew_ms = if draw.chance(500) { magnitude } else { -magnitude };
             Fault::Skew { host: draw.pick(targets).clone(), skew_ms }
         }
@@ -161,6 +172,15 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], duration_max
             let per_mille = draw.range(50, 500) as u32;
             let delay_max_ms = if draw.chance(500) { 0 } else { draw.range(1_000, 10_000) };
             Fault::Duplicate { per_mille, duration_ms, delay_max_ms }
+        }
+        FaultKind::CrashPoint => {
+            let point = *draw.pick(&CrashPoint::ALL);
+            let hosts: Vec<String> =
+                point.hosts().iter().filter(|h| targets.iter().any(|t| t == *h)).map(|h| h.to_string()).collect();
+            let host = if hosts.is_empty() { point.hosts()[0].to_string() } else { draw.pick(&hosts).clone() };
+            let nth = draw.range(1, 3) as u32;
+            let down_ms = draw.range(100, duration_max_ms.max(100));
+            Fault::CrashPoint { point: point.name().to_string(), host, nth, armed_ms: duration_ms, down_ms }
         }
     }
 }
@@ -186,6 +206,7 @@ pub fn timeline(plan: &[Planned]) -> Vec<(u64, Edge)> {
             | Fault::Latency { duration_ms, .. }
             | Fault::Duplicate { duration_ms, .. } => Some(*duration_ms),
             Fault::Crash { down_ms, .. } => Some(*down_ms),
+            Fault::CrashPoint { armed_ms, .. } => Some(*armed_ms),
             Fault::Skew { .. } => None,
         };
         if let Some(duration_ms) = duration_ms {
@@ -288,6 +309,9 @@ impl Effects {
             }
             Fault::Crash { host, .. } => {
                 actions.push(if edge.begins { Action::Crash(host.clone()) } else { Action::Restart(host.clone()) });
+            }
+            Fault::CrashPoint { point, host, nth, .. } => {
+                actions.push(if edge.begins { Action::Arm(point.clone(), host.clone(), *nth) } else { Action::Disarm });
             }
             Fault::Skew { host, skew_ms } => {
                 if edge.begins {
@@ -558,6 +582,16 @@ mod tests {
                 (1_000, Action::Hold(s("billing"), s("order"))),
                 (2_000, Action::Release(s("billing"), s("order"))),
             ]
+        );
+    }
+
+    #[test]
+    fn a_crash_point_is_armed_for_its_window() {
+        let fault =
+            Fault::CrashPoint { point: s("key_committed"), host: s("order"), nth: 2, armed_ms: 500, down_ms: 900 };
+        assert_eq!(
+            actions(&[at(100, fault)]),
+            [(100, Action::Arm(s("key_committed"), s("order"), 2)), (600, Action::Disarm)]
         );
     }
 

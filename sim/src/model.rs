@@ -41,6 +41,10 @@ pub fn fault_windows(plan: &Plan) -> Vec<Window> {
                 Fault::Skew { host, skew_ms } => (plan.safety_ms, format!("skew {host} {skew_ms} ms")),
                 Fault::Latency { max_ms, duration_ms } => (*duration_ms, format!("latency {max_ms} ms")),
                 Fault::Duplicate { duration_ms, .. } => (*duration_ms, DUPLICATES.to_string()),
+                // It may fire at the end of its window and keep the host down for `down_ms`.
+                Fault::CrashPoint { point, host, armed_ms, down_ms, .. } => {
+                    (armed_ms + down_ms, format!("crash-point {point} {host}"))
+                }
             };
             let end_ms = (p.at_ms + duration_ms).min(plan.safety_ms) + FAULT_AFTERMATH_MS;
             Window { begin_ms: p.at_ms, end_ms, label }

@@ -210,6 +210,7 @@ fn label_kind(label: &str) -> Option<&'static str> {
         ("isolate", _) => "isolate",
         ("hold", _) => "hold",
         ("crash", _) => "crash",
+        ("crash-point", _) => "crash_point",
         ("skew", _) => "skew",
         ("latency", _) => "latency",
         ("duplicates", _) | ("late", Some("duplicates")) => "duplicate",

@@ -15,6 +15,7 @@ use crate::snapshot::Snapshot;
 use contracts::order::OrderStatus;
 use contracts::Timestamp;
 use platform::bugs::{self, Bug};
+use platform::crash_point::CrashPoint;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
@@ -63,6 +64,10 @@ pub struct Stats {
     pub coverage: BTreeMap<String, BTreeMap<String, u64>>,
     /// Hits of each coverage probe (`platform::probe`) in the run, by probe name.
     pub probes: BTreeMap<String, u64>,
+    /// Crash points (`platform::crash_point`) reached in the run, armed or not, by
+    /// "point host".
+    #[serde(default)]
+    pub crash_points: BTreeMap<String, u64>,
 }
 
 /// One line of the order service's saga log, on the simulation's time line.
@@ -112,6 +117,10 @@ struct Driver<'a> {
     hosts: Vec<String>,
     crashed: BTreeMap<String, u32>,
     log: Vec<String>,
+    /// Each crash-point fault's down time, by its index in the plan.
+    crash_point_down_ms: BTreeMap<usize, u64>,
+    /// Restarts owed to crash points that fired: (when, fault index, host).
+    crash_point_restarts: Vec<(u64, usize, String)>,
 }
 
 impl Driver<'_> {
@@ -150,6 +159,31 @@ impl Driver<'_> {
                 self.cluster.duplicates.store(*per_mille, Ordering::Relaxed);
                 self.cluster.duplicate_delay_max_ms.store(*delay_max_ms, Ordering::Relaxed);
             }
+            Action::Arm(point, host, nth) => {
+                let point = CrashPoint::parse(point).unwrap_or_else(|| panic!("no crash point named {point}"));
+                platform::crash_point::arm(index, point, host, *nth);
+            }
+            Action::Disarm => platform::crash_point::disarm(index),
+        }
+    }
+
+    /// Crashes the hosts whose armed crash point fired in the last step (their task waits
+    /// at the point), and owes each a restart after its fault's down time.
+    fn take_crash_points(&mut self) {
+        for (index, host) in platform::crash_point::take_requests() {
+            self.apply(index, &Action::Crash(host.clone()));
+            let down_ms = self.crash_point_down_ms.get(&index).copied().unwrap_or(0);
+            self.crash_point_restarts.push((self.now_ms() + down_ms, index, host));
+        }
+    }
+
+    /// Restarts the hosts whose crash point's down time is over.
+    fn restart_crash_points(&mut self) {
+        let now = self.now_ms();
+        let (due, later): (Vec<_>, Vec<_>) = self.crash_point_restarts.drain(..).partition(|(at, _, _)| *at <= now);
+        self.crash_point_restarts = later;
+        for (_, index, host) in due {
+            self.apply(index, &Action::Restart(host));
         }
     }
 
@@ -157,6 +191,10 @@ impl Driver<'_> {
     fn heal(&mut self) {
         let at = self.now_ms();
         self.log.push(format!("{at:>7} ms heal: liveness phase begins"));
+        for index in self.crash_point_down_ms.keys() {
+            platform::crash_point::disarm(*index);
+        }
+        self.crash_point_restarts.clear();
         for (index, a) in self.hosts.iter().enumerate() {
             for b in &self.hosts[index + 1..] {
                 self.sim.repair(a.as_str(), b.as_str());
@@ -227,18 +265,36 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     }
     let mut edges = timeline(&plan.faults).into_iter().peekable();
     let mut effects = Effects::new(&plan.faults, &hosts);
-    let mut driver =
-        Driver { sim, cluster, scenario: scenario.clone(), hosts, crashed: BTreeMap::new(), log: Vec::new() };
+    let crash_point_down_ms = (plan.faults.iter().enumerate())
+        .filter_map(|(index, p)| match p.fault {
+            Fault::CrashPoint { down_ms, .. } => Some((index, down_ms)),
+            _ => None,
+        })
+        .collect();
+    let mut driver = Driver {
+        sim,
+        cluster,
+        scenario: scenario.clone(),
+        hosts,
+        crashed: BTreeMap::new(),
+        log: Vec::new(),
+        crash_point_down_ms,
+        crash_point_restarts: Vec::new(),
+    };
     let mut violations = Vec::new();
     let mut healed = false;
     let end_ms = scenario.safety_ms + scenario.liveness_ms;
     let mut steps: u64 = 0;
     platform::probe::enable();
+    platform::crash_point::enable(errors::current_host);
     while driver.now_ms() < end_ms {
         let now = driver.now_ms();
         if !healed && now >= scenario.safety_ms {
             healed = true;
             driver.heal();
+        }
+        if !healed {
+            driver.restart_crash_points();
         }
         while !healed && edges.peek().is_some_and(|(at, _)| *at <= now) {
             let (_, edge) = edges.next().expect("peeked");
@@ -272,6 +328,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
             }
         };
         steps += 1;
+        driver.take_crash_points();
         if steps.is_multiple_of(CHECK_EVERY_STEPS) {
             for found in always(&Snapshot::levels(&driver.cluster)) {
                 if !violations.contains(&found) {
@@ -284,6 +341,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
         }
     }
     let probes = platform::probe::take();
+    let crash_points = platform::crash_point::take();
     let simulated_ms = driver.now_ms();
     driver.log.push(format!("{simulated_ms:>7} ms end of run"));
     let pending = driver.pending_duplicates();
@@ -310,6 +368,8 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     let mut stats = stats(&snapshot, &history, &plan.faults, simulated_ms);
     stats.coverage = coverage(&saga_log, plan);
     stats.probes = probes.into_iter().map(|(probe, hits)| (probe.name().to_string(), hits)).collect();
+    stats.crash_points =
+        crash_points.into_iter().map(|((point, host), hits)| (format!("{} {host}", point.name()), hits)).collect();
     let digest = digest(&snapshot, &history, plan, &violations);
     let report = RunReport {
         scenario: scenario.name.clone(),
@@ -340,6 +400,7 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
         saga_events,
         coverage: BTreeMap::new(),
         probes: BTreeMap::new(),
+        crash_points: BTreeMap::new(),
         simulated_ms,
         orders: snapshot.orders.len() as u64,
         confirmed: count(OrderStatus::Confirmed),
@@ -434,6 +495,9 @@ pub fn active_faults(plan: &Plan, at_ms: u64) -> Vec<String> {
                 Fault::Duplicate { duration_ms, delay_max_ms, .. } => {
                     let label = if *delay_max_ms > 0 { "late duplicates" } else { "duplicates" };
                     (p.at_ms + duration_ms, label.to_string())
+                }
+                Fault::CrashPoint { point, host, armed_ms, down_ms, .. } => {
+                    (p.at_ms + armed_ms + down_ms, format!("crash-point {point} {host}"))
                 }
             };
             (at_ms < end).then_some(label)

@@ -63,10 +63,11 @@ pub enum FaultKind {
     Skew,
     Latency,
     Duplicate,
+    CrashPoint,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Partition,
         FaultKind::PartitionOneWay,
         FaultKind::Isolate,
@@ -75,6 +76,7 @@ impl FaultKind {
         FaultKind::Skew,
         FaultKind::Latency,
         FaultKind::Duplicate,
+        FaultKind::CrashPoint,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +89,7 @@ impl FaultKind {
             FaultKind::Skew => "skew",
             FaultKind::Latency => "latency",
             FaultKind::Duplicate => "duplicate",
+            FaultKind::CrashPoint => "crash_point",
         }
     }
 }
@@ -114,6 +117,14 @@ pub struct FaultMix {
     /// Services a fault may target; empty means all six.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// Largest clock skew (either way); large ones cross the token lifetime and its leeway
+    /// (`platform::auth`) and the five-minute similar-order window.
+    #[serde(default = "default_skew_max_ms")]
+    pub skew_max_ms: u64,
+}
+
+fn default_skew_max_ms() -> u64 {
+    20_000
 }
 
 #[derive(Debug, thiserror::Error)]

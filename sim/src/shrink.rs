@@ -91,6 +91,9 @@ fn halved(fault: &Fault) -> Option<Fault> {
         Fault::Duplicate { per_mille, duration_ms, delay_max_ms } => {
             Fault::Duplicate { per_mille, duration_ms: half(duration_ms)?, delay_max_ms }
         }
+        Fault::CrashPoint { point, host, nth, armed_ms, down_ms } => {
+            Fault::CrashPoint { point, host, nth, armed_ms, down_ms: half(down_ms)? }
+        }
         Fault::Skew { .. } => return None,
     })
 }

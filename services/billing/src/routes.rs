@@ -128,6 +128,7 @@ async fn withdraw_step(
     let transaction_id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());
     let result = state.db.write(|tx| withdraw(tx, &request, transaction_id, &now))?;
+    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }
@@ -140,6 +141,7 @@ async fn cancel_step(
     let refund_id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());
     let result = state.db.write(|tx| cancel_withdraw(tx, order_id, refund_id, &now))?;
+    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }

@@ -48,6 +48,7 @@ async fn book_step(
         ensure_slots(tx, now, config.horizon_hours, config.slot_capacity)?;
         book(tx, &request, reservation_id, now)
     })?;
+    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
     Ok(axum::Json(result))
 }
 
@@ -57,5 +58,7 @@ async fn cancel_step(
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let now = state.env.clock.now_utc();
-    Ok(axum::Json(state.db.write(|tx| cancel_booking(tx, order_id, now))?))
+    let result = state.db.write(|tx| cancel_booking(tx, order_id, now))?;
+    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    Ok(axum::Json(result))
 }

@@ -295,6 +295,7 @@ pub async fn create_order(
             Err(duplicate(&state.load(similar)?))
         }
         Recorded::New(order_id) => {
+            platform::crash_point::here(platform::crash_point::CrashPoint::KeyCommitted).await;
             let elapsed = state.env.clock.now().saturating_duration_since(started);
             let remaining = Duration::from_millis(state.config.request_deadline_ms).saturating_sub(elapsed);
             await_saga(&state, user_id, &key, order_id, remaining).await

@@ -125,6 +125,7 @@ impl Orders {
             advance_status(tx, order.id, OrderStatus::Processing, None, now)?;
             log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::STARTED, "", now)
         })?;
+        platform::crash_point::here(platform::crash_point::CrashPoint::SagaLogWritten).await;
         let policy = self.config.action_retry;
         let request = self.action_request(order, step);
         let reply = if bugs::active(Bug::StatusBackwards) {
@@ -182,6 +183,7 @@ impl Orders {
     ) -> Result<(), rusqlite::Error> {
         let now = self.env.clock.now_utc();
         self.db.write(|tx| log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::STARTED, "", now))?;
+        platform::crash_point::here(platform::crash_point::CrashPoint::CompensationLogged).await;
         let forget = step == Step::Reserve && unwind_reason == Some(reason::NO_DELIVERY_SLOT);
         if forget && bugs::active(Bug::ForgetStockRelease) {
             // The planted bug: a delivery failure "needs" no stock release.

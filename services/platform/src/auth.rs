@@ -14,6 +14,13 @@ use uuid::Uuid;
 /// Lifetime of a token minted for one call.
 pub const TOKEN_TTL_S: i64 = 60;
 
+/// How far a verifier's clock may run ahead of the minter's and still accept a token past
+/// its `exp`: clocks of different hosts disagree (a VM resumed, an NTP step), and a
+/// participant minutes ahead of the orchestrator must not refuse every saga step. A token
+/// is refused once the verifier's clock passes `exp + CLOCK_LEEWAY_S`. A verifier behind the
+/// minter needs no leeway: `iat` in the future is not checked.
+pub const CLOCK_LEEWAY_S: i64 = 300;
+
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("missing bearer token")]
@@ -63,7 +70,7 @@ impl Auth {
         self.mint(name.clone(), name, AUDIENCE_INTERNAL, &self.secrets.service_token_secret)
     }
 
-    /// Checks signature, audience and expiry (on the clock seam).
+    /// Checks signature, audience and expiry (on the clock seam, with [`CLOCK_LEEWAY_S`]).
     pub fn verify(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
         let secret = if audience == AUDIENCE_INTERNAL {
             &self.secrets.service_token_secret
@@ -77,7 +84,7 @@ impl Auth {
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        if data.claims.exp <= self.clock.now_utc().timestamp() {
+        if data.claims.exp + CLOCK_LEEWAY_S <= self.clock.now_utc().timestamp() {
             return Err(AuthError::Expired);
         }
         Ok(data.claims)
@@ -171,7 +178,11 @@ mod tests {
         let user = Uuid::from_u128(7);
         let token = auth.mint_user_token(user);
         assert_eq!(auth.verify(&token, AUDIENCE_USER).unwrap().sub, user.to_string());
-        clock.advance(Duration::from_secs(TOKEN_TTL_S as u64));
+        // Within the leeway a clock ahead of the minter's still accepts it...
+        clock.advance(Duration::from_secs((TOKEN_TTL_S + CLOCK_LEEWAY_S - 1) as u64));
+        assert!(auth.verify(&token, AUDIENCE_USER).is_ok());
+        // ...and past it refuses it.
+        clock.advance(Duration::from_secs(1));
         assert_eq!(auth.verify(&token, AUDIENCE_USER), Err(AuthError::Expired));
     }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bugs;
 pub mod client;
 pub mod clock;
+pub mod crash_point;
 pub mod error;
 pub mod ids;
 pub mod internal;

@@ -98,6 +98,9 @@ impl Relay {
             let delivered = reply.and_then(|reply| reply.success()).is_ok();
             // The planted bug: a direct call, sent once, whatever became of it.
             let forget = self.fire_and_forget && crate::bugs::active(crate::bugs::Bug::DirectNotification);
+            if delivered {
+                crate::crash_point::here(crate::crash_point::CrashPoint::OutboxDelivered).await;
+            }
             let recorded = self.db.write(|tx| {
                 if delivered || forget {
                     tx.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])

@@ -48,10 +48,12 @@ pub enum Probe {
     OutOfStock,
     /// A booking was refused: the slot was full or already past.
     NoDeliverySlot,
+    /// An armed crash point fired: its host is crashed right there (`crate::crash_point`).
+    CrashPointFired,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 17] = [
+    pub const ALL: [Probe; 18] = [
         Probe::RepeatedAction,
         Probe::LateActionRefused,
         Probe::Tombstone,
@@ -69,6 +71,7 @@ impl Probe {
         Probe::AttemptTimedOut,
         Probe::OutOfStock,
         Probe::NoDeliverySlot,
+        Probe::CrashPointFired,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +93,7 @@ impl Probe {
             Probe::AttemptTimedOut => "attempt_timed_out",
             Probe::OutOfStock => "out_of_stock",
             Probe::NoDeliverySlot => "no_delivery_slot",
+            Probe::CrashPointFired => "crash_point_fired",
         }
     }
 
@@ -113,6 +117,7 @@ impl Probe {
             Probe::AttemptTimedOut => "an HTTP attempt between services got no answer within its deadline",
             Probe::OutOfStock => "a reservation was refused for want of stock",
             Probe::NoDeliverySlot => "a booking was refused: the slot was full or already past",
+            Probe::CrashPointFired => "an armed crash point fired and crashed its host right there",
         }
     }
 

@@ -52,7 +52,9 @@ async fn reserve_step(
         return oversell_two_steps(&state, &request).await.map(axum::Json);
     }
     let now = time_text(state.env.clock.now_utc());
-    Ok(axum::Json(state.db.write(|tx| reserve(tx, request.order_id, &request.items, &now))?))
+    let result = state.db.write(|tx| reserve(tx, request.order_id, &request.items, &now))?;
+    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    Ok(axum::Json(result))
 }
 
 /// How long the planted `OversellTwoSteps` bug awaits between its check and its write.
@@ -100,5 +102,7 @@ async fn release_step(
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let now = time_text(state.env.clock.now_utc());
-    Ok(axum::Json(state.db.write(|tx| release(tx, order_id, &now))?))
+    let result = state.db.write(|tx| release(tx, order_id, &now))?;
+    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    Ok(axum::Json(result))
 }
