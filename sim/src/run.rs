@@ -63,6 +63,9 @@ pub struct Stats {
     pub coverage: BTreeMap<String, BTreeMap<String, u64>>,
     /// Hits of each coverage probe (`platform::probe`) in the run, by probe name.
     pub probes: BTreeMap<String, u64>,
+    /// Requests of each adversarial workload behaviour (`Action::behaviour`, and
+    /// `similar_at_once` for the similar orders sent at once under two keys).
+    pub workload: BTreeMap<String, u64>,
 }
 
 /// One line of the order service's saga log, on the simulation's time line.
@@ -336,7 +339,15 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
         *saga_events.entry(format!("{} {} {}", entry.step, entry.phase, entry.event)).or_default() += 1;
     }
     let count = |status: OrderStatus| snapshot.orders.iter().filter(|o| o.status == status).count() as u64;
+    let mut workload: BTreeMap<String, u64> = BTreeMap::new();
+    for event in history {
+        let behaviour = event.action.behaviour().or(event.at_once.then_some("similar_at_once"));
+        if let Some(behaviour) = behaviour {
+            *workload.entry(behaviour.to_string()).or_default() += 1;
+        }
+    }
     Stats {
+        workload,
         saga_events,
         coverage: BTreeMap::new(),
         probes: BTreeMap::new(),
