@@ -141,7 +141,8 @@ pub struct Event {
     /// A success answer whose body did not have the contract's shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed: Option<String>,
-    /// One of two similar orders (same items and slot, two keys) sent at once.
+    /// One of two similar orders (same items and slot, two keys) sent at once, or a deposit
+    /// sent at the same moment as an order.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub at_once: bool,
 }

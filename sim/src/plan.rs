@@ -77,6 +77,18 @@ pub struct PlannedOrder {
     /// First read the shopper's own transactions and notifications.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub snoop: bool,
+    /// A deposit sent at the same moment as the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub racing_deposit: Option<RacingDeposit>,
+}
+
+/// A deposit racing an order: whole currency units, with an `Idempotency-Key` (retried
+/// under it until acknowledged) or without one (sent once).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RacingDeposit {
+    pub amount: u64,
+    pub keyed: bool,
 }
 
 /// A retry of an abandoned key this long after giving up, or longer, is a late one.
@@ -125,6 +137,7 @@ fn shopper_plan(scenario: &Scenario, seed: u64, index: u32) -> ShopperPlan {
             internal: false,
             forged: false,
             snoop: false,
+            racing_deposit: None,
         };
         // A similar order: the previous order's items and slot under a new key.
         let order = match orders.last().filter(|_| similar) {
@@ -151,6 +164,10 @@ fn draw_adversary(scenario: &Scenario, seed: u64, index: u32, orders: &mut [Plan
         order.internal = draw.chance(mix.internal);
         order.forged = draw.chance(mix.forged);
         order.snoop = draw.chance(mix.snoop);
+        let racing = draw.chance(mix.racing_deposit);
+        let amount = draw.range(1, (scenario.deposit_max / 2).max(1));
+        let keyed = draw.chance(500);
+        order.racing_deposit = racing.then_some(RacingDeposit { amount, keyed });
         // An abandoned key is repeated by its own rules; a double submit keeps one key.
         if order.abandon_after_ms.is_none() {
             order.reuse_key = reuse_key;

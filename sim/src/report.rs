@@ -210,10 +210,12 @@ pub fn coverage_markdown(totals: &Totals) -> String {
 }
 
 /// The adversarial workload behaviours, as `Stats::workload` counts them.
-pub const WORKLOAD: [&str; 7] = [
+pub const WORKLOAD: [&str; 9] = [
     "order_key_reused",
     "similar_at_once",
     "deposit_key_reused",
+    "racing_deposit_keyed",
+    "racing_deposit_unkeyed",
     "internal_route",
     "forged_cookie",
     "transactions_read",

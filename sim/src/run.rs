@@ -6,7 +6,7 @@ use crate::cluster::{add_hosts, epoch, prepare, Cluster};
 use crate::errors;
 use crate::faults::Fault;
 use crate::faults::{timeline, Action, Effects, Planned, SERVICES};
-use crate::history::{Event, History};
+use crate::history::{Action as Request, Event, History};
 use crate::plan::{from_seed, Plan};
 use crate::scenario::Scenario;
 use crate::seed::child_seed;
@@ -341,7 +341,12 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
     let count = |status: OrderStatus| snapshot.orders.iter().filter(|o| o.status == status).count() as u64;
     let mut workload: BTreeMap<String, u64> = BTreeMap::new();
     for event in history {
-        let behaviour = event.action.behaviour().or(event.at_once.then_some("similar_at_once"));
+        let behaviour = match (event.action, event.at_once, event.key.is_some()) {
+            (Request::PlaceOrder, true, _) => Some("similar_at_once"),
+            (Request::Deposit, true, true) => Some("racing_deposit_keyed"),
+            (Request::Deposit, true, false) => Some("racing_deposit_unkeyed"),
+            (action, _, _) => action.behaviour(),
+        };
         if let Some(behaviour) = behaviour {
             *workload.entry(behaviour.to_string()).or_default() += 1;
         }

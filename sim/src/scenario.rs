@@ -69,6 +69,9 @@ pub struct Mix {
     /// Per mille of shoppers who repeat their deposit's key with another amount (422).
     #[serde(default)]
     pub reuse_deposit_key: u64,
+    /// A deposit (keyed or not, half and half) sent at the same moment as the order.
+    #[serde(default)]
+    pub racing_deposit: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]

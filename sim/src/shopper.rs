@@ -306,22 +306,29 @@ impl Shopper {
             self.side_trip(&order).await;
             let key = format!("order-{}-{number}", self.index);
             let request = self.order_body(&order.items, order.slot_hour, false);
-            let placed = match order.abandon_after_ms {
-                Some(abandon_ms) => {
-                    self.place_abandoning(&key, &request, abandon_ms, order.retry_after_ms, &mut late).await
+            let placed: Vec<Uuid> = match order.abandon_after_ms {
+                Some(abandon_ms) => self
+                    .place_abandoning(&key, &request, abandon_ms, order.retry_after_ms, &mut late)
+                    .await
+                    .into_iter()
+                    .collect(),
+                None => {
+                    let placing = async {
+                        if order.similar_at_once {
+                            // Two keys, the same items, at once: at most one order; the other
+                            // is answered 409 duplicate-order naming it.
+                            let twin = format!("{key}-twin");
+                            let (first, second) = tokio::join!(
+                                self.place_marked(&key, &request, false, true),
+                                self.place_marked(&twin, &request, false, true)
+                            );
+                            first.into_iter().chain(second).collect::<Vec<_>>()
+                        } else {
+                            self.place(&key, &request, order.double_submit).await.into_iter().collect()
+                        }
+                    };
+                    tokio::join!(placing, self.racing_deposit(number, order.racing_deposit)).0
                 }
-                None if order.similar_at_once => {
-                    // Two keys, the same items, at once: at most one order; the other is
-                    // answered 409 duplicate-order naming it.
-                    let twin = format!("{key}-twin");
-                    let (first, second) = tokio::join!(
-                        self.place_marked(&key, &request, false, true),
-                        self.place_marked(&twin, &request, false, true)
-                    );
-                    pending.extend(second);
-                    first
-                }
-                None => self.place(&key, &request, order.double_submit).await,
             };
             pending.extend(placed);
             if order.reuse_key && order.abandon_after_ms.is_none() {
@@ -598,6 +605,29 @@ impl Shopper {
         let key = format!("last-order-{}", self.index);
         if let Some(order_id) = self.place(&key, &request, false).await {
             self.poll(order_id).await;
+        }
+    }
+
+    /// A deposit sent at the same moment as order `number`: with a key, retried under it
+    /// until acknowledged (or given up); without one, sent once.
+    async fn racing_deposit(&self, number: usize, deposit: Option<crate::plan::RacingDeposit>) {
+        let Some(deposit) = deposit else { return };
+        let amount = deposit.amount as i64;
+        let body = json!({ "amount": amount });
+        let key = deposit.keyed.then(|| format!("deposit-{}-{number}", self.index));
+        let attempts = if deposit.keyed { STEP_ATTEMPTS_MAX } else { 1 };
+        for attempt in 0..attempts {
+            let answer = self.call(Method::POST, "/api/v1/billing/deposit", Some(&body), key.as_deref(), true).await;
+            let mut event = self.event(Action::Deposit, key.as_deref(), answer.as_ref(), Some(amount * 100));
+            event.at_once = true;
+            self.push(event);
+            if answer.is_ok_and(|a| a.status == 200) {
+                return;
+            }
+            self.pause(200 * u64::from(attempt + 1)).await;
+        }
+        if deposit.keyed {
+            self.give_up(Action::Deposit);
         }
     }
 

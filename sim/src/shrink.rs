@@ -54,6 +54,7 @@ fn candidates(plan: &Plan) -> Vec<Plan> {
                 internal: false,
                 forged: false,
                 snoop: false,
+                racing_deposit: None,
                 ..order.clone()
             };
             let still = PlannedOrder { think_ms: 0, ..order.clone() };
