@@ -594,11 +594,11 @@ fn access(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
         let own = users.get(&event.shopper).copied();
         let leaked = match event.action {
             Action::Anonymous => event.status.is_some_and(|s| s != 401),
-            Action::Peek => event.status.is_some_and(|s| (200..300).contains(&s)),
+            Action::Peek | Action::Internal | Action::Forged => event.status.is_some_and(|s| (200..300).contains(&s)),
             Action::PollOrder | Action::PlaceOrder => {
                 event.status == Some(200) && event.order.as_ref().is_some_and(|o| Some(o.user_id) != own)
             }
-            Action::ListOrders => event
+            Action::ListOrders | Action::ReadTransactions | Action::ReadNotifications => event
                 .listed
                 .as_ref()
                 .is_some_and(|ids| ids.iter().any(|id| snapshot.order(*id).is_some_and(|o| Some(o.user_id) != own))),
@@ -766,8 +766,10 @@ fn allowed(action: Action) -> &'static [u16] {
         Action::OpenAccount => &[200, 201],
         Action::Deposit | Action::PollOrder | Action::ListOrders | Action::ReadAccount | Action::ReadCatalog => &[200],
         Action::PlaceOrder => &[200, 201, 202, 409, 422],
-        Action::Peek => &[404],
-        Action::Anonymous => &[401],
+        Action::Peek | Action::Internal => &[404],
+        Action::Anonymous | Action::Forged => &[401],
+        Action::ReuseKey | Action::ReuseDepositKey => &[422],
+        Action::ReadTransactions | Action::ReadNotifications => &[200],
         Action::GaveUp => &[],
     }
 }
@@ -816,6 +818,12 @@ fn contract_answers(snapshot: &Snapshot, history: &[Event], faults: &[Window]) -
                 Err("answered as a repeat, but this was the first attempt".to_string())
             }
             (Action::PlaceOrder, Some(status)) => order_answer(snapshot, history, event, status, &catalog, touched),
+            // A key taken by an earlier request, repeated with another body.
+            (Action::ReuseKey | Action::ReuseDepositKey, _)
+                if event.problem.as_deref() != Some("/problems/idempotency-key-reused") =>
+            {
+                Err(format!("a reused key answered with problem {:?}, not idempotency-key-reused", event.problem))
+            }
             _ => Ok(()),
         };
         if let Err(why) = verdict {

@@ -30,6 +30,34 @@ pub enum Action {
     ReadCatalog,
     /// The shopper gave up on a step after its last attempt (`about` names the step).
     GaveUp,
+    /// An order key the shopper already used, repeated with another body: 422 key-reused.
+    ReuseKey,
+    /// A deposit key the shopper already used, repeated with another amount: 422 key-reused.
+    ReuseDepositKey,
+    /// An internal (service-to-service) route tried through the gateway: 404.
+    Internal,
+    /// A call with a forged session cookie: 401.
+    Forged,
+    /// The shopper's own transactions (`listed` holds the order ids they name).
+    ReadTransactions,
+    /// The shopper's own notifications (`listed` holds the order ids they name).
+    ReadNotifications,
+}
+
+impl Action {
+    /// The adversarial workload behaviour this request exercises, as counted in
+    /// `Stats::workload` (the similar orders sent at once are marked on their events).
+    pub fn behaviour(self) -> Option<&'static str> {
+        match self {
+            Action::ReuseKey => Some("order_key_reused"),
+            Action::ReuseDepositKey => Some("deposit_key_reused"),
+            Action::Internal => Some("internal_route"),
+            Action::Forged => Some("forged_cookie"),
+            Action::ReadTransactions => Some("transactions_read"),
+            Action::ReadNotifications => Some("notifications_read"),
+            _ => None,
+        }
+    }
 }
 
 /// An order as an answer carried it.
@@ -113,6 +141,10 @@ pub struct Event {
     /// A success answer whose body did not have the contract's shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed: Option<String>,
+    /// One of two similar orders (same items and slot, two keys) sent at once, or a deposit
+    /// sent at the same moment as an order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_once: bool,
 }
 
 impl Event {
@@ -137,6 +169,7 @@ impl Event {
             about: None,
             abandoned: false,
             malformed: None,
+            at_once: false,
         }
     }
 }

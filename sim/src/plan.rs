@@ -31,6 +31,9 @@ pub struct ShopperPlan {
     /// Whole currency units; 0 deposits nothing.
     pub deposit: u64,
     pub orders: Vec<PlannedOrder>,
+    /// After the deposit, repeat its key with another amount.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_deposit_key: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -59,6 +62,33 @@ pub struct PlannedOrder {
     /// if `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// After the order's answer, repeat its key with another body.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_key: bool,
+    /// Send the order under two keys at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub similar_at_once: bool,
+    /// First try an internal route through the gateway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// First call with a forged session cookie.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forged: bool,
+    /// First read the shopper's own transactions and notifications.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snoop: bool,
+    /// A deposit sent at the same moment as the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub racing_deposit: Option<RacingDeposit>,
+}
+
+/// A deposit racing an order: whole currency units, with an `Idempotency-Key` (retried
+/// under it until acknowledged) or without one (sent once).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RacingDeposit {
+    pub amount: u64,
+    pub keyed: bool,
 }
 
 /// A retry of an abandoned key this long after giving up, or longer, is a late one.
@@ -102,6 +132,12 @@ fn shopper_plan(scenario: &Scenario, seed: u64, index: u32) -> ShopperPlan {
             anonymous,
             abandon_after_ms: None,
             retry_after_ms: None,
+            reuse_key: false,
+            similar_at_once: false,
+            internal: false,
+            forged: false,
+            snoop: false,
+            racing_deposit: None,
         };
         // A similar order: the previous order's items and slot under a new key.
         let order = match orders.last().filter(|_| similar) {
@@ -111,7 +147,34 @@ fn shopper_plan(scenario: &Scenario, seed: u64, index: u32) -> ShopperPlan {
         orders.push(order);
     }
     draw_abandons(scenario, seed, index, &mut orders);
-    ShopperPlan { index, deposit, orders }
+    let reuse_deposit_key = draw_adversary(scenario, seed, index, &mut orders);
+    ShopperPlan { index, deposit, orders, reuse_deposit_key }
+}
+
+/// The adversarial behaviours (issue 10's workload): drawn from a stream of their own, so
+/// scenarios without these knobs keep their plans. Returns whether the shopper repeats its
+/// deposit's key with another amount.
+fn draw_adversary(scenario: &Scenario, seed: u64, index: u32, orders: &mut [PlannedOrder]) -> bool {
+    let mix = &scenario.mix;
+    let mut draw = Draw::new(seed, &format!("plan/shopper/{index}/adversary"));
+    let reuse_deposit_key = draw.chance(mix.reuse_deposit_key);
+    for order in orders.iter_mut() {
+        let reuse_key = draw.chance(mix.reuse_key);
+        let similar_at_once = draw.chance(mix.similar_at_once);
+        order.internal = draw.chance(mix.internal);
+        order.forged = draw.chance(mix.forged);
+        order.snoop = draw.chance(mix.snoop);
+        let racing = draw.chance(mix.racing_deposit);
+        let amount = draw.range(1, (scenario.deposit_max / 2).max(1));
+        let keyed = draw.chance(500);
+        order.racing_deposit = racing.then_some(RacingDeposit { amount, keyed });
+        // An abandoned key is repeated by its own rules; a double submit keeps one key.
+        if order.abandon_after_ms.is_none() {
+            order.reuse_key = reuse_key;
+            order.similar_at_once = similar_at_once && !order.double_submit;
+        }
+    }
+    reuse_deposit_key
 }
 
 /// Which orders the shopper gives up waiting for, and when it repeats their keys. Drawn

@@ -172,6 +172,7 @@ pub fn summary(outcomes: &[Outcome], wall_ms: f64) -> serde_json::Value {
         "coverage": totals.coverage,
         "probes": Probe::ALL.iter().map(|p| (p.name(), totals.probes.get(p.name()).copied().unwrap_or(0))).collect::<BTreeMap<_, _>>(),
         "probe_gaps": probe_gaps(outcomes),
+        "workload": WORKLOAD.iter().map(|w| (*w, totals.workload.get(*w).copied().unwrap_or(0))).collect::<BTreeMap<_, _>>(),
         "failures": failures,
     })
 }
@@ -198,8 +199,28 @@ pub fn coverage_markdown(totals: &Totals) -> String {
         let shown = if hits == 0 { "**never**".to_string() } else { hits.to_string() };
         let _ = writeln!(md, "| {} | {shown} | {} |", probe.name(), probe.doc());
     }
+    md.push_str("\n## Workload\n\nRequests of each adversarial shopper behaviour, added up over the sweep.\n\n");
+    md.push_str("| behaviour | requests |\n|---|---|\n");
+    for behaviour in WORKLOAD {
+        let count = totals.workload.get(behaviour).copied().unwrap_or(0);
+        let shown = if count == 0 { "**never**".to_string() } else { count.to_string() };
+        let _ = writeln!(md, "| {behaviour} | {shown} |");
+    }
     md
 }
+
+/// The adversarial workload behaviours, as `Stats::workload` counts them.
+pub const WORKLOAD: [&str; 9] = [
+    "order_key_reused",
+    "similar_at_once",
+    "deposit_key_reused",
+    "racing_deposit_keyed",
+    "racing_deposit_unkeyed",
+    "internal_route",
+    "forged_cookie",
+    "transactions_read",
+    "notifications_read",
+];
 
 /// The fault kind (as in `summary.json`'s `faults`) of an active-fault label.
 fn label_kind(label: &str) -> Option<&'static str> {

@@ -6,7 +6,7 @@ use crate::cluster::{add_hosts, epoch, prepare, Cluster};
 use crate::errors;
 use crate::faults::Fault;
 use crate::faults::{timeline, Action, Effects, Planned, SERVICES};
-use crate::history::{Event, History};
+use crate::history::{Action as Request, Event, History};
 use crate::plan::{from_seed, Plan};
 use crate::scenario::Scenario;
 use crate::seed::child_seed;
@@ -68,6 +68,9 @@ pub struct Stats {
     /// "point host".
     #[serde(default)]
     pub crash_points: BTreeMap<String, u64>,
+    /// Requests of each adversarial workload behaviour (`Action::behaviour`, and
+    /// `similar_at_once` for the similar orders sent at once under two keys).
+    pub workload: BTreeMap<String, u64>,
 }
 
 /// One line of the order service's saga log, on the simulation's time line.
@@ -396,7 +399,20 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
         *saga_events.entry(format!("{} {} {}", entry.step, entry.phase, entry.event)).or_default() += 1;
     }
     let count = |status: OrderStatus| snapshot.orders.iter().filter(|o| o.status == status).count() as u64;
+    let mut workload: BTreeMap<String, u64> = BTreeMap::new();
+    for event in history {
+        let behaviour = match (event.action, event.at_once, event.key.is_some()) {
+            (Request::PlaceOrder, true, _) => Some("similar_at_once"),
+            (Request::Deposit, true, true) => Some("racing_deposit_keyed"),
+            (Request::Deposit, true, false) => Some("racing_deposit_unkeyed"),
+            (action, _, _) => action.behaviour(),
+        };
+        if let Some(behaviour) = behaviour {
+            *workload.entry(behaviour.to_string()).or_default() += 1;
+        }
+    }
     Stats {
+        workload,
         saga_events,
         coverage: BTreeMap::new(),
         probes: BTreeMap::new(),

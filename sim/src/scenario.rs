@@ -50,6 +50,28 @@ pub struct Mix {
     /// and repeats the key later, or never.
     #[serde(default)]
     pub abandon: u64,
+    /// An order's key repeated with another body after its answer (422 key-reused).
+    #[serde(default)]
+    pub reuse_key: u64,
+    /// The order sent under two keys at once (at most one order; the other 409 duplicate).
+    #[serde(default)]
+    pub similar_at_once: u64,
+    /// An internal route tried through the gateway before the order (404).
+    #[serde(default)]
+    pub internal: u64,
+    /// A call with a forged session cookie before the order (401).
+    #[serde(default)]
+    pub forged: u64,
+    /// A read of the shopper's own transactions and notifications before the order (only
+    /// its own orders may show).
+    #[serde(default)]
+    pub snoop: u64,
+    /// Per mille of shoppers who repeat their deposit's key with another amount (422).
+    #[serde(default)]
+    pub reuse_deposit_key: u64,
+    /// A deposit (keyed or not, half and half) sent at the same moment as the order.
+    #[serde(default)]
+    pub racing_deposit: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]

@@ -125,6 +125,20 @@ impl Shopper {
         with_session: bool,
         timeout_ms: u64,
     ) -> Result<Answer, NoAnswer> {
+        let cookie = if with_session { self.cookie.clone() } else { None };
+        self.send_as(method, path, body, key, cookie.as_deref(), timeout_ms).await
+    }
+
+    /// One request with `cookie` (or none) as the session.
+    async fn send_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        key: Option<&str>,
+        cookie: Option<&str>,
+        timeout_ms: u64,
+    ) -> Result<Answer, NoAnswer> {
         let sent_ms = self.elapsed_ms();
         let mut request = OutboundRequest::new(method, path);
         if let Some(body) = body {
@@ -134,7 +148,7 @@ impl Shopper {
         if let Some(key) = key {
             request = request.header(HeaderName::from_static("idempotency-key"), key);
         }
-        if let (true, Some(cookie)) = (with_session, &self.cookie) {
+        if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie);
         }
         let reply = match self.http.send(&self.gateway, &request, RetryPolicy::once(timeout_ms)).await {
@@ -209,7 +223,27 @@ impl Shopper {
                     malformed(&format!("not a catalog: {error}"));
                 }
             }
-            Action::Register | Action::Login | Action::Anonymous | Action::GaveUp => {}
+            Action::ReadTransactions | Action::ReadNotifications => match body.as_array() {
+                // Only the order ids matter to the access check.
+                Some(entries) => {
+                    event.listed = Some(
+                        entries
+                            .iter()
+                            .filter_map(|e| e.get("orderId").and_then(Value::as_str))
+                            .filter_map(|id| Uuid::parse_str(id).ok())
+                            .collect(),
+                    )
+                }
+                None => malformed("not a list"),
+            },
+            Action::Register
+            | Action::Login
+            | Action::Anonymous
+            | Action::GaveUp
+            | Action::ReuseKey
+            | Action::ReuseDepositKey
+            | Action::Internal
+            | Action::Forged => {}
         }
         event
     }
@@ -272,13 +306,34 @@ impl Shopper {
             self.side_trip(&order).await;
             let key = format!("order-{}-{number}", self.index);
             let request = self.order_body(&order.items, order.slot_hour, false);
-            let placed = match order.abandon_after_ms {
-                Some(abandon_ms) => {
-                    self.place_abandoning(&key, &request, abandon_ms, order.retry_after_ms, &mut late).await
+            let placed: Vec<Uuid> = match order.abandon_after_ms {
+                Some(abandon_ms) => self
+                    .place_abandoning(&key, &request, abandon_ms, order.retry_after_ms, &mut late)
+                    .await
+                    .into_iter()
+                    .collect(),
+                None => {
+                    let placing = async {
+                        if order.similar_at_once {
+                            // Two keys, the same items, at once: at most one order; the other
+                            // is answered 409 duplicate-order naming it.
+                            let twin = format!("{key}-twin");
+                            let (first, second) = tokio::join!(
+                                self.place_marked(&key, &request, false, true),
+                                self.place_marked(&twin, &request, false, true)
+                            );
+                            first.into_iter().chain(second).collect::<Vec<_>>()
+                        } else {
+                            self.place(&key, &request, order.double_submit).await.into_iter().collect()
+                        }
+                    };
+                    tokio::join!(placing, self.racing_deposit(number, order.racing_deposit)).0
                 }
-                None => self.place(&key, &request, order.double_submit).await,
             };
             pending.extend(placed);
+            if order.reuse_key && order.abandon_after_ms.is_none() {
+                self.reuse_key(&key, &order).await;
+            }
         }
         pending.extend(self.retry_late(late).await);
         for order_id in pending {
@@ -345,10 +400,18 @@ impl Shopper {
         if amount > 0 {
             let key = format!("deposit-{}", self.index);
             let body = json!({ "amount": amount });
-            self.until(Action::Deposit, "/api/v1/billing/deposit", Some(body), Some(&key), Some(amount * 100), |s| {
-                s == 200
-            })
-            .await;
+            let deposited = self
+                .until(Action::Deposit, "/api/v1/billing/deposit", Some(body), Some(&key), Some(amount * 100), |s| {
+                    s == 200
+                })
+                .await;
+            if deposited.is_some() && self.plan.reuse_deposit_key {
+                // The same key with another amount: never applied, 422 key-reused.
+                let other = amount + 1;
+                let body = json!({ "amount": other });
+                let answer = self.call(Method::POST, "/api/v1/billing/deposit", Some(&body), Some(&key), true).await;
+                self.record(Action::ReuseDepositKey, Some(&key), answer.as_ref(), Some(other * 100));
+            }
         }
         true
     }
@@ -367,23 +430,36 @@ impl Shopper {
         (body, AskedOrder { items: asked, slot, last })
     }
 
-    async fn place_once(&self, key: &str, body: &Value, asked: &AskedOrder) -> Option<Answer> {
+    async fn place_once(&self, key: &str, body: &Value, asked: &AskedOrder, at_once: bool) -> Option<Answer> {
         let answer = self.call(Method::POST, "/api/v1/order", Some(body), Some(key), true).await;
         let mut event = self.event(Action::PlaceOrder, Some(key), answer.as_ref(), None);
         event.asked = Some(asked.clone());
+        event.at_once = at_once;
         self.push(event);
         answer.ok()
     }
 
     /// Places an order, retrying the same key after no answer, 5xx or 409 in-progress;
     /// sometimes sends the key twice at once. Returns the order to poll if it answered 202.
-    async fn place(&mut self, key: &str, (body, asked): &(Value, AskedOrder), double: bool) -> Option<Uuid> {
+    async fn place(&self, key: &str, request: &(Value, AskedOrder), double: bool) -> Option<Uuid> {
+        self.place_marked(key, request, double, false).await
+    }
+
+    /// [`Self::place`]; `at_once` marks the first attempt as one of two similar orders
+    /// sent at once under two keys.
+    async fn place_marked(
+        &self,
+        key: &str,
+        (body, asked): &(Value, AskedOrder),
+        double: bool,
+        at_once: bool,
+    ) -> Option<Uuid> {
         for attempt in 0..STEP_ATTEMPTS_MAX {
             let answer = if double && attempt == 0 {
                 // Each twin is recorded when its own answer arrives.
-                tokio::join!(self.place_once(key, body, asked), self.place_once(key, body, asked)).0
+                tokio::join!(self.place_once(key, body, asked, false), self.place_once(key, body, asked, false)).0
             } else {
-                self.place_once(key, body, asked).await
+                self.place_once(key, body, asked, at_once && attempt == 0).await
             };
             let Some(answer) = answer else {
                 self.pause(500).await;
@@ -532,6 +608,53 @@ impl Shopper {
         }
     }
 
+    /// A deposit sent at the same moment as order `number`: with a key, retried under it
+    /// until acknowledged (or given up); without one, sent once.
+    async fn racing_deposit(&self, number: usize, deposit: Option<crate::plan::RacingDeposit>) {
+        let Some(deposit) = deposit else { return };
+        let amount = deposit.amount as i64;
+        let body = json!({ "amount": amount });
+        let key = deposit.keyed.then(|| format!("deposit-{}-{number}", self.index));
+        let attempts = if deposit.keyed { STEP_ATTEMPTS_MAX } else { 1 };
+        for attempt in 0..attempts {
+            let answer = self.call(Method::POST, "/api/v1/billing/deposit", Some(&body), key.as_deref(), true).await;
+            let mut event = self.event(Action::Deposit, key.as_deref(), answer.as_ref(), Some(amount * 100));
+            event.at_once = true;
+            self.push(event);
+            if answer.is_ok_and(|a| a.status == 200) {
+                return;
+            }
+            self.pause(200 * u64::from(attempt + 1)).await;
+        }
+        if deposit.keyed {
+            self.give_up(Action::Deposit);
+        }
+    }
+
+    /// Repeats `key` with another body (one more unit of the first item), once the store
+    /// has answered the key in a way that shows it is taken: 422 key-reused is the only
+    /// answer the contract allows (503 or none under a fault).
+    async fn reuse_key(&self, key: &str, order: &PlannedOrder) {
+        let taken = self.history.borrow().iter().any(|e| {
+            e.shopper == self.index
+                && e.action == Action::PlaceOrder
+                && e.key.as_deref() == Some(key)
+                && match e.status {
+                    Some(200..=202) => true,
+                    Some(409 | 422) => e.problem.as_deref() != Some("/problems/idempotency-key-reused"),
+                    _ => false,
+                }
+        });
+        if !taken {
+            return;
+        }
+        let mut items = order.items.clone();
+        items[0].quantity += 1;
+        let (body, _) = self.order_body(&items, order.slot_hour, false);
+        let answer = self.call(Method::POST, "/api/v1/order", Some(&body), Some(key), true).await;
+        self.record(Action::ReuseKey, Some(key), answer.as_ref(), None);
+    }
+
     /// Now and then: read another shopper's order, or call without a session.
     async fn side_trip(&mut self, order: &PlannedOrder) {
         if order.peek {
@@ -557,6 +680,36 @@ impl Shopper {
             ]);
             let answer = self.call(Method::GET, path, None, None, false).await;
             self.record(Action::Anonymous, None, answer.as_ref(), None);
+        }
+        if order.internal {
+            // A service-to-service route, with a valid session: not reachable (404).
+            let order_id = Uuid::from_u128(u128::from(self.draw.range(1, u64::MAX - 1)));
+            let (path, body) = match self.draw.range(0, 3) {
+                0 => (
+                    "/api/v1/billing/withdraw".to_string(),
+                    json!({ "orderId": order_id, "userId": order_id, "amount": 1 }),
+                ),
+                1 => ("/api/v1/warehouse/reserve".to_string(), json!({ "orderId": order_id, "items": [] })),
+                2 => (format!("/api/v1/billing/withdraw/cancel/{order_id}"), json!({})),
+                _ => (
+                    "/api/v1/notifications/events".to_string(),
+                    json!({ "type": "ORDER_CONFIRMED", "orderId": order_id, "userId": order_id, "message": "forged" }),
+                ),
+            };
+            let answer = self.call(Method::POST, &path, Some(&body), None, true).await;
+            self.record(Action::Internal, None, answer.as_ref(), None);
+        }
+        if order.forged {
+            let forged = format!("session={:032x}", self.draw.range(1, u64::MAX - 1));
+            let path = *self.draw.pick(&["/api/v1/orders", "/api/v1/billing/accounts/me", "/auth/profile/me"]);
+            let answer = self.send_as(Method::GET, path, None, None, Some(&forged), ANSWER_TIMEOUT_MS).await;
+            self.record(Action::Forged, None, answer.as_ref(), None);
+        }
+        if order.snoop {
+            let answer = self.call(Method::GET, "/api/v1/billing/transactions", None, None, true).await;
+            self.record(Action::ReadTransactions, None, answer.as_ref(), None);
+            let answer = self.call(Method::GET, "/api/v1/notifications", None, None, true).await;
+            self.record(Action::ReadNotifications, None, answer.as_ref(), None);
         }
     }
 }

@@ -49,6 +49,12 @@ fn candidates(plan: &Plan) -> Vec<Plan> {
                 anonymous: false,
                 abandon_after_ms: None,
                 retry_after_ms: None,
+                reuse_key: false,
+                similar_at_once: false,
+                internal: false,
+                forged: false,
+                snoop: false,
+                racing_deposit: None,
                 ..order.clone()
             };
             let still = PlannedOrder { think_ms: 0, ..order.clone() };

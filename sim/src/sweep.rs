@@ -94,6 +94,8 @@ pub struct Totals {
     pub coverage: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
     /// Hits of each coverage probe.
     pub probes: std::collections::BTreeMap<String, u64>,
+    /// Requests of each adversarial workload behaviour.
+    pub workload: std::collections::BTreeMap<String, u64>,
 }
 
 impl Totals {
@@ -112,6 +114,9 @@ impl Totals {
         }
         for (probe, hits) in &stats.probes {
             *self.probes.entry(probe.clone()).or_default() += hits;
+        }
+        for (behaviour, count) in &stats.workload {
+            *self.workload.entry(behaviour.clone()).or_default() += count;
         }
         for (event, faults) in &stats.coverage {
             let row = self.coverage.entry(event.clone()).or_default();

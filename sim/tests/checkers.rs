@@ -350,3 +350,115 @@ fn contract_catches_a_value_the_code_never_writes() {
     snapshot.unreadable.push("order.orders: unknown value 'SHIPPED'".into());
     assert_caught(&check(&snapshot, &history), CONTRACT);
 }
+
+/// The first event of `action` in the clean run, or (when the seed's plan has none) a copy
+/// of the first `like` event recorded as one.
+fn an_event(history: &mut Vec<Event>, action: Action, like: Action) -> &mut Event {
+    if let Some(index) = history.iter().position(|e| e.action == action) {
+        return &mut history[index];
+    }
+    let mut event = history.iter().find(|e| e.action == like).expect("an event to copy").clone();
+    event.action = action;
+    history.push(event);
+    history.last_mut().unwrap()
+}
+
+fn assert_caught_saying(violations: &[Violation], invariant: u8, saying: &str) {
+    assert!(
+        violations.iter().any(|v| v.invariant == invariant && v.evidence.contains(saying)),
+        "invariant {invariant} saying {saying:?} not reported; got {violations:#?}"
+    );
+}
+
+#[test]
+fn contract_catches_a_reused_order_key_that_made_an_order() {
+    let (mut history, snapshot) = parts();
+    let reused = an_event(&mut history, Action::ReuseKey, Action::PlaceOrder);
+    reused.status = Some(201);
+    reused.problem = None;
+    assert_caught_saying(&check(&snapshot, &history), CONTRACT, "not an answer the contract allows");
+}
+
+#[test]
+fn contract_catches_a_reused_order_key_refused_as_something_else() {
+    let (mut history, snapshot) = parts();
+    let reused = an_event(&mut history, Action::ReuseKey, Action::PlaceOrder);
+    reused.status = Some(422);
+    reused.problem = Some("/problems/order-rejected".into());
+    assert_caught_saying(&check(&snapshot, &history), CONTRACT, "not idempotency-key-reused");
+}
+
+#[test]
+fn contract_catches_key_reused_for_a_key_used_with_this_very_body() {
+    let (mut history, snapshot) = parts();
+    let placed = history.iter_mut().find(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
+    placed.status = Some(422);
+    placed.problem = Some("/problems/idempotency-key-reused".into());
+    assert_caught_saying(&check(&snapshot, &history), CONTRACT, "422 to a key used with this very body");
+}
+
+#[test]
+fn contract_catches_a_reused_deposit_key_applied_with_another_amount() {
+    let (mut history, snapshot) = parts();
+    let reused = an_event(&mut history, Action::ReuseDepositKey, Action::Deposit);
+    reused.status = Some(200);
+    reused.problem = None;
+    assert_caught_saying(&check(&snapshot, &history), CONTRACT, "not an answer the contract allows");
+}
+
+#[test]
+fn contract_catches_a_similar_order_at_once_named_as_another_users() {
+    let (mut history, mut snapshot) = parts();
+    let index = history.iter().position(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
+    let mut twin = history[index].clone();
+    twin.status = Some(409);
+    twin.problem = Some("/problems/duplicate-order".into());
+    twin.key = Some(format!("{}-twin", twin.key.as_deref().unwrap()));
+    twin.at_once = true;
+    history[index].at_once = true;
+    history.push(twin);
+    // The clean answer names the shopper's own similar order.
+    assert!(check(&snapshot, &history).is_empty(), "{:#?}", check(&snapshot, &history));
+    let named = history[index].order_id.unwrap();
+    let other =
+        snapshot.orders.iter().map(|o| o.user_id).find(|u| *u != history[index].order.as_ref().unwrap().user_id);
+    snapshot.orders.iter_mut().find(|o| o.id == named).unwrap().user_id = other.unwrap();
+    assert_caught_saying(&check(&snapshot, &history), CONTRACT, "of other items or another user");
+}
+
+#[test]
+fn access_catches_an_internal_route_reached_through_the_gateway() {
+    let (mut history, snapshot) = parts();
+    let internal = an_event(&mut history, Action::Internal, Action::Anonymous);
+    internal.status = Some(200);
+    internal.problem = None;
+    let violations = check(&snapshot, &history);
+    assert_caught(&violations, 10);
+    assert_caught(&violations, CONTRACT);
+}
+
+#[test]
+fn access_catches_a_forged_cookie_accepted() {
+    let (mut history, snapshot) = parts();
+    let forged = an_event(&mut history, Action::Forged, Action::Anonymous);
+    forged.status = Some(200);
+    forged.problem = None;
+    let violations = check(&snapshot, &history);
+    assert_caught(&violations, 10);
+    assert_caught(&violations, CONTRACT);
+}
+
+#[test]
+fn access_catches_another_users_order_in_ones_transactions_or_notifications() {
+    for action in [Action::ReadTransactions, Action::ReadNotifications] {
+        let (mut history, snapshot) = parts();
+        let read = an_event(&mut history, action, Action::ListOrders);
+        let shopper = read.shopper;
+        read.status = Some(200);
+        read.malformed = None;
+        let mine = snapshot.users.get(&format!("shopper{shopper}@example.com")).copied();
+        let foreign = snapshot.orders.iter().find(|o| Some(o.user_id) != mine).expect("another user's order").id;
+        read.listed = Some(vec![foreign]);
+        assert_caught(&check(&snapshot, &history), 10);
+    }
+}
