@@ -6,7 +6,7 @@
 use crate::history::{Action, Event};
 use crate::model::{
     fault_windows, faults_touching, hour_of, lowest_available_at, lowest_balance_at, maybe_no_account_at,
-    most_booked_at, tolerance_ms, Window,
+    most_booked_at, skew_bound_ms, tolerance_ms, Window,
 };
 use crate::plan::Plan;
 use crate::run::sim_ms;
@@ -689,7 +689,9 @@ fn justified_failures(snapshot: &Snapshot, plan: &Plan, faults: &[Window]) -> Ve
             refusal_justified(snapshot, plan, order, message)
         } else {
             let (begin, end) = saga_span_ms(snapshot, plan, order.id).unwrap_or((0, u64::MAX));
-            if faults_touching(faults, begin, end).is_empty() {
+            // The saga's times are on the order service's clock: a skew blurs them.
+            let slack = skew_bound_ms(plan, "order").unsigned_abs();
+            if faults_touching(faults, begin.saturating_sub(slack), end.saturating_add(slack)).is_empty() {
                 Err(format!("failed with {message:?} between {begin} and {end} ms, and no fault touched its saga"))
             } else {
                 Ok(())
