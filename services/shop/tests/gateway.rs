@@ -117,7 +117,12 @@ fn internal_endpoints_and_tokens_are_guarded() {
     assert_eq!(call(&valid, "/api/v1/billing/withdraw", "POST"), 401, "a user token cannot call internal endpoints");
     let forged = token("guessed secret", &user, "store-api", 60);
     assert_eq!(call(&forged, "/api/v1/billing/accounts/me", "GET"), 401, "forged");
-    let expired = token(USER_TOKEN_SECRET, &user, "store-api", -10);
+    // Services accept a token until their clock passes its expiry plus a bounded leeway
+    // (clocks of separate hosts disagree; docs/API.md), and not a second longer.
+    let leeway_s = platform::auth::CLOCK_LEEWAY_S;
+    let within_leeway = token(USER_TOKEN_SECRET, &user, "store-api", -10);
+    assert_eq!(call(&within_leeway, "/api/v1/billing/accounts/me", "GET"), 200, "expired within the leeway");
+    let expired = token(USER_TOKEN_SECRET, &user, "store-api", -(leeway_s + 10));
     assert_eq!(call(&expired, "/api/v1/billing/accounts/me", "GET"), 401, "expired");
     let wrong_audience = token(USER_TOKEN_SECRET, &user, "somebody-else", 60);
     assert_eq!(call(&wrong_audience, "/api/v1/billing/accounts/me", "GET"), 401, "wrong audience");
