@@ -71,8 +71,8 @@ fn regression_an_abandoned_key_is_not_stuck_in_progress() {
 
 /// Issue 10, bug 2: a lost attempt hidden by a later rejection. The orchestrator's first
 /// withdraw attempt is applied by billing but its answer is held; billing's clock then
-/// jumps 120 s forward, past the 60 s lifetime of the service token all attempts of the
-/// call share, so the retry is answered 401. The step was logged REFUSED (`REJECTED_401`)
+/// jumps forward past the 60 s lifetime of the service token all attempts of the call
+/// share (and the verifiers' 300 s leeway), so the retry is answered 401. The step was logged REFUSED (`REJECTED_401`)
 /// and never compensated: the order ended FAILED with its price debited. The hold starts
 /// just after the moment billing applies the withdrawal in the same plan without faults.
 #[test]
@@ -91,7 +91,9 @@ fn regression_a_lost_attempt_behind_a_rejection_is_compensated() {
     assert!(calm.passed(), "{:#?}", calm.violations);
     let withdrawn_ms = calm.ledger.iter().find(|e| e.event == "WITHDRAW").expect("the calm run withdraws").at_ms;
     let hold = Fault::Hold { a: "order".into(), b: "billing".into(), duration_ms: 1_500 };
-    let jump = Fault::Skew { host: "billing".into(), skew_ms: 120_000 };
+    // Past the token's lifetime and the verifiers' leeway: the retry's token is expired.
+    let past_s = platform::auth::TOKEN_TTL_S + platform::auth::CLOCK_LEEWAY_S + 60;
+    let jump = Fault::Skew { host: "billing".into(), skew_ms: past_s * 1_000 };
     plan.faults =
         vec![Planned { at_ms: withdrawn_ms + 1, fault: hold }, Planned { at_ms: withdrawn_ms + 2, fault: jump }];
     let report = run_plan(&scenario, &plan);
