@@ -1,13 +1,15 @@
 //! Money: a decimal with at most two places, carried internally as whole cents.
 
-use rust_decimal::Decimal;
-use serde::de::{self, Visitor};
+use serde::de;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::str::FromStr;
 
 /// The largest amount the contract accepts, in cents (`1000000000.00`).
 pub const MONEY_MAX_CENTS: i64 = 100_000_000_000;
+
+/// The longest amount text read at all (longer is refused as not a number); far beyond any
+/// exact spelling of a valid amount, so that no length check decides a valid one.
+const MONEY_TEXT_MAX_BYTES: usize = 1_000;
 
 /// An amount of money in cents. Always `0 ..= MONEY_MAX_CENTS * 1000` in stored state;
 /// request amounts are checked with [`Money::parse_positive`].
@@ -59,21 +61,78 @@ impl Money {
         Ok(money)
     }
 
+    /// Parses a decimal exactly from its text: `[+-]digits[.digits][(e|E)[+-]digits]`, nothing
+    /// else (no `_`, no `inf`), with no rounding at any length. The value may have at most two
+    /// places, whatever the spelling (`12.500` is `12.50`; `1.2345e2` is `123.45`; `1.005` and
+    /// `10.0000000000000001` are refused).
     fn parse_any(text: &str) -> Result<Money, MoneyError> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() || trimmed.len() > 40 {
+        let text = text.trim();
+        if text.len() > MONEY_TEXT_MAX_BYTES {
             return Err(MoneyError::NotANumber);
         }
-        let decimal = Decimal::from_str(trimmed)
-            .or_else(|_| Decimal::from_scientific(trimmed))
-            .map_err(|_| MoneyError::NotANumber)?;
-        let normalized = decimal.normalize();
-        if normalized.scale() > 2 {
+        let (negative, rest) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (mantissa, exponent) = match rest.find(['e', 'E']) {
+            Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+            None => (rest, None),
+        };
+        let (whole, fraction) = match mantissa.split_once('.') {
+            Some((whole, fraction)) => (whole, fraction),
+            None => (mantissa, ""),
+        };
+        let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !all_digits(whole) || (mantissa.contains('.') && fraction.is_empty()) || !all_digits(fraction)
+        {
+            return Err(MoneyError::NotANumber);
+        }
+        // The exponent, saturated: any magnitude beyond the digits' length decides the same way.
+        let exponent: i64 = match exponent {
+            None => 0,
+            Some(exponent) => {
+                let (sign, digits) = match exponent.as_bytes().first() {
+                    Some(b'-') => (-1, &exponent[1..]),
+                    Some(b'+') => (1, &exponent[1..]),
+                    _ => (1, exponent),
+                };
+                if digits.is_empty() || !all_digits(digits) {
+                    return Err(MoneyError::NotANumber);
+                }
+                let magnitude = digits.trim_start_matches('0');
+                let magnitude: i64 = if magnitude.len() > 6 { 1_000_000 } else { magnitude.parse().unwrap_or(0) };
+                sign * magnitude
+            }
+        };
+        // value = significand × 10^(-places)
+        let significand = format!("{whole}{fraction}");
+        let significand = significand.trim_start_matches('0');
+        let mut places = fraction.len() as i64 - exponent;
+        let mut significand = significand.as_bytes();
+        while places > 0 && significand.last() == Some(&b'0') {
+            significand = &significand[..significand.len() - 1];
+            places -= 1;
+        }
+        if significand.is_empty() {
+            return Ok(Money::ZERO);
+        }
+        if places > 2 {
             return Err(MoneyError::TooManyPlaces);
         }
-        let cents =
-            (normalized * Decimal::from(100)).trunc().to_string().parse::<i64>().map_err(|_| MoneyError::TooLarge)?;
-        Ok(Money { cents })
+        // cents = significand × 10^(2 - places); 2 - places ≥ 0 here.
+        let shift = 2 - places;
+        if significand.len() as i64 + shift > 18 {
+            return Err(MoneyError::TooLarge);
+        }
+        let mut cents: i64 = 0;
+        for digit in significand {
+            cents = cents * 10 + i64::from(digit - b'0');
+        }
+        for _ in 0..shift {
+            cents *= 10;
+        }
+        Ok(Money { cents: if negative { -cents } else { cents } })
     }
 
     pub fn checked_add(self, other: Money) -> Option<Money> {
@@ -105,31 +164,23 @@ impl Serialize for Money {
 
 /// Accepts a JSON number (`5000`, `12.5`) or a string (`"12.50"`); any sign or size, so that
 /// the handler can answer range errors precisely. Places beyond two are refused here.
+///
+/// A number is read from its own text (through `serde_json`'s `RawValue`), never through
+/// `f64`, which would round `10.0000000000000001` to `10.0`. So `Money` deserializes from
+/// `serde_json` only (`from_slice`, `from_str`, `from_value`), which is the only wire format.
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
-        struct MoneyVisitor;
-        impl Visitor<'_> for MoneyVisitor {
-            type Value = Money;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a decimal amount as a number or a string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Money, E> {
-                Money::parse_any(v).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Money, E> {
-                Money::parse_any(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Money, E> {
-                Money::parse_any(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Money, E> {
-                if !v.is_finite() {
-                    return Err(E::custom(MoneyError::NotANumber));
-                }
-                Money::parse_any(&v.to_string()).map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_any(MoneyVisitor)
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let text = raw.get();
+        let amount = if text.starts_with('"') {
+            let decoded: String = serde_json::from_str(text).map_err(de::Error::custom)?;
+            Money::parse_any(&decoded)
+        } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            Money::parse_any(text)
+        } else {
+            return Err(de::Error::invalid_type(de::Unexpected::Other(text), &"a decimal amount as a number or a string"));
+        };
+        amount.map_err(de::Error::custom)
     }
 }
 
@@ -154,6 +205,73 @@ mod tests {
                 Err(()) => assert!(parsed.is_err(), "{json} should fail"),
             }
         }
+    }
+
+    /// More than two places is refused whatever the spelling; the same value spelt otherwise
+    /// is read exactly.
+    #[test]
+    fn places_are_counted_exactly_whatever_the_spelling() {
+        let refused = [
+            // a JSON number that f64 rounds to 10.0
+            "10.0000000000000001",
+            "\"10.0000000000000001\"",
+            // 29 places: Decimal::from_str rounds beyond 28
+            "1.00000000000000000000000000001",
+            "\"1.00000000000000000000000000001\"",
+            // exponents that leave three places
+            "1.2345e1",
+            "\"1005e-3\"",
+            "1e-3",
+            // digit separators and other spellings that are not decimal numbers
+            "\"1_000\"",
+            "\"1_0.00\"",
+            "\"12,50\"",
+            "\"0x10\"",
+            "\"inf\"",
+            "\"NaN\"",
+            "\".5\"",
+            "\"5.\"",
+            "\"1e\"",
+            "\"\"",
+            "true",
+            "[1]",
+        ];
+        for json in refused {
+            let parsed: Result<Money, _> = serde_json::from_str(json);
+            assert!(parsed.is_err(), "{json} should be refused, got {parsed:?}");
+        }
+        let accepted = [
+            ("12.500", 1_250),
+            ("\"12.5000000000000000000000000000000000\"", 1_250),
+            ("1.2345e4", 1_234_500),
+            ("1234.5E-1", 12_345),
+            ("\"1005e-2\"", 1_005),
+            ("0.10e1", 100),
+            ("-3.5", -350),
+            ("0e-99999999999", 0),
+        ];
+        for (json, cents) in accepted {
+            let parsed: Money = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(parsed.cents(), cents, "{json}");
+        }
+        // As a field of a body and from a parsed value (how the simulation reads answers).
+        #[derive(serde::Deserialize, Debug)]
+        struct Body {
+            amount: Option<Money>,
+        }
+        assert!(serde_json::from_str::<Body>(r#"{"amount": 10.0000000000000001}"#).is_err());
+        assert_eq!(serde_json::from_str::<Body>(r#"{"amount": null}"#).unwrap().amount, None);
+        let value = serde_json::json!({"amount": "12.50"});
+        assert_eq!(serde_json::from_value::<Body>(value).unwrap().amount, Some(Money::from_cents(1_250)));
+    }
+
+    #[test]
+    fn sizes_beyond_an_i64_of_cents_are_too_large_not_wrapped() {
+        assert_eq!(Money::parse_any("1e999999999999"), Err(MoneyError::TooLarge));
+        assert_eq!(Money::parse_any("92233720368547758.07"), Err(MoneyError::TooLarge));
+        assert_eq!(Money::parse_any("1e-999999999999"), Err(MoneyError::TooManyPlaces));
+        assert_eq!(Money::parse_positive("1e9").unwrap().cents(), MONEY_MAX_CENTS);
+        assert_eq!(Money::parse_positive("1.000000000001e9"), Err(MoneyError::TooManyPlaces));
     }
 
     #[test]
