@@ -38,7 +38,7 @@ async fn book_step(
     _caller: Service,
     Json(request): Json<BookRequest>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
-    if request.address.trim().is_empty() || request.address.len() > ADDRESS_LENGTH_MAX {
+    if request.address.trim().is_empty() || request.address.chars().count() > ADDRESS_LENGTH_MAX {
         return Err(ApiError::bad_request("invalid-address", "address must be 1-500 characters"));
     }
     let now = state.env.clock.now_utc();

@@ -51,15 +51,24 @@ fn validate(request: &CreateOrderRequest) -> Result<(), ApiError> {
     if request.items.iter().any(|i| !(1..=QUANTITY_MAX).contains(&i.quantity)) {
         return invalid("every quantity must be 1-1000");
     }
+    // Lines of one product are reserved as one (the warehouse takes distinct products), so the
+    // limit holds for their sum too; checked here, before any money moves.
+    let mut merged: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for item in &request.items {
+        *merged.entry(item.product_id).or_default() += item.quantity;
+    }
+    if merged.values().any(|quantity| *quantity > QUANTITY_MAX) {
+        return invalid("the quantities of one product, added up over its lines, must be at most 1000");
+    }
     let address = &request.delivery_info.address;
-    if address.trim().is_empty() || address.len() > ADDRESS_LENGTH_MAX {
+    if address.trim().is_empty() || address.chars().count() > ADDRESS_LENGTH_MAX {
         return invalid("deliveryInfo.address must be 1-500 characters");
     }
     let slot = request.delivery_info.preferred_time_slot;
     if slot.minute() != 0 || slot.second() != 0 || slot.nanosecond() != 0 {
         return invalid("deliveryInfo.preferredTimeSlot must be the start of an hour");
     }
-    if request.description.as_ref().is_some_and(|d| d.len() > DESCRIPTION_LENGTH_MAX) {
+    if request.description.as_ref().is_some_and(|d| d.chars().count() > DESCRIPTION_LENGTH_MAX) {
         return invalid("description must be at most 1000 characters");
     }
     Ok(())
@@ -352,5 +361,45 @@ async fn await_saga(
             probe::hit(Probe::OrderAccepted);
             Ok(order_response(StatusCode::ACCEPTED, &order))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(lines: &[(u128, i64)]) -> CreateOrderRequest {
+        let items: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|(product, quantity)| serde_json::json!({"productId": Uuid::from_u128(*product), "quantity": quantity}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "items": items,
+            "deliveryInfo": {"address": "1 Test Street", "preferredTimeSlot": "2030-01-01T10:00:00Z"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn lines_of_one_product_are_limited_together() {
+        assert!(validate(&request(&[(1, 600), (2, 600)])).is_ok());
+        assert!(validate(&request(&[(1, 500), (1, 500)])).is_ok());
+        let refused = validate(&request(&[(1, 600), (2, 1), (1, 600)])).unwrap_err();
+        assert_eq!(refused.problem.status, 400);
+        assert_eq!(refused.problem.kind, "/problems/invalid-order");
+    }
+
+    /// The limits count characters (as the docs say), not UTF-8 bytes.
+    #[test]
+    fn address_and_description_limits_count_characters() {
+        let mut order = request(&[(1, 1)]);
+        order.delivery_info.address = "é".repeat(ADDRESS_LENGTH_MAX);
+        order.description = Some("ж".repeat(DESCRIPTION_LENGTH_MAX));
+        assert!(validate(&order).is_ok(), "500 and 1,000 two-byte characters are within the limits");
+        order.delivery_info.address.push('é');
+        assert_eq!(validate(&order).unwrap_err().problem.kind, "/problems/invalid-order");
+        order.delivery_info.address = "é".repeat(ADDRESS_LENGTH_MAX);
+        order.description = Some("ж".repeat(DESCRIPTION_LENGTH_MAX + 1));
+        assert_eq!(validate(&order).unwrap_err().problem.kind, "/problems/invalid-order");
     }
 }

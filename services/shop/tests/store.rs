@@ -169,6 +169,29 @@ fn malformed_orders_get_precise_400s() {
     assert!(gil.get("/api/v1/orders").body.as_array().unwrap().is_empty());
 }
 
+/// Two lines of one product whose sum is over the limit are refused before any money moves;
+/// the address limit counts characters, here and at the delivery service.
+#[test]
+fn merged_lines_and_character_limits_are_checked_before_the_saga() {
+    let shop = TestShop::start();
+    let ivy = shop.shopper("ivy", "20000");
+    let slot = slot_in(3);
+    let merged = ivy.post_keyed("/api/v1/order", "merged", &order_body(&[(JUG, 600), (JUG, 600)], &slot));
+    assert_eq!((merged.status, merged.problem_type()), (400, "/problems/invalid-order"), "{merged:?}");
+    assert_eq!(ivy.balance(), "20000.00", "nothing charged");
+    assert!(ivy.get("/api/v1/orders").body.as_array().unwrap().is_empty());
+    assert!(ivy.get("/api/v1/billing/transactions").body.as_array().unwrap().len() == 1, "only the deposit");
+
+    let mut body = order_body(&[(JUG, 1)], &slot);
+    body["deliveryInfo"]["address"] = json!("é".repeat(500));
+    body["description"] = json!("ж".repeat(1000));
+    let wide = ivy.post_keyed("/api/v1/order", "wide", &body);
+    assert_eq!(wide.status, 201, "500 two-byte characters are a valid address: {wide:?}");
+    body["deliveryInfo"]["address"] = json!("é".repeat(501));
+    let too_wide = ivy.post_keyed("/api/v1/order", "too-wide", &body);
+    assert_eq!((too_wide.status, too_wide.problem_type()), (400, "/problems/invalid-order"), "{too_wide:?}");
+}
+
 #[test]
 fn a_participant_down_during_the_saga_answers_202_and_nothing_is_lost() {
     let mut shop = TestShop::start_groups(&["gateway,order,billing,warehouse,notification", "delivery"], 5);
