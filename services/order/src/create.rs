@@ -292,9 +292,22 @@ pub async fn create_order(
         ));
     }
     let new_order = state.price_order(user_id, &request, &catalog, &context.trace_id)?;
-    let recorded = state.db.write(|tx| state.record(tx, &key, &hash, &new_order))?;
+    place(&state, &key, &hash, &new_order, started).await
+}
+
+/// Records a priced request in one transaction and answers it: from the key when a twin got
+/// there first (steps 4–7), else by starting the new order's saga (steps 8–10).
+async fn place(
+    state: &Arc<Orders>,
+    key: &IdempotencyKey,
+    hash: &str,
+    new_order: &NewOrder,
+    started: tokio::time::Instant,
+) -> Result<Response, ApiError> {
+    let user_id = new_order.user_id;
+    let recorded = state.db.write(|tx| state.record(tx, key, hash, new_order))?;
     match recorded {
-        Recorded::Replay(record) if record.request_hash == hash => state.answer_replay(user_id, &key, &record),
+        Recorded::Replay(record) if record.request_hash == hash => state.answer_replay(user_id, key, &record),
         Recorded::Replay(_) => Err(ApiError::unprocessable(
             "idempotency-key-reused",
             "this Idempotency-Key was used with a different request",
@@ -307,7 +320,7 @@ pub async fn create_order(
             platform::crash_point::here(platform::crash_point::CrashPoint::KeyCommitted).await;
             let elapsed = state.env.clock.now().saturating_duration_since(started);
             let remaining = Duration::from_millis(state.config.request_deadline_ms).saturating_sub(elapsed);
-            await_saga(&state, user_id, &key, order_id, remaining).await
+            await_saga(state, user_id, key, order_id, remaining).await
         }
     }
 }
