@@ -115,7 +115,7 @@ impl Orders {
             return Err(duplicate(&order));
         }
         let waiting =
-            self.waiting.lock().unwrap_or_else(|p| p.into_inner()).contains(&(user_id, key.as_str().to_string()));
+            self.waiting.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&(user_id, key.as_str().to_string()));
         if waiting {
             probe::hit(Probe::KeyInProgress);
             return Err(ApiError::conflict(
@@ -230,7 +230,7 @@ impl Orders {
         key: &IdempotencyKey,
         hash: &str,
         new_order: &NewOrder,
-    ) -> Result<Recorded, ApiError> {
+    ) -> Result<Recorded<'_>, ApiError> {
         let user_id = new_order.user_id;
         let now = self.env.clock.now_utc();
         let window_start = now - TimeDelta::milliseconds(self.config.similar_order_window_ms);
@@ -253,12 +253,14 @@ impl Orders {
         let record = KeyRecord { request_hash: hash.to_string(), duplicate: false, order_id: new_order.id };
         self.store_key(tx, user_id, key, record, now)?;
         log_saga(tx, new_order.id, log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "", now)?;
-        Ok(Recorded::New(new_order.id))
+        // Step 5's mark is set before the commit that follows, so no twin ever finds the key
+        // without it; if the commit fails, dropping the answer drops the mark.
+        Ok(Recorded::New(new_order.id, Waiting::hold(self, user_id, key)))
     }
 }
 
-enum Recorded {
-    New(Uuid),
+enum Recorded<'a> {
+    New(Uuid, Waiting<'a>),
     Replay(KeyRecord),
     Duplicate(Uuid),
 }
@@ -307,27 +309,34 @@ async fn place(
     let user_id = new_order.user_id;
     let recorded = state.db.write(|tx| state.record(tx, key, hash, new_order))?;
     match recorded {
-        Recorded::Replay(record) if record.request_hash == hash => state.answer_replay(user_id, key, &record),
-        Recorded::Replay(_) => Err(ApiError::unprocessable(
-            "idempotency-key-reused",
-            "this Idempotency-Key was used with a different request",
-        )),
+        Recorded::Replay(record) => {
+            if record.request_hash != hash {
+                return Err(ApiError::unprocessable(
+                    "idempotency-key-reused",
+                    "this Idempotency-Key was used with a different request",
+                ));
+            }
+            state.answer_replay(user_id, key, &record)
+        }
         Recorded::Duplicate(similar) => {
             probe::hit(Probe::DuplicateOrder);
             Err(duplicate(&state.load(similar)?))
         }
-        Recorded::New(order_id) => {
+        Recorded::New(order_id, waiting) => {
             platform::crash_point::here(platform::crash_point::CrashPoint::KeyCommitted).await;
             let elapsed = state.env.clock.now().saturating_duration_since(started);
             let remaining = Duration::from_millis(state.config.request_deadline_ms).saturating_sub(elapsed);
-            await_saga(state, user_id, key, order_id, remaining).await
+            await_saga(state, waiting, order_id, remaining).await
         }
     }
 }
 
-/// A request's place in `Orders::waiting` (step 5), given up however the request ends: when
-/// its saga answers, at its deadline, or when the client goes away and the server drops the
-/// handler mid-wait (the saga runs on; a repeat of the key must then get step 6).
+/// A request's place in `Orders::waiting` (step 5), taken before its key commits and given
+/// up however the request ends: when its saga answers, at its deadline, when the commit fails,
+/// there first, or when the client goes away and the server drops the handler anywhere on the
+/// way (the saga runs on; a repeat of the key must then get step 6). Marks are counted, so
+/// that one request giving its place up never takes another's (only the planted `MemoryKeys`
+/// bug lets two requests record one key).
 struct Waiting<'a> {
     orders: &'a Orders,
     entry: (Uuid, String),
@@ -336,26 +345,30 @@ struct Waiting<'a> {
 impl<'a> Waiting<'a> {
     fn hold(orders: &'a Orders, user_id: Uuid, key: &IdempotencyKey) -> Waiting<'a> {
         let entry = (user_id, key.as_str().to_string());
-        orders.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(entry.clone());
+        *orders.waiting.lock().unwrap_or_else(|p| p.into_inner()).entry(entry.clone()).or_default() += 1;
         Waiting { orders, entry }
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.orders.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.entry);
+        let mut waiting = self.orders.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = waiting.get_mut(&self.entry) {
+            *count -= 1;
+            if *count == 0 {
+                waiting.remove(&self.entry);
+            }
+        }
     }
 }
 
 /// Starts the new order's saga and waits for it at most `remaining` (steps 8, 9, 10).
 async fn await_saga(
     state: &Arc<Orders>,
-    user_id: Uuid,
-    key: &IdempotencyKey,
+    waiting: Waiting<'_>,
     order_id: Uuid,
     remaining: Duration,
 ) -> Result<Response, ApiError> {
-    let waiting = Waiting::hold(state, user_id, key);
     if let Some(mut done) = state.start_saga(order_id) {
         let _ = state.env.clock.timeout(remaining, done.wait_for(|finished| *finished)).await;
     }
@@ -400,6 +413,96 @@ mod tests {
         let refused = validate(&request(&[(1, 600), (2, 1), (1, 600)])).unwrap_err();
         assert_eq!(refused.problem.status, 400);
         assert_eq!(refused.problem.kind, "/problems/invalid-order");
+    }
+
+    /// A network with nobody on it: every connection is refused.
+    struct NoNet;
+
+    impl platform::Net for NoNet {
+        fn bind<'a>(&'a self, _: &'a str) -> platform::BoxFuture<'a, std::io::Result<Box<dyn platform::net::Listener>>> {
+            Box::pin(async { Err(std::io::ErrorKind::Unsupported.into()) })
+        }
+        fn connect<'a>(&'a self, _: &'a str) -> platform::BoxFuture<'a, std::io::Result<platform::net::BoxIo>> {
+            Box::pin(async { Err(std::io::ErrorKind::ConnectionRefused.into()) })
+        }
+    }
+
+    fn orders() -> Arc<Orders> {
+        let start = chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+        let clock: Arc<dyn platform::Clock> = Arc::new(platform::clock::ManualClock::new(start));
+        let env = platform::Env::new(clock.clone(), Arc::new(NoNet), platform::Ids::from_seed(7));
+        let secrets = platform::auth::Secrets { user_token_secret: vec![1; 32], service_token_secret: vec![2; 32] };
+        let auth = Arc::new(platform::auth::Auth::new(clock, secrets, "order"));
+        let peer = |name: &str| format!("{name}:1");
+        Arc::new(Orders {
+            client: platform::internal::InternalClient::new(env.clone(), auth),
+            env,
+            db: platform::storage::Db::open_memory(&crate::migrations()).unwrap(),
+            peers: platform::internal::Peers {
+                gateway: peer("gateway"),
+                order: peer("order"),
+                billing: peer("billing"),
+                warehouse: peer("warehouse"),
+                delivery: peer("delivery"),
+                notification: peer("notification"),
+            },
+            config: crate::CONFIG,
+            running: Default::default(),
+            waiting: Default::default(),
+            outbox_wakeup: Default::default(),
+            memory_keys: Default::default(),
+        })
+    }
+
+    fn poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
+    fn order_host() -> Option<String> {
+        Some("order".to_string())
+    }
+
+    /// Step 5 holds from the moment the key commits: a twin that arrives between the commit
+    /// and the start of the wait gets 409 in progress, not the new order. The mark goes with
+    /// the request, also when the request is dropped there (the client went away): a twin
+    /// then gets step 6.
+    #[tokio::test]
+    async fn a_twin_in_the_window_after_the_key_commits_is_told_in_progress() {
+        let state = orders();
+        let user_id = Uuid::from_u128(42);
+        let key = IdempotencyKey::parse("k-window").unwrap();
+        let request = request(&[(1, 2)]);
+        let hash = request_hash(&request);
+        let product = |id: u128| Product {
+            product_id: Uuid::from_u128(id),
+            name: "thing".to_string(),
+            price: Money::from_cents(1_500),
+            available: 10,
+        };
+        let catalog: BTreeMap<Uuid, Product> = [(Uuid::from_u128(1), product(1))].into_iter().collect();
+        let priced = || state.price_order(user_id, &request, &catalog, "trace").unwrap();
+        let started = state.env.clock.now();
+
+        // The first request stops right after its transaction committed (the crash point
+        // fires there and never returns): the window a twin may fall into.
+        platform::crash_point::enable(order_host);
+        platform::crash_point::arm(0, platform::crash_point::CrashPoint::KeyCommitted, "order", 1);
+        let first_order = priced();
+        let mut first = Box::pin(place(&state, &key, &hash, &first_order, started));
+        assert!(poll_once(first.as_mut()).is_pending());
+        assert_eq!(platform::crash_point::take_requests().len(), 1, "stopped at the commit");
+
+        for twin in 0..2 {
+            let answer = place(&state, &key, &hash, &priced(), started).await;
+            let problem = answer.expect_err("a twin in the window must not get the order").problem;
+            assert_eq!((problem.status, problem.kind.as_str()), (409, "/problems/idempotency-request-in-progress"), "twin {twin}");
+        }
+
+        drop(first);
+        let answer = place(&state, &key, &hash, &priced(), started).await.expect("step 6 once the first is gone");
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert!(state.waiting.lock().unwrap().is_empty(), "no mark left behind");
+        platform::crash_point::take();
     }
 
     /// The limits count characters (as the docs say), not UTF-8 bytes.

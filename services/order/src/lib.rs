@@ -16,7 +16,7 @@ use platform::outbox::{Relay, RelayConfig};
 use platform::server::{serve, with_common_layers, SERVER_LIMITS};
 use platform::storage::Db;
 use platform::{Deps, Env};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,8 +69,9 @@ pub struct Orders {
     config: Config,
     /// Sagas running in this process, each with a receiver that turns true when done.
     running: Mutex<BTreeMap<Uuid, watch::Receiver<bool>>>,
-    /// (user, key) of creation requests still waiting for their saga.
-    waiting: Mutex<BTreeSet<(Uuid, String)>>,
+    /// (user, key) of creation requests on their way from the key's commit to their saga's
+    /// end, each with the number of requests holding it (`create::Waiting`).
+    waiting: Mutex<BTreeMap<(Uuid, String), u32>>,
     outbox_wakeup: Arc<Notify>,
     /// Used only by the planted `MemoryKeys` bug.
     memory_keys: Mutex<BTreeMap<(Uuid, String), store::KeyRecord>>,
@@ -97,7 +98,7 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
         peers: deps.peers,
         config,
         running: Mutex::new(BTreeMap::new()),
-        waiting: Mutex::new(BTreeSet::new()),
+        waiting: Mutex::new(BTreeMap::new()),
         outbox_wakeup: wakeup,
         memory_keys: Mutex::new(BTreeMap::new()),
     });
