@@ -70,7 +70,10 @@ impl Auth {
         self.mint(name.clone(), name, AUDIENCE_INTERNAL, &self.secrets.service_token_secret)
     }
 
-    /// Checks signature, audience and expiry (on the clock seam, with [`CLOCK_LEEWAY_S`]).
+    /// Checks signature, audience, issuer and expiry (on the clock seam, with
+    /// [`CLOCK_LEEWAY_S`]). A user token is issued by the gateway (`iss` =
+    /// [`ISSUER_GATEWAY`]); a service credential by the service it names (`iss` = `sub` =
+    /// `service:<name>`).
     pub fn verify(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
         let secret = if audience == AUDIENCE_INTERNAL {
             &self.secrets.service_token_secret
@@ -84,6 +87,14 @@ impl Auth {
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let issuer_ok = if audience == AUDIENCE_INTERNAL {
+            data.claims.iss == data.claims.sub && data.claims.iss.strip_prefix("service:").is_some_and(|n| !n.is_empty())
+        } else {
+            data.claims.iss == ISSUER_GATEWAY
+        };
+        if !issuer_ok {
+            return Err(AuthError::Invalid(format!("unexpected issuer {:?}", data.claims.iss)));
+        }
         if data.claims.exp + CLOCK_LEEWAY_S <= self.clock.now_utc().timestamp() {
             return Err(AuthError::Expired);
         }
@@ -197,5 +208,27 @@ mod tests {
         assert!(auth.verify(&service_token, AUDIENCE_INTERNAL).is_ok());
         let forged = super::tests::auth(clock, b"other").mint_user_token(Uuid::from_u128(1));
         assert!(matches!(auth.verify(&forged, AUDIENCE_USER), Err(AuthError::Invalid(_))));
+    }
+
+    /// A token signed with the right key but naming another issuer is refused.
+    #[test]
+    fn the_issuer_is_checked() {
+        let auth = auth(clock(), b"user");
+        let now = auth.clock.now_utc().timestamp();
+        let signed = |iss: &str, sub: &str, aud: &str, secret: &[u8]| {
+            let claims = Claims { sub: sub.to_string(), iss: iss.to_string(), aud: aud.to_string(), iat: now, exp: now + 60 };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap()
+        };
+        let user = Uuid::from_u128(1).to_string();
+        assert!(auth.verify(&signed(ISSUER_GATEWAY, &user, AUDIENCE_USER, b"user"), AUDIENCE_USER).is_ok());
+        for iss in ["somebody-else", "", "service:order"] {
+            let token = signed(iss, &user, AUDIENCE_USER, b"user");
+            assert!(matches!(auth.verify(&token, AUDIENCE_USER), Err(AuthError::Invalid(_))), "user token from {iss:?}");
+        }
+        assert!(auth.verify(&signed("service:order", "service:order", AUDIENCE_INTERNAL, b"svc"), AUDIENCE_INTERNAL).is_ok());
+        for (iss, sub) in [(ISSUER_GATEWAY, "service:order"), ("service:billing", "service:order"), ("service:", "service:")] {
+            let token = signed(iss, sub, AUDIENCE_INTERNAL, b"svc");
+            assert!(matches!(auth.verify(&token, AUDIENCE_INTERNAL), Err(AuthError::Invalid(_))), "service token {iss:?}/{sub:?}");
+        }
     }
 }

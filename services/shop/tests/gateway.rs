@@ -86,7 +86,9 @@ fn a_shopper_sees_only_their_own_data() {
 
 fn token(secret: &str, sub: &str, aud: &str, exp_offset_s: i64) -> String {
     let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).timestamp();
-    let claims = json!({"sub": sub, "iss": "store-gateway", "aud": aud, "iat": now, "exp": now + exp_offset_s});
+    // A service credential names its service as issuer and subject; a user token the gateway.
+    let iss = if sub.starts_with("service:") { sub } else { "store-gateway" };
+    let claims = json!({"sub": sub, "iss": iss, "aud": aud, "iat": now, "exp": now + exp_offset_s});
     encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
