@@ -122,12 +122,8 @@ async fn login(state: Shared, Json(request): Json<LoginRequest>) -> Result<Respo
     let session_id = state.env.ids.hex(32);
     let now = time_text(state.env.clock.now_utc());
     state.db.write(|tx| insert_session(tx, &session_id, user.id, &now))?;
-    let cookie = format!(
-        "{SESSION_COOKIE}={session_id}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
-        state.config.session_idle_timeout_s
-    );
     let body = axum::Json(LoginResponse { user_id: user.id, email: user.email });
-    Ok(([(header::SET_COOKIE, cookie)], body).into_response())
+    Ok(([(header::SET_COOKIE, state.session_set_cookie(&session_id))], body).into_response())
 }
 
 /// The `session` cookie's value, if any.
@@ -146,9 +142,31 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
 pub struct SessionUser {
     pub user_id: Uuid,
     pub session_id: String,
+    /// This request moved the session's last use forward: the answer carries the cookie
+    /// again, with a fresh `Max-Age`, so that the browser keeps it as long as the server.
+    pub refreshed: bool,
+}
+
+impl SessionUser {
+    /// Adds the refreshed cookie to an answer when this request refreshed the session.
+    pub fn refresh_cookie(&self, gateway: &Gateway, response: &mut Response) {
+        if self.refreshed {
+            response.headers_mut().insert(header::SET_COOKIE, gateway.session_set_cookie(&self.session_id));
+        }
+    }
 }
 
 impl Gateway {
+    /// The session cookie; its `Max-Age` is the idle timeout, counted from now as the
+    /// server-side session's is.
+    pub fn session_set_cookie(&self, session_id: &str) -> HeaderValue {
+        let cookie = format!(
+            "{SESSION_COOKIE}={session_id}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
+            self.config.session_idle_timeout_s
+        );
+        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("session=; Max-Age=0"))
+    }
+
     /// Resolves the cookie to a live session on the clock seam, refreshing its last use.
     pub fn session_user(&self, headers: &HeaderMap) -> Result<Option<SessionUser>, ApiError> {
         let Some(session_id) = session_cookie(headers).filter(|id| id.len() <= 128) else {
@@ -165,10 +183,11 @@ impl Gateway {
             self.db.write(|tx| delete_session(tx, &session_id))?;
             return Ok(None);
         }
-        if idle >= TimeDelta::seconds(self.config.session_touch_interval_s) {
+        let refreshed = idle >= TimeDelta::seconds(self.config.session_touch_interval_s);
+        if refreshed {
             self.db.write(|tx| touch_session(tx, &session_id, &time_text(now)))?;
         }
-        Ok(Some(SessionUser { user_id, session_id }))
+        Ok(Some(SessionUser { user_id, session_id, refreshed }))
     }
 }
 
@@ -180,9 +199,12 @@ impl FromRequestParts<Arc<Gateway>> for SessionUser {
     }
 }
 
-async fn profile(state: Shared, user: SessionUser) -> Result<axum::Json<Profile>, ApiError> {
+async fn profile(state: Shared, user: SessionUser) -> Result<Response, ApiError> {
     let row = state.db.read(|c| user_by_id(c, user.user_id))?.ok_or_else(|| ApiError::unauthorized("user is gone"))?;
-    Ok(axum::Json(Profile { user_id: row.id, email: row.email, first_name: row.first_name, last_name: row.last_name }))
+    let profile = Profile { user_id: row.id, email: row.email, first_name: row.first_name, last_name: row.last_name };
+    let mut response = axum::Json(profile).into_response();
+    user.refresh_cookie(&state, &mut response);
+    Ok(response)
 }
 
 async fn logout(state: Shared, user: SessionUser) -> Result<Response, ApiError> {

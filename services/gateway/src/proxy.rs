@@ -5,7 +5,7 @@
 use crate::accounts::SessionUser;
 use crate::Gateway;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Router};
@@ -39,9 +39,11 @@ pub const PUBLIC_ROUTES: [(&str, &str, Upstream); 11] = [
 ];
 
 /// Headers passed to the service unchanged; everything else (Cookie, Authorization,
-/// X-User-*, …) stays at the gateway.
-const FORWARDED_HEADERS: [HeaderName; 4] =
-    [header::CONTENT_TYPE, header::ACCEPT, HeaderName::from_static("idempotency-key"), REQUEST_ID];
+/// X-User-*, …) stays at the gateway. `X-Request-Id` and `traceparent` are the gateway's
+/// own: the request id the client sent if it was valid (else a new one), and a new span of
+/// the client's trace.
+const FORWARDED_HEADERS: [HeaderName; 3] =
+    [header::CONTENT_TYPE, header::ACCEPT, HeaderName::from_static("idempotency-key")];
 /// Headers of the service's answer passed back to the client.
 const RETURNED_HEADERS: [HeaderName; 3] = [header::CONTENT_TYPE, header::LOCATION, header::RETRY_AFTER];
 
@@ -53,9 +55,23 @@ pub fn routes() -> Router<Arc<Gateway>> {
     for (method, path, upstream) in PUBLIC_ROUTES {
         let handler = move |state, user, context, request| proxy(state, user, context, request, upstream);
         let route: MethodRouter<Arc<Gateway>> = if method == "GET" { get(handler) } else { post(handler) };
-        router = router.route(path, route);
+        let allow = if method == "GET" { "GET,HEAD" } else { "POST" };
+        router = router.route(path, route.fallback(move |state, headers| wrong_method(state, headers, allow)));
     }
     router
+}
+
+/// A public route called with another method: 401 without a session (every `/api` call
+/// needs one, and an anonymous caller learns nothing about the routes), else 405.
+async fn wrong_method(State(state): State<Arc<Gateway>>, headers: HeaderMap, allow: &'static str) -> Response {
+    if state.session_user(&headers).ok().flatten().is_none() {
+        return ApiError::unauthorized("log in first: no valid session").into_response();
+    }
+    let mut response =
+        ApiError::new(405, "method-not-allowed", "Method not allowed", "this route takes another method")
+            .into_response();
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// Unknown routes: 401 under `/api` without a session (every `/api` call needs one), else 404.
@@ -85,6 +101,18 @@ async fn proxy(
     Extension(context): Extension<RequestContext>,
     request: Request,
     upstream: Upstream,
+) -> Response {
+    let mut response = forward(&state, &user, &context, request, upstream).await.into_response();
+    user.refresh_cookie(&state, &mut response);
+    response
+}
+
+async fn forward(
+    state: &Gateway,
+    user: &SessionUser,
+    context: &RequestContext,
+    request: Request,
+    upstream: Upstream,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, platform::json::BODY_SIZE_MAX_BYTES)
@@ -100,12 +128,12 @@ async fn proxy(
             outbound.headers.push((name, value.clone()));
         }
     }
-    let traceparent = context.traceparent.clone().unwrap_or_else(|| context.child_traceparent(&state.env.ids));
+    let traceparent = context.child_traceparent(&state.env.ids);
     let token = format!("Bearer {}", state.auth.mint_user_token(user.user_id));
-    outbound = outbound.header(TRACEPARENT, &traceparent).header(header::AUTHORIZATION, &token);
-    if !parts.headers.contains_key(&REQUEST_ID) {
-        outbound = outbound.header(REQUEST_ID, &context.request_id);
-    }
+    outbound = outbound
+        .header(TRACEPARENT, &traceparent)
+        .header(header::AUTHORIZATION, &token)
+        .header(REQUEST_ID, &context.request_id);
     let policy = if idempotent {
         state.config.upstream_retry
     } else {

@@ -505,6 +505,15 @@ mod tests {
         platform::crash_point::take();
     }
 
+    /// docs/API.md names the retry budget of a saga action as the code has it.
+    #[test]
+    fn the_docs_name_the_action_retry_budget() {
+        let docs = include_str!("../../../docs/API.md").split_whitespace().collect::<Vec<_>>().join(" ");
+        let policy = crate::runner::ACTION_RETRY;
+        let named = format!("{} attempts of {} s", policy.attempt_count_max, policy.attempt_timeout_ms / 1000);
+        assert!(docs.contains(&named), "docs/API.md should say {named:?}");
+    }
+
     /// The limits count characters (as the docs say), not UTF-8 bytes.
     #[test]
     fn address_and_description_limits_count_characters() {

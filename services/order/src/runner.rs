@@ -62,7 +62,7 @@ impl Orders {
         let context = RequestContext {
             request_id: format!("saga-{order_id}"),
             trace_id: trace_id.unwrap_or_else(|| self.env.ids.hex(16)),
-            traceparent: None,
+            parent_span_id: None,
         };
         for _ in 0..SAGA_MOVES_MAX {
             let loaded = self.db.read(|c| Ok::<_, rusqlite::Error>((order(c, order_id)?, saga_log(c, order_id)?)));

@@ -1,5 +1,6 @@
-//! Request context: `X-Request-Id` echoed or minted, W3C `traceparent` carried on, and one
-//! tracing span per request.
+//! Request context: `X-Request-Id` echoed or minted, W3C `traceparent` continued (the
+//! incoming span is the parent of this request's; every downstream call names a new span of
+//! the same trace), and one tracing span per request.
 
 use crate::ids::Ids;
 use axum::extract::{Request, State};
@@ -18,14 +19,14 @@ pub struct RequestContext {
     pub request_id: String,
     /// 32 lowercase hex digits.
     pub trace_id: String,
-    /// The incoming `traceparent` header, unchanged, when the client sent a valid one.
-    pub traceparent: Option<String>,
+    /// The span id of a valid incoming `traceparent`: the parent of this request's span.
+    pub parent_span_id: Option<String>,
 }
 
 impl RequestContext {
     /// A context for work that no request started (saga recovery, outbox relay).
     pub fn background(ids: &Ids) -> RequestContext {
-        RequestContext { request_id: ids.uuid().to_string(), trace_id: ids.hex(16), traceparent: None }
+        RequestContext { request_id: ids.uuid().to_string(), trace_id: ids.hex(16), parent_span_id: None }
     }
 
     /// The `traceparent` for one downstream call: same trace, a fresh parent span id.
@@ -34,8 +35,8 @@ impl RequestContext {
     }
 }
 
-/// Parses a W3C `traceparent` (version 00) and returns its trace id.
-pub fn parse_traceparent(value: &str) -> Option<String> {
+/// Parses a W3C `traceparent` (version 00) and returns its trace id and parent span id.
+pub fn parse_traceparent(value: &str) -> Option<(String, String)> {
     let parts: Vec<&str> = value.split('-').collect();
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let valid = parts.len() == 4
@@ -43,8 +44,9 @@ pub fn parse_traceparent(value: &str) -> Option<String> {
         && hex(parts[1], 32)
         && hex(parts[2], 16)
         && hex(parts[3], 2)
-        && parts[1] != "0".repeat(32);
-    valid.then(|| parts[1].to_string())
+        && parts[1] != "0".repeat(32)
+        && parts[2] != "0".repeat(16);
+    valid.then(|| (parts[1].to_string(), parts[2].to_string()))
 }
 
 /// Every 5xx a service sends is logged here, the one place every service shares: a 500 (or
@@ -72,12 +74,9 @@ pub async fn request_context(State(ids): State<Ids>, mut request: Request, next:
         .filter(|v| valid_request_id(v))
         .map(str::to_string)
         .unwrap_or_else(|| ids.uuid().to_string());
-    let traceparent = headers
-        .get(&TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_traceparent(v).map(|trace_id| (trace_id, v.to_string())));
-    let (trace_id, traceparent) = match traceparent {
-        Some((trace_id, header)) => (trace_id, Some(header)),
+    let incoming = headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(parse_traceparent);
+    let (trace_id, parent_span_id) = match incoming {
+        Some((trace_id, parent)) => (trace_id, Some(parent)),
         None => (ids.hex(16), None),
     };
     let span = tracing::info_span!(
@@ -86,8 +85,9 @@ pub async fn request_context(State(ids): State<Ids>, mut request: Request, next:
         path = %request.uri().path(),
         request_id = %request_id,
         trace_id = %trace_id,
+        parent_span_id = parent_span_id.as_deref().unwrap_or(""),
     );
-    let context = RequestContext { request_id: request_id.clone(), trace_id, traceparent };
+    let context = RequestContext { request_id: request_id.clone(), trace_id, parent_span_id };
     let (method, uri) = (request.method().clone(), request.uri().clone());
     request.extensions_mut().insert(context);
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -109,9 +109,12 @@ mod tests {
     #[test]
     fn traceparent_is_validated() {
         let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(parse_traceparent(good).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        let parsed = parse_traceparent(good).unwrap();
+        assert_eq!((parsed.0.as_str(), parsed.1.as_str()), ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"));
         assert_eq!(parse_traceparent("00-zz-00f067aa0ba902b7-01"), None);
         let zero = format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32));
         assert_eq!(parse_traceparent(&zero), None);
+        let zero_parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", "0".repeat(16));
+        assert_eq!(parse_traceparent(&zero_parent), None);
     }
 }
