@@ -67,6 +67,7 @@ pub fn withdraw(
             user_id: request.user_id,
             amount: Some(request.amount),
             message: format!("{} debited for order {}", request.amount, request.order_id),
+            occurred_at: None,
         };
         enqueue_event(tx, &event, now)?;
         Ok(StepResult::ok("withdrawn", Some(transaction_id)))
@@ -100,6 +101,7 @@ pub fn cancel_withdraw(tx: &Connection, order_id: Uuid, refund_id: Uuid, now: &s
             user_id,
             amount: Some(amount),
             message: format!("{amount} refunded for order {order_id}"),
+            occurred_at: None,
         };
         enqueue_event(tx, &event, now)
     })?;

@@ -59,4 +59,8 @@ pub struct NotificationEvent {
     #[serde(default)]
     pub amount: Option<Money>,
     pub message: String,
+    /// When the fact happened on its source's clock: stamped by the outbox with the time of
+    /// the transaction that enqueued it (the withdrawal, the refund, the order's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<Timestamp>,
 }

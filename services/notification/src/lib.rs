@@ -33,6 +33,10 @@ pub fn migrations() -> Vec<Migration> {
             UNIQUE (order_id, type)
         );
         CREATE INDEX notifications_by_user ON notifications(user_id, seq);",
+    }, Migration {
+        version: 2,
+        // The event's own time (its source's transaction); NULL for events stored before.
+        sql: "ALTER TABLE notifications ADD COLUMN occurred_at TEXT;",
     }]
 }
 
@@ -65,10 +69,16 @@ async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationE
     }
     let id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());
-    let inserted = state.db.write(|tx| {
-        tx.execute(
-            "INSERT OR IGNORE INTO notifications (id, user_id, order_id, type, amount_cents, message, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    let inserted = state.db.write(|tx| store(tx, id, &event, &now))?;
+    tracing::info!(order_id = %event.order_id, kind = event.kind.as_str(), new = inserted == 1, "notification");
+    Ok(if inserted == 1 { StatusCode::CREATED } else { StatusCode::OK })
+}
+
+/// Stores one event unless its (order, type) is there already; the number of rows added.
+fn store(tx: &rusqlite::Connection, id: uuid::Uuid, event: &NotificationEvent, now: &str) -> rusqlite::Result<usize> {
+    tx.execute(
+            "INSERT OR IGNORE INTO notifications (id, user_id, order_id, type, amount_cents, message, created_at, occurred_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 id.to_string(),
                 event.user_id.to_string(),
@@ -76,20 +86,38 @@ async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationE
                 event.kind.as_str(),
                 event.amount.map(Money::cents),
                 event.message,
-                now
+                now,
+                event.occurred_at.map(time_text),
             ],
         )
-    })?;
-    tracing::info!(order_id = %event.order_id, kind = event.kind.as_str(), new = inserted == 1, "notification");
-    Ok(if inserted == 1 { StatusCode::CREATED } else { StatusCode::OK })
 }
 
+/// A shopper's notifications, newest first, in the order their facts happened, whichever
+/// outbox delivered them and however late: orders by the time of their first event (on its
+/// source's clock), newest order first, and one order's events by the saga's sequence, last
+/// step first (`ORDER_CONFIRMED`/`ORDER_FAILED`, then `PAYMENT_REFUNDED`, then
+/// `PAYMENT_DEBITED`), so clocks that disagree between billing and order never invert a
+/// saga. `createdAt` is the event's own time.
+const LIST_SQL: &str = "
+    WITH mine AS (
+        SELECT seq, id, type, order_id, amount_cents, message, COALESCE(occurred_at, created_at) AS at
+        FROM notifications WHERE user_id = ?1
+    ), orders AS (
+        SELECT order_id, MIN(at) AS first_at, MIN(seq) AS first_seq FROM mine GROUP BY order_id
+    )
+    SELECT mine.id, mine.type, mine.order_id, mine.amount_cents, mine.message, mine.at
+    FROM mine JOIN orders USING (order_id)
+    ORDER BY orders.first_at DESC, orders.first_seq DESC,
+        CASE mine.type WHEN 'PAYMENT_DEBITED' THEN 1 WHEN 'PAYMENT_REFUNDED' THEN 2 ELSE 3 END DESC
+    LIMIT ?2";
+
 async fn list(state: Shared, User(user_id): User) -> Result<axum::Json<Vec<Notification>>, ApiError> {
-    let listed = state.db.read(|c| {
-        let mut statement = c.prepare(
-            "SELECT id, type, order_id, amount_cents, message, created_at FROM notifications
-             WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2",
-        )?;
+    Ok(axum::Json(state.db.read(|c| listed(c, user_id))?))
+}
+
+fn listed(c: &rusqlite::Connection, user_id: uuid::Uuid) -> rusqlite::Result<Vec<Notification>> {
+    {
+        let mut statement = c.prepare(LIST_SQL)?;
         let rows = statement.query_map(params![user_id.to_string(), NOTIFICATIONS_LISTED_MAX], |row| {
             let kind: String = row.get(1)?;
             let amount: Option<i64> = row.get(3)?;
@@ -103,6 +131,62 @@ async fn list(state: Shared, User(user_id): User) -> Result<axum::Json<Vec<Notif
             })
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
-    })?;
-    Ok(axum::Json(listed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn at(minute: i64) -> contracts::Timestamp {
+        chrono::DateTime::from_timestamp(1_900_000_000 + minute * 60, 0).unwrap()
+    }
+
+    /// Events arrive in any order (two outboxes, an outage, clocks that disagree); the
+    /// shopper sees orders newest first and each order's events in the saga's order.
+    #[test]
+    fn the_listing_follows_the_facts_not_the_deliveries() {
+        let db = Db::open_memory(&migrations()).unwrap();
+        let user = Uuid::from_u128(1);
+        let (older, newer) = (Uuid::from_u128(10), Uuid::from_u128(20));
+        let event = |kind, order_id, minute| NotificationEvent {
+            kind,
+            order_id,
+            user_id: user,
+            amount: Some(Money::from_cents(100)),
+            message: String::new(),
+            occurred_at: Some(at(minute)),
+        };
+        // Delivered in this order: the order service's ORDER_FAILED first (its clock is
+        // behind billing's: it says minute 2, the refund it followed says minute 3), then
+        // the newer order, then billing's outbox after an outage.
+        let deliveries = [
+            event(NotificationType::OrderFailed, older, 2),
+            event(NotificationType::PaymentDebited, newer, 5),
+            event(NotificationType::OrderConfirmed, newer, 6),
+            event(NotificationType::PaymentDebited, older, 1),
+            event(NotificationType::PaymentRefunded, older, 3),
+            // A repeat changes nothing.
+            event(NotificationType::PaymentDebited, older, 1),
+        ];
+        for (index, delivered) in deliveries.iter().enumerate() {
+            let now = time_text(at(30 + index as i64));
+            db.write(|tx| store(tx, Uuid::from_u128(100 + index as u128), delivered, &now)).unwrap();
+        }
+        let shown = db.read(|c| listed(c, user)).unwrap();
+        let seen: Vec<(Uuid, NotificationType)> = shown.iter().map(|n| (n.order_id, n.kind)).collect();
+        assert_eq!(
+            seen,
+            [
+                (newer, NotificationType::OrderConfirmed),
+                (newer, NotificationType::PaymentDebited),
+                (older, NotificationType::OrderFailed),
+                (older, NotificationType::PaymentRefunded),
+                (older, NotificationType::PaymentDebited),
+            ]
+        );
+        assert_eq!(shown[4].created_at, at(1), "createdAt is the event's own time");
+        assert!(db.read(|c| listed(c, Uuid::from_u128(2))).unwrap().is_empty(), "only the user's own");
+    }
 }

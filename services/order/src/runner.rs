@@ -263,8 +263,8 @@ impl Orders {
                 format!("order {} failed: {}", order.number, error_message.unwrap_or("unknown")),
             ),
         };
-        let event =
-            NotificationEvent { kind, order_id: order.id, user_id: order.user_id, amount: Some(order.price), message };
+        let (user_id, amount) = (order.user_id, Some(order.price));
+        let event = NotificationEvent { kind, order_id: order.id, user_id, amount, message, occurred_at: None };
         self.db.write(|tx| {
             advance_status(tx, order.id, status, error_message, now)?;
             enqueue(tx, &event, &time_text(now))?;

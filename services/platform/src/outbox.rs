@@ -30,7 +30,9 @@ pub fn migration(version: u32) -> Migration {
 }
 
 pub fn enqueue(connection: &Connection, event: &NotificationEvent, now: &str) -> rusqlite::Result<()> {
-    let text = serde_json::to_string(event).expect("wire types serialize");
+    let occurred_at = chrono::DateTime::parse_from_rfc3339(now).ok().map(|t| t.with_timezone(&chrono::Utc));
+    let event = NotificationEvent { occurred_at: event.occurred_at.or(occurred_at), ..event.clone() };
+    let text = serde_json::to_string(&event).expect("wire types serialize");
     connection.execute("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)", params![text, now])?;
     Ok(())
 }
