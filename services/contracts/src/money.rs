@@ -84,7 +84,10 @@ impl Money {
             None => (mantissa, ""),
         };
         let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() || !all_digits(whole) || (mantissa.contains('.') && fraction.is_empty()) || !all_digits(fraction)
+        if whole.is_empty()
+            || !all_digits(whole)
+            || (mantissa.contains('.') && fraction.is_empty())
+            || !all_digits(fraction)
         {
             return Err(MoneyError::NotANumber);
         }
@@ -178,7 +181,10 @@ impl<'de> Deserialize<'de> for Money {
         } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
             Money::parse_any(text)
         } else {
-            return Err(de::Error::invalid_type(de::Unexpected::Other(text), &"a decimal amount as a number or a string"));
+            return Err(de::Error::invalid_type(
+                de::Unexpected::Other(text),
+                &"a decimal amount as a number or a string",
+            ));
         };
         amount.map_err(de::Error::custom)
     }

@@ -2,11 +2,7 @@
 //! session cookie refreshed with the session, and what reaches a service (`X-Request-Id`,
 //! `traceparent`), seen by a stand-in service on loopback that records request heads.
 
-#![allow(
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "a stand-in service on a real loopback socket"
-)]
+#![allow(clippy::disallowed_methods, clippy::disallowed_types, reason = "a stand-in service on a real loopback socket")]
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
@@ -62,7 +58,8 @@ async fn stand_in() -> (String, Arc<Mutex<Vec<String>>>) {
                 }
             }
             kept.lock().unwrap().push(String::from_utf8_lossy(&head).to_ascii_lowercase());
-            let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]";
+            let answer =
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]";
             let _ = stream.write_all(answer.as_bytes()).await;
         }
     });
@@ -155,7 +152,8 @@ async fn request_ids_are_checked_and_traces_continued() {
     let long = "a".repeat(200);
     let cases = [("my-request-1", true), ("has spaces in it", false), (long.as_str(), false), ("ünïcode", false)];
     for (index, (request_id, valid)) in cases.into_iter().enumerate() {
-        let headers = [("cookie", cookie.as_str()), ("x-request-id", request_id), ("traceparent", traceparent.as_str())];
+        let headers =
+            [("cookie", cookie.as_str()), ("x-request-id", request_id), ("traceparent", traceparent.as_str())];
         let response = send(&app, "GET", "/api/v1/orders", &headers, "").await;
         assert_eq!(response.status(), StatusCode::OK, "{request_id}");
         let echoed = response.headers().get("x-request-id").unwrap().to_str().unwrap().to_string();

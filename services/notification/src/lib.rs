@@ -18,9 +18,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub fn migrations() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        sql: "
+    vec![
+        Migration {
+            version: 1,
+            sql: "
         CREATE TABLE notifications (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             id TEXT NOT NULL UNIQUE,
@@ -33,11 +34,13 @@ pub fn migrations() -> Vec<Migration> {
             UNIQUE (order_id, type)
         );
         CREATE INDEX notifications_by_user ON notifications(user_id, seq);",
-    }, Migration {
-        version: 2,
-        // The event's own time (its source's transaction); NULL for events stored before.
-        sql: "ALTER TABLE notifications ADD COLUMN occurred_at TEXT;",
-    }]
+        },
+        Migration {
+            version: 2,
+            // The event's own time (its source's transaction); NULL for events stored before.
+            sql: "ALTER TABLE notifications ADD COLUMN occurred_at TEXT;",
+        },
+    ]
 }
 
 pub const NOTIFICATIONS_LISTED_MAX: i64 = 1000;

@@ -397,7 +397,9 @@ mod tests {
     fn request(lines: &[(u128, i64)]) -> CreateOrderRequest {
         let items: Vec<serde_json::Value> = lines
             .iter()
-            .map(|(product, quantity)| serde_json::json!({"productId": Uuid::from_u128(*product), "quantity": quantity}))
+            .map(
+                |(product, quantity)| serde_json::json!({"productId": Uuid::from_u128(*product), "quantity": quantity}),
+            )
             .collect();
         serde_json::from_value(serde_json::json!({
             "items": items,
@@ -419,7 +421,10 @@ mod tests {
     struct NoNet;
 
     impl platform::Net for NoNet {
-        fn bind<'a>(&'a self, _: &'a str) -> platform::BoxFuture<'a, std::io::Result<Box<dyn platform::net::Listener>>> {
+        fn bind<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> platform::BoxFuture<'a, std::io::Result<Box<dyn platform::net::Listener>>> {
             Box::pin(async { Err(std::io::ErrorKind::Unsupported.into()) })
         }
         fn connect<'a>(&'a self, _: &'a str) -> platform::BoxFuture<'a, std::io::Result<platform::net::BoxIo>> {
@@ -495,7 +500,11 @@ mod tests {
         for twin in 0..2 {
             let answer = place(&state, &key, &hash, &priced(), started).await;
             let problem = answer.expect_err("a twin in the window must not get the order").problem;
-            assert_eq!((problem.status, problem.kind.as_str()), (409, "/problems/idempotency-request-in-progress"), "twin {twin}");
+            assert_eq!(
+                (problem.status, problem.kind.as_str()),
+                (409, "/problems/idempotency-request-in-progress"),
+                "twin {twin}"
+            );
         }
 
         drop(first);

@@ -88,7 +88,8 @@ impl Auth {
         let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let issuer_ok = if audience == AUDIENCE_INTERNAL {
-            data.claims.iss == data.claims.sub && data.claims.iss.strip_prefix("service:").is_some_and(|n| !n.is_empty())
+            data.claims.iss == data.claims.sub
+                && data.claims.iss.strip_prefix("service:").is_some_and(|n| !n.is_empty())
         } else {
             data.claims.iss == ISSUER_GATEWAY
         };
@@ -216,19 +217,30 @@ mod tests {
         let auth = auth(clock(), b"user");
         let now = auth.clock.now_utc().timestamp();
         let signed = |iss: &str, sub: &str, aud: &str, secret: &[u8]| {
-            let claims = Claims { sub: sub.to_string(), iss: iss.to_string(), aud: aud.to_string(), iat: now, exp: now + 60 };
+            let claims =
+                Claims { sub: sub.to_string(), iss: iss.to_string(), aud: aud.to_string(), iat: now, exp: now + 60 };
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap()
         };
         let user = Uuid::from_u128(1).to_string();
         assert!(auth.verify(&signed(ISSUER_GATEWAY, &user, AUDIENCE_USER, b"user"), AUDIENCE_USER).is_ok());
         for iss in ["somebody-else", "", "service:order"] {
             let token = signed(iss, &user, AUDIENCE_USER, b"user");
-            assert!(matches!(auth.verify(&token, AUDIENCE_USER), Err(AuthError::Invalid(_))), "user token from {iss:?}");
+            assert!(
+                matches!(auth.verify(&token, AUDIENCE_USER), Err(AuthError::Invalid(_))),
+                "user token from {iss:?}"
+            );
         }
-        assert!(auth.verify(&signed("service:order", "service:order", AUDIENCE_INTERNAL, b"svc"), AUDIENCE_INTERNAL).is_ok());
-        for (iss, sub) in [(ISSUER_GATEWAY, "service:order"), ("service:billing", "service:order"), ("service:", "service:")] {
+        assert!(auth
+            .verify(&signed("service:order", "service:order", AUDIENCE_INTERNAL, b"svc"), AUDIENCE_INTERNAL)
+            .is_ok());
+        for (iss, sub) in
+            [(ISSUER_GATEWAY, "service:order"), ("service:billing", "service:order"), ("service:", "service:")]
+        {
             let token = signed(iss, sub, AUDIENCE_INTERNAL, b"svc");
-            assert!(matches!(auth.verify(&token, AUDIENCE_INTERNAL), Err(AuthError::Invalid(_))), "service token {iss:?}/{sub:?}");
+            assert!(
+                matches!(auth.verify(&token, AUDIENCE_INTERNAL), Err(AuthError::Invalid(_))),
+                "service token {iss:?}/{sub:?}"
+            );
         }
     }
 }
