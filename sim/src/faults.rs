@@ -38,6 +38,10 @@ pub enum Fault {
     /// host for `armed_ms`: the `nth` time the host reaches it meanwhile, the host crashes
     /// right there (the work after the point never runs) and restarts after `down_ms`.
     CrashPoint { point: String, host: String, nth: u32, armed_ms: u64, down_ms: u64 },
+    /// A storage fault (`platform::storage_fault`) on a host for a while: each of its write
+    /// transactions fails (busy at begin, or an I/O error at commit) with `per_mille`/1000
+    /// chance, and leaves no effect.
+    Storage { host: String, per_mille: u32, duration_ms: u64 },
 }
 
 impl Fault {
@@ -52,6 +56,7 @@ impl Fault {
             Fault::Latency { .. } => FaultKind::Latency,
             Fault::Duplicate { .. } => FaultKind::Duplicate,
             Fault::CrashPoint { .. } => FaultKind::CrashPoint,
+            Fault::Storage { .. } => FaultKind::Storage,
         }
     }
 }
@@ -82,6 +87,10 @@ pub enum Action {
     Arm(String, String, u32),
     /// The crash point's window is over (nothing if it fired).
     Disarm,
+    /// A storage fault begins on a host: per mille of its writes fail.
+    FailWrites(String, u32),
+    /// The storage fault ends.
+    HealWrites,
 }
 
 /// The run's faults, in time order.
@@ -182,6 +191,11 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultM
             let down_ms = draw.range(100, duration_max_ms.max(100));
             Fault::CrashPoint { point: point.name().to_string(), host, nth, armed_ms: duration_ms, down_ms }
         }
+        FaultKind::Storage => {
+            let host = draw.pick(targets).clone();
+            let per_mille = draw.range(50, 500) as u32;
+            Fault::Storage { host, per_mille, duration_ms }
+        }
     }
 }
 
@@ -204,7 +218,8 @@ pub fn timeline(plan: &[Planned]) -> Vec<(u64, Edge)> {
             | Fault::Isolate { duration_ms, .. }
             | Fault::Hold { duration_ms, .. }
             | Fault::Latency { duration_ms, .. }
-            | Fault::Duplicate { duration_ms, .. } => Some(*duration_ms),
+            | Fault::Duplicate { duration_ms, .. }
+            | Fault::Storage { duration_ms, .. } => Some(*duration_ms),
             Fault::Crash { down_ms, .. } => Some(*down_ms),
             Fault::CrashPoint { armed_ms, .. } => Some(*armed_ms),
             Fault::Skew { .. } => None,
@@ -312,6 +327,13 @@ impl Effects {
             }
             Fault::CrashPoint { point, host, nth, .. } => {
                 actions.push(if edge.begins { Action::Arm(point.clone(), host.clone(), *nth) } else { Action::Disarm });
+            }
+            Fault::Storage { host, per_mille, .. } => {
+                actions.push(if edge.begins {
+                    Action::FailWrites(host.clone(), *per_mille)
+                } else {
+                    Action::HealWrites
+                });
             }
             Fault::Skew { host, skew_ms } => {
                 if edge.begins {
@@ -593,6 +615,12 @@ mod tests {
             actions(&[at(100, fault)]),
             [(100, Action::Arm(s("key_committed"), s("order"), 2)), (600, Action::Disarm)]
         );
+    }
+
+    #[test]
+    fn a_storage_fault_fails_writes_for_its_window() {
+        let fault = Fault::Storage { host: s("billing"), per_mille: 300, duration_ms: 700 };
+        assert_eq!(actions(&[at(50, fault)]), [(50, Action::FailWrites(s("billing"), 300)), (750, Action::HealWrites)]);
     }
 
     #[test]

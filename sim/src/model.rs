@@ -45,6 +45,9 @@ pub fn fault_windows(plan: &Plan) -> Vec<Window> {
                 Fault::CrashPoint { point, host, armed_ms, down_ms, .. } => {
                     (armed_ms + down_ms, format!("crash-point {point} {host}"))
                 }
+                Fault::Storage { host, per_mille, duration_ms } => {
+                    (*duration_ms, format!("storage {host} {per_mille}/1000"))
+                }
             };
             let end_ms = (p.at_ms + duration_ms).min(plan.safety_ms) + FAULT_AFTERMATH_MS;
             Window { begin_ms: p.at_ms, end_ms, label }

@@ -232,6 +232,7 @@ fn label_kind(label: &str) -> Option<&'static str> {
         ("hold", _) => "hold",
         ("crash", _) => "crash",
         ("crash-point", _) => "crash_point",
+        ("storage", _) => "storage",
         ("skew", _) => "skew",
         ("latency", _) => "latency",
         ("duplicates", _) | ("late", Some("duplicates")) => "duplicate",

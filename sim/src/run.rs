@@ -68,6 +68,10 @@ pub struct Stats {
     /// "point host".
     #[serde(default)]
     pub crash_points: BTreeMap<String, u64>,
+    /// Write transactions failed by storage faults (`platform::storage_fault`), by
+    /// "host failure" (e.g. "billing io_error").
+    #[serde(default)]
+    pub storage_faults: BTreeMap<String, u64>,
     /// Requests of each adversarial workload behaviour (`Action::behaviour`, and
     /// `similar_at_once` for the similar orders sent at once under two keys).
     pub workload: BTreeMap<String, u64>,
@@ -124,6 +128,8 @@ struct Driver<'a> {
     crash_point_down_ms: BTreeMap<usize, u64>,
     /// Restarts owed to crash points that fired: (when, fault index, host).
     crash_point_restarts: Vec<(u64, usize, String)>,
+    /// The run's seed: each storage fault draws its failing writes from its own stream.
+    seed: u64,
 }
 
 impl Driver<'_> {
@@ -167,6 +173,11 @@ impl Driver<'_> {
                 platform::crash_point::arm(index, point, host, *nth);
             }
             Action::Disarm => platform::crash_point::disarm(index),
+            Action::FailWrites(host, per_mille) => {
+                let seed = child_seed(self.seed, &format!("storage/{index}"));
+                platform::storage_fault::arm(index, host, *per_mille, seed);
+            }
+            Action::HealWrites => platform::storage_fault::disarm(index),
         }
     }
 
@@ -198,6 +209,7 @@ impl Driver<'_> {
             platform::crash_point::disarm(*index);
         }
         self.crash_point_restarts.clear();
+        platform::storage_fault::disarm_all();
         for (index, a) in self.hosts.iter().enumerate() {
             for b in &self.hosts[index + 1..] {
                 self.sim.repair(a.as_str(), b.as_str());
@@ -283,6 +295,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
         log: Vec::new(),
         crash_point_down_ms,
         crash_point_restarts: Vec::new(),
+        seed,
     };
     let mut violations = Vec::new();
     let mut healed = false;
@@ -290,6 +303,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     let mut steps: u64 = 0;
     platform::probe::enable();
     platform::crash_point::enable(errors::current_host);
+    platform::storage_fault::enable(errors::current_host);
     while driver.now_ms() < end_ms {
         let now = driver.now_ms();
         if !healed && now >= scenario.safety_ms {
@@ -345,6 +359,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     }
     let probes = platform::probe::take();
     let crash_points = platform::crash_point::take();
+    let storage_faults = platform::storage_fault::take();
     let simulated_ms = driver.now_ms();
     driver.log.push(format!("{simulated_ms:>7} ms end of run"));
     let pending = driver.pending_duplicates();
@@ -373,6 +388,10 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     stats.probes = probes.into_iter().map(|(probe, hits)| (probe.name().to_string(), hits)).collect();
     stats.crash_points =
         crash_points.into_iter().map(|((point, host), hits)| (format!("{} {host}", point.name()), hits)).collect();
+    stats.storage_faults = storage_faults
+        .into_iter()
+        .map(|((host, failure), count)| (format!("{host} {}", failure.name()), count))
+        .collect();
     let digest = digest(&snapshot, &history, plan, &violations);
     let report = RunReport {
         scenario: scenario.name.clone(),
@@ -417,6 +436,7 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
         coverage: BTreeMap::new(),
         probes: BTreeMap::new(),
         crash_points: BTreeMap::new(),
+        storage_faults: BTreeMap::new(),
         simulated_ms,
         orders: snapshot.orders.len() as u64,
         confirmed: count(OrderStatus::Confirmed),
@@ -515,6 +535,7 @@ pub fn active_faults(plan: &Plan, at_ms: u64) -> Vec<String> {
                 Fault::CrashPoint { point, host, armed_ms, down_ms, .. } => {
                     (p.at_ms + armed_ms + down_ms, format!("crash-point {point} {host}"))
                 }
+                Fault::Storage { host, duration_ms, .. } => (p.at_ms + duration_ms, format!("storage {host}")),
             };
             (at_ms < end).then_some(label)
         })

@@ -86,10 +86,12 @@ pub enum FaultKind {
     Latency,
     Duplicate,
     CrashPoint,
+    Storage,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    /// In plan order; a new kind goes last, so the plans of the kinds before it stay as they were.
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Partition,
         FaultKind::PartitionOneWay,
         FaultKind::Isolate,
@@ -99,6 +101,7 @@ impl FaultKind {
         FaultKind::Latency,
         FaultKind::Duplicate,
         FaultKind::CrashPoint,
+        FaultKind::Storage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +115,7 @@ impl FaultKind {
             FaultKind::Latency => "latency",
             FaultKind::Duplicate => "duplicate",
             FaultKind::CrashPoint => "crash_point",
+            FaultKind::Storage => "storage",
         }
     }
 }

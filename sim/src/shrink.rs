@@ -100,6 +100,9 @@ fn halved(fault: &Fault) -> Option<Fault> {
         Fault::CrashPoint { point, host, nth, armed_ms, down_ms } => {
             Fault::CrashPoint { point, host, nth, armed_ms, down_ms: half(down_ms)? }
         }
+        Fault::Storage { host, per_mille, duration_ms } => {
+            Fault::Storage { host, per_mille, duration_ms: half(duration_ms)? }
+        }
         Fault::Skew { .. } => return None,
     })
 }

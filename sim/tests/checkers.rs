@@ -6,9 +6,11 @@ use contracts::order::OrderStatus;
 use contracts::saga::reason;
 use platform::operations::OperationState;
 use sim::checks::{final_checks, Violation, CONTRACT, JUSTIFIED_OUTCOMES};
+use sim::faults::{Fault, Planned};
+use sim::model;
 use sim::history::{Action, Event};
 use sim::plan::{from_seed, Plan};
-use sim::run::run_plan_keeping_state;
+use sim::run::{run_plan_keeping_state, sim_ms};
 use sim::scenario::load_named;
 use sim::snapshot::{OperationRow, Participant, Snapshot};
 use std::sync::OnceLock;
@@ -317,6 +319,59 @@ fn contract_catches_unavailable_with_no_fault() {
     let placed = history.iter_mut().find(|e| e.action == Action::Login).unwrap();
     placed.status = Some(503);
     assert_caught(&check(&snapshot, &history), CONTRACT);
+}
+
+/// The clean plan with one storage fault on `host` from `at_ms` for `duration_ms`.
+fn with_storage_fault(host: &str, at_ms: u64, duration_ms: u64) -> Plan {
+    let mut plan = clean().plan.clone();
+    let fault = Fault::Storage { host: host.to_string(), per_mille: 500, duration_ms };
+    plan.faults.push(Planned { at_ms, fault });
+    plan
+}
+
+#[test]
+fn contract_accepts_unavailable_only_while_a_storage_fault_is_active() {
+    let (mut history, snapshot) = parts();
+    let safety_ms = clean().plan.safety_ms;
+    // A read answered in the middle of the safety phase, turned into a 503.
+    let index = history
+        .iter()
+        .position(|e| e.status == Some(200) && e.sent_ms > 2_000 && e.at_ms + 2_000 < safety_ms)
+        .expect("a read answered mid-run");
+    history[index].status = Some(503);
+    let (sent_ms, at_ms) = (history[index].sent_ms, history[index].at_ms);
+    let contract = |plan: &Plan| {
+        final_checks(&snapshot, &history, plan).into_iter().filter(|v| v.invariant == CONTRACT).collect::<Vec<_>>()
+    };
+    // A storage fault active while the request was under way explains the 503.
+    let during = with_storage_fault("billing", sent_ms.saturating_sub(50), 100);
+    assert!(contract(&during).is_empty(), "{:#?}", contract(&during));
+    // One that ended (with its aftermath) before the request, or began after its answer, does not.
+    // (`sent_ms` > 2 s: the window [0, sent_ms - 10) with its aftermath ends before it.)
+    let before = with_storage_fault("billing", 0, sent_ms - model::FAULT_AFTERMATH_MS - 10);
+    assert_caught(&contract(&before), CONTRACT);
+    let after = with_storage_fault("billing", at_ms + 1, 500);
+    assert_caught(&contract(&after), CONTRACT);
+}
+
+#[test]
+fn justified_outcomes_accept_an_unavailable_failure_only_under_a_storage_fault() {
+    let (history, mut snapshot) = parts();
+    let order = fail_cleanly(&mut snapshot, reason::SERVICE_UNAVAILABLE);
+    let subject = format!("order {order}");
+    let plan = &clean().plan;
+    let times: Vec<u64> =
+        snapshot.saga_log.iter().filter(|e| e.order_id == order).map(|e| sim_ms(plan, "order", e.at)).collect();
+    let (begin, end) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
+    let unjustified = |plan: &Plan| {
+        final_checks(&snapshot, &history, plan).iter().any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == subject)
+    };
+    // A storage fault on the orchestrator while the saga ran justifies the failure.
+    assert!(!unjustified(&with_storage_fault("order", begin, (end - begin).max(100))));
+    // One that began after the saga ended (and its aftermath) does not.
+    let later = end + model::FAULT_AFTERMATH_MS + 1;
+    assert!(later < plan.safety_ms, "the saga ended at {end} ms, the safety phase at {} ms", plan.safety_ms);
+    assert!(unjustified(&with_storage_fault("order", later, 100)));
 }
 
 #[test]

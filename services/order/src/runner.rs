@@ -80,7 +80,13 @@ impl Orders {
                 Move::Finish { status, error_message } => self.finish(&order, status, error_message.as_deref()),
             };
             if let Err(error) = result {
-                tracing::error!(%order_id, %error, "saga could not record a move; recovery will retry");
+                // Nothing of the failed transaction took effect; recovery resumes the saga
+                // from its log (a call logged as started and not answered is sent again).
+                if platform::storage::is_transient(&error) {
+                    tracing::warn!(%order_id, %error, "saga could not record a move; recovery will retry");
+                } else {
+                    tracing::error!(%order_id, %error, "saga could not record a move; recovery will retry");
+                }
                 return;
             }
         }

@@ -59,8 +59,17 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a request turned away by a transient storage failure.
+pub const STORAGE_RETRY_AFTER_S: u32 = 1;
+
+/// A transient storage failure (busy, locked, I/O error: the transaction left no effect) is
+/// 503 with `Retry-After`, logged as a warning; any other is a bug: 500, logged at ERROR.
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
+        if error.is_transient() {
+            tracing::warn!(%error, "storage unavailable; nothing was written");
+            return ApiError::unavailable("storage is unavailable; nothing was written", STORAGE_RETRY_AFTER_S);
+        }
         tracing::error!(%error, "storage failure");
         ApiError::internal("storage failure")
     }
@@ -92,4 +101,27 @@ pub fn problem_response(problem: &Problem, retry_after_s: Option<u32>, location:
         headers.insert(header::LOCATION, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transient_storage_failure_is_503_and_any_other_500() {
+        let busy = crate::storage_fault::StorageFailure::Busy.error();
+        let answer = ApiError::from(busy);
+        assert_eq!((answer.problem.status, answer.retry_after_s), (503, Some(STORAGE_RETRY_AFTER_S)));
+        let io = crate::storage_fault::StorageFailure::IoError.error();
+        assert_eq!(ApiError::from(io).problem.status, 503);
+        let constraint = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_CHECK),
+            Some("CHECK constraint failed".into()),
+        );
+        let answer = ApiError::from(constraint);
+        assert_eq!((answer.problem.status, answer.retry_after_s), (500, None));
+        let response = ApiError::from(crate::storage_fault::StorageFailure::Busy.error()).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+    }
 }

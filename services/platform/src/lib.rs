@@ -19,6 +19,7 @@ pub mod real;
 pub mod server;
 pub mod sql;
 pub mod storage;
+pub mod storage_fault;
 pub mod trace;
 
 pub use clock::Clock;

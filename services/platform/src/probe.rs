@@ -50,10 +50,13 @@ pub enum Probe {
     NoDeliverySlot,
     /// An armed crash point fired: its host is crashed right there (`crate::crash_point`).
     CrashPointFired,
+    /// A write transaction failed by an injected storage fault and left no effect
+    /// (`crate::storage_fault`).
+    StorageFault,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 18] = [
+    pub const ALL: [Probe; 19] = [
         Probe::RepeatedAction,
         Probe::LateActionRefused,
         Probe::Tombstone,
@@ -72,6 +75,7 @@ impl Probe {
         Probe::OutOfStock,
         Probe::NoDeliverySlot,
         Probe::CrashPointFired,
+        Probe::StorageFault,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +98,7 @@ impl Probe {
             Probe::OutOfStock => "out_of_stock",
             Probe::NoDeliverySlot => "no_delivery_slot",
             Probe::CrashPointFired => "crash_point_fired",
+            Probe::StorageFault => "storage_fault",
         }
     }
 
@@ -118,6 +123,7 @@ impl Probe {
             Probe::OutOfStock => "a reservation was refused for want of stock",
             Probe::NoDeliverySlot => "a booking was refused: the slot was full or already past",
             Probe::CrashPointFired => "an armed crash point fired and crashed its host right there",
+            Probe::StorageFault => "a write transaction failed by an injected storage fault and left no effect",
         }
     }
 

@@ -4,6 +4,7 @@
 //! crash (real or simulated) loses only what was not committed. The simulation keeps each
 //! service's [`Db`] outside its host and hands the same one back on restart.
 
+use crate::storage_fault::{self, StorageFailure};
 use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +23,25 @@ pub enum StoreError {
     Migration { version: u32, source: rusqlite::Error },
     #[error("migrations must be numbered 1, 2, 3, … in order; found {found} after {previous}")]
     MigrationOrder { previous: u32, found: u32 },
+}
+
+impl StoreError {
+    /// Whether the failure is the database's momentary state (see [`is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Sql(error) if is_transient(error))
+    }
+}
+
+/// Whether a write may succeed if simply tried again later: the database was busy or locked,
+/// or an I/O error struck (the transaction was rolled back and left no effect). A request
+/// answers such a failure 503 and a background loop retries it; anything else (a constraint
+/// violated, a bad query, an unreadable value) is a bug.
+pub fn is_transient(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::SystemIoFailure)
+    )
 }
 
 /// A service's database. Cheap to clone; every clone is the same database.
@@ -78,13 +98,28 @@ impl Db {
     }
 
     /// Runs `work` inside one immediate (write-locking) transaction; commits on `Ok`.
+    ///
+    /// When the simulation armed a storage fault for the running host
+    /// (`crate::storage_fault`), the transaction may fail as SQLite's would: busy when it
+    /// begins (the work never runs) or an I/O error when it commits (the work ran and is
+    /// rolled back). Either way it leaves no effect.
     pub fn write<T, E>(&self, work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<rusqlite::Error>,
     {
+        let failure = storage_fault::draw();
         let mut connection = self.lock();
+        if failure == Some(StorageFailure::Busy) {
+            crate::probe::hit(crate::probe::Probe::StorageFault);
+            return Err(StorageFailure::Busy.error().into());
+        }
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = work(&tx)?;
+        if let Some(failure) = failure {
+            tx.rollback()?;
+            crate::probe::hit(crate::probe::Probe::StorageFault);
+            return Err(failure.error().into());
+        }
         tx.commit()?;
         Ok(value)
     }
@@ -133,6 +168,52 @@ mod tests {
         assert!(result.is_err());
         let count: i64 = db.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))).unwrap();
         assert_eq!(count, 0);
+    }
+
+    fn count(db: &Db) -> i64 {
+        db.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))).unwrap()
+    }
+
+    fn platform_host() -> Option<String> {
+        Some("billing".to_string())
+    }
+
+    #[test]
+    fn an_armed_storage_fault_fails_writes_with_no_effect() {
+        let db = Db::open_memory(MIGRATIONS).unwrap();
+        storage_fault::enable(platform_host);
+        storage_fault::arm(0, "billing", 1_000, 11);
+        let mut seen = Vec::new();
+        let mut ran = 0;
+        for _ in 0..40 {
+            let result: Result<(), rusqlite::Error> = db.write(|tx| {
+                ran += 1;
+                tx.execute("INSERT INTO t (x) VALUES (1)", []).map(drop)
+            });
+            let error = result.expect_err("every write fails while armed at 1000 per mille");
+            assert!(is_transient(&error), "{error}");
+            seen.push(error.sqlite_error_code());
+            assert!(StoreError::from(error).is_transient());
+        }
+        assert_eq!(count(&db), 0, "no failed write left an effect");
+        assert!(ran > 0 && ran < 40, "the work ran for the commit-time failures only ({ran} of 40)");
+        assert!(seen.contains(&Some(rusqlite::ErrorCode::DatabaseBusy)), "{seen:?}");
+        assert!(seen.contains(&Some(rusqlite::ErrorCode::SystemIoFailure)), "{seen:?}");
+        storage_fault::disarm(0);
+        db.write(|tx| tx.execute("INSERT INTO t (x) VALUES (1)", [])).unwrap();
+        assert_eq!(count(&db), 1, "disarmed, writes commit again");
+        let injected = storage_fault::take();
+        assert_eq!(injected.values().sum::<u64>(), 40);
+        db.write(|tx| tx.execute("INSERT INTO t (x) VALUES (2)", [])).unwrap();
+        assert_eq!(count(&db), 2, "never in real mode");
+    }
+
+    #[test]
+    fn a_constraint_violation_is_not_transient() {
+        let db = Db::open_memory(MIGRATIONS).unwrap();
+        let error = db.write(|tx| tx.execute("INSERT INTO t (x) VALUES (NULL)", [])).unwrap_err();
+        assert!(!is_transient(&error), "{error}");
+        assert!(!StoreError::from(error).is_transient());
     }
 
     #[test]
