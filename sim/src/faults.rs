@@ -26,7 +26,8 @@ pub enum Fault {
     Skew { host: String, skew_ms: i64 },
     /// Message latency up to `max_ms` for a while.
     Latency { max_ms: u64, duration_ms: u64 },
-    /// Idempotent outbound requests of every service sent twice, per mille.
+    /// Outbound requests of every service sent twice, per mille: every request but those
+    /// marked `platform::client::NeverResent`, whether marked idempotent or not.
     Duplicate {
         per_mille: u32,
         duration_ms: u64,
