@@ -7,6 +7,10 @@ use platform::crash_point::CrashPoint;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// How long a pause lasts: past the HTTP client's 1 s attempt deadline, so callers time out
+/// (and retry, compensate or answer 503) while their requests are held.
+pub const PAUSE_MS: (u64, u64) = (1_500, 6_000);
+
 pub const SERVICES: [&str; 6] = ["gateway", "order", "billing", "warehouse", "delivery", "notification"];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -39,6 +43,10 @@ pub enum Fault {
     /// host for `armed_ms`: the `nth` time the host reaches it meanwhile, the host crashes
     /// right there (the work after the point never runs) and restarts after `down_ms`.
     CrashPoint { point: String, host: String, nth: u32, armed_ms: u64, down_ms: u64 },
+    /// A host paused (a stop-the-world pause, SIGSTOP): every link of the host held in both
+    /// directions for longer than its callers' deadlines, then released at once (what was
+    /// held arrives late). Its own tasks run on, unheard.
+    Pause { host: String, duration_ms: u64 },
 }
 
 impl Fault {
@@ -53,6 +61,7 @@ impl Fault {
             Fault::Latency { .. } => FaultKind::Latency,
             Fault::Duplicate { .. } => FaultKind::Duplicate,
             Fault::CrashPoint { .. } => FaultKind::CrashPoint,
+            Fault::Pause { .. } => FaultKind::Pause,
         }
     }
 }
@@ -183,6 +192,9 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultM
             let down_ms = draw.range(100, duration_max_ms.max(100));
             Fault::CrashPoint { point: point.name().to_string(), host, nth, armed_ms: duration_ms, down_ms }
         }
+        FaultKind::Pause => {
+            Fault::Pause { host: draw.pick(targets).clone(), duration_ms: draw.range(PAUSE_MS.0, PAUSE_MS.1) }
+        }
     }
 }
 
@@ -204,6 +216,7 @@ pub fn timeline(plan: &[Planned]) -> Vec<(u64, Edge)> {
             | Fault::PartitionOneWay { duration_ms, .. }
             | Fault::Isolate { duration_ms, .. }
             | Fault::Hold { duration_ms, .. }
+            | Fault::Pause { duration_ms, .. }
             | Fault::Latency { duration_ms, .. }
             | Fault::Duplicate { duration_ms, .. } => Some(*duration_ms),
             Fault::Crash { down_ms, .. } => Some(*down_ms),
@@ -307,6 +320,14 @@ impl Effects {
                 let link = self.link(a, b);
                 link.holds = link.holds.saturating_add_signed(step as i32);
                 self.settle_link(a, b, &mut actions);
+            }
+            Fault::Pause { host, .. } => {
+                let others: Vec<String> = self.hosts.iter().filter(|h| *h != host).cloned().collect();
+                for other in &others {
+                    let link = self.link(host, other);
+                    link.holds = link.holds.saturating_add_signed(step as i32);
+                    self.settle_link(host, other, &mut actions);
+                }
             }
             Fault::Crash { host, .. } => {
                 actions.push(if edge.begins { Action::Crash(host.clone()) } else { Action::Restart(host.clone()) });
@@ -584,6 +605,48 @@ mod tests {
                 (2_000, Action::Release(s("billing"), s("order"))),
             ]
         );
+    }
+
+    #[test]
+    fn a_pause_holds_every_link_of_its_host_and_ends_only_its_own_holds() {
+        let plan = [
+            at(0, Fault::Pause { host: s("billing"), duration_ms: 2_000 }),
+            at(500, Fault::Hold { a: s("order"), b: s("billing"), duration_ms: 3_000 }),
+            at(1_000, Fault::Partition { a: s("billing"), b: s("warehouse"), duration_ms: 2_000 }),
+        ];
+        let all = actions(&plan);
+        let begun: Vec<&Action> = all.iter().filter(|(at, _)| *at == 0).map(|(_, a)| a).collect();
+        assert_eq!(begun.len(), hosts().len() - 1, "{all:?}");
+        assert!(begun.contains(&&Action::Hold(s("billing"), s("order"))));
+        assert!(begun.contains(&&Action::Hold(s("billing"), s("shopper-0"))));
+        let ended: Vec<&Action> = all.iter().filter(|(at, _)| *at == 2_000).map(|(_, a)| a).collect();
+        // The pause ends: every link of billing released but the one still held by the hold
+        // and the one still cut by the partition.
+        assert_eq!(ended.len(), hosts().len() - 3, "{all:?}");
+        assert!(ended.contains(&&Action::Release(s("billing"), s("delivery"))));
+        assert!(!ended.iter().any(|a| matches!(a, Action::Release(x, y) if x == "billing" && y == "order")));
+        assert!(all.contains(&(3_000, Action::Repair(s("billing"), s("warehouse")))), "{all:?}");
+        assert!(all.contains(&(3_500, Action::Release(s("billing"), s("order")))), "{all:?}");
+    }
+
+    #[test]
+    fn a_pause_outlasts_the_call_deadline() {
+        // The saga's calls, the catalog read and the outbox relay's calls.
+        let deadline_ms = [
+            order::runner::ACTION_RETRY.attempt_timeout_ms,
+            order::CONFIG.catalog_retry.attempt_timeout_ms,
+            platform::outbox::RELAY_CONFIG.call_timeout_ms,
+        ]
+        .into_iter()
+        .max()
+        .unwrap();
+        let scenario = crate::scenario::load_named("pause").unwrap();
+        for seed in 0..20 {
+            for planned in crate::plan::from_seed(&scenario, seed).faults {
+                let Fault::Pause { duration_ms, .. } = planned.fault else { panic!("{planned:?}") };
+                assert!(duration_ms > deadline_ms, "seed {seed}: {duration_ms} ms");
+            }
+        }
     }
 
     #[test]

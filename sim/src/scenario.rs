@@ -86,10 +86,11 @@ pub enum FaultKind {
     Latency,
     Duplicate,
     CrashPoint,
+    Pause,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Partition,
         FaultKind::PartitionOneWay,
         FaultKind::Isolate,
@@ -99,6 +100,7 @@ impl FaultKind {
         FaultKind::Latency,
         FaultKind::Duplicate,
         FaultKind::CrashPoint,
+        FaultKind::Pause,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +114,7 @@ impl FaultKind {
             FaultKind::Latency => "latency",
             FaultKind::Duplicate => "duplicate",
             FaultKind::CrashPoint => "crash_point",
+            FaultKind::Pause => "pause",
         }
     }
 }
