@@ -119,7 +119,17 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
         }
         for _ in 0..count {
             let at_ms = kind_draw.range(0, scenario.safety_ms.saturating_sub(1));
-            let fault = draw_fault(kind, &mut kind_draw, &targets, &scenario.faults);
+            let mut fault = draw_fault(kind, &mut kind_draw, &targets, &scenario.faults);
+            if let Fault::CrashPoint { point, host, armed_ms, .. } = &mut fault {
+                if point == CrashPoint::RecoveryResumed.name() {
+                    // Recovery runs when its host restarts with sagas in flight: the point
+                    // comes with a crash of the host at the same moment, and stays armed
+                    // from then until `armed_ms` after the restart.
+                    let down_ms = kind_draw.range(100, scenario.faults.duration_max_ms.max(100));
+                    *armed_ms += down_ms;
+                    planned.push(Planned { at_ms, fault: Fault::Crash { host: host.clone(), down_ms } });
+                }
+            }
             planned.push(Planned { at_ms, fault });
         }
     }
@@ -647,6 +657,29 @@ mod tests {
                 assert!(duration_ms > deadline_ms, "seed {seed}: {duration_ms} ms");
             }
         }
+    }
+
+    #[test]
+    fn a_recovery_crash_point_comes_with_a_crash_and_outlasts_its_restart() {
+        let scenario = crate::scenario::load_named("crash-points").unwrap();
+        let mut seen = 0;
+        for seed in 0..100 {
+            let planned = crate::plan::from_seed(&scenario, seed).faults;
+            for (index, p) in planned.iter().enumerate() {
+                let Fault::CrashPoint { point, host, armed_ms, .. } = &p.fault else { continue };
+                if point != CrashPoint::RecoveryResumed.name() {
+                    continue;
+                }
+                seen += 1;
+                let crash = index.checked_sub(1).map(|i| &planned[i]);
+                let Some(Planned { at_ms, fault: Fault::Crash { host: crashed, down_ms } }) = crash else {
+                    panic!("seed {seed}: no crash before {p:?}")
+                };
+                assert_eq!((at_ms, crashed), (&p.at_ms, host));
+                assert!(armed_ms > down_ms, "seed {seed}: disarmed before the restart");
+            }
+        }
+        assert!(seen > 0);
     }
 
     #[test]

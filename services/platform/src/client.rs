@@ -68,7 +68,14 @@ pub enum NeverResent {
 
 impl OutboundRequest {
     pub fn new(method: Method, path: impl Into<String>) -> OutboundRequest {
-        OutboundRequest { method, path: path.into(), headers: Vec::new(), body: Bytes::new(), idempotent: false, never_resent: None }
+        OutboundRequest {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            idempotent: false,
+            never_resent: None,
+        }
     }
 
     pub fn json(mut self, value: &impl serde::Serialize) -> OutboundRequest {
