@@ -7,6 +7,10 @@ use platform::crash_point::CrashPoint;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// How long a pause lasts: past the HTTP client's 1 s attempt deadline, so callers time out
+/// (and retry, compensate or answer 503) while their requests are held.
+pub const PAUSE_MS: (u64, u64) = (1_500, 6_000);
+
 pub const SERVICES: [&str; 6] = ["gateway", "order", "billing", "warehouse", "delivery", "notification"];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -26,7 +30,8 @@ pub enum Fault {
     Skew { host: String, skew_ms: i64 },
     /// Message latency up to `max_ms` for a while.
     Latency { max_ms: u64, duration_ms: u64 },
-    /// Idempotent outbound requests of every service sent twice, per mille.
+    /// Outbound requests of every service sent twice, per mille: every request but those
+    /// marked `platform::client::NeverResent`, whether marked idempotent or not.
     Duplicate {
         per_mille: u32,
         duration_ms: u64,
@@ -42,6 +47,10 @@ pub enum Fault {
     /// transactions fails (busy at begin, or an I/O error at commit) with `per_mille`/1000
     /// chance, and leaves no effect.
     Storage { host: String, per_mille: u32, duration_ms: u64 },
+    /// A host paused (a stop-the-world pause, SIGSTOP): every link of the host held in both
+    /// directions for longer than its callers' deadlines, then released at once (what was
+    /// held arrives late). Its own tasks run on, unheard.
+    Pause { host: String, duration_ms: u64 },
 }
 
 impl Fault {
@@ -57,6 +66,7 @@ impl Fault {
             Fault::Duplicate { .. } => FaultKind::Duplicate,
             Fault::CrashPoint { .. } => FaultKind::CrashPoint,
             Fault::Storage { .. } => FaultKind::Storage,
+            Fault::Pause { .. } => FaultKind::Pause,
         }
     }
 }
@@ -118,7 +128,17 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
         }
         for _ in 0..count {
             let at_ms = kind_draw.range(0, scenario.safety_ms.saturating_sub(1));
-            let fault = draw_fault(kind, &mut kind_draw, &targets, &scenario.faults);
+            let mut fault = draw_fault(kind, &mut kind_draw, &targets, &scenario.faults);
+            if let Fault::CrashPoint { point, host, armed_ms, .. } = &mut fault {
+                if point == CrashPoint::RecoveryResumed.name() {
+                    // Recovery runs when its host restarts with sagas in flight: the point
+                    // comes with a crash of the host at the same moment, and stays armed
+                    // from then until `armed_ms` after the restart.
+                    let down_ms = kind_draw.range(100, scenario.faults.duration_max_ms.max(100));
+                    *armed_ms += down_ms;
+                    planned.push(Planned { at_ms, fault: Fault::Crash { host: host.clone(), down_ms } });
+                }
+            }
             planned.push(Planned { at_ms, fault });
         }
     }
@@ -196,6 +216,9 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultM
             let per_mille = draw.range(50, 500) as u32;
             Fault::Storage { host, per_mille, duration_ms }
         }
+        FaultKind::Pause => {
+            Fault::Pause { host: draw.pick(targets).clone(), duration_ms: draw.range(PAUSE_MS.0, PAUSE_MS.1) }
+        }
     }
 }
 
@@ -217,6 +240,7 @@ pub fn timeline(plan: &[Planned]) -> Vec<(u64, Edge)> {
             | Fault::PartitionOneWay { duration_ms, .. }
             | Fault::Isolate { duration_ms, .. }
             | Fault::Hold { duration_ms, .. }
+            | Fault::Pause { duration_ms, .. }
             | Fault::Latency { duration_ms, .. }
             | Fault::Duplicate { duration_ms, .. }
             | Fault::Storage { duration_ms, .. } => Some(*duration_ms),
@@ -321,6 +345,14 @@ impl Effects {
                 let link = self.link(a, b);
                 link.holds = link.holds.saturating_add_signed(step as i32);
                 self.settle_link(a, b, &mut actions);
+            }
+            Fault::Pause { host, .. } => {
+                let others: Vec<String> = self.hosts.iter().filter(|h| *h != host).cloned().collect();
+                for other in &others {
+                    let link = self.link(host, other);
+                    link.holds = link.holds.saturating_add_signed(step as i32);
+                    self.settle_link(host, other, &mut actions);
+                }
             }
             Fault::Crash { host, .. } => {
                 actions.push(if edge.begins { Action::Crash(host.clone()) } else { Action::Restart(host.clone()) });
@@ -605,6 +637,71 @@ mod tests {
                 (2_000, Action::Release(s("billing"), s("order"))),
             ]
         );
+    }
+
+    #[test]
+    fn a_pause_holds_every_link_of_its_host_and_ends_only_its_own_holds() {
+        let plan = [
+            at(0, Fault::Pause { host: s("billing"), duration_ms: 2_000 }),
+            at(500, Fault::Hold { a: s("order"), b: s("billing"), duration_ms: 3_000 }),
+            at(1_000, Fault::Partition { a: s("billing"), b: s("warehouse"), duration_ms: 2_000 }),
+        ];
+        let all = actions(&plan);
+        let begun: Vec<&Action> = all.iter().filter(|(at, _)| *at == 0).map(|(_, a)| a).collect();
+        assert_eq!(begun.len(), hosts().len() - 1, "{all:?}");
+        assert!(begun.contains(&&Action::Hold(s("billing"), s("order"))));
+        assert!(begun.contains(&&Action::Hold(s("billing"), s("shopper-0"))));
+        let ended: Vec<&Action> = all.iter().filter(|(at, _)| *at == 2_000).map(|(_, a)| a).collect();
+        // The pause ends: every link of billing released but the one still held by the hold
+        // and the one still cut by the partition.
+        assert_eq!(ended.len(), hosts().len() - 3, "{all:?}");
+        assert!(ended.contains(&&Action::Release(s("billing"), s("delivery"))));
+        assert!(!ended.iter().any(|a| matches!(a, Action::Release(x, y) if x == "billing" && y == "order")));
+        assert!(all.contains(&(3_000, Action::Repair(s("billing"), s("warehouse")))), "{all:?}");
+        assert!(all.contains(&(3_500, Action::Release(s("billing"), s("order")))), "{all:?}");
+    }
+
+    #[test]
+    fn a_pause_outlasts_the_call_deadline() {
+        // The saga's calls, the catalog read and the outbox relay's calls.
+        let deadline_ms = [
+            order::runner::ACTION_RETRY.attempt_timeout_ms,
+            order::CONFIG.catalog_retry.attempt_timeout_ms,
+            platform::outbox::RELAY_CONFIG.call_timeout_ms,
+        ]
+        .into_iter()
+        .max()
+        .unwrap();
+        let scenario = crate::scenario::load_named("pause").unwrap();
+        for seed in 0..20 {
+            for planned in crate::plan::from_seed(&scenario, seed).faults {
+                let Fault::Pause { duration_ms, .. } = planned.fault else { panic!("{planned:?}") };
+                assert!(duration_ms > deadline_ms, "seed {seed}: {duration_ms} ms");
+            }
+        }
+    }
+
+    #[test]
+    fn a_recovery_crash_point_comes_with_a_crash_and_outlasts_its_restart() {
+        let scenario = crate::scenario::load_named("crash-points").unwrap();
+        let mut seen = 0;
+        for seed in 0..100 {
+            let planned = crate::plan::from_seed(&scenario, seed).faults;
+            for (index, p) in planned.iter().enumerate() {
+                let Fault::CrashPoint { point, host, armed_ms, .. } = &p.fault else { continue };
+                if point != CrashPoint::RecoveryResumed.name() {
+                    continue;
+                }
+                seen += 1;
+                let crash = index.checked_sub(1).map(|i| &planned[i]);
+                let Some(Planned { at_ms, fault: Fault::Crash { host: crashed, down_ms } }) = crash else {
+                    panic!("seed {seed}: no crash before {p:?}")
+                };
+                assert_eq!((at_ms, crashed), (&p.at_ms, host));
+                assert!(armed_ms > down_ms, "seed {seed}: disarmed before the restart");
+            }
+        }
+        assert!(seen > 0);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub fn fault_windows(plan: &Plan) -> Vec<Window> {
                 Fault::PartitionOneWay { from, to, duration_ms } => (*duration_ms, format!("partition {from}->{to}")),
                 Fault::Isolate { host, duration_ms } => (*duration_ms, format!("isolate {host}")),
                 Fault::Hold { a, b, duration_ms } => (*duration_ms, format!("hold {a}~{b}")),
+                // Every saga call through the host is held, like an isolation.
+                Fault::Pause { host, duration_ms } => (*duration_ms, format!("pause {host}")),
                 Fault::Crash { host, down_ms } => (*down_ms, format!("crash {host}")),
                 Fault::Skew { host, skew_ms } => (plan.safety_ms, format!("skew {host} {skew_ms} ms")),
                 Fault::Latency { max_ms, duration_ms } => (*duration_ms, format!("latency {max_ms} ms")),

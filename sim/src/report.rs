@@ -9,6 +9,7 @@ use crate::plan::Plan;
 use crate::run::{active_faults, RunReport, SagaEntry};
 use crate::shrink::Shrunk;
 use crate::sweep::{probe_gaps, Outcome, Totals};
+use platform::crash_point::CrashPoint;
 use platform::probe::Probe;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -172,6 +173,10 @@ pub fn summary(outcomes: &[Outcome], wall_ms: f64) -> serde_json::Value {
         "coverage": totals.coverage,
         "probes": Probe::ALL.iter().map(|p| (p.name(), totals.probes.get(p.name()).copied().unwrap_or(0))).collect::<BTreeMap<_, _>>(),
         "probe_gaps": probe_gaps(outcomes),
+        "crash_points": CrashPoint::ALL.iter().map(|p| {
+            let (reached, fired) = totals.crash_points.get(p.name()).copied().unwrap_or_default();
+            (p.name(), json!({"reached": reached, "fired": fired}))
+        }).collect::<BTreeMap<_, _>>(),
         "workload": WORKLOAD.iter().map(|w| (*w, totals.workload.get(*w).copied().unwrap_or(0))).collect::<BTreeMap<_, _>>(),
         "failures": failures,
     })
@@ -198,6 +203,13 @@ pub fn coverage_markdown(totals: &Totals) -> String {
         let hits = totals.probes.get(probe.name()).copied().unwrap_or(0);
         let shown = if hits == 0 { "**never**".to_string() } else { hits.to_string() };
         let _ = writeln!(md, "| {} | {shown} | {} |", probe.name(), probe.doc());
+    }
+    md.push_str("\n## Crash points\n\nTimes each crash point (`platform::crash_point`) was reached, armed or not, and fired (crashed its host), added up over the sweep.\n\n");
+    md.push_str("| crash point | reached | fired |\n|---|---|---|\n");
+    for point in CrashPoint::ALL {
+        let (reached, fired) = totals.crash_points.get(point.name()).copied().unwrap_or_default();
+        let fired = if fired == 0 { "**never**".to_string() } else { fired.to_string() };
+        let _ = writeln!(md, "| {} | {reached} | {fired} |", point.name());
     }
     md.push_str("\n## Workload\n\nRequests of each adversarial shopper behaviour, added up over the sweep.\n\n");
     md.push_str("| behaviour | requests |\n|---|---|\n");
@@ -230,6 +242,7 @@ fn label_kind(label: &str) -> Option<&'static str> {
         ("partition", _) => "partition",
         ("isolate", _) => "isolate",
         ("hold", _) => "hold",
+        ("pause", _) => "pause",
         ("crash", _) => "crash",
         ("crash-point", _) => "crash_point",
         ("storage", _) => "storage",
@@ -643,6 +656,7 @@ mod tests {
         assert_eq!(label_kind("partition order~billing"), Some("partition"));
         assert_eq!(label_kind("partition order->billing"), Some("partition_one_way"));
         assert_eq!(label_kind("isolate billing"), Some("isolate"));
+        assert_eq!(label_kind("pause billing"), Some("pause"));
         assert_eq!(label_kind("late duplicates"), Some("duplicate"));
         assert_eq!(label_kind("duplicates"), Some("duplicate"));
         assert_eq!(label_kind("none"), None);
@@ -659,5 +673,21 @@ mod tests {
         assert!(md.contains("| withdraw ACTION SUCCEEDED | hold |"), "{md}");
         assert!(md.contains("| tombstone | 2 |"), "{md}");
         assert!(md.contains("| saga_resumed | **never** |"), "{md}");
+    }
+
+    #[test]
+    fn coverage_lists_crash_points_reached_and_fired() {
+        let mut totals = Totals::default();
+        let stats = crate::run::Stats {
+            crash_points: [("recovery_resumed order".to_string(), 3), ("key_committed order".to_string(), 5)].into(),
+            crash_points_fired: [("recovery_resumed order".to_string(), 1)].into(),
+            ..Default::default()
+        };
+        totals.add(&stats);
+        totals.add(&stats);
+        let md = coverage_markdown(&totals);
+        assert!(md.contains("| recovery_resumed | 6 | 2 |"), "{md}");
+        assert!(md.contains("| key_committed | 10 | **never** |"), "{md}");
+        assert!(md.contains("| outbox_delivered | 0 | **never** |"), "{md}");
     }
 }

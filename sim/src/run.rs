@@ -72,6 +72,9 @@ pub struct Stats {
     /// "host failure" (e.g. "billing io_error").
     #[serde(default)]
     pub storage_faults: BTreeMap<String, u64>,
+    /// Crash points that fired (crashed their host) in the run, by "point host".
+    #[serde(default)]
+    pub crash_points_fired: BTreeMap<String, u64>,
     /// Requests of each adversarial workload behaviour (`Action::behaviour`, and
     /// `similar_at_once` for the similar orders sent at once under two keys).
     pub workload: BTreeMap<String, u64>,
@@ -124,8 +127,10 @@ struct Driver<'a> {
     hosts: Vec<String>,
     crashed: BTreeMap<String, u32>,
     log: Vec<String>,
-    /// Each crash-point fault's down time, by its index in the plan.
-    crash_point_down_ms: BTreeMap<usize, u64>,
+    /// Each crash-point fault's point and down time, by its index in the plan.
+    crash_point_down_ms: BTreeMap<usize, (String, u64)>,
+    /// Crash points that fired, by "point host".
+    crash_points_fired: BTreeMap<String, u64>,
     /// Restarts owed to crash points that fired: (when, fault index, host).
     crash_point_restarts: Vec<(u64, usize, String)>,
     /// The run's seed: each storage fault draws its failing writes from its own stream.
@@ -186,7 +191,8 @@ impl Driver<'_> {
     fn take_crash_points(&mut self) {
         for (index, host) in platform::crash_point::take_requests() {
             self.apply(index, &Action::Crash(host.clone()));
-            let down_ms = self.crash_point_down_ms.get(&index).copied().unwrap_or(0);
+            let (point, down_ms) = self.crash_point_down_ms.get(&index).cloned().unwrap_or_default();
+            *self.crash_points_fired.entry(format!("{point} {host}")).or_default() += 1;
             self.crash_point_restarts.push((self.now_ms() + down_ms, index, host));
         }
     }
@@ -282,7 +288,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     let mut effects = Effects::new(&plan.faults, &hosts);
     let crash_point_down_ms = (plan.faults.iter().enumerate())
         .filter_map(|(index, p)| match p.fault {
-            Fault::CrashPoint { down_ms, .. } => Some((index, down_ms)),
+            Fault::CrashPoint { ref point, down_ms, .. } => Some((index, (point.clone(), down_ms))),
             _ => None,
         })
         .collect();
@@ -294,6 +300,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
         crashed: BTreeMap::new(),
         log: Vec::new(),
         crash_point_down_ms,
+        crash_points_fired: BTreeMap::new(),
         crash_point_restarts: Vec::new(),
         seed,
     };
@@ -392,6 +399,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
         .into_iter()
         .map(|((host, failure), count)| (format!("{host} {}", failure.name()), count))
         .collect();
+    stats.crash_points_fired = std::mem::take(&mut driver.crash_points_fired);
     let digest = digest(&snapshot, &history, plan, &violations);
     let report = RunReport {
         scenario: scenario.name.clone(),
@@ -437,6 +445,7 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
         probes: BTreeMap::new(),
         crash_points: BTreeMap::new(),
         storage_faults: BTreeMap::new(),
+        crash_points_fired: BTreeMap::new(),
         simulated_ms,
         orders: snapshot.orders.len() as u64,
         confirmed: count(OrderStatus::Confirmed),
@@ -525,6 +534,7 @@ pub fn active_faults(plan: &Plan, at_ms: u64) -> Vec<String> {
                 }
                 Fault::Isolate { host, duration_ms } => (p.at_ms + duration_ms, format!("isolate {host}")),
                 Fault::Hold { a, b, duration_ms } => (p.at_ms + duration_ms, format!("hold {a}~{b}")),
+                Fault::Pause { host, duration_ms } => (p.at_ms + duration_ms, format!("pause {host}")),
                 Fault::Crash { host, down_ms } => (p.at_ms + down_ms, format!("crash {host}")),
                 Fault::Skew { host, .. } => (plan.safety_ms, format!("skew {host}")),
                 Fault::Latency { duration_ms, .. } => (p.at_ms + duration_ms, "latency".to_string()),

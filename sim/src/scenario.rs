@@ -87,11 +87,12 @@ pub enum FaultKind {
     Duplicate,
     CrashPoint,
     Storage,
+    Pause,
 }
 
 impl FaultKind {
     /// In plan order; a new kind goes last, so the plans of the kinds before it stay as they were.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Partition,
         FaultKind::PartitionOneWay,
         FaultKind::Isolate,
@@ -102,6 +103,7 @@ impl FaultKind {
         FaultKind::Duplicate,
         FaultKind::CrashPoint,
         FaultKind::Storage,
+        FaultKind::Pause,
     ];
 
     pub fn name(self) -> &'static str {
@@ -116,6 +118,7 @@ impl FaultKind {
             FaultKind::Duplicate => "duplicate",
             FaultKind::CrashPoint => "crash_point",
             FaultKind::Storage => "storage",
+            FaultKind::Pause => "pause",
         }
     }
 }

@@ -92,6 +92,7 @@ fn halved(fault: &Fault) -> Option<Fault> {
         }
         Fault::Isolate { host, duration_ms } => Fault::Isolate { host, duration_ms: half(duration_ms)? },
         Fault::Hold { a, b, duration_ms } => Fault::Hold { a, b, duration_ms: half(duration_ms)? },
+        Fault::Pause { host, duration_ms } => Fault::Pause { host, duration_ms: half(duration_ms)? },
         Fault::Crash { host, down_ms } => Fault::Crash { host, down_ms: half(down_ms)? },
         Fault::Latency { max_ms, duration_ms } => Fault::Latency { max_ms, duration_ms: half(duration_ms)? },
         Fault::Duplicate { per_mille, duration_ms, delay_max_ms } => {

@@ -96,6 +96,8 @@ pub struct Totals {
     pub probes: std::collections::BTreeMap<String, u64>,
     /// Requests of each adversarial workload behaviour.
     pub workload: std::collections::BTreeMap<String, u64>,
+    /// Crash points reached (armed or not) and fired, by point name.
+    pub crash_points: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 impl Totals {
@@ -114,6 +116,14 @@ impl Totals {
         }
         for (probe, hits) in &stats.probes {
             *self.probes.entry(probe.clone()).or_default() += hits;
+        }
+        for (key, hits) in &stats.crash_points {
+            let point = key.split_whitespace().next().unwrap_or(key).to_string();
+            self.crash_points.entry(point).or_default().0 += hits;
+        }
+        for (key, fired) in &stats.crash_points_fired {
+            let point = key.split_whitespace().next().unwrap_or(key).to_string();
+            self.crash_points.entry(point).or_default().1 += fired;
         }
         for (behaviour, count) in &stats.workload {
             *self.workload.entry(behaviour.clone()).or_default() += count;

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Router};
-use platform::client::{OutboundRequest, RetryPolicy};
+use platform::client::{NeverResent, OutboundRequest, RetryPolicy};
 use platform::trace::{RequestContext, REQUEST_ID, TRACEPARENT};
 use platform::ApiError;
 use std::sync::Arc;
@@ -121,7 +121,15 @@ async fn forward(
     let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str()).to_string();
     let keyed = parts.headers.contains_key("idempotency-key");
     let idempotent = parts.method == Method::GET || keyed;
-    let mut outbound = OutboundRequest::new(parts.method.clone(), path).idempotent(idempotent);
+    let mut outbound = OutboundRequest::new(parts.method.clone(), path);
+    outbound = if idempotent {
+        outbound.idempotent(true)
+    } else {
+        // An unkeyed write (opening an account, an unkeyed deposit) is sent once
+        // (`RetryPolicy::once` below) and never again by anything: the only exemption from
+        // the simulation's injected duplicates (see `NeverResent`).
+        outbound.never_resent(NeverResent::UnkeyedGatewayWrite)
+    };
     outbound.body = body;
     for name in FORWARDED_HEADERS {
         if let Some(value) = parts.headers.get(&name) {

@@ -50,6 +50,10 @@ impl Orders {
         }
         let orders = self.clone();
         self.env.spawn(async move {
+            if resumed {
+                // Recovery has claimed the saga and not moved it yet.
+                platform::crash_point::here(platform::crash_point::CrashPoint::RecoveryResumed).await;
+            }
             orders.run_saga(order_id).await;
             orders.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&order_id);
             let _ = sender.send(true);

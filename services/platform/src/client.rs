@@ -48,11 +48,34 @@ pub struct OutboundRequest {
     pub body: Bytes,
     /// Safe to send more than once: a retry after an unknown outcome is allowed.
     pub idempotent: bool,
+    /// Why nothing ever sends this request twice, if so. Only such a request is spared the
+    /// simulation's injected duplicates ([`crate::Chaos`]); every other one may be
+    /// duplicated whether or not the caller marks it idempotent: the harness does not take
+    /// the calling code's word that a request is safe to repeat.
+    pub never_resent: Option<NeverResent>,
+}
+
+/// Why a request is never sent twice by anything (the client, a proxy, a relay, a
+/// recovery), so that duplicating it would test nothing real. The complete list of
+/// exemptions from injected duplicates; `docs/API.md` and `scenarios/README.md` repeat it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NeverResent {
+    /// A write the gateway proxies without an `Idempotency-Key` (opening an account, an
+    /// unkeyed deposit): the gateway sends it once and never retries it after an unknown
+    /// outcome, and the client's own retry is a new request with its own effect.
+    UnkeyedGatewayWrite,
 }
 
 impl OutboundRequest {
     pub fn new(method: Method, path: impl Into<String>) -> OutboundRequest {
-        OutboundRequest { method, path: path.into(), headers: Vec::new(), body: Bytes::new(), idempotent: false }
+        OutboundRequest {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            idempotent: false,
+            never_resent: None,
+        }
     }
 
     pub fn json(mut self, value: &impl serde::Serialize) -> OutboundRequest {
@@ -68,8 +91,23 @@ impl OutboundRequest {
     }
 
     pub fn idempotent(mut self, idempotent: bool) -> OutboundRequest {
+        debug_assert!(!idempotent || self.never_resent.is_none(), "a request never resent is not retried either");
         self.idempotent = idempotent;
         self
+    }
+
+    /// Marks a request that nothing ever sends twice (see [`NeverResent`]): it is not
+    /// idempotent, so the client never retries it after an unknown outcome either.
+    pub fn never_resent(mut self, reason: NeverResent) -> OutboundRequest {
+        self.never_resent = Some(reason);
+        self.idempotent = false;
+        self
+    }
+
+    /// Whether the simulation may deliver this request twice: every request unless it is
+    /// exempted with a reason.
+    pub fn may_be_duplicated(&self) -> bool {
+        self.never_resent.is_none()
     }
 }
 
@@ -170,8 +208,9 @@ impl HttpClient {
 
     async fn attempt(&self, addr: &str, request: &OutboundRequest, timeout_ms: u64) -> Result<Reply, CallError> {
         let deadline = Duration::from_millis(timeout_ms);
-        if request.idempotent && self.env.chaos.duplicate(&self.env.ids) {
-            // Injected duplicate: the same request once more, its answer dropped.
+        if request.may_be_duplicated() && self.env.chaos.duplicate(&self.env.ids) {
+            // Injected duplicate: the same request once more, its answer dropped. Marked
+            // idempotent or not: what may be resent must survive being received twice.
             crate::probe::hit(crate::probe::Probe::DuplicateSent);
             let delay = self.env.chaos.duplicate_delay(&self.env.ids);
             if delay.is_zero() {
@@ -251,6 +290,51 @@ mod tests {
         let first = policy.backoff(1, &ids).as_millis();
         assert!((5..=10).contains(&(first as u64)));
         assert!(policy.backoff(10, &ids).as_millis() >= 100);
+    }
+
+    /// A network where every connection is refused, counting the attempts.
+    #[derive(Default)]
+    struct RefusingNet {
+        connects: std::sync::atomic::AtomicU32,
+    }
+
+    impl crate::Net for RefusingNet {
+        fn bind<'a>(&'a self, _: &'a str) -> crate::BoxFuture<'a, std::io::Result<Box<dyn crate::net::Listener>>> {
+            Box::pin(async { Err(std::io::Error::other("no listening here")) })
+        }
+
+        fn connect<'a>(&'a self, _: &'a str) -> crate::BoxFuture<'a, std::io::Result<crate::net::BoxIo>> {
+            self.connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async { Err(std::io::ErrorKind::ConnectionRefused.into()) })
+        }
+    }
+
+    /// How many connections one `send` of `request` opens with every request duplicated.
+    fn connections_under_duplicates(request: &OutboundRequest) -> u32 {
+        let net = std::sync::Arc::new(RefusingNet::default());
+        let clock = std::sync::Arc::new(crate::clock::ManualClock::new(chrono::DateTime::UNIX_EPOCH));
+        let env = Env::new(clock, net.clone(), Ids::from_seed(7));
+        env.chaos.duplicate_per_mille.store(1000, std::sync::atomic::Ordering::Relaxed);
+        let client = HttpClient::new(env);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let result = runtime.block_on(client.send("billing:80", request, RetryPolicy::once(1_000)));
+        assert!(matches!(result, Err(CallError::Unreachable { .. })), "{result:?}");
+        net.connects.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn chaos_duplicates_every_request_but_the_exempted() {
+        // Not marked idempotent, and duplicated all the same.
+        let unmarked = OutboundRequest::new(Method::POST, "/api/v1/billing/deposit");
+        assert!(!unmarked.idempotent);
+        assert_eq!(connections_under_duplicates(&unmarked), 2);
+        let idempotent = OutboundRequest::new(Method::POST, "/api/v1/billing/withdraw").idempotent(true);
+        assert_eq!(connections_under_duplicates(&idempotent), 2);
+        let exempted = OutboundRequest::new(Method::POST, "/api/v1/billing/deposit")
+            .idempotent(true)
+            .never_resent(NeverResent::UnkeyedGatewayWrite);
+        assert!(!exempted.idempotent, "a request never resent is never retried");
+        assert_eq!(connections_under_duplicates(&exempted), 1);
     }
 
     #[test]

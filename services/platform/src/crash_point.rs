@@ -25,15 +25,19 @@ pub enum CrashPoint {
     KeyCommitted,
     /// An outbox relay had an event acknowledged and has not deleted it.
     OutboxDelivered,
+    /// The order service's recovery claimed an unfinished saga (after a restart, or in its
+    /// periodic scan) and has not resumed it: a crash during recovery.
+    RecoveryResumed,
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 5] = [
+    pub const ALL: [CrashPoint; 6] = [
         CrashPoint::ParticipantCommitted,
         CrashPoint::SagaLogWritten,
         CrashPoint::CompensationLogged,
         CrashPoint::KeyCommitted,
         CrashPoint::OutboxDelivered,
+        CrashPoint::RecoveryResumed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +47,7 @@ impl CrashPoint {
             CrashPoint::CompensationLogged => "compensation_logged",
             CrashPoint::KeyCommitted => "key_committed",
             CrashPoint::OutboxDelivered => "outbox_delivered",
+            CrashPoint::RecoveryResumed => "recovery_resumed",
         }
     }
 
@@ -50,7 +55,10 @@ impl CrashPoint {
     pub fn hosts(self) -> &'static [&'static str] {
         match self {
             CrashPoint::ParticipantCommitted => &["billing", "warehouse", "delivery"],
-            CrashPoint::SagaLogWritten | CrashPoint::CompensationLogged | CrashPoint::KeyCommitted => &["order"],
+            CrashPoint::SagaLogWritten
+            | CrashPoint::CompensationLogged
+            | CrashPoint::KeyCommitted
+            | CrashPoint::RecoveryResumed => &["order"],
             CrashPoint::OutboxDelivered => &["order", "billing"],
         }
     }

@@ -105,7 +105,8 @@ impl Spawner {
 /// Faults the simulation injects from inside a service (off in real mode).
 #[derive(Clone, Debug, Default)]
 pub struct Chaos {
-    /// Per mille of idempotent outbound requests the HTTP client sends twice.
+    /// Per mille of outbound requests the HTTP client sends twice: every request but those
+    /// marked [`client::NeverResent`], whether or not the caller calls it idempotent.
     pub duplicate_per_mille: Arc<std::sync::atomic::AtomicU32>,
     /// 0: the copy goes first, at once. Otherwise the copy is sent late, after a delay drawn
     /// from `0..=duplicate_delay_max_ms` (a retrying proxy, a redelivering broker).

@@ -30,7 +30,7 @@ pub enum Probe {
     CompensationRetried,
     /// An outbox event delivered after a failed attempt.
     OutboxRedelivered,
-    /// The HTTP client sent an injected duplicate of an idempotent request.
+    /// The HTTP client sent an injected duplicate of a request (any not exempted as never resent).
     DuplicateSent,
     /// An injected duplicate went out late, after its original.
     LateDuplicateSent,
@@ -113,7 +113,7 @@ impl Probe {
             Probe::SagaResumed => "a saga was started by recovery rather than by its create request",
             Probe::CompensationRetried => "a compensation round failed and is retried",
             Probe::OutboxRedelivered => "an outbox event was delivered after a failed attempt",
-            Probe::DuplicateSent => "an injected duplicate of an idempotent request was sent",
+            Probe::DuplicateSent => "an injected duplicate of a request was sent",
             Probe::LateDuplicateSent => "an injected duplicate went out late, after its original",
             Probe::KeyReplayed => "an order request was answered 200 from its idempotency key",
             Probe::KeyInProgress => "an order request was answered 409: its key's first request still waits",
