@@ -9,6 +9,8 @@ use crate::plan::Plan;
 use crate::run::{active_faults, RunReport, SagaEntry};
 use crate::shrink::Shrunk;
 use crate::sweep::{probe_gaps, Outcome, Totals};
+use crate::scenario::FaultKind;
+use platform::crash_point::CrashPoint;
 use platform::probe::Probe;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -206,20 +208,59 @@ pub fn coverage_markdown(totals: &Totals) -> String {
         let shown = if count == 0 { "**never**".to_string() } else { count.to_string() };
         let _ = writeln!(md, "| {behaviour} | {shown} |");
     }
+    md.push_str(&faults_markdown(totals));
     md
 }
 
-/// The adversarial workload behaviours, as `Stats::workload` counts them.
-pub const WORKLOAD: [&str; 9] = [
+/// Every fault kind and every crash point: how many the sweep planned, in how many runs,
+/// and (crash points) how often the code reached the point, armed or not.
+fn faults_markdown(totals: &Totals) -> String {
+    let mut md = String::from("\n## Faults\n\nFaults of each kind (and crash points by point) planned over the sweep, and the runs that planned one.\n\n");
+    md.push_str("| fault | planned | runs | reached |\n|---|---|---|---|\n");
+    let shown = |n: u64| if n == 0 { "**never**".to_string() } else { n.to_string() };
+    for kind in FaultKind::ALL {
+        let planned = totals.faults.get(kind.name()).copied().unwrap_or(0);
+        let runs = totals.fault_runs.get(kind.name()).copied().unwrap_or(0);
+        let _ = writeln!(md, "| {} | {} | {} | |", kind.name(), shown(planned), shown(runs));
+    }
+    for point in CrashPoint::ALL {
+        let planned = totals.crash_points_planned.get(point.name()).copied().unwrap_or(0);
+        let runs = totals.crash_point_runs.get(point.name()).copied().unwrap_or(0);
+        let reached = totals.crash_points_reached.get(point.name()).copied().unwrap_or(0);
+        let _ = writeln!(
+            md,
+            "| crash_point {} | {} | {} | {} |",
+            point.name(),
+            shown(planned),
+            shown(runs),
+            shown(reached)
+        );
+    }
+    md
+}
+
+/// The adversarial workload behaviours, as `Stats::workload` counts them (an event's
+/// `Action::behaviour` and its own `behaviours`).
+pub const WORKLOAD: [&str; 19] = [
+    "double_submit",
+    "similar_order",
+    "abandoned",
+    "late_retry",
     "order_key_reused",
+    "key_shared",
     "similar_at_once",
     "deposit_key_reused",
     "racing_deposit_keyed",
     "racing_deposit_unkeyed",
     "internal_route",
     "forged_cookie",
+    "no_session",
+    "peek_other_order",
     "transactions_read",
     "notifications_read",
+    "second_session",
+    "logout_in_flight",
+    "logged_out_cookie",
 ];
 
 /// The fault kind (as in `summary.json`'s `faults`) of an active-fault label.

@@ -96,6 +96,13 @@ pub struct Totals {
     pub probes: std::collections::BTreeMap<String, u64>,
     /// Requests of each adversarial workload behaviour.
     pub workload: std::collections::BTreeMap<String, u64>,
+    /// Runs whose plan had a fault of each kind.
+    pub fault_runs: std::collections::BTreeMap<String, u64>,
+    /// Crash-point faults planned, and runs that planned one, by point name.
+    pub crash_points_planned: std::collections::BTreeMap<String, u64>,
+    pub crash_point_runs: std::collections::BTreeMap<String, u64>,
+    /// Times each crash point was reached (armed or not), by point name.
+    pub crash_points_reached: std::collections::BTreeMap<String, u64>,
 }
 
 impl Totals {
@@ -108,6 +115,16 @@ impl Totals {
         self.requests += stats.requests;
         for (kind, count) in &stats.faults {
             *self.faults.entry(kind.clone()).or_default() += count;
+            *self.fault_runs.entry(kind.clone()).or_default() += u64::from(*count > 0);
+        }
+        for (point, count) in &stats.crash_points_planned {
+            *self.crash_points_planned.entry(point.clone()).or_default() += count;
+            *self.crash_point_runs.entry(point.clone()).or_default() += u64::from(*count > 0);
+        }
+        for (reached, hits) in &stats.crash_points {
+            // Keyed "point host".
+            let point = reached.split_whitespace().next().unwrap_or_default();
+            *self.crash_points_reached.entry(point.to_string()).or_default() += hits;
         }
         for (event, count) in &stats.saga_events {
             *self.saga_events.entry(event.clone()).or_default() += count;
