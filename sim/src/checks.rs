@@ -925,7 +925,8 @@ fn lists_name_acknowledged_orders(history: &[Event]) -> Vec<Violation> {
                 && (matches!(e.status, Some(200..=202))
                     || (e.status == Some(422) && e.problem.as_deref() == Some("/problems/order-rejected")))
         });
-        if let Some(missing) = acknowledged.filter_map(|e| Some((e, e.order_id?))).find(|(_, id)| !listed.contains(id)) {
+        if let Some(missing) = acknowledged.filter_map(|e| Some((e, e.order_id?))).find(|(_, id)| !listed.contains(id))
+        {
             let (placed, order_id) = missing;
             let evidence = format!(
                 "the list sent at {} ms under session {:?} leaves out order {order_id}, answered at {} ms under session {:?}",

@@ -8,9 +8,9 @@
 use crate::faults::Fault;
 use crate::plan::Plan;
 use crate::run::skew_ms;
-use platform::auth::{CLOCK_LEEWAY_S, TOKEN_TTL_S};
 use crate::snapshot::{Participant, Snapshot};
 use contracts::Timestamp;
+use platform::auth::{CLOCK_LEEWAY_S, TOKEN_TTL_S};
 use uuid::Uuid;
 
 /// How long a fault's effects may outlast it: a call decided during the fault and answered

@@ -7,9 +7,9 @@
 use crate::history::Event;
 use crate::plan::Plan;
 use crate::run::{active_faults, RunReport, SagaEntry};
+use crate::scenario::FaultKind;
 use crate::shrink::Shrunk;
 use crate::sweep::{probe_gaps, Outcome, Totals};
-use crate::scenario::FaultKind;
 use platform::crash_point::CrashPoint;
 use platform::probe::Probe;
 use serde_json::json;

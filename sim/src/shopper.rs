@@ -350,8 +350,7 @@ impl Shopper {
                 false => format!("order-{}-{number}", self.index),
             };
             let request = self.order_body(&order.items, order.slot_hour, false);
-            let similar =
-                previous.as_ref().is_some_and(|p| p.items == order.items && p.slot_hour == order.slot_hour);
+            let similar = previous.as_ref().is_some_and(|p| p.items == order.items && p.slot_hour == order.slot_hour);
             previous = Some(order.clone());
             let mut marks: Vec<&'static str> = Vec::new();
             if similar {
@@ -527,7 +526,9 @@ impl Shopper {
                 ("POST", "/api/v1/order") => {
                     (Method::POST, path.to_string(), Some(order.clone()), Some(format!("logged-out-{}", self.index)))
                 }
-                ("POST", "/api/v1/billing/deposit") => (Method::POST, path.to_string(), Some(json!({"amount": 1})), None),
+                ("POST", "/api/v1/billing/deposit") => {
+                    (Method::POST, path.to_string(), Some(json!({"amount": 1})), None)
+                }
                 ("POST", _) => (Method::POST, path.to_string(), None, None),
                 _ => (Method::GET, path.to_string(), None, None),
             };

@@ -480,7 +480,9 @@ fn answered_under(history: &[Event], action: Action, session: Option<u32>) -> us
     history
         .iter()
         .position(|e| {
-            e.action == action && e.session.is_some() && (session.is_none() || e.session == session)
+            e.action == action
+                && e.session.is_some()
+                && (session.is_none() || e.session == session)
                 && e.at_ms < clean().plan.safety_ms
                 && e.status.is_some()
         })
@@ -567,7 +569,12 @@ fn contract_catches_a_list_leaving_out_an_order_placed_under_the_other_session()
         .unwrap();
     let list = history
         .iter()
-        .position(|e| e.shopper == shopper && e.action == Action::ListOrders && e.session != second && e.sent_ms > history[logout].at_ms)
+        .position(|e| {
+            e.shopper == shopper
+                && e.action == Action::ListOrders
+                && e.session != second
+                && e.sent_ms > history[logout].at_ms
+        })
         .expect("a list under the first session");
     assert!(history[list].listed.as_ref().unwrap().contains(&placed));
     assert!(check(&snapshot, &history).is_empty());
@@ -592,7 +599,8 @@ fn justified_outcomes_accept_a_rejected_401_only_under_a_skew_past_the_token_lim
     // Billing 400 s ahead of the order service: its tokens are past the lifetime and leeway.
     assert!(!unjustified(final_checks(&snapshot, &history, &skewed("billing", 400_000))));
     // No skew, one within the leeway, billing behind, or another participant ahead: wrong.
-    for plan in [clean().plan.clone(), skewed("billing", 200_000), skewed("billing", -400_000), skewed("delivery", 400_000)]
+    for plan in
+        [clean().plan.clone(), skewed("billing", 200_000), skewed("billing", -400_000), skewed("delivery", 400_000)]
     {
         assert!(unjustified(final_checks(&snapshot, &history, &plan)), "{plan:?}");
     }
