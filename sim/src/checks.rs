@@ -6,7 +6,7 @@
 use crate::history::{Action, Event};
 use crate::model::{
     fault_windows, faults_touching, hour_of, lowest_available_at, lowest_balance_at, maybe_no_account_at,
-    most_booked_at, skew_bound_ms, tolerance_ms, Window,
+    most_booked_at, skew_bound_ms, token_refusable, tolerance_ms, Window, FAULT_AFTERMATH_MS,
 };
 use crate::plan::Plan;
 use crate::run::sim_ms;
@@ -15,6 +15,7 @@ use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
+use order::saga::REJECTED_PREFIX;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
@@ -108,7 +109,8 @@ pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<
     found.extend(justified_failures(snapshot, plan, &faults));
     found.extend(justified_give_ups(history, &faults));
     found.extend(last_orders(snapshot, history, plan));
-    found.extend(contract_answers(snapshot, history, &faults));
+    found.extend(contract_answers(snapshot, history, plan, &faults));
+    found.extend(lists_name_acknowledged_orders(history));
     found
 }
 
@@ -594,7 +596,9 @@ fn access(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
         let own = users.get(&event.shopper).copied();
         let leaked = match event.action {
             Action::Anonymous => event.status.is_some_and(|s| s != 401),
-            Action::Peek | Action::Internal | Action::Forged => event.status.is_some_and(|s| (200..300).contains(&s)),
+            Action::Peek | Action::Internal | Action::Forged | Action::LoggedOut => {
+                event.status.is_some_and(|s| (200..300).contains(&s))
+            }
             Action::PollOrder | Action::PlaceOrder => {
                 event.status == Some(200) && event.order.as_ref().is_some_and(|o| Some(o.user_id) != own)
             }
@@ -687,6 +691,8 @@ fn justified_failures(snapshot: &Snapshot, plan: &Plan, faults: &[Window]) -> Ve
         let business = [reason::INSUFFICIENT_FUNDS, reason::NO_ACCOUNT, reason::OUT_OF_STOCK, reason::NO_DELIVERY_SLOT];
         let verdict = if business.contains(&message) {
             refusal_justified(snapshot, plan, order, message)
+        } else if message == format!("{REJECTED_PREFIX}401") {
+            rejection_401_justified(snapshot, plan, order.id)
         } else {
             let (begin, end) = saga_span_ms(snapshot, plan, order.id).unwrap_or((0, u64::MAX));
             // The saga's times are on the order service's clock: a skew blurs them.
@@ -702,6 +708,40 @@ fn justified_failures(snapshot: &Snapshot, plan: &Plan, faults: &[Window]) -> Ve
         }
     }
     found
+}
+
+/// A saga step answered 401 (an expired service token) only when the plan's skews put the
+/// participant's clock more than the token's lifetime and leeway ahead of the order
+/// service's while the step was under way (from the saga's start to the rejection's log
+/// line, a fault's aftermath either side: the log's times are the order service's, mapped
+/// back).
+fn rejection_401_justified(snapshot: &Snapshot, plan: &Plan, order_id: Uuid) -> Result<(), String> {
+    let rejected = format!("{REJECTED_PREFIX}401");
+    let (begin, _) = saga_span_ms(snapshot, plan, order_id).unwrap_or((0, 0));
+    let steps: Vec<(&str, u64)> = snapshot
+        .saga_log
+        .iter()
+        .filter(|e| e.order_id == order_id && e.phase == "ACTION" && e.detail == rejected)
+        .map(|e| (e.step.as_str(), sim_ms(plan, "order", e.at)))
+        .collect();
+    if steps.is_empty() {
+        return Err(format!("failed with {rejected:?}, and no step of its saga was rejected 401"));
+    }
+    for (step, at_ms) in &steps {
+        let participant = match *step {
+            "withdraw" => "billing",
+            "reserve" => "warehouse",
+            _ => "delivery",
+        };
+        let (from, to) = (begin.saturating_sub(FAULT_AFTERMATH_MS), at_ms + FAULT_AFTERMATH_MS);
+        if token_refusable(plan, "order", participant, from, to) {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "failed with {rejected:?} (steps rejected: {steps:?}), but no skew of the plan put a participant's clock \
+         more than the token lifetime and leeway ahead of the order service's"
+    ))
 }
 
 /// A shopper gives up on a step only when a fault kept it from succeeding.
@@ -769,7 +809,8 @@ fn allowed(action: Action) -> &'static [u16] {
         Action::Deposit | Action::PollOrder | Action::ListOrders | Action::ReadAccount | Action::ReadCatalog => &[200],
         Action::PlaceOrder => &[200, 201, 202, 409, 422],
         Action::Peek | Action::Internal => &[404],
-        Action::Anonymous | Action::Forged => &[401],
+        Action::Anonymous | Action::Forged | Action::LoggedOut => &[401],
+        Action::Logout => &[204, 401],
         Action::ReuseKey | Action::ReuseDepositKey => &[422],
         Action::ReadTransactions | Action::ReadNotifications => &[200],
         Action::GaveUp => &[],
@@ -778,7 +819,7 @@ fn allowed(action: Action) -> &'static [u16] {
 
 /// Every answer is one the contract allows for that request in that state, with the
 /// contract's body.
-fn contract_answers(snapshot: &Snapshot, history: &[Event], faults: &[Window]) -> Vec<Violation> {
+fn contract_answers(snapshot: &Snapshot, history: &[Event], plan: &Plan, faults: &[Window]) -> Vec<Violation> {
     let mut found = Vec::new();
     let catalog: BTreeMap<Uuid, i64> = warehouse::DEMO_CATALOG.iter().map(|c| (c.id, c.price_cents)).collect();
     for (index, event) in history.iter().enumerate().filter(|(_, e)| e.action != Action::GaveUp) {
@@ -802,6 +843,18 @@ fn contract_answers(snapshot: &Snapshot, history: &[Event], faults: &[Window]) -
                 continue;
             }
             Some(500 | 502) => continue, // reported as an internal error
+            Some(401) if !allowed(event.action).contains(&401) => {
+                // The gateway refuses a session logged out meanwhile; a service refuses the
+                // gateway's token when its clock runs too far ahead.
+                if !session_ended(history, event) && !token_refused(plan, event) {
+                    found.push(violation(
+                        CONTRACT,
+                        subject,
+                        describe("401 with a live session, and no skew of the plan puts the answering service's clock past the gateway's tokens"),
+                    ));
+                }
+                continue;
+            }
             Some(status) if !allowed(event.action).contains(&status) => {
                 found.push(violation(CONTRACT, subject, describe("not an answer the contract allows here")));
                 continue;
@@ -819,6 +872,12 @@ fn contract_answers(snapshot: &Snapshot, history: &[Event], faults: &[Window]) -
             (Action::Register, Some(409)) | (Action::OpenAccount, Some(200)) if !same_step_before => {
                 Err("answered as a repeat, but this was the first attempt".to_string())
             }
+            // A logout answered 401 only after an earlier attempt on that session.
+            (Action::Logout, Some(401))
+                if !earlier.iter().any(|e| e.action == Action::Logout && same_session(e, event)) =>
+            {
+                Err("a live session's logout refused".to_string())
+            }
             (Action::PlaceOrder, Some(status)) => order_answer(snapshot, history, event, status, &catalog, touched),
             // A key taken by an earlier request, repeated with another body.
             (Action::ReuseKey | Action::ReuseDepositKey, _)
@@ -830,6 +889,50 @@ fn contract_answers(snapshot: &Snapshot, history: &[Event], faults: &[Window]) -
         };
         if let Err(why) = verdict {
             found.push(violation(CONTRACT, subject, describe(&why)));
+        }
+    }
+    found
+}
+
+fn same_session(a: &Event, b: &Event) -> bool {
+    a.shopper == b.shopper && a.session.is_some() && a.session == b.session
+}
+
+/// Whether a logout of the session `event` carried was sent before its answer came: the
+/// gateway may have seen the session gone.
+fn session_ended(history: &[Event], event: &Event) -> bool {
+    history.iter().any(|e| e.action == Action::Logout && same_session(e, event) && e.sent_ms <= event.at_ms)
+}
+
+/// Whether the service that answers `event` behind the gateway may rightly have refused the
+/// gateway's token: the plan's skews put its clock more than the token's lifetime and the
+/// leeway ahead of the gateway's while the request was under way.
+fn token_refused(plan: &Plan, event: &Event) -> bool {
+    let Some(service) = event.action.service() else { return false };
+    event.session.is_some() && token_refusable(plan, "gateway", service, event.sent_ms, event.at_ms)
+}
+
+/// A list of the shopper's orders names every order the shopper was answered with before
+/// the list was sent, under any of its sessions (all of them are the same user's).
+fn lists_name_acknowledged_orders(history: &[Event]) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for list in history.iter().filter(|e| e.action == Action::ListOrders && e.status == Some(200)) {
+        let Some(listed) = &list.listed else { continue };
+        let acknowledged = history.iter().filter(|e| {
+            e.shopper == list.shopper
+                && e.action == Action::PlaceOrder
+                && e.at_ms < list.sent_ms
+                && (matches!(e.status, Some(200..=202))
+                    || (e.status == Some(422) && e.problem.as_deref() == Some("/problems/order-rejected")))
+        });
+        if let Some(missing) = acknowledged.filter_map(|e| Some((e, e.order_id?))).find(|(_, id)| !listed.contains(id))
+        {
+            let (placed, order_id) = missing;
+            let evidence = format!(
+                "the list sent at {} ms under session {:?} leaves out order {order_id}, answered at {} ms under session {:?}",
+                list.sent_ms, list.session, placed.at_ms, placed.session
+            );
+            found.push(violation(CONTRACT, format!("shopper-{}", list.shopper), evidence));
         }
     }
     found

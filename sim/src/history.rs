@@ -42,9 +42,38 @@ pub enum Action {
     ReadTransactions,
     /// The shopper's own notifications (`listed` holds the order ids they name).
     ReadNotifications,
+    /// `POST /auth/logout` of the session the event names.
+    Logout,
+    /// A call with a session cookie after its logout was answered: 401 on every route.
+    LoggedOut,
 }
 
 impl Action {
+    /// The service that answers this request behind the gateway with the gateway's user
+    /// token (`None`: the gateway answers it itself, or the call carries no valid session).
+    pub fn service(self) -> Option<&'static str> {
+        match self {
+            Action::PlaceOrder | Action::PollOrder | Action::ListOrders | Action::Peek | Action::ReuseKey => {
+                Some("order")
+            }
+            Action::OpenAccount
+            | Action::Deposit
+            | Action::ReadAccount
+            | Action::ReuseDepositKey
+            | Action::ReadTransactions => Some("billing"),
+            Action::ReadCatalog => Some("warehouse"),
+            Action::ReadNotifications => Some("notification"),
+            Action::Register
+            | Action::Login
+            | Action::Anonymous
+            | Action::GaveUp
+            | Action::Internal
+            | Action::Forged
+            | Action::Logout
+            | Action::LoggedOut => None,
+        }
+    }
+
     /// The adversarial workload behaviour this request exercises, as counted in
     /// `Stats::workload` (the similar orders sent at once are marked on their events).
     pub fn behaviour(self) -> Option<&'static str> {
@@ -55,6 +84,9 @@ impl Action {
             Action::Forged => Some("forged_cookie"),
             Action::ReadTransactions => Some("transactions_read"),
             Action::ReadNotifications => Some("notifications_read"),
+            Action::LoggedOut => Some("logged_out_cookie"),
+            Action::Peek => Some("peek_other_order"),
+            Action::Anonymous => Some("no_session"),
             _ => None,
         }
     }
@@ -145,6 +177,15 @@ pub struct Event {
     /// sent at the same moment as an order.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub at_once: bool,
+    /// The session the call carried: the shopper's logins numbered from 1 (`None`: no
+    /// session, a forged one, or a call that needs none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u32>,
+    /// The workload behaviours (`report::WORKLOAD` names) this request exercises, beyond
+    /// what its action says (`Action::behaviour`): a double submit's twins, a similar
+    /// order, a late retry, a second login.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub behaviours: Vec<&'static str>,
 }
 
 impl Event {
@@ -170,6 +211,8 @@ impl Event {
             abandoned: false,
             malformed: None,
             at_once: false,
+            session: None,
+            behaviours: Vec::new(),
         }
     }
 }
@@ -195,6 +238,9 @@ impl Event {
         }
         if let Some(problem) = &self.problem {
             line.push_str(&format!(" problem={problem}"));
+        }
+        if let Some(session) = self.session {
+            line.push_str(&format!(" session={session}"));
         }
         if self.abandoned {
             line.push_str(" abandoned");

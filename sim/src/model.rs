@@ -7,8 +7,10 @@
 
 use crate::faults::Fault;
 use crate::plan::Plan;
+use crate::run::skew_ms;
 use crate::snapshot::{Participant, Snapshot};
 use contracts::Timestamp;
+use platform::auth::{CLOCK_LEEWAY_S, TOKEN_TTL_S};
 use uuid::Uuid;
 
 /// How long a fault's effects may outlast it: a call decided during the fault and answered
@@ -72,6 +74,34 @@ pub fn skew_bound_ms(plan: &Plan, service: &str) -> i64 {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// How far a verifier's clock may run ahead of the minter's before it refuses the minter's
+/// tokens: the token lifetime plus the verifiers' leeway (`platform::auth`), less the second
+/// that truncating both times to whole seconds may take off.
+pub const TOKEN_LIMIT_MS: i64 = (TOKEN_TTL_S + CLOCK_LEEWAY_S - 1) * 1000;
+
+/// The skews `service`'s clock has at some time within `[from_ms, to_ms]`, from the plan.
+fn skews_within(plan: &Plan, service: &str, from_ms: u64, to_ms: u64) -> Vec<i64> {
+    let changes = plan.faults.iter().map(|p| p.at_ms).chain([plan.safety_ms]);
+    let moments = std::iter::once(from_ms).chain(changes.filter(|t| from_ms < *t && *t <= to_ms));
+    moments.map(|t| skew_ms(plan, service, t)).collect()
+}
+
+/// The furthest `verifier`'s clock may have run ahead of `minter`'s for a token minted and
+/// verified within `[from_ms, to_ms]` (the time between the two counts too), by the plan's
+/// skews.
+pub fn clock_lead_ms(plan: &Plan, minter: &str, verifier: &str, from_ms: u64, to_ms: u64) -> i64 {
+    let ahead = skews_within(plan, verifier, from_ms, to_ms).into_iter().max().unwrap_or(0);
+    let behind = skews_within(plan, minter, from_ms, to_ms).into_iter().min().unwrap_or(0);
+    ahead - behind + to_ms.saturating_sub(from_ms) as i64
+}
+
+/// Whether `verifier` may rightly have refused a token `minter` minted within
+/// `[from_ms, to_ms]` as expired: the plan's skews put its clock more than the token's
+/// lifetime and the leeway ahead.
+pub fn token_refusable(plan: &Plan, minter: &str, verifier: &str, from_ms: u64, to_ms: u64) -> bool {
+    clock_lead_ms(plan, minter, verifier, from_ms, to_ms) > TOKEN_LIMIT_MS
 }
 
 /// How far apart two rows of one service may be written yet carry times in the other

@@ -80,6 +80,20 @@ pub struct PlannedOrder {
     /// A deposit sent at the same moment as the order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub racing_deposit: Option<RacingDeposit>,
+    /// First log in a second time and place the order under the new session (the first
+    /// keeps working); then log the new session out, try its cookie on the `/api` routes
+    /// (401) and go on under the first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub second_session: bool,
+    /// Log out this long after sending the order, on a second connection, while its answer
+    /// may still be awaited; then try the old cookie on the `/api` routes (401), log in
+    /// again and see the order (the saga is not tied to the session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logout_after_ms: Option<u64>,
+    /// The order's `Idempotency-Key` is a string every shopper uses for its order of this
+    /// number (keys are scoped per user: each gets its own order).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_key: bool,
 }
 
 /// A deposit racing an order: whole currency units, with an `Idempotency-Key` (retried
@@ -138,6 +152,9 @@ fn shopper_plan(scenario: &Scenario, seed: u64, index: u32) -> ShopperPlan {
             forged: false,
             snoop: false,
             racing_deposit: None,
+            second_session: false,
+            logout_after_ms: None,
+            shared_key: false,
         };
         // A similar order: the previous order's items and slot under a new key.
         let order = match orders.last().filter(|_| similar) {
@@ -148,6 +165,7 @@ fn shopper_plan(scenario: &Scenario, seed: u64, index: u32) -> ShopperPlan {
     }
     draw_abandons(scenario, seed, index, &mut orders);
     let reuse_deposit_key = draw_adversary(scenario, seed, index, &mut orders);
+    draw_sessions(scenario, seed, index, &mut orders);
     ShopperPlan { index, deposit, orders, reuse_deposit_key }
 }
 
@@ -175,6 +193,24 @@ fn draw_adversary(scenario: &Scenario, seed: u64, index: u32, orders: &mut [Plan
         }
     }
     reuse_deposit_key
+}
+
+/// Second sessions, logouts while an order is in flight, and keys shared by all shoppers:
+/// drawn from a stream of their own, so scenarios without these knobs keep their plans.
+fn draw_sessions(scenario: &Scenario, seed: u64, index: u32, orders: &mut [PlannedOrder]) {
+    let mix = &scenario.mix;
+    let mut draw = Draw::new(seed, &format!("plan/shopper/{index}/sessions"));
+    for order in orders.iter_mut() {
+        let second_session = draw.chance(mix.second_session);
+        let logout = draw.chance(mix.logout_in_flight);
+        // From before the order reaches the gateway to well after a saga's usual end.
+        let logout_after_ms = draw.range(1, 120);
+        order.shared_key = draw.chance(mix.shared_key);
+        // A logout in flight is one attempt of one order, on its own session.
+        let single = order.abandon_after_ms.is_none() && !order.double_submit && !order.similar_at_once;
+        order.second_session = second_session;
+        order.logout_after_ms = (logout && single && !second_session).then_some(logout_after_ms);
+    }
 }
 
 /// Which orders the shopper gives up waiting for, and when it repeats their keys. Drawn

@@ -7,6 +7,7 @@
 use crate::history::Event;
 use crate::plan::Plan;
 use crate::run::{active_faults, RunReport, SagaEntry};
+use crate::scenario::FaultKind;
 use crate::shrink::Shrunk;
 use crate::sweep::{probe_gaps, Outcome, Totals};
 use platform::crash_point::CrashPoint;
@@ -204,13 +205,6 @@ pub fn coverage_markdown(totals: &Totals) -> String {
         let shown = if hits == 0 { "**never**".to_string() } else { hits.to_string() };
         let _ = writeln!(md, "| {} | {shown} | {} |", probe.name(), probe.doc());
     }
-    md.push_str("\n## Crash points\n\nTimes each crash point (`platform::crash_point`) was reached, armed or not, and fired (crashed its host), added up over the sweep.\n\n");
-    md.push_str("| crash point | reached | fired |\n|---|---|---|\n");
-    for point in CrashPoint::ALL {
-        let (reached, fired) = totals.crash_points.get(point.name()).copied().unwrap_or_default();
-        let fired = if fired == 0 { "**never**".to_string() } else { fired.to_string() };
-        let _ = writeln!(md, "| {} | {reached} | {fired} |", point.name());
-    }
     md.push_str("\n## Workload\n\nRequests of each adversarial shopper behaviour, added up over the sweep.\n\n");
     md.push_str("| behaviour | requests |\n|---|---|\n");
     for behaviour in WORKLOAD {
@@ -218,20 +212,60 @@ pub fn coverage_markdown(totals: &Totals) -> String {
         let shown = if count == 0 { "**never**".to_string() } else { count.to_string() };
         let _ = writeln!(md, "| {behaviour} | {shown} |");
     }
+    md.push_str(&faults_markdown(totals));
     md
 }
 
-/// The adversarial workload behaviours, as `Stats::workload` counts them.
-pub const WORKLOAD: [&str; 9] = [
+/// Every fault kind and every crash point: how many the sweep planned, in how many runs,
+/// and (crash points) how often the code reached the point, armed or not.
+fn faults_markdown(totals: &Totals) -> String {
+    let mut md = String::from("\n## Faults\n\nFaults of each kind (and crash points by point) planned over the sweep, the runs that planned one, and (crash points) the times the code reached the point, armed or not, and the times it fired (crashed its host).\n\n");
+    md.push_str("| fault | planned | runs | reached | fired |\n|---|---|---|---|---|\n");
+    let shown = |n: u64| if n == 0 { "**never**".to_string() } else { n.to_string() };
+    for kind in FaultKind::ALL {
+        let planned = totals.faults.get(kind.name()).copied().unwrap_or(0);
+        let runs = totals.fault_runs.get(kind.name()).copied().unwrap_or(0);
+        let _ = writeln!(md, "| {} | {} | {} | | |", kind.name(), shown(planned), shown(runs));
+    }
+    for point in CrashPoint::ALL {
+        let planned = totals.crash_points_planned.get(point.name()).copied().unwrap_or(0);
+        let runs = totals.crash_point_runs.get(point.name()).copied().unwrap_or(0);
+        let (reached, fired) = totals.crash_points.get(point.name()).copied().unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "| crash_point {} | {} | {} | {} | {} |",
+            point.name(),
+            shown(planned),
+            shown(runs),
+            shown(reached),
+            shown(fired)
+        );
+    }
+    md
+}
+
+/// The adversarial workload behaviours, as `Stats::workload` counts them (an event's
+/// `Action::behaviour` and its own `behaviours`).
+pub const WORKLOAD: [&str; 19] = [
+    "double_submit",
+    "similar_order",
+    "abandoned",
+    "late_retry",
     "order_key_reused",
+    "key_shared",
     "similar_at_once",
     "deposit_key_reused",
     "racing_deposit_keyed",
     "racing_deposit_unkeyed",
     "internal_route",
     "forged_cookie",
+    "no_session",
+    "peek_other_order",
     "transactions_read",
     "notifications_read",
+    "second_session",
+    "logout_in_flight",
+    "logged_out_cookie",
 ];
 
 /// The fault kind (as in `summary.json`'s `faults`) of an active-fault label.
@@ -686,8 +720,8 @@ mod tests {
         totals.add(&stats);
         totals.add(&stats);
         let md = coverage_markdown(&totals);
-        assert!(md.contains("| recovery_resumed | 6 | 2 |"), "{md}");
-        assert!(md.contains("| key_committed | 10 | **never** |"), "{md}");
-        assert!(md.contains("| outbox_delivered | 0 | **never** |"), "{md}");
+        assert!(md.contains("| crash_point recovery_resumed | **never** | **never** | 6 | 2 |"), "{md}");
+        assert!(md.contains("| crash_point key_committed | **never** | **never** | 10 | **never** |"), "{md}");
+        assert!(md.contains("| crash_point outbox_delivered | **never** | **never** | **never** | **never** |"), "{md}");
     }
 }

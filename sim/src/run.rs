@@ -75,6 +75,9 @@ pub struct Stats {
     /// Crash points that fired (crashed their host) in the run, by "point host".
     #[serde(default)]
     pub crash_points_fired: BTreeMap<String, u64>,
+    /// Crash-point faults in the plan, by point name.
+    #[serde(default)]
+    pub crash_points_planned: BTreeMap<String, u64>,
     /// Requests of each adversarial workload behaviour (`Action::behaviour`, and
     /// `similar_at_once` for the similar orders sent at once under two keys).
     pub workload: BTreeMap<String, u64>,
@@ -418,8 +421,12 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
 
 fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms: u64) -> Stats {
     let mut faults = BTreeMap::new();
+    let mut crash_points_planned = BTreeMap::new();
     for planned in plan {
         *faults.entry(planned.fault.kind().name().to_string()).or_default() += 1;
+        if let Fault::CrashPoint { point, .. } = &planned.fault {
+            *crash_points_planned.entry(point.clone()).or_default() += 1;
+        }
     }
     let mut saga_events = BTreeMap::new();
     for entry in &snapshot.saga_log {
@@ -434,7 +441,7 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
             (Request::Deposit, true, false) => Some("racing_deposit_unkeyed"),
             (action, _, _) => action.behaviour(),
         };
-        if let Some(behaviour) = behaviour {
+        for behaviour in behaviour.into_iter().chain(event.behaviours.iter().copied()) {
             *workload.entry(behaviour.to_string()).or_default() += 1;
         }
     }
@@ -446,6 +453,7 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
         crash_points: BTreeMap::new(),
         storage_faults: BTreeMap::new(),
         crash_points_fired: BTreeMap::new(),
+        crash_points_planned,
         simulated_ms,
         orders: snapshot.orders.len() as u64,
         confirmed: count(OrderStatus::Confirmed),
@@ -467,7 +475,7 @@ fn digest(snapshot: &Snapshot, history: &[Event], plan: &Plan, violations: &[Vio
 }
 
 /// A service's clock skew at simulated time `at_ms`, from the plan.
-fn skew_ms(plan: &Plan, service: &str, at_ms: u64) -> i64 {
+pub fn skew_ms(plan: &Plan, service: &str, at_ms: u64) -> i64 {
     // The latest skew that has begun is the one in effect (an edited plan may be unsorted).
     plan.faults
         .iter()

@@ -72,6 +72,16 @@ pub struct Mix {
     /// A deposit (keyed or not, half and half) sent at the same moment as the order.
     #[serde(default)]
     pub racing_deposit: u64,
+    /// A second login before the order, which is placed under it; then that session is
+    /// logged out (its cookie answers 401) and the first goes on working.
+    #[serde(default)]
+    pub second_session: u64,
+    /// A logout while the order's answer is awaited; then a new login, which sees the order.
+    #[serde(default)]
+    pub logout_in_flight: u64,
+    /// The order's key is the same string for every shopper (each gets its own order).
+    #[serde(default)]
+    pub shared_key: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]

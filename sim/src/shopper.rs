@@ -58,12 +58,17 @@ pub struct Shopper {
     clock: Arc<SimClock>,
     started: Option<tokio::time::Instant>,
     cookie: Option<String>,
+    /// The session `cookie` holds: the shopper's logins numbered from 1.
+    session: u32,
+    /// Successful logins so far.
+    logins: u32,
     gateway: String,
 }
 
 /// No answer within the shopper's deadline (or the connection failed).
 struct NoAnswer {
     sent_ms: u64,
+    session: Option<u32>,
 }
 
 struct Answer {
@@ -71,7 +76,24 @@ struct Answer {
     body: Value,
     /// When the request went out: reads that overlap in time may be answered in any order.
     sent_ms: u64,
+    /// The session the request carried.
+    session: Option<u32>,
 }
+
+/// Every `/api` route a logged-out cookie is tried on (and the gateway's own session
+/// routes): each must answer 401.
+const LOGGED_OUT_ROUTES: [(&str, &str); 10] = [
+    ("GET", "/api/v1/orders"),
+    ("GET", "/api/v1/order/"),
+    ("POST", "/api/v1/order"),
+    ("GET", "/api/v1/billing/accounts/me"),
+    ("POST", "/api/v1/billing/deposit"),
+    ("GET", "/api/v1/billing/transactions"),
+    ("GET", "/api/v1/warehouse/products"),
+    ("GET", "/api/v1/notifications"),
+    ("GET", "/auth/profile/me"),
+    ("POST", "/auth/logout"),
+];
 
 impl Shopper {
     pub fn new(plan: ShopperPlan, seed: u64, scenario: Arc<Scenario>, history: History, board: Board) -> Shopper {
@@ -93,6 +115,8 @@ impl Shopper {
             clock,
             started: None,
             cookie: None,
+            session: 0,
+            logins: 0,
             gateway: format!("gateway:{}", crate::cluster::port_of("gateway")),
         }
     }
@@ -128,10 +152,12 @@ impl Shopper {
         timeout_ms: u64,
     ) -> Result<Answer, NoAnswer> {
         let cookie = if with_session { self.cookie.clone() } else { None };
-        self.send_as(method, path, body, key, cookie.as_deref(), timeout_ms).await
+        let session = cookie.as_ref().map(|_| self.session);
+        self.send_as(method, path, body, key, cookie.as_deref(), session, timeout_ms).await
     }
 
-    /// One request with `cookie` (or none) as the session.
+    /// One request with `cookie` (or none) as the session; `session` numbers it.
+    #[expect(clippy::too_many_arguments, reason = "one request's parts")]
     async fn send_as(
         &self,
         method: Method,
@@ -139,6 +165,7 @@ impl Shopper {
         body: Option<&Value>,
         key: Option<&str>,
         cookie: Option<&str>,
+        session: Option<u32>,
         timeout_ms: u64,
     ) -> Result<Answer, NoAnswer> {
         let sent_ms = self.elapsed_ms();
@@ -158,12 +185,12 @@ impl Shopper {
             // An error status is an answer too; only a transport failure is "no answer".
             Err(CallError::Status { status, problem }) => {
                 let body = problem.map_or(Value::Null, |p| serde_json::to_value(p).unwrap_or(Value::Null));
-                return Ok(Answer { status, body, sent_ms });
+                return Ok(Answer { status, body, sent_ms, session });
             }
-            Err(_) => return Err(NoAnswer { sent_ms }),
+            Err(_) => return Err(NoAnswer { sent_ms, session }),
         };
         let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        Ok(Answer { status: reply.status.as_u16(), body, sent_ms })
+        Ok(Answer { status: reply.status.as_u16(), body, sent_ms, session })
     }
 
     /// The event of one answer, with what its body says in the contract's terms.
@@ -175,11 +202,12 @@ impl Shopper {
         amount_cents: Option<i64>,
     ) -> Event {
         let at_ms = self.elapsed_ms();
-        let sent_ms = match answer {
-            Ok(answer) => answer.sent_ms,
-            Err(none) => none.sent_ms,
+        let (sent_ms, session) = match answer {
+            Ok(answer) => (answer.sent_ms, answer.session),
+            Err(none) => (none.sent_ms, none.session),
         };
         let mut event = Event::new(self.index, action, sent_ms, at_ms);
+        event.session = session;
         event.key = key.map(str::to_string);
         event.amount_cents = amount_cents;
         let Ok(answer) = answer else { return event };
@@ -245,7 +273,9 @@ impl Shopper {
             | Action::ReuseKey
             | Action::ReuseDepositKey
             | Action::Internal
-            | Action::Forged => {}
+            | Action::Forged
+            | Action::Logout
+            | Action::LoggedOut => {}
         }
         event
     }
@@ -299,34 +329,60 @@ impl Shopper {
         }
         let mut pending = Vec::new();
         let mut late = Vec::new();
+        let mut previous: Option<PlannedOrder> = None;
         for (number, order) in self.plan.orders.clone().into_iter().enumerate() {
             self.pause(order.think_ms).await;
             // New work starts only in the safety phase.
             if self.elapsed_ms() >= self.scenario.safety_ms {
                 break;
             }
+            // The session this order's work is done under ends after it; the first goes on.
+            let first_session = match order.second_session {
+                true => match self.login(&["second_session"]).await {
+                    Some(first) => Some(first),
+                    None => return Ok(()),
+                },
+                false => None,
+            };
             self.side_trip(&order).await;
-            let key = format!("order-{}-{number}", self.index);
+            let key = match order.shared_key {
+                true => format!("shared-order-{number}"),
+                false => format!("order-{}-{number}", self.index),
+            };
             let request = self.order_body(&order.items, order.slot_hour, false);
-            let placed: Vec<Uuid> = match order.abandon_after_ms {
-                Some(abandon_ms) => self
-                    .place_abandoning(&key, &request, abandon_ms, order.retry_after_ms, &mut late)
+            let similar = previous.as_ref().is_some_and(|p| p.items == order.items && p.slot_hour == order.slot_hour);
+            previous = Some(order.clone());
+            let mut marks: Vec<&'static str> = Vec::new();
+            if similar {
+                marks.push("similar_order");
+            }
+            if order.shared_key {
+                marks.push("key_shared");
+            }
+            let placed: Vec<Uuid> = match (order.abandon_after_ms, order.logout_after_ms) {
+                (Some(abandon_ms), _) => self
+                    .place_abandoning(&key, &request, abandon_ms, order.retry_after_ms, &mut late, &marks)
                     .await
                     .into_iter()
                     .collect(),
-                None => {
+                (None, Some(logout_ms)) => match self.place_logging_out(&key, &request, logout_ms, &marks).await {
+                    Some(placed) => placed.into_iter().collect(),
+                    None => return Ok(()),
+                },
+                (None, None) => {
                     let placing = async {
                         if order.similar_at_once {
                             // Two keys, the same items, at once: at most one order; the other
                             // is answered 409 duplicate-order naming it.
                             let twin = format!("{key}-twin");
                             let (first, second) = tokio::join!(
-                                self.place_marked(&key, &request, false, true),
-                                self.place_marked(&twin, &request, false, true)
+                                self.place_marked(&key, &request, false, true, &marks),
+                                self.place_marked(&twin, &request, false, true, &marks)
                             );
                             first.into_iter().chain(second).collect::<Vec<_>>()
                         } else {
-                            self.place(&key, &request, order.double_submit).await.into_iter().collect()
+                            let double = order.double_submit;
+                            self.place_marked(&key, &request, double, false, &marks).await.into_iter().collect()
                         }
                     };
                     tokio::join!(placing, self.racing_deposit(number, order.racing_deposit)).0
@@ -335,6 +391,9 @@ impl Shopper {
             pending.extend(placed);
             if order.reuse_key && order.abandon_after_ms.is_none() {
                 self.reuse_key(&key, &order).await;
+            }
+            if let Some(first) = first_session {
+                self.end_second_session(first).await;
             }
         }
         pending.extend(self.retry_late(late).await);
@@ -357,38 +416,7 @@ impl Shopper {
         {
             return false;
         }
-        for attempt in 0..STEP_ATTEMPTS_MAX {
-            let mut request = OutboundRequest::new(Method::POST, "/auth/login").json(&credentials);
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            let sent_ms = self.elapsed_ms();
-            let reply = self.http.send(&self.gateway, &request, RetryPolicy::once(ANSWER_TIMEOUT_MS)).await;
-            let reply = match reply {
-                Ok(reply) => Some(reply),
-                Err(CallError::Status { status, .. }) => {
-                    self.record(Action::Login, None, Ok(&Answer { status, body: Value::Null, sent_ms }), None);
-                    self.pause(200 * u64::from(attempt + 1)).await;
-                    continue;
-                }
-                Err(_) => None,
-            };
-            let answer = match &reply {
-                Some(r) => Ok(Answer { status: r.status.as_u16(), body: Value::Null, sent_ms }),
-                None => Err(NoAnswer { sent_ms }),
-            };
-            self.record(Action::Login, None, answer.as_ref(), None);
-            let cookie = reply
-                .as_ref()
-                .filter(|r| r.status == 200)
-                .and_then(|r| r.headers.get(header::SET_COOKIE))
-                .and_then(|v| v.to_str().ok());
-            if let Some(cookie) = cookie {
-                self.cookie = cookie.split(';').next().map(str::to_string);
-                break;
-            }
-            self.pause(200 * u64::from(attempt + 1)).await;
-        }
-        if self.cookie.is_none() {
-            self.give_up(Action::Login);
+        if self.login(&[]).await.is_none() {
             return false;
         }
         if self
@@ -418,6 +446,155 @@ impl Shopper {
         true
     }
 
+    /// Logs in (a new session, numbered after the shopper's earlier logins) and makes it the
+    /// current one. Hands back the session it replaced (`None` inside: there was none); `None`
+    /// when the shopper gave up.
+    async fn login(&mut self, marks: &[&'static str]) -> Option<(Option<String>, u32)> {
+        let email = format!("shopper{}@example.com", self.index);
+        let credentials = json!({ "email": email, "password": format!("password-{}", self.index) });
+        for attempt in 0..STEP_ATTEMPTS_MAX {
+            let mut request = OutboundRequest::new(Method::POST, "/auth/login").json(&credentials);
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            let sent_ms = self.elapsed_ms();
+            let reply = self.http.send(&self.gateway, &request, RetryPolicy::once(ANSWER_TIMEOUT_MS)).await;
+            let reply = match reply {
+                Ok(reply) => Some(reply),
+                Err(CallError::Status { status, .. }) => {
+                    let answer = Answer { status, body: Value::Null, sent_ms, session: None };
+                    self.record(Action::Login, None, Ok(&answer), None);
+                    self.pause(200 * u64::from(attempt + 1)).await;
+                    continue;
+                }
+                Err(_) => None,
+            };
+            let answer = match &reply {
+                Some(r) => Ok(Answer { status: r.status.as_u16(), body: Value::Null, sent_ms, session: None }),
+                None => Err(NoAnswer { sent_ms, session: None }),
+            };
+            let mut event = self.event(Action::Login, None, answer.as_ref(), None);
+            let cookie = reply
+                .as_ref()
+                .filter(|r| r.status == 200)
+                .and_then(|r| r.headers.get(header::SET_COOKIE))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .map(str::to_string);
+            if let Some(cookie) = cookie {
+                self.logins += 1;
+                event.session = Some(self.logins);
+                event.behaviours = marks.to_vec();
+                self.push(event);
+                let replaced = (self.cookie.replace(cookie), self.session);
+                self.session = self.logins;
+                return Some(replaced);
+            }
+            self.push(event);
+            self.pause(200 * u64::from(attempt + 1)).await;
+        }
+        self.give_up(Action::Login);
+        None
+    }
+
+    /// Logs `session` out, retrying after no answer or 5xx; a 401 to a repeat means an
+    /// earlier attempt did it. Whether the session is surely gone.
+    async fn logout(&self, cookie: &str, session: u32, marks: &[&'static str]) -> bool {
+        for attempt in 0..STEP_ATTEMPTS_MAX {
+            let answer =
+                self.send_as(Method::POST, "/auth/logout", None, None, Some(cookie), Some(session), ANSWER_TIMEOUT_MS);
+            let answer = answer.await;
+            let mut event = self.event(Action::Logout, None, answer.as_ref(), None);
+            if attempt == 0 {
+                event.behaviours = marks.to_vec();
+            }
+            self.push(event);
+            if answer.is_ok_and(|a| a.status == 204 || (a.status == 401 && attempt > 0)) {
+                return true;
+            }
+            self.pause(200 * u64::from(attempt + 1)).await;
+        }
+        false
+    }
+
+    /// A logged-out cookie on every route of [`LOGGED_OUT_ROUTES`]: each must answer 401.
+    async fn try_logged_out(&self, cookie: &str, session: u32) {
+        let order_id = self.board.borrow().get(&self.index).and_then(|ids| ids.first().copied());
+        let order_id = order_id.unwrap_or(Uuid::from_u128(u128::from(self.index) + 1));
+        let order = self.order_body(&self.plan.orders.first().map(|o| o.items.clone()).unwrap_or_default(), 1, false).0;
+        for (method, path) in LOGGED_OUT_ROUTES {
+            let (method, path, body, key) = match (method, path) {
+                ("GET", "/api/v1/order/") => (Method::GET, format!("{path}{order_id}"), None, None),
+                ("POST", "/api/v1/order") => {
+                    (Method::POST, path.to_string(), Some(order.clone()), Some(format!("logged-out-{}", self.index)))
+                }
+                ("POST", "/api/v1/billing/deposit") => {
+                    (Method::POST, path.to_string(), Some(json!({"amount": 1})), None)
+                }
+                ("POST", _) => (Method::POST, path.to_string(), None, None),
+                _ => (Method::GET, path.to_string(), None, None),
+            };
+            let answer = self
+                .send_as(method, &path, body.as_ref(), key.as_deref(), Some(cookie), Some(session), ANSWER_TIMEOUT_MS)
+                .await;
+            self.record(Action::LoggedOut, key.as_deref(), answer.as_ref(), None);
+        }
+    }
+
+    /// After an order placed under a second session: the first still works and lists it;
+    /// the second is logged out, its cookie refused everywhere, and the first still works.
+    async fn end_second_session(&mut self, (first, first_session): (Option<String>, u32)) {
+        let (second, second_session) = (std::mem::replace(&mut self.cookie, first), self.session);
+        self.session = first_session;
+        let listed = self.call(Method::GET, "/api/v1/orders", None, None, true).await;
+        self.record(Action::ListOrders, None, listed.as_ref(), None);
+        let Some(second) = second else { return };
+        if self.logout(&second, second_session, &[]).await {
+            self.try_logged_out(&second, second_session).await;
+        }
+        let listed = self.call(Method::GET, "/api/v1/orders", None, None, true).await;
+        self.record(Action::ListOrders, None, listed.as_ref(), None);
+    }
+
+    /// Sends an order and logs its session out `logout_ms` later on a second connection,
+    /// whether or not the answer came yet; then tries the old cookie everywhere (401), logs
+    /// in again and repeats the key if the first answer did not settle it. The orders to
+    /// poll; `None` when the shopper could not log in again.
+    async fn place_logging_out(
+        &mut self,
+        key: &str,
+        request: &(Value, AskedOrder),
+        logout_ms: u64,
+        marks: &[&'static str],
+    ) -> Option<Option<Uuid>> {
+        let (body, asked) = request;
+        let (Some(cookie), session) = (self.cookie.clone(), self.session) else { return Some(None) };
+        let answered = std::cell::Cell::new(false);
+        let placing = async {
+            let answer = self.place_once(key, body, asked, false, marks).await;
+            answered.set(true);
+            answer
+        };
+        let logging_out = async {
+            self.pause(logout_ms).await;
+            let marks: &[&'static str] = if answered.get() { &[] } else { &["logout_in_flight"] };
+            self.logout(&cookie, session, marks).await
+        };
+        let (answer, logged_out) = tokio::join!(placing, logging_out);
+        if logged_out {
+            self.try_logged_out(&cookie, session).await;
+        }
+        self.login(&[]).await?;
+        let named = answer.as_ref().and_then(|a| {
+            a.body["id"].as_str().or(a.body["order"]["id"].as_str()).and_then(|id| Uuid::parse_str(id).ok())
+        });
+        if let Some(order_id) = named {
+            self.board.borrow_mut().entry(self.index).or_default().push(order_id);
+            // Seen under the new session: polled until final.
+            return Some(Some(order_id));
+        }
+        // No answer, 5xx, in progress, or refused with the session: the key again.
+        Some(self.place(key, request, false).await)
+    }
+
     /// The request body of an order, and what it asks for.
     fn order_body(&self, items: &[PlannedItem], slot_hour: u32, last: bool) -> (Value, AskedOrder) {
         let lines: Vec<Value> =
@@ -432,11 +609,19 @@ impl Shopper {
         (body, AskedOrder { items: asked, slot, last })
     }
 
-    async fn place_once(&self, key: &str, body: &Value, asked: &AskedOrder, at_once: bool) -> Option<Answer> {
+    async fn place_once(
+        &self,
+        key: &str,
+        body: &Value,
+        asked: &AskedOrder,
+        at_once: bool,
+        marks: &[&'static str],
+    ) -> Option<Answer> {
         let answer = self.call(Method::POST, "/api/v1/order", Some(body), Some(key), true).await;
         let mut event = self.event(Action::PlaceOrder, Some(key), answer.as_ref(), None);
         event.asked = Some(asked.clone());
         event.at_once = at_once;
+        event.behaviours = marks.to_vec();
         self.push(event);
         answer.ok()
     }
@@ -444,7 +629,7 @@ impl Shopper {
     /// Places an order, retrying the same key after no answer, 5xx or 409 in-progress;
     /// sometimes sends the key twice at once. Returns the order to poll if it answered 202.
     async fn place(&self, key: &str, request: &(Value, AskedOrder), double: bool) -> Option<Uuid> {
-        self.place_marked(key, request, double, false).await
+        self.place_marked(key, request, double, false, &[]).await
     }
 
     /// [`Self::place`]; `at_once` marks the first attempt as one of two similar orders
@@ -455,13 +640,20 @@ impl Shopper {
         (body, asked): &(Value, AskedOrder),
         double: bool,
         at_once: bool,
+        marks: &[&'static str],
     ) -> Option<Uuid> {
         for attempt in 0..STEP_ATTEMPTS_MAX {
+            let first: &[&'static str] = if attempt == 0 { marks } else { &[] };
             let answer = if double && attempt == 0 {
                 // Each twin is recorded when its own answer arrives.
-                tokio::join!(self.place_once(key, body, asked, false), self.place_once(key, body, asked, false)).0
+                let twins: Vec<&'static str> = first.iter().copied().chain(["double_submit"]).collect();
+                tokio::join!(
+                    self.place_once(key, body, asked, false, &twins),
+                    self.place_once(key, body, asked, false, &twins)
+                )
+                .0
             } else {
-                self.place_once(key, body, asked, at_once && attempt == 0).await
+                self.place_once(key, body, asked, at_once && attempt == 0, first).await
             };
             let Some(answer) = answer else {
                 self.pause(500).await;
@@ -494,12 +686,17 @@ impl Shopper {
         abandon_ms: u64,
         retry_after_ms: Option<u64>,
         late: &mut Vec<(u64, String, (Value, AskedOrder))>,
+        marks: &[&'static str],
     ) -> Option<Uuid> {
         let (body, asked) = request;
         let answer = self.call_within(Method::POST, "/api/v1/order", Some(body), Some(key), true, abandon_ms).await;
         let mut event = self.event(Action::PlaceOrder, Some(key), answer.as_ref(), None);
         event.asked = Some(asked.clone());
         event.abandoned = answer.is_err();
+        event.behaviours = marks.to_vec();
+        if event.abandoned {
+            event.behaviours.push("abandoned");
+        }
         self.push(event);
         if let Ok(answer) = answer {
             let order_id = answer.body["id"]
@@ -541,7 +738,7 @@ impl Shopper {
         for (due, key, request) in late {
             let at = due.max(earliest).min(latest);
             self.pause(at.saturating_sub(self.elapsed_ms())).await;
-            pending.extend(self.place(&key, &request, false).await);
+            pending.extend(self.place_marked(&key, &request, false, false, &["late_retry"]).await);
         }
         pending
     }
@@ -706,7 +903,7 @@ impl Shopper {
         if order.forged {
             let forged = format!("session={:032x}", self.draw.range(1, u64::MAX - 1));
             let path = *self.draw.pick(&["/api/v1/orders", "/api/v1/billing/accounts/me", "/auth/profile/me"]);
-            let answer = self.send_as(Method::GET, path, None, None, Some(&forged), ANSWER_TIMEOUT_MS).await;
+            let answer = self.send_as(Method::GET, path, None, None, Some(&forged), None, ANSWER_TIMEOUT_MS).await;
             self.record(Action::Forged, None, answer.as_ref(), None);
         }
         if order.snoop {

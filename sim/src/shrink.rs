@@ -55,6 +55,9 @@ fn candidates(plan: &Plan) -> Vec<Plan> {
                 forged: false,
                 snoop: false,
                 racing_deposit: None,
+                second_session: false,
+                logout_after_ms: None,
+                shared_key: false,
                 ..order.clone()
             };
             let still = PlannedOrder { think_ms: 0, ..order.clone() };

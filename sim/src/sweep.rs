@@ -98,6 +98,11 @@ pub struct Totals {
     pub workload: std::collections::BTreeMap<String, u64>,
     /// Crash points reached (armed or not) and fired, by point name.
     pub crash_points: std::collections::BTreeMap<String, (u64, u64)>,
+    /// Runs whose plan had a fault of each kind.
+    pub fault_runs: std::collections::BTreeMap<String, u64>,
+    /// Crash-point faults planned, and runs that planned one, by point name.
+    pub crash_points_planned: std::collections::BTreeMap<String, u64>,
+    pub crash_point_runs: std::collections::BTreeMap<String, u64>,
 }
 
 impl Totals {
@@ -110,6 +115,11 @@ impl Totals {
         self.requests += stats.requests;
         for (kind, count) in &stats.faults {
             *self.faults.entry(kind.clone()).or_default() += count;
+            *self.fault_runs.entry(kind.clone()).or_default() += u64::from(*count > 0);
+        }
+        for (point, count) in &stats.crash_points_planned {
+            *self.crash_points_planned.entry(point.clone()).or_default() += count;
+            *self.crash_point_runs.entry(point.clone()).or_default() += u64::from(*count > 0);
         }
         for (event, count) in &stats.saga_events {
             *self.saga_events.entry(event.clone()).or_default() += count;

@@ -517,3 +517,145 @@ fn access_catches_another_users_order_in_ones_transactions_or_notifications() {
         assert_caught(&check(&snapshot, &history), 10);
     }
 }
+
+/// The clean plan with `host`'s clock moved by `skew_ms` from the start.
+fn skewed(host: &str, skew_ms: i64) -> Plan {
+    let mut plan = clean().plan.clone();
+    plan.faults.push(Planned { at_ms: 0, fault: Fault::Skew { host: host.into(), skew_ms } });
+    plan
+}
+
+fn contract_violations_naming(violations: &[Violation], saying: &str) -> usize {
+    violations.iter().filter(|v| v.invariant == CONTRACT && v.evidence.contains(saying)).count()
+}
+
+/// The first answer of a session `session` of the clean run to `action`, in the safety phase.
+fn answered_under(history: &[Event], action: Action, session: Option<u32>) -> usize {
+    history
+        .iter()
+        .position(|e| {
+            e.action == action
+                && e.session.is_some()
+                && (session.is_none() || e.session == session)
+                && e.at_ms < clean().plan.safety_ms
+                && e.status.is_some()
+        })
+        .unwrap_or_else(|| panic!("the clean run has no {action:?} under session {session:?}"))
+}
+
+#[test]
+fn contract_catches_a_live_session_refused() {
+    let (mut history, snapshot) = parts();
+    let index = answered_under(&history, Action::ListOrders, None);
+    history[index].status = Some(401);
+    history[index].listed = None;
+    assert_caught_saying(&check(&snapshot, &history), CONTRACT, "401 with a live session");
+}
+
+#[test]
+fn contract_accepts_a_401_exactly_when_the_plans_skews_put_the_service_past_the_gateways_tokens() {
+    let (mut history, snapshot) = parts();
+    let index = answered_under(&history, Action::ListOrders, None);
+    history[index].status = Some(401);
+    history[index].listed = None;
+    let saying = "401 with a live session";
+    // The order service 400 s ahead of the gateway: past the 60 s lifetime and 300 s leeway.
+    let far = final_checks(&snapshot, &history, &skewed("gateway", -400_000));
+    assert_eq!(contract_violations_naming(&far, saying), 0, "{far:#?}");
+    let far = final_checks(&snapshot, &history, &skewed("order", 400_000));
+    assert_eq!(contract_violations_naming(&far, saying), 0, "{far:#?}");
+    // 200 s ahead (within the leeway), or 400 s behind (a verifier behind needs none): wrong.
+    for plan in [skewed("gateway", -200_000), skewed("order", -400_000), skewed("billing", 400_000)] {
+        assert_caught_saying(&final_checks(&snapshot, &history, &plan), CONTRACT, saying);
+    }
+}
+
+#[test]
+fn contract_accepts_a_401_to_an_order_in_flight_only_once_its_session_was_logged_out() {
+    let (mut history, snapshot) = parts();
+    // An order placed under a second session, which the shopper then logged out.
+    let logout = history.iter().position(|e| e.action == Action::Logout && e.status == Some(204)).unwrap();
+    let (shopper, session) = (history[logout].shopper, history[logout].session);
+    let placed = history
+        .iter()
+        .position(|e| e.shopper == shopper && e.session == session && e.action == Action::PlaceOrder)
+        .expect("an order under the logged-out session");
+    history[placed].status = Some(401);
+    history[placed].problem = Some("/problems/unauthorized".into());
+    // Answered before the logout was sent: the session was live.
+    assert!(history[placed].at_ms < history[logout].sent_ms);
+    assert_caught_saying(&check(&snapshot, &history), CONTRACT, "401 with a live session");
+    // The logout sent while the order was in flight: the gateway may have seen it gone.
+    history[logout].sent_ms = history[placed].at_ms - 1;
+    let violations = check(&snapshot, &history);
+    assert_eq!(contract_violations_naming(&violations, "401 with a live session"), 0, "{violations:#?}");
+}
+
+#[test]
+fn contract_catches_a_logged_out_cookie_accepted() {
+    let (mut history, snapshot) = parts();
+    let index = history.iter().position(|e| e.action == Action::LoggedOut).expect("a logged-out call");
+    history[index].status = Some(200);
+    history[index].problem = None;
+    let violations = check(&snapshot, &history);
+    assert_caught(&violations, 10);
+    assert_caught_saying(&violations, CONTRACT, "not an answer the contract allows");
+}
+
+#[test]
+fn contract_catches_a_live_sessions_logout_refused() {
+    let (mut history, snapshot) = parts();
+    let index = history.iter().position(|e| e.action == Action::Logout && e.status == Some(204)).unwrap();
+    history[index].status = Some(401);
+    assert_caught_saying(&check(&snapshot, &history), CONTRACT, "a live session's logout refused");
+}
+
+#[test]
+fn contract_catches_a_list_leaving_out_an_order_placed_under_the_other_session() {
+    let (mut history, snapshot) = parts();
+    // The list under the first session after an order placed under the second.
+    let logout = history.iter().position(|e| e.action == Action::Logout && e.status == Some(204)).unwrap();
+    let (shopper, second) = (history[logout].shopper, history[logout].session);
+    let placed = history
+        .iter()
+        .find(|e| e.shopper == shopper && e.session == second && e.action == Action::PlaceOrder && e.order_id.is_some())
+        .and_then(|e| e.order_id)
+        .unwrap();
+    let list = history
+        .iter()
+        .position(|e| {
+            e.shopper == shopper
+                && e.action == Action::ListOrders
+                && e.session != second
+                && e.sent_ms > history[logout].at_ms
+        })
+        .expect("a list under the first session");
+    assert!(history[list].listed.as_ref().unwrap().contains(&placed));
+    assert!(check(&snapshot, &history).is_empty());
+    history[list].listed.as_mut().unwrap().retain(|id| *id != placed);
+    assert_caught_saying(&check(&snapshot, &history), CONTRACT, "leaves out order");
+}
+
+#[test]
+fn justified_outcomes_accept_a_rejected_401_only_under_a_skew_past_the_token_limit() {
+    let (history, mut snapshot) = parts();
+    let rejected = "REJECTED_401";
+    let order = fail_cleanly(&mut snapshot, rejected);
+    let subject = format!("order {order}");
+    let unjustified = |violations: Vec<Violation>| {
+        violations.iter().any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == subject)
+    };
+    // No step of the saga says it was rejected.
+    assert!(unjustified(final_checks(&snapshot, &history, &skewed("billing", 400_000))));
+    let mut entry = snapshot.saga_log.iter().find(|e| e.order_id == order && e.step == "withdraw").unwrap().clone();
+    (entry.phase, entry.event, entry.detail) = ("ACTION".into(), "REJECTED".into(), rejected.into());
+    snapshot.saga_log.push(entry);
+    // Billing 400 s ahead of the order service: its tokens are past the lifetime and leeway.
+    assert!(!unjustified(final_checks(&snapshot, &history, &skewed("billing", 400_000))));
+    // No skew, one within the leeway, billing behind, or another participant ahead: wrong.
+    for plan in
+        [clean().plan.clone(), skewed("billing", 200_000), skewed("billing", -400_000), skewed("delivery", 400_000)]
+    {
+        assert!(unjustified(final_checks(&snapshot, &history, &plan)), "{plan:?}");
+    }
+}
