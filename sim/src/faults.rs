@@ -129,14 +129,24 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
         for _ in 0..count {
             let at_ms = kind_draw.range(0, scenario.safety_ms.saturating_sub(1));
             let mut fault = draw_fault(kind, &mut kind_draw, &targets, &scenario.faults);
-            if let Fault::CrashPoint { point, host, armed_ms, .. } = &mut fault {
+            if let Fault::CrashPoint { point, host, nth, armed_ms, .. } = &mut fault {
                 if point == CrashPoint::RecoveryResumed.name() {
-                    // Recovery runs when its host restarts with sagas in flight: the point
-                    // comes with a crash of the host at the same moment, and stays armed
-                    // from then until `armed_ms` after the restart.
+                    // Recovery has work only when its host restarts with sagas in flight:
+                    // the point comes with a crash of the host at its next saga-log write
+                    // (a saga surely in flight), and stays armed from then until `armed_ms`
+                    // after that crash's restart, for the first saga recovery claims.
+                    let lead_armed_ms = kind_draw.range(100, scenario.faults.duration_max_ms.max(100));
                     let down_ms = kind_draw.range(100, scenario.faults.duration_max_ms.max(100));
-                    *armed_ms += down_ms;
-                    planned.push(Planned { at_ms, fault: Fault::Crash { host: host.clone(), down_ms } });
+                    *armed_ms += lead_armed_ms + down_ms;
+                    *nth = 1;
+                    let lead = Fault::CrashPoint {
+                        point: CrashPoint::SagaLogWritten.name().to_string(),
+                        host: host.clone(),
+                        nth: 1,
+                        armed_ms: lead_armed_ms,
+                        down_ms,
+                    };
+                    planned.push(Planned { at_ms, fault: lead });
                 }
             }
             planned.push(Planned { at_ms, fault });
@@ -682,7 +692,7 @@ mod tests {
     }
 
     #[test]
-    fn a_recovery_crash_point_comes_with_a_crash_and_outlasts_its_restart() {
+    fn a_recovery_crash_point_comes_with_a_crash_mid_saga_and_outlasts_its_restart() {
         let scenario = crate::scenario::load_named("crash-points").unwrap();
         let mut seen = 0;
         for seed in 0..100 {
@@ -693,12 +703,16 @@ mod tests {
                     continue;
                 }
                 seen += 1;
-                let crash = index.checked_sub(1).map(|i| &planned[i]);
-                let Some(Planned { at_ms, fault: Fault::Crash { host: crashed, down_ms } }) = crash else {
+                let lead = index.checked_sub(1).map(|i| &planned[i]);
+                let Some(Planned {
+                    at_ms,
+                    fault: Fault::CrashPoint { point: lead_point, host: crashed, armed_ms: lead_armed_ms, down_ms, .. },
+                }) = lead
+                else {
                     panic!("seed {seed}: no crash before {p:?}")
                 };
-                assert_eq!((at_ms, crashed), (&p.at_ms, host));
-                assert!(armed_ms > down_ms, "seed {seed}: disarmed before the restart");
+                assert_eq!((at_ms, crashed, lead_point.as_str()), (&p.at_ms, host, CrashPoint::SagaLogWritten.name()));
+                assert!(*armed_ms > lead_armed_ms + down_ms, "seed {seed}: disarmed before the restart");
             }
         }
         assert!(seen > 0);
