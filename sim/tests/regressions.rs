@@ -51,6 +51,9 @@ fn regression_an_abandoned_key_is_not_stuck_in_progress() {
         anonymous: false,
         abandon_after_ms: Some(1_000),
         retry_after_ms: Some(LATE_RETRY_MS),
+        shared_key: false,
+        second_session: false,
+        logout_after_ms: None,
         ..shopper.orders[0].clone()
     };
     let cut = Fault::Partition { a: "order".into(), b: "billing".into(), duration_ms: plan.safety_ms };
