@@ -24,10 +24,31 @@ pub enum StoreError {
     MigrationOrder { previous: u32, found: u32 },
 }
 
+/// Where a transaction runs; chosen by the composition root.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Blocking {
+    /// On the calling task's thread (the simulation's single-threaded runtime, unit tests).
+    #[default]
+    Inline,
+    /// Off the async workers: the calling worker hands its other tasks to another thread
+    /// while the transaction (and its `fsync`) runs (`tokio::task::block_in_place`). Only
+    /// on a multi-threaded runtime (the real `shop`); elsewhere it runs inline.
+    OffWorker,
+}
+
+impl Blocking {
+    fn leaves_worker(self) -> bool {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        self == Blocking::OffWorker
+            && Handle::try_current().is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread)
+    }
+}
+
 /// A service's database. Cheap to clone; every clone is the same database.
 #[derive(Clone)]
 pub struct Db {
     connection: Arc<Mutex<Connection>>,
+    blocking: Blocking,
 }
 
 impl Db {
@@ -46,9 +67,19 @@ impl Db {
 
     fn with_connection(connection: Connection, migrations: &[Migration]) -> Result<Db, StoreError> {
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        let db = Db { connection: Arc::new(Mutex::new(connection)) };
+        let db = Db { connection: Arc::new(Mutex::new(connection)), blocking: Blocking::Inline };
         db.migrate(migrations)?;
         Ok(db)
+    }
+
+    /// The same database, its transactions run as `blocking` says.
+    pub fn with_blocking(self, blocking: Blocking) -> Db {
+        Db { blocking, ..self }
+    }
+
+    /// This database with its transactions run inline (inside `block_in_place`).
+    fn inline(&self) -> Db {
+        self.clone().with_blocking(Blocking::Inline)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -82,6 +113,10 @@ impl Db {
     where
         E: From<rusqlite::Error>,
     {
+        if self.blocking.leaves_worker() {
+            let inline = self.inline();
+            return tokio::task::block_in_place(move || inline.write(work));
+        }
         let mut connection = self.lock();
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = work(&tx)?;
@@ -94,6 +129,10 @@ impl Db {
     where
         E: From<rusqlite::Error>,
     {
+        if self.blocking.leaves_worker() {
+            let inline = self.inline();
+            return tokio::task::block_in_place(move || inline.read(work));
+        }
         let connection = self.lock();
         work(&connection)
     }
