@@ -72,10 +72,12 @@ fn orders_keep_confirming_while_fifty_wrong_password_logins_run() {
     let mut orders = Vec::new();
     for index in 0..ORDERS {
         let body = order_body(&[(JUG, index + 1)], &slot_in(2 + index));
-        let answer = ann.try_send("POST", "/api/v1/order", Some(body.to_string().as_bytes()), &[(
-            "Idempotency-Key",
-            &format!("flood-{index}"),
-        )]);
+        let answer = ann.try_send(
+            "POST",
+            "/api/v1/order",
+            Some(body.to_string().as_bytes()),
+            &[("Idempotency-Key", &format!("flood-{index}"))],
+        );
         orders.push(answer.map(|a| (a.status, a.body["status"].clone(), a.body["order"]["errorMessage"].clone())));
     }
     stop.store(true, Ordering::SeqCst);
