@@ -46,6 +46,6 @@ pub async fn run(
     let billing = Arc::new(Billing { env: deps.env.clone(), db: deps.db, outbox_wakeup: wakeup });
     let router = with_common_layers(routes::routes(billing, auth), deps.env.ids.clone());
     let relay = spawner.spawn(relay.run());
-    serve(listener, router, SERVER_LIMITS, spawner, shutdown).await;
+    serve(listener, router, SERVER_LIMITS, spawner, deps.env.clock.clone(), shutdown).await;
     relay.abort();
 }

@@ -32,5 +32,5 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "delivery"));
     let delivery = Arc::new(Delivery { env: deps.env.clone(), db: deps.db, config });
     let router = with_common_layers(routes::routes(delivery, auth), deps.env.ids.clone());
-    serve(listener, router, SERVER_LIMITS, spawner, shutdown).await;
+    serve(listener, router, SERVER_LIMITS, spawner, deps.env.clock.clone(), shutdown).await;
 }

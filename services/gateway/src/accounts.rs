@@ -62,16 +62,34 @@ pub fn hash_password(params: &Params, password: &str, salt: &[u8; 16]) -> Result
     Ok(hash.to_string())
 }
 
-impl Gateway {
-    fn hash_password(&self, password: &str) -> Result<String, ApiError> {
-        let mut salt = [0u8; 16];
-        self.env.ids.fill(&mut salt);
-        hash_password(&self.argon2_params, password, &salt)
-    }
+/// Whether `password` matches the stored PHC string.
+fn password_matches(params: &Params, password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|hash| hasher(params).verify_password(password.as_bytes(), &hash).is_ok())
+}
 
-    fn password_matches(&self, password: &str, stored: &str) -> bool {
-        PasswordHash::new(stored)
-            .is_ok_and(|hash| hasher(&self.argon2_params).verify_password(password.as_bytes(), &hash).is_ok())
+impl Gateway {
+    /// Runs one Argon2id computation on the bounded pool: at most
+    /// `password_hash_concurrency_max` at once (each holds `memory_kib`), off the async
+    /// workers (`Spawner::run_blocking`). Over the cap: 503 with `Retry-After`, at once.
+    /// The permit goes with the work, so a hash whose request was dropped still counts
+    /// until it ends.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Params) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let Ok(permit) = self.hash_slots.clone().try_acquire_owned() else {
+            return Err(ApiError::unavailable("too many password checks at once; try again shortly", 1));
+        };
+        let params = self.argon2_params.clone();
+        let value = self
+            .env
+            .spawner
+            .run_blocking(move || {
+                let _permit = permit;
+                work(&params)
+            })
+            .await;
+        Ok(value)
     }
 }
 
@@ -86,7 +104,10 @@ async fn register(state: Shared, Json(request): Json<RegisterRequest>) -> Result
     if names.iter().any(|n| n.as_ref().is_some_and(|n| n.chars().count() > NAME_LENGTH_MAX)) {
         return Err(ApiError::bad_request("invalid-name", "names must be at most 100 characters"));
     }
-    let password_hash = state.hash_password(&request.password)?;
+    let mut salt = [0u8; 16];
+    state.env.ids.fill(&mut salt);
+    let password = request.password.clone();
+    let password_hash = state.hashing(move |params| hash_password(params, &password, &salt)).await??;
     let user_id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());
     state.db.write(|tx| {
@@ -114,12 +135,13 @@ async fn login(state: Shared, Json(request): Json<LoginRequest>) -> Result<Respo
         Some(email) => state.db.read(|c| user_by_email(c, email))?,
         None => None,
     };
-    let stored = user.as_ref().map_or(state.decoy_hash.as_str(), |u| u.password_hash.as_str());
-    let matches = state.password_matches(&request.password, stored);
+    let stored = user.as_ref().map_or_else(|| state.decoy_hash.clone(), |u| u.password_hash.clone());
+    let password = request.password;
+    let matches = state.hashing(move |params| password_matches(params, &password, &stored)).await?;
     let Some(user) = user.filter(|_| matches) else {
         return Err(invalid_credentials());
     };
-    let session_id = state.env.ids.hex(32);
+    let session_id = state.env.ids.secret_hex(32);
     let now = time_text(state.env.clock.now_utc());
     state.db.write(|tx| insert_session(tx, &session_id, user.id, &now))?;
     let body = axum::Json(LoginResponse { user_id: user.id, email: user.email });

@@ -17,6 +17,7 @@ use platform::storage::Db;
 use platform::{Deps, Env};
 use std::future::Future;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 pub use store::migrations;
 
@@ -35,6 +36,9 @@ pub const PASSWORD_COST_LOW: PasswordCost = PasswordCost { memory_kib: 64, itera
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
     pub password_cost: PasswordCost,
+    /// Password hashes (register, login) computed at once; more get 503 with `Retry-After`.
+    /// Bounds their memory (`password_cost.memory_kib` each) and CPU.
+    pub password_hash_concurrency_max: usize,
     /// A session unused for this long is gone.
     pub session_idle_timeout_s: i64,
     /// A session's last use is written at most this often.
@@ -45,6 +49,7 @@ pub struct Config {
 
 pub const CONFIG: Config = Config {
     password_cost: PASSWORD_COST_STANDARD,
+    password_hash_concurrency_max: 4,
     session_idle_timeout_s: 24 * 60 * 60,
     session_touch_interval_s: 60,
     upstream_retry: RetryPolicy {
@@ -63,6 +68,8 @@ pub struct Gateway {
     peers: Peers,
     config: Config,
     argon2_params: Params,
+    /// One permit per password hash under way (see `Config::password_hash_concurrency_max`).
+    hash_slots: Arc<Semaphore>,
     /// Verified when a login names an unknown email, so that it costs what a wrong
     /// password costs.
     decoy_hash: String,
@@ -83,6 +90,7 @@ pub fn app(deps: Deps, config: Config) -> Router {
         decoy_hash: accounts::hash_password(&argon2_params, "decoy password", &[7; 16])
             .expect("hashing with valid params"),
         argon2_params,
+        hash_slots: Arc::new(Semaphore::new(config.password_hash_concurrency_max)),
     });
     let ids = deps.env.ids.clone();
     let routes = accounts::routes().merge(proxy::routes()).fallback(proxy::unknown).with_state(gateway);
@@ -90,6 +98,6 @@ pub fn app(deps: Deps, config: Config) -> Router {
 }
 
 pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
-    let spawner = deps.env.spawner;
-    serve(listener, app(deps, config), SERVER_LIMITS, spawner, shutdown).await;
+    let (spawner, clock) = (deps.env.spawner, deps.env.clock.clone());
+    serve(listener, app(deps, config), SERVER_LIMITS, spawner, clock, shutdown).await;
 }

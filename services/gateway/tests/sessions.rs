@@ -15,9 +15,13 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 fn gateway(clock: Arc<ManualClock>) -> Router {
+    gateway_with_ids(clock, Ids::from_seed(1))
+}
+
+fn gateway_with_ids(clock: Arc<ManualClock>, ids: Ids) -> Router {
     let peer = "127.0.0.1:9".to_string();
     let deps = Deps {
-        env: Env::new(clock, Arc::new(TokioNet), Ids::from_seed(1)),
+        env: Env::new(clock, Arc::new(TokioNet), ids),
         db: Db::open_memory(&gateway::migrations()).unwrap(),
         secrets: Secrets { user_token_secret: b"u".to_vec(), service_token_secret: b"s".to_vec() },
         peers: Peers {
@@ -97,4 +101,26 @@ async fn wrong_password_and_unknown_email_answer_alike() {
         call(&app, "POST", "/auth/login", None, r#"{"email":"nobody@example.com","password":"not the one"}"#).await;
     assert_eq!(wrong, (StatusCode::UNAUTHORIZED, None));
     assert_eq!(wrong, unknown);
+}
+
+/// The session id a fresh gateway with these ids gives the first shopper who logs in.
+async fn first_session_id(ids: Ids) -> String {
+    let clock = Arc::new(ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()));
+    let cookie = logged_in(&gateway_with_ids(clock, ids)).await;
+    cookie.strip_prefix("session=").unwrap().to_string()
+}
+
+/// In the simulation a seed decides everything, session ids included; in real mode the ids
+/// come from the same kind of seeded stream (request ids are minted from it and are public),
+/// but session ids come from the operating system: two gateways with one seed, the same
+/// requests and the same public stream still hand out different session ids of 256 bits.
+#[tokio::test]
+async fn real_session_ids_do_not_follow_from_the_seed() {
+    assert_eq!(first_session_id(Ids::from_seed(1)).await, first_session_id(Ids::from_seed(1)).await);
+    let (a, b) = (Ids::with_os_secrets(1), Ids::with_os_secrets(1));
+    let (session_a, session_b) = (first_session_id(a.clone()).await, first_session_id(b.clone()).await);
+    assert_eq!(a.uuid(), b.uuid(), "the public streams are alike");
+    assert_ne!(session_a, session_b, "a session id is not derived from the seed");
+    assert_eq!(session_a.len(), 64);
+    assert!(session_a.bytes().all(|c| c.is_ascii_hexdigit()));
 }

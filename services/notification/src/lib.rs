@@ -62,7 +62,15 @@ pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<
         .route("/api/v1/notifications/events", post(intake))
         .layer(Extension(auth))
         .with_state(state);
-    serve(listener, with_common_layers(routes, deps.env.ids.clone()), SERVER_LIMITS, spawner, shutdown).await;
+    serve(
+        listener,
+        with_common_layers(routes, deps.env.ids.clone()),
+        SERVER_LIMITS,
+        spawner,
+        deps.env.clock.clone(),
+        shutdown,
+    )
+    .await;
 }
 
 /// Stores the event once per (order, type); repeats are acknowledged and change nothing.

@@ -105,7 +105,7 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
     let relay = spawner.spawn(relay.run());
     let recovery = spawner.spawn(recover(orders.clone()));
     let router = with_common_layers(routes::routes(orders, auth), deps.env.ids.clone());
-    serve(listener, router, SERVER_LIMITS, spawner, shutdown).await;
+    serve(listener, router, SERVER_LIMITS, spawner, deps.env.clock.clone(), shutdown).await;
     relay.abort();
     recovery.abort();
 }

@@ -1,19 +1,56 @@
-//! The id and randomness seam: one seeded generator per service instance.
+//! The id and randomness seam: one seeded generator per service instance, and the source
+//! of secrets (session ids, token secrets).
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-/// Seeded source of ids, tokens and salts. Same seed, same sequence.
+/// Seeded source of ids, tokens and salts. Same seed, same sequence. Secrets come from
+/// [`Ids::secret_hex`], whose source the composition root picks.
 #[derive(Clone)]
 pub struct Ids {
     rng: Arc<Mutex<ChaCha20Rng>>,
+    secrets: SecretSource,
 }
 
+/// Where [`Ids::secret_hex`] draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The seeded stream, like every other draw: a run is reproducible from its seed (the
+    /// simulation, tests).
+    Seeded,
+    /// The operating system's generator, never the seeded stream (real mode): the public
+    /// stream (request ids, trace ids) says nothing about a secret, and no seed derives one.
+    Os,
+}
+
+/// The fewest bytes a secret may have (128 bits).
+pub const SECRET_BYTES_MIN: usize = 16;
+
 impl Ids {
+    /// Everything, secrets included, from `seed`.
     pub fn from_seed(seed: u64) -> Ids {
-        Ids { rng: Arc::new(Mutex::new(ChaCha20Rng::seed_from_u64(seed))) }
+        Ids { rng: Arc::new(Mutex::new(ChaCha20Rng::seed_from_u64(seed))), secrets: SecretSource::Seeded }
+    }
+
+    /// Ids from `seed`, secrets from the operating system (real mode).
+    pub fn with_os_secrets(seed: u64) -> Ids {
+        Ids { secrets: SecretSource::Os, ..Ids::from_seed(seed) }
+    }
+
+    /// A secret of `length_bytes` (at least [`SECRET_BYTES_MIN`]) random bytes, as lowercase
+    /// hex: a session id, a token secret.
+    pub fn secret_hex(&self, length_bytes: usize) -> String {
+        assert!(length_bytes >= SECRET_BYTES_MIN, "a secret has at least {SECRET_BYTES_MIN} bytes");
+        match self.secrets {
+            SecretSource::Seeded => self.hex(length_bytes),
+            SecretSource::Os => {
+                let mut bytes = vec![0u8; length_bytes];
+                crate::real::os_random(&mut bytes);
+                to_hex(&bytes)
+            }
+        }
     }
 
     pub fn fill(&self, bytes: &mut [u8]) {
@@ -38,8 +75,12 @@ impl Ids {
     pub fn hex(&self, length_bytes: usize) -> String {
         let mut bytes = vec![0u8; length_bytes];
         self.fill(&mut bytes);
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        to_hex(&bytes)
     }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -53,5 +94,23 @@ mod tests {
         assert_eq!(a.uuid(), b.uuid());
         assert_eq!(a.hex(8), b.hex(8));
         assert_ne!(Ids::from_seed(8).uuid(), Ids::from_seed(7).uuid());
+    }
+
+    #[test]
+    fn seeded_secrets_are_reproducible() {
+        assert_eq!(Ids::from_seed(7).secret_hex(32), Ids::from_seed(7).secret_hex(32));
+    }
+
+    /// Real mode: the public stream is reproducible from its seed, the secrets are not, and
+    /// drawing a secret leaves the public stream where it was.
+    #[test]
+    fn os_secrets_do_not_come_from_the_seed() {
+        let (a, b) = (Ids::with_os_secrets(7), Ids::with_os_secrets(7));
+        let (secret_a, secret_b) = (a.secret_hex(32), b.secret_hex(32));
+        assert_eq!(secret_a.len(), 64);
+        assert_ne!(secret_a, secret_b, "two processes with one seed must not share a secret");
+        assert_ne!(secret_a, Ids::from_seed(7).hex(32), "a secret is not the seed's first draw");
+        assert_eq!(a.uuid(), Ids::from_seed(7).uuid(), "the public stream is untouched by secrets");
+        assert_eq!(a.uuid(), b.uuid());
     }
 }

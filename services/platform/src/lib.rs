@@ -88,6 +88,21 @@ impl Spawner {
         }
     }
 
+    /// Runs blocking, CPU-heavy `work` (a password hash) where it cannot hold up the async
+    /// workers: on tokio's blocking pool for `Runtime`, inline for `Local` (the simulation
+    /// is single-threaded and deterministic, and its hashes are cheap). A panic in `work`
+    /// resumes in the caller.
+    #[expect(clippy::disallowed_methods, reason = "the one place blocking work leaves the runtime")]
+    pub async fn run_blocking<T: Send + 'static>(self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        match self {
+            Spawner::Runtime => match tokio::task::spawn_blocking(work).await {
+                Ok(value) => value,
+                Err(error) => std::panic::resume_unwind(error.into_panic()),
+            },
+            Spawner::Local => work(),
+        }
+    }
+
     /// Spawns `future` into `set` the same way.
     #[expect(clippy::disallowed_methods, reason = "the one place tasks are spawned")]
     pub fn spawn_into<T: Send + 'static>(

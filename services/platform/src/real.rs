@@ -1,4 +1,5 @@
-//! Real-mode adapters: tokio sockets, the system clock, OS entropy for the id seed.
+//! Real-mode adapters: tokio sockets, the system clock, OS entropy for the id seed and
+//! for secrets.
 //! The only place in the services allowed to touch them.
 
 use crate::clock::Clock;
@@ -73,7 +74,24 @@ pub fn entropy_seed() -> u64 {
     rand_core::OsRng.next_u64()
 }
 
-/// The real environment: system clock, tokio sockets, ids seeded from OS entropy.
+/// Fills `bytes` straight from the operating system's generator (secrets in real mode).
+pub fn os_random(bytes: &mut [u8]) {
+    use rand_core::RngCore;
+    rand_core::OsRng.fill_bytes(bytes);
+}
+
+/// A secret of `length_bytes` random bytes from the operating system, as lowercase hex.
+pub fn os_secret_hex(length_bytes: usize) -> String {
+    Ids::with_os_secrets(0).secret_hex(length_bytes)
+}
+
+/// The real ids: the public stream (ids, request ids, salts) seeded from OS entropy, secrets
+/// (session ids) straight from the OS, never from that stream.
+pub fn real_ids() -> Ids {
+    Ids::with_os_secrets(entropy_seed())
+}
+
+/// The real environment: system clock, tokio sockets, [`real_ids`].
 pub fn real_env() -> Env {
-    Env::new(Arc::new(SystemClock), Arc::new(TokioNet), Ids::from_seed(entropy_seed()))
+    Env::new(Arc::new(SystemClock), Arc::new(TokioNet), real_ids())
 }

@@ -1,11 +1,13 @@
 //! Serves an axum `Router` with hyper over any [`Listener`] of the network seam, with a
-//! bound on connections, a header-read deadline and a header size limit.
+//! bound on connections, a header-read deadline, a body-read deadline on the clock seam and
+//! a header size limit.
 
 use crate::json::{problem_everywhere, unknown_route, BODY_SIZE_MAX_BYTES};
 use crate::net::Listener;
 use crate::trace::request_context;
-use crate::{Ids, Spawner};
+use crate::{ApiError, Clock, Ids, Spawner};
 use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -19,6 +21,10 @@ use tokio::task::JoinSet;
 pub struct ServerLimits {
     pub connection_count_max: usize,
     pub header_read_timeout_ms: u64,
+    /// The whole body must arrive within this long after the headers; else 408 and the
+    /// connection closes. With the header deadline it bounds the whole request read, so a
+    /// client trickling a body cannot hold a connection permit indefinitely.
+    pub body_read_timeout_ms: u64,
     /// hyper's read buffer; headers beyond it get 431. At least 8192.
     pub header_buffer_max_bytes: usize,
 }
@@ -26,6 +32,7 @@ pub struct ServerLimits {
 pub const SERVER_LIMITS: ServerLimits = ServerLimits {
     connection_count_max: 1024,
     header_read_timeout_ms: 10_000,
+    body_read_timeout_ms: 10_000,
     // Above HEADER_SIZE_MAX_BYTES, so that an overlong header usually reaches
     // `headers_within_limit` and gets a problem body; past this, hyper answers a bare 431.
     header_buffer_max_bytes: 64 * 1024,
@@ -52,6 +59,48 @@ async fn headers_within_limit(
     next.run(request).await
 }
 
+/// Middleware: reads the whole body (at most [`BODY_SIZE_MAX_BYTES`]) within
+/// `body_read_timeout_ms` on the clock seam, then hands the request on with the body in
+/// memory. Too slow: 408 problem+json with `Connection: close`; too large: 413.
+async fn body_within_deadline(
+    axum::extract::State((clock, timeout)): axum::extract::State<(Arc<dyn Clock>, Duration)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let read = clock.timeout(timeout, axum::body::to_bytes(body, BODY_SIZE_MAX_BYTES)).await;
+    let error = match read {
+        Ok(Ok(bytes)) => return next.run(axum::extract::Request::from_parts(parts, bytes.into())).await,
+        Ok(Err(error)) if is_length_limit(&error) => {
+            ApiError::new(413, "body-too-large", "Payload too large", "request body is over 64 KiB")
+        }
+        Ok(Err(error)) => ApiError::bad_request("invalid-body", format!("could not read the body: {error}")),
+        Err(elapsed) => {
+            tracing::debug!(%elapsed, method = %parts.method, path = parts.uri.path(), "request body too slow");
+            ApiError::new(
+                408,
+                "request-timeout",
+                "Request timeout",
+                format!("the request body did not arrive within {} ms", elapsed.duration_ms),
+            )
+        }
+    };
+    let mut response = axum::response::IntoResponse::into_response(error);
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
 /// Wraps a service's routes with the layers every service shares: problem+json for every
 /// error, 404 problem for unknown routes, the 64 KiB body limit, and the request context.
 pub fn with_common_layers(routes: Router, ids: Ids) -> Router {
@@ -68,14 +117,18 @@ pub fn with_layers_keeping_fallback(routes: Router, ids: Ids) -> Router {
 }
 
 /// Accepts connections until `shutdown` completes; dropping the returned future (a crash)
-/// drops every connection with it.
+/// drops every connection with it. Request bodies are read within `body_read_timeout_ms`
+/// on `clock`.
 pub async fn serve(
     mut listener: Box<dyn Listener>,
     router: Router,
     limits: ServerLimits,
     spawner: Spawner,
+    clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let body_timeout = Duration::from_millis(limits.body_read_timeout_ms);
+    let router = router.layer(axum::middleware::from_fn_with_state((clock, body_timeout), body_within_deadline));
     let permits = Arc::new(Semaphore::new(limits.connection_count_max));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

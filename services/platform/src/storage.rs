@@ -44,10 +44,31 @@ pub fn is_transient(error: &rusqlite::Error) -> bool {
     )
 }
 
+/// Where a transaction runs; chosen by the composition root.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Blocking {
+    /// On the calling task's thread (the simulation's single-threaded runtime, unit tests).
+    #[default]
+    Inline,
+    /// Off the async workers: the calling worker hands its other tasks to another thread
+    /// while the transaction (and its `fsync`) runs (`tokio::task::block_in_place`). Only
+    /// on a multi-threaded runtime (the real `shop`); elsewhere it runs inline.
+    OffWorker,
+}
+
+impl Blocking {
+    fn leaves_worker(self) -> bool {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        self == Blocking::OffWorker
+            && Handle::try_current().is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread)
+    }
+}
+
 /// A service's database. Cheap to clone; every clone is the same database.
 #[derive(Clone)]
 pub struct Db {
     connection: Arc<Mutex<Connection>>,
+    blocking: Blocking,
 }
 
 impl Db {
@@ -66,9 +87,19 @@ impl Db {
 
     fn with_connection(connection: Connection, migrations: &[Migration]) -> Result<Db, StoreError> {
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        let db = Db { connection: Arc::new(Mutex::new(connection)) };
+        let db = Db { connection: Arc::new(Mutex::new(connection)), blocking: Blocking::Inline };
         db.migrate(migrations)?;
         Ok(db)
+    }
+
+    /// The same database, its transactions run as `blocking` says.
+    pub fn with_blocking(self, blocking: Blocking) -> Db {
+        Db { blocking, ..self }
+    }
+
+    /// This database with its transactions run inline (inside `block_in_place`).
+    fn inline(&self) -> Db {
+        self.clone().with_blocking(Blocking::Inline)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -107,6 +138,10 @@ impl Db {
     where
         E: From<rusqlite::Error>,
     {
+        if self.blocking.leaves_worker() {
+            let inline = self.inline();
+            return tokio::task::block_in_place(move || inline.write(work));
+        }
         let failure = storage_fault::draw();
         let mut connection = self.lock();
         if failure == Some(StorageFailure::Busy) {
@@ -129,6 +164,10 @@ impl Db {
     where
         E: From<rusqlite::Error>,
     {
+        if self.blocking.leaves_worker() {
+            let inline = self.inline();
+            return tokio::task::block_in_place(move || inline.read(work));
+        }
         let connection = self.lock();
         work(&connection)
     }

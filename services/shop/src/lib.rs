@@ -5,9 +5,9 @@ use contracts::Timestamp;
 use platform::auth::Secrets;
 use platform::internal::Peers;
 use platform::net::Listener;
-use platform::real::{entropy_seed, TokioNet};
-use platform::storage::{Db, Migration, StoreError};
-use platform::{Deps, Ids, Net};
+use platform::real::{os_secret_hex, TokioNet};
+use platform::storage::{Blocking, Db, Migration, StoreError};
+use platform::{Deps, Net};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -101,44 +101,65 @@ pub enum ShopError {
     EphemeralPortsNeedAllServices,
 }
 
-/// Opens the service's database: a file in the data directory, or memory.
+/// Opens the service's database: a file in the data directory, or memory. Its transactions
+/// run off the async workers (`Blocking::OffWorker`): the shop's runtime is multi-threaded.
 pub fn open_db(data_dir: Option<&Path>, service: ServiceName) -> Result<Db, ShopError> {
     let migrations = service.migrations();
     let opened = match data_dir {
         Some(dir) => Db::open_file(&dir.join(format!("{}.sqlite", service.as_str())), &migrations),
         None => Db::open_memory(&migrations),
     };
-    opened.map_err(|source| ShopError::Store { service: service.as_str(), source })
+    let db = opened.map_err(|source| ShopError::Store { service: service.as_str(), source })?;
+    Ok(db.with_blocking(Blocking::OffWorker))
 }
 
 /// The token secrets: from the environment if set, else from `secrets.json` in the data
 /// directory (created on first start), so that separate `shop serve` processes sharing a
-/// data directory agree. In memory mode they are random for this run.
+/// data directory agree. In memory mode they are random for this run. Fresh secrets come
+/// straight from the operating system's generator (256 bits each).
 pub fn load_secrets(data_dir: Option<&Path>, from_env: Option<Secrets>) -> Result<Secrets, ShopError> {
     if let Some(secrets) = from_env {
         return Ok(secrets);
     }
-    let ids = Ids::from_seed(entropy_seed());
-    let fresh =
-        || Secrets { user_token_secret: ids.hex(32).into_bytes(), service_token_secret: ids.hex(32).into_bytes() };
+    let fresh = || [os_secret_hex(32), os_secret_hex(32)];
     let Some(dir) = data_dir else {
-        return Ok(fresh());
+        let [user, service] = fresh();
+        return Ok(Secrets { user_token_secret: user.into_bytes(), service_token_secret: service.into_bytes() });
     };
     let path = dir.join("secrets.json");
     let error = |detail: String| ShopError::Secrets { path: path.clone(), detail };
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let stored: [String; 2] = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
-        let [user, service] = stored;
-        return Ok(Secrets { user_token_secret: user.into_bytes(), service_token_secret: service.into_bytes() });
+    if !path.exists() {
+        let text = serde_json::to_string(&fresh()).map_err(|e| error(e.to_string()))?;
+        create_exclusively(dir, &path, text.as_bytes()).map_err(|e| error(e.to_string()))?;
     }
-    let secrets = fresh();
-    let text = serde_json::to_string(&[
-        String::from_utf8_lossy(&secrets.user_token_secret),
-        String::from_utf8_lossy(&secrets.service_token_secret),
-    ])
-    .map_err(|e| error(e.to_string()))?;
-    std::fs::write(&path, text).map_err(|e| error(e.to_string()))?;
-    Ok(secrets)
+    // Whoever created the file first won; every process reads the winner.
+    let text = std::fs::read_to_string(&path).map_err(|e| error(e.to_string()))?;
+    let [user, service]: [String; 2] = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
+    Ok(Secrets { user_token_secret: user.into_bytes(), service_token_secret: service.into_bytes() })
+}
+
+/// Creates `path` with `contents`, readable by its owner only (0600), unless it exists: the
+/// contents go to a private temporary file first (written and synced), which is then
+/// hard-linked to `path` — a link never replaces an existing file, so of two processes
+/// racing on an empty directory exactly one wins, and nobody ever sees a partial file.
+fn create_exclusively(dir: &Path, path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let temporary =
+        dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), os_secret_hex(16)));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(contents)?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| match std::fs::hard_link(&temporary, path) {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        linked => linked,
+    });
+    let _ = std::fs::remove_file(&temporary);
+    linked
 }
 
 fn seed_demo_data(service: ServiceName, db: &Db, now: Timestamp, config: &ShopConfig) -> Result<(), ShopError> {

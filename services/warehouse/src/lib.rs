@@ -23,5 +23,5 @@ pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "warehouse"));
     let warehouse = Arc::new(Warehouse { env: deps.env.clone(), db: deps.db });
     let router = with_common_layers(routes::routes(warehouse, auth), deps.env.ids.clone());
-    serve(listener, router, SERVER_LIMITS, deps.env.spawner, shutdown).await;
+    serve(listener, router, SERVER_LIMITS, deps.env.spawner, deps.env.clock.clone(), shutdown).await;
 }

@@ -38,6 +38,8 @@ pub struct TestShop {
     pub data_dir: PathBuf,
     pub base_port: u16,
     pub slot_capacity: u32,
+    /// `--password-cost`: "low" unless a test needs the real cost.
+    pub password_cost: &'static str,
     processes: BTreeMap<String, Child>,
 }
 
@@ -52,10 +54,24 @@ impl TestShop {
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
         let data_dir = std::env::temp_dir().join(format!("shop-test-{}-{block}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
-        let mut shop = TestShop { data_dir, base_port: free_base_port(), slot_capacity, processes: BTreeMap::new() };
+        let mut shop = TestShop {
+            data_dir,
+            base_port: free_base_port(),
+            slot_capacity,
+            password_cost: "low",
+            processes: BTreeMap::new(),
+        };
         for group in groups {
             shop.start_group(group);
         }
+        shop
+    }
+
+    /// All six services in one process, with passwords hashed at the standard cost.
+    pub fn start_standard_cost() -> TestShop {
+        let mut shop = TestShop::start_groups(&[], 5);
+        shop.password_cost = "standard";
+        shop.start_group("gateway,order,billing,warehouse,delivery,notification");
         shop
     }
 
@@ -65,7 +81,7 @@ impl TestShop {
             .args(["--data-dir", self.data_dir.to_str().unwrap()])
             .args(["--services", services])
             .args(["--slot-capacity", &self.slot_capacity.to_string()])
-            .args(["--password-cost", "low"])
+            .args(["--password-cost", self.password_cost])
             .env("SHOP_USER_TOKEN_SECRET", USER_TOKEN_SECRET)
             .env("SHOP_SERVICE_TOKEN_SECRET", SERVICE_TOKEN_SECRET)
             .env("RUST_LOG", "warn")
