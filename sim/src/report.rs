@@ -722,6 +722,9 @@ mod tests {
         let md = coverage_markdown(&totals);
         assert!(md.contains("| crash_point recovery_resumed | **never** | **never** | 6 | 2 |"), "{md}");
         assert!(md.contains("| crash_point key_committed | **never** | **never** | 10 | **never** |"), "{md}");
-        assert!(md.contains("| crash_point outbox_delivered | **never** | **never** | **never** | **never** |"), "{md}");
+        assert!(
+            md.contains("| crash_point outbox_delivered | **never** | **never** | **never** | **never** |"),
+            "{md}"
+        );
     }
 }

@@ -7,8 +7,8 @@ use contracts::saga::reason;
 use platform::operations::OperationState;
 use sim::checks::{final_checks, Violation, CONTRACT, JUSTIFIED_OUTCOMES};
 use sim::faults::{Fault, Planned};
-use sim::model;
 use sim::history::{Action, Event};
+use sim::model;
 use sim::plan::{from_seed, Plan};
 use sim::run::{run_plan_keeping_state, sim_ms};
 use sim::scenario::load_named;
@@ -364,7 +364,9 @@ fn justified_outcomes_accept_an_unavailable_failure_only_under_a_storage_fault()
         snapshot.saga_log.iter().filter(|e| e.order_id == order).map(|e| sim_ms(plan, "order", e.at)).collect();
     let (begin, end) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
     let unjustified = |plan: &Plan| {
-        final_checks(&snapshot, &history, plan).iter().any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == subject)
+        final_checks(&snapshot, &history, plan)
+            .iter()
+            .any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == subject)
     };
     // A storage fault on the orchestrator while the saga ran justifies the failure.
     assert!(!unjustified(&with_storage_fault("order", begin, (end - begin).max(100))));
