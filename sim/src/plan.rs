@@ -108,6 +108,32 @@ pub struct RacingDeposit {
 /// A retry of an abandoned key this long after giving up, or longer, is a late one.
 pub const LATE_RETRY_MS: u64 = 5_000;
 
+impl PlannedOrder {
+    /// An order with every workload behaviour off: the plan's base for a fresh order, and
+    /// what the shrinker turns an order into.
+    pub fn plain(think_ms: u64, items: Vec<PlannedItem>, slot_hour: u32) -> PlannedOrder {
+        PlannedOrder {
+            think_ms,
+            items,
+            slot_hour,
+            double_submit: false,
+            peek: false,
+            anonymous: false,
+            abandon_after_ms: None,
+            retry_after_ms: None,
+            reuse_key: false,
+            similar_at_once: false,
+            internal: false,
+            forged: false,
+            snoop: false,
+            racing_deposit: None,
+            second_session: false,
+            logout_after_ms: None,
+            shared_key: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedItem {
@@ -137,24 +163,13 @@ fn shopper_plan(scenario: &Scenario, seed: u64, index: u32) -> ShopperPlan {
         let peek = draw.chance(scenario.mix.peek);
         let anonymous = draw.chance(scenario.mix.anonymous);
         let similar = !orders.is_empty() && draw.chance(scenario.mix.similar);
+        let items = draw_items(&mut draw);
+        let slot_hour = draw.range(1, u64::from(scenario.slot_choices)) as u32;
         let fresh = PlannedOrder {
-            think_ms,
-            items: draw_items(&mut draw),
-            slot_hour: draw.range(1, u64::from(scenario.slot_choices)) as u32,
             double_submit: draw.chance(scenario.mix.double_submit),
             peek,
             anonymous,
-            abandon_after_ms: None,
-            retry_after_ms: None,
-            reuse_key: false,
-            similar_at_once: false,
-            internal: false,
-            forged: false,
-            snoop: false,
-            racing_deposit: None,
-            second_session: false,
-            logout_after_ms: None,
-            shared_key: false,
+            ..PlannedOrder::plain(think_ms, items, slot_hour)
         };
         // A similar order: the previous order's items and slot under a new key.
         let order = match orders.last().filter(|_| similar) {

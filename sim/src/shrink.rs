@@ -43,23 +43,7 @@ fn candidates(plan: &Plan) -> Vec<Plan> {
     // Plainer orders: no twin, no side trip, no pause.
     for (shopper, shopper_plan) in plan.shoppers.iter().enumerate() {
         for (index, order) in shopper_plan.orders.iter().enumerate() {
-            let plain = PlannedOrder {
-                double_submit: false,
-                peek: false,
-                anonymous: false,
-                abandon_after_ms: None,
-                retry_after_ms: None,
-                reuse_key: false,
-                similar_at_once: false,
-                internal: false,
-                forged: false,
-                snoop: false,
-                racing_deposit: None,
-                second_session: false,
-                logout_after_ms: None,
-                shared_key: false,
-                ..order.clone()
-            };
+            let plain = PlannedOrder::plain(order.think_ms, order.items.clone(), order.slot_hour);
             let still = PlannedOrder { think_ms: 0, ..order.clone() };
             for simpler in [plain, still] {
                 if &simpler != order {

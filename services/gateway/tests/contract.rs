@@ -8,37 +8,21 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use platform::auth::Secrets;
 use platform::clock::ManualClock;
-use platform::internal::Peers;
-use platform::real::TokioNet;
-use platform::storage::Db;
-use platform::{Deps, Env, Ids};
+use platform::Ids;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
+
+mod common;
 
 fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()))
 }
 
 fn gateway(clock: Arc<ManualClock>, upstream: &str) -> Router {
-    let peer = upstream.to_string();
-    let deps = Deps {
-        env: Env::new(clock, Arc::new(TokioNet), Ids::from_seed(1)),
-        db: Db::open_memory(&gateway::migrations()).unwrap(),
-        secrets: Secrets { user_token_secret: b"u".to_vec(), service_token_secret: b"s".to_vec() },
-        peers: Peers {
-            gateway: peer.clone(),
-            order: peer.clone(),
-            billing: peer.clone(),
-            warehouse: peer.clone(),
-            delivery: peer.clone(),
-            notification: peer,
-        },
-    };
-    gateway::app(deps, gateway::Config { password_cost: gateway::PASSWORD_COST_LOW, ..gateway::CONFIG })
+    common::gateway_app(clock, Ids::from_seed(1), upstream)
 }
 
 /// A service that answers `[]` to everything and keeps every request head it got.

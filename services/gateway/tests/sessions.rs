@@ -4,36 +4,20 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use platform::auth::Secrets;
 use platform::clock::ManualClock;
-use platform::internal::Peers;
-use platform::real::TokioNet;
-use platform::storage::Db;
-use platform::{Deps, Env, Ids};
+use platform::Ids;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
+
+mod common;
 
 fn gateway(clock: Arc<ManualClock>) -> Router {
     gateway_with_ids(clock, Ids::from_seed(1))
 }
 
 fn gateway_with_ids(clock: Arc<ManualClock>, ids: Ids) -> Router {
-    let peer = "127.0.0.1:9".to_string();
-    let deps = Deps {
-        env: Env::new(clock, Arc::new(TokioNet), ids),
-        db: Db::open_memory(&gateway::migrations()).unwrap(),
-        secrets: Secrets { user_token_secret: b"u".to_vec(), service_token_secret: b"s".to_vec() },
-        peers: Peers {
-            gateway: peer.clone(),
-            order: peer.clone(),
-            billing: peer.clone(),
-            warehouse: peer.clone(),
-            delivery: peer.clone(),
-            notification: peer,
-        },
-    };
-    gateway::app(deps, gateway::Config { password_cost: gateway::PASSWORD_COST_LOW, ..gateway::CONFIG })
+    common::gateway_app(clock, ids, "127.0.0.1:9")
 }
 
 async fn call(
