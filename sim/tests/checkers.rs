@@ -7,8 +7,8 @@ use contracts::saga::reason;
 use platform::operations::OperationState;
 use sim::checks::{final_checks, Violation, CONTRACT, JUSTIFIED_OUTCOMES};
 use sim::faults::{Fault, Planned};
-use sim::model;
 use sim::history::{Action, Event};
+use sim::model;
 use sim::plan::{from_seed, Plan};
 use sim::run::{run_plan_keeping_state, sim_ms};
 use sim::scenario::load_named;
@@ -207,6 +207,23 @@ fn notifications_catch_an_outbox_left_undelivered() {
 }
 
 #[test]
+fn what_clients_saw_catches_an_accepted_order_lost() {
+    let (mut history, mut snapshot) = parts();
+    let index = history.iter().position(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
+    let order = history[index].order_id.unwrap();
+    // Answered 202 (accepted, the saga running on), then gone from the order database.
+    history[index].status = Some(202);
+    history[index].order_status = Some("PROCESSING".into());
+    history.retain(|e| e.order_id != Some(order) || e.action == Action::PlaceOrder);
+    snapshot.orders.retain(|o| o.id != order);
+    let violations = check(&snapshot, &history);
+    assert!(
+        violations.iter().any(|v| v.invariant == 6 && v.evidence.contains("not in the order database")),
+        "{violations:#?}"
+    );
+}
+
+#[test]
 fn termination_catches_an_unfinished_order() {
     let (history, mut snapshot) = parts();
     let index = confirmed(&snapshot);
@@ -364,7 +381,9 @@ fn justified_outcomes_accept_an_unavailable_failure_only_under_a_storage_fault()
         snapshot.saga_log.iter().filter(|e| e.order_id == order).map(|e| sim_ms(plan, "order", e.at)).collect();
     let (begin, end) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
     let unjustified = |plan: &Plan| {
-        final_checks(&snapshot, &history, plan).iter().any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == subject)
+        final_checks(&snapshot, &history, plan)
+            .iter()
+            .any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == subject)
     };
     // A storage fault on the orchestrator while the saga ran justifies the failure.
     assert!(!unjustified(&with_storage_fault("order", begin, (end - begin).max(100))));
