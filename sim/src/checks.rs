@@ -469,6 +469,16 @@ fn clients_saw(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
             (Some(422), Some("/problems/order-rejected")) => Some(OrderStatus::Failed),
             _ => None,
         };
+        // An order acknowledged to its client (created, accepted, replayed, read) is never lost.
+        if matches!(event.status, Some(200..=202)) && !status_of.contains_key(&order) {
+            let evidence = format!(
+                "{:?} answered {} at {} ms naming this order, which is not in the order database",
+                event.action,
+                event.status.unwrap_or(0),
+                event.at_ms
+            );
+            found.push(violation(6, format!("order {order}"), evidence));
+        }
         if let Some(promised) = promised.filter(|_| event.action == Action::PlaceOrder) {
             let end = status_of.get(&order).map_or("missing", |s| s.as_str());
             if end != promised.as_str() {

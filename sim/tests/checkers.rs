@@ -207,6 +207,23 @@ fn notifications_catch_an_outbox_left_undelivered() {
 }
 
 #[test]
+fn what_clients_saw_catches_an_accepted_order_lost() {
+    let (mut history, mut snapshot) = parts();
+    let index = history.iter().position(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
+    let order = history[index].order_id.unwrap();
+    // Answered 202 (accepted, the saga running on), then gone from the order database.
+    history[index].status = Some(202);
+    history[index].order_status = Some("PROCESSING".into());
+    history.retain(|e| e.order_id != Some(order) || e.action == Action::PlaceOrder);
+    snapshot.orders.retain(|o| o.id != order);
+    let violations = check(&snapshot, &history);
+    assert!(
+        violations.iter().any(|v| v.invariant == 6 && v.evidence.contains("not in the order database")),
+        "{violations:#?}"
+    );
+}
+
+#[test]
 fn termination_catches_an_unfinished_order() {
     let (history, mut snapshot) = parts();
     let index = confirmed(&snapshot);
