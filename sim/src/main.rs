@@ -251,7 +251,7 @@ fn run_sweep(names: &[String], bug: Option<&str>, options: &SweepOptions) -> Res
     );
     let (outcomes, wall) = wall_ms(|| {
         sweep(&work, workers, &|outcome: &Outcome| {
-            if outcome.failure.is_some() || outcome.nondeterministic.is_some() {
+            if outcome.failed() {
                 bar.println(format!("FAILED {} seed {}", outcome.scenario, outcome.seed));
             }
             bar.inc(1);
@@ -274,7 +274,7 @@ fn run_sweep(names: &[String], bug: Option<&str>, options: &SweepOptions) -> Res
         }
         println!("{}", serde_json::to_string_pretty(&totals).expect("serializable"));
     }
-    let failed = outcomes.iter().filter(|o| o.failure.is_some() || o.nondeterministic.is_some()).count();
+    let failed = outcomes.iter().filter(|o| o.failed()).count();
     // The coverage check: each scenario must reach the probes it declares in `exercises`.
     let (gaps, unenforced): (Vec<_>, Vec<_>) = probe_gaps(&outcomes).into_iter().partition(|g| g.enforced);
     for gap in &unenforced {

@@ -51,7 +51,7 @@ pub fn junit(outcomes: &[Outcome]) -> String {
     for outcome in outcomes {
         suites.entry(outcome.scenario.as_str()).or_default().push(outcome);
     }
-    let failed = |o: &Outcome| o.failure.is_some() || o.nondeterministic.is_some();
+    let failed = Outcome::failed;
     // A scenario whose declared probes were not all hit gets one more, failing, case.
     let gap_suites: BTreeSet<&str> = gaps.iter().map(|g| g.scenario.as_str()).collect();
     let total_failed = outcomes.iter().filter(|o| failed(o)).count() + gap_suites.len();
@@ -134,7 +134,7 @@ pub fn summary(outcomes: &[Outcome], wall_ms: f64) -> serde_json::Value {
     for outcome in outcomes {
         totals.add(&outcome.stats);
         let entry = scenarios.entry(outcome.scenario.as_str()).or_default();
-        if outcome.failure.is_some() || outcome.nondeterministic.is_some() {
+        if outcome.failed() {
             entry.1 += 1;
         } else {
             entry.0 += 1;

@@ -3,7 +3,7 @@
 use crate::run::{run, RunReport, Stats};
 use crate::scenario::Scenario;
 use platform::bugs::Bug;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// One seed's verdict, small enough to keep for thousands of runs.
@@ -61,23 +61,57 @@ pub fn run_seed(job: &Job) -> Outcome {
 /// Runs every (scenario, seed) job on `workers` threads; `progress` is told of each end.
 /// Results come back in job order, whatever order the threads finished in.
 pub fn sweep(jobs: &[Job], workers: usize, progress: &(dyn Fn(&Outcome) + Sync)) -> Vec<Outcome> {
+    run_jobs(jobs, workers, false, progress).into_iter().map(|o| o.expect("every job ran")).collect()
+}
+
+/// Runs the jobs in order on `workers` threads until one fails (a violation or a
+/// nondeterministic digest), starting no job after that; returns the first failure in job
+/// order among those that ran, and how many ran. The judge of a mutant (`sim/mutants.sh`).
+pub fn first_failure(jobs: &[Job], workers: usize) -> (Option<Outcome>, usize) {
+    let outcomes = run_jobs(jobs, workers, true, &|_| {});
+    let ran = outcomes.iter().flatten().count();
+    (outcomes.into_iter().flatten().find(Outcome::failed), ran)
+}
+
+impl Outcome {
+    /// A violation, or two runs of the seed that disagreed.
+    pub fn failed(&self) -> bool {
+        self.failure.is_some() || self.nondeterministic.is_some()
+    }
+}
+
+/// The worker pool of [`sweep`] and [`first_failure`]: with `stop_at_failure`, no job starts
+/// after one has failed, and the jobs not started stay `None`.
+fn run_jobs(
+    jobs: &[Job],
+    workers: usize,
+    stop_at_failure: bool,
+    progress: &(dyn Fn(&Outcome) + Sync),
+) -> Vec<Option<Outcome>> {
     let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; jobs.len()]);
     // Independent simulations on all cores; each run is single-threaded.
     std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             scope.spawn(|| loop {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(job) = jobs.get(index) else {
                     return;
                 };
                 let outcome = run_seed(job);
                 progress(&outcome);
+                if stop_at_failure && outcome.failed() {
+                    stop.store(true, Ordering::SeqCst);
+                }
                 results.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(outcome);
             });
         }
     });
-    results.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().map(|o| o.expect("every job ran")).collect()
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What a sweep exercised, added up over its runs.

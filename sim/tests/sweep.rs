@@ -56,8 +56,7 @@ fn every_scenario_holds_every_invariant_on_every_seed() {
     // The CI artifact: the README's test command leaves the sweep's reports in reports/.
     let reports = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports");
     sim::report::write_reports(&reports, &outcomes, 0.0, &[]).expect("reports/ is writable");
-    let failures: Vec<String> =
-        outcomes.iter().filter(|o| o.failure.is_some() || o.nondeterministic.is_some()).map(describe).collect();
+    let failures: Vec<String> = outcomes.iter().filter(|o| o.failed()).map(describe).collect();
     let rechecked = jobs.iter().filter(|j| j.recheck).count();
     println!("{} runs, {rechecked} of them twice for determinism", outcomes.len());
     println!("{} passed, {} failed", outcomes.len() - failures.len(), failures.len());
