@@ -2,12 +2,12 @@
 #   docker build -t shop .
 #   docker run --rm -p 8080:8080 -e SHOP_USER_TOKEN_SECRET=… -e SHOP_SERVICE_TOKEN_SECRET=… \
 #     shop serve gateway --peer order=order:8081,…
-# deploy/compose.yaml and deploy/helm/shop run the six services from it.
+# deploy/compose.yaml and deploy/helm/shop run the six services from it. The simulation, for
+# sharded sweeps (the chart's sweep Job): `docker build --target sim -t shop-sim .`
 
-# ---- build: the release binary, dependencies cached in their own layer ----
+# ---- build: the release binary ----
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Manifests first, so a code change does not refetch the crates.
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
 COPY services services
@@ -17,12 +17,28 @@ RUN cargo build --release --locked -p shop --bin shop \
  && install -D -m 0755 target/release/shop /out/shop \
  && mkdir -p /out/data
 
-# ---- run: glibc and nothing else (no shell, no package manager), as a non-root user ----
-FROM gcr.io/distroless/cc-debian12:nonroot
+# ---- sim: the simulation harness and its scenarios ----
+FROM build AS sim-build
+COPY scenarios scenarios
+RUN cargo build --release --locked -p sim --bin sim && install -D -m 0755 target/release/sim /out/sim
+
+# debug-nonroot adds busybox (/busybox/sh): the sweep Job computes its shard from
+# JOB_COMPLETION_INDEX.
+FROM gcr.io/distroless/cc-debian12:debug-nonroot AS sim
+USER 65532:65532
+COPY --from=sim-build /out/sim /usr/local/bin/sim
+# The sim reads its scenarios next to where it was built (sim/../scenarios).
+COPY --from=sim-build /src/scenarios /src/scenarios
+WORKDIR /reports
+ENTRYPOINT ["/usr/local/bin/sim"]
+CMD ["--help"]
+
+# ---- the store (default target): glibc and the binary, no shell, as a non-root user ----
+FROM gcr.io/distroless/cc-debian12:nonroot AS shop
 # uid/gid 65532 ("nonroot"): the Helm chart's securityContext uses the same numbers.
 USER 65532:65532
 COPY --from=build /out/shop /usr/local/bin/shop
-# Each service keeps its SQLite file (and, without the environment secrets, secrets.json) here.
+# Each service keeps its SQLite file here (a volume per service).
 COPY --from=build --chown=65532:65532 /out/data /data
 VOLUME ["/data"]
 # Gateway 8080; order, billing, warehouse, delivery, notification 8081-8085.
