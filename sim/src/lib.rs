@@ -5,7 +5,8 @@
 //! One file per noun: `seed` (labelled streams), `seams` (simulated clock and network),
 //! `cluster` (hosts and their databases), `shopper` (the workload), `history`, `faults`
 //! (plan and timeline), `checks` (the invariants), `errors` (invariant 11: what the hosts
-//! logged at ERROR and their panics), `run` (the driver), `scenario`, `sweep`.
+//! logged at ERROR and their panics), `run` (the driver), `scenario`, `sweep`, `shard` (sweeps cut
+//! across machines, and merged back).
 
 pub mod bench;
 pub mod catalog;
@@ -21,6 +22,7 @@ pub mod run;
 pub mod scenario;
 pub mod seams;
 pub mod seed;
+pub mod shard;
 pub mod shopper;
 pub mod shrink;
 pub mod snapshot;

@@ -7,6 +7,7 @@ use platform::bugs::Bug;
 use sim::plan::{from_seed, Plan};
 use sim::run::{run_plan, RunReport};
 use sim::scenario::{load_all, load_named, Scenario};
+use sim::shard::{ShardRecord, ShardSpec, SweepKey};
 use sim::shrink::shrink;
 use sim::sweep::{probe_gaps, sweep, Job, Outcome, Totals};
 use std::path::{Path, PathBuf};
@@ -69,6 +70,26 @@ enum Command {
         /// Shrink at most this many failures for their pages (0: none).
         #[arg(long, default_value_t = 3)]
         shrink_failures: usize,
+        /// Run only shard I of N (from 1): the runs whose index in the sweep is I-1 modulo
+        /// N. Writes shard.json beside the reports for `sim merge`.
+        #[arg(long)]
+        shard: Option<ShardSpec>,
+    },
+    /// Merge the reports directories of a sharded sweep's shards (`sweep --shard I/N`) into
+    /// the reports the unsharded sweep writes; re-runs only the failing seeds for their pages.
+    Merge {
+        /// The shards' reports directories (each with its shard.json), every shard once.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Where the merged junit.xml, summary.json, coverage.md and failure pages go.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+        /// Shrink at most this many failures for their pages (0: none).
+        #[arg(long, default_value_t = 3)]
+        shrink_failures: usize,
+        /// Print what the sweep exercised: faults and saga events, added up.
+        #[arg(long)]
+        stats: bool,
     },
     /// Shrink a failing seed to a minimal plan; writes both plans next to each other.
     Shrink {
@@ -110,9 +131,23 @@ fn main() -> ExitCode {
         Command::Run { scenario, seed, plan, bug, trace, write_plan } => {
             run_one(scenario, seed, plan, bug.as_deref(), trace, write_plan)
         }
-        Command::Sweep { scenario, from, seeds, check_determinism, bug, jobs, stats, reports, shrink_failures } => {
-            let options = SweepOptions { from, seeds, check_determinism, jobs, stats, reports, shrink_failures };
+        Command::Sweep {
+            scenario,
+            from,
+            seeds,
+            check_determinism,
+            bug,
+            jobs,
+            stats,
+            reports,
+            shrink_failures,
+            shard,
+        } => {
+            let options = SweepOptions { from, seeds, check_determinism, jobs, stats, reports, shrink_failures, shard };
             run_sweep(&scenario, bug.as_deref(), &options)
+        }
+        Command::Merge { shards, reports, shrink_failures, stats } => {
+            run_merge(&shards, &Finish { reports, shrink_failures, stats })
         }
         Command::Shrink { scenario, seed, bug, runs_max, out } => {
             run_shrink(&scenario, seed, bug.as_deref(), runs_max, &out)
@@ -225,6 +260,14 @@ struct SweepOptions {
     stats: bool,
     reports: PathBuf,
     shrink_failures: usize,
+    shard: Option<ShardSpec>,
+}
+
+/// What a sweep (or a merge of its shards) does with its outcomes.
+struct Finish {
+    reports: PathBuf,
+    shrink_failures: usize,
+    stats: bool,
 }
 
 #[expect(clippy::disallowed_types, clippy::disallowed_methods, reason = "the sweep reports its wall time")]
@@ -243,6 +286,16 @@ fn run_sweep(names: &[String], bug: Option<&str>, options: &SweepOptions) -> Res
             work.push(Job { scenario: scenario.clone(), seed, recheck: options.check_determinism, bug });
         }
     }
+    let key = SweepKey {
+        scenarios: scenarios.iter().map(|s| s.name.clone()).collect(),
+        from: options.from,
+        seeds: options.seeds,
+        check_determinism: options.check_determinism,
+        bug: bug.map(|b| b.name().to_string()),
+        jobs: work.len(),
+    };
+    let indexes: Vec<usize> = (0..work.len()).filter(|&i| options.shard.is_none_or(|s| s.owns(i))).collect();
+    let work: Vec<Job> = indexes.iter().map(|&i| work[i].clone()).collect();
     let workers = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let bar = ProgressBar::new(work.len() as u64);
     bar.set_style(
@@ -258,25 +311,57 @@ fn run_sweep(names: &[String], bug: Option<&str>, options: &SweepOptions) -> Res
         })
     });
     bar.finish_and_clear();
+    if let Some(shard) = options.shard {
+        let total = key.jobs;
+        ShardRecord::new(shard, key, wall, &indexes, &outcomes)
+            .write(&options.reports)
+            .map_err(|e| format!("cannot write shard.json to {}: {e}", options.reports.display()))?;
+        println!("shard {shard}: {} of the sweep's {total} runs", outcomes.len());
+    }
+    let finish =
+        Finish { reports: options.reports.clone(), shrink_failures: options.shrink_failures, stats: options.stats };
+    finish_sweep(&outcomes, wall, &finish)
+}
+
+fn run_merge(dirs: &[PathBuf], finish: &Finish) -> Result<bool, String> {
+    let records =
+        dirs.iter().map(|dir| ShardRecord::read(dir)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let runs = sim::shard::check(&records).map_err(|e| e.to_string())?;
+    let failing = runs.iter().filter(|r| r.failed).count();
+    let first = &records[0];
+    let bug = parse_bug(first.sweep.bug.as_deref())?;
+    println!(
+        "merging {} shards of {} runs ({} scenarios from seed {}); re-running {failing} failing seeds",
+        records.len(),
+        first.sweep.jobs,
+        first.sweep.scenarios.len(),
+        first.sweep.from
+    );
+    let merged = sim::shard::merge(&records, bug).map_err(|e| e.to_string())?;
+    finish_sweep(&merged.outcomes, merged.wall_ms, finish)
+}
+
+/// Shrinks the first failures, writes the reports, prints the verdict; true when it passed.
+fn finish_sweep(outcomes: &[Outcome], wall: f64, options: &Finish) -> Result<bool, String> {
     let mut shrunk = Vec::new();
     for report in outcomes.iter().filter_map(|o| o.failure.as_deref()).take(options.shrink_failures) {
         let scenario = load_named(&report.scenario).map_err(|e| e.to_string())?;
         eprintln!("shrinking {} seed {} …", report.scenario, report.seed);
         shrunk.extend(shrink(&scenario, &report.plan, SHRINK_RUNS_MAX));
     }
-    sim::report::write_reports(&options.reports, &outcomes, wall, &shrunk)
+    sim::report::write_reports(&options.reports, outcomes, wall, &shrunk)
         .map_err(|e| format!("cannot write reports to {}: {e}", options.reports.display()))?;
-    print_failures(&outcomes);
+    print_failures(outcomes);
     if options.stats {
         let mut totals = Totals::default();
-        for outcome in &outcomes {
+        for outcome in outcomes {
             totals.add(&outcome.stats);
         }
         println!("{}", serde_json::to_string_pretty(&totals).expect("serializable"));
     }
     let failed = outcomes.iter().filter(|o| o.failed()).count();
     // The coverage check: each scenario must reach the probes it declares in `exercises`.
-    let (gaps, unenforced): (Vec<_>, Vec<_>) = probe_gaps(&outcomes).into_iter().partition(|g| g.enforced);
+    let (gaps, unenforced): (Vec<_>, Vec<_>) = probe_gaps(outcomes).into_iter().partition(|g| g.enforced);
     for gap in &unenforced {
         println!("not hit (yet) {gap}");
     }

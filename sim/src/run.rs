@@ -16,7 +16,7 @@ use contracts::order::OrderStatus;
 use contracts::Timestamp;
 use platform::bugs::{self, Bug};
 use platform::crash_point::CrashPoint;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -47,7 +47,7 @@ pub struct RunReport {
     pub ledger: Vec<SagaEntry>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
     pub simulated_ms: u64,
     pub orders: u64,

@@ -85,6 +85,9 @@ pub struct ShopConfig {
     pub password_cost: gateway::PasswordCost,
     /// Stock of every demo product on first start, instead of the catalog's own.
     pub demo_stock: Option<i64>,
+    /// Where other services are reached, where not at `host:base_port+offset` (one service
+    /// per container: `(Order, "order:8081")`).
+    pub peers: Vec<(ServiceName, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +252,9 @@ pub async fn start(
             addresses[index] = bound.to_string();
         }
         listeners.push((*service, listener));
+    }
+    for (service, address) in &config.peers {
+        addresses[usize::from(service.port_offset())] = address.clone();
     }
     let peers = Peers {
         gateway: addresses[0].clone(),

@@ -34,6 +34,10 @@ struct Cli {
     /// Services to run in this process (comma-separated); default all six.
     #[arg(long, value_delimiter = ',', global = true)]
     services: Vec<String>,
+    /// Where another service is reached, as SERVICE=HOST:PORT (comma-separated or repeated),
+    /// when it runs elsewhere, e.g. `--peer order=order:8081` in a container.
+    #[arg(long = "peer", value_delimiter = ',', global = true, value_parser = parse_peer)]
+    peers: Vec<(ServiceName, String)>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -45,6 +49,15 @@ enum Command {
         /// gateway, order, billing, warehouse, delivery or notification
         service: String,
     },
+}
+
+fn parse_peer(text: &str) -> Result<(ServiceName, String), String> {
+    let (name, address) = text.split_once('=').ok_or_else(|| format!("expected SERVICE=HOST:PORT, got '{text}'"))?;
+    let service = ServiceName::parse(name.trim()).ok_or_else(|| format!("unknown service '{name}'"))?;
+    match address.trim().rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok((service, address.trim().into())),
+        _ => Err(format!("expected HOST:PORT for {name}, got '{address}'")),
+    }
 }
 
 fn parse_services(names: &[String]) -> Result<Vec<ServiceName>, String> {
@@ -97,6 +110,7 @@ async fn main() -> ExitCode {
         services,
         slot_capacity: cli.slot_capacity,
         demo_stock: cli.demo_stock,
+        peers: cli.peers,
         password_cost: if cli.password_cost == "low" {
             gateway::PASSWORD_COST_LOW
         } else {

@@ -158,6 +158,7 @@ async fn main() {
         slot_capacity: 1_000_000,
         password_cost: gateway::PASSWORD_COST_STANDARD,
         demo_stock: Some(1_000_000_000),
+        peers: Vec::new(),
     };
     std::fs::create_dir_all(&data_dir).expect("a data directory");
     let secrets = load_secrets(Some(&data_dir), None).expect("secrets");
