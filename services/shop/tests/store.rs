@@ -44,6 +44,25 @@ fn key_scenario_confirms_and_records_everything() {
     assert_eq!(ann.get("/api/v1/orders").body.as_array().unwrap().len(), 1);
 }
 
+/// One service per container: a gateway whose peers run elsewhere, reached only through
+/// `--peer SERVICE=HOST:PORT`, places an order that confirms there.
+#[test]
+fn a_gateway_reaches_services_elsewhere_through_peer_addresses() {
+    let backend = TestShop::start_groups(&["order,billing,warehouse,delivery,notification"], 5);
+    let mut front = TestShop::start_groups(&[], 5);
+    let peers: Vec<String> = ["order", "billing", "warehouse", "delivery", "notification"]
+        .iter()
+        .zip(1u16..)
+        .map(|(service, offset)| format!("--peer={service}=127.0.0.1:{}", backend.base_port + offset))
+        .collect();
+    front.start_group_with("gateway", &peers);
+    let ann = front.shopper("ann", "5000");
+    let answer = ann.post_keyed("/api/v1/order", "k-peer", &order_body(&[(ESPRESSO, 1)], &slot_in(3)));
+    assert_eq!(answer.status, 201, "{answer:?}");
+    assert_eq!(answer.body["status"], "CONFIRMED");
+    assert_eq!(ann.balance(), "4751.00");
+}
+
 /// A rejected order: 422 with the reason, and nothing changed anywhere.
 fn assert_rejected(client: &Client, body: serde_json::Value, reason: &str) -> String {
     let balance = client.balance();

@@ -76,7 +76,13 @@ impl TestShop {
     }
 
     pub fn start_group(&mut self, services: &str) {
+        self.start_group_with(services, &[]);
+    }
+
+    /// A group started with more arguments (e.g. `--peer order=HOST:PORT`).
+    pub fn start_group_with(&mut self, services: &str, extra: &[String]) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
+            .args(extra)
             .args(["--base-port", &self.base_port.to_string()])
             .args(["--data-dir", self.data_dir.to_str().unwrap()])
             .args(["--services", services])
