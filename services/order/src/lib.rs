@@ -11,6 +11,7 @@ pub mod store;
 use platform::auth::Auth;
 use platform::client::RetryPolicy;
 use platform::internal::{InternalClient, Peers};
+use platform::metrics::{StepLabels, StepPhase};
 use platform::net::Listener;
 use platform::outbox::{Relay, RelayConfig};
 use platform::server::{serve, with_common_layers, SERVER_LIMITS};
@@ -79,7 +80,12 @@ pub struct Orders {
 
 pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     let spawner = deps.env.spawner;
-    deps.env.metrics.orders();
+    let metrics = deps.env.metrics.orders();
+    for step in saga::STEPS {
+        for phase in [StepPhase::action, StepPhase::compensation] {
+            drop(metrics.step_duration.get_or_create(&StepLabels { step: step.name().to_string(), phase }));
+        }
+    }
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "order"));
     let client = InternalClient::new(deps.env.clone(), auth.clone());
     let wakeup = Arc::new(Notify::new());

@@ -184,9 +184,12 @@ impl Storage {
     fn register(registry: &mut Registry) -> Storage {
         let storage =
             Storage { transaction_duration: Family::new_with_constructor(storage_histogram), busy: Counter::default() };
+        for kind in [TransactionKind::read, TransactionKind::write] {
+            drop(storage.transaction_duration.get_or_create(&TransactionLabels { kind }));
+        }
         registry.register(
             "storage_transaction_duration_seconds",
-            "Time a database transaction held the connection, by kind",
+            "Time a database transaction took, waiting for the connection included, by kind",
             storage.transaction_duration.clone(),
         );
         registry.register(
@@ -243,6 +246,16 @@ pub struct StepLabels {
     pub phase: StepPhase,
 }
 
+/// The reasons an order fails for in the normal course (the contract's); others (e.g.
+/// `REJECTED_401`) get a series when they first happen.
+pub const FAILURE_REASONS: [&str; 5] = [
+    contracts::saga::reason::INSUFFICIENT_FUNDS,
+    contracts::saga::reason::NO_ACCOUNT,
+    contracts::saga::reason::OUT_OF_STOCK,
+    contracts::saga::reason::NO_DELIVERY_SLOT,
+    contracts::saga::reason::SERVICE_UNAVAILABLE,
+];
+
 pub struct Orders {
     pub created: Counter,
     pub confirmed: Counter,
@@ -273,6 +286,15 @@ impl Orders {
             compensation_failures: Counter::default(),
             sagas_recovered: Counter::default(),
         };
+        // Every known label set starts at 0, so that its series exists (and `rate` sees the
+        // first increase) before the first event.
+        use IdempotencyOutcome::*;
+        for outcome in [created, replayed, in_progress, duplicate, key_reused] {
+            drop(orders.idempotency.get_or_create(&IdempotencyLabels { outcome }));
+        }
+        for reason in FAILURE_REASONS {
+            drop(orders.failed.get_or_create(&ReasonLabels { reason: reason.to_string() }));
+        }
         registry.register("orders_created", "Orders created (a saga started)", orders.created.clone());
         registry.register("orders_confirmed", "Orders confirmed", orders.confirmed.clone());
         registry.register("orders_failed", "Orders failed, by reason", orders.failed.clone());
@@ -365,6 +387,11 @@ pub struct Participants {
 impl Participants {
     fn register(registry: &mut Registry) -> Participants {
         let participants = Participants { operations: Family::default() };
+        use ParticipantOutcome::*;
+        for outcome in [applied, refused, repeated, late_action_refused, undone, cancelled, tombstone, repeated_cancel]
+        {
+            drop(participants.operations.get_or_create(&ParticipantLabels { operation: outcome.operation(), outcome }));
+        }
         registry.register(
             "participant_operations",
             "Saga step calls committed by this participant, by operation and outcome",
@@ -431,8 +458,8 @@ pub struct LoginLabels {
 
 pub struct Gateway {
     pub logins: Family<LoginLabels, Counter>,
-    /// Sessions created minus sessions ended by logout since start (the sessions table
-    /// also holds expired rows until they are next used).
+    /// Sessions used within the idle timeout, counted from the sessions table at start and
+    /// at each login and logout.
     pub active_sessions: Gauge,
     pub upstream_unavailable: Counter,
 }
@@ -444,10 +471,13 @@ impl Gateway {
             active_sessions: Gauge::default(),
             upstream_unavailable: Counter::default(),
         };
+        for result in [LoginResult::success, LoginResult::failure] {
+            drop(gateway.logins.get_or_create(&LoginLabels { result }));
+        }
         registry.register("gateway_logins", "Login attempts, by result", gateway.logins.clone());
         registry.register(
             "gateway_active_sessions",
-            "Sessions that are not expired or logged out",
+            "Sessions used within the idle timeout, counted at start and at each login and logout",
             gateway.active_sessions.clone(),
         );
         registry.register(

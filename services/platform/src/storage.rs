@@ -332,6 +332,31 @@ mod tests {
     }
 
     #[test]
+    fn participant_outcomes_count_only_when_their_transaction_commits() {
+        let metrics = Metrics::new();
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::ManualClock::new(chrono::DateTime::UNIX_EPOCH));
+        let db = Db::open_memory(MIGRATIONS).unwrap().with_metrics(metrics.clone(), clock);
+        let applied = |text: &str| {
+            let line = r#"participant_operations_total{operation="action",outcome="applied"} "#;
+            text.lines().find_map(|l| l.strip_prefix(line)).map(|v| v.to_string())
+        };
+        let rolled_back: Result<(), rusqlite::Error> = db.write(|_| {
+            record_participant_outcome(ParticipantOutcome::applied);
+            Err(rusqlite::Error::InvalidQuery)
+        });
+        assert!(rolled_back.is_err());
+        assert_eq!(applied(&metrics.encode()), None, "a rolled-back outcome is not counted");
+        db.write(|tx| {
+            record_participant_outcome(ParticipantOutcome::applied);
+            tx.execute("INSERT INTO t (x) VALUES (1)", []).map(drop)
+        })
+        .unwrap();
+        assert_eq!(applied(&metrics.encode()).as_deref(), Some("1"));
+        let text = metrics.encode();
+        assert!(text.contains(r#"storage_transaction_duration_seconds_count{kind="write"} 2"#), "{text}");
+    }
+
+    #[test]
     fn a_constraint_violation_is_not_transient() {
         let db = Db::open_memory(MIGRATIONS).unwrap();
         let error = db.write(|tx| tx.execute("INSERT INTO t (x) VALUES (NULL)", [])).unwrap_err();
