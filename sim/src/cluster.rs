@@ -10,6 +10,7 @@ use chrono::TimeDelta;
 use contracts::Timestamp;
 use platform::auth::Secrets;
 use platform::internal::Peers;
+use platform::metrics::Metrics;
 use platform::storage::Db;
 use platform::{Chaos, Deps, Env, Ids, Net, Spawner};
 use std::cell::Cell;
