@@ -188,10 +188,8 @@ pub const DELIVERY_HORIZON_HOURS: i64 = 7 * 24;
 
 type ServiceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-fn stopped(mut shutdown: watch::Receiver<bool>) -> impl Future<Output = ()> {
-    async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    }
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Builds the future that runs one service until `shutdown` turns true. The gateway also
