@@ -86,9 +86,15 @@ def container_problems(objects: list[dict]) -> list[str]:
             if "ALL" not in context.get("capabilities", {}).get("drop", []):
                 problems.append(f"{where}: capabilities not all dropped")
             if workload["kind"] == "StatefulSet":
+                # The gateway serves /health/* on its admin port; its public port answers 404.
+                health_port = "admin" if c["name"] == "gateway" else "http"
+                ports = {p["name"] for p in c.get("ports", [])}
                 for probe, path in (("livenessProbe", "/health/live"), ("readinessProbe", "/health/ready")):
-                    if c.get(probe, {}).get("httpGet", {}).get("path") != path:
+                    get = c.get(probe, {}).get("httpGet", {})
+                    if get.get("path") != path:
                         problems.append(f"{where}: no {probe} on {path}")
+                    elif get.get("port") != health_port or health_port not in ports:
+                        problems.append(f"{where}: {probe} not on the {health_port} port, where {path} is served")
     return problems
 
 
@@ -214,6 +220,9 @@ def every_property_check_fails_on_a_broken_rendering():
         ].pop("allowPrivilegeEscalation"),
         "no livenessProbe": lambda o: sts(o, "notification")["containers"][0].pop("livenessProbe"),
         "no readinessProbe": lambda o: sts(o, "gateway")["containers"][0].pop("readinessProbe"),
+        "not on the admin port": lambda o: sts(o, "gateway")["containers"][0]["livenessProbe"]["httpGet"].update(
+            port="http"
+        ),
         "selects no pod": lambda o: of_kind(o, "Service")[0]["spec"]["selector"].update(
             {"app.kubernetes.io/component": "nothing"}
         ),

@@ -10,6 +10,7 @@ use chrono::TimeDelta;
 use contracts::Timestamp;
 use platform::auth::Secrets;
 use platform::internal::Peers;
+use platform::metrics::Metrics;
 use platform::storage::Db;
 use platform::{Chaos, Deps, Env, Ids, Net, Spawner};
 use std::cell::Cell;
@@ -34,6 +35,9 @@ pub fn port_of(service: &str) -> u16 {
 
 pub struct Cluster {
     pub dbs: BTreeMap<&'static str, Db>,
+    /// Each host's metrics registry, kept across its restarts (like its database), so a
+    /// run's totals count every incarnation.
+    pub metrics: BTreeMap<&'static str, Metrics>,
     pub skews: BTreeMap<&'static str, Arc<AtomicI64>>,
     pub duplicates: Arc<AtomicU32>,
     pub duplicate_delay_max_ms: Arc<AtomicU64>,
@@ -92,6 +96,7 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
         .expect("seed the slots");
     Cluster {
         dbs,
+        metrics: SERVICES.iter().map(|s| (*s, Metrics::new())).collect(),
         skews: SERVICES.iter().map(|s| (*s, Arc::new(AtomicI64::new(0)))).collect(),
         duplicates: Arc::new(AtomicU32::new(0)),
         duplicate_delay_max_ms: Arc::new(AtomicU64::new(0)),
@@ -113,6 +118,7 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
     let secrets = secrets(seed);
     for service in SERVICES {
         let db = cluster.dbs[service].clone();
+        let metrics = cluster.metrics[service].clone();
         let skew = cluster.skews[service].clone();
         let duplicates = cluster.duplicates.clone();
         let duplicate_delay_max_ms = cluster.duplicate_delay_max_ms.clone();
@@ -132,8 +138,10 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
                 pending: pending.clone(),
             };
             let clock = Arc::new(SimClock { skew_ms: skew.clone() });
-            let env = Env { clock, net: Arc::new(TurmoilNet), ids, chaos, spawner: Spawner::Local };
-            let deps = Deps { env, db: db.clone(), secrets: secrets.clone(), peers: peers.clone() };
+            let db = db.clone().with_metrics(metrics.clone(), clock.clone());
+            let env =
+                Env { clock, net: Arc::new(TurmoilNet), ids, chaos, spawner: Spawner::Local, metrics: metrics.clone() };
+            let deps = Deps { env, db, secrets: secrets.clone(), peers: peers.clone() };
             async move {
                 let listener = TurmoilNet.bind(&format!("0.0.0.0:{}", port_of(service))).await?;
                 run_service(service, deps, listener, slot_capacity).await;

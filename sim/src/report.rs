@@ -179,6 +179,7 @@ pub fn summary(outcomes: &[Outcome], wall_ms: f64) -> serde_json::Value {
             (p.name(), json!({"reached": reached, "fired": fired}))
         }).collect::<BTreeMap<_, _>>(),
         "workload": WORKLOAD.iter().map(|w| (*w, totals.workload.get(*w).copied().unwrap_or(0))).collect::<BTreeMap<_, _>>(),
+        "metrics": totals.metrics,
         "failures": failures,
     })
 }

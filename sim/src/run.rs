@@ -81,6 +81,11 @@ pub struct Stats {
     /// Requests of each adversarial workload behaviour (`Action::behaviour`, and
     /// `similar_at_once` for the similar orders sent at once under two keys).
     pub workload: BTreeMap<String, u64>,
+    /// Totals read from the services' own metrics registries (one per host, kept across
+    /// restarts), in the operator's terms: compensation rounds and failures, sagas resumed by
+    /// recovery, outbox deliveries and failed delivery attempts (retries), busy writes.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, u64>,
 }
 
 /// One line of the order service's saga log, on the simulation's time line.
@@ -403,6 +408,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
         .map(|((host, failure), count)| (format!("{host} {}", failure.name()), count))
         .collect();
     stats.crash_points_fired = std::mem::take(&mut driver.crash_points_fired);
+    stats.metrics = operator_totals(&driver.cluster);
     let digest = digest(&snapshot, &history, plan, &violations);
     let report = RunReport {
         scenario: scenario.name.clone(),
@@ -453,6 +459,7 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
         crash_points: BTreeMap::new(),
         storage_faults: BTreeMap::new(),
         crash_points_fired: BTreeMap::new(),
+        metrics: BTreeMap::new(),
         crash_points_planned,
         simulated_ms,
         orders: snapshot.orders.len() as u64,
@@ -461,6 +468,21 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
         requests: history.len() as u64,
         faults,
     }
+}
+
+/// What the services' metrics say the run did (see `Stats::metrics`).
+fn operator_totals(cluster: &Cluster) -> BTreeMap<String, u64> {
+    let orders = cluster.metrics["order"].orders();
+    let outboxes = || ["order", "billing"].into_iter().map(|host| cluster.metrics[host].outbox());
+    let totals = [
+        ("compensation_rounds", orders.compensation_rounds.get()),
+        ("compensation_failures", orders.compensation_failures.get()),
+        ("sagas_recovered", orders.sagas_recovered.get()),
+        ("outbox_deliveries", outboxes().map(|o| o.deliveries.get()).sum()),
+        ("outbox_delivery_failures", outboxes().map(|o| o.failures.get()).sum()),
+        ("storage_busy", cluster.metrics.values().map(|m| m.storage().busy.get()).sum()),
+    ];
+    totals.into_iter().map(|(name, value)| (name.to_string(), value)).collect()
 }
 
 /// A digest of everything the run decided: plan, history, every database's final state

@@ -137,6 +137,8 @@ pub struct Totals {
     /// Crash-point faults planned, and runs that planned one, by point name.
     pub crash_points_planned: std::collections::BTreeMap<String, u64>,
     pub crash_point_runs: std::collections::BTreeMap<String, u64>,
+    /// Totals from the services' metrics registries (`Stats::metrics`).
+    pub metrics: std::collections::BTreeMap<String, u64>,
 }
 
 impl Totals {
@@ -168,6 +170,9 @@ impl Totals {
         for (key, fired) in &stats.crash_points_fired {
             let point = key.split_whitespace().next().unwrap_or(key).to_string();
             self.crash_points.entry(point).or_default().1 += fired;
+        }
+        for (name, value) in &stats.metrics {
+            *self.metrics.entry(name.clone()).or_default() += value;
         }
         for (behaviour, count) in &stats.workload {
             *self.workload.entry(behaviour.clone()).or_default() += count;

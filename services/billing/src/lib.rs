@@ -32,6 +32,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let spawner = deps.env.spawner;
+    deps.env.metrics.participants();
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "billing"));
     let wakeup = Arc::new(Notify::new());
     let relay = Relay {
@@ -43,8 +44,8 @@ pub async fn run(
         wakeup: wakeup.clone(),
         fire_and_forget: true,
     };
-    let billing = Arc::new(Billing { env: deps.env.clone(), db: deps.db, outbox_wakeup: wakeup });
-    let router = with_common_layers(routes::routes(billing, auth), deps.env.ids.clone());
+    let billing = Arc::new(Billing { env: deps.env.clone(), db: deps.db.clone(), outbox_wakeup: wakeup });
+    let router = with_common_layers(routes::routes(billing, auth), &deps.env, &deps.db);
     let relay = spawner.spawn(relay.run());
     serve(listener, router, SERVER_LIMITS, spawner, deps.env.clock.clone(), shutdown).await;
     relay.abort();

@@ -1,6 +1,8 @@
 //! Registration, login, profile and logout, and the session extractor the proxy uses.
 
-use crate::store::{delete_session, insert_session, session, touch_session, user_by_email, user_by_id};
+use crate::store::{
+    delete_session, insert_session, live_session_count, session, touch_session, user_by_email, user_by_id,
+};
 use crate::Gateway;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -13,6 +15,7 @@ use axum::Router;
 use chrono::TimeDelta;
 use contracts::auth::{LoginRequest, LoginResponse, Profile, RegisterRequest};
 use platform::json::Json;
+use platform::metrics::LoginResult;
 use platform::sql::time_text;
 use platform::ApiError;
 use rusqlite::params;
@@ -139,11 +142,14 @@ async fn login(state: Shared, Json(request): Json<LoginRequest>) -> Result<Respo
     let password = request.password;
     let matches = state.hashing(move |params| password_matches(params, &password, &stored)).await?;
     let Some(user) = user.filter(|_| matches) else {
+        state.env.metrics.gateway().login(LoginResult::failure);
         return Err(invalid_credentials());
     };
     let session_id = state.env.ids.secret_hex(32);
     let now = time_text(state.env.clock.now_utc());
     state.db.write(|tx| insert_session(tx, &session_id, user.id, &now))?;
+    state.env.metrics.gateway().login(LoginResult::success);
+    state.count_live_sessions();
     let body = axum::Json(LoginResponse { user_id: user.id, email: user.email });
     Ok(([(header::SET_COOKIE, state.session_set_cookie(&session_id))], body).into_response())
 }
@@ -189,6 +195,15 @@ impl Gateway {
         HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("session=; Max-Age=0"))
     }
 
+    /// Sets the active-sessions gauge from the sessions table: those used within the idle
+    /// timeout on the clock seam. A failed read leaves the gauge as it was.
+    pub fn count_live_sessions(&self) {
+        let cutoff = time_text(self.env.clock.now_utc() - TimeDelta::seconds(self.config.session_idle_timeout_s));
+        if let Ok(count) = self.db.read(|c| live_session_count(c, &cutoff)) {
+            self.env.metrics.gateway().active_sessions.set(count);
+        }
+    }
+
     /// Resolves the cookie to a live session on the clock seam, refreshing its last use.
     pub fn session_user(&self, headers: &HeaderMap) -> Result<Option<SessionUser>, ApiError> {
         let Some(session_id) = session_cookie(headers).filter(|id| id.len() <= 128) else {
@@ -231,6 +246,7 @@ async fn profile(state: Shared, user: SessionUser) -> Result<Response, ApiError>
 
 async fn logout(state: Shared, user: SessionUser) -> Result<Response, ApiError> {
     state.db.write(|tx| delete_session(tx, &user.session_id))?;
+    state.count_live_sessions();
     let expired = HeaderValue::from_static("session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())
 }

@@ -92,9 +92,9 @@ pub fn app(deps: Deps, config: Config) -> Router {
         argon2_params,
         hash_slots: Arc::new(Semaphore::new(config.password_hash_concurrency_max)),
     });
-    let ids = deps.env.ids.clone();
+    gateway.count_live_sessions();
     let routes = accounts::routes().merge(proxy::routes()).fallback(proxy::unknown).with_state(gateway);
-    with_layers_keeping_fallback(routes, ids)
+    with_layers_keeping_fallback(routes, &deps.env)
 }
 
 pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {

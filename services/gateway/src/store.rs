@@ -72,6 +72,11 @@ pub fn session(connection: &Connection, session_id: &str) -> rusqlite::Result<Op
         .optional()
 }
 
+/// Sessions used since `cutoff` (an RFC 3339 text of the same format): the live ones.
+pub fn live_session_count(connection: &Connection, cutoff: &str) -> rusqlite::Result<i64> {
+    connection.query_row("SELECT COUNT(*) FROM sessions WHERE last_seen_at > ?1", [cutoff], |row| row.get(0))
+}
+
 pub fn insert_session(tx: &Connection, session_id: &str, user_id: Uuid, now: &str) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO sessions (id_digest, user_id, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?3)",

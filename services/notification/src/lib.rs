@@ -56,7 +56,7 @@ type Shared = axum::extract::State<Arc<Notifications>>;
 pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     let spawner = deps.env.spawner;
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "notification"));
-    let state = Arc::new(Notifications { env: deps.env.clone(), db: deps.db });
+    let state = Arc::new(Notifications { env: deps.env.clone(), db: deps.db.clone() });
     let routes = Router::new()
         .route("/api/v1/notifications", get(list))
         .route("/api/v1/notifications/events", post(intake))
@@ -64,7 +64,7 @@ pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<
         .with_state(state);
     serve(
         listener,
-        with_common_layers(routes, deps.env.ids.clone()),
+        with_common_layers(routes, &deps.env, &deps.db),
         SERVER_LIMITS,
         spawner,
         deps.env.clock.clone(),

@@ -18,6 +18,7 @@ use platform::auth::User;
 use platform::bugs::{self, Bug};
 use platform::client::OutboundRequest;
 use platform::json::parse_json;
+use platform::metrics::{IdempotencyLabels, IdempotencyOutcome};
 use platform::probe::{self, Probe};
 use platform::trace::RequestContext;
 use platform::ApiError;
@@ -112,12 +113,14 @@ impl Orders {
         let order = self.load(record.order_id)?;
         if record.duplicate {
             probe::hit(Probe::DuplicateOrder);
+            self.idempotency(IdempotencyOutcome::duplicate);
             return Err(duplicate(&order));
         }
         let waiting =
             self.waiting.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&(user_id, key.as_str().to_string()));
         if waiting {
             probe::hit(Probe::KeyInProgress);
+            self.idempotency(IdempotencyOutcome::in_progress);
             return Err(ApiError::conflict(
                 "idempotency-request-in-progress",
                 "an earlier request with this key is still being processed",
@@ -125,7 +128,17 @@ impl Orders {
             .with_retry_after(RETRY_AFTER_S));
         }
         probe::hit(Probe::KeyReplayed);
+        self.idempotency(IdempotencyOutcome::replayed);
         Ok(order_response(StatusCode::OK, &order))
+    }
+
+    fn idempotency(&self, outcome: IdempotencyOutcome) {
+        self.env.metrics.orders().idempotency.get_or_create(&IdempotencyLabels { outcome }).inc();
+    }
+
+    fn key_reused(&self) -> ApiError {
+        self.idempotency(IdempotencyOutcome::key_reused);
+        ApiError::unprocessable("idempotency-key-reused", "this Idempotency-Key was used with a different request")
     }
 
     /// Catalog prices of the requested products; unknown product → 400, unreachable → 503.
@@ -288,10 +301,7 @@ pub async fn create_order(
     }
     let catalog = state.prices(&request, &context).await?;
     if earlier.as_ref().is_some_and(|r| r.request_hash != hash) {
-        return Err(ApiError::unprocessable(
-            "idempotency-key-reused",
-            "this Idempotency-Key was used with a different request",
-        ));
+        return Err(state.key_reused());
     }
     let new_order = state.price_order(user_id, &request, &catalog, &context.trace_id)?;
     place(&state, &key, &hash, &new_order, started).await
@@ -311,18 +321,18 @@ async fn place(
     match recorded {
         Recorded::Replay(record) => {
             if record.request_hash != hash {
-                return Err(ApiError::unprocessable(
-                    "idempotency-key-reused",
-                    "this Idempotency-Key was used with a different request",
-                ));
+                return Err(state.key_reused());
             }
             state.answer_replay(user_id, key, &record)
         }
         Recorded::Duplicate(similar) => {
             probe::hit(Probe::DuplicateOrder);
+            state.idempotency(IdempotencyOutcome::duplicate);
             Err(duplicate(&state.load(similar)?))
         }
         Recorded::New(order_id, waiting) => {
+            state.idempotency(IdempotencyOutcome::created);
+            state.env.metrics.orders().created.inc();
             platform::crash_point::here(platform::crash_point::CrashPoint::KeyCommitted).await;
             let elapsed = state.env.clock.now().saturating_duration_since(started);
             let remaining = Duration::from_millis(state.config.request_deadline_ms).saturating_sub(elapsed);

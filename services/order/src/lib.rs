@@ -11,6 +11,7 @@ pub mod store;
 use platform::auth::Auth;
 use platform::client::RetryPolicy;
 use platform::internal::{InternalClient, Peers};
+use platform::metrics::{StepLabels, StepPhase};
 use platform::net::Listener;
 use platform::outbox::{Relay, RelayConfig};
 use platform::server::{serve, with_common_layers, SERVER_LIMITS};
@@ -79,6 +80,12 @@ pub struct Orders {
 
 pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     let spawner = deps.env.spawner;
+    let metrics = deps.env.metrics.orders();
+    for step in saga::STEPS {
+        for phase in [StepPhase::action, StepPhase::compensation] {
+            drop(metrics.step_duration.get_or_create(&StepLabels { step: step.name().to_string(), phase }));
+        }
+    }
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "order"));
     let client = InternalClient::new(deps.env.clone(), auth.clone());
     let wakeup = Arc::new(Notify::new());
@@ -93,7 +100,7 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
     };
     let orders = Arc::new(Orders {
         env: deps.env.clone(),
-        db: deps.db,
+        db: deps.db.clone(),
         client,
         peers: deps.peers,
         config,
@@ -104,10 +111,26 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
     });
     let relay = spawner.spawn(relay.run());
     let recovery = spawner.spawn(recover(orders.clone()));
-    let router = with_common_layers(routes::routes(orders, auth), deps.env.ids.clone());
+    let router = with_common_layers(routes::routes(orders, auth), &deps.env, &deps.db);
     serve(listener, router, SERVER_LIMITS, spawner, deps.env.clock.clone(), shutdown).await;
     relay.abort();
     recovery.abort();
+}
+
+impl Orders {
+    /// Sets the in-flight gauges from the orders table: unfinished sagas, and the age of
+    /// the oldest (on the wall clock of the clock seam). A failed read leaves them as they were.
+    fn count_unfinished(&self) {
+        let Ok((count, oldest)) = self.db.read(store::unfinished_summary) else { return };
+        let metrics = self.env.metrics.orders();
+        metrics.sagas_in_flight.set(count);
+        let created = oldest.and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok());
+        let age = created.map_or(0.0, |created| {
+            let age = self.env.clock.now_utc().signed_duration_since(created);
+            age.num_milliseconds().max(0) as f64 / 1000.0
+        });
+        metrics.oldest_saga_age_seconds.set(age);
+    }
 }
 
 /// Resumes every unfinished saga now (after a restart) and then periodically (sagas that
@@ -117,6 +140,7 @@ async fn recover(orders: Arc<Orders>) {
         return;
     }
     loop {
+        orders.count_unfinished();
         match orders.db.read(|c| store::unfinished_orders(c, orders.config.unfinished_batch_size_max)) {
             Ok(unfinished) => {
                 for order_id in unfinished {

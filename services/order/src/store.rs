@@ -187,6 +187,15 @@ pub fn unfinished_orders(connection: &Connection, limit: i64) -> rusqlite::Resul
     rows.collect()
 }
 
+/// How many orders are unfinished, and when the oldest of them was created.
+pub fn unfinished_summary(connection: &Connection) -> rusqlite::Result<(i64, Option<String>)> {
+    connection.query_row(
+        "SELECT COUNT(*), MIN(created_at) FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED')",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+}
+
 /// Moves the order's status forward; never backwards, never out of a final status.
 /// Returns whether it moved.
 pub fn advance_status(

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod internal;
 pub mod json;
+pub mod metrics;
 pub mod net;
 pub mod operations;
 pub mod outbox;
@@ -42,12 +43,15 @@ pub struct Env {
     pub ids: Ids,
     pub chaos: Chaos,
     pub spawner: Spawner,
+    /// This service instance's own metrics registry (never shared with another service).
+    pub metrics: metrics::Metrics,
 }
 
 impl Env {
-    /// An environment without injected faults, spawning on the tokio runtime.
+    /// An environment without injected faults, spawning on the tokio runtime, with a fresh
+    /// metrics registry.
     pub fn new(clock: Arc<dyn Clock>, net: Arc<dyn Net>, ids: Ids) -> Env {
-        Env { clock, net, ids, chaos: Chaos::none(), spawner: Spawner::Runtime }
+        Env { clock, net, ids, chaos: Chaos::none(), spawner: Spawner::Runtime, metrics: metrics::Metrics::new() }
     }
 
     /// Starts a background task the way this environment wants it.

@@ -3,8 +3,10 @@
 //! nothing, a cancel that arrives first leaves a tombstone, an action after its cancel is
 //! refused, and a repeated cancel changes nothing.
 
+use crate::metrics::ParticipantOutcome as Outcome;
 use crate::probe::{self, Probe};
 use crate::sql::optional_uuid_at;
+use crate::storage::record_participant_outcome as record;
 use crate::storage::Migration;
 use contracts::saga::{reason, StepResult};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -125,12 +127,14 @@ pub fn act(
 ) -> rusqlite::Result<StepResult> {
     if let Some(existing) = find(connection, order_id)? {
         probe::hit(if existing.is_tombstone() { Probe::LateActionRefused } else { Probe::RepeatedAction });
+        record(if existing.is_tombstone() { Outcome::late_action_refused } else { Outcome::repeated });
         return Ok(existing.answer());
     }
     let result = apply(connection)?;
     let state = if result.success { OperationState::Applied } else { OperationState::Refused };
     let operation = Operation { state, message: result.message.clone(), transaction_id: result.transaction_id };
     store(connection, order_id, &operation, now)?;
+    record(if result.success { Outcome::applied } else { Outcome::refused });
     Ok(result)
 }
 
@@ -145,17 +149,23 @@ pub fn cancel(
     let next = match find(connection, order_id)? {
         None => {
             probe::hit(Probe::Tombstone);
+            record(Outcome::tombstone);
             Operation { state: OperationState::Cancelled, message: TOMBSTONE_MESSAGE.to_string(), transaction_id: None }
         }
         Some(existing) => match existing.state {
             OperationState::Undone | OperationState::Cancelled => {
                 probe::hit(Probe::RepeatedCancel);
+                record(Outcome::repeated_cancel);
                 return Ok((StepResult::ok("already cancelled", None), existing.state));
             }
-            OperationState::Refused => Operation { state: OperationState::Cancelled, ..existing },
+            OperationState::Refused => {
+                record(Outcome::cancelled);
+                Operation { state: OperationState::Cancelled, ..existing }
+            }
             OperationState::Applied => {
                 undo(connection)?;
                 probe::hit(Probe::ActionUndone);
+                record(Outcome::undone);
                 Operation { state: OperationState::Undone, ..existing }
             }
         },

@@ -77,9 +77,23 @@ impl Relay {
         }
     }
 
+    /// Seconds since `created_at` (an RFC 3339 text) on the clock seam's wall time; 0 for none.
+    fn age_seconds(&self, created_at: Option<&str>) -> f64 {
+        let created = created_at.and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok());
+        created.map_or(0.0, |created| {
+            let age = self.env.clock.now_utc().signed_duration_since(created);
+            age.num_milliseconds().max(0) as f64 / 1000.0
+        })
+    }
+
     /// Returns whether everything pending was delivered.
     async fn deliver_batch(&self) -> bool {
+        let metrics = self.env.metrics.outbox();
         let batch: Result<Vec<(i64, String, i64)>, rusqlite::Error> = self.db.read(|c| {
+            let (depth, oldest): (i64, Option<String>) =
+                c.query_row("SELECT COUNT(*), MIN(created_at) FROM outbox", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            metrics.depth.set(depth);
+            metrics.oldest_age_seconds.set(self.age_seconds(oldest.as_deref()));
             let mut statement = c.prepare("SELECT seq, event, attempts FROM outbox ORDER BY seq LIMIT ?1")?;
             let rows =
                 statement.query_map([self.config.batch_size_max], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
@@ -111,6 +125,11 @@ impl Relay {
                 }
             });
             tracing::debug!(seq, delivered, order_id = %event.order_id, kind = event.kind.as_str(), "outbox delivery");
+            if delivered {
+                metrics.deliveries.inc();
+            } else {
+                metrics.failures.inc();
+            }
             if !(delivered || forget) || recorded.is_err() {
                 return false;
             }

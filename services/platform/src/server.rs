@@ -3,10 +3,12 @@
 //! a header size limit.
 
 use crate::json::{problem_everywhere, unknown_route, BODY_SIZE_MAX_BYTES};
+use crate::metrics::Metrics;
 use crate::net::Listener;
+use crate::storage::Db;
 use crate::trace::request_context;
-use crate::{ApiError, Clock, Ids, Spawner};
-use axum::extract::DefaultBodyLimit;
+use crate::{ApiError, Clock, Env, Spawner};
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{header, HeaderValue};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -102,18 +104,73 @@ fn is_length_limit(error: &axum::Error) -> bool {
 }
 
 /// Wraps a service's routes with the layers every service shares: problem+json for every
-/// error, 404 problem for unknown routes, the 64 KiB body limit, and the request context.
-pub fn with_common_layers(routes: Router, ids: Ids) -> Router {
-    with_layers_keeping_fallback(routes.fallback(unknown_route), ids)
+/// error, 404 problem for unknown routes, the 64 KiB body limit, the request context, HTTP
+/// metrics, and the operator's routes (`/metrics`, `/health/live`, `/health/ready`).
+pub fn with_common_layers(routes: Router, env: &Env, db: &Db) -> Router {
+    with_layers_keeping_fallback(routes.merge(ops_routes(env.metrics.clone(), db.clone())).fallback(unknown_route), env)
 }
 
-/// [`with_common_layers`] for a router that has a fallback of its own (the gateway's).
-pub fn with_layers_keeping_fallback(routes: Router, ids: Ids) -> Router {
+/// [`with_common_layers`] for a router that has a fallback of its own (the gateway's),
+/// without the operator's routes: the gateway is the public door, and serves them on a
+/// port of their own ([`ops_router`]).
+pub fn with_layers_keeping_fallback(routes: Router, env: &Env) -> Router {
     routes
         .layer(DefaultBodyLimit::max(BODY_SIZE_MAX_BYTES))
         .layer(axum::middleware::from_fn(problem_everywhere))
         .layer(axum::middleware::from_fn(headers_within_limit))
-        .layer(axum::middleware::from_fn_with_state(ids, request_context))
+        .layer(axum::middleware::from_fn_with_state(env.ids.clone(), request_context))
+        .layer(axum::middleware::from_fn_with_state((env.metrics.clone(), env.clock.clone()), http_metrics))
+}
+
+/// The operator's routes alone, with the common layers: what the gateway serves on its
+/// admin port.
+pub fn ops_router(env: &Env, db: &Db) -> Router {
+    with_common_layers(Router::new(), env, db)
+}
+
+/// `GET /metrics` (OpenMetrics text), `GET /health/live` (the process answers) and
+/// `GET /health/ready` (the database is open, migrated and answers a query).
+fn ops_routes(metrics: Metrics, db: Db) -> Router {
+    use axum::routing::get;
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.encode();
+                async move { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text) }
+            }),
+        )
+        .route("/health/live", get(|| async { axum::Json(serde_json::json!({ "status": "UP" })) }))
+        .route(
+            "/health/ready",
+            get(move || {
+                let ready = db.schema_version();
+                async move {
+                    match ready {
+                        Ok(version) if version > 0 => {
+                            Ok(axum::Json(serde_json::json!({ "status": "UP", "schemaVersion": version })))
+                        }
+                        Ok(_) => Err(ApiError::unavailable("the database is not migrated".to_string(), 1)),
+                        Err(error) => Err(ApiError::unavailable(format!("the database does not answer: {error}"), 1)),
+                    }
+                }
+            }),
+        )
+}
+
+/// Middleware: counts every answer by route template, method and status, and observes its
+/// duration on the clock seam.
+async fn http_metrics(
+    axum::extract::State((metrics, clock)): axum::extract::State<(Metrics, Arc<dyn Clock>)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = clock.now();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_string();
+    let method = request.method().as_str().to_string();
+    let response = next.run(request).await;
+    metrics.http().record(&route, &method, response.status().as_u16(), clock.now().duration_since(started));
+    response
 }
 
 /// Accepts connections until `shutdown` completes; dropping the returned future (a crash)

@@ -4,8 +4,11 @@
 //! crash (real or simulated) loses only what was not committed. The simulation keeps each
 //! service's [`Db`] outside its host and hands the same one back on restart.
 
+use crate::metrics::{Metrics, ParticipantOutcome, TransactionKind};
 use crate::storage_fault::{self, StorageFailure};
+use crate::Clock;
 use rusqlite::{Connection, TransactionBehavior};
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -69,6 +72,32 @@ impl Blocking {
 pub struct Db {
     connection: Arc<Mutex<Connection>>,
     blocking: Blocking,
+    instruments: Option<Instruments>,
+}
+
+/// Where an instrumented [`Db`] reports: transaction durations (on the clock seam), busy
+/// failures, and the participant outcomes its committed transactions recorded.
+#[derive(Clone)]
+struct Instruments {
+    metrics: Metrics,
+    clock: Arc<dyn Clock>,
+}
+
+thread_local! {
+    /// Outcomes recorded by the write transaction running on this thread
+    /// ([`record_participant_outcome`]); counted only if it commits.
+    static PENDING_OUTCOMES: RefCell<Vec<ParticipantOutcome>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records what a participant's operation record made of a call, from inside a write
+/// transaction: the outcome reaches the metrics only when that transaction commits (a
+/// rolled-back one never happened).
+pub fn record_participant_outcome(outcome: ParticipantOutcome) {
+    PENDING_OUTCOMES.with(|pending| pending.borrow_mut().push(outcome));
+}
+
+fn take_pending_outcomes() -> Vec<ParticipantOutcome> {
+    PENDING_OUTCOMES.with(|pending| std::mem::take(&mut *pending.borrow_mut()))
 }
 
 impl Db {
@@ -87,7 +116,7 @@ impl Db {
 
     fn with_connection(connection: Connection, migrations: &[Migration]) -> Result<Db, StoreError> {
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        let db = Db { connection: Arc::new(Mutex::new(connection)), blocking: Blocking::Inline };
+        let db = Db { connection: Arc::new(Mutex::new(connection)), blocking: Blocking::Inline, instruments: None };
         db.migrate(migrations)?;
         Ok(db)
     }
@@ -95,6 +124,17 @@ impl Db {
     /// The same database, its transactions run as `blocking` says.
     pub fn with_blocking(self, blocking: Blocking) -> Db {
         Db { blocking, ..self }
+    }
+
+    /// The same database, reporting to `metrics` (durations measured on `clock`).
+    pub fn with_metrics(self, metrics: Metrics, clock: Arc<dyn Clock>) -> Db {
+        Db { instruments: Some(Instruments { metrics, clock }), ..self }
+    }
+
+    /// The schema version (`PRAGMA user_version`): the last migration applied. Answers only
+    /// when the database does.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        Ok(self.read(|c| c.pragma_query_value(None, "user_version", |row| row.get(0)))?)
     }
 
     /// This database with its transactions run inline (inside `block_in_place`).
@@ -142,20 +182,42 @@ impl Db {
             let inline = self.inline();
             return tokio::task::block_in_place(move || inline.write(work));
         }
+        let started = self.instruments.as_ref().map(|i| i.clock.now());
+        let _ = take_pending_outcomes();
+        let result = self.write_inline(work);
+        let outcomes = take_pending_outcomes();
+        if let (Some(instruments), Some(started)) = (&self.instruments, started) {
+            let storage = instruments.metrics.storage();
+            storage.observe(TransactionKind::write, instruments.clock.now().duration_since(started));
+            match &result {
+                Ok(_) => outcomes.into_iter().for_each(|o| instruments.metrics.participants().record(o)),
+                Err(WriteError::Storage(error)) if is_transient(error) => {
+                    storage.busy.inc();
+                }
+                Err(_) => {}
+            }
+        }
+        result.map_err(WriteError::into_error)
+    }
+
+    fn write_inline<T, E>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, WriteError<E>> {
         let failure = storage_fault::draw();
         let mut connection = self.lock();
         if failure == Some(StorageFailure::Busy) {
             crate::probe::hit(crate::probe::Probe::StorageFault);
-            return Err(StorageFailure::Busy.error().into());
+            return Err(WriteError::Storage(StorageFailure::Busy.error()));
         }
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = work(&tx)?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(WriteError::Storage)?;
+        let value = work(&tx).map_err(WriteError::Work)?;
         if let Some(failure) = failure {
-            tx.rollback()?;
+            tx.rollback().map_err(WriteError::Storage)?;
             crate::probe::hit(crate::probe::Probe::StorageFault);
-            return Err(failure.error().into());
+            return Err(WriteError::Storage(failure.error()));
         }
-        tx.commit()?;
+        tx.commit().map_err(WriteError::Storage)?;
         Ok(value)
     }
 
@@ -168,8 +230,30 @@ impl Db {
             let inline = self.inline();
             return tokio::task::block_in_place(move || inline.read(work));
         }
-        let connection = self.lock();
-        work(&connection)
+        let started = self.instruments.as_ref().map(|i| i.clock.now());
+        let result = work(&self.lock());
+        if let (Some(instruments), Some(started)) = (&self.instruments, started) {
+            instruments
+                .metrics
+                .storage()
+                .observe(TransactionKind::read, instruments.clock.now().duration_since(started));
+        }
+        result
+    }
+}
+
+/// Why a write failed: the database itself (begin, commit, an injected fault), or the work.
+enum WriteError<E> {
+    Storage(rusqlite::Error),
+    Work(E),
+}
+
+impl<E: From<rusqlite::Error>> WriteError<E> {
+    fn into_error(self) -> E {
+        match self {
+            WriteError::Storage(error) => error.into(),
+            WriteError::Work(error) => error,
+        }
     }
 }
 
@@ -245,6 +329,31 @@ mod tests {
         assert_eq!(injected.values().sum::<u64>(), 40);
         db.write(|tx| tx.execute("INSERT INTO t (x) VALUES (2)", [])).unwrap();
         assert_eq!(count(&db), 2, "never in real mode");
+    }
+
+    #[test]
+    fn participant_outcomes_count_only_when_their_transaction_commits() {
+        let metrics = Metrics::new();
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::ManualClock::new(chrono::DateTime::UNIX_EPOCH));
+        let db = Db::open_memory(MIGRATIONS).unwrap().with_metrics(metrics.clone(), clock);
+        let applied = |text: &str| {
+            let line = r#"participant_operations_total{operation="action",outcome="applied"} "#;
+            text.lines().find_map(|l| l.strip_prefix(line)).map(|v| v.to_string())
+        };
+        let rolled_back: Result<(), rusqlite::Error> = db.write(|_| {
+            record_participant_outcome(ParticipantOutcome::applied);
+            Err(rusqlite::Error::InvalidQuery)
+        });
+        assert!(rolled_back.is_err());
+        assert_eq!(applied(&metrics.encode()), None, "a rolled-back outcome is not counted");
+        db.write(|tx| {
+            record_participant_outcome(ParticipantOutcome::applied);
+            tx.execute("INSERT INTO t (x) VALUES (1)", []).map(drop)
+        })
+        .unwrap();
+        assert_eq!(applied(&metrics.encode()).as_deref(), Some("1"));
+        let text = metrics.encode();
+        assert!(text.contains(r#"storage_transaction_duration_seconds_count{kind="write"} 2"#), "{text}");
     }
 
     #[test]

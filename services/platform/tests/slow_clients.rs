@@ -12,7 +12,8 @@ use platform::clock::Clock;
 use platform::net::{BoxIo, Net};
 use platform::real::{SystemClock, TokioNet};
 use platform::server::{serve, with_common_layers, ServerLimits, SERVER_LIMITS};
-use platform::{BoxFuture, Ids, Spawner};
+use platform::storage::Db;
+use platform::{BoxFuture, Env, Ids, Spawner};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,10 +97,11 @@ async fn slow_bodies_get_408_and_free_their_connections() {
     let addr = listener.local_addr().unwrap().to_string();
     let routes = Router::new().route("/echo", post(|body: axum::body::Bytes| async move { format!("{}", body.len()) }));
     let limits = ServerLimits { connection_count_max: CONNECTIONS, ..SERVER_LIMITS };
+    let env = Env::new(clock.clone(), Arc::new(TokioNet), Ids::from_seed(1));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = Spawner::Runtime.spawn(serve(
         listener,
-        with_common_layers(routes, Ids::from_seed(1)),
+        with_common_layers(routes, &env, &Db::open_memory(&[]).unwrap()),
         limits,
         Spawner::Runtime,
         clock.clone(),

@@ -60,6 +60,10 @@ impl ServiceName {
         }
     }
 
+    /// The port the gateway serves `/metrics` and `/health/*` on (offset from the base
+    /// port: 8086): its public port is the store's door, where they answer 404.
+    pub const GATEWAY_ADMIN_PORT_OFFSET: u16 = 6;
+
     pub fn migrations(self) -> Vec<Migration> {
         match self {
             ServiceName::Gateway => gateway::migrations(),
@@ -187,21 +191,37 @@ pub const DELIVERY_HORIZON_HOURS: i64 = 7 * 24;
 
 type ServiceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Builds the future that runs one service until `shutdown` turns true.
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Builds the future that runs one service until `shutdown` turns true. The gateway also
+/// serves its operator's routes (`/metrics`, `/health/*`) on `admin`, when given.
 pub fn service_future(
     service: ServiceName,
     deps: Deps,
     listener: Box<dyn Listener>,
+    admin: Option<Box<dyn Listener>>,
     config: &ShopConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> ServiceFuture {
-    let stop = async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    };
+    let stop = stopped(shutdown.clone());
     match service {
         ServiceName::Gateway => {
             let gateway_config = gateway::Config { password_cost: config.password_cost, ..gateway::CONFIG };
-            Box::pin(gateway::run(deps, gateway_config, listener, stop))
+            let admin = admin.map(|admin| {
+                let env = &deps.env;
+                let router = platform::server::ops_router(env, &deps.db);
+                let limits = platform::server::SERVER_LIMITS;
+                platform::server::serve(admin, router, limits, env.spawner, env.clock.clone(), stopped(shutdown))
+            });
+            let gateway = gateway::run(deps, gateway_config, listener, stop);
+            Box::pin(async move {
+                match admin {
+                    Some(admin) => drop(tokio::join!(gateway, admin)),
+                    None => gateway.await,
+                }
+            })
         }
         ServiceName::Order => Box::pin(order::run(deps, order::CONFIG, listener, stop)),
         ServiceName::Billing => Box::pin(billing::run(deps, platform::outbox::RELAY_CONFIG, listener, stop)),
@@ -218,6 +238,8 @@ pub fn service_future(
 /// A started shop: where each service listens, and the futures that run them.
 pub struct Started {
     pub peers: Peers,
+    /// Where the gateway serves `/metrics` and `/health/*`, when it runs here.
+    pub gateway_admin: Option<String>,
     pub services: Vec<(ServiceName, ServiceFuture)>,
 }
 
@@ -256,6 +278,19 @@ pub async fn start(
     for (service, address) in &config.peers {
         addresses[usize::from(service.port_offset())] = address.clone();
     }
+    let mut gateway_admin = None;
+    let mut admin_listener = None;
+    if config.services.contains(&ServiceName::Gateway) {
+        let port = if config.base_port == 0 { 0 } else { config.base_port + ServiceName::GATEWAY_ADMIN_PORT_OFFSET };
+        let addr = format!("{}:{port}", config.host);
+        let listener = net.bind(&addr).await.map_err(|source| ShopError::Listen {
+            service: "gateway admin",
+            addr: addr.clone(),
+            source,
+        })?;
+        gateway_admin = Some(listener.local_addr().map_or(addr, |bound| bound.to_string()));
+        admin_listener = Some(listener);
+    }
     let peers = Peers {
         gateway: addresses[0].clone(),
         order: addresses[1].clone(),
@@ -267,10 +302,11 @@ pub async fn start(
     let mut services = Vec::new();
     for (service, listener) in listeners {
         let env = platform::real::real_env();
-        let db = open_db(config.data_dir.as_deref(), service)?;
+        let db = open_db(config.data_dir.as_deref(), service)?.with_metrics(env.metrics.clone(), env.clock.clone());
         seed_demo_data(service, &db, env.clock.now_utc(), config)?;
         let deps = Deps { env, db, secrets: secrets.clone(), peers: peers.clone() };
-        services.push((service, service_future(service, deps, listener, config, shutdown.clone())));
+        let admin = if service == ServiceName::Gateway { admin_listener.take() } else { None };
+        services.push((service, service_future(service, deps, listener, admin, config, shutdown.clone())));
     }
-    Ok(Started { peers, services })
+    Ok(Started { peers, gateway_admin, services })
 }

@@ -148,6 +148,7 @@ async fn run(config: ShopConfig) -> Result<(), shop::ShopError> {
             };
             format!("{}={addr}", service.as_str())
         })
+        .chain(started.gateway_admin.iter().map(|addr| format!("gateway-admin={addr}")))
         .collect();
     match &config.data_dir {
         Some(dir) => tracing::info!(data_dir = %dir.display(), "databases on disk"),

@@ -20,8 +20,9 @@ pub struct Warehouse {
 }
 
 pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
+    deps.env.metrics.participants();
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "warehouse"));
-    let warehouse = Arc::new(Warehouse { env: deps.env.clone(), db: deps.db });
-    let router = with_common_layers(routes::routes(warehouse, auth), deps.env.ids.clone());
+    let warehouse = Arc::new(Warehouse { env: deps.env.clone(), db: deps.db.clone() });
+    let router = with_common_layers(routes::routes(warehouse, auth), &deps.env, &deps.db);
     serve(listener, router, SERVER_LIMITS, deps.env.spawner, deps.env.clock.clone(), shutdown).await;
 }

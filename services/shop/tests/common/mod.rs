@@ -21,17 +21,17 @@ pub const BEANS: &str = "00000000-0000-4000-8000-000000000005";
 
 static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
 
-/// Six consecutive free loopback ports.
+/// Seven consecutive free loopback ports: the six services and the gateway's admin port.
 fn free_base_port() -> u16 {
     for _ in 0..200 {
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
-        let base = 20_000 + ((std::process::id() as u16).wrapping_mul(37).wrapping_add(block.wrapping_mul(6))) % 40_000;
-        let free = (0..6).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok());
+        let base = 20_000 + ((std::process::id() as u16).wrapping_mul(37).wrapping_add(block.wrapping_mul(7))) % 40_000;
+        let free = (0..7).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok());
         if free {
             return base;
         }
     }
-    panic!("no six consecutive free ports found");
+    panic!("no seven consecutive free ports found");
 }
 
 pub struct TestShop {
