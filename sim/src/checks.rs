@@ -823,6 +823,7 @@ fn allowed(action: Action) -> &'static [u16] {
         Action::Logout => &[204, 401],
         Action::ReuseKey | Action::ReuseDepositKey => &[422],
         Action::ReadTransactions | Action::ReadNotifications => &[200],
+        Action::AtLimit | Action::PastLimit => &[400],
         Action::GaveUp => &[],
     }
 }
@@ -895,6 +896,15 @@ fn contract_answers(snapshot: &Snapshot, history: &[Event], plan: &Plan, faults:
             {
                 Err(format!("a reused key answered with problem {:?}, not idempotency-key-reused", event.problem))
             }
+            // A body at a limit is valid: only its products, which nobody sells, are refused.
+            (Action::AtLimit, _) if event.problem.as_deref() != Some("/problems/unknown-product") => Err(format!(
+                "an order body at a limit of the contract answered with problem {:?}, not unknown-product",
+                event.problem
+            )),
+            (Action::PastLimit, _) if event.problem.as_deref() != Some("/problems/invalid-order") => Err(format!(
+                "an order body past a limit of the contract answered with problem {:?}, not invalid-order",
+                event.problem
+            )),
             _ => Ok(()),
         };
         if let Err(why) = verdict {

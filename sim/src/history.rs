@@ -46,6 +46,11 @@ pub enum Action {
     Logout,
     /// A call with a session cookie after its logout was answered: 401 on every route.
     LoggedOut,
+    /// An order body exactly at one of the contract's limits, of products nobody sells: valid,
+    /// so 400 unknown-product (never invalid-order).
+    AtLimit,
+    /// An order body just past one of the contract's limits: 400 invalid-order.
+    PastLimit,
 }
 
 impl Action {
@@ -53,9 +58,13 @@ impl Action {
     /// token (`None`: the gateway answers it itself, or the call carries no valid session).
     pub fn service(self) -> Option<&'static str> {
         match self {
-            Action::PlaceOrder | Action::PollOrder | Action::ListOrders | Action::Peek | Action::ReuseKey => {
-                Some("order")
-            }
+            Action::PlaceOrder
+            | Action::PollOrder
+            | Action::ListOrders
+            | Action::Peek
+            | Action::ReuseKey
+            | Action::AtLimit
+            | Action::PastLimit => Some("order"),
             Action::OpenAccount
             | Action::Deposit
             | Action::ReadAccount
@@ -87,6 +96,8 @@ impl Action {
             Action::LoggedOut => Some("logged_out_cookie"),
             Action::Peek => Some("peek_other_order"),
             Action::Anonymous => Some("no_session"),
+            Action::AtLimit => Some("order_body_at_limit"),
+            Action::PastLimit => Some("order_body_past_limit"),
             _ => None,
         }
     }

@@ -94,6 +94,42 @@ pub struct PlannedOrder {
     /// number (keys are scoped per user: each gets its own order).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_key: bool,
+    /// First send two bodies at this limit of the contract: at it, and just past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_body: Option<Limit>,
+}
+
+/// A limit the order service checks on an order's body before asking any other service,
+/// as docs/API.md states it ("Create order").
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// 1 line (at) or none (past).
+    NoLines,
+    /// 50 lines (at) or 51 (past).
+    Lines,
+    /// A line of 1000 units (at) or 1001 (past).
+    Quantity,
+    /// Two lines of one product adding up to 1000 units (at) or 1001 (past).
+    MergedQuantity,
+    /// An address of 500 characters (at) or 501 (past), each two bytes in UTF-8.
+    Address,
+    /// A description of 1000 characters (at) or 1001 (past), each two bytes in UTF-8.
+    Description,
+    /// A slot starting on the hour (at) or half past it (past).
+    Slot,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 7] = [
+        Limit::NoLines,
+        Limit::Lines,
+        Limit::Quantity,
+        Limit::MergedQuantity,
+        Limit::Address,
+        Limit::Description,
+        Limit::Slot,
+    ];
 }
 
 /// A deposit racing an order: whole currency units, with an `Idempotency-Key` (retried
@@ -130,6 +166,7 @@ impl PlannedOrder {
             second_session: false,
             logout_after_ms: None,
             shared_key: false,
+            edge_body: None,
         }
     }
 }
@@ -181,6 +218,7 @@ fn shopper_plan(scenario: &Scenario, seed: u64, index: u32) -> ShopperPlan {
     draw_abandons(scenario, seed, index, &mut orders);
     let reuse_deposit_key = draw_adversary(scenario, seed, index, &mut orders);
     draw_sessions(scenario, seed, index, &mut orders);
+    draw_edge_bodies(scenario, seed, index, &mut orders);
     ShopperPlan { index, deposit, orders, reuse_deposit_key }
 }
 
@@ -225,6 +263,16 @@ fn draw_sessions(scenario: &Scenario, seed: u64, index: u32, orders: &mut [Plann
         let single = order.abandon_after_ms.is_none() && !order.double_submit && !order.similar_at_once;
         order.second_session = second_session;
         order.logout_after_ms = (logout && single && !second_session).then_some(logout_after_ms);
+    }
+}
+
+/// Order bodies at and past the contract's limits: drawn from a stream of their own, so
+/// scenarios without the knob keep their plans.
+fn draw_edge_bodies(scenario: &Scenario, seed: u64, index: u32, orders: &mut [PlannedOrder]) {
+    let mut draw = Draw::new(seed, &format!("plan/shopper/{index}/edge"));
+    for order in orders.iter_mut() {
+        let limit = *draw.pick(&Limit::ALL);
+        order.edge_body = draw.chance(scenario.mix.edge_body).then_some(limit);
     }
 }
 

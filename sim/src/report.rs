@@ -247,7 +247,7 @@ fn faults_markdown(totals: &Totals) -> String {
 
 /// The adversarial workload behaviours, as `Stats::workload` counts them (an event's
 /// `Action::behaviour` and its own `behaviours`).
-pub const WORKLOAD: [&str; 19] = [
+pub const WORKLOAD: [&str; 21] = [
     "double_submit",
     "similar_order",
     "abandoned",
@@ -267,6 +267,8 @@ pub const WORKLOAD: [&str; 19] = [
     "second_session",
     "logout_in_flight",
     "logged_out_cookie",
+    "order_body_at_limit",
+    "order_body_past_limit",
 ];
 
 /// The fault kind (as in `summary.json`'s `faults`) of an active-fault label.

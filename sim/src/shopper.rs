@@ -7,7 +7,7 @@
 
 use crate::cluster::slot;
 use crate::history::{Action, AskedOrder, Event, History, SeenOrder};
-use crate::plan::{PlannedItem, PlannedOrder, ShopperPlan, LATE_RETRY_MS};
+use crate::plan::{Limit, PlannedItem, PlannedOrder, ShopperPlan, LATE_RETRY_MS};
 use crate::scenario::Scenario;
 use crate::seams::{SimClock, TurmoilNet};
 use crate::seed::{child_seed, Draw};
@@ -46,6 +46,10 @@ const LATE_RETRY_WINDOW_MS: u64 = 2_000;
 
 /// Orders each shopper has seen, for other shoppers to try to read.
 pub type Board = Rc<RefCell<BTreeMap<u32, Vec<Uuid>>>>;
+
+/// Product ids nobody sells (the demo catalog's are `00000000-…`): the high bits of the
+/// edge bodies' products.
+const UNSOLD: u128 = 0xe0000000_0000_4000_8000_000000000000;
 
 pub struct Shopper {
     pub index: u32,
@@ -275,7 +279,9 @@ impl Shopper {
             | Action::Internal
             | Action::Forged
             | Action::Logout
-            | Action::LoggedOut => {}
+            | Action::LoggedOut
+            | Action::AtLimit
+            | Action::PastLimit => {}
         }
         event
     }
@@ -609,6 +615,38 @@ impl Shopper {
         (body, AskedOrder { items: asked, slot, last })
     }
 
+    /// An order body at `limit` of the contract (docs/API.md, "Create order"), or one past it,
+    /// of products nobody sells: the limits are the contract's, written out here, so that a
+    /// service whose own constant drifts is seen.
+    fn edge_body(&self, limit: Limit, past: bool, slot_hour: u32) -> Value {
+        let unsold = |i: usize| Uuid::from_u128(UNSOLD | i as u128);
+        let line = |i: usize, quantity: usize| json!({ "productId": unsold(i), "quantity": quantity });
+        let extra = usize::from(past);
+        let mut lines = vec![line(0, 1)];
+        let mut address = format!("{} Sim Street", self.index);
+        let mut description = None;
+        let mut slot = slot(slot_hour);
+        match limit {
+            Limit::NoLines if past => lines.clear(),
+            Limit::NoLines => {}
+            Limit::Lines => lines = (0..50 + extra).map(|i| line(i, 1)).collect(),
+            Limit::Quantity => lines = vec![line(0, 1000 + extra)],
+            Limit::MergedQuantity => lines = vec![line(0, 500), line(0, 500 + extra)],
+            // Characters, not bytes: each is two bytes in UTF-8.
+            Limit::Address => address = "é".repeat(500 + extra),
+            Limit::Description => description = Some("ü".repeat(1000 + extra)),
+            Limit::Slot if past => slot += chrono::TimeDelta::minutes(30),
+            Limit::Slot => {}
+        }
+        let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut body =
+            json!({ "items": lines, "deliveryInfo": { "address": address, "preferredTimeSlot": slot_text } });
+        if let Some(description) = description {
+            body["description"] = json!(description);
+        }
+        body
+    }
+
     async fn place_once(
         &self,
         key: &str,
@@ -858,6 +896,14 @@ impl Shopper {
 
     /// Now and then: read another shopper's order, or call without a session.
     async fn side_trip(&mut self, order: &PlannedOrder) {
+        if let Some(limit) = order.edge_body {
+            for (past, action) in [(false, Action::AtLimit), (true, Action::PastLimit)] {
+                let key = format!("edge-{:016x}", self.draw.range(1, u64::MAX - 1));
+                let body = self.edge_body(limit, past, order.slot_hour);
+                let answer = self.call(Method::POST, "/api/v1/order", Some(&body), Some(&key), true).await;
+                self.record(action, Some(&key), answer.as_ref(), None);
+            }
+        }
         if order.peek {
             let others: Vec<(u32, Uuid)> = self
                 .board

@@ -462,6 +462,31 @@ fn contract_catches_a_reused_order_key_refused_as_something_else() {
     assert_caught_saying(&check(&snapshot, &history), CONTRACT, "not idempotency-key-reused");
 }
 
+/// A body at a limit of the contract is valid (400 only for its unsold products); one past
+/// it is invalid-order; each refused as the other is a violation, and a 201 to either too.
+#[test]
+fn contract_catches_an_order_body_at_or_past_a_limit_answered_wrongly() {
+    for (action, problem, wrong, saying) in [
+        (Action::AtLimit, "/problems/unknown-product", "/problems/invalid-order", "not unknown-product"),
+        (Action::PastLimit, "/problems/invalid-order", "/problems/unknown-product", "not invalid-order"),
+    ] {
+        let (mut history, snapshot) = parts();
+        let edge = an_event(&mut history, action, Action::PlaceOrder);
+        edge.status = Some(400);
+        edge.problem = Some(problem.into());
+        edge.order = None;
+        let right = check(&snapshot, &history);
+        assert!(right.iter().all(|v| v.invariant != CONTRACT), "{action:?} answered {problem}: {right:#?}");
+        let edge = an_event(&mut history, action, Action::PlaceOrder);
+        edge.problem = Some(wrong.into());
+        assert_caught_saying(&check(&snapshot, &history), CONTRACT, saying);
+        let edge = an_event(&mut history, action, Action::PlaceOrder);
+        edge.status = Some(201);
+        edge.problem = None;
+        assert_caught_saying(&check(&snapshot, &history), CONTRACT, "not an answer the contract allows");
+    }
+}
+
 #[test]
 fn contract_catches_key_reused_for_a_key_used_with_this_very_body() {
     let (mut history, snapshot) = parts();
