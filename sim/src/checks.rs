@@ -1040,13 +1040,13 @@ pub fn latest_written_ms(plan: &Plan, service: &str, at: Timestamp) -> u64 {
         _ => None,
     });
     let in_effect = |skew: i64, t: u64| {
-        [t.saturating_sub(SKEW_EDGE_MS), t, t + SKEW_EDGE_MS].into_iter().any(|near| skew_ms(plan, service, near) == skew)
+        [t.saturating_sub(SKEW_EDGE_MS), t, t + SKEW_EDGE_MS]
+            .into_iter()
+            .any(|near| skew_ms(plan, service, near) == skew)
     };
     let candidates: Vec<i64> = std::iter::once(0).chain(skews).collect();
-    let latest = candidates
-        .iter()
-        .filter_map(|skew| u64::try_from(seen - skew).ok().filter(|t| in_effect(*skew, *t)))
-        .max();
+    let latest =
+        candidates.iter().filter_map(|skew| u64::try_from(seen - skew).ok().filter(|t| in_effect(*skew, *t))).max();
     // No consistent reading (an edited plan): the widest one.
     latest.unwrap_or_else(|| {
         let widest = candidates.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
@@ -1110,7 +1110,9 @@ fn rows_of(snapshot: &Snapshot, plan: &Plan, action: Action, user: Uuid) -> Vec<
 fn owner_of_row(snapshot: &Snapshot, action: Action, id: Uuid) -> Option<Option<Uuid>> {
     match action {
         Action::ListOrders => snapshot.order(id).map(|o| Some(o.user_id)),
-        Action::ReadTransactions => snapshot.ledger.iter().find(|l| l.id == id).map(|l| snapshot.owner_of(l.account_id)),
+        Action::ReadTransactions => {
+            snapshot.ledger.iter().find(|l| l.id == id).map(|l| snapshot.owner_of(l.account_id))
+        }
         Action::ReadNotifications => snapshot.notifications.iter().find(|n| n.id == id).map(|n| Some(n.user_id)),
         _ => None,
     }
