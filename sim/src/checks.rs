@@ -1034,7 +1034,8 @@ const SKEW_EDGE_MS: u64 = 50;
 /// time is before a request went out was committed before it: SQLite work is synchronous,
 /// so a row's time is its commit's.
 pub fn latest_written_ms(plan: &Plan, service: &str, at: Timestamp) -> u64 {
-    let seen = (at - epoch()).num_milliseconds().max(0);
+    // Not clamped at the epoch: a clock set back early in a run reads before it.
+    let seen = (at - epoch()).num_milliseconds();
     let skews = plan.faults.iter().filter_map(|p| match &p.fault {
         Fault::Skew { host, skew_ms } if host == service => Some(*skew_ms),
         _ => None,
@@ -1049,8 +1050,8 @@ pub fn latest_written_ms(plan: &Plan, service: &str, at: Timestamp) -> u64 {
         candidates.iter().filter_map(|skew| u64::try_from(seen - skew).ok().filter(|t| in_effect(*skew, *t))).max();
     // No consistent reading (an edited plan): the widest one.
     latest.unwrap_or_else(|| {
-        let widest = candidates.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
-        seen.unsigned_abs() + widest
+        let widest = candidates.iter().map(|s| s.abs()).max().unwrap_or(0);
+        u64::try_from(seen + widest).unwrap_or(0)
     })
 }
 

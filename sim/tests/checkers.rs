@@ -784,6 +784,9 @@ fn a_row_written_under_a_skew_is_placed_by_the_skews_that_could_be_in_effect() {
     assert_eq!(latest_written_ms(&plan, "billing", at(safety - 1_000)), (safety - 4_000) as u64);
     // A reading both the skewed clock and the true one after the heal can give: the later.
     assert_eq!(latest_written_ms(&plan, "billing", at(safety + 1_000)), (safety + 1_000) as u64);
+    // A clock set back past the epoch early in the run: its readings fall before the epoch.
+    let behind = skewed("billing", -20_000);
+    assert_eq!(latest_written_ms(&behind, "billing", at(1_500 - 20_000)), 1_500);
     // Without the skew, the clock's reading is the time.
     assert_eq!(latest_written_ms(&clean().plan, "billing", at(safety - 1_000)), (safety - 1_000) as u64);
 }
