@@ -3,18 +3,21 @@
 //! violation names the invariant, the entities and the evidence. sim/README.md lists every
 //! check with what it reads.
 
-use crate::history::{Action, Event};
+use crate::cluster::epoch;
+use crate::faults::Fault;
+use crate::history::{Action, Event, Listed};
 use crate::model::{
     fault_windows, faults_touching, hour_of, lowest_available_at, lowest_balance_at, maybe_no_account_at,
     most_booked_at, skew_bound_ms, token_refusable, tolerance_ms, Window, FAULT_AFTERMATH_MS,
 };
 use crate::plan::Plan;
-use crate::run::sim_ms;
+use crate::run::{sim_ms, skew_ms};
 use crate::snapshot::{OrderRow, Participant, Snapshot};
 use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
+use contracts::Timestamp;
 use order::saga::REJECTED_PREFIX;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,7 +38,7 @@ impl std::fmt::Display for Violation {
     }
 }
 
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "saga atomicity",
     "money",
     "stock",
@@ -49,12 +52,14 @@ pub const NAMES: [&str; 13] = [
     "internal errors",
     "justified outcomes",
     "answers match the contract",
+    "listings complete and true",
 ];
 
 /// Invariant numbers of the checks beyond SIMULATION.md's ten.
 pub const INTERNAL_ERRORS: u8 = 11;
 pub const JUSTIFIED_OUTCOMES: u8 = 12;
 pub const CONTRACT: u8 = 13;
+pub const LISTINGS: u8 = 14;
 
 pub fn violation(invariant: u8, subject: impl Into<String>, evidence: impl Into<String>) -> Violation {
     Violation { invariant, name: NAMES[usize::from(invariant) - 1], subject: subject.into(), evidence: evidence.into() }
@@ -111,6 +116,7 @@ pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<
     found.extend(last_orders(snapshot, history, plan));
     found.extend(contract_answers(snapshot, history, plan, &faults));
     found.extend(lists_name_acknowledged_orders(history));
+    found.extend(listings(snapshot, history, plan));
     found
 }
 
@@ -1022,4 +1028,171 @@ fn order_answer(
         return Err("200 replay of a key never sent before".into());
     }
     Ok(())
+}
+
+/// A listing answers at most this many entries, the newest (docs/API.md); a full one is
+/// checked for truth only.
+const LISTED_MAX: usize = 1_000;
+
+/// How near a skew's edge a row's time may fall and still be read with either skew: the
+/// driver moves a clock between two steps, and a step's writes see the new skew.
+const SKEW_EDGE_MS: u64 = 50;
+
+/// The latest simulated time at which `service` can have written `at` on its own clock: its
+/// clock reading less each skew the plan gives it (none included), keeping the skews in
+/// effect at that time (within [`SKEW_EDGE_MS`] of an edge, either). A row whose latest
+/// time is before a request went out was committed before it: SQLite work is synchronous,
+/// so a row's time is its commit's.
+pub fn latest_written_ms(plan: &Plan, service: &str, at: Timestamp) -> u64 {
+    // Not clamped at the epoch: a clock set back early in a run reads before it.
+    let seen = (at - epoch()).num_milliseconds();
+    let skews = plan.faults.iter().filter_map(|p| match &p.fault {
+        Fault::Skew { host, skew_ms } if host == service => Some(*skew_ms),
+        _ => None,
+    });
+    let in_effect = |skew: i64, t: u64| {
+        [t.saturating_sub(SKEW_EDGE_MS), t, t + SKEW_EDGE_MS]
+            .into_iter()
+            .any(|near| skew_ms(plan, service, near) == skew)
+    };
+    let candidates: Vec<i64> = std::iter::once(0).chain(skews).collect();
+    let latest =
+        candidates.iter().filter_map(|skew| u64::try_from(seen - skew).ok().filter(|t| in_effect(*skew, *t))).max();
+    // No consistent reading (an edited plan): the widest one.
+    latest.unwrap_or_else(|| {
+        let widest = candidates.iter().map(|s| s.abs()).max().unwrap_or(0);
+        u64::try_from(seen + widest).unwrap_or(0)
+    })
+}
+
+/// One row a listing may name: what it is, its id, and what the listing should say of it.
+struct ListedRow {
+    entry: Listed,
+    /// The latest simulated time it can have been committed at.
+    written_ms: u64,
+}
+
+/// The rows of `user` a listing of `action` draws from, from the snapshot.
+fn rows_of(snapshot: &Snapshot, plan: &Plan, action: Action, user: Uuid) -> Vec<ListedRow> {
+    match action {
+        Action::ListOrders => snapshot
+            .orders
+            .iter()
+            .filter(|o| o.user_id == user)
+            .map(|o| ListedRow {
+                entry: Listed::Order { id: o.id, user_id: o.user_id },
+                written_ms: latest_written_ms(plan, "order", o.created_at),
+            })
+            .collect(),
+        Action::ReadTransactions => snapshot
+            .ledger
+            .iter()
+            .filter(|l| snapshot.owner_of(l.account_id) == Some(user))
+            .map(|l| ListedRow {
+                entry: Listed::Transaction {
+                    id: l.id,
+                    kind: l.kind,
+                    amount_cents: l.amount_cents,
+                    order_id: l.order_id,
+                },
+                written_ms: latest_written_ms(plan, "billing", l.created_at),
+            })
+            .collect(),
+        Action::ReadNotifications => snapshot
+            .notifications
+            .iter()
+            .filter(|n| n.user_id == user)
+            .map(|n| ListedRow {
+                entry: Listed::Notification {
+                    id: n.id,
+                    kind: n.kind,
+                    order_id: n.order_id,
+                    amount_cents: n.amount_cents,
+                },
+                written_ms: latest_written_ms(plan, "notification", n.created_at),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a row with `id` exists anywhere in the snapshot's table for `action` (of any
+/// user), and whose it is.
+fn owner_of_row(snapshot: &Snapshot, action: Action, id: Uuid) -> Option<Option<Uuid>> {
+    match action {
+        Action::ListOrders => snapshot.order(id).map(|o| Some(o.user_id)),
+        Action::ReadTransactions => {
+            snapshot.ledger.iter().find(|l| l.id == id).map(|l| snapshot.owner_of(l.account_id))
+        }
+        Action::ReadNotifications => snapshot.notifications.iter().find(|n| n.id == id).map(|n| Some(n.user_id)),
+        _ => None,
+    }
+}
+
+/// Every 200 answer of the shopper's orders, transactions and notifications is true and
+/// complete against the final databases: each entry is a row of that shopper's user, as the
+/// row says it (a transaction's type, amount and order; a notification's type, order and
+/// amount), listed once; and every row of that user committed before the request went out
+/// is listed (rows committed while it was under way may or may not be). A full listing (the
+/// newest [`LISTED_MAX`]) is held to truth only.
+fn listings(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let users = shopper_users(snapshot);
+    let listing = |e: &&Event| {
+        matches!(e.action, Action::ListOrders | Action::ReadTransactions | Action::ReadNotifications)
+            && e.status == Some(200)
+    };
+    for event in history.iter().filter(listing) {
+        let Some(entries) = &event.entries else { continue };
+        let subject = format!("shopper-{}", event.shopper);
+        let describe = |why: String| {
+            format!("{:?} sent at {} ms answered at {} ms: {why}", event.action, event.sent_ms, event.at_ms)
+        };
+        let Some(user) = users.get(&event.shopper).copied() else {
+            found.push(violation(LISTINGS, subject, describe("a listing for a shopper with no user".into())));
+            continue;
+        };
+        let rows = rows_of(snapshot, plan, event.action, user);
+        // True: each entry as its row says, of this user, once.
+        let mut seen = BTreeSet::new();
+        let false_entries: Vec<String> = entries
+            .iter()
+            .filter_map(|entry| {
+                let id = entry.id();
+                if !seen.insert(id) {
+                    return Some(format!("{entry:?} listed twice"));
+                }
+                match rows.iter().find(|r| r.entry.id() == id) {
+                    Some(row) if row.entry == *entry => None,
+                    Some(row) => Some(format!("{entry:?} listed, the row says {:?}", row.entry)),
+                    None => Some(match owner_of_row(snapshot, event.action, id) {
+                        Some(owner) => format!("{entry:?} listed, a row of user {owner:?}, not of user {user}"),
+                        None => format!("{entry:?} listed, and no such row exists"),
+                    }),
+                }
+            })
+            .collect();
+        if let Some(first) = false_entries.first() {
+            let why = format!("{first} ({} false entries of {})", false_entries.len(), entries.len());
+            found.push(violation(LISTINGS, subject.clone(), describe(why)));
+        }
+        // Complete: every row committed before the request went out.
+        if entries.len() >= LISTED_MAX {
+            continue;
+        }
+        let listed: BTreeSet<Uuid> = entries.iter().map(Listed::id).collect();
+        let missing: Vec<&ListedRow> =
+            rows.iter().filter(|r| r.written_ms < event.sent_ms && !listed.contains(&r.entry.id())).collect();
+        if let Some(first) = missing.first() {
+            let why = format!(
+                "leaves out {:?}, committed by {} ms ({} rows committed before it was sent left out, {} listed)",
+                first.entry,
+                first.written_ms,
+                missing.len(),
+                entries.len()
+            );
+            found.push(violation(LISTINGS, subject, describe(why)));
+        }
+    }
+    found
 }

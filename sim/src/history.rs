@@ -2,6 +2,8 @@
 //! and what the answer said in the contract's terms (the order it carried, the deposit it
 //! acknowledged), so the checks can hold each answer to the contract.
 
+use contracts::billing::TransactionType;
+use contracts::notification::NotificationType;
 use contracts::order::{Order, OrderStatus};
 use contracts::Timestamp;
 use serde::Serialize;
@@ -38,9 +40,11 @@ pub enum Action {
     Internal,
     /// A call with a forged session cookie: 401.
     Forged,
-    /// The shopper's own transactions (`listed` holds the order ids they name).
+    /// The shopper's own transactions (`listed` holds the order ids they name, `entries`
+    /// the transactions).
     ReadTransactions,
-    /// The shopper's own notifications (`listed` holds the order ids they name).
+    /// The shopper's own notifications (`listed` holds the order ids they name, `entries`
+    /// the notifications).
     ReadNotifications,
     /// `POST /auth/logout` of the session the event names.
     Logout,
@@ -134,6 +138,24 @@ impl SeenOrder {
     }
 }
 
+/// One entry of a listing answer (the shopper's orders, transactions or notifications), as
+/// the answer said it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Listed {
+    Order { id: Uuid, user_id: Uuid },
+    Transaction { id: Uuid, kind: TransactionType, amount_cents: i64, order_id: Option<Uuid> },
+    Notification { id: Uuid, kind: NotificationType, order_id: Uuid, amount_cents: Option<i64> },
+}
+
+impl Listed {
+    pub fn id(&self) -> Uuid {
+        match self {
+            Listed::Order { id, .. } | Listed::Transaction { id, .. } | Listed::Notification { id, .. } => *id,
+        }
+    }
+}
+
 /// What a `PlaceOrder` asked for.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct AskedOrder {
@@ -175,6 +197,10 @@ pub struct Event {
     /// The order ids a list answer held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listed: Option<Vec<Uuid>>,
+    /// The entries a 2xx listing answer held (`ListOrders`, `ReadTransactions`,
+    /// `ReadNotifications`), in the answer's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Vec<Listed>>,
     /// `GaveUp`: the step given up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub about: Option<Action>,
@@ -218,6 +244,7 @@ impl Event {
             transaction_id: None,
             balance_cents: None,
             listed: None,
+            entries: None,
             about: None,
             abandoned: false,
             malformed: None,

@@ -6,14 +6,15 @@
 //! what it said in the contract's terms, for the checks to hold it to the contract.
 
 use crate::cluster::slot;
-use crate::history::{Action, AskedOrder, Event, History, SeenOrder};
+use crate::history::{Action, AskedOrder, Event, History, Listed, SeenOrder};
 use crate::plan::{Limit, PlannedItem, PlannedOrder, ShopperPlan, LATE_RETRY_MS};
 use crate::scenario::Scenario;
 use crate::seams::{SimClock, TurmoilNet};
 use crate::seed::{child_seed, Draw};
 use bytes::Bytes;
-use contracts::billing::{Account, DepositResponse};
+use contracts::billing::{Account, DepositResponse, Transaction};
 use contracts::catalog::Product;
+use contracts::notification::Notification;
 use contracts::order::{Order, OrderStatus};
 use http::{header, HeaderName, Method};
 use platform::client::{CallError, HttpClient, OutboundRequest, RetryPolicy};
@@ -249,7 +250,13 @@ impl Shopper {
                 Err(error) => malformed(&format!("not an account: {error}")),
             },
             Action::ListOrders => match serde_json::from_value::<Vec<Order>>(body.clone()) {
-                Ok(orders) => event.listed = Some(orders.iter().map(|o| o.id).collect()),
+                Ok(orders) => {
+                    event.listed = Some(orders.iter().map(|o| o.id).collect());
+                    if success {
+                        let entries = orders.iter().map(|o| Listed::Order { id: o.id, user_id: o.user_id });
+                        event.entries = Some(entries.collect());
+                    }
+                }
                 Err(error) => malformed(&format!("not a list of orders: {error}")),
             },
             Action::ReadCatalog => {
@@ -258,7 +265,7 @@ impl Shopper {
                 }
             }
             Action::ReadTransactions | Action::ReadNotifications => match body.as_array() {
-                // Only the order ids matter to the access check.
+                // The order ids, for the access check (whatever the status).
                 Some(entries) => {
                     event.listed = Some(
                         entries
@@ -266,7 +273,17 @@ impl Shopper {
                             .filter_map(|e| e.get("orderId").and_then(Value::as_str))
                             .filter_map(|id| Uuid::parse_str(id).ok())
                             .collect(),
-                    )
+                    );
+                    // The entries themselves, for the listings check.
+                    let listed = match action {
+                        Action::ReadTransactions => listed_transactions(body),
+                        _ => listed_notifications(body),
+                    };
+                    match listed {
+                        Ok(listed) if success => event.entries = Some(listed),
+                        Ok(_) => {}
+                        Err(what) => malformed(&what),
+                    }
                 }
                 None => malformed("not a list"),
             },
@@ -409,6 +426,7 @@ impl Shopper {
         let listed = self.call(Method::GET, "/api/v1/orders", None, None, true).await;
         self.record(Action::ListOrders, None, listed.as_ref(), None);
         self.last_order().await;
+        self.final_reads().await;
         Ok(())
     }
 
@@ -847,6 +865,14 @@ impl Shopper {
         }
     }
 
+    /// Once its last order is final: the shopper's orders, transactions and notifications,
+    /// each read once, for the listings check to hold against the final databases.
+    async fn final_reads(&mut self) {
+        self.read(Action::ListOrders, "/api/v1/orders").await;
+        self.read(Action::ReadTransactions, "/api/v1/billing/transactions").await;
+        self.read(Action::ReadNotifications, "/api/v1/notifications").await;
+    }
+
     /// A deposit sent at the same moment as order `number`: with a key, retried under it
     /// until acknowledged (or given up); without one, sent once.
     async fn racing_deposit(&self, number: usize, deposit: Option<crate::plan::RacingDeposit>) {
@@ -959,6 +985,32 @@ impl Shopper {
             self.record(Action::ReadNotifications, None, answer.as_ref(), None);
         }
     }
+}
+
+/// The entries of a transactions answer, or what is wrong with its shape.
+fn listed_transactions(body: &Value) -> Result<Vec<Listed>, String> {
+    let transactions = serde_json::from_value::<Vec<Transaction>>(body.clone())
+        .map_err(|error| format!("not a list of transactions: {error}"))?;
+    let entry = |t: &Transaction| Listed::Transaction {
+        id: t.transaction_id,
+        kind: t.kind,
+        amount_cents: t.amount.cents(),
+        order_id: t.order_id,
+    };
+    Ok(transactions.iter().map(entry).collect())
+}
+
+/// The entries of a notifications answer, or what is wrong with its shape.
+fn listed_notifications(body: &Value) -> Result<Vec<Listed>, String> {
+    let notifications = serde_json::from_value::<Vec<Notification>>(body.clone())
+        .map_err(|error| format!("not a list of notifications: {error}"))?;
+    let entry = |n: &Notification| Listed::Notification {
+        id: n.id,
+        kind: n.kind,
+        order_id: n.order_id,
+        amount_cents: n.amount.map(|a| a.cents()),
+    };
+    Ok(notifications.iter().map(entry).collect())
 }
 
 /// Items in stock unlike any of `live` (a similar order would be refused as a duplicate):

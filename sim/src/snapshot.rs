@@ -157,10 +157,13 @@ pub struct BookingRow {
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct NotificationRow {
+    pub id: Uuid,
     pub user_id: Uuid,
     pub order_id: Uuid,
     pub kind: NotificationType,
     pub amount_cents: Option<i64>,
+    /// When the notification service stored it, on its clock (not the event's own time).
+    pub created_at: Timestamp,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -363,13 +366,15 @@ impl Snapshot {
         snapshot.notifications = reader.rows(
             db("notification"),
             "notification.notifications",
-            "SELECT user_id, order_id, type, amount_cents FROM notifications ORDER BY seq",
+            "SELECT user_id, order_id, type, amount_cents, id, created_at FROM notifications ORDER BY seq",
             |r| {
                 Ok(NotificationRow {
+                    id: id(r, 4)?,
                     user_id: id(r, 0)?,
                     order_id: id(r, 1)?,
                     kind: parsed(r, 2, NotificationType::parse)?,
                     amount_cents: r.get::<_, Option<i64>>(3).map_err(|e| e.to_string())?,
+                    created_at: time(r, 5)?,
                 })
             },
         );

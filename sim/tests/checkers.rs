@@ -5,9 +5,9 @@
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
 use platform::operations::OperationState;
-use sim::checks::{final_checks, Violation, CONTRACT, JUSTIFIED_OUTCOMES};
+use sim::checks::{final_checks, latest_written_ms, Violation, CONTRACT, JUSTIFIED_OUTCOMES, LISTINGS};
 use sim::faults::{Fault, Planned};
-use sim::history::{Action, Event};
+use sim::history::{Action, Event, Listed};
 use sim::model;
 use sim::plan::{from_seed, Plan};
 use sim::run::{run_plan_keeping_state, sim_ms};
@@ -702,4 +702,116 @@ fn justified_outcomes_accept_a_rejected_401_only_under_a_skew_past_the_token_lim
     {
         assert!(unjustified(final_checks(&snapshot, &history, &plan)), "{plan:?}");
     }
+}
+
+/// The clean run's last 200 answer of `action` (a listing) holding an entry, by index.
+fn last_listing(history: &[Event], action: Action) -> usize {
+    history
+        .iter()
+        .rposition(|e| e.action == action && e.status == Some(200) && e.entries.as_ref().is_some_and(|l| !l.is_empty()))
+        .unwrap_or_else(|| panic!("a {action:?} answer listing something"))
+}
+
+#[test]
+fn listings_catch_a_committed_row_left_out() {
+    for action in [Action::ListOrders, Action::ReadTransactions, Action::ReadNotifications] {
+        let (mut history, snapshot) = parts();
+        let list = last_listing(&history, action);
+        history[list].entries.as_mut().unwrap().pop();
+        assert_caught_saying(&check(&snapshot, &history), LISTINGS, "leaves out");
+    }
+}
+
+#[test]
+fn listings_accept_a_row_committed_after_the_request_was_sent_left_out() {
+    let (mut history, snapshot) = parts();
+    let plan = &clean().plan;
+    let list = last_listing(&history, Action::ReadTransactions);
+    // The newest line listed, as if it were committed just as the request went out.
+    let newest = history[list].entries.as_ref().unwrap()[0].id();
+    let line = snapshot.ledger.iter().find(|l| l.id == newest).unwrap();
+    history[list].sent_ms = latest_written_ms(plan, "billing", line.created_at);
+    history[list].entries.as_mut().unwrap().remove(0);
+    assert!(check(&snapshot, &history).is_empty(), "{:#?}", check(&snapshot, &history));
+    // A millisecond later it was committed before the request: left out, it is caught.
+    history[list].sent_ms += 1;
+    assert_caught_saying(&check(&snapshot, &history), LISTINGS, "leaves out");
+}
+
+#[test]
+fn listings_catch_an_entry_that_does_not_exist() {
+    for action in [Action::ListOrders, Action::ReadTransactions, Action::ReadNotifications] {
+        let (mut history, snapshot) = parts();
+        let list = last_listing(&history, action);
+        let entry = &mut history[list].entries.as_mut().unwrap()[0];
+        match entry {
+            Listed::Order { id, .. } | Listed::Transaction { id, .. } | Listed::Notification { id, .. } => {
+                *id = Uuid::from_u128(7);
+            }
+        }
+        assert_caught_saying(&check(&snapshot, &history), LISTINGS, "no such row exists");
+    }
+}
+
+#[test]
+fn listings_catch_another_users_transaction() {
+    let (mut history, snapshot) = parts();
+    let list = last_listing(&history, Action::ReadTransactions);
+    let own = history[list].entries.as_ref().unwrap().iter().map(Listed::id).collect::<Vec<_>>();
+    let own_account = snapshot.ledger.iter().find(|l| l.id == own[0]).unwrap().account_id;
+    let other = snapshot.ledger.iter().find(|l| l.account_id != own_account).expect("another user's line");
+    // Exactly as the other user's row says it, so only its owner is wrong.
+    history[list].entries.as_mut().unwrap().push(Listed::Transaction {
+        id: other.id,
+        kind: other.kind,
+        amount_cents: other.amount_cents,
+        order_id: other.order_id,
+    });
+    assert_caught_saying(&check(&snapshot, &history), LISTINGS, "not of user");
+}
+
+#[test]
+fn listings_catch_a_transaction_with_a_wrong_amount() {
+    let (mut history, snapshot) = parts();
+    let list = last_listing(&history, Action::ReadTransactions);
+    if let Listed::Transaction { amount_cents, .. } = &mut history[list].entries.as_mut().unwrap()[0] {
+        *amount_cents += 1;
+    }
+    assert_caught_saying(&check(&snapshot, &history), LISTINGS, "the row says");
+}
+
+#[test]
+fn listings_catch_a_notification_of_another_order() {
+    let (mut history, snapshot) = parts();
+    let list = last_listing(&history, Action::ReadNotifications);
+    if let Listed::Notification { order_id, .. } = &mut history[list].entries.as_mut().unwrap()[0] {
+        *order_id = Uuid::from_u128(7);
+    }
+    assert_caught_saying(&check(&snapshot, &history), LISTINGS, "the row says");
+}
+
+#[test]
+fn listings_catch_an_entry_listed_twice() {
+    let (mut history, snapshot) = parts();
+    let list = last_listing(&history, Action::ListOrders);
+    let entries = history[list].entries.as_mut().unwrap();
+    entries.push(entries[0].clone());
+    assert_caught_saying(&check(&snapshot, &history), LISTINGS, "listed twice");
+}
+
+#[test]
+fn a_row_written_under_a_skew_is_placed_by_the_skews_that_could_be_in_effect() {
+    let plan = skewed("billing", 3_000);
+    let safety = plan.safety_ms as i64;
+    assert!(safety > 4_000, "the clean plan's safety phase is {safety} ms");
+    let at = |ms: i64| sim::cluster::epoch() + chrono::TimeDelta::milliseconds(ms);
+    // Billing's clock read 1 s before the heal while it ran 3 s ahead: written 4 s before it.
+    assert_eq!(latest_written_ms(&plan, "billing", at(safety - 1_000)), (safety - 4_000) as u64);
+    // A reading both the skewed clock and the true one after the heal can give: the later.
+    assert_eq!(latest_written_ms(&plan, "billing", at(safety + 1_000)), (safety + 1_000) as u64);
+    // A clock set back past the epoch early in the run: its readings fall before the epoch.
+    let behind = skewed("billing", -20_000);
+    assert_eq!(latest_written_ms(&behind, "billing", at(1_500 - 20_000)), 1_500);
+    // Without the skew, the clock's reading is the time.
+    assert_eq!(latest_written_ms(&clean().plan, "billing", at(safety - 1_000)), (safety - 1_000) as u64);
 }
