@@ -6,7 +6,7 @@
 # `mutants` profile, and runs sim/tests/mutant_sweep.rs against it: SIM_MUTANT_SEEDS seeds
 # (default 10) of every scenario, stopping at the first failing run. No unit test takes part.
 #
-#   sim/mutants.sh                      every mutant (about 350; hours on two cores)
+#   sim/mutants.sh                      every mutant (372 today; hours on two cores)
 #   sim/mutants.sh --shard 0/8          one eighth of them (round-robin), as the nightly job does
 #   sim/mutants.sh -F 'in withdraw'     only mutants whose name matches
 #
