@@ -308,3 +308,17 @@ fn a_restart_keeps_all_data() {
     assert_eq!(jon.balance(), "235.00", "the session, the account and the debit survived");
     assert_eq!(jon.get("/api/v1/orders").body[0]["status"], "CONFIRMED");
 }
+
+/// A port taken between the test's check and the shop's bind (another test's client, say)
+/// moves the test shop to a fresh block of ports instead of failing the test.
+#[test]
+fn a_taken_port_moves_the_test_shop_to_fresh_ports() {
+    let mut shop = TestShop::start_groups(&[], 5);
+    let holder = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    shop.base_port = taken;
+    shop.start_group("gateway,order,billing,warehouse,delivery,notification");
+    assert_ne!(shop.base_port, taken);
+    let ann = shop.shopper("ann", "10");
+    assert_eq!(ann.balance(), "10.00");
+}

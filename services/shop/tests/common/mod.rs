@@ -22,10 +22,15 @@ pub const BEANS: &str = "00000000-0000-4000-8000-000000000005";
 static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
 
 /// Seven consecutive free loopback ports: the six services and the gateway's admin port.
+///
+/// Drawn from 20000..32006, below Linux's ephemeral range (32768 and up), so that no
+/// outgoing connection of a test running alongside (a client, a Prometheus scrape) can be
+/// given one of them between this check and the shop's bind. Another test process may
+/// still take one; `start_group_with` then starts again on a fresh block.
 fn free_base_port() -> u16 {
     for _ in 0..200 {
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
-        let base = 20_000 + ((std::process::id() as u16).wrapping_mul(37).wrapping_add(block.wrapping_mul(7))) % 40_000;
+        let base = 20_000 + ((std::process::id() as u16).wrapping_mul(37).wrapping_add(block.wrapping_mul(7))) % 12_000;
         let free = (0..7).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok());
         if free {
             return base;
@@ -80,7 +85,23 @@ impl TestShop {
     }
 
     /// A group started with more arguments (e.g. `--peer order=HOST:PORT`).
+    ///
+    /// When the first group finds a port taken, the shop moves to a fresh block of ports
+    /// and tries again (at most five times); a later group shares the first one's ports.
     pub fn start_group_with(&mut self, services: &str, extra: &[String]) {
+        for _ in 0..5 {
+            match self.try_start_group(services, extra) {
+                Ok(()) => return,
+                Err(refusal) if self.processes.is_empty() && refusal.contains("Address already in use") => {
+                    self.base_port = free_base_port();
+                }
+                Err(refusal) => panic!("{refusal}"),
+            }
+        }
+        panic!("shop --services {services} found a port taken on five blocks of ports");
+    }
+
+    fn try_start_group(&mut self, services: &str, extra: &[String]) -> Result<(), String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
             .args(extra)
             .args(["--base-port", &self.base_port.to_string()])
@@ -100,12 +121,14 @@ impl TestShop {
         if !line.starts_with("shop ready") {
             let mut stderr = String::new();
             child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            panic!("shop --services {services} did not start: {line} {stderr}");
+            let _ = child.wait();
+            return Err(format!("shop --services {services} did not start: {line} {stderr}"));
         }
         // Drain stderr so the child never blocks on a full pipe.
         let mut stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         self.processes.insert(services.to_string(), child);
+        Ok(())
     }
 
     /// `kill -9`: the process gets no chance to finish anything.
