@@ -3,15 +3,13 @@
 //! violation names the invariant, the entities and the evidence. sim/README.md lists every
 //! check with what it reads.
 
-use crate::cluster::epoch;
-use crate::faults::Fault;
 use crate::history::{Action, Event, Listed};
 use crate::model::{
     fault_windows, faults_touching, hour_of, lowest_available_at, lowest_balance_at, maybe_no_account_at,
     most_booked_at, skew_bound_ms, token_refusable, tolerance_ms, Window, FAULT_AFTERMATH_MS,
 };
 use crate::plan::Plan;
-use crate::run::{sim_ms, skew_ms};
+use crate::run::sim_ms_bounds;
 use crate::snapshot::{OrderRow, Participant, Snapshot};
 use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
@@ -417,7 +415,7 @@ fn in_progress_after_final(snapshot: &Snapshot, history: &[Event], plan: &Plan) 
         .saga_log
         .iter()
         .filter(|e| e.event == "FINISHED")
-        .map(|e| (e.order_id, sim_ms(plan, "order", e.at)))
+        .map(|e| (e.order_id, latest_written_ms(plan, "order", e.at)))
         .collect();
     let liveness_from_ms = plan.safety_ms;
     // The first such answer per key, and how many there were.
@@ -634,9 +632,10 @@ fn access(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
 
 /// The simulated times of the order's saga: its first and last log lines.
 fn saga_span_ms(snapshot: &Snapshot, plan: &Plan, order_id: Uuid) -> Option<(u64, u64)> {
-    let mut times = snapshot.saga_log.iter().filter(|e| e.order_id == order_id).map(|e| sim_ms(plan, "order", e.at));
+    let mut times =
+        snapshot.saga_log.iter().filter(|e| e.order_id == order_id).map(|e| sim_ms_bounds(plan, "order", e.at));
     let first = times.next()?;
-    Some(times.fold((first, first), |(low, high), t| (low.min(t), high.max(t))))
+    Some(times.fold(first, |(low, high), (early, late)| (low.min(early), high.max(late))))
 }
 
 /// Why a participant's refusal with `message` of the order may have been right, or `None`.
@@ -738,7 +737,7 @@ fn rejection_401_justified(snapshot: &Snapshot, plan: &Plan, order_id: Uuid) -> 
         .saga_log
         .iter()
         .filter(|e| e.order_id == order_id && e.phase == "ACTION" && e.detail == rejected)
-        .map(|e| (e.step.as_str(), sim_ms(plan, "order", e.at)))
+        .map(|e| (e.step.as_str(), latest_written_ms(plan, "order", e.at)))
         .collect();
     if steps.is_empty() {
         return Err(format!("failed with {rejected:?}, and no step of its saga was rejected 401"));
@@ -1034,35 +1033,11 @@ fn order_answer(
 /// checked for truth only.
 const LISTED_MAX: usize = 1_000;
 
-/// How near a skew's edge a row's time may fall and still be read with either skew: the
-/// driver moves a clock between two steps, and a step's writes see the new skew.
-const SKEW_EDGE_MS: u64 = 50;
-
-/// The latest simulated time at which `service` can have written `at` on its own clock: its
-/// clock reading less each skew the plan gives it (none included), keeping the skews in
-/// effect at that time (within [`SKEW_EDGE_MS`] of an edge, either). A row whose latest
-/// time is before a request went out was committed before it: SQLite work is synchronous,
-/// so a row's time is its commit's.
+/// The latest simulated time at which `service` can have written `at` on its own clock
+/// (see [`sim_ms_bounds`]). A row whose latest time is before a request went out was
+/// committed before it: SQLite work is synchronous, so a row's time is its commit's.
 pub fn latest_written_ms(plan: &Plan, service: &str, at: Timestamp) -> u64 {
-    // Not clamped at the epoch: a clock set back early in a run reads before it.
-    let seen = (at - epoch()).num_milliseconds();
-    let skews = plan.faults.iter().filter_map(|p| match &p.fault {
-        Fault::Skew { host, skew_ms } if host == service => Some(*skew_ms),
-        _ => None,
-    });
-    let in_effect = |skew: i64, t: u64| {
-        [t.saturating_sub(SKEW_EDGE_MS), t, t + SKEW_EDGE_MS]
-            .into_iter()
-            .any(|near| skew_ms(plan, service, near) == skew)
-    };
-    let candidates: Vec<i64> = std::iter::once(0).chain(skews).collect();
-    let latest =
-        candidates.iter().filter_map(|skew| u64::try_from(seen - skew).ok().filter(|t| in_effect(*skew, *t))).max();
-    // No consistent reading (an edited plan): the widest one.
-    latest.unwrap_or_else(|| {
-        let widest = candidates.iter().map(|s| s.abs()).max().unwrap_or(0);
-        u64::try_from(seen + widest).unwrap_or(0)
-    })
+    sim_ms_bounds(plan, service, at).1
 }
 
 /// One row a listing may name: what it is, its id, and what the listing should say of it.

@@ -510,10 +510,44 @@ pub fn skew_ms(plan: &Plan, service: &str, at_ms: u64) -> i64 {
         .map_or(0, |(_, skew)| skew)
 }
 
-/// Where `at`, written on `service`'s clock, falls on the simulation's time line.
+/// How near a skew's edge a reading may fall and still be read with either skew: the
+/// driver moves a clock between two steps, and a step's writes see the new skew.
+pub const SKEW_EDGE_MS: u64 = 50;
+
+/// Where `at`, read on `service`'s clock, can fall on the simulation's time line: the
+/// earliest and the latest such time. Each is the reading less a skew the plan gives the
+/// service (none included) that is in effect then (within [`SKEW_EDGE_MS`] of an edge,
+/// either). Not clamped at the epoch: a clock set back early in a run reads before it. A
+/// clock set back reads some instants twice, hence two bounds; with no consistent reading
+/// (an edited plan), the widest ones.
+pub fn sim_ms_bounds(plan: &Plan, service: &str, at: Timestamp) -> (u64, u64) {
+    let seen = (at - epoch()).num_milliseconds();
+    let skews = plan.faults.iter().filter_map(|p| match &p.fault {
+        Fault::Skew { host, skew_ms } if host == service => Some(*skew_ms),
+        _ => None,
+    });
+    let candidates: Vec<i64> = std::iter::once(0).chain(skews).collect();
+    let in_effect = |skew: i64, t: u64| {
+        [t.saturating_sub(SKEW_EDGE_MS), t, t + SKEW_EDGE_MS]
+            .into_iter()
+            .any(|near| skew_ms(plan, service, near) == skew)
+    };
+    let consistent =
+        candidates.iter().filter_map(|skew| u64::try_from(seen - skew).ok().filter(|t| in_effect(*skew, *t)));
+    let (earliest, latest) = consistent.fold((None, None), |(low, high): (Option<u64>, Option<u64>), t| {
+        (Some(low.map_or(t, |l| l.min(t))), Some(high.map_or(t, |h| h.max(t))))
+    });
+    let widest = candidates.iter().map(|s| s.abs()).max().unwrap_or(0);
+    (
+        earliest.unwrap_or_else(|| u64::try_from(seen - widest).unwrap_or(0)),
+        latest.unwrap_or_else(|| u64::try_from(seen + widest).unwrap_or(0)),
+    )
+}
+
+/// Where `at`, read on `service`'s clock, falls on the simulation's time line: the earliest
+/// time it can (see [`sim_ms_bounds`]).
 pub fn sim_ms(plan: &Plan, service: &str, at: Timestamp) -> u64 {
-    let seen = (at - epoch()).num_milliseconds().max(0) as u64;
-    (seen as i64 - skew_ms(plan, service, seen)).max(0) as u64
+    sim_ms_bounds(plan, service, at).0
 }
 
 fn saga_log(snapshot: &Snapshot, plan: &Plan) -> Vec<SagaEntry> {

@@ -10,7 +10,7 @@ use sim::faults::{Fault, Planned};
 use sim::history::{Action, Event, Listed};
 use sim::model;
 use sim::plan::{from_seed, Plan};
-use sim::run::{run_plan_keeping_state, sim_ms};
+use sim::run::{run_plan_keeping_state, sim_ms, sim_ms_bounds};
 use sim::scenario::load_named;
 use sim::snapshot::{OperationRow, Participant, Snapshot};
 use std::sync::OnceLock;
@@ -807,11 +807,14 @@ fn a_row_written_under_a_skew_is_placed_by_the_skews_that_could_be_in_effect() {
     let at = |ms: i64| sim::cluster::epoch() + chrono::TimeDelta::milliseconds(ms);
     // Billing's clock read 1 s before the heal while it ran 3 s ahead: written 4 s before it.
     assert_eq!(latest_written_ms(&plan, "billing", at(safety - 1_000)), (safety - 4_000) as u64);
-    // A reading both the skewed clock and the true one after the heal can give: the later.
+    // A reading both the skewed clock and the true one after the heal can give: the later,
+    // and the earlier of the two bounds is the skewed one.
     assert_eq!(latest_written_ms(&plan, "billing", at(safety + 1_000)), (safety + 1_000) as u64);
+    assert_eq!(sim_ms_bounds(&plan, "billing", at(safety + 1_000)), ((safety - 2_000) as u64, (safety + 1_000) as u64));
     // A clock set back past the epoch early in the run: its readings fall before the epoch.
     let behind = skewed("billing", -20_000);
     assert_eq!(latest_written_ms(&behind, "billing", at(1_500 - 20_000)), 1_500);
+    assert_eq!(sim_ms_bounds(&behind, "billing", at(1_500 - 20_000)), (1_500, 1_500));
     // Without the skew, the clock's reading is the time.
     assert_eq!(latest_written_ms(&clean().plan, "billing", at(safety - 1_000)), (safety - 1_000) as u64);
 }

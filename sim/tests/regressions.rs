@@ -106,3 +106,40 @@ fn regression_a_lost_attempt_behind_a_rejection_is_compensated() {
     assert!(rejected, "the retry was rejected: {:#?}", report.saga_log);
     assert!(report.passed(), "{:#?}\n{}", report.violations, report.timeline.join("\n"));
 }
+
+/// Found by the 10,005-seed fault-heavy sweep (clock-jump, seeds 900000 and 14 others): a
+/// step refused 401 was judged unjustified though the plan did justify it. The order
+/// service's clock was set back further than the run had lasted, so its saga log read
+/// before the simulation's epoch; the checker clamped such readings to the epoch, placed
+/// the saga at 0 ms, before either skew began, and found no skew to explain the refusal.
+/// Readings are now mapped back without the clamp (`run::sim_ms_bounds`). Here neither
+/// skew alone crosses the token's lifetime and leeway; together they do.
+#[test]
+fn regression_a_saga_logged_before_the_epoch_is_mapped_back_to_its_time() {
+    let scenario = load_named("clock-jump").unwrap();
+    let mut plan = from_seed(&scenario, 900_000);
+    plan.shoppers.truncate(1);
+    let shopper = &mut plan.shoppers[0];
+    shopper.deposit = 5_000;
+    shopper.orders.truncate(1);
+    shopper.orders[0] = PlannedOrder {
+        think_ms: 4_000,
+        double_submit: false,
+        peek: false,
+        anonymous: false,
+        ..shopper.orders[0].clone()
+    };
+    let limit_ms = (platform::auth::TOKEN_TTL_S + platform::auth::CLOCK_LEEWAY_S) * 1_000;
+    let behind = Fault::Skew { host: "order".into(), skew_ms: -(limit_ms / 2 + 60_000) };
+    let ahead = Fault::Skew { host: "delivery".into(), skew_ms: limit_ms / 2 + 60_000 };
+    // Both well after the epoch (more than a fault's aftermath), and before the order.
+    plan.faults = vec![Planned { at_ms: 3_000, fault: behind }, Planned { at_ms: 3_001, fault: ahead }];
+    let report = run_plan(&scenario, &plan);
+    // The premise: the order service read before the epoch, and delivery refused 401.
+    // (billing's clock is true: its withdrawal shows when the saga ran)
+    let withdrawn = report.ledger.iter().find(|e| e.event == "WITHDRAW").expect("the saga withdrew");
+    assert!(withdrawn.at_ms > 3_001, "the saga ran after both skews: {withdrawn:#?}");
+    let rejected = report.saga_log.iter().any(|e| e.step == "book" && e.detail == "REJECTED_401");
+    assert!(rejected, "delivery refused the order service's token: {:#?}", report.saga_log);
+    assert!(report.passed(), "{:#?}\n{}", report.violations, report.timeline.join("\n"));
+}
