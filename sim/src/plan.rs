@@ -94,9 +94,10 @@ pub struct PlannedOrder {
     /// number (keys are scoped per user: each gets its own order).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_key: bool,
-    /// First send two bodies at this limit of the contract: at it, and just past it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edge_body: Option<Limit>,
+    /// First send bodies at each limit of the contract ([`Limit::AT`]) and just past each
+    /// ([`Limit::PAST`]): every limit on one trip, so that a sweep of a few seeds sees them all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edge_bodies: bool,
 }
 
 /// A limit the order service checks on an order's body before asking any other service,
@@ -118,10 +119,15 @@ pub enum Limit {
     Description,
     /// A slot starting on the hour (at) or half past it (past).
     Slot,
+    /// A slot starting 30 seconds past the hour (past; at, it is [`Limit::Slot`]'s).
+    SlotSeconds,
+    /// A slot starting half a second past the hour (past; at, it is [`Limit::Slot`]'s).
+    SlotFraction,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 7] = [
+    /// The limits sent at the limit: each a different body.
+    pub const AT: [Limit; 7] = [
         Limit::NoLines,
         Limit::Lines,
         Limit::Quantity,
@@ -129,6 +135,18 @@ impl Limit {
         Limit::Address,
         Limit::Description,
         Limit::Slot,
+    ];
+    /// The limits sent just past the limit: the slot's in each of its parts.
+    pub const PAST: [Limit; 9] = [
+        Limit::NoLines,
+        Limit::Lines,
+        Limit::Quantity,
+        Limit::MergedQuantity,
+        Limit::Address,
+        Limit::Description,
+        Limit::Slot,
+        Limit::SlotSeconds,
+        Limit::SlotFraction,
     ];
 }
 
@@ -166,7 +184,7 @@ impl PlannedOrder {
             second_session: false,
             logout_after_ms: None,
             shared_key: false,
-            edge_body: None,
+            edge_bodies: false,
         }
     }
 }
@@ -271,8 +289,7 @@ fn draw_sessions(scenario: &Scenario, seed: u64, index: u32, orders: &mut [Plann
 fn draw_edge_bodies(scenario: &Scenario, seed: u64, index: u32, orders: &mut [PlannedOrder]) {
     let mut draw = Draw::new(seed, &format!("plan/shopper/{index}/edge"));
     for order in orders.iter_mut() {
-        let limit = *draw.pick(&Limit::ALL);
-        order.edge_body = draw.chance(scenario.mix.edge_body).then_some(limit);
+        order.edge_bodies = draw.chance(scenario.mix.edge_body);
     }
 }
 

@@ -82,8 +82,8 @@ pub struct Mix {
     /// The order's key is the same string for every shopper (each gets its own order).
     #[serde(default)]
     pub shared_key: u64,
-    /// Before the order, two order bodies at one of the contract's limits: one at it (valid,
-    /// of products nobody sells: 400 unknown-product) and one just past it (400 invalid-order).
+    /// Before the order, order bodies at each of the contract's limits (valid, of products
+    /// nobody sells: 400 unknown-product) and just past each (400 invalid-order).
     #[serde(default)]
     pub edge_body: u64,
 }

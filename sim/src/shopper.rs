@@ -654,9 +654,12 @@ impl Shopper {
             Limit::Address => address = "é".repeat(500 + extra),
             Limit::Description => description = Some("ü".repeat(1000 + extra)),
             Limit::Slot if past => slot += chrono::TimeDelta::minutes(30),
-            Limit::Slot => {}
+            Limit::SlotSeconds if past => slot += chrono::TimeDelta::seconds(30),
+            Limit::SlotFraction if past => slot += chrono::TimeDelta::milliseconds(500),
+            Limit::Slot | Limit::SlotSeconds | Limit::SlotFraction => {}
         }
-        let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        // Fractions of a second only when there are some.
+        let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         let mut body =
             json!({ "items": lines, "deliveryInfo": { "address": address, "preferredTimeSlot": slot_text } });
         if let Some(description) = description {
@@ -922,8 +925,10 @@ impl Shopper {
 
     /// Now and then: read another shopper's order, or call without a session.
     async fn side_trip(&mut self, order: &PlannedOrder) {
-        if let Some(limit) = order.edge_body {
-            for (past, action) in [(false, Action::AtLimit), (true, Action::PastLimit)] {
+        if order.edge_bodies {
+            let at = Limit::AT.map(|limit| (limit, false, Action::AtLimit));
+            let past = Limit::PAST.map(|limit| (limit, true, Action::PastLimit));
+            for (limit, past, action) in at.into_iter().chain(past) {
                 let key = format!("edge-{:016x}", self.draw.range(1, u64::MAX - 1));
                 let body = self.edge_body(limit, past, order.slot_hour);
                 let answer = self.call(Method::POST, "/api/v1/order", Some(&body), Some(&key), true).await;
