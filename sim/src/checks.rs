@@ -569,6 +569,7 @@ fn notifications(snapshot: &Snapshot) -> Vec<Violation> {
             found.push(violation(8, format!("order {}", order.id), evidence));
         }
     }
+    found.extend(notification_times(snapshot));
     let debits = net_debits(snapshot);
     for order in &snapshot.orders {
         let (withdrawals, refunds, _) = debits.get(&order.id).copied().unwrap_or_default();
@@ -603,6 +604,49 @@ fn notifications(snapshot: &Snapshot) -> Vec<Violation> {
     found
 }
 
+/// Each notification carries its fact's own time (docs/API.md, "createdAt is the event's
+/// own time"): the outbox stamps the event in the transaction that records the fact, so the
+/// time is exactly that transaction's: the ledger line's for a payment, the saga's FINISHED
+/// line's for the order's outcome.
+fn notification_times(snapshot: &Snapshot) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for notification in &snapshot.notifications {
+        let facts: Vec<Timestamp> = match notification.kind {
+            NotificationType::PaymentDebited | NotificationType::PaymentRefunded => {
+                let kind = if notification.kind == NotificationType::PaymentDebited {
+                    TransactionType::Withdraw
+                } else {
+                    TransactionType::Refund
+                };
+                snapshot
+                    .ledger
+                    .iter()
+                    .filter(|l| l.order_id == Some(notification.order_id) && l.kind == kind)
+                    .map(|l| l.created_at)
+                    .collect()
+            }
+            NotificationType::OrderConfirmed | NotificationType::OrderFailed => snapshot
+                .saga_log
+                .iter()
+                .filter(|e| e.order_id == notification.order_id && e.event == "FINISHED")
+                .map(|e| e.at)
+                .collect(),
+        };
+        if facts.is_empty() {
+            continue; // judged by the counts below
+        }
+        if !notification.occurred_at.is_some_and(|at| facts.contains(&at)) {
+            let evidence = format!(
+                "{} carries the time {:?}, not its fact's ({facts:?})",
+                notification.kind.as_str(),
+                notification.occurred_at
+            );
+            found.push(violation(8, format!("order {}", notification.order_id), evidence));
+        }
+    }
+    found
+}
+
 fn access(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     let mut found = Vec::new();
     let users = shopper_users(snapshot);
@@ -628,6 +672,18 @@ fn access(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
         }
     }
     found
+}
+
+/// Whether `message` names a step that failed for want of a participant, as docs/API.md
+/// writes it: `SERVICE_UNAVAILABLE` (unreachable, or answering 5xx, for the whole retry
+/// budget) or `REJECTED_<4xx>` (the call itself refused, e.g. 408 for a body held past the
+/// server's deadline).
+fn unavailable_reason(message: &str) -> bool {
+    let rejected_4xx = message
+        .strip_prefix(REJECTED_PREFIX)
+        .and_then(|status| status.parse::<u16>().ok())
+        .is_some_and(|status| (400..500).contains(&status));
+    message == reason::SERVICE_UNAVAILABLE || rejected_4xx
 }
 
 /// The simulated times of the order's saga: its first and last log lines.
@@ -708,6 +764,12 @@ fn justified_failures(snapshot: &Snapshot, plan: &Plan, faults: &[Window]) -> Ve
             refusal_justified(snapshot, plan, order, message)
         } else if message == format!("{REJECTED_PREFIX}401") {
             rejection_401_justified(snapshot, plan, order.id)
+        } else if !unavailable_reason(message) {
+            Err(format!(
+                "failed with {message:?}: not a reason docs/API.md names (a business reason, {}, or {REJECTED_PREFIX} \
+                 and a 4xx status)",
+                reason::SERVICE_UNAVAILABLE
+            ))
         } else {
             let (begin, end) = saga_span_ms(snapshot, plan, order.id).unwrap_or((0, u64::MAX));
             // The saga's times are on the order service's clock: a skew blurs them.

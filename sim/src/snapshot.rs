@@ -164,6 +164,9 @@ pub struct NotificationRow {
     pub amount_cents: Option<i64>,
     /// When the notification service stored it, on its clock (not the event's own time).
     pub created_at: Timestamp,
+    /// The event's own time, as the source's outbox stamped it: the time of the transaction
+    /// that recorded the fact, on the source's clock (what the listing shows as `createdAt`).
+    pub occurred_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -252,6 +255,14 @@ fn optional_id(row: &Row<'_>, index: usize) -> Result<Option<Uuid>, String> {
 fn time(row: &Row<'_>, index: usize) -> Result<Timestamp, String> {
     let text = text(row, index)?;
     chrono::DateTime::parse_from_rfc3339(&text).map(|t| t.to_utc()).map_err(|_| format!("'{text}' is not a time"))
+}
+
+fn optional_time(row: &Row<'_>, index: usize) -> Result<Option<Timestamp>, String> {
+    optional_text(row, index)?
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(&t).map(|t| t.to_utc()).map_err(|_| format!("'{t}' is not a time"))
+        })
+        .transpose()
 }
 
 fn parsed<T>(row: &Row<'_>, index: usize, parse: impl Fn(&str) -> Option<T>) -> Result<T, String> {
@@ -366,7 +377,7 @@ impl Snapshot {
         snapshot.notifications = reader.rows(
             db("notification"),
             "notification.notifications",
-            "SELECT user_id, order_id, type, amount_cents, id, created_at FROM notifications ORDER BY seq",
+            "SELECT user_id, order_id, type, amount_cents, id, created_at, occurred_at FROM notifications ORDER BY seq",
             |r| {
                 Ok(NotificationRow {
                     id: id(r, 4)?,
@@ -375,6 +386,7 @@ impl Snapshot {
                     kind: parsed(r, 2, NotificationType::parse)?,
                     amount_cents: r.get::<_, Option<i64>>(3).map_err(|e| e.to_string())?,
                     created_at: time(r, 5)?,
+                    occurred_at: optional_time(r, 6)?,
                 })
             },
         );

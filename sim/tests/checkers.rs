@@ -393,6 +393,38 @@ fn justified_outcomes_accept_an_unavailable_failure_only_under_a_storage_fault()
     assert!(unjustified(&with_storage_fault("order", later, 100)));
 }
 
+/// A step's failure reason is one docs/API.md names: under a fault touching the saga, a
+/// 4xx refusal of the call passes, a 5xx one (the runner must call that unavailable) or a
+/// reason nobody wrote down does not.
+#[test]
+fn justified_outcomes_catch_a_failure_reason_the_contract_does_not_name() {
+    let (history, mut snapshot) = parts();
+    let order = fail_cleanly(&mut snapshot, reason::SERVICE_UNAVAILABLE);
+    let subject = format!("order {order}");
+    let plan = &clean().plan;
+    let times: Vec<u64> =
+        snapshot.saga_log.iter().filter(|e| e.order_id == order).map(|e| sim_ms(plan, "order", e.at)).collect();
+    let (begin, end) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
+    let faulty = with_storage_fault("order", begin, (end - begin).max(100));
+    let verdict = |snapshot: &sim::snapshot::Snapshot| {
+        final_checks(snapshot, &history, &faulty)
+            .into_iter()
+            .find(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == subject)
+    };
+    for (message, named) in
+        [("REJECTED_408", true), ("SERVICE_UNAVAILABLE", true), ("REJECTED_503", false), ("TIMEOUT", false)]
+    {
+        snapshot.orders.iter_mut().find(|o| o.id == order).unwrap().error_message = Some(message.to_string());
+        match verdict(&snapshot) {
+            None => assert!(named, "{message} passed"),
+            Some(v) => {
+                assert!(!named, "{message} was caught: {v:?}");
+                assert!(v.evidence.contains("not a reason docs/API.md names"), "{v:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn contract_catches_an_order_answered_at_another_price() {
     let (mut history, snapshot) = parts();
@@ -817,4 +849,21 @@ fn a_row_written_under_a_skew_is_placed_by_the_skews_that_could_be_in_effect() {
     assert_eq!(sim_ms_bounds(&behind, "billing", at(1_500 - 20_000)), (1_500, 1_500));
     // Without the skew, the clock's reading is the time.
     assert_eq!(latest_written_ms(&clean().plan, "billing", at(safety - 1_000)), (safety - 1_000) as u64);
+}
+
+/// A notification carries its fact's own time, exactly: not none (the outbox forgot to
+/// stamp it, and the listing falls back to when the notification service stored it), and
+/// not a moment later.
+#[test]
+fn notifications_catch_an_event_without_its_facts_time() {
+    let (history, snapshot) = parts();
+    assert!(check(&snapshot, &history).is_empty());
+    let stamped = snapshot.notifications.iter().position(|n| n.occurred_at.is_some()).expect("a stamped notification");
+    let mut unstamped = snapshot.clone();
+    unstamped.notifications[stamped].occurred_at = None;
+    assert_caught_saying(&check(&unstamped, &history), 8, "not its fact's");
+    let mut later = snapshot.clone();
+    let at = later.notifications[stamped].occurred_at.as_mut().unwrap();
+    *at += chrono::TimeDelta::milliseconds(1);
+    assert_caught_saying(&check(&later, &history), 8, "not its fact's");
 }
