@@ -45,7 +45,8 @@ pub enum Fault {
     CrashPoint { point: String, host: String, nth: u32, armed_ms: u64, down_ms: u64 },
     /// A storage fault (`platform::storage_fault`) on a host for a while: each of its write
     /// transactions fails (busy at begin, or an I/O error at commit) with `per_mille`/1000
-    /// chance, and leaves no effect.
+    /// chance, and leaves no effect. One in five is an outage (1000: every write fails, a
+    /// full disk), long enough to outlast a caller's retry budget.
     Storage { host: String, per_mille: u32, duration_ms: u64 },
     /// A host paused (a stop-the-world pause, SIGSTOP): every link of the host held in both
     /// directions for longer than its callers' deadlines, then released at once (what was
@@ -223,7 +224,7 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultM
         }
         FaultKind::Storage => {
             let host = draw.pick(targets).clone();
-            let per_mille = draw.range(50, 500) as u32;
+            let per_mille = if draw.chance(200) { 1_000 } else { draw.range(50, 500) as u32 };
             Fault::Storage { host, per_mille, duration_ms }
         }
         FaultKind::Pause => {
