@@ -17,6 +17,7 @@ use contracts::order::OrderStatus;
 use contracts::saga::reason;
 use contracts::Timestamp;
 use order::saga::REJECTED_PREFIX;
+use platform::operations::OperationState;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
@@ -178,6 +179,7 @@ fn saga_atomicity(snapshot: &Snapshot) -> Vec<Violation> {
             _ => {}
         }
     }
+    found.extend(operation_records(snapshot));
     let known: BTreeSet<Uuid> = snapshot.orders.iter().map(|o| o.id).collect();
     let strays: BTreeSet<Uuid> = debits.keys().chain(reserved.keys()).chain(booked.iter()).copied().collect();
     for order in strays.difference(&known) {
@@ -186,6 +188,43 @@ fn saga_atomicity(snapshot: &Snapshot) -> Vec<Violation> {
             format!("order {order}"),
             "money, stock or a booking held for an order that does not exist",
         ));
+    }
+    found
+}
+
+/// The participants' own records of each order agree with its saga: a `CONFIRMED` order's
+/// step is `APPLIED` at its participant; a `FAILED` order has no `APPLIED` record left; a
+/// step whose compensation the saga logged acknowledged is `UNDONE` or `CANCELLED` there
+/// (the participant said so: a later repeat of the action must meet that record).
+fn operation_records(snapshot: &Snapshot) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let acknowledged: BTreeSet<(Uuid, &str)> = snapshot
+        .saga_log
+        .iter()
+        .filter(|e| e.phase == "COMPENSATION" && e.event == "ACKNOWLEDGED")
+        .map(|e| (e.order_id, e.step.as_str()))
+        .collect();
+    for order in snapshot.orders.iter().filter(|o| o.status.is_final()) {
+        for participant in Participant::ALL {
+            let state = snapshot.operations.get(&participant).and_then(|ops| ops.get(&order.id)).map(|op| op.state);
+            let compensated = acknowledged.contains(&(order.id, participant.step()));
+            let wrong = match order.status {
+                OrderStatus::Confirmed => state != Some(OperationState::Applied),
+                _ => state == Some(OperationState::Applied),
+            } || (compensated
+                && !matches!(state, Some(OperationState::Undone | OperationState::Cancelled)));
+            if wrong {
+                let evidence = format!(
+                    "{} order; {}'s record of its {} is {:?}{}",
+                    order.status.as_str(),
+                    participant.service(),
+                    participant.step(),
+                    state.map(OperationState::as_str),
+                    if compensated { ", though it acknowledged the cancel" } else { "" }
+                );
+                found.push(violation(1, format!("order {}", order.id), evidence));
+            }
+        }
     }
     found
 }

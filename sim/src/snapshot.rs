@@ -36,6 +36,15 @@ impl Participant {
             Participant::Delivery => "delivery",
         }
     }
+
+    /// The saga step this participant takes, as the saga log names it.
+    pub fn step(self) -> &'static str {
+        match self {
+            Participant::Billing => "withdraw",
+            Participant::Warehouse => "reserve",
+            Participant::Delivery => "book",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -867,3 +867,48 @@ fn notifications_catch_an_event_without_its_facts_time() {
     *at += chrono::TimeDelta::milliseconds(1);
     assert_caught_saying(&check(&later, &history), 8, "not its fact's");
 }
+
+/// The participants' records agree with the saga: a confirmed order's step left refused at
+/// its participant, a failed order's left applied, or a step whose cancel was acknowledged
+/// left refused, is caught.
+#[test]
+fn saga_atomicity_catches_a_participant_record_that_disagrees_with_the_saga() {
+    let (history, snapshot) = parts();
+    let index = confirmed(&snapshot);
+    let order = snapshot.orders[index].id;
+    let set = |snapshot: &mut Snapshot, participant: Participant, state: OperationState| {
+        snapshot.operations.get_mut(&participant).unwrap().get_mut(&order).unwrap().state = state;
+    };
+    let mut refused = snapshot.clone();
+    set(&mut refused, Participant::Warehouse, OperationState::Refused);
+    assert_caught_saying(&check(&refused, &history), 1, "warehouse's record of its reserve is Some(\"REFUSED\")");
+    let mut failed = snapshot.clone();
+    failed.orders[index].status = OrderStatus::Failed;
+    assert_caught_saying(
+        &final_checks(&failed, &history, &clean().plan),
+        1,
+        "billing's record of its withdraw is Some(\"APPLIED\")",
+    );
+    let mut cancelled = snapshot.clone();
+    cancelled.orders[index].status = OrderStatus::Failed;
+    for participant in Participant::ALL {
+        set(&mut cancelled, participant, OperationState::Undone);
+    }
+    let at = cancelled.saga_log.iter().find(|e| e.order_id == order).unwrap().clone();
+    cancelled.saga_log.push(sim::snapshot::SagaRow {
+        step: "book".into(),
+        phase: "COMPENSATION".into(),
+        event: "ACKNOWLEDGED".into(),
+        detail: String::new(),
+        ..at
+    });
+    let quiet = |s: &Snapshot| {
+        final_checks(s, &history, &clean().plan)
+            .into_iter()
+            .filter(|v| v.invariant == 1 && v.evidence.contains("record"))
+            .count()
+    };
+    assert_eq!(quiet(&cancelled), 0);
+    set(&mut cancelled, Participant::Delivery, OperationState::Refused);
+    assert_caught_saying(&check(&cancelled, &history), 1, "though it acknowledged the cancel");
+}
