@@ -1,6 +1,9 @@
 //! The store's benchmark (not a test): the real store on loopback, concurrent shoppers
-//! placing orders through the gateway, against a bare hyper echo server driven the same way
-//! in the same run as the ceiling. Prints confirmed orders per second and p50/p99 latency.
+//! placing orders through the gateway, twice in the same run — metrics on, then metrics off
+//! (`shop --metrics off`), each a fresh store in a fresh data directory — against a bare
+//! hyper echo server driven the same way as the ceiling. Prints confirmed orders per second
+//! and p50/p99 latency for each, and the ratios metrics on / metrics off. Sign-up (two
+//! Argon2id hashes per shopper) happens before the clock starts: only orders are timed.
 //!
 //! `cargo run --release -p shop --bin shop-bench -- --shoppers 16 --orders 50`
 
@@ -14,8 +17,10 @@ use platform::client::{HttpClient, OutboundRequest, RetryPolicy};
 use platform::real::{real_env, TokioNet};
 use platform::Net;
 use serde_json::{json, Value};
-use shop::{load_secrets, start, ServiceName, ShopConfig};
-use tokio::sync::watch;
+use shop::{load_secrets, start, MetricsSwitch, ServiceName, ShopConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Barrier};
 
 #[derive(Parser, Debug)]
 struct Cli {
@@ -68,8 +73,9 @@ async fn call(
     (reply.status.as_u16(), serde_json::from_slice(&reply.body).unwrap_or(Value::Null), cookie)
 }
 
-/// One shopper: sign up, deposit, then `orders` orders; returns (latencies ms, confirmed).
-async fn shopper(http: HttpClient, gateway: String, index: u32, orders: u32) -> (Vec<f64>, u32) {
+/// One shopper: sign up, deposit, wait at `signed_up` for every other shopper (and the
+/// clock), then `orders` orders; returns (latencies ms, confirmed).
+async fn shopper(http: HttpClient, gateway: String, index: u32, orders: u32, signed_up: Arc<Barrier>) -> (Vec<f64>, u32) {
     let credentials = json!({"email": format!("bench{index}@example.com"), "password": "bench password"});
     call(&http, &gateway, Method::POST, "/auth/register", Some(&credentials), &[]).await;
     let (_, _, cookie) = call(&http, &gateway, Method::POST, "/auth/login", Some(&credentials), &[]).await;
@@ -82,6 +88,7 @@ async fn shopper(http: HttpClient, gateway: String, index: u32, orders: u32) -> 
         .expect("valid")
         .format("%Y-%m-%dT%H:00:00Z")
         .to_string();
+    signed_up.wait().await;
     let mut latencies = Vec::new();
     let mut confirmed = 0;
     for number in 0..orders {
@@ -145,10 +152,31 @@ async fn echo_client(http: HttpClient, addr: String, requests: u32) -> Vec<f64> 
     latencies
 }
 
-#[tokio::main]
-async fn main() {
-    let cli = Cli::parse();
-    let data_dir = std::env::temp_dir().join(format!("shop-bench-{}", std::process::id()));
+/// What one store run measured: confirmed orders, the seconds the orders took, latencies.
+struct StoreRun {
+    confirmed: u32,
+    seconds: f64,
+    latencies: Latencies,
+}
+
+impl StoreRun {
+    fn per_second(&self) -> f64 {
+        f64::from(self.confirmed) / self.seconds
+    }
+}
+
+/// How long a stopped store may take to finish its services before the next run starts.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+#[expect(clippy::disallowed_methods, reason = "the benchmark bounds the store's stop in real time")]
+async fn within_stop_wait<F: std::future::Future>(future: F) -> Option<F::Output> {
+    tokio::time::timeout(STOP_WAIT, future).await.ok()
+}
+
+/// A fresh store (its own data directory) with `metrics`, driven by `cli.shoppers`
+/// concurrent shoppers placing `cli.orders` orders each; stopped before it returns.
+async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
+    let data_dir = std::env::temp_dir().join(format!("shop-bench-{}-{metrics:?}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     let config = ShopConfig {
         host: "127.0.0.1".to_string(),
@@ -159,31 +187,51 @@ async fn main() {
         password_cost: gateway::PASSWORD_COST_STANDARD,
         demo_stock: Some(1_000_000_000),
         peers: Vec::new(),
+        metrics,
     };
     std::fs::create_dir_all(&data_dir).expect("a data directory");
     let secrets = load_secrets(Some(&data_dir), None).expect("secrets");
-    let (_stop, shutdown) = watch::channel(false);
+    let (stop, shutdown) = watch::channel(false);
     let started = start(&config, secrets, shutdown).await.expect("the store starts");
     let gateway = started.peers.gateway.clone();
+    let mut services = tokio::task::JoinSet::new();
     for (_, future) in started.services {
-        platform::Spawner::Runtime.spawn(future);
+        platform::Spawner::Runtime.spawn_into(&mut services, future);
     }
-    let total = cli.shoppers * cli.orders;
 
-    let clock = now();
+    let signed_up = Arc::new(Barrier::new(cli.shoppers as usize + 1));
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..cli.shoppers {
-        let task = shopper(HttpClient::new(real_env()), gateway.clone(), index, cli.orders);
+        let task = shopper(HttpClient::new(real_env()), gateway.clone(), index, cli.orders, signed_up.clone());
         platform::Spawner::Runtime.spawn_into(&mut tasks, task);
     }
-    let mut store = Latencies(Vec::new());
+    signed_up.wait().await;
+    let clock = now();
+    let mut latencies = Latencies(Vec::new());
     let mut confirmed = 0;
     while let Some(done) = tasks.join_next().await {
-        let (latencies, count) = done.expect("a shopper finished");
-        store.0.extend(latencies);
+        let (shopper_latencies, count) = done.expect("a shopper finished");
+        latencies.0.extend(shopper_latencies);
         confirmed += count;
     }
-    let store_s = clock.elapsed().as_secs_f64();
+    let seconds = clock.elapsed().as_secs_f64();
+
+    let _ = stop.send(true);
+    let stopped = within_stop_wait(async { while services.join_next().await.is_some() {} }).await;
+    if stopped.is_none() {
+        eprintln!("shop-bench: the metrics-{metrics:?} store did not stop within {STOP_WAIT:?}; aborting it");
+        services.abort_all();
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
+    StoreRun { confirmed, seconds, latencies }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let total = cli.shoppers * cli.orders;
+    let mut on = run_store(&cli, MetricsSwitch::On).await;
+    let mut off = run_store(&cli, MetricsSwitch::Off).await;
 
     let echo = echo_server().await;
     let clock = now();
@@ -197,20 +245,29 @@ async fn main() {
         bare.0.extend(done.expect("an echo client finished"));
     }
     let echo_s = clock.elapsed().as_secs_f64();
+    let echo_per_second = f64::from(total) / echo_s;
 
-    println!("{} shoppers x {} orders = {total} orders", cli.shoppers, cli.orders);
+    println!("{} shoppers x {} orders = {total} orders per store run (sign-up not timed)", cli.shoppers, cli.orders);
+    for (name, run) in [("store, metrics on ", &mut on), ("store, metrics off", &mut off)] {
+        println!(
+            "{name}: {} confirmed in {:.2} s = {:.0} confirmed orders/s, p50 {:.1} ms, p99 {:.1} ms",
+            run.confirmed,
+            run.seconds,
+            run.per_second(),
+            run.latencies.percentile(0.5),
+            run.latencies.percentile(0.99)
+        );
+    }
     println!(
-        "store: {confirmed} confirmed in {store_s:.2} s = {:.0} confirmed orders/s (includes sign-up), p50 {:.1} ms, p99 {:.1} ms",
-        f64::from(confirmed) / store_s,
-        store.percentile(0.5),
-        store.percentile(0.99)
-    );
-    println!(
-        "bare hyper echo: {total} requests in {echo_s:.2} s = {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
-        f64::from(total) / echo_s,
+        "bare hyper echo: {total} requests in {echo_s:.2} s = {echo_per_second:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
         bare.percentile(0.5),
         bare.percentile(0.99)
     );
-    println!("store throughput / echo ceiling: {:.3}", (f64::from(confirmed) / store_s) / (f64::from(total) / echo_s));
-    let _ = std::fs::remove_dir_all(&data_dir);
+    println!(
+        "metrics on / off: throughput {:.3}, p50 {:.3}, p99 {:.3}",
+        on.per_second() / off.per_second(),
+        on.latencies.percentile(0.5) / off.latencies.percentile(0.5),
+        on.latencies.percentile(0.99) / off.latencies.percentile(0.99)
+    );
+    println!("store throughput (metrics on) / echo ceiling: {:.3}", on.per_second() / echo_per_second);
 }
