@@ -192,8 +192,9 @@ impl Db {
                 storage.observe(TransactionKind::write, instruments.clock.now().duration_since(started));
             }
             match &result {
-                Ok(_) => {
-                    if let Some(participants) = instruments.metrics.participants().filter(|_| !outcomes.is_empty()) {
+                // `participants()` registers the group: only where outcomes are recorded.
+                Ok(_) if !outcomes.is_empty() => {
+                    if let Some(participants) = instruments.metrics.participants() {
                         outcomes.into_iter().for_each(|o| participants.record(o));
                     }
                 }
@@ -202,7 +203,7 @@ impl Db {
                         storage.busy.inc();
                     }
                 }
-                Err(_) => {}
+                _ => {}
             }
         }
         result.map_err(WriteError::into_error)

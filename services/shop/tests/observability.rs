@@ -215,6 +215,9 @@ fn the_curl_flow_moves_every_services_counters() {
     let proxied = [("route", "/api/v1/order"), ("method", "POST")];
     expect_sample(&gateway, g, "http_requests_total", &proxied, 4.0);
     assert!(!gateway.contains("orders_created"), "the gateway's registry is its own\n{gateway}");
+    for (service, text) in [("gateway", &gateway), ("order", &order)] {
+        assert!(!text.contains("participant_operations"), "{service} is no participant\n{text}");
+    }
 
     for (service, offset) in SERVICES {
         let text = scrape(&shop, offset);
