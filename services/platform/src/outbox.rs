@@ -92,8 +92,10 @@ impl Relay {
         let batch: Result<Vec<(i64, String, i64)>, rusqlite::Error> = self.db.read(|c| {
             // The depth and age gauges are all this query is for: with the metrics off it is not run.
             if let Some(metrics) = metrics {
-                let (depth, oldest): (i64, Option<String>) = c
-                    .query_row("SELECT COUNT(*), MIN(created_at) FROM outbox", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let (depth, oldest): (i64, Option<String>) =
+                    c.query_row("SELECT COUNT(*), MIN(created_at) FROM outbox", [], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?;
                 metrics.depth.set(depth);
                 metrics.oldest_age_seconds.set(self.age_seconds(oldest.as_deref()));
             }

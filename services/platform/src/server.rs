@@ -132,39 +132,41 @@ pub fn ops_router(env: &Env, db: &Db) -> Router {
     with_common_layers(Router::new(), env, db)
 }
 
-/// `GET /metrics` (OpenMetrics text; not routed when the metrics are off), `GET /health/live`
-/// (the process answers) and `GET /health/ready` (the database is open, migrated and answers
-/// a query).
+/// `GET /metrics` (OpenMetrics text; not routed when the metrics are off: 404) and
+/// [`health_routes`].
 fn ops_routes(metrics: Metrics, db: Db) -> Router {
     use axum::routing::get;
-    let router = if metrics.is_on() {
-        Router::new().route(
-            "/metrics",
-            get(move || {
-                let text = metrics.encode().unwrap_or_default();
-                async move { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text) }
-            }),
-        )
-    } else {
-        Router::new()
-    };
-    router
-        .route("/health/live", get(|| async { axum::Json(serde_json::json!({ "status": "UP" })) }))
-        .route(
-            "/health/ready",
-            get(move || {
-                let ready = db.schema_version();
-                async move {
-                    match ready {
-                        Ok(version) if version > 0 => {
-                            Ok(axum::Json(serde_json::json!({ "status": "UP", "schemaVersion": version })))
-                        }
-                        Ok(_) => Err(ApiError::unavailable("the database is not migrated".to_string(), 1)),
-                        Err(error) => Err(ApiError::unavailable(format!("the database does not answer: {error}"), 1)),
+    if !metrics.is_on() {
+        return health_routes(db);
+    }
+    health_routes(db).route(
+        "/metrics",
+        get(move || {
+            let text = metrics.encode().unwrap_or_default();
+            async move { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text) }
+        }),
+    )
+}
+
+/// `GET /health/live` (the process answers) and `GET /health/ready` (the database is open,
+/// migrated and answers a query), whether the metrics are on or off.
+fn health_routes(db: Db) -> Router {
+    use axum::routing::get;
+    Router::new().route("/health/live", get(|| async { axum::Json(serde_json::json!({ "status": "UP" })) })).route(
+        "/health/ready",
+        get(move || {
+            let ready = db.schema_version();
+            async move {
+                match ready {
+                    Ok(version) if version > 0 => {
+                        Ok(axum::Json(serde_json::json!({ "status": "UP", "schemaVersion": version })))
                     }
+                    Ok(_) => Err(ApiError::unavailable("the database is not migrated".to_string(), 1)),
+                    Err(error) => Err(ApiError::unavailable(format!("the database does not answer: {error}"), 1)),
                 }
-            }),
-        )
+            }
+        }),
+    )
 }
 
 /// Middleware: counts every answer by route template, method and status, and observes its
