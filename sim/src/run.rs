@@ -470,17 +470,19 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
     }
 }
 
-/// What the services' metrics say the run did (see `Stats::metrics`).
+/// What the services' metrics say the run did (see `Stats::metrics`). The simulation's
+/// metrics are always on (`Metrics::new` in the cluster).
 fn operator_totals(cluster: &Cluster) -> BTreeMap<String, u64> {
-    let orders = cluster.metrics["order"].orders();
-    let outboxes = || ["order", "billing"].into_iter().map(|host| cluster.metrics[host].outbox());
+    const ON: &str = "the simulation's metrics are always on";
+    let orders = cluster.metrics["order"].orders().expect(ON);
+    let outboxes = || ["order", "billing"].into_iter().map(|host| cluster.metrics[host].outbox().expect(ON));
     let totals = [
         ("compensation_rounds", orders.compensation_rounds.get()),
         ("compensation_failures", orders.compensation_failures.get()),
         ("sagas_recovered", orders.sagas_recovered.get()),
         ("outbox_deliveries", outboxes().map(|o| o.deliveries.get()).sum()),
         ("outbox_delivery_failures", outboxes().map(|o| o.failures.get()).sum()),
-        ("storage_busy", cluster.metrics.values().map(|m| m.storage().busy.get()).sum()),
+        ("storage_busy", cluster.metrics.values().map(|m| m.storage().expect(ON).busy.get()).sum()),
     ];
     totals.into_iter().map(|(name, value)| (name.to_string(), value)).collect()
 }

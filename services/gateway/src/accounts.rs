@@ -142,13 +142,17 @@ async fn login(state: Shared, Json(request): Json<LoginRequest>) -> Result<Respo
     let password = request.password;
     let matches = state.hashing(move |params| password_matches(params, &password, &stored)).await?;
     let Some(user) = user.filter(|_| matches) else {
-        state.env.metrics.gateway().login(LoginResult::failure);
+        if let Some(metrics) = state.env.metrics.gateway() {
+            metrics.login(LoginResult::failure);
+        }
         return Err(invalid_credentials());
     };
     let session_id = state.env.ids.secret_hex(32);
     let now = time_text(state.env.clock.now_utc());
     state.db.write(|tx| insert_session(tx, &session_id, user.id, &now))?;
-    state.env.metrics.gateway().login(LoginResult::success);
+    if let Some(metrics) = state.env.metrics.gateway() {
+        metrics.login(LoginResult::success);
+    }
     state.count_live_sessions();
     let body = axum::Json(LoginResponse { user_id: user.id, email: user.email });
     Ok(([(header::SET_COOKIE, state.session_set_cookie(&session_id))], body).into_response())
@@ -198,9 +202,10 @@ impl Gateway {
     /// Sets the active-sessions gauge from the sessions table: those used within the idle
     /// timeout on the clock seam. A failed read leaves the gauge as it was.
     pub fn count_live_sessions(&self) {
+        let Some(metrics) = self.env.metrics.gateway() else { return };
         let cutoff = time_text(self.env.clock.now_utc() - TimeDelta::seconds(self.config.session_idle_timeout_s));
         if let Ok(count) = self.db.read(|c| live_session_count(c, &cutoff)) {
-            self.env.metrics.gateway().active_sessions.set(count);
+            metrics.active_sessions.set(count);
         }
     }
 

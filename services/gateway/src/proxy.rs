@@ -151,14 +151,16 @@ async fn forward(
     let reply = match state.http.send(&address, &outbound, policy).await {
         Ok(reply) => reply,
         Err(platform::client::CallError::Status { status, problem: Some(problem) }) => {
-            if status == 503 {
-                state.env.metrics.gateway().upstream_unavailable.inc();
+            if let Some(metrics) = state.env.metrics.gateway().filter(|_| status == 503) {
+                metrics.upstream_unavailable.inc();
             }
             return Ok(platform::error::problem_response(&problem, (status == 503).then_some(RETRY_AFTER_S), None));
         }
         Err(error) => {
             tracing::warn!(?upstream, %error, "upstream unavailable");
-            state.env.metrics.gateway().upstream_unavailable.inc();
+            if let Some(metrics) = state.env.metrics.gateway() {
+                metrics.upstream_unavailable.inc();
+            }
             return Err(ApiError::unavailable(format!("{upstream:?} service is unavailable"), RETRY_AFTER_S));
         }
     };

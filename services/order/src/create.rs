@@ -133,7 +133,9 @@ impl Orders {
     }
 
     fn idempotency(&self, outcome: IdempotencyOutcome) {
-        self.env.metrics.orders().idempotency.get_or_create(&IdempotencyLabels { outcome }).inc();
+        if let Some(metrics) = self.env.metrics.orders() {
+            metrics.idempotency.get_or_create(&IdempotencyLabels { outcome }).inc();
+        }
     }
 
     fn key_reused(&self) -> ApiError {
@@ -332,7 +334,9 @@ async fn place(
         }
         Recorded::New(order_id, waiting) => {
             state.idempotency(IdempotencyOutcome::created);
-            state.env.metrics.orders().created.inc();
+            if let Some(metrics) = state.env.metrics.orders() {
+                metrics.created.inc();
+            }
             platform::crash_point::here(platform::crash_point::CrashPoint::KeyCommitted).await;
             let elapsed = state.env.clock.now().saturating_duration_since(started);
             let remaining = Duration::from_millis(state.config.request_deadline_ms).saturating_sub(elapsed);

@@ -80,10 +80,11 @@ pub struct Orders {
 
 pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     let spawner = deps.env.spawner;
-    let metrics = deps.env.metrics.orders();
-    for step in saga::STEPS {
-        for phase in [StepPhase::action, StepPhase::compensation] {
-            drop(metrics.step_duration.get_or_create(&StepLabels { step: step.name().to_string(), phase }));
+    if let Some(metrics) = deps.env.metrics.orders() {
+        for step in saga::STEPS {
+            for phase in [StepPhase::action, StepPhase::compensation] {
+                drop(metrics.step_duration.get_or_create(&StepLabels { step: step.name().to_string(), phase }));
+            }
         }
     }
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "order"));
@@ -120,9 +121,10 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
 impl Orders {
     /// Sets the in-flight gauges from the orders table: unfinished sagas, and the age of
     /// the oldest (on the wall clock of the clock seam). A failed read leaves them as they were.
+    /// With the metrics off it reads nothing.
     fn count_unfinished(&self) {
+        let Some(metrics) = self.env.metrics.orders() else { return };
         let Ok((count, oldest)) = self.db.read(store::unfinished_summary) else { return };
-        let metrics = self.env.metrics.orders();
         metrics.sagas_in_flight.set(count);
         let created = oldest.and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok());
         let age = created.map_or(0.0, |created| {

@@ -48,7 +48,9 @@ impl Orders {
         running.insert(order_id, receiver.clone());
         if resumed {
             probe::hit(Probe::SagaResumed);
-            self.env.metrics.orders().sagas_recovered.inc();
+            if let Some(metrics) = self.env.metrics.orders() {
+                metrics.sagas_recovered.inc();
+            }
         }
         let orders = self.clone();
         self.env.spawn(async move {
@@ -208,15 +210,17 @@ impl Orders {
         let mut round: u32 = 0;
         loop {
             let request = OutboundRequest::new(Method::POST, step.compensation_path(order_id)).idempotent(true);
-            self.env.metrics.orders().compensation_rounds.inc();
+            if let Some(metrics) = self.env.metrics.orders() {
+                metrics.compensation_rounds.inc();
+            }
             let started = self.env.clock.now();
             let reply =
                 self.client.send(self.peer(step.participant()), request, context, self.config.action_retry).await;
             self.observe_step(step, StepPhase::compensation, started);
             let acknowledged =
                 reply.and_then(|r| r.success()).and_then(|r| r.json::<StepResult>()).is_ok_and(|r| r.success);
-            if !acknowledged {
-                self.env.metrics.orders().compensation_failures.inc();
+            if let Some(metrics) = self.env.metrics.orders().filter(|_| !acknowledged) {
+                metrics.compensation_failures.inc();
             }
             if acknowledged {
                 let now = self.env.clock.now_utc();
@@ -241,9 +245,10 @@ impl Orders {
     /// The planted `StatusBackwards` bug: one attempt kept alive past its deadline, whose
     /// late success is written to the order's status without the forward-only check.
     fn observe_step(&self, step: Step, phase: StepPhase, started: tokio::time::Instant) {
+        let Some(metrics) = self.env.metrics.orders() else { return };
         let elapsed = self.env.clock.now().saturating_duration_since(started);
         let labels = StepLabels { step: step.name().to_string(), phase };
-        self.env.metrics.orders().step_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        metrics.step_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
     async fn send_applying_late_reply(
@@ -296,14 +301,15 @@ impl Orders {
             enqueue(tx, &event, &time_text(now))?;
             log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::FINISHED, status.as_str(), now)
         })?;
-        let metrics = self.env.metrics.orders();
-        match status {
-            OrderStatus::Confirmed => metrics.confirmed.inc(),
-            _ => {
-                let reason = error_message.unwrap_or("unknown").to_string();
-                metrics.failed.get_or_create(&ReasonLabels { reason }).inc()
-            }
-        };
+        if let Some(metrics) = self.env.metrics.orders() {
+            match status {
+                OrderStatus::Confirmed => metrics.confirmed.inc(),
+                _ => {
+                    let reason = error_message.unwrap_or("unknown").to_string();
+                    metrics.failed.get_or_create(&ReasonLabels { reason }).inc()
+                }
+            };
+        }
         self.outbox_wakeup.notify_one();
         Ok(())
     }

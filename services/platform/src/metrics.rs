@@ -6,6 +6,12 @@
 //! ([`Metrics::orders`], [`Metrics::participants`], [`Metrics::outbox`],
 //! [`Metrics::gateway`]) are registered on first use, so a service's `/metrics` shows only
 //! its own figures. Names are listed in docs/API.md ("Health and metrics").
+//!
+//! [`Metrics::off`] records nothing: it holds no registry, every accessor answers `None`,
+//! so a call site skips the work (label strings, clock reads, the queries behind gauges)
+//! along with the record; the HTTP layer is not installed and `/metrics` is not routed
+//! (404). `shop --metrics off` runs so, to measure what metrics cost; the simulation's
+//! are always on.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -35,9 +41,10 @@ fn storage_histogram() -> Histogram {
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// One service instance's metrics. Cheap to clone; clones share the registry.
+/// One service instance's metrics, or none ([`Metrics::off`]). Cheap to clone; clones share
+/// the registry.
 #[derive(Clone)]
-pub struct Metrics(Arc<Inner>);
+pub struct Metrics(Option<Arc<Inner>>);
 
 struct Inner {
     registry: Mutex<Registry>,
@@ -67,7 +74,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let http = Http::register(&mut registry);
         let storage = Storage::register(&mut registry);
-        Metrics(Arc::new(Inner {
+        Metrics(Some(Arc::new(Inner {
             registry: Mutex::new(registry),
             http,
             storage,
@@ -75,43 +82,54 @@ impl Metrics {
             participants: OnceLock::new(),
             outbox: OnceLock::new(),
             gateway: OnceLock::new(),
-        }))
+        })))
     }
 
-    fn register_once<'a, G>(&self, cell: &'a OnceLock<G>, register: fn(&mut Registry) -> G) -> &'a G {
-        cell.get_or_init(|| register(&mut self.0.registry.lock().unwrap_or_else(|p| p.into_inner())))
+    /// No registry: nothing is recorded, every accessor answers `None`.
+    pub fn off() -> Metrics {
+        Metrics(None)
     }
 
-    pub fn http(&self) -> &Http {
-        &self.0.http
+    /// Whether this instance records ([`Metrics::new`]) or not ([`Metrics::off`]).
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
     }
 
-    pub fn storage(&self) -> &Storage {
-        &self.0.storage
+    fn register_once<'a, G>(inner: &'a Inner, cell: &'a OnceLock<G>, register: fn(&mut Registry) -> G) -> &'a G {
+        cell.get_or_init(|| register(&mut inner.registry.lock().unwrap_or_else(|p| p.into_inner())))
     }
 
-    pub fn orders(&self) -> &Orders {
-        self.register_once(&self.0.orders, Orders::register)
+    pub fn http(&self) -> Option<&Http> {
+        self.0.as_deref().map(|inner| &inner.http)
     }
 
-    pub fn participants(&self) -> &Participants {
-        self.register_once(&self.0.participants, Participants::register)
+    pub fn storage(&self) -> Option<&Storage> {
+        self.0.as_deref().map(|inner| &inner.storage)
     }
 
-    pub fn outbox(&self) -> &Outbox {
-        self.register_once(&self.0.outbox, Outbox::register)
+    pub fn orders(&self) -> Option<&Orders> {
+        self.0.as_deref().map(|inner| Metrics::register_once(inner, &inner.orders, Orders::register))
     }
 
-    pub fn gateway(&self) -> &Gateway {
-        self.register_once(&self.0.gateway, Gateway::register)
+    pub fn participants(&self) -> Option<&Participants> {
+        self.0.as_deref().map(|inner| Metrics::register_once(inner, &inner.participants, Participants::register))
     }
 
-    /// The registry in the OpenMetrics text format.
-    pub fn encode(&self) -> String {
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.0.as_deref().map(|inner| Metrics::register_once(inner, &inner.outbox, Outbox::register))
+    }
+
+    pub fn gateway(&self) -> Option<&Gateway> {
+        self.0.as_deref().map(|inner| Metrics::register_once(inner, &inner.gateway, Gateway::register))
+    }
+
+    /// The registry in the OpenMetrics text format; `None` when off.
+    pub fn encode(&self) -> Option<String> {
+        let inner = self.0.as_deref()?;
         let mut text = String::new();
-        let registry = self.0.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let registry = inner.registry.lock().unwrap_or_else(|p| p.into_inner());
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String cannot fail");
-        text
+        Some(text)
     }
 }
 
@@ -501,10 +519,10 @@ mod tests {
     fn each_instance_has_its_own_registry_and_groups_appear_on_first_use() {
         let a = Metrics::new();
         let b = Metrics::new();
-        a.http().record("/api/v1/order", "POST", 201, Duration::from_millis(3));
-        a.orders().confirmed.inc();
-        let text_a = a.encode();
-        let text_b = b.encode();
+        a.http().unwrap().record("/api/v1/order", "POST", 201, Duration::from_millis(3));
+        a.orders().unwrap().confirmed.inc();
+        let text_a = a.encode().unwrap();
+        let text_b = b.encode().unwrap();
         assert!(
             text_a.contains(r#"http_requests_total{route="/api/v1/order",method="POST",status="201"} 1"#),
             "{text_a}"
@@ -518,8 +536,18 @@ mod tests {
     #[test]
     fn participant_outcomes_carry_their_operation() {
         let metrics = Metrics::new();
-        metrics.participants().record(ParticipantOutcome::tombstone);
-        let text = metrics.encode();
+        metrics.participants().unwrap().record(ParticipantOutcome::tombstone);
+        let text = metrics.encode().unwrap();
         assert!(text.contains(r#"participant_operations_total{operation="cancel",outcome="tombstone"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn off_has_no_registry_and_no_instruments() {
+        let off = Metrics::off();
+        assert!(!off.is_on());
+        assert!(off.http().is_none() && off.storage().is_none() && off.orders().is_none());
+        assert!(off.participants().is_none() && off.outbox().is_none() && off.gateway().is_none());
+        assert_eq!(off.encode(), None);
+        assert!(Metrics::new().is_on());
     }
 }

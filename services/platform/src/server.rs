@@ -105,7 +105,8 @@ fn is_length_limit(error: &axum::Error) -> bool {
 
 /// Wraps a service's routes with the layers every service shares: problem+json for every
 /// error, 404 problem for unknown routes, the 64 KiB body limit, the request context, HTTP
-/// metrics, and the operator's routes (`/metrics`, `/health/live`, `/health/ready`).
+/// metrics, and the operator's routes (`/metrics`, `/health/live`, `/health/ready`). With
+/// the metrics off there is no HTTP metrics layer and no `/metrics` route (404).
 pub fn with_common_layers(routes: Router, env: &Env, db: &Db) -> Router {
     with_layers_keeping_fallback(routes.merge(ops_routes(env.metrics.clone(), db.clone())).fallback(unknown_route), env)
 }
@@ -114,12 +115,15 @@ pub fn with_common_layers(routes: Router, env: &Env, db: &Db) -> Router {
 /// without the operator's routes: the gateway is the public door, and serves them on a
 /// port of their own ([`ops_router`]).
 pub fn with_layers_keeping_fallback(routes: Router, env: &Env) -> Router {
-    routes
+    let routes = routes
         .layer(DefaultBodyLimit::max(BODY_SIZE_MAX_BYTES))
         .layer(axum::middleware::from_fn(problem_everywhere))
         .layer(axum::middleware::from_fn(headers_within_limit))
-        .layer(axum::middleware::from_fn_with_state(env.ids.clone(), request_context))
-        .layer(axum::middleware::from_fn_with_state((env.metrics.clone(), env.clock.clone()), http_metrics))
+        .layer(axum::middleware::from_fn_with_state(env.ids.clone(), request_context));
+    if !env.metrics.is_on() {
+        return routes;
+    }
+    routes.layer(axum::middleware::from_fn_with_state((env.metrics.clone(), env.clock.clone()), http_metrics))
 }
 
 /// The operator's routes alone, with the common layers: what the gateway serves on its
@@ -128,34 +132,41 @@ pub fn ops_router(env: &Env, db: &Db) -> Router {
     with_common_layers(Router::new(), env, db)
 }
 
-/// `GET /metrics` (OpenMetrics text), `GET /health/live` (the process answers) and
-/// `GET /health/ready` (the database is open, migrated and answers a query).
+/// `GET /metrics` (OpenMetrics text; not routed when the metrics are off: 404) and
+/// [`health_routes`].
 fn ops_routes(metrics: Metrics, db: Db) -> Router {
     use axum::routing::get;
-    Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let text = metrics.encode();
-                async move { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text) }
-            }),
-        )
-        .route("/health/live", get(|| async { axum::Json(serde_json::json!({ "status": "UP" })) }))
-        .route(
-            "/health/ready",
-            get(move || {
-                let ready = db.schema_version();
-                async move {
-                    match ready {
-                        Ok(version) if version > 0 => {
-                            Ok(axum::Json(serde_json::json!({ "status": "UP", "schemaVersion": version })))
-                        }
-                        Ok(_) => Err(ApiError::unavailable("the database is not migrated".to_string(), 1)),
-                        Err(error) => Err(ApiError::unavailable(format!("the database does not answer: {error}"), 1)),
+    if !metrics.is_on() {
+        return health_routes(db);
+    }
+    health_routes(db).route(
+        "/metrics",
+        get(move || {
+            let text = metrics.encode().unwrap_or_default();
+            async move { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text) }
+        }),
+    )
+}
+
+/// `GET /health/live` (the process answers) and `GET /health/ready` (the database is open,
+/// migrated and answers a query), whether the metrics are on or off.
+fn health_routes(db: Db) -> Router {
+    use axum::routing::get;
+    Router::new().route("/health/live", get(|| async { axum::Json(serde_json::json!({ "status": "UP" })) })).route(
+        "/health/ready",
+        get(move || {
+            let ready = db.schema_version();
+            async move {
+                match ready {
+                    Ok(version) if version > 0 => {
+                        Ok(axum::Json(serde_json::json!({ "status": "UP", "schemaVersion": version })))
                     }
+                    Ok(_) => Err(ApiError::unavailable("the database is not migrated".to_string(), 1)),
+                    Err(error) => Err(ApiError::unavailable(format!("the database does not answer: {error}"), 1)),
                 }
-            }),
-        )
+            }
+        }),
+    )
 }
 
 /// Middleware: counts every answer by route template, method and status, and observes its
@@ -169,7 +180,8 @@ async fn http_metrics(
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_string();
     let method = request.method().as_str().to_string();
     let response = next.run(request).await;
-    metrics.http().record(&route, &method, response.status().as_u16(), clock.now().duration_since(started));
+    let Some(http) = metrics.http() else { return response };
+    http.record(&route, &method, response.status().as_u16(), clock.now().duration_since(started));
     response
 }
 

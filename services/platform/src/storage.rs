@@ -126,9 +126,10 @@ impl Db {
         Db { blocking, ..self }
     }
 
-    /// The same database, reporting to `metrics` (durations measured on `clock`).
+    /// The same database, reporting to `metrics` (durations measured on `clock`); not
+    /// instrumented at all (no clock reads) when `metrics` is off.
     pub fn with_metrics(self, metrics: Metrics, clock: Arc<dyn Clock>) -> Db {
-        Db { instruments: Some(Instruments { metrics, clock }), ..self }
+        Db { instruments: metrics.is_on().then_some(Instruments { metrics, clock }), ..self }
     }
 
     /// The schema version (`PRAGMA user_version`): the last migration applied. Answers only
@@ -187,14 +188,22 @@ impl Db {
         let result = self.write_inline(work);
         let outcomes = take_pending_outcomes();
         if let (Some(instruments), Some(started)) = (&self.instruments, started) {
-            let storage = instruments.metrics.storage();
-            storage.observe(TransactionKind::write, instruments.clock.now().duration_since(started));
+            if let Some(storage) = instruments.metrics.storage() {
+                storage.observe(TransactionKind::write, instruments.clock.now().duration_since(started));
+            }
             match &result {
-                Ok(_) => outcomes.into_iter().for_each(|o| instruments.metrics.participants().record(o)),
-                Err(WriteError::Storage(error)) if is_transient(error) => {
-                    storage.busy.inc();
+                // `participants()` registers the group: only where outcomes are recorded.
+                Ok(_) if !outcomes.is_empty() => {
+                    if let Some(participants) = instruments.metrics.participants() {
+                        outcomes.into_iter().for_each(|o| participants.record(o));
+                    }
                 }
-                Err(_) => {}
+                Err(WriteError::Storage(error)) if is_transient(error) => {
+                    if let Some(storage) = instruments.metrics.storage() {
+                        storage.busy.inc();
+                    }
+                }
+                _ => {}
             }
         }
         result.map_err(WriteError::into_error)
@@ -233,10 +242,9 @@ impl Db {
         let started = self.instruments.as_ref().map(|i| i.clock.now());
         let result = work(&self.lock());
         if let (Some(instruments), Some(started)) = (&self.instruments, started) {
-            instruments
-                .metrics
-                .storage()
-                .observe(TransactionKind::read, instruments.clock.now().duration_since(started));
+            if let Some(storage) = instruments.metrics.storage() {
+                storage.observe(TransactionKind::read, instruments.clock.now().duration_since(started));
+            }
         }
         result
     }
@@ -345,14 +353,14 @@ mod tests {
             Err(rusqlite::Error::InvalidQuery)
         });
         assert!(rolled_back.is_err());
-        assert_eq!(applied(&metrics.encode()), None, "a rolled-back outcome is not counted");
+        assert_eq!(applied(&metrics.encode().unwrap()), None, "a rolled-back outcome is not counted");
         db.write(|tx| {
             record_participant_outcome(ParticipantOutcome::applied);
             tx.execute("INSERT INTO t (x) VALUES (1)", []).map(drop)
         })
         .unwrap();
-        assert_eq!(applied(&metrics.encode()).as_deref(), Some("1"));
-        let text = metrics.encode();
+        assert_eq!(applied(&metrics.encode().unwrap()).as_deref(), Some("1"));
+        let text = metrics.encode().unwrap();
         assert!(text.contains(r#"storage_transaction_duration_seconds_count{kind="write"} 2"#), "{text}");
     }
 

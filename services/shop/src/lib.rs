@@ -76,6 +76,17 @@ impl ServiceName {
     }
 }
 
+/// Whether the services record metrics (`shop --metrics on|off`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsSwitch {
+    /// Every service records its metrics and serves them at `GET /metrics`.
+    #[default]
+    On,
+    /// Nothing is recorded (`platform::metrics::Metrics::off`) and `GET /metrics` answers
+    /// 404; the health endpoints answer as ever. For measuring what metrics cost.
+    Off,
+}
+
 #[derive(Clone, Debug)]
 pub struct ShopConfig {
     pub host: String,
@@ -92,6 +103,7 @@ pub struct ShopConfig {
     /// Where other services are reached, where not at `host:base_port+offset` (one service
     /// per container: `(Order, "order:8081")`).
     pub peers: Vec<(ServiceName, String)>,
+    pub metrics: MetricsSwitch,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -301,7 +313,10 @@ pub async fn start(
     };
     let mut services = Vec::new();
     for (service, listener) in listeners {
-        let env = platform::real::real_env();
+        let mut env = platform::real::real_env();
+        if config.metrics == MetricsSwitch::Off {
+            env.metrics = platform::metrics::Metrics::off();
+        }
         let db = open_db(config.data_dir.as_deref(), service)?.with_metrics(env.metrics.clone(), env.clock.clone());
         seed_demo_data(service, &db, env.clock.now_utc(), config)?;
         let deps = Deps { env, db, secrets: secrets.clone(), peers: peers.clone() };

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use platform::auth::Secrets;
-use shop::{load_secrets, start, ServiceName, ShopConfig};
+use shop::{load_secrets, start, MetricsSwitch, ServiceName, ShopConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::sync::watch;
@@ -38,6 +38,10 @@ struct Cli {
     /// when it runs elsewhere, e.g. `--peer order=order:8081` in a container.
     #[arg(long = "peer", value_delimiter = ',', global = true, value_parser = parse_peer)]
     peers: Vec<(ServiceName, String)>,
+    /// Record metrics: on (each service serves them at GET /metrics) or off (nothing is
+    /// recorded and GET /metrics answers 404; /health/* answer either way).
+    #[arg(long, value_enum, default_value_t = MetricsSwitch::On, global = true)]
+    metrics: MetricsSwitch,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -111,6 +115,7 @@ async fn main() -> ExitCode {
         slot_capacity: cli.slot_capacity,
         demo_stock: cli.demo_stock,
         peers: cli.peers,
+        metrics: cli.metrics,
         password_cost: if cli.password_cost == "low" {
             gateway::PASSWORD_COST_LOW
         } else {

@@ -141,6 +141,24 @@ fn health_and_metrics_answer_on_every_service_and_never_through_the_gateway() {
 }
 
 #[test]
+fn with_metrics_off_orders_confirm_metrics_answer_404_and_health_answers() {
+    let shop = TestShop::start_with(&["--metrics", "off"]);
+    // The README's flow: the order is confirmed (its ORDER_CONFIRMED notification arrives).
+    curl_flow(&shop);
+    assert_eq!(shop.gateway().get("/metrics").status, 404, "never through the gateway");
+    for (service, offset) in SERVICES {
+        let client = Client::new(&shop.url(offset));
+        let metrics = client.get("/metrics");
+        assert_eq!(metrics.status, 404, "{service}: /metrics with the metrics off: {metrics:?}");
+        assert_eq!(metrics.problem_type(), "/problems/not-found", "{service}: {metrics:?}");
+        let live = client.get("/health/live");
+        assert_eq!((live.status, &live.body["status"]), (200, &json!("UP")), "{service}: {live:?}");
+        let ready = client.get("/health/ready");
+        assert_eq!((ready.status, &ready.body["status"]), (200, &json!("UP")), "{service}: {ready:?}");
+    }
+}
+
+#[test]
 fn the_curl_flow_moves_every_services_counters() {
     let shop = TestShop::start();
     let order_id = curl_flow(&shop);
@@ -197,6 +215,9 @@ fn the_curl_flow_moves_every_services_counters() {
     let proxied = [("route", "/api/v1/order"), ("method", "POST")];
     expect_sample(&gateway, g, "http_requests_total", &proxied, 4.0);
     assert!(!gateway.contains("orders_created"), "the gateway's registry is its own\n{gateway}");
+    for (service, text) in [("gateway", &gateway), ("order", &order)] {
+        assert!(!text.contains("participant_operations"), "{service} is no participant\n{text}");
+    }
 
     for (service, offset) in SERVICES {
         let text = scrape(&shop, offset);

@@ -54,6 +54,14 @@ impl TestShop {
         TestShop::start_groups(&["gateway,order,billing,warehouse,delivery,notification"], 5)
     }
 
+    /// All six services in one process, started with more arguments (e.g. `--metrics off`).
+    pub fn start_with(extra: &[&str]) -> TestShop {
+        let mut shop = TestShop::start_groups(&[], 5);
+        let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
+        shop.start_group_with("gateway,order,billing,warehouse,delivery,notification", &extra);
+        shop
+    }
+
     /// One process per group of comma-separated services.
     pub fn start_groups(groups: &[&str], slot_capacity: u32) -> TestShop {
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
