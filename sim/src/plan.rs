@@ -95,7 +95,7 @@ pub struct PlannedOrder {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_key: bool,
     /// First send bodies at each limit of the contract ([`Limit::AT`]) and just past each
-    /// ([`Limit::PAST`]): every limit on one trip, so that a sweep of a few seeds sees them all.
+    /// ([`Limit::AT`] and [`Limit::PAST_ONLY`]): every limit on one trip, so that a sweep of a few seeds sees them all.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub edge_bodies: bool,
 }
@@ -136,18 +136,9 @@ impl Limit {
         Limit::Description,
         Limit::Slot,
     ];
-    /// The limits sent just past the limit: the slot's in each of its parts.
-    pub const PAST: [Limit; 9] = [
-        Limit::NoLines,
-        Limit::Lines,
-        Limit::Quantity,
-        Limit::MergedQuantity,
-        Limit::Address,
-        Limit::Description,
-        Limit::Slot,
-        Limit::SlotSeconds,
-        Limit::SlotFraction,
-    ];
+    /// The limits sent only just past the limit (besides [`Limit::AT`]): the slot off in
+    /// each of its other parts.
+    pub const PAST_ONLY: [Limit; 2] = [Limit::SlotSeconds, Limit::SlotFraction];
 }
 
 /// A deposit racing an order: whole currency units, with an `Idempotency-Key` (retried

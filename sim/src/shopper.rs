@@ -927,7 +927,7 @@ impl Shopper {
     async fn side_trip(&mut self, order: &PlannedOrder) {
         if order.edge_bodies {
             let at = Limit::AT.map(|limit| (limit, false, Action::AtLimit));
-            let past = Limit::PAST.map(|limit| (limit, true, Action::PastLimit));
+            let past = Limit::AT.into_iter().chain(Limit::PAST_ONLY).map(|limit| (limit, true, Action::PastLimit));
             for (limit, past, action) in at.into_iter().chain(past) {
                 let key = format!("edge-{:016x}", self.draw.range(1, u64::MAX - 1));
                 let body = self.edge_body(limit, past, order.slot_hour);

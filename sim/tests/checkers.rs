@@ -371,15 +371,20 @@ fn contract_accepts_unavailable_only_while_a_storage_fault_is_active() {
     assert_caught(&contract(&after), CONTRACT);
 }
 
+/// The first and last simulated times of the order's saga log.
+fn saga_span(snapshot: &Snapshot, plan: &Plan, order: Uuid) -> (u64, u64) {
+    let times: Vec<u64> =
+        snapshot.saga_log.iter().filter(|e| e.order_id == order).map(|e| sim_ms(plan, "order", e.at)).collect();
+    (*times.iter().min().unwrap(), *times.iter().max().unwrap())
+}
+
 #[test]
 fn justified_outcomes_accept_an_unavailable_failure_only_under_a_storage_fault() {
     let (history, mut snapshot) = parts();
     let order = fail_cleanly(&mut snapshot, reason::SERVICE_UNAVAILABLE);
     let subject = format!("order {order}");
     let plan = &clean().plan;
-    let times: Vec<u64> =
-        snapshot.saga_log.iter().filter(|e| e.order_id == order).map(|e| sim_ms(plan, "order", e.at)).collect();
-    let (begin, end) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
+    let (begin, end) = saga_span(&snapshot, plan, order);
     let unjustified = |plan: &Plan| {
         final_checks(&snapshot, &history, plan)
             .iter()
@@ -402,9 +407,7 @@ fn justified_outcomes_catch_a_failure_reason_the_contract_does_not_name() {
     let order = fail_cleanly(&mut snapshot, reason::SERVICE_UNAVAILABLE);
     let subject = format!("order {order}");
     let plan = &clean().plan;
-    let times: Vec<u64> =
-        snapshot.saga_log.iter().filter(|e| e.order_id == order).map(|e| sim_ms(plan, "order", e.at)).collect();
-    let (begin, end) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
+    let (begin, end) = saga_span(&snapshot, plan, order);
     let faulty = with_storage_fault("order", begin, (end - begin).max(100));
     let verdict = |snapshot: &sim::snapshot::Snapshot| {
         final_checks(snapshot, &history, &faulty)
