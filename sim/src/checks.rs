@@ -16,7 +16,7 @@ use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
 use contracts::Timestamp;
-use order::saga::REJECTED_PREFIX;
+use order::saga::{log, REJECTED_PREFIX};
 use platform::operations::OperationState;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -201,7 +201,7 @@ fn operation_records(snapshot: &Snapshot) -> Vec<Violation> {
     let acknowledged: BTreeSet<(Uuid, &str)> = snapshot
         .saga_log
         .iter()
-        .filter(|e| e.phase == "COMPENSATION" && e.event == "ACKNOWLEDGED")
+        .filter(|e| e.phase == log::PHASE_COMPENSATION && e.event == log::ACKNOWLEDGED)
         .map(|e| (e.order_id, e.step.as_str()))
         .collect();
     for order in snapshot.orders.iter().filter(|o| o.status.is_final()) {
@@ -667,7 +667,7 @@ fn notification_times(snapshot: &Snapshot) -> Vec<Violation> {
             NotificationType::OrderConfirmed | NotificationType::OrderFailed => snapshot
                 .saga_log
                 .iter()
-                .filter(|e| e.order_id == notification.order_id && e.event == "FINISHED")
+                .filter(|e| e.order_id == notification.order_id && e.event == log::FINISHED)
                 .map(|e| e.at)
                 .collect(),
         };
