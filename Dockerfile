@@ -11,6 +11,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
 COPY services services
+# The gateway serves docs/openapi/public.json (compiled in).
+COPY docs/openapi docs/openapi
 COPY sim sim
 RUN cargo fetch --locked
 RUN cargo build --release --locked -p shop --bin shop \

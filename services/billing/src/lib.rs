@@ -50,3 +50,10 @@ pub async fn run(
     serve(listener, router, SERVER_LIMITS, spawner, deps.env.clock.clone(), shutdown).await;
     relay.abort();
 }
+
+/// The service's OpenAPI document: every route it serves, internal ones included.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = <routes::Api as utoipa::OpenApi>::openapi();
+    platform::openapi::finish(&mut doc);
+    doc
+}

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use contracts::billing::{Account, DepositRequest, DepositResponse, TransactionType};
+use contracts::billing::{Account, DepositRequest, DepositResponse, Transaction, TransactionType};
 use contracts::order::IdempotencyKey;
 use contracts::saga::{StepResult, WithdrawRequest};
 use contracts::Money;
@@ -33,6 +33,11 @@ pub fn routes(billing: Arc<Billing>, auth: Arc<Auth>) -> Router {
         .with_state(billing)
 }
 
+#[utoipa::path(post, path = "/api/v1/billing/accounts", tag = "billing", security(("userToken" = [])),
+    responses(
+        (status = 201, description = "The user's new account", body = Account),
+        (status = 200, description = "The user's account, opened earlier", body = Account),
+    ))]
 async fn open_account(state: Shared, User(user_id): User) -> Result<impl IntoResponse, ApiError> {
     let account_id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());
@@ -51,6 +56,11 @@ async fn open_account(state: Shared, User(user_id): User) -> Result<impl IntoRes
     Ok((status, axum::Json(account)))
 }
 
+#[utoipa::path(get, path = "/api/v1/billing/accounts/me", tag = "billing", security(("userToken" = [])),
+    responses(
+        (status = 200, description = "The user's account and balance", body = Account),
+        (status = 404, description = "/problems/not-found: no account yet", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
 async fn my_account(state: Shared, User(user_id): User) -> Result<axum::Json<Account>, ApiError> {
     let account = state.db.read(|c| account_of(c, user_id))?;
     account
@@ -67,6 +77,15 @@ fn deposit_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> 
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/billing/deposit", tag = "billing", security(("userToken" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters; a repeat with the same amount answers the first deposit")),
+    request_body = DepositRequest,
+    responses(
+        (status = 200, description = "Deposited (or the same key's earlier deposit)", body = DepositResponse),
+        (status = 400, description = "/problems/invalid-amount; /problems/idempotency-key-invalid", body = contracts::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "/problems/not-found: no account yet", body = contracts::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "/problems/idempotency-key-reused: the key was used with another amount", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
 async fn deposit(
     state: Shared,
     User(user_id): User,
@@ -109,6 +128,8 @@ async fn deposit(
     Ok(axum::Json(response))
 }
 
+#[utoipa::path(get, path = "/api/v1/billing/transactions", tag = "billing", security(("userToken" = [])),
+    responses((status = 200, description = "The account's transactions, newest first (at most 1,000)", body = Vec<Transaction>)))]
 async fn transactions(state: Shared, User(user_id): User) -> Result<impl IntoResponse, ApiError> {
     let listed = state.db.read(|c| match account_of(c, user_id)? {
         Some(account) => transactions_of(c, account.account_id),
@@ -117,6 +138,12 @@ async fn transactions(state: Shared, User(user_id): User) -> Result<impl IntoRes
     Ok(axum::Json(listed))
 }
 
+#[utoipa::path(post, path = "/api/v1/billing/withdraw", tag = "billing (internal)", security(("serviceToken" = [])),
+    request_body = WithdrawRequest,
+    responses(
+        (status = 200, description = "The saga's payment step: applied, or refused with the reason in `message`", body = StepResult),
+        (status = 400, description = "/problems/invalid-amount", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
 async fn withdraw_step(
     state: Shared,
     _caller: Service,
@@ -133,6 +160,9 @@ async fn withdraw_step(
     Ok(axum::Json(result))
 }
 
+#[utoipa::path(post, path = "/api/v1/billing/withdraw/cancel/{order_id}", tag = "billing (internal)", security(("serviceToken" = [])),
+    params(("order_id" = Uuid, Path, description = "The order whose payment is refunded")),
+    responses((status = 200, description = "The payment's compensation: refunded, or nothing to undo", body = StepResult)))]
 async fn cancel_step(
     state: Shared,
     _caller: Service,
@@ -145,3 +175,8 @@ async fn cancel_step(
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }
+
+/// Billing's routes: the public ones (through the gateway) and the saga's steps.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(open_account, my_account, deposit, transactions, withdraw_step, cancel_step))]
+pub struct Api;

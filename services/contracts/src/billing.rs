@@ -4,7 +4,7 @@ use crate::{Money, Timestamp};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
     pub account_id: Uuid,
@@ -13,13 +13,14 @@ pub struct Account {
     pub status: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DepositRequest {
+    #[schema(schema_with = crate::money::amount_input_schema)]
     pub amount: Money,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DepositResponse {
     pub success: bool,
@@ -27,7 +28,7 @@ pub struct DepositResponse {
     pub transaction_id: Uuid,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TransactionType {
     Deposit,
@@ -54,7 +55,7 @@ impl TransactionType {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Transaction {
     pub transaction_id: Uuid,
@@ -62,5 +63,6 @@ pub struct Transaction {
     pub kind: TransactionType,
     pub amount: Money,
     pub order_id: Option<Uuid>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }

@@ -4,7 +4,7 @@ use crate::{Money, Timestamp};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     pub product_id: Uuid,
@@ -13,9 +13,10 @@ pub struct Product {
     pub available: i64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Slot {
+    #[schema(value_type = String, format = DateTime)]
     pub slot: Timestamp,
     pub capacity: i64,
     pub remaining: i64,

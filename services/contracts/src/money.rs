@@ -159,6 +159,38 @@ impl fmt::Display for Money {
     }
 }
 
+/// On the wire an amount is a string with exactly two places (`"12.50"`).
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(r"^-?[0-9]+\.[0-9]{2}$"))
+            .description(Some("An amount with exactly two places, as a string."))
+            .examples(["12.50"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
+/// A request amount (`Money::parse_positive`): a JSON number or a string, positive, at most
+/// two places, at most `1000000000.00`.
+pub fn amount_input_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let number = ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .exclusive_minimum(Some(0))
+        .maximum(Some(1_000_000_000))
+        .multiple_of(Some(0.01));
+    let text = ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^[+]?[0-9]{1,10}(\.[0-9]{1,2})?$"));
+    OneOfBuilder::new()
+        .item(number)
+        .item(text)
+        .description(Some("A positive amount with at most two places, as a number or a string; at most 1000000000.00."))
+        .into()
+}
+
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)

@@ -4,7 +4,7 @@ use crate::{Money, Timestamp};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NotificationType {
     PaymentDebited,
@@ -34,7 +34,7 @@ impl NotificationType {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     pub id: Uuid,
@@ -44,12 +44,13 @@ pub struct Notification {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub amount: Option<Money>,
     pub message: String,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 
 /// What billing's outbox relay and the order service post to the notification service.
 /// Idempotent on `(orderId, type)`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotificationEvent {
     #[serde(rename = "type")]
@@ -62,5 +63,6 @@ pub struct NotificationEvent {
     /// When the fact happened on its source's clock: stamped by the outbox with the time of
     /// the transaction that enqueued it (the withdrawal, the refund, the order's end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub occurred_at: Option<Timestamp>,
 }

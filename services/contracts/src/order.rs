@@ -8,7 +8,7 @@ pub const ITEMS_MAX: usize = 50;
 pub const QUANTITY_MAX: i64 = 1000;
 pub const IDEMPOTENCY_KEY_LENGTH_MAX: usize = 255;
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     New,
@@ -72,7 +72,7 @@ impl OrderStatus {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemRequest {
     pub product_id: Uuid,
@@ -85,14 +85,15 @@ pub struct ItemRequest {
     pub price: Option<serde_json::Value>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeliveryInfo {
     pub address: String,
+    #[schema(value_type = String, format = DateTime)]
     pub preferred_time_slot: Timestamp,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrderRequest {
     pub items: Vec<ItemRequest>,
@@ -101,7 +102,7 @@ pub struct CreateOrderRequest {
     pub description: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
     pub product_id: Uuid,
@@ -110,7 +111,7 @@ pub struct OrderItem {
     pub price: Money,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     pub id: Uuid,
@@ -122,7 +123,9 @@ pub struct Order {
     pub delivery_info: DeliveryInfo,
     pub description: Option<String>,
     pub error_message: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
 }
 

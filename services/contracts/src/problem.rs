@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// `{"type", "title", "status", "detail"}` plus the named extra members.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -15,6 +15,7 @@ pub struct Problem {
     pub detail: String,
     /// The `order` member of `/problems/duplicate-order` and `/problems/order-rejected`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<crate::order::Order>)]
     pub order: Option<serde_json::Value>,
 }
 

@@ -35,3 +35,10 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
     let router = with_common_layers(routes::routes(delivery, auth), &deps.env, &deps.db);
     serve(listener, router, SERVER_LIMITS, spawner, deps.env.clock.clone(), shutdown).await;
 }
+
+/// The service's OpenAPI document: every route it serves, internal ones included.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = <routes::Api as utoipa::OpenApi>::openapi();
+    platform::openapi::finish(&mut doc);
+    doc
+}

@@ -26,6 +26,8 @@ pub fn routes(delivery: Arc<Delivery>, auth: Arc<Auth>) -> Router {
         .with_state(delivery)
 }
 
+#[utoipa::path(get, path = "/api/v1/deliveries/slots", tag = "delivery", security(("userToken" = []), ("serviceToken" = [])),
+    responses((status = 200, description = "The delivery slots ahead, with what is left of each", body = Vec<Slot>)))]
 async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Slot>>, ApiError> {
     let now = state.env.clock.now_utc();
     let config = state.config;
@@ -33,6 +35,12 @@ async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Slot>>, A
     Ok(axum::Json(state.db.read(|c| slots(c, now, config.horizon_hours))?))
 }
 
+#[utoipa::path(post, path = "/api/v1/deliveries/reserve", tag = "delivery (internal)", security(("serviceToken" = [])),
+    request_body = BookRequest,
+    responses(
+        (status = 200, description = "The saga's delivery step: booked, or refused with the reason in `message`", body = StepResult),
+        (status = 400, description = "/problems/invalid-address: 1-500 characters", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
 async fn book_step(
     state: Shared,
     _caller: Service,
@@ -52,6 +60,9 @@ async fn book_step(
     Ok(axum::Json(result))
 }
 
+#[utoipa::path(post, path = "/api/v1/deliveries/reserve/cancel/{order_id}", tag = "delivery (internal)", security(("serviceToken" = [])),
+    params(("order_id" = Uuid, Path, description = "The order whose booking is cancelled")),
+    responses((status = 200, description = "The booking's compensation: cancelled, or nothing to undo", body = StepResult)))]
 async fn cancel_step(
     state: Shared,
     _caller: Service,
@@ -62,3 +73,8 @@ async fn cancel_step(
     platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
     Ok(axum::Json(result))
 }
+
+/// Delivery's routes: the slots (public) and the saga's steps.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, book_step, cancel_step))]
+pub struct Api;

@@ -34,7 +34,7 @@ pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
-        .route("/auth/", post(login))
+        .route("/auth/", post(login_at_root))
         .route("/auth/profile/me", get(profile))
         .route("/auth/logout", post(logout))
 }
@@ -96,6 +96,13 @@ impl Gateway {
     }
 }
 
+#[utoipa::path(post, path = "/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered (not logged in)", body = Profile),
+        (status = 400, description = "/problems/invalid-email; /problems/invalid-password: 8-1,024 characters; /problems/invalid-name: over 100 characters", body = contracts::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "/problems/email-taken", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
 async fn register(state: Shared, Json(request): Json<RegisterRequest>) -> Result<Response, ApiError> {
     let email = normalize_email(&request.email)
         .ok_or_else(|| ApiError::bad_request("invalid-email", "email is not a valid address"))?;
@@ -128,10 +135,25 @@ async fn register(state: Shared, Json(request): Json<RegisterRequest>) -> Result
     Ok((StatusCode::CREATED, axum::Json(profile)).into_response())
 }
 
+/// The seed's spelling of the login route: the same as `/auth/login`.
+#[utoipa::path(post, path = "/auth/", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in: the session cookie is set", body = LoginResponse, headers(("Set-Cookie" = String, description = "`session=<id>; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400`"))),
+        (status = 401, description = "/problems/invalid-credentials: the same answer for an unknown email and a wrong password", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
+async fn login_at_root(state: Shared, body: Json<LoginRequest>) -> Result<Response, ApiError> {
+    login(state, body).await
+}
+
 fn invalid_credentials() -> ApiError {
     ApiError::new(401, "invalid-credentials", "Unauthorized", "wrong email or password")
 }
 
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in: the session cookie is set", body = LoginResponse, headers(("Set-Cookie" = String, description = "`session=<id>; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400`"))),
+        (status = 401, description = "/problems/invalid-credentials: the same answer for an unknown email and a wrong password", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
 async fn login(state: Shared, Json(request): Json<LoginRequest>) -> Result<Response, ApiError> {
     let email = normalize_email(&request.email);
     let user = match &email {
@@ -241,6 +263,8 @@ impl FromRequestParts<Arc<Gateway>> for SessionUser {
     }
 }
 
+#[utoipa::path(get, path = "/auth/profile/me", tag = "auth", security(("session" = [])),
+    responses((status = 200, description = "The logged-in user", body = Profile)))]
 async fn profile(state: Shared, user: SessionUser) -> Result<Response, ApiError> {
     let row = state.db.read(|c| user_by_id(c, user.user_id))?.ok_or_else(|| ApiError::unauthorized("user is gone"))?;
     let profile = Profile { user_id: row.id, email: row.email, first_name: row.first_name, last_name: row.last_name };
@@ -249,9 +273,17 @@ async fn profile(state: Shared, user: SessionUser) -> Result<Response, ApiError>
     Ok(response)
 }
 
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("session" = [])),
+    responses((status = 204, description = "Logged out: the session is gone and the cookie expired",
+        headers(("Set-Cookie" = String, description = "`session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0`")))))]
 async fn logout(state: Shared, user: SessionUser) -> Result<Response, ApiError> {
     state.db.write(|tx| delete_session(tx, &user.session_id))?;
     state.count_live_sessions();
     let expired = HeaderValue::from_static("session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())
 }
+
+/// The gateway's own routes (the public document adds the proxied ones: `shop::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, login, login_at_root, profile, logout, crate::openapi_document))]
+pub struct Api;

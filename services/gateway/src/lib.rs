@@ -4,6 +4,7 @@
 
 mod accounts;
 mod proxy;
+pub use proxy::{Upstream, PUBLIC_ROUTES};
 pub mod store;
 
 use argon2::Params;
@@ -93,8 +94,30 @@ pub fn app(deps: Deps, config: Config) -> Router {
         hash_slots: Arc::new(Semaphore::new(config.password_hash_concurrency_max)),
     });
     gateway.count_live_sessions();
-    let routes = accounts::routes().merge(proxy::routes()).fallback(proxy::unknown).with_state(gateway);
+    let routes = accounts::routes()
+        .merge(proxy::routes())
+        .route("/openapi.json", axum::routing::get(openapi_document))
+        .fallback(proxy::unknown)
+        .with_state(gateway);
     with_layers_keeping_fallback(routes, &deps.env)
+}
+
+/// The public API's OpenAPI document as checked in (`docs/openapi/public.json`), which
+/// `shop`'s tests keep equal to the one generated from the handlers (`shop::openapi`).
+pub const PUBLIC_OPENAPI: &str = include_str!("../../../docs/openapi/public.json");
+
+/// `GET /openapi.json`: the public API's document; no session needed.
+#[utoipa::path(get, path = "/openapi.json", tag = "auth",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json")))]
+async fn openapi_document() -> impl axum::response::IntoResponse {
+    ([(http::header::CONTENT_TYPE, "application/json")], PUBLIC_OPENAPI)
+}
+
+/// The gateway's own routes: registration, login, profile, logout and this document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = <accounts::Api as utoipa::OpenApi>::openapi();
+    platform::openapi::finish(&mut doc);
+    doc
 }
 
 pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {

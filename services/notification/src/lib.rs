@@ -74,6 +74,13 @@ pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<
 }
 
 /// Stores the event once per (order, type); repeats are acknowledged and change nothing.
+#[utoipa::path(post, path = "/api/v1/notifications/events", tag = "notification (internal)", security(("serviceToken" = [])),
+    request_body = NotificationEvent,
+    responses(
+        (status = 201, description = "A new event, recorded"),
+        (status = 200, description = "The event was recorded before (an outbox's repeat)"),
+        (status = 400, description = "/problems/invalid-message: over 1,000 characters", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
 async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationEvent>) -> Result<StatusCode, ApiError> {
     if event.message.len() > MESSAGE_LENGTH_MAX {
         return Err(ApiError::bad_request("invalid-message", "message is over 1000 characters"));
@@ -122,6 +129,8 @@ const LIST_SQL: &str = "
         CASE mine.type WHEN 'PAYMENT_DEBITED' THEN 1 WHEN 'PAYMENT_REFUNDED' THEN 2 ELSE 3 END DESC
     LIMIT ?2";
 
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "notification", security(("userToken" = [])),
+    responses((status = 200, description = "The user's notifications: orders newest first, one order's events last step first (at most 1,000)", body = Vec<Notification>)))]
 async fn list(state: Shared, User(user_id): User) -> Result<axum::Json<Vec<Notification>>, ApiError> {
     Ok(axum::Json(state.db.read(|c| listed(c, user_id))?))
 }
@@ -143,6 +152,18 @@ fn listed(c: &rusqlite::Connection, user_id: uuid::Uuid) -> rusqlite::Result<Vec
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
     }
+}
+
+/// The notification service's routes: the list (public) and the outboxes' intake.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, intake))]
+pub struct Api;
+
+/// The service's OpenAPI document: every route it serves, internal ones included.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = <Api as utoipa::OpenApi>::openapi();
+    platform::openapi::finish(&mut doc);
+    doc
 }
 
 #[cfg(test)]

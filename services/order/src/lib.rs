@@ -156,3 +156,10 @@ async fn recover(orders: Arc<Orders>) {
         orders.env.clock.sleep(Duration::from_millis(orders.config.recovery_interval_ms)).await;
     }
 }
+
+/// The service's OpenAPI document: every route it serves, internal ones included.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = <routes::Api as utoipa::OpenApi>::openapi();
+    platform::openapi::finish(&mut doc);
+    doc
+}

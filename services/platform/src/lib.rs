@@ -13,6 +13,7 @@ pub mod internal;
 pub mod json;
 pub mod metrics;
 pub mod net;
+pub mod openapi;
 pub mod operations;
 pub mod outbox;
 pub mod probe;

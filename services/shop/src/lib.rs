@@ -1,6 +1,8 @@
 //! Runs the store for real: any set of the six services in this process, over tokio
 //! sockets, each with its own SQLite file in the data directory.
 
+pub mod openapi;
+
 use contracts::Timestamp;
 use platform::auth::Secrets;
 use platform::internal::Peers;

@@ -53,6 +53,12 @@ enum Command {
         /// gateway, order, billing, warehouse, delivery or notification
         service: String,
     },
+    /// Write the OpenAPI documents (public and internal), generated from the code, and exit.
+    Openapi {
+        /// Directory of the documents.
+        #[arg(long, default_value = "docs/openapi")]
+        out: PathBuf,
+    },
 }
 
 fn parse_peer(text: &str) -> Result<(ServiceName, String), String> {
@@ -87,6 +93,23 @@ fn secrets_from_env() -> Option<Secrets> {
     Some(Secrets { user_token_secret: user.into_bytes(), service_token_secret: service.into_bytes() })
 }
 
+fn write_openapi(out: &std::path::Path) -> ExitCode {
+    let written = std::fs::create_dir_all(out).and_then(|()| {
+        for document in shop::openapi::documents() {
+            std::fs::write(out.join(document.file), shop::openapi::to_text(&document.openapi))?;
+            println!("wrote {}", out.join(document.file).display());
+        }
+        Ok(())
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shop: cannot write the OpenAPI documents to {}: {error}", out.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -97,6 +120,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let names = match &cli.command {
         Some(Command::Serve { service }) => vec![service.clone()],
+        Some(Command::Openapi { out }) => return write_openapi(out),
         None => cli.services.clone(),
     };
     let services = match parse_services(&names) {

@@ -26,3 +26,10 @@ pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<
     let router = with_common_layers(routes::routes(warehouse, auth), &deps.env, &deps.db);
     serve(listener, router, SERVER_LIMITS, deps.env.spawner, deps.env.clock.clone(), shutdown).await;
 }
+
+/// The service's OpenAPI document: every route it serves, internal ones included.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = <routes::Api as utoipa::OpenApi>::openapi();
+    platform::openapi::finish(&mut doc);
+    doc
+}

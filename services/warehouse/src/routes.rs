@@ -27,14 +27,28 @@ pub fn routes(warehouse: Arc<Warehouse>, auth: Arc<Auth>) -> Router {
         .with_state(warehouse)
 }
 
+#[utoipa::path(get, path = "/api/v1/warehouse/products", tag = "warehouse", security(("userToken" = []), ("serviceToken" = [])),
+    responses((status = 200, description = "The catalog, with what is available of each product", body = Vec<Product>)))]
 async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Product>>, ApiError> {
     Ok(axum::Json(state.db.read(products)?))
 }
 
+#[utoipa::path(get, path = "/api/v1/warehouse/products/{product_id}", tag = "warehouse", security(("userToken" = []), ("serviceToken" = [])),
+    params(("product_id" = Uuid, Path, description = "The product")),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 404, description = "/problems/not-found: no such product", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
 async fn one(state: Shared, _caller: Caller, Path(product_id): Path<Uuid>) -> Result<axum::Json<Product>, ApiError> {
     state.db.read(|c| product(c, product_id))?.map(axum::Json).ok_or_else(|| ApiError::not_found("no such product"))
 }
 
+#[utoipa::path(post, path = "/api/v1/warehouse/reserve", tag = "warehouse (internal)", security(("serviceToken" = [])),
+    request_body = ReserveRequest,
+    responses(
+        (status = 200, description = "The saga's stock step: reserved, or refused with the reason in `message`", body = StepResult),
+        (status = 400, description = "/problems/invalid-items: 1-50 distinct products, quantities 1-1000", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
 async fn reserve_step(
     state: Shared,
     _caller: Service,
@@ -96,6 +110,9 @@ async fn oversell_two_steps(state: &Warehouse, request: &ReserveRequest) -> Resu
     Ok(result)
 }
 
+#[utoipa::path(post, path = "/api/v1/warehouse/reserve/cancel/{order_id}", tag = "warehouse (internal)", security(("serviceToken" = [])),
+    params(("order_id" = Uuid, Path, description = "The order whose reservation is released")),
+    responses((status = 200, description = "The reservation's compensation: released, or nothing to undo", body = StepResult)))]
 async fn release_step(
     state: Shared,
     _caller: Service,
@@ -106,3 +123,8 @@ async fn release_step(
     platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
     Ok(axum::Json(result))
 }
+
+/// The warehouse's routes: the catalog (public) and the saga's steps.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, one, reserve_step, release_step))]
+pub struct Api;

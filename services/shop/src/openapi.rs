@@ -1,0 +1,194 @@
+//! The store's OpenAPI 3.1 documents, composed from the services' own (each generated from
+//! its handlers' `#[utoipa::path]` and the `contracts` types): the public API as the gateway
+//! serves it, and each service's internal API. Checked in under `docs/openapi/` (written by
+//! `shop openapi`); `tests/openapi.rs` keeps the files equal to what this module generates.
+
+use crate::ServiceName;
+use gateway::Upstream;
+use platform::openapi::{SERVICE_TOKEN, SESSION, USER_TOKEN};
+use std::collections::BTreeMap;
+use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{InfoBuilder, OpenApi, RefOr};
+
+/// One document: its file name under `docs/openapi/` and its content.
+pub struct Document {
+    pub file: &'static str,
+    pub openapi: OpenApi,
+}
+
+/// Every document, in the order they are written.
+pub fn documents() -> Vec<Document> {
+    let mut documents = vec![Document { file: "public.json", openapi: public() }];
+    for service in ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Gateway) {
+        let file = match service {
+            ServiceName::Order => "order.json",
+            ServiceName::Billing => "billing.json",
+            ServiceName::Warehouse => "warehouse.json",
+            ServiceName::Delivery => "delivery.json",
+            ServiceName::Notification => "notification.json",
+            ServiceName::Gateway => unreachable!("filtered out above"),
+        };
+        documents.push(Document { file, openapi: internal(service) });
+    }
+    documents
+}
+
+/// A document as written to its file: pretty JSON with a final newline.
+pub fn to_text(openapi: &OpenApi) -> String {
+    let mut text = openapi.to_pretty_json().expect("an OpenAPI document serializes");
+    text.push('\n');
+    text
+}
+
+/// The public API: the gateway's own routes and the services' routes it proxies
+/// (`gateway::PUBLIC_ROUTES`), each behind the session cookie instead of a token.
+pub fn public() -> OpenApi {
+    let mut doc = gateway::openapi();
+    doc.info = InfoBuilder::new()
+        .title("Online store: public API")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "The store as its users call it, through the gateway. Log in (POST /auth/login) for a \
+             `session` cookie; every /api/v1 route needs it. Every error is application/problem+json \
+             (RFC 9457) with a stable `type` under /problems/.",
+        ))
+        .build();
+    let mut services: BTreeMap<&'static str, OpenApi> = BTreeMap::new();
+    for (method, path, upstream) in gateway::PUBLIC_ROUTES {
+        let service = upstream_service(upstream);
+        let service_doc = services.entry(service.as_str()).or_insert_with(|| service_openapi(service));
+        let mut operation = operation(service_doc, path, method)
+            .unwrap_or_else(|| panic!("{service:?} documents no {method} {path}, which the gateway proxies"));
+        operation.security = Some(vec![SecurityRequirement::new::<_, _, String>(SESSION, [])]);
+        let method = http_method(method);
+        let item = PathItem::new(method.clone(), operation);
+        match doc.paths.paths.get_mut(path) {
+            Some(existing) => existing.merge_operations(item),
+            None => {
+                doc.paths.paths.insert(path.to_string(), item);
+            }
+        }
+        // The schemas the operation refers to.
+        let schemas = service_doc.components.as_ref().map(|c| c.schemas.clone()).unwrap_or_default();
+        let components = doc.components.get_or_insert_with(Default::default);
+        for (name, schema) in schemas {
+            components.schemas.entry(name).or_insert(schema);
+        }
+    }
+    // The public document names the session only, and only the schemas its routes use.
+    let used = referenced_schemas(&doc);
+    if let Some(components) = doc.components.as_mut() {
+        components.security_schemes.retain(|name, _| name == SESSION);
+        components.schemas.retain(|name, _| used.contains(name));
+    }
+    doc
+}
+
+/// The names of the schemas a document's paths refer to, directly or through other schemas.
+fn referenced_schemas(doc: &OpenApi) -> std::collections::BTreeSet<String> {
+    fn refs(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value.as_str()) {
+                        ("$ref", Some(target)) => {
+                            found.extend(target.strip_prefix("#/components/schemas/").map(str::to_string))
+                        }
+                        _ => refs(value, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| refs(item, found)),
+            _ => {}
+        }
+    }
+    let schemas = serde_json::to_value(doc.components.as_ref().map(|c| &c.schemas)).expect("schemas serialize");
+    let mut pending = Vec::new();
+    refs(&serde_json::to_value(&doc.paths).expect("paths serialize"), &mut pending);
+    let mut used = std::collections::BTreeSet::new();
+    while let Some(name) = pending.pop() {
+        if used.insert(name.clone()) {
+            refs(&schemas[&name], &mut pending);
+        }
+    }
+    used
+}
+
+/// One service's own API as served on its port: public routes (with a user token) and
+/// internal ones (with a service credential).
+pub fn internal(service: ServiceName) -> OpenApi {
+    let mut doc = service_openapi(service);
+    doc.info = InfoBuilder::new()
+        .title(format!("Online store: {} service (internal)", service.as_str()))
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "The service's own port, behind the gateway: never reachable through it. Every call \
+             carries a token minted for it: a user's (the gateway's, for the routes it proxies) \
+             or a service's credential (the saga's steps, the outboxes' events).",
+        ))
+        .build();
+    if let Some(components) = doc.components.as_mut() {
+        components.security_schemes.retain(|name, _| name == USER_TOKEN || name == SERVICE_TOKEN);
+    }
+    doc
+}
+
+fn service_openapi(service: ServiceName) -> OpenApi {
+    match service {
+        ServiceName::Gateway => gateway::openapi(),
+        ServiceName::Order => order::openapi(),
+        ServiceName::Billing => billing::openapi(),
+        ServiceName::Warehouse => warehouse::openapi(),
+        ServiceName::Delivery => delivery::openapi(),
+        ServiceName::Notification => notification::openapi(),
+    }
+}
+
+fn upstream_service(upstream: Upstream) -> ServiceName {
+    match upstream {
+        Upstream::Order => ServiceName::Order,
+        Upstream::Billing => ServiceName::Billing,
+        Upstream::Warehouse => ServiceName::Warehouse,
+        Upstream::Delivery => ServiceName::Delivery,
+        Upstream::Notification => ServiceName::Notification,
+    }
+}
+
+fn http_method(method: &str) -> HttpMethod {
+    match method {
+        "GET" => HttpMethod::Get,
+        "POST" => HttpMethod::Post,
+        other => panic!("the gateway proxies no {other} route"),
+    }
+}
+
+/// The operation `method path` of a document, if it has one.
+pub fn operation(doc: &OpenApi, path: &str, method: &str) -> Option<Operation> {
+    let item = doc.paths.paths.get(path)?;
+    match method {
+        "GET" => item.get.clone(),
+        "POST" => item.post.clone(),
+        _ => None,
+    }
+}
+
+/// Every `(METHOD, path)` a document describes, sorted.
+pub fn routes(doc: &OpenApi) -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        for (method, operation) in [("GET", &item.get), ("POST", &item.post)] {
+            if operation.is_some() {
+                routes.push((method.to_string(), path.clone()));
+            }
+        }
+    }
+    routes.sort();
+    routes
+}
+
+/// Whether a response is documented for `status` in `method path`.
+pub fn documents_status(doc: &OpenApi, path: &str, method: &str, status: u16) -> bool {
+    operation(doc, path, method)
+        .is_some_and(|o| matches!(o.responses.responses.get(&status.to_string()), Some(RefOr::T(_))))
+}

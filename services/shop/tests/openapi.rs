@@ -1,0 +1,213 @@
+//! The OpenAPI documents: the checked-in files under `docs/openapi/` are what the code
+//! generates (`shop::openapi`), the documents cover the routes the contract names, and the
+//! real store serves the public one and answers on every documented route.
+
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "integration tests drive real processes in real time"
+)]
+
+mod common;
+
+use common::{Client, TestShop};
+use serde_json::Value;
+use shop::openapi::{documents, public, routes, to_text};
+use std::path::{Path, PathBuf};
+
+fn docs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi")
+}
+
+/// Where two JSON documents differ, as JSON pointers: a member only in one of them, or a
+/// value that differs.
+fn drift(checked_in: &Value, generated: &Value) -> Vec<String> {
+    fn walk(pointer: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (key, value) in a {
+                    let here = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+                    match b.get(key) {
+                        Some(other) => walk(&here, value, other, out),
+                        None => out.push(format!("{here}: checked in, no longer generated")),
+                    }
+                }
+                for key in b.keys().filter(|k| !a.contains_key(*k)) {
+                    out.push(format!(
+                        "{pointer}/{}: generated, not checked in",
+                        key.replace('~', "~0").replace('/', "~1")
+                    ));
+                }
+            }
+            (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+                for (index, (x, y)) in a.iter().zip(b).enumerate() {
+                    walk(&format!("{pointer}/{index}"), x, y, out);
+                }
+            }
+            _ if a == b => {}
+            _ => out.push(format!("{pointer}: {a} checked in, {b} generated")),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", checked_in, generated, &mut out);
+    out
+}
+
+/// The drift of one checked-in file against a generated document: empty when they agree,
+/// else what differs (as JSON pointers) and how to regenerate.
+fn file_drift(file: &str, generated: &str) -> Vec<String> {
+    let path = docs_dir().join(file);
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    if checked_in == generated {
+        return Vec::new();
+    }
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    let mut found = drift(&parse(&checked_in), &parse(generated));
+    if found.is_empty() {
+        found.push("the same JSON, spelt differently".to_string());
+    }
+    found.push(format!("{} is not what the code generates: run `cargo run -p shop -- openapi`", path.display()));
+    found
+}
+
+#[test]
+fn the_checked_in_documents_are_what_the_code_generates() {
+    let mut drifted = Vec::new();
+    for document in documents() {
+        drifted.extend(file_drift(document.file, &to_text(&document.openapi)));
+    }
+    assert!(drifted.is_empty(), "OpenAPI drift:\n{}", drifted.join("\n"));
+    let mut files: Vec<String> = std::fs::read_dir(docs_dir())
+        .expect("docs/openapi exists")
+        .map(|entry| entry.expect("a directory entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut expected: Vec<String> = documents().iter().map(|d| d.file.to_string()).collect();
+    expected.sort();
+    assert_eq!(files, expected, "docs/openapi holds exactly the generated documents");
+}
+
+/// A contract break as a code change would make it, `Order.errorMessage` renamed to
+/// `error` (what `#[serde(rename = "error")]` on the field does to the generated document),
+/// is caught by the same check as above, which names the field.
+#[test]
+fn a_renamed_field_is_drift() {
+    let mut generated: Value = serde_json::from_str(&to_text(&public())).expect("the generated document is JSON");
+    let order = &mut generated["components"]["schemas"]["Order"];
+    let properties = order["properties"].as_object_mut().expect("Order has properties");
+    let field = properties.remove("errorMessage").expect("Order has errorMessage");
+    properties.insert("error".to_string(), field);
+    let broken = serde_json::to_string_pretty(&generated).expect("serializes") + "\n";
+    let found = file_drift("public.json", &broken);
+    assert!(
+        found.iter().any(|d| d.starts_with("/components/schemas/Order/properties/errorMessage: checked in"))
+            && found.iter().any(|d| d.starts_with("/components/schemas/Order/properties/error: generated")),
+        "the rename is not reported: {found:?}"
+    );
+    assert!(file_drift("public.json", &to_text(&public())).is_empty(), "the unbroken document agrees");
+}
+
+#[test]
+fn the_public_document_has_the_contract_routes_and_nothing_internal() {
+    let doc = public();
+    let documented = routes(&doc);
+    let mut expected: Vec<(String, String)> = gateway::PUBLIC_ROUTES
+        .iter()
+        .map(|(method, path, _)| (method.to_string(), path.to_string()))
+        .chain(
+            ["/auth/register", "/auth/login", "/auth/", "/auth/logout"]
+                .iter()
+                .map(|path| ("POST".to_string(), path.to_string())),
+        )
+        .chain([("GET".to_string(), "/auth/profile/me".to_string()), ("GET".to_string(), "/openapi.json".to_string())])
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+    let text = to_text(&doc);
+    for internal in ["/withdraw", "/reserve", "/events", "serviceToken", "userToken", "StepResult"] {
+        assert!(!text.contains(internal), "the public document names {internal}");
+    }
+    assert!(text.contains("\"openapi\": \"3.1.0\""), "OpenAPI 3.1");
+}
+
+/// Every error a route documents is a problem+json body, and every route that needs a
+/// session documents its 401.
+#[test]
+fn every_error_is_documented_as_problem_json() {
+    for document in documents() {
+        let doc: Value = serde_json::from_str(&to_text(&document.openapi)).expect("JSON");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                let responses = operation["responses"].as_object().expect("responses");
+                for (status, response) in responses {
+                    let content = response["content"].as_object();
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let types: Vec<&String> = content.map(|c| c.keys().collect()).unwrap_or_default();
+                        assert_eq!(
+                            types,
+                            vec!["application/problem+json"],
+                            "{}: {method} {path} {status}",
+                            document.file
+                        );
+                    }
+                }
+                let secured = operation["security"].as_array().is_some_and(|s| !s.is_empty());
+                assert!(!secured || responses.contains_key("401"), "{}: {method} {path} has no 401", document.file);
+            }
+        }
+    }
+}
+
+/// The internal endpoints docs/API.md lists are in their services' documents.
+#[test]
+fn the_internal_documents_have_the_internal_endpoints_the_docs_list() {
+    let notes =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md")).expect("docs/API.md");
+    let section = notes.split("## Internal endpoints").nth(1).expect("docs/API.md has the internal endpoints");
+    let listed: Vec<(String, String)> = section
+        .lines()
+        .take_while(|line| !line.starts_with("## "))
+        .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+        .filter_map(|call| call.split_once(' ').map(|(m, p)| (m.to_string(), p.replace("{orderId}", "{order_id}"))))
+        .collect();
+    assert!(listed.len() >= 7, "the table was read: {listed:?}");
+    let documented: Vec<(String, String)> =
+        documents().iter().filter(|d| d.file != "public.json").flat_map(|d| routes(&d.openapi)).collect();
+    for route in &listed {
+        assert!(documented.contains(route), "{route:?} is in docs/API.md but in no internal document");
+    }
+}
+
+/// The real store serves the checked-in public document, and answers every route of every
+/// document on its port (nothing documented is an unknown route).
+#[test]
+fn the_real_store_serves_the_document_and_every_documented_route() {
+    let shop = TestShop::start();
+    let answer = Client::new(&shop.url(0)).get("/openapi.json");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    let checked_in = std::fs::read_to_string(docs_dir().join("public.json")).expect("public.json");
+    let checked_in: Value = serde_json::from_str(&checked_in).expect("public.json is JSON");
+    assert_eq!(answer.body, checked_in, "the gateway serves docs/openapi/public.json");
+    // Behind the gateway every /api route needs a session (an unknown one answers 401 too).
+    let mut gateway = shop.gateway();
+    gateway.register_and_login("openapi@example.com");
+    for document in documents() {
+        let offset = match document.file {
+            "public.json" => 0,
+            "order.json" => 1,
+            "billing.json" => 2,
+            "warehouse.json" => 3,
+            "delivery.json" => 4,
+            "notification.json" => 5,
+            other => panic!("a document for no port: {other}"),
+        };
+        let client = if offset == 0 { &gateway } else { &Client::new(&shop.url(offset)) };
+        for (method, path) in routes(&document.openapi) {
+            let path = path.replace("{order_id}", common::ESPRESSO).replace("{product_id}", common::ESPRESSO);
+            let answer = client.send(&method, &path, Some(b"{}"), &[("content-type", "application/json")]);
+            let unknown = answer.status == 404 && answer.body["detail"] == "no such route";
+            assert!(answer.status < 500 && !unknown, "{}: {method} {path} answered {answer:?}", document.file);
+        }
+    }
+}
