@@ -33,7 +33,7 @@ pub fn routes(billing: Arc<Billing>, auth: Arc<Auth>) -> Router {
         .with_state(billing)
 }
 
-#[utoipa::path(post, path = "/api/v1/billing/accounts", tag = "billing", security(("userToken" = [])),
+#[utoipa::path(post, path = "/api/v1/billing/accounts", operation_id = "openAccount", tag = "billing", security(("userToken" = [])),
     responses(
         (status = 201, description = "The user's new account", body = Account),
         (status = 200, description = "The user's account, opened earlier", body = Account),
@@ -56,7 +56,7 @@ async fn open_account(state: Shared, User(user_id): User) -> Result<impl IntoRes
     Ok((status, axum::Json(account)))
 }
 
-#[utoipa::path(get, path = "/api/v1/billing/accounts/me", tag = "billing", security(("userToken" = [])),
+#[utoipa::path(get, path = "/api/v1/billing/accounts/me", operation_id = "getAccount", tag = "billing", security(("userToken" = [])),
     responses(
         (status = 200, description = "The user's account and balance", body = Account),
         (status = 404, description = "/problems/not-found: no account yet", body = contracts::Problem, content_type = "application/problem+json"),
@@ -77,8 +77,8 @@ fn deposit_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> 
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/billing/deposit", tag = "billing", security(("userToken" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters; a repeat with the same amount answers the first deposit")),
+#[utoipa::path(post, path = "/api/v1/billing/deposit", operation_id = "deposit", tag = "billing", security(("userToken" = [])),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "1-255 printable ASCII characters; a repeat with the same amount answers the first deposit")),
     request_body = DepositRequest,
     responses(
         (status = 200, description = "Deposited (or the same key's earlier deposit)", body = DepositResponse),
@@ -128,7 +128,7 @@ async fn deposit(
     Ok(axum::Json(response))
 }
 
-#[utoipa::path(get, path = "/api/v1/billing/transactions", tag = "billing", security(("userToken" = [])),
+#[utoipa::path(get, path = "/api/v1/billing/transactions", operation_id = "listTransactions", tag = "billing", security(("userToken" = [])),
     responses((status = 200, description = "The account's transactions, newest first (at most 1,000)", body = Vec<Transaction>)))]
 async fn transactions(state: Shared, User(user_id): User) -> Result<impl IntoResponse, ApiError> {
     let listed = state.db.read(|c| match account_of(c, user_id)? {
@@ -138,7 +138,7 @@ async fn transactions(state: Shared, User(user_id): User) -> Result<impl IntoRes
     Ok(axum::Json(listed))
 }
 
-#[utoipa::path(post, path = "/api/v1/billing/withdraw", tag = "billing (internal)", security(("serviceToken" = [])),
+#[utoipa::path(post, path = "/api/v1/billing/withdraw", operation_id = "withdraw", tag = "billing (internal)", security(("serviceToken" = [])),
     request_body = WithdrawRequest,
     responses(
         (status = 200, description = "The saga's payment step: applied, or refused with the reason in `message`", body = StepResult),
@@ -160,7 +160,7 @@ async fn withdraw_step(
     Ok(axum::Json(result))
 }
 
-#[utoipa::path(post, path = "/api/v1/billing/withdraw/cancel/{order_id}", tag = "billing (internal)", security(("serviceToken" = [])),
+#[utoipa::path(post, path = "/api/v1/billing/withdraw/cancel/{order_id}", operation_id = "cancelWithdraw", tag = "billing (internal)", security(("serviceToken" = [])),
     params(("order_id" = Uuid, Path, description = "The order whose payment is refunded")),
     responses((status = 200, description = "The payment's compensation: refunded, or nothing to undo", body = StepResult)))]
 async fn cancel_step(
@@ -178,5 +178,8 @@ async fn cancel_step(
 
 /// Billing's routes: the public ones (through the gateway) and the saga's steps.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(open_account, my_account, deposit, transactions, withdraw_step, cancel_step))]
+#[openapi(
+    paths(open_account, my_account, deposit, transactions, withdraw_step, cancel_step),
+    components(schemas(contracts::order::IdempotencyKey))
+)]
 pub struct Api;

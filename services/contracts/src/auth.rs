@@ -6,11 +6,16 @@ use uuid::Uuid;
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// Trimmed and lower-cased; one `@`, a dot in the domain, no spaces.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub first_name: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub last_name: Option<String>,
 }
 

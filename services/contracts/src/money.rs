@@ -183,7 +183,9 @@ pub fn amount_input_schema() -> utoipa::openapi::schema::Schema {
         .exclusive_minimum(Some(0))
         .maximum(Some(1_000_000_000))
         .multiple_of(Some(0.01));
-    let text = ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^[+]?[0-9]{1,10}(\.[0-9]{1,2})?$"));
+    let text = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^\+?0*([1-9][0-9]{0,8}(\.[0-9]{1,2})?|1000000000(\.00?)?|0\.(0[1-9]|[1-9][0-9]?))$"));
     OneOfBuilder::new()
         .item(number)
         .item(text)

@@ -76,6 +76,7 @@ impl OrderStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ItemRequest {
     pub product_id: Uuid,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
     /// Ignored: the catalog decides names.
     #[serde(default, skip_serializing)]
@@ -88,17 +89,21 @@ pub struct ItemRequest {
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeliveryInfo {
+    #[schema(min_length = 1, max_length = 500)]
     pub address: String,
-    #[schema(value_type = String, format = DateTime)]
+    /// The start of an hour.
+    #[schema(value_type = String, format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:00:00(\.0+)?(Z|[+-][0-9]{2}:00)$")]
     pub preferred_time_slot: Timestamp,
 }
 
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrderRequest {
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<ItemRequest>,
     pub delivery_info: DeliveryInfo,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
 }
 
@@ -132,6 +137,21 @@ pub struct Order {
 /// A parsed `Idempotency-Key`: 1–255 printable ASCII characters.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IdempotencyKey(String);
+
+/// 1-255 printable ASCII characters (`IdempotencyKey::parse`).
+impl utoipa::PartialSchema for IdempotencyKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(IDEMPOTENCY_KEY_LENGTH_MAX))
+            .pattern(Some("^[ -~]+$"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IdempotencyKey {}
 
 impl IdempotencyKey {
     pub fn parse(text: &str) -> Option<IdempotencyKey> {

@@ -26,7 +26,7 @@ pub fn routes(delivery: Arc<Delivery>, auth: Arc<Auth>) -> Router {
         .with_state(delivery)
 }
 
-#[utoipa::path(get, path = "/api/v1/deliveries/slots", tag = "delivery", security(("userToken" = []), ("serviceToken" = [])),
+#[utoipa::path(get, path = "/api/v1/deliveries/slots", operation_id = "listSlots", tag = "delivery", security(("userToken" = []), ("serviceToken" = [])),
     responses((status = 200, description = "The delivery slots ahead, with what is left of each", body = Vec<Slot>)))]
 async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Slot>>, ApiError> {
     let now = state.env.clock.now_utc();
@@ -35,7 +35,7 @@ async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Slot>>, A
     Ok(axum::Json(state.db.read(|c| slots(c, now, config.horizon_hours))?))
 }
 
-#[utoipa::path(post, path = "/api/v1/deliveries/reserve", tag = "delivery (internal)", security(("serviceToken" = [])),
+#[utoipa::path(post, path = "/api/v1/deliveries/reserve", operation_id = "bookDelivery", tag = "delivery (internal)", security(("serviceToken" = [])),
     request_body = BookRequest,
     responses(
         (status = 200, description = "The saga's delivery step: booked, or refused with the reason in `message`", body = StepResult),
@@ -60,7 +60,7 @@ async fn book_step(
     Ok(axum::Json(result))
 }
 
-#[utoipa::path(post, path = "/api/v1/deliveries/reserve/cancel/{order_id}", tag = "delivery (internal)", security(("serviceToken" = [])),
+#[utoipa::path(post, path = "/api/v1/deliveries/reserve/cancel/{order_id}", operation_id = "cancelDelivery", tag = "delivery (internal)", security(("serviceToken" = [])),
     params(("order_id" = Uuid, Path, description = "The order whose booking is cancelled")),
     responses((status = 200, description = "The booking's compensation: cancelled, or nothing to undo", body = StepResult)))]
 async fn cancel_step(

@@ -96,7 +96,7 @@ impl Gateway {
     }
 }
 
-#[utoipa::path(post, path = "/auth/register", tag = "auth",
+#[utoipa::path(post, path = "/auth/register", operation_id = "register", tag = "auth",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered (not logged in)", body = Profile),
@@ -136,7 +136,7 @@ async fn register(state: Shared, Json(request): Json<RegisterRequest>) -> Result
 }
 
 /// The seed's spelling of the login route: the same as `/auth/login`.
-#[utoipa::path(post, path = "/auth/", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/auth/", operation_id = "loginAtAuthRoot", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in: the session cookie is set", body = LoginResponse, headers(("Set-Cookie" = String, description = "`session=<id>; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400`"))),
         (status = 401, description = "/problems/invalid-credentials: the same answer for an unknown email and a wrong password", body = contracts::Problem, content_type = "application/problem+json"),
@@ -149,7 +149,7 @@ fn invalid_credentials() -> ApiError {
     ApiError::new(401, "invalid-credentials", "Unauthorized", "wrong email or password")
 }
 
-#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/auth/login", operation_id = "login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in: the session cookie is set", body = LoginResponse, headers(("Set-Cookie" = String, description = "`session=<id>; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400`"))),
         (status = 401, description = "/problems/invalid-credentials: the same answer for an unknown email and a wrong password", body = contracts::Problem, content_type = "application/problem+json"),
@@ -263,7 +263,7 @@ impl FromRequestParts<Arc<Gateway>> for SessionUser {
     }
 }
 
-#[utoipa::path(get, path = "/auth/profile/me", tag = "auth", security(("session" = [])),
+#[utoipa::path(get, path = "/auth/profile/me", operation_id = "getProfile", tag = "auth", security(("session" = [])),
     responses((status = 200, description = "The logged-in user", body = Profile)))]
 async fn profile(state: Shared, user: SessionUser) -> Result<Response, ApiError> {
     let row = state.db.read(|c| user_by_id(c, user.user_id))?.ok_or_else(|| ApiError::unauthorized("user is gone"))?;
@@ -273,7 +273,7 @@ async fn profile(state: Shared, user: SessionUser) -> Result<Response, ApiError>
     Ok(response)
 }
 
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("session" = [])),
+#[utoipa::path(post, path = "/auth/logout", operation_id = "logout", tag = "auth", security(("session" = [])),
     responses((status = 204, description = "Logged out: the session is gone and the cookie expired",
         headers(("Set-Cookie" = String, description = "`session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0`")))))]
 async fn logout(state: Shared, user: SessionUser) -> Result<Response, ApiError> {

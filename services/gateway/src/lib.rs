@@ -107,7 +107,7 @@ pub fn app(deps: Deps, config: Config) -> Router {
 pub const PUBLIC_OPENAPI: &str = include_str!("../../../docs/openapi/public.json");
 
 /// `GET /openapi.json`: the public API's document; no session needed.
-#[utoipa::path(get, path = "/openapi.json", tag = "auth",
+#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApi", tag = "auth",
     responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json")))]
 async fn openapi_document() -> impl axum::response::IntoResponse {
     ([(http::header::CONTENT_TYPE, "application/json")], PUBLIC_OPENAPI)

@@ -74,7 +74,7 @@ pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<
 }
 
 /// Stores the event once per (order, type); repeats are acknowledged and change nothing.
-#[utoipa::path(post, path = "/api/v1/notifications/events", tag = "notification (internal)", security(("serviceToken" = [])),
+#[utoipa::path(post, path = "/api/v1/notifications/events", operation_id = "recordEvent", tag = "notification (internal)", security(("serviceToken" = [])),
     request_body = NotificationEvent,
     responses(
         (status = 201, description = "A new event, recorded"),
@@ -129,7 +129,7 @@ const LIST_SQL: &str = "
         CASE mine.type WHEN 'PAYMENT_DEBITED' THEN 1 WHEN 'PAYMENT_REFUNDED' THEN 2 ELSE 3 END DESC
     LIMIT ?2";
 
-#[utoipa::path(get, path = "/api/v1/notifications", tag = "notification", security(("userToken" = [])),
+#[utoipa::path(get, path = "/api/v1/notifications", operation_id = "listNotifications", tag = "notification", security(("userToken" = [])),
     responses((status = 200, description = "The user's notifications: orders newest first, one order's events last step first (at most 1,000)", body = Vec<Notification>)))]
 async fn list(state: Shared, User(user_id): User) -> Result<axum::Json<Vec<Notification>>, ApiError> {
     Ok(axum::Json(state.db.read(|c| listed(c, user_id))?))

@@ -281,15 +281,15 @@ enum Recorded<'a> {
 }
 
 /// `POST /api/v1/order`: the contract's steps 1-11 (`shared/spec/API.md`).
-#[utoipa::path(post, path = "/api/v1/order", tag = "order", security(("userToken" = [])),
-    params(("Idempotency-Key" = String, Header, description = "Required: 1-255 printable ASCII characters; the same key and body answer the same order")),
+#[utoipa::path(post, path = "/api/v1/order", operation_id = "createOrder", tag = "order", security(("userToken" = [])),
+    params(("Idempotency-Key" = IdempotencyKey, Header, description = "Required: 1-255 printable ASCII characters; the same key and body answer the same order")),
     request_body = CreateOrderRequest,
     responses(
         (status = 201, description = "Placed and confirmed within the request's deadline", body = Order,
-            headers(("Location" = String, description = "The order's URL"))),
-        (status = 200, description = "The same key and body as an earlier order: that order as it is now", body = Order),
+            headers(("Location" = String, description = "The order's URL")), links(("getOrder" = (operation_id = "getOrder", parameters(("order_id" = "$response.body#/id")))))),
+        (status = 200, description = "The same key and body as an earlier order: that order as it is now", body = Order, links(("getOrder" = (operation_id = "getOrder", parameters(("order_id" = "$response.body#/id")))))),
         (status = 202, description = "Recorded; its saga still runs (read it at `Location`)", body = Order,
-            headers(("Location" = String, description = "The order's URL"))),
+            headers(("Location" = String, description = "The order's URL")), links(("getOrder" = (operation_id = "getOrder", parameters(("order_id" = "$response.body#/id")))))),
         (status = 400, description = "/problems/idempotency-key-missing; /problems/idempotency-key-invalid; /problems/invalid-order; /problems/unknown-product", body = contracts::Problem, content_type = "application/problem+json"),
         (status = 409, description = "/problems/duplicate-order: a similar order under another key less than 5 minutes ago (the order in `order`); /problems/idempotency-request-in-progress: an earlier request with this key still waits for its saga (`Retry-After`)", body = contracts::Problem, content_type = "application/problem+json"),
         (status = 422, description = "/problems/order-rejected: the saga failed, the reason in the order's `errorMessage` (the order in `order`); /problems/idempotency-key-reused: the key was used with another body", body = contracts::Problem, content_type = "application/problem+json"),

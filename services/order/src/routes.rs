@@ -24,7 +24,7 @@ pub fn routes(orders: Arc<Orders>, auth: Arc<Auth>) -> Router {
 }
 
 /// The owner's order; anyone else gets the same 404 as for an unknown id.
-#[utoipa::path(get, path = "/api/v1/order/{order_id}", tag = "order", security(("userToken" = [])),
+#[utoipa::path(get, path = "/api/v1/order/{order_id}", operation_id = "getOrder", tag = "order", security(("userToken" = [])),
     params(("order_id" = Uuid, Path, description = "The order")),
     responses(
         (status = 200, description = "The user's order", body = Order),
@@ -35,7 +35,7 @@ async fn one(state: Shared, User(user_id): User, Path(order_id): Path<Uuid>) -> 
     found.filter(|o| o.user_id == user_id).map(axum::Json).ok_or_else(|| ApiError::not_found("no such order"))
 }
 
-#[utoipa::path(get, path = "/api/v1/orders", tag = "order", security(("userToken" = [])),
+#[utoipa::path(get, path = "/api/v1/orders", operation_id = "listOrders", tag = "order", security(("userToken" = [])),
     responses((status = 200, description = "The user's orders, newest first (at most 1,000)", body = Vec<Order>)))]
 async fn list(state: Shared, User(user_id): User) -> Result<axum::Json<Vec<Order>>, ApiError> {
     Ok(axum::Json(state.db.read(|c| orders_of(c, user_id))?))
@@ -43,5 +43,5 @@ async fn list(state: Shared, User(user_id): User) -> Result<axum::Json<Vec<Order
 
 /// The order service's routes.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(crate::create::create_order, one, list))]
+#[openapi(paths(crate::create::create_order, one, list), components(schemas(contracts::order::IdempotencyKey)))]
 pub struct Api;

@@ -36,9 +36,29 @@ pub fn documents() -> Vec<Document> {
 
 /// A document as written to its file: pretty JSON with a final newline.
 pub fn to_text(openapi: &OpenApi) -> String {
-    let mut text = openapi.to_pretty_json().expect("an OpenAPI document serializes");
+    let mut value = serde_json::to_value(openapi).expect("an OpenAPI document serializes");
+    spell_links_as_openapi_does(&mut value);
+    let mut text = serde_json::to_string_pretty(&value).expect("JSON serializes");
     text.push('\n');
     text
+}
+
+/// utoipa 5 writes a response link's fields in snake case (`operation_id`); OpenAPI spells
+/// them in camel case (`operationId`), and tools ignore a link without it.
+fn spell_links_as_openapi_does(document: &mut serde_json::Value) {
+    let Some(paths) = document.get_mut("paths").and_then(|p| p.as_object_mut()) else { return };
+    let operations = paths.values_mut().filter_map(|item| item.as_object_mut()).flat_map(|item| item.values_mut());
+    let responses = operations.filter_map(|o| o.get_mut("responses")?.as_object_mut()).flat_map(|r| r.values_mut());
+    let links = responses.filter_map(|r| r.get_mut("links")?.as_object_mut()).flat_map(|l| l.values_mut());
+    for link in links.filter_map(|link| link.as_object_mut()) {
+        for (snake, camel) in
+            [("operation_id", "operationId"), ("operation_ref", "operationRef"), ("request_body", "requestBody")]
+        {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.to_string(), value);
+            }
+        }
+    }
 }
 
 /// The public API: the gateway's own routes and the services' routes it proxies

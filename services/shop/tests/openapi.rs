@@ -211,3 +211,34 @@ fn the_real_store_serves_the_document_and_every_documented_route() {
         }
     }
 }
+
+/// Every operation has an id of its own within its document, and every response link names
+/// one of them (spelt `operationId`, as tools read it).
+#[test]
+fn operation_ids_are_unique_and_links_name_real_operations() {
+    for document in documents() {
+        let doc: Value = serde_json::from_str(&to_text(&document.openapi)).expect("JSON");
+        let mut ids = Vec::new();
+        let mut targets = Vec::new();
+        for item in doc["paths"].as_object().expect("paths").values() {
+            for operation in item.as_object().expect("a path item").values() {
+                ids.push(operation["operationId"].as_str().expect("an operationId").to_string());
+                for response in operation["responses"].as_object().expect("responses").values() {
+                    for link in response["links"].as_object().into_iter().flat_map(|l| l.values()) {
+                        targets.push(link["operationId"].as_str().expect("a link names its operationId").to_string());
+                    }
+                }
+            }
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "{}: operation ids repeat: {ids:?}", document.file);
+        for target in targets {
+            assert!(ids.contains(&target), "{}: a link names {target}, no operation of the document", document.file);
+        }
+    }
+    let public: Value = serde_json::from_str(&to_text(&public())).expect("JSON");
+    let created = &public["paths"]["/api/v1/order"]["post"]["responses"]["201"]["links"]["getOrder"];
+    assert_eq!(created["parameters"]["order_id"], "$response.body#/id", "an order leads to reading it");
+}

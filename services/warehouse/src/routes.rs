@@ -27,13 +27,13 @@ pub fn routes(warehouse: Arc<Warehouse>, auth: Arc<Auth>) -> Router {
         .with_state(warehouse)
 }
 
-#[utoipa::path(get, path = "/api/v1/warehouse/products", tag = "warehouse", security(("userToken" = []), ("serviceToken" = [])),
+#[utoipa::path(get, path = "/api/v1/warehouse/products", operation_id = "listProducts", tag = "warehouse", security(("userToken" = []), ("serviceToken" = [])),
     responses((status = 200, description = "The catalog, with what is available of each product", body = Vec<Product>)))]
 async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Product>>, ApiError> {
     Ok(axum::Json(state.db.read(products)?))
 }
 
-#[utoipa::path(get, path = "/api/v1/warehouse/products/{product_id}", tag = "warehouse", security(("userToken" = []), ("serviceToken" = [])),
+#[utoipa::path(get, path = "/api/v1/warehouse/products/{product_id}", operation_id = "getProduct", tag = "warehouse", security(("userToken" = []), ("serviceToken" = [])),
     params(("product_id" = Uuid, Path, description = "The product")),
     responses(
         (status = 200, description = "The product", body = Product),
@@ -43,7 +43,7 @@ async fn one(state: Shared, _caller: Caller, Path(product_id): Path<Uuid>) -> Re
     state.db.read(|c| product(c, product_id))?.map(axum::Json).ok_or_else(|| ApiError::not_found("no such product"))
 }
 
-#[utoipa::path(post, path = "/api/v1/warehouse/reserve", tag = "warehouse (internal)", security(("serviceToken" = [])),
+#[utoipa::path(post, path = "/api/v1/warehouse/reserve", operation_id = "reserveStock", tag = "warehouse (internal)", security(("serviceToken" = [])),
     request_body = ReserveRequest,
     responses(
         (status = 200, description = "The saga's stock step: reserved, or refused with the reason in `message`", body = StepResult),
@@ -110,7 +110,7 @@ async fn oversell_two_steps(state: &Warehouse, request: &ReserveRequest) -> Resu
     Ok(result)
 }
 
-#[utoipa::path(post, path = "/api/v1/warehouse/reserve/cancel/{order_id}", tag = "warehouse (internal)", security(("serviceToken" = [])),
+#[utoipa::path(post, path = "/api/v1/warehouse/reserve/cancel/{order_id}", operation_id = "releaseStock", tag = "warehouse (internal)", security(("serviceToken" = [])),
     params(("order_id" = Uuid, Path, description = "The order whose reservation is released")),
     responses((status = 200, description = "The reservation's compensation: released, or nothing to undo", body = StepResult)))]
 async fn release_step(
