@@ -291,8 +291,8 @@ enum Recorded<'a> {
         (status = 202, description = "Recorded; its saga still runs (read it at `Location`)", body = Order,
             headers(("Location" = String, description = "The order's URL")), links(("getOrder" = (operation_id = "getOrder", parameters(("order_id" = "$response.body#/id")))))),
         (status = 400, description = "/problems/idempotency-key-missing; /problems/idempotency-key-invalid; /problems/invalid-order; /problems/unknown-product", body = contracts::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "/problems/duplicate-order: a similar order under another key less than 5 minutes ago (the order in `order`); /problems/idempotency-request-in-progress: an earlier request with this key still waits for its saga (`Retry-After`)", body = contracts::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "/problems/order-rejected: the saga failed, the reason in the order's `errorMessage` (the order in `order`); /problems/idempotency-key-reused: the key was used with another body", body = contracts::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "/problems/duplicate-order: a similar order under another key less than 5 minutes ago (the order in `order`); /problems/idempotency-request-in-progress: an earlier request with this key still waits for its saga (`Retry-After`)", body = contracts::Problem, content_type = "application/problem+json", links(("getOrder" = (operation_id = "getOrder", parameters(("order_id" = "$response.body#/order/id")))))),
+        (status = 422, description = "/problems/order-rejected: the saga failed, the reason in the order's `errorMessage` (the order in `order`); /problems/idempotency-key-reused: the key was used with another body", body = contracts::Problem, content_type = "application/problem+json", links(("getOrder" = (operation_id = "getOrder", parameters(("order_id" = "$response.body#/order/id")))))),
     ))]
 pub async fn create_order(
     state: Shared,

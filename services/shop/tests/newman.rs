@@ -17,31 +17,17 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 const COLLECTION: &str = "postman/online-store.postman_collection.json";
 const ENVIRONMENT: &str = "postman/local.postman_environment.json";
 /// Slot capacity of the test store: the collection fills one slot, order by order.
 const SLOT_CAPACITY: u32 = 2;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// Whether newman is missing; in CI that fails the test.
 fn newman_missing() -> bool {
-    let found = Command::new("newman").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if found {
-        return false;
-    }
-    assert!(!in_ci(), "newman is missing in CI: .ci/run installs it (npm install -g newman@6)");
-    eprintln!("SKIPPED: newman is not installed here (npm install -g newman@6; CI installs it)");
-    true
+    tool_missing("newman", "npm install -g newman@6")
 }
 
 struct Run {
@@ -84,23 +70,6 @@ fn newman(shop: &TestShop, collection: &Path, junit: &Path) -> Run {
         .expect("run newman");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     Run { succeeded: output.status.success(), output: text, junit: Junit::read(junit) }
-}
-
-/// Every service's HTTP answers with a 5xx status, as its own metrics count them.
-fn server_errors(shop: &TestShop) -> Vec<String> {
-    let mut errors = Vec::new();
-    for offset in 1..=6 {
-        let answer = Client::new(&shop.url(offset)).get("/metrics");
-        assert_eq!(answer.status, 200, "{answer:?}");
-        let Value::String(text) = answer.body else { panic!("metrics are text: {:?}", answer.body) };
-        errors.extend(
-            text.lines()
-                .filter(|l| l.starts_with("http_requests_total{") && l.contains("status=\"5"))
-                .filter(|l| !l.ends_with(" 0"))
-                .map(|l| format!("{}: {l}", shop.url(offset))),
-        );
-    }
-    errors
 }
 
 /// The collection passes against the real store, twice (each run registers its own

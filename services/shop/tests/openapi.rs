@@ -14,6 +14,7 @@ use common::{Client, TestShop};
 use serde_json::Value;
 use shop::openapi::{documents, public, routes, to_text};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn docs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi")
@@ -241,4 +242,93 @@ fn operation_ids_are_unique_and_links_name_real_operations() {
     let public: Value = serde_json::from_str(&to_text(&public())).expect("JSON");
     let created = &public["paths"]["/api/v1/order"]["post"]["responses"]["201"]["links"]["getOrder"];
     assert_eq!(created["parameters"]["order_id"], "$response.body#/id", "an order leads to reading it");
+}
+
+/// What one schemathesis run did.
+struct SchemathesisRun {
+    succeeded: bool,
+    output: String,
+    /// `<testcase>`s in its JUnit report, and how many of them failed or erred.
+    tests: usize,
+    failures: usize,
+}
+
+/// `st run` of `location` (the served document, or a file with `--url`) against the shop's
+/// gateway as a logged-in user with an account and money, writing its JUnit report to
+/// `junit`. Bounded: 30 s a request, at most `max_examples` cases an operation, one worker.
+fn schemathesis(shop: &TestShop, location: &str, extra: &[&str], max_examples: u32, junit: &Path) -> SchemathesisRun {
+    let mut shopper = shop.gateway();
+    shopper.register_and_login(&format!("schemathesis-{}@example.com", junit.file_stem().unwrap().to_string_lossy()));
+    assert_eq!(shopper.post("/api/v1/billing/accounts", serde_json::json!({})).status, 201);
+    let deposit = shopper.post("/api/v1/billing/deposit", serde_json::json!({"amount": "1000000"}));
+    assert_eq!(deposit.status, 200, "{deposit:?}");
+    let session = shopper.cookie.as_deref().and_then(|c| c.strip_prefix("session=")).expect("a session").to_string();
+    let output = Command::new("st")
+        .current_dir(common::workspace())
+        .args(["--config-file", "schemathesis.toml", "run", location])
+        .args(extra)
+        // Logging out would end the session the run works with.
+        .args(["--exclude-path", "/auth/logout", "--seed", "1", "--workers", "1", "--generation-database", "none"])
+        .args(["--max-examples", &max_examples.to_string(), "--request-timeout", "30"])
+        .args(["--report", "junit", "--report-junit-path"])
+        .arg(junit)
+        .env("SHOP_SESSION", session)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run schemathesis");
+    let output = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+        + &format!("\nexit: {}", output.status);
+    let report = std::fs::read_to_string(junit).unwrap_or_default();
+    SchemathesisRun {
+        succeeded: output.ends_with("exit: exit status: 0"),
+        tests: report.matches("<testcase ").count(),
+        failures: report.matches("<failure").count() + report.matches("<error").count(),
+        output,
+    }
+}
+
+fn schemathesis_missing() -> bool {
+    common::tool_missing("st", "python3 -m pip install schemathesis")
+}
+
+/// schemathesis (PyPI) against the real store through the gateway, from the document the
+/// gateway serves: examples, coverage, fuzzing and stateful runs along the document's links,
+/// every answer checked against the document (status, content type, headers, body schema),
+/// hostile input refused, and no 5xx, as the services' own metrics confirm. Its JUnit report
+/// goes to `reports/schemathesis-junit.xml`.
+#[test]
+fn schemathesis_finds_nothing_against_the_real_store() {
+    if schemathesis_missing() {
+        return;
+    }
+    let shop = TestShop::start();
+    let reports = common::workspace().join("reports");
+    std::fs::create_dir_all(&reports).expect("reports/");
+    let location = format!("{}/openapi.json", shop.url(0));
+    let run = schemathesis(&shop, &location, &[], 30, &reports.join("schemathesis-junit.xml"));
+    assert!(run.succeeded && run.failures == 0, "schemathesis found failures:\n{}", run.output);
+    assert!(run.tests >= 15, "every public operation was tested: {} test cases\n{}", run.tests, run.output);
+    assert_eq!(common::server_errors(&shop), Vec::<String>::new(), "no 5xx anywhere");
+}
+
+/// The same run fails when the store does not keep the document: here a document that says
+/// a product's `available` is a string, which the store's answers are not.
+#[test]
+fn schemathesis_fails_when_the_answers_break_the_document() {
+    if schemathesis_missing() {
+        return;
+    }
+    let shop = TestShop::start();
+    let mut document: Value = serde_json::from_str(&to_text(&public())).expect("JSON");
+    document["components"]["schemas"]["Product"]["properties"]["available"] = serde_json::json!({"type": "string"});
+    let dir = std::env::temp_dir().join(format!("schemathesis-broken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let broken = dir.join("public.json");
+    std::fs::write(&broken, serde_json::to_string(&document).expect("JSON")).expect("write the broken document");
+    let extra = ["--url", &shop.url(0), "--include-path-regex", "^/api/v1/warehouse/products"];
+    let run = schemathesis(&shop, broken.to_str().expect("a UTF-8 path"), &extra, 5, &dir.join("junit.xml"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!run.succeeded, "schemathesis passed a document the answers break:\n{}", run.output);
+    assert!(run.failures >= 1, "the JUnit report shows the failure:\n{}", run.output);
+    assert!(run.output.contains("Response violates schema"), "{}", run.output);
 }

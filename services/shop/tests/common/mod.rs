@@ -330,3 +330,42 @@ pub fn order_body(lines: &[(&str, i64)], slot: &str) -> Value {
     let items: Vec<Value> = lines.iter().map(|(p, q)| json!({ "productId": p, "quantity": q })).collect();
     json!({ "items": items, "deliveryInfo": { "address": "1 Test Street", "preferredTimeSlot": slot }, "description": "test" })
 }
+
+/// The workspace's root directory (where `reports/`, `docs/` and `postman/` are).
+pub fn workspace() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether the external `tool` is missing (it does not answer `--version`); in CI that fails
+/// the test, since `.ci/run` installs it (`install` says how); elsewhere the test says it
+/// skipped.
+pub fn tool_missing(tool: &str, install: &str) -> bool {
+    let found = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if found {
+        return false;
+    }
+    assert!(!in_ci(), "{tool} is missing in CI: .ci/run installs it ({install})");
+    eprintln!("SKIPPED: {tool} is not installed here ({install}; CI installs it)");
+    true
+}
+
+/// Every service's HTTP answers with a 5xx status, as its own metrics count them.
+pub fn server_errors(shop: &TestShop) -> Vec<String> {
+    let mut errors = Vec::new();
+    for offset in 1..=6 {
+        let answer = Client::new(&shop.url(offset)).get("/metrics");
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let Value::String(text) = answer.body else { panic!("metrics are text: {:?}", answer.body) };
+        errors.extend(
+            text.lines()
+                .filter(|l| l.starts_with("http_requests_total{") && l.contains("status=\"5"))
+                .filter(|l| !l.ends_with(" 0"))
+                .map(|l| format!("{}: {l}", shop.url(offset))),
+        );
+    }
+    errors
+}
