@@ -132,42 +132,63 @@ pub fn ops_router(env: &Env, db: &Db) -> Router {
     with_common_layers(Router::new(), env, db)
 }
 
-/// `GET /metrics` (OpenMetrics text; not routed when the metrics are off: 404) and
-/// [`health_routes`].
-fn ops_routes(metrics: Metrics, db: Db) -> Router {
-    use axum::routing::get;
-    if !metrics.is_on() {
-        return health_routes(db);
-    }
-    health_routes(db).route(
-        "/metrics",
-        get(move || {
-            let text = metrics.encode().unwrap_or_default();
-            async move { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text) }
-        }),
-    )
-}
-
+/// `GET /metrics` (OpenMetrics text; not routed when the metrics are off: 404),
 /// `GET /health/live` (the process answers) and `GET /health/ready` (the database is open,
 /// migrated and answers a query), whether the metrics are on or off.
-fn health_routes(db: Db) -> Router {
+fn ops_routes(metrics: Metrics, db: Db) -> Router {
     use axum::routing::get;
-    Router::new().route("/health/live", get(|| async { axum::Json(serde_json::json!({ "status": "UP" })) })).route(
-        "/health/ready",
-        get(move || {
-            let ready = db.schema_version();
-            async move {
-                match ready {
-                    Ok(version) if version > 0 => {
-                        Ok(axum::Json(serde_json::json!({ "status": "UP", "schemaVersion": version })))
-                    }
-                    Ok(_) => Err(ApiError::unavailable("the database is not migrated".to_string(), 1)),
-                    Err(error) => Err(ApiError::unavailable(format!("the database does not answer: {error}"), 1)),
-                }
-            }
-        }),
-    )
+    let health = Router::new().route("/health/live", get(live)).route("/health/ready", get(ready)).with_state(db);
+    if !metrics.is_on() {
+        return health;
+    }
+    health.merge(Router::new().route("/metrics", get(metrics_text)).with_state(metrics))
 }
+
+/// The answer of the health routes.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// Always `UP`: a service that is not answers 503 (ready) or nothing (live).
+    status: &'static str,
+    /// The database's migration version (`/health/ready` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema_version: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/health/live", operation_id = "live", tag = "operator",
+    responses((status = 200, description = "The process serves", body = Health)))]
+async fn live() -> axum::Json<Health> {
+    axum::Json(Health { status: "UP", schema_version: None })
+}
+
+#[utoipa::path(get, path = "/health/ready", operation_id = "ready", tag = "operator",
+    responses(
+        (status = 200, description = "The database is open, migrated and answers", body = Health),
+        (status = 503, description = "/problems/service-unavailable: the database is not migrated or does not answer", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
+async fn ready(axum::extract::State(db): axum::extract::State<Db>) -> Result<axum::Json<Health>, ApiError> {
+    match db.schema_version() {
+        Ok(version) if version > 0 => Ok(axum::Json(Health { status: "UP", schema_version: Some(version) })),
+        Ok(_) => Err(ApiError::unavailable("the database is not migrated".to_string(), 1)),
+        Err(error) => Err(ApiError::unavailable(format!("the database does not answer: {error}"), 1)),
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operator",
+    responses(
+        (status = 200, description = "The service's own metrics registry", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 404, description = "/problems/not-found: the metrics are off (`shop --metrics off`)", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
+async fn metrics_text(
+    axum::extract::State(metrics): axum::extract::State<Metrics>,
+) -> impl axum::response::IntoResponse {
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], metrics.encode().unwrap_or_default())
+}
+
+/// The operator's routes every service serves on its own port (the gateway on its admin port).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(live, ready, metrics_text))]
+pub struct OperatorApi;
 
 /// Middleware: counts every answer by route template, method and status, and observes its
 /// duration on the clock seam.

@@ -135,10 +135,13 @@ fn referenced_schemas(doc: &OpenApi) -> std::collections::BTreeSet<String> {
     used
 }
 
-/// One service's own API as served on its port: public routes (with a user token) and
-/// internal ones (with a service credential).
+/// One service's own API as served on its port: public routes (with a user token), internal
+/// ones (with a service credential), and the operator's (health, metrics; no credential).
 pub fn internal(service: ServiceName) -> OpenApi {
     let mut doc = service_openapi(service);
+    let mut operator = <platform::server::OperatorApi as utoipa::OpenApi>::openapi();
+    platform::openapi::finish(&mut operator);
+    doc.merge(operator);
     doc.info = InfoBuilder::new()
         .title(format!("Online store: {} service (internal)", service.as_str()))
         .version(env!("CARGO_PKG_VERSION"))
