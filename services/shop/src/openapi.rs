@@ -96,6 +96,7 @@ pub fn public() -> OpenApi {
             components.schemas.entry(name).or_insert(schema);
         }
     }
+    link_the_catalog_to_an_order(&mut doc);
     // The public document names the session only, and only the schemas its routes use.
     let used = referenced_schemas(&doc);
     if let Some(components) = doc.components.as_mut() {
@@ -103,6 +104,27 @@ pub fn public() -> OpenApi {
         components.schemas.retain(|name, _| used.contains(name));
     }
     doc
+}
+
+/// The catalog leads to an order of its first product (for tools that follow links, such as
+/// schemathesis's stateful runs); the order's answers lead on to reading it.
+fn link_the_catalog_to_an_order(doc: &mut OpenApi) {
+    use utoipa::openapi::link::Link;
+    let body = serde_json::json!({
+        "items": [{"productId": "$response.body#/0/productId", "quantity": 1}],
+        "deliveryInfo": {"address": "1 Link Street", "preferredTimeSlot": "2030-01-01T10:00:00Z"},
+    });
+    let link = Link::builder()
+        .operation_id("createOrder")
+        .parameter("header.Idempotency-Key", "from-the-catalog")
+        .request_body(Some(body))
+        .description("An order of the catalog's first product (its slot may not exist: the order then fails)")
+        .build();
+    let catalog = doc.paths.paths.get_mut("/api/v1/warehouse/products").and_then(|item| item.get.as_mut());
+    let Some(RefOr::T(listed)) = catalog.and_then(|o| o.responses.responses.get_mut("200")) else {
+        panic!("the public document lists the catalog")
+    };
+    listed.links.insert("createOrder".to_string(), RefOr::T(link));
 }
 
 /// The names of the schemas a document's paths refer to, directly or through other schemas.

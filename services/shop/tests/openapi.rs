@@ -305,7 +305,7 @@ fn schemathesis_finds_nothing_against_the_real_store() {
     let reports = common::workspace().join("reports");
     std::fs::create_dir_all(&reports).expect("reports/");
     let location = format!("{}/openapi.json", shop.url(0));
-    let run = schemathesis(&shop, &location, &[], 30, &reports.join("schemathesis-junit.xml"));
+    let run = schemathesis(&shop, &location, &[], 25, &reports.join("schemathesis-junit.xml"));
     assert!(run.succeeded && run.failures == 0, "schemathesis found failures:\n{}", run.output);
     assert!(run.tests >= 15, "every public operation was tested: {} test cases\n{}", run.tests, run.output);
     assert_eq!(common::server_errors(&shop), Vec::<String>::new(), "no 5xx anywhere");
