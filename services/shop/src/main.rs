@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use platform::auth::Secrets;
-use shop::{load_secrets, start, MetricsSwitch, ServiceName, ShopConfig};
+use contracts::ServiceName;
+use shop::{load_secrets, start, MetricsSwitch, ShopConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::sync::watch;
@@ -167,15 +168,7 @@ async fn run(config: ShopConfig) -> Result<(), shop::ShopError> {
         .services
         .iter()
         .map(|(service, _)| {
-            let addr = match service {
-                ServiceName::Gateway => &peers.gateway,
-                ServiceName::Order => &peers.order,
-                ServiceName::Billing => &peers.billing,
-                ServiceName::Warehouse => &peers.warehouse,
-                ServiceName::Delivery => &peers.delivery,
-                ServiceName::Notification => &peers.notification,
-            };
-            format!("{}={addr}", service.as_str())
+            format!("{service}={}", peers.address(*service))
         })
         .chain(started.gateway_admin.iter().map(|addr| format!("gateway-admin={addr}")))
         .collect();
