@@ -2,9 +2,9 @@
 //! standard scenario mix, next to bare turmoil with the same hosts and the same simulated
 //! durations, measured in the same process so that the ratio cancels the machine's speed.
 
-use contracts::ServiceName;
 use crate::run::{run, TICK_MS};
 use crate::scenario::Scenario;
+use contracts::ServiceName;
 use std::time::Duration;
 
 #[derive(Clone, Debug, serde::Serialize)]

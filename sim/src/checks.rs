@@ -727,8 +727,11 @@ fn unavailable_reason(message: &str) -> bool {
 
 /// The simulated times of the order's saga: its first and last log lines.
 fn saga_span_ms(snapshot: &Snapshot, plan: &Plan, order_id: Uuid) -> Option<(u64, u64)> {
-    let mut times =
-        snapshot.saga_log.iter().filter(|e| e.order_id == order_id).map(|e| sim_ms_bounds(plan, ServiceName::Order, e.at));
+    let mut times = snapshot
+        .saga_log
+        .iter()
+        .filter(|e| e.order_id == order_id)
+        .map(|e| sim_ms_bounds(plan, ServiceName::Order, e.at));
     let first = times.next()?;
     Some(times.fold(first, |(low, high), (early, late)| (low.min(early), high.max(late))))
 }

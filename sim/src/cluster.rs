@@ -12,12 +12,12 @@ use platform::internal::Peers;
 use platform::metrics::Metrics;
 use platform::storage::Db;
 use platform::{Chaos, Deps, Env, Ids, Net, Spawner};
+use registry::StoreConfig;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 use std::sync::Arc;
 use tracing::instrument::WithSubscriber;
-use registry::StoreConfig;
 use uuid::Uuid;
 
 /// 2026-01-01T00:00:00Z: every run's wall clock starts here.

@@ -408,8 +408,20 @@ fn history_items(history: &[Event], orders: &[String]) -> Vec<Item> {
             Some(key) => format!("shopper-{} {:?} {key}", event.shopper, event.action),
             None => format!("shopper-{} {:?}", event.shopper, event.action),
         };
-        items.push(Item::Message { at_ms: event.at_ms, from: Lane::Client, to: Lane::Service(ServiceName::Gateway), label: request, reply: false });
-        items.push(Item::Message { at_ms: event.at_ms, from: Lane::Service(ServiceName::Gateway), to: Lane::Client, label: answer, reply: true });
+        items.push(Item::Message {
+            at_ms: event.at_ms,
+            from: Lane::Client,
+            to: Lane::Service(ServiceName::Gateway),
+            label: request,
+            reply: false,
+        });
+        items.push(Item::Message {
+            at_ms: event.at_ms,
+            from: Lane::Service(ServiceName::Gateway),
+            to: Lane::Client,
+            label: answer,
+            reply: true,
+        });
     }
     items
 }
@@ -426,7 +438,12 @@ fn saga_items(saga_log: &[SagaEntry], orders: &[String]) -> Vec<Item> {
             "COMPENSATION" => "cancel ",
             _ => {
                 let text = format!("{id} {}{detail}", entry.event.to_lowercase());
-                items.push(Item::Note { at_ms: entry.at_ms, over: vec![Lane::Service(ServiceName::Order)], text, fault: false });
+                items.push(Item::Note {
+                    at_ms: entry.at_ms,
+                    over: vec![Lane::Service(ServiceName::Order)],
+                    text,
+                    fault: false,
+                });
                 continue;
             }
         };
@@ -448,7 +465,11 @@ fn fault_items(plan: &Plan) -> Vec<Item> {
         for label in active_faults(&Plan { faults: vec![planned.clone()], ..plan.clone() }, planned.at_ms) {
             let over: Vec<Lane> =
                 label.split([' ', '~', '-', '>']).filter_map(ServiceName::parse).map(Lane::Service).collect();
-            let over = if over.is_empty() { vec![Lane::Service(ServiceName::Gateway), Lane::Service(ServiceName::Notification)] } else { over };
+            let over = if over.is_empty() {
+                vec![Lane::Service(ServiceName::Gateway), Lane::Service(ServiceName::Notification)]
+            } else {
+                over
+            };
             items.push(Item::Note { at_ms: planned.at_ms, over, text: format!("FAULT {label}"), fault: true });
         }
     }
@@ -462,7 +483,12 @@ fn diagram(report: &RunReport, orders: &[String]) -> Vec<Item> {
     for entry in report.ledger.iter().filter(|e| orders.contains(&e.order_id)) {
         let text =
             format!("ledger {} {} {}", entry.event, entry.detail, entry.order_id.chars().take(8).collect::<String>());
-        items.push(Item::Note { at_ms: entry.at_ms, over: vec![Lane::Service(ServiceName::Billing)], text, fault: false });
+        items.push(Item::Note {
+            at_ms: entry.at_ms,
+            over: vec![Lane::Service(ServiceName::Billing)],
+            text,
+            fault: false,
+        });
     }
     items.sort_by_key(Item::at_ms);
     items

@@ -374,8 +374,12 @@ fn contract_accepts_unavailable_only_while_a_storage_fault_is_active() {
 
 /// The first and last simulated times of the order's saga log.
 fn saga_span(snapshot: &Snapshot, plan: &Plan, order: Uuid) -> (u64, u64) {
-    let times: Vec<u64> =
-        snapshot.saga_log.iter().filter(|e| e.order_id == order).map(|e| sim_ms(plan, ServiceName::Order, e.at)).collect();
+    let times: Vec<u64> = snapshot
+        .saga_log
+        .iter()
+        .filter(|e| e.order_id == order)
+        .map(|e| sim_ms(plan, ServiceName::Order, e.at))
+        .collect();
     (*times.iter().min().unwrap(), *times.iter().max().unwrap())
 }
 
@@ -846,7 +850,10 @@ fn a_row_written_under_a_skew_is_placed_by_the_skews_that_could_be_in_effect() {
     // A reading both the skewed clock and the true one after the heal can give: the later,
     // and the earlier of the two bounds is the skewed one.
     assert_eq!(latest_written_ms(&plan, ServiceName::Billing, at(safety + 1_000)), (safety + 1_000) as u64);
-    assert_eq!(sim_ms_bounds(&plan, ServiceName::Billing, at(safety + 1_000)), ((safety - 2_000) as u64, (safety + 1_000) as u64));
+    assert_eq!(
+        sim_ms_bounds(&plan, ServiceName::Billing, at(safety + 1_000)),
+        ((safety - 2_000) as u64, (safety + 1_000) as u64)
+    );
     // A clock set back past the epoch early in the run: its readings fall before the epoch.
     let behind = skewed("billing", -20_000);
     assert_eq!(latest_written_ms(&behind, ServiceName::Billing, at(1_500 - 20_000)), 1_500);

@@ -11,8 +11,8 @@ use axum::Extension;
 use chrono::{TimeDelta, Timelike};
 use contracts::catalog::Product;
 use contracts::order::{CreateOrderRequest, IdempotencyKey, Order, OrderItem, OrderStatus, ITEMS_MAX, QUANTITY_MAX};
-use contracts::{Money, ServiceName};
 use contracts::Timestamp;
+use contracts::{Money, ServiceName};
 use http::Method;
 use platform::auth::User;
 use platform::bugs::{self, Bug};
@@ -152,7 +152,10 @@ impl Orders {
         let call = OutboundRequest::new(Method::GET, "/api/v1/warehouse/products").idempotent(true);
         let unavailable =
             |detail: String| ApiError::unavailable(format!("catalog unavailable: {detail}"), RETRY_AFTER_S);
-        let reply = self.client.send(self.peers.address(ServiceName::Warehouse), call, context, self.config.catalog_retry).await;
+        let reply = self
+            .client
+            .send(self.peers.address(ServiceName::Warehouse), call, context, self.config.catalog_retry)
+            .await;
         let catalog: Vec<Product> =
             reply.and_then(|r| r.success()).and_then(|r| r.json()).map_err(|e| unavailable(e.to_string()))?;
         let catalog: BTreeMap<Uuid, Product> = catalog.into_iter().map(|p| (p.product_id, p)).collect();

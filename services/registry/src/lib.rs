@@ -55,9 +55,9 @@ pub fn seed(service: ServiceName, db: &Db, now: Timestamp, config: &StoreConfig)
             let now = platform::sql::time_text(now);
             db.write(|tx| warehouse::seed_catalog(tx, &config.catalog(), &now))
         }
-        ServiceName::Delivery => db.write(|tx| {
-            delivery::store::ensure_slots(tx, now, config.delivery_horizon_hours, config.slot_capacity)
-        }),
+        ServiceName::Delivery => {
+            db.write(|tx| delivery::store::ensure_slots(tx, now, config.delivery_horizon_hours, config.slot_capacity))
+        }
         ServiceName::Gateway | ServiceName::Order | ServiceName::Billing | ServiceName::Notification => Ok(()),
     }
 }

@@ -1,8 +1,8 @@
 //! `shop`: runs the whole store (or one service of it) for real on this machine.
 
 use clap::{Parser, Subcommand};
-use platform::auth::Secrets;
 use contracts::ServiceName;
+use platform::auth::Secrets;
 use shop::{load_secrets, start, MetricsSwitch, ShopConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -167,9 +167,7 @@ async fn run(config: ShopConfig) -> Result<(), shop::ShopError> {
     let listening: Vec<String> = started
         .services
         .iter()
-        .map(|(service, _)| {
-            format!("{service}={}", peers.address(*service))
-        })
+        .map(|(service, _)| format!("{service}={}", peers.address(*service)))
         .chain(started.gateway_admin.iter().map(|addr| format!("gateway-admin={addr}")))
         .collect();
     match &config.data_dir {

@@ -10,6 +10,7 @@
 
 use bytes::Bytes;
 use clap::Parser;
+use contracts::ServiceName;
 use http::{header, HeaderName, Method};
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -18,7 +19,6 @@ use platform::client::{HttpClient, OutboundRequest, RetryPolicy};
 use platform::real::{real_env, TokioNet};
 use platform::Net;
 use serde_json::{json, Value};
-use contracts::ServiceName;
 use shop::{load_secrets, start, MetricsSwitch, ShopConfig};
 use std::time::Duration;
 use tokio::sync::watch;
