@@ -2,9 +2,9 @@
 //! standard scenario mix, next to bare turmoil with the same hosts and the same simulated
 //! durations, measured in the same process so that the ratio cancels the machine's speed.
 
-use crate::faults::SERVICES;
 use crate::run::{run, TICK_MS};
 use crate::scenario::Scenario;
+use contracts::ServiceName;
 use std::time::Duration;
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -37,8 +37,8 @@ fn bare_turmoil(hosts: u32, simulated_ms: u64) {
         .tick_duration(Duration::from_millis(TICK_MS))
         .simulation_duration(Duration::from_millis(simulated_ms + 1_000))
         .build();
-    for service in SERVICES {
-        sim.host(service, || async {
+    for service in ServiceName::ALL {
+        sim.host(service.as_str(), || async {
             std::future::pending::<()>().await;
             Ok(())
         });

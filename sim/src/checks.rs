@@ -15,7 +15,7 @@ use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
-use contracts::Timestamp;
+use contracts::{ServiceName, Timestamp};
 use order::saga::{log, REJECTED_PREFIX};
 use platform::operations::OperationState;
 use serde::Serialize;
@@ -454,7 +454,7 @@ fn in_progress_after_final(snapshot: &Snapshot, history: &[Event], plan: &Plan) 
         .saga_log
         .iter()
         .filter(|e| e.event == "FINISHED")
-        .map(|e| (e.order_id, latest_written_ms(plan, "order", e.at)))
+        .map(|e| (e.order_id, latest_written_ms(plan, ServiceName::Order, e.at)))
         .collect();
     let liveness_from_ms = plan.safety_ms;
     // The first such answer per key, and how many there were.
@@ -727,8 +727,11 @@ fn unavailable_reason(message: &str) -> bool {
 
 /// The simulated times of the order's saga: its first and last log lines.
 fn saga_span_ms(snapshot: &Snapshot, plan: &Plan, order_id: Uuid) -> Option<(u64, u64)> {
-    let mut times =
-        snapshot.saga_log.iter().filter(|e| e.order_id == order_id).map(|e| sim_ms_bounds(plan, "order", e.at));
+    let mut times = snapshot
+        .saga_log
+        .iter()
+        .filter(|e| e.order_id == order_id)
+        .map(|e| sim_ms_bounds(plan, ServiceName::Order, e.at));
     let first = times.next()?;
     Some(times.fold(first, |(low, high), (early, late)| (low.min(early), high.max(late))))
 }
@@ -812,7 +815,7 @@ fn justified_failures(snapshot: &Snapshot, plan: &Plan, faults: &[Window]) -> Ve
         } else {
             let (begin, end) = saga_span_ms(snapshot, plan, order.id).unwrap_or((0, u64::MAX));
             // The saga's times are on the order service's clock: a skew blurs them.
-            let slack = skew_bound_ms(plan, "order").unsigned_abs();
+            let slack = skew_bound_ms(plan, ServiceName::Order).unsigned_abs();
             if faults_touching(faults, begin.saturating_sub(slack), end.saturating_add(slack)).is_empty() {
                 Err(format!("failed with {message:?} between {begin} and {end} ms, and no fault touched its saga"))
             } else {
@@ -838,19 +841,15 @@ fn rejection_401_justified(snapshot: &Snapshot, plan: &Plan, order_id: Uuid) -> 
         .saga_log
         .iter()
         .filter(|e| e.order_id == order_id && e.phase == "ACTION" && e.detail == rejected)
-        .map(|e| (e.step.as_str(), latest_written_ms(plan, "order", e.at)))
+        .map(|e| (e.step.as_str(), latest_written_ms(plan, ServiceName::Order, e.at)))
         .collect();
     if steps.is_empty() {
         return Err(format!("failed with {rejected:?}, and no step of its saga was rejected 401"));
     }
     for (step, at_ms) in &steps {
-        let participant = match *step {
-            "withdraw" => "billing",
-            "reserve" => "warehouse",
-            _ => "delivery",
-        };
+        let participant = Participant::taking(step).service();
         let (from, to) = (begin.saturating_sub(FAULT_AFTERMATH_MS), at_ms + FAULT_AFTERMATH_MS);
-        if token_refusable(plan, "order", participant, from, to) {
+        if token_refusable(plan, ServiceName::Order, participant, from, to) {
             return Ok(());
         }
     }
@@ -1035,7 +1034,7 @@ fn session_ended(history: &[Event], event: &Event) -> bool {
 /// leeway ahead of the gateway's while the request was under way.
 fn token_refused(plan: &Plan, event: &Event) -> bool {
     let Some(service) = event.action.service() else { return false };
-    event.session.is_some() && token_refusable(plan, "gateway", service, event.sent_ms, event.at_ms)
+    event.session.is_some() && token_refusable(plan, ServiceName::Gateway, service, event.sent_ms, event.at_ms)
 }
 
 /// A list of the shopper's orders names every order the shopper was answered with before
@@ -1137,7 +1136,7 @@ const LISTED_MAX: usize = 1_000;
 /// The latest simulated time at which `service` can have written `at` on its own clock
 /// (see [`sim_ms_bounds`]). A row whose latest time is before a request went out was
 /// committed before it: SQLite work is synchronous, so a row's time is its commit's.
-pub fn latest_written_ms(plan: &Plan, service: &str, at: Timestamp) -> u64 {
+pub fn latest_written_ms(plan: &Plan, service: ServiceName, at: Timestamp) -> u64 {
     sim_ms_bounds(plan, service, at).1
 }
 
@@ -1157,7 +1156,7 @@ fn rows_of(snapshot: &Snapshot, plan: &Plan, action: Action, user: Uuid) -> Vec<
             .filter(|o| o.user_id == user)
             .map(|o| ListedRow {
                 entry: Listed::Order { id: o.id, user_id: o.user_id },
-                written_ms: latest_written_ms(plan, "order", o.created_at),
+                written_ms: latest_written_ms(plan, ServiceName::Order, o.created_at),
             })
             .collect(),
         Action::ReadTransactions => snapshot
@@ -1171,7 +1170,7 @@ fn rows_of(snapshot: &Snapshot, plan: &Plan, action: Action, user: Uuid) -> Vec<
                     amount_cents: l.amount_cents,
                     order_id: l.order_id,
                 },
-                written_ms: latest_written_ms(plan, "billing", l.created_at),
+                written_ms: latest_written_ms(plan, ServiceName::Billing, l.created_at),
             })
             .collect(),
         Action::ReadNotifications => snapshot
@@ -1185,7 +1184,7 @@ fn rows_of(snapshot: &Snapshot, plan: &Plan, action: Action, user: Uuid) -> Vec<
                     order_id: n.order_id,
                     amount_cents: n.amount_cents,
                 },
-                written_ms: latest_written_ms(plan, "notification", n.created_at),
+                written_ms: latest_written_ms(plan, ServiceName::Notification, n.created_at),
             })
             .collect(),
         _ => Vec::new(),

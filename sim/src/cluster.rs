@@ -2,20 +2,19 @@
 //! its database kept here, outside the host, so a crash loses only uncommitted work.
 
 use crate::errors::Incidents;
-use crate::faults::SERVICES;
 use crate::scenario::Scenario;
 use crate::seams::{SimClock, TurmoilNet};
 use crate::seed::child_seed;
 use chrono::TimeDelta;
-use contracts::Timestamp;
+use contracts::{ServiceName, Timestamp};
 use platform::auth::Secrets;
 use platform::internal::Peers;
 use platform::metrics::Metrics;
 use platform::storage::Db;
 use platform::{Chaos, Deps, Env, Ids, Net, Spawner};
+use registry::StoreConfig;
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::future::pending;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 use std::sync::Arc;
 use tracing::instrument::WithSubscriber;
@@ -29,16 +28,16 @@ pub fn epoch() -> Timestamp {
     Timestamp::from_timestamp(EPOCH_S, 0).expect("valid epoch")
 }
 
-pub fn port_of(service: &str) -> u16 {
-    8080 + SERVICES.iter().position(|s| *s == service).expect("a service name") as u16
+pub fn port_of(service: ServiceName) -> u16 {
+    8080 + service.port_offset()
 }
 
 pub struct Cluster {
-    pub dbs: BTreeMap<&'static str, Db>,
+    pub dbs: BTreeMap<ServiceName, Db>,
     /// Each host's metrics registry, kept across its restarts (like its database), so a
     /// run's totals count every incarnation.
-    pub metrics: BTreeMap<&'static str, Metrics>,
-    pub skews: BTreeMap<&'static str, Arc<AtomicI64>>,
+    pub metrics: BTreeMap<ServiceName, Metrics>,
+    pub skews: BTreeMap<ServiceName, Arc<AtomicI64>>,
     pub duplicates: Arc<AtomicU32>,
     pub duplicate_delay_max_ms: Arc<AtomicU64>,
     /// Late duplicates scheduled by any service and not yet finished (`Chaos::pending`).
@@ -50,59 +49,40 @@ pub struct Cluster {
     pub incidents: Incidents,
 }
 
-fn migrations(service: &str) -> Vec<platform::storage::Migration> {
-    match service {
-        "gateway" => gateway::migrations(),
-        "order" => order::migrations(),
-        "billing" => billing::migrations(),
-        "warehouse" => warehouse::migrations(),
-        "delivery" => delivery::migrations(),
-        _ => notification::migrations(),
-    }
+/// Where each service host listens: `order:8081`.
+pub fn peers() -> Peers {
+    Peers::new(|service| format!("{service}:{}", port_of(service)))
 }
 
-fn peers() -> Peers {
-    let addr = |s: &str| format!("{s}:{}", port_of(s));
-    Peers {
-        gateway: addr("gateway"),
-        order: addr("order"),
-        billing: addr("billing"),
-        warehouse: addr("warehouse"),
-        delivery: addr("delivery"),
-        notification: addr("notification"),
+/// What the services run with in the simulation: the scenario's stock and slot capacity,
+/// slots two days ahead, the cheapest password hashes.
+pub fn store_config(scenario: &Scenario) -> StoreConfig {
+    StoreConfig {
+        password_cost: gateway::PASSWORD_COST_LOW,
+        slot_capacity: scenario.slot_capacity,
+        delivery_horizon_hours: DELIVERY_HORIZON_HOURS,
+        stock: scenario.stock.to_vec(),
     }
 }
 
 /// Opens the databases and seeds the catalog and the slots, before any host runs.
 pub fn prepare(scenario: &Scenario) -> Cluster {
+    let config = store_config(scenario);
     let mut dbs = BTreeMap::new();
-    for service in SERVICES {
-        dbs.insert(service, Db::open_memory(&migrations(service)).expect("in-memory database"));
+    for service in ServiceName::ALL {
+        let db = Db::open_memory(&registry::migrations(service)).expect("in-memory database");
+        registry::seed(service, &db, epoch(), &config).expect("seed the demo data");
+        dbs.insert(service, db);
     }
-    let catalog: Vec<warehouse::CatalogEntry> = warehouse::DEMO_CATALOG
-        .iter()
-        .zip(scenario.stock)
-        .map(|(entry, stock)| warehouse::CatalogEntry {
-            id: entry.id,
-            name: entry.name,
-            price_cents: entry.price_cents,
-            stock,
-        })
-        .collect();
-    let now = platform::sql::time_text(epoch());
-    dbs["warehouse"].write(|tx| warehouse::seed_catalog(tx, &catalog, &now)).expect("seed the catalog");
-    dbs["delivery"]
-        .write(|tx| delivery::store::ensure_slots(tx, epoch(), DELIVERY_HORIZON_HOURS, scenario.slot_capacity))
-        .expect("seed the slots");
     Cluster {
         dbs,
-        metrics: SERVICES.iter().map(|s| (*s, Metrics::new())).collect(),
-        skews: SERVICES.iter().map(|s| (*s, Arc::new(AtomicI64::new(0)))).collect(),
+        metrics: ServiceName::ALL.iter().map(|s| (*s, Metrics::new())).collect(),
+        skews: ServiceName::ALL.iter().map(|s| (*s, Arc::new(AtomicI64::new(0)))).collect(),
         duplicates: Arc::new(AtomicU32::new(0)),
         duplicate_delay_max_ms: Arc::new(AtomicU64::new(0)),
         pending_duplicates: Arc::new(AtomicU64::new(0)),
         peers: peers(),
-        initial_stock: catalog.iter().map(|c| (c.id, c.stock)).collect(),
+        initial_stock: config.catalog().iter().map(|c| (c.id, c.stock)).collect(),
         incidents: Incidents::new(),
     }
 }
@@ -116,20 +96,21 @@ fn secrets(seed: u64) -> Secrets {
 /// the seed, the service and its incarnation.
 pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scenario: &Scenario) {
     let secrets = secrets(seed);
-    for service in SERVICES {
-        let db = cluster.dbs[service].clone();
-        let metrics = cluster.metrics[service].clone();
-        let skew = cluster.skews[service].clone();
+    let config = store_config(scenario);
+    for service in ServiceName::ALL {
+        let db = cluster.dbs[&service].clone();
+        let metrics = cluster.metrics[&service].clone();
+        let skew = cluster.skews[&service].clone();
         let duplicates = cluster.duplicates.clone();
         let duplicate_delay_max_ms = cluster.duplicate_delay_max_ms.clone();
         let pending = cluster.pending_duplicates.clone();
         let peers = cluster.peers.clone();
         let secrets = secrets.clone();
-        let slot_capacity = scenario.slot_capacity;
+        let config = config.clone();
         let incarnation = Cell::new(0u32);
         // One tracing dispatcher per host, around every incarnation of its future.
-        let dispatch = cluster.incidents.dispatch(service);
-        sim.host(service, move || {
+        let dispatch = cluster.incidents.dispatch(service.as_str());
+        sim.host(service.as_str(), move || {
             incarnation.set(incarnation.get() + 1);
             let ids = Ids::from_seed(child_seed(seed, &format!("ids/{service}/{}", incarnation.get())));
             let chaos = Chaos {
@@ -142,31 +123,14 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
             let env =
                 Env { clock, net: Arc::new(TurmoilNet), ids, chaos, spawner: Spawner::Local, metrics: metrics.clone() };
             let deps = Deps { env, db, secrets: secrets.clone(), peers: peers.clone() };
+            let config = config.clone();
             async move {
                 let listener = TurmoilNet.bind(&format!("0.0.0.0:{}", port_of(service))).await?;
-                run_service(service, deps, listener, slot_capacity).await;
+                registry::run(service, deps, &config, listener, std::future::pending()).await;
                 Ok(())
             }
             .with_subscriber(dispatch.clone())
         });
-    }
-}
-
-async fn run_service(service: &str, deps: Deps, listener: Box<dyn platform::net::Listener>, slot_capacity: i64) {
-    let forever = pending::<()>();
-    match service {
-        "gateway" => {
-            let config = gateway::Config { password_cost: gateway::PASSWORD_COST_LOW, ..gateway::CONFIG };
-            gateway::run(deps, config, listener, forever).await;
-        }
-        "order" => order::run(deps, order::CONFIG, listener, forever).await,
-        "billing" => billing::run(deps, platform::outbox::RELAY_CONFIG, listener, forever).await,
-        "warehouse" => warehouse::run(deps, listener, forever).await,
-        "delivery" => {
-            let config = delivery::Config { slot_capacity, horizon_hours: DELIVERY_HORIZON_HOURS };
-            delivery::run(deps, config, listener, forever).await;
-        }
-        _ => notification::run(deps, listener, forever).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::scenario::{FaultKind, FaultMix, FaultMode, Scenario};
 use crate::seed::Draw;
+use contracts::ServiceName;
 use platform::crash_point::CrashPoint;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -10,8 +11,6 @@ use std::collections::BTreeMap;
 /// How long a pause lasts: past the HTTP client's 1 s attempt deadline, so callers time out
 /// (and retry, compensate or answer 503) while their requests are held.
 pub const PAUSE_MS: (u64, u64) = (1_500, 6_000);
-
-pub const SERVICES: [&str; 6] = ["gateway", "order", "billing", "warehouse", "delivery", "notification"];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -108,7 +107,7 @@ pub enum Action {
 pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
     let mut draw = Draw::new(seed, "faults");
     let targets: Vec<String> = if scenario.faults.targets.is_empty() {
-        SERVICES.iter().map(|s| s.to_string()).collect()
+        ServiceName::ALL.iter().map(|s| s.to_string()).collect()
     } else {
         scenario.faults.targets.clone()
     };
@@ -157,25 +156,33 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
     planned
 }
 
+/// The service a fault's `host` names (a service's fault names no shopper).
+pub fn service_host(host: &str) -> ServiceName {
+    ServiceName::parse(host).unwrap_or_else(|| panic!("'{host}' is not a service"))
+}
+
 /// The pairs of services that talk to each other: faults between any other pair would
 /// change nothing.
-pub const LINKS: [(&str, &str); 10] = [
-    ("gateway", "order"),
-    ("gateway", "billing"),
-    ("gateway", "warehouse"),
-    ("gateway", "delivery"),
-    ("gateway", "notification"),
-    ("order", "billing"),
-    ("order", "warehouse"),
-    ("order", "delivery"),
-    ("billing", "notification"),
-    ("order", "notification"),
-];
+pub const LINKS: [(ServiceName, ServiceName); 10] = {
+    use ServiceName::*;
+    [
+        (Gateway, Order),
+        (Gateway, Billing),
+        (Gateway, Warehouse),
+        (Gateway, Delivery),
+        (Gateway, Notification),
+        (Order, Billing),
+        (Order, Warehouse),
+        (Order, Delivery),
+        (Billing, Notification),
+        (Order, Notification),
+    ]
+};
 
 /// A link with at least one end among `targets`, in a random direction.
 fn two_services(draw: &mut Draw, targets: &[String]) -> (String, String) {
-    let links: Vec<(&str, &str)> =
-        LINKS.iter().copied().filter(|(a, b)| targets.iter().any(|t| t == a || t == b)).collect();
+    let links: Vec<(ServiceName, ServiceName)> =
+        LINKS.iter().copied().filter(|(a, b)| targets.iter().any(|t| t == a.as_str() || t == b.as_str())).collect();
     let (a, b) = if links.is_empty() { LINKS[0] } else { *draw.pick(&links) };
     if draw.chance(500) {
         (a.to_string(), b.to_string())
@@ -477,7 +484,7 @@ mod tests {
     use super::*;
 
     fn hosts() -> Vec<String> {
-        SERVICES.iter().map(|s| s.to_string()).chain(["shopper-0".to_string()]).collect()
+        ServiceName::ALL.iter().map(|s| s.to_string()).chain(["shopper-0".to_string()]).collect()
     }
 
     /// Every action the timeline of `plan` leads to, with its time.

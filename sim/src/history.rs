@@ -5,7 +5,7 @@
 use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::{Order, OrderStatus};
-use contracts::Timestamp;
+use contracts::{ServiceName, Timestamp};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -60,7 +60,7 @@ pub enum Action {
 impl Action {
     /// The service that answers this request behind the gateway with the gateway's user
     /// token (`None`: the gateway answers it itself, or the call carries no valid session).
-    pub fn service(self) -> Option<&'static str> {
+    pub fn service(self) -> Option<ServiceName> {
         match self {
             Action::PlaceOrder
             | Action::PollOrder
@@ -68,14 +68,14 @@ impl Action {
             | Action::Peek
             | Action::ReuseKey
             | Action::AtLimit
-            | Action::PastLimit => Some("order"),
+            | Action::PastLimit => Some(ServiceName::Order),
             Action::OpenAccount
             | Action::Deposit
             | Action::ReadAccount
             | Action::ReuseDepositKey
-            | Action::ReadTransactions => Some("billing"),
-            Action::ReadCatalog => Some("warehouse"),
-            Action::ReadNotifications => Some("notification"),
+            | Action::ReadTransactions => Some(ServiceName::Billing),
+            Action::ReadCatalog => Some(ServiceName::Warehouse),
+            Action::ReadNotifications => Some(ServiceName::Notification),
             Action::Register
             | Action::Login
             | Action::Anonymous

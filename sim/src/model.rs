@@ -9,7 +9,7 @@ use crate::faults::Fault;
 use crate::plan::Plan;
 use crate::run::skew_ms;
 use crate::snapshot::{Participant, Snapshot};
-use contracts::Timestamp;
+use contracts::{ServiceName, Timestamp};
 use platform::auth::{CLOCK_LEEWAY_S, TOKEN_TTL_S};
 use uuid::Uuid;
 
@@ -65,11 +65,11 @@ pub fn faults_touching(windows: &[Window], begin_ms: u64, end_ms: u64) -> Vec<&s
 }
 
 /// The largest clock skew the plan gives `service`, in ms (0 without skew).
-pub fn skew_bound_ms(plan: &Plan, service: &str) -> i64 {
+pub fn skew_bound_ms(plan: &Plan, service: ServiceName) -> i64 {
     plan.faults
         .iter()
         .filter_map(|p| match &p.fault {
-            Fault::Skew { host, skew_ms } if host == service => Some(skew_ms.abs()),
+            Fault::Skew { host, skew_ms } if host == service.as_str() => Some(skew_ms.abs()),
             _ => None,
         })
         .max()
@@ -82,7 +82,7 @@ pub fn skew_bound_ms(plan: &Plan, service: &str) -> i64 {
 pub const TOKEN_LIMIT_MS: i64 = (TOKEN_TTL_S + CLOCK_LEEWAY_S - 1) * 1000;
 
 /// The skews `service`'s clock has at some time within `[from_ms, to_ms]`, from the plan.
-fn skews_within(plan: &Plan, service: &str, from_ms: u64, to_ms: u64) -> Vec<i64> {
+fn skews_within(plan: &Plan, service: ServiceName, from_ms: u64, to_ms: u64) -> Vec<i64> {
     let changes = plan.faults.iter().map(|p| p.at_ms).chain([plan.safety_ms]);
     let moments = std::iter::once(from_ms).chain(changes.filter(|t| from_ms < *t && *t <= to_ms));
     moments.map(|t| skew_ms(plan, service, t)).collect()
@@ -91,7 +91,7 @@ fn skews_within(plan: &Plan, service: &str, from_ms: u64, to_ms: u64) -> Vec<i64
 /// The furthest `verifier`'s clock may have run ahead of `minter`'s for a token minted and
 /// verified within `[from_ms, to_ms]` (the time between the two counts too), by the plan's
 /// skews.
-pub fn clock_lead_ms(plan: &Plan, minter: &str, verifier: &str, from_ms: u64, to_ms: u64) -> i64 {
+pub fn clock_lead_ms(plan: &Plan, minter: ServiceName, verifier: ServiceName, from_ms: u64, to_ms: u64) -> i64 {
     let ahead = skews_within(plan, verifier, from_ms, to_ms).into_iter().max().unwrap_or(0);
     let behind = skews_within(plan, minter, from_ms, to_ms).into_iter().min().unwrap_or(0);
     ahead - behind + to_ms.saturating_sub(from_ms) as i64
@@ -100,13 +100,13 @@ pub fn clock_lead_ms(plan: &Plan, minter: &str, verifier: &str, from_ms: u64, to
 /// Whether `verifier` may rightly have refused a token `minter` minted within
 /// `[from_ms, to_ms]` as expired: the plan's skews put its clock more than the token's
 /// lifetime and the leeway ahead.
-pub fn token_refusable(plan: &Plan, minter: &str, verifier: &str, from_ms: u64, to_ms: u64) -> bool {
+pub fn token_refusable(plan: &Plan, minter: ServiceName, verifier: ServiceName, from_ms: u64, to_ms: u64) -> bool {
     clock_lead_ms(plan, minter, verifier, from_ms, to_ms) > TOKEN_LIMIT_MS
 }
 
 /// How far apart two rows of one service may be written yet carry times in the other
 /// order: a millisecond's ties, plus twice the largest skew (a clock moved between them).
-pub fn tolerance_ms(plan: &Plan, service: &str) -> i64 {
+pub fn tolerance_ms(plan: &Plan, service: ServiceName) -> i64 {
     1 + 2 * skew_bound_ms(plan, service)
 }
 

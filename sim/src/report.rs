@@ -9,7 +9,9 @@ use crate::plan::Plan;
 use crate::run::{active_faults, RunReport, SagaEntry};
 use crate::scenario::FaultKind;
 use crate::shrink::Shrunk;
+use crate::snapshot::Participant;
 use crate::sweep::{probe_gaps, Outcome, Totals};
+use contracts::ServiceName;
 use platform::crash_point::CrashPoint;
 use platform::probe::Probe;
 use serde_json::json;
@@ -322,12 +324,43 @@ fn never_seen(totals: &Totals) -> String {
 
 // ---- failure pages -------------------------------------------------------------------
 
-const PARTICIPANTS: [&str; 7] = ["Client", "Gateway", "Order", "Billing", "Warehouse", "Delivery", "Notification"];
+/// A column of the sequence diagram: the shoppers, or a service.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Lane {
+    Client,
+    Service(ServiceName),
+}
+
+const LANES: [Lane; 7] = {
+    use ServiceName::*;
+    [
+        Lane::Client,
+        Lane::Service(Gateway),
+        Lane::Service(Order),
+        Lane::Service(Billing),
+        Lane::Service(Warehouse),
+        Lane::Service(Delivery),
+        Lane::Service(Notification),
+    ]
+};
+
+/// Its title: `Client`, or the service's name capitalized (`Billing`).
+impl std::fmt::Display for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lane::Client => f.write_str("Client"),
+            Lane::Service(service) => {
+                let name = service.as_str();
+                write!(f, "{}{}", name[..1].to_ascii_uppercase(), &name[1..])
+            }
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 enum Item {
-    Message { at_ms: u64, from: &'static str, to: &'static str, label: String, reply: bool },
-    Note { at_ms: u64, over: Vec<&'static str>, text: String, fault: bool },
+    Message { at_ms: u64, from: Lane, to: Lane, label: String, reply: bool },
+    Note { at_ms: u64, over: Vec<Lane>, text: String, fault: bool },
 }
 
 impl Item {
@@ -335,26 +368,6 @@ impl Item {
         match self {
             Item::Message { at_ms, .. } | Item::Note { at_ms, .. } => *at_ms,
         }
-    }
-}
-
-fn participant(service: &str) -> &'static str {
-    match service {
-        "gateway" => "Gateway",
-        "order" => "Order",
-        "billing" => "Billing",
-        "warehouse" => "Warehouse",
-        "delivery" => "Delivery",
-        "notification" => "Notification",
-        _ => "Client",
-    }
-}
-
-fn step_participant(step: &str) -> &'static str {
-    match step {
-        "withdraw" => "Billing",
-        "reserve" => "Warehouse",
-        _ => "Delivery",
     }
 }
 
@@ -395,8 +408,20 @@ fn history_items(history: &[Event], orders: &[String]) -> Vec<Item> {
             Some(key) => format!("shopper-{} {:?} {key}", event.shopper, event.action),
             None => format!("shopper-{} {:?}", event.shopper, event.action),
         };
-        items.push(Item::Message { at_ms: event.at_ms, from: "Client", to: "Gateway", label: request, reply: false });
-        items.push(Item::Message { at_ms: event.at_ms, from: "Gateway", to: "Client", label: answer, reply: true });
+        items.push(Item::Message {
+            at_ms: event.at_ms,
+            from: Lane::Client,
+            to: Lane::Service(ServiceName::Gateway),
+            label: request,
+            reply: false,
+        });
+        items.push(Item::Message {
+            at_ms: event.at_ms,
+            from: Lane::Service(ServiceName::Gateway),
+            to: Lane::Client,
+            label: answer,
+            reply: true,
+        });
     }
     items
 }
@@ -405,7 +430,7 @@ fn saga_items(saga_log: &[SagaEntry], orders: &[String]) -> Vec<Item> {
     let short = |order: &str| order.chars().take(8).collect::<String>();
     let mut items = Vec::new();
     for entry in saga_log.iter().filter(|e| orders.contains(&e.order_id)) {
-        let to = step_participant(&entry.step);
+        let to = Lane::Service(Participant::taking(&entry.step).service());
         let id = short(&entry.order_id);
         let detail = if entry.detail.is_empty() { String::new() } else { format!(" {}", entry.detail) };
         let prefix = match entry.phase.as_str() {
@@ -413,16 +438,21 @@ fn saga_items(saga_log: &[SagaEntry], orders: &[String]) -> Vec<Item> {
             "COMPENSATION" => "cancel ",
             _ => {
                 let text = format!("{id} {}{detail}", entry.event.to_lowercase());
-                items.push(Item::Note { at_ms: entry.at_ms, over: vec!["Order"], text, fault: false });
+                items.push(Item::Note {
+                    at_ms: entry.at_ms,
+                    over: vec![Lane::Service(ServiceName::Order)],
+                    text,
+                    fault: false,
+                });
                 continue;
             }
         };
         let item = if entry.event == "STARTED" {
             let label = format!("{prefix}{} {id}", entry.step);
-            Item::Message { at_ms: entry.at_ms, from: "Order", to, label, reply: false }
+            Item::Message { at_ms: entry.at_ms, from: Lane::Service(ServiceName::Order), to, label, reply: false }
         } else {
             let label = format!("{prefix}{} {}{detail}", entry.step, entry.event.to_lowercase());
-            Item::Message { at_ms: entry.at_ms, from: to, to: "Order", label, reply: true }
+            Item::Message { at_ms: entry.at_ms, from: to, to: Lane::Service(ServiceName::Order), label, reply: true }
         };
         items.push(item);
     }
@@ -433,13 +463,13 @@ fn fault_items(plan: &Plan) -> Vec<Item> {
     let mut items = Vec::new();
     for planned in &plan.faults {
         for label in active_faults(&Plan { faults: vec![planned.clone()], ..plan.clone() }, planned.at_ms) {
-            let over: Vec<&'static str> = label
-                .split([' ', '~', '-', '>'])
-                .filter(|w| !w.is_empty())
-                .map(participant)
-                .filter(|p| *p != "Client")
-                .collect();
-            let over = if over.is_empty() { vec!["Gateway", "Notification"] } else { over };
+            let over: Vec<Lane> =
+                label.split([' ', '~', '-', '>']).filter_map(ServiceName::parse).map(Lane::Service).collect();
+            let over = if over.is_empty() {
+                vec![Lane::Service(ServiceName::Gateway), Lane::Service(ServiceName::Notification)]
+            } else {
+                over
+            };
             items.push(Item::Note { at_ms: planned.at_ms, over, text: format!("FAULT {label}"), fault: true });
         }
     }
@@ -453,7 +483,12 @@ fn diagram(report: &RunReport, orders: &[String]) -> Vec<Item> {
     for entry in report.ledger.iter().filter(|e| orders.contains(&e.order_id)) {
         let text =
             format!("ledger {} {} {}", entry.event, entry.detail, entry.order_id.chars().take(8).collect::<String>());
-        items.push(Item::Note { at_ms: entry.at_ms, over: vec!["Billing"], text, fault: false });
+        items.push(Item::Note {
+            at_ms: entry.at_ms,
+            over: vec![Lane::Service(ServiceName::Billing)],
+            text,
+            fault: false,
+        });
     }
     items.sort_by_key(Item::at_ms);
     items
@@ -461,8 +496,8 @@ fn diagram(report: &RunReport, orders: &[String]) -> Vec<Item> {
 
 fn mermaid(items: &[Item]) -> String {
     let mut text = String::from("sequenceDiagram\n");
-    for p in PARTICIPANTS {
-        let _ = writeln!(text, "    participant {p}");
+    for lane in LANES {
+        let _ = writeln!(text, "    participant {lane}");
     }
     let clean = |s: &str| s.replace([';', '#', ':'], " ");
     for item in items {
@@ -485,19 +520,19 @@ const COLUMN_PX: usize = 150;
 const ROW_PX: usize = 26;
 const TOP_PX: usize = 40;
 
-fn column(name: &str) -> usize {
-    PARTICIPANTS.iter().position(|p| *p == name).unwrap_or(0) * COLUMN_PX + COLUMN_PX / 2
+fn column(lane: Lane) -> usize {
+    LANES.iter().position(|l| *l == lane).unwrap_or(0) * COLUMN_PX + COLUMN_PX / 2
 }
 
 /// The sequence diagram as inline SVG: columns for the services, a row per message.
 fn svg(items: &[Item]) -> String {
-    let width = PARTICIPANTS.len() * COLUMN_PX;
+    let width = LANES.len() * COLUMN_PX;
     let height = TOP_PX + (items.len() + 1) * ROW_PX;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\n\
          <defs><marker id=\"arrow\" markerWidth=\"8\" markerHeight=\"8\" refX=\"7\" refY=\"4\" orient=\"auto\"><path d=\"M0,0 L8,4 L0,8 z\" fill=\"#333\"/></marker></defs>\n"
     );
-    for p in PARTICIPANTS {
+    for p in LANES {
         let x = column(p);
         let _ = writeln!(
             svg,
@@ -515,7 +550,7 @@ fn svg(items: &[Item]) -> String {
         let y = TOP_PX + row * ROW_PX + ROW_PX / 2;
         match item {
             Item::Message { at_ms, from, to, label, reply } => {
-                let (x1, x2) = (column(from), column(to));
+                let (x1, x2) = (column(*from), column(*to));
                 let dash = if *reply { " stroke-dasharray=\"5 3\"" } else { "" };
                 let _ = writeln!(svg, "<line x1=\"{x1}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" stroke=\"#333\"{dash} marker-end=\"url(#arrow)\"/>");
                 let _ = writeln!(
@@ -529,13 +564,13 @@ fn svg(items: &[Item]) -> String {
             Item::Note { at_ms, over, text, fault } => {
                 let text_px = (text.chars().count() + 12) * 6;
                 let (low, high) = (
-                    over.iter().map(|p| column(p)).min().unwrap_or(0),
-                    over.iter().map(|p| column(p)).max().unwrap_or(0),
+                    over.iter().map(|p| column(*p)).min().unwrap_or(0),
+                    over.iter().map(|p| column(*p)).max().unwrap_or(0),
                 );
                 let half = (high - low + 130).max(text_px) / 2;
                 let middle = low.midpoint(high);
                 let left = middle.saturating_sub(half).max(2);
-                let right = (middle + half).min(PARTICIPANTS.len() * COLUMN_PX - 2);
+                let right = (middle + half).min(LANES.len() * COLUMN_PX - 2);
                 let (fill, stroke) = if *fault { ("#fde2e1", "#c0392b") } else { ("#fff8dc", "#b8a04a") };
                 let class = if *fault { " class=\"fault\"" } else { "" };
                 let _ = writeln!(svg, "<rect{class} x=\"{left}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{fill}\" stroke=\"{stroke}\"/>", y - 10, right - left, ROW_PX - 6);

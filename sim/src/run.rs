@@ -5,15 +5,15 @@ use crate::checks::{always, final_checks, Violation};
 use crate::cluster::{add_hosts, epoch, prepare, Cluster};
 use crate::errors;
 use crate::faults::Fault;
-use crate::faults::{timeline, Action, Effects, Planned, SERVICES};
+use crate::faults::{service_host, timeline, Action, Effects, Planned};
 use crate::history::{Action as Request, Event, History};
 use crate::plan::{from_seed, Plan};
 use crate::scenario::Scenario;
 use crate::seed::child_seed;
 use crate::shopper::{Board, Shopper};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, OUTBOX_SERVICES};
 use contracts::order::OrderStatus;
-use contracts::Timestamp;
+use contracts::{ServiceName, Timestamp};
 use platform::bugs::{self, Bug};
 use platform::crash_point::CrashPoint;
 use serde::{Deserialize, Serialize};
@@ -172,7 +172,7 @@ impl Driver<'_> {
                     self.sim.bounce(host.as_str());
                 }
             }
-            Action::Skew(host, skew_ms) => self.cluster.skews[host.as_str()].store(*skew_ms, Ordering::Relaxed),
+            Action::Skew(host, skew_ms) => self.cluster.skews[&service_host(host)].store(*skew_ms, Ordering::Relaxed),
             Action::Latency(max_ms) => {
                 let max = if *max_ms == 0 { self.scenario.latency_max_ms.max(1) } else { *max_ms };
                 self.sim.set_max_message_latency(Duration::from_millis(max));
@@ -285,7 +285,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
     let history: History = Rc::new(RefCell::new(Vec::new()));
     let board: Board = Rc::new(RefCell::new(BTreeMap::new()));
     let shared = Arc::new(scenario.clone());
-    let mut hosts: Vec<String> = SERVICES.iter().map(|s| s.to_string()).collect();
+    let mut hosts: Vec<String> = ServiceName::ALL.iter().map(|s| s.to_string()).collect();
     for shopper_plan in &plan.shoppers {
         let name = format!("shopper-{}", shopper_plan.index);
         let shopper = Shopper::new(shopper_plan.clone(), seed, shared.clone(), history.clone(), board.clone());
@@ -474,8 +474,8 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
 /// metrics are always on (`Metrics::new` in the cluster).
 fn operator_totals(cluster: &Cluster) -> BTreeMap<String, u64> {
     const ON: &str = "the simulation's metrics are always on";
-    let orders = cluster.metrics["order"].orders().expect(ON);
-    let outboxes = || ["order", "billing"].into_iter().map(|host| cluster.metrics[host].outbox().expect(ON));
+    let orders = cluster.metrics[&ServiceName::Order].orders().expect(ON);
+    let outboxes = || OUTBOX_SERVICES.iter().map(|service| cluster.metrics[service].outbox().expect(ON));
     let totals = [
         ("compensation_rounds", orders.compensation_rounds.get()),
         ("compensation_failures", orders.compensation_failures.get()),
@@ -499,13 +499,13 @@ fn digest(snapshot: &Snapshot, history: &[Event], plan: &Plan, violations: &[Vio
 }
 
 /// A service's clock skew at simulated time `at_ms`, from the plan.
-pub fn skew_ms(plan: &Plan, service: &str, at_ms: u64) -> i64 {
+pub fn skew_ms(plan: &Plan, service: ServiceName, at_ms: u64) -> i64 {
     // The latest skew that has begun is the one in effect (an edited plan may be unsorted).
     plan.faults
         .iter()
         .filter(|p| p.at_ms <= at_ms && at_ms < plan.safety_ms)
         .filter_map(|p| match &p.fault {
-            Fault::Skew { host, skew_ms } if host == service => Some((p.at_ms, *skew_ms)),
+            Fault::Skew { host, skew_ms } if host == service.as_str() => Some((p.at_ms, *skew_ms)),
             _ => None,
         })
         .max_by_key(|(began, _)| *began)
@@ -522,10 +522,10 @@ pub const SKEW_EDGE_MS: u64 = 50;
 /// either). Not clamped at the epoch: a clock set back early in a run reads before it. A
 /// clock set back reads some instants twice, hence two bounds; with no consistent reading
 /// (an edited plan), the widest ones.
-pub fn sim_ms_bounds(plan: &Plan, service: &str, at: Timestamp) -> (u64, u64) {
+pub fn sim_ms_bounds(plan: &Plan, service: ServiceName, at: Timestamp) -> (u64, u64) {
     let seen = (at - epoch()).num_milliseconds();
     let skews = plan.faults.iter().filter_map(|p| match &p.fault {
-        Fault::Skew { host, skew_ms } if host == service => Some(*skew_ms),
+        Fault::Skew { host, skew_ms } if host == service.as_str() => Some(*skew_ms),
         _ => None,
     });
     let candidates: Vec<i64> = std::iter::once(0).chain(skews).collect();
@@ -548,7 +548,7 @@ pub fn sim_ms_bounds(plan: &Plan, service: &str, at: Timestamp) -> (u64, u64) {
 
 /// Where `at`, read on `service`'s clock, falls on the simulation's time line: the earliest
 /// time it can (see [`sim_ms_bounds`]).
-pub fn sim_ms(plan: &Plan, service: &str, at: Timestamp) -> u64 {
+pub fn sim_ms(plan: &Plan, service: ServiceName, at: Timestamp) -> u64 {
     sim_ms_bounds(plan, service, at).0
 }
 
@@ -557,7 +557,7 @@ fn saga_log(snapshot: &Snapshot, plan: &Plan) -> Vec<SagaEntry> {
         .saga_log
         .iter()
         .map(|row| SagaEntry {
-            at_ms: sim_ms(plan, "order", row.at),
+            at_ms: sim_ms(plan, ServiceName::Order, row.at),
             order_id: row.order_id.to_string(),
             step: row.step.clone(),
             phase: row.phase.clone(),
@@ -575,7 +575,7 @@ fn ledger(snapshot: &Snapshot, plan: &Plan) -> Vec<SagaEntry> {
         .filter_map(|line| {
             let order_id = line.order_id?;
             Some(SagaEntry {
-                at_ms: sim_ms(plan, "billing", line.created_at),
+                at_ms: sim_ms(plan, ServiceName::Billing, line.created_at),
                 order_id: order_id.to_string(),
                 step: "ledger".into(),
                 phase: "BILLING".into(),

@@ -16,6 +16,7 @@ use contracts::billing::{Account, DepositResponse, Transaction};
 use contracts::catalog::Product;
 use contracts::notification::Notification;
 use contracts::order::{Order, OrderStatus};
+use contracts::ServiceName;
 use http::{header, HeaderName, Method};
 use platform::client::{CallError, HttpClient, OutboundRequest, RetryPolicy};
 use platform::{Clock, Env, Ids};
@@ -122,7 +123,7 @@ impl Shopper {
             cookie: None,
             session: 0,
             logins: 0,
-            gateway: format!("gateway:{}", crate::cluster::port_of("gateway")),
+            gateway: crate::cluster::peers().address(ServiceName::Gateway).to_string(),
         }
     }
 

@@ -8,7 +8,7 @@ use crate::cluster::Cluster;
 use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
-use contracts::Timestamp;
+use contracts::{ServiceName, Timestamp};
 use platform::operations::OperationState;
 use platform::storage::Db;
 use rusqlite::{Connection, Row};
@@ -16,6 +16,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use uuid::Uuid;
+
+/// The services with a transactional outbox.
+pub const OUTBOX_SERVICES: [ServiceName; 2] = [ServiceName::Billing, ServiceName::Order];
 
 /// A participant of the saga, as the snapshot names its operation records.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,12 +32,18 @@ pub enum Participant {
 impl Participant {
     pub const ALL: [Participant; 3] = [Participant::Billing, Participant::Warehouse, Participant::Delivery];
 
-    pub fn service(self) -> &'static str {
+    pub fn service(self) -> ServiceName {
         match self {
-            Participant::Billing => "billing",
-            Participant::Warehouse => "warehouse",
-            Participant::Delivery => "delivery",
+            Participant::Billing => ServiceName::Billing,
+            Participant::Warehouse => ServiceName::Warehouse,
+            Participant::Delivery => ServiceName::Delivery,
         }
+    }
+
+    /// The participant that takes the saga log's `step` (the last one for a step the saga
+    /// does not know).
+    pub fn taking(step: &str) -> Participant {
+        Participant::ALL.into_iter().find(|p| p.step() == step).unwrap_or(Participant::Delivery)
     }
 
     /// The saga step this participant takes, as the saga log names it.
@@ -198,7 +207,7 @@ pub struct Snapshot {
     pub keys: Vec<KeyRow>,
     pub saga_log: Vec<SagaRow>,
     /// Events not yet delivered, by service (billing, order).
-    pub outbox: BTreeMap<String, u64>,
+    pub outbox: BTreeMap<ServiceName, u64>,
     pub accounts: Vec<AccountRow>,
     pub ledger: Vec<LedgerRow>,
     pub deposit_keys: Vec<DepositKeyRow>,
@@ -286,16 +295,16 @@ impl Snapshot {
         snapshot.initial_stock = cluster.initial_stock.clone();
         let mut unreadable = std::mem::take(&mut snapshot.unreadable);
         let mut reader = Reader { unreadable: &mut unreadable };
-        let db = |service: &str| &cluster.dbs[service];
+        let db = |service: ServiceName| &cluster.dbs[&service];
         snapshot.users = reader
-            .rows(db("gateway"), "gateway.users", "SELECT email, id FROM users ORDER BY email", |r| {
+            .rows(db(ServiceName::Gateway), "gateway.users", "SELECT email, id FROM users ORDER BY email", |r| {
                 Ok((text(r, 0)?, id(r, 1)?))
             })
             .into_iter()
             .collect();
-        snapshot.orders = read_orders(&mut reader, db("order"));
+        snapshot.orders = read_orders(&mut reader, db(ServiceName::Order));
         snapshot.keys = reader.rows(
-            db("order"),
+            db(ServiceName::Order),
             "order.idempotency_keys",
             "SELECT user_id, key, outcome, order_id FROM idempotency_keys ORDER BY user_id, key",
             |r| {
@@ -308,7 +317,7 @@ impl Snapshot {
             },
         );
         snapshot.saga_log = reader.rows(
-            db("order"),
+            db(ServiceName::Order),
             "order.saga_log",
             "SELECT order_id, step, phase, event, detail, at FROM saga_log ORDER BY seq",
             |r| {
@@ -322,12 +331,12 @@ impl Snapshot {
                 })
             },
         );
-        for service in ["billing", "order"] {
+        for service in OUTBOX_SERVICES {
             let pending = reader.rows(db(service), "outbox", "SELECT COUNT(*) FROM outbox", |r| int(r, 0));
-            snapshot.outbox.insert(service.to_string(), pending.first().copied().unwrap_or(0) as u64);
+            snapshot.outbox.insert(service, pending.first().copied().unwrap_or(0) as u64);
         }
         snapshot.ledger = reader.rows(
-            db("billing"),
+            db(ServiceName::Billing),
             "billing.transactions",
             "SELECT seq, id, account_id, type, amount_cents, order_id, created_at FROM transactions ORDER BY seq",
             |r| {
@@ -343,7 +352,7 @@ impl Snapshot {
             },
         );
         snapshot.deposit_keys = reader.rows(
-            db("billing"),
+            db(ServiceName::Billing),
             "billing.deposit_keys",
             "SELECT user_id, key, amount_cents, transaction_id FROM deposit_keys ORDER BY user_id, key",
             |r| {
@@ -356,7 +365,7 @@ impl Snapshot {
             },
         );
         snapshot.stock_reservations = reader.rows(
-            db("warehouse"),
+            db(ServiceName::Warehouse),
             "warehouse.stock_reservations",
             "SELECT order_id, product_id, quantity, status, created_at FROM stock_reservations ORDER BY order_id, product_id",
             |r| {
@@ -370,7 +379,7 @@ impl Snapshot {
             },
         );
         snapshot.bookings = reader.rows(
-            db("delivery"),
+            db(ServiceName::Delivery),
             "delivery.delivery_reservations",
             "SELECT order_id, user_id, slot, status, created_at FROM delivery_reservations ORDER BY order_id",
             |r| {
@@ -384,7 +393,7 @@ impl Snapshot {
             },
         );
         snapshot.notifications = reader.rows(
-            db("notification"),
+            db(ServiceName::Notification),
             "notification.notifications",
             "SELECT user_id, order_id, type, amount_cents, id, created_at, occurred_at FROM notifications ORDER BY seq",
             |r| {
@@ -427,7 +436,7 @@ impl Snapshot {
         let mut unreadable = Vec::new();
         let mut reader = Reader { unreadable: &mut unreadable };
         let accounts = reader.rows(
-            &cluster.dbs["billing"],
+            &cluster.dbs[&ServiceName::Billing],
             "billing.accounts",
             "SELECT id, user_id, balance_cents, created_at FROM accounts ORDER BY user_id",
             |r| {
@@ -435,13 +444,13 @@ impl Snapshot {
             },
         );
         let stocks = reader.rows(
-            &cluster.dbs["warehouse"],
+            &cluster.dbs[&ServiceName::Warehouse],
             "warehouse.stocks",
             "SELECT product_id, total_quantity, reserved_quantity FROM stocks ORDER BY product_id",
             |r| Ok(StockRow { product_id: id(r, 0)?, total: int(r, 1)?, reserved: int(r, 2)? }),
         );
         let slots = reader.rows(
-            &cluster.dbs["delivery"],
+            &cluster.dbs[&ServiceName::Delivery],
             "delivery.delivery_slots",
             "SELECT slot, capacity, booked FROM delivery_slots ORDER BY slot",
             |r| Ok(SlotRow { slot: time(r, 0)?, capacity: int(r, 1)?, booked: int(r, 2)? }),
@@ -451,15 +460,15 @@ impl Snapshot {
 
     /// Whether every order is final and both outboxes are empty (the liveness phase's end).
     pub fn settled(cluster: &Cluster) -> bool {
-        let unfinished: i64 = cluster.dbs["order"]
+        let unfinished: i64 = cluster.dbs[&ServiceName::Order]
             .read(|c| {
                 c.query_row("SELECT COUNT(*) FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED')", [], |r| r.get(0))
             })
             .unwrap_or(1);
-        let outbox = |service: &str| -> i64 {
+        let outbox = |service: &ServiceName| -> i64 {
             cluster.dbs[service].read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))).unwrap_or(1)
         };
-        unfinished == 0 && outbox("billing") == 0 && outbox("order") == 0
+        unfinished == 0 && OUTBOX_SERVICES.iter().all(|service| outbox(service) == 0)
     }
 
     pub fn order(&self, order_id: Uuid) -> Option<&OrderRow> {

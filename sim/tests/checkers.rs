@@ -4,6 +4,7 @@
 
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
+use contracts::ServiceName;
 use platform::operations::OperationState;
 use sim::checks::{final_checks, latest_written_ms, Violation, CONTRACT, JUSTIFIED_OUTCOMES, LISTINGS};
 use sim::faults::{Fault, Planned};
@@ -202,7 +203,7 @@ fn notifications_catch_a_notice_with_the_wrong_amount() {
 #[test]
 fn notifications_catch_an_outbox_left_undelivered() {
     let (history, mut snapshot) = parts();
-    snapshot.outbox.insert("billing".into(), 1);
+    snapshot.outbox.insert(ServiceName::Billing, 1);
     assert_caught(&check(&snapshot, &history), 8);
 }
 
@@ -373,8 +374,12 @@ fn contract_accepts_unavailable_only_while_a_storage_fault_is_active() {
 
 /// The first and last simulated times of the order's saga log.
 fn saga_span(snapshot: &Snapshot, plan: &Plan, order: Uuid) -> (u64, u64) {
-    let times: Vec<u64> =
-        snapshot.saga_log.iter().filter(|e| e.order_id == order).map(|e| sim_ms(plan, "order", e.at)).collect();
+    let times: Vec<u64> = snapshot
+        .saga_log
+        .iter()
+        .filter(|e| e.order_id == order)
+        .map(|e| sim_ms(plan, ServiceName::Order, e.at))
+        .collect();
     (*times.iter().min().unwrap(), *times.iter().max().unwrap())
 }
 
@@ -765,7 +770,7 @@ fn listings_accept_a_row_committed_after_the_request_was_sent_left_out() {
     // The newest line listed, as if it were committed just as the request went out.
     let newest = history[list].entries.as_ref().unwrap()[0].id();
     let line = snapshot.ledger.iter().find(|l| l.id == newest).unwrap();
-    history[list].sent_ms = latest_written_ms(plan, "billing", line.created_at);
+    history[list].sent_ms = latest_written_ms(plan, ServiceName::Billing, line.created_at);
     history[list].entries.as_mut().unwrap().remove(0);
     assert!(check(&snapshot, &history).is_empty(), "{:#?}", check(&snapshot, &history));
     // A millisecond later it was committed before the request: left out, it is caught.
@@ -841,17 +846,20 @@ fn a_row_written_under_a_skew_is_placed_by_the_skews_that_could_be_in_effect() {
     assert!(safety > 4_000, "the clean plan's safety phase is {safety} ms");
     let at = |ms: i64| sim::cluster::epoch() + chrono::TimeDelta::milliseconds(ms);
     // Billing's clock read 1 s before the heal while it ran 3 s ahead: written 4 s before it.
-    assert_eq!(latest_written_ms(&plan, "billing", at(safety - 1_000)), (safety - 4_000) as u64);
+    assert_eq!(latest_written_ms(&plan, ServiceName::Billing, at(safety - 1_000)), (safety - 4_000) as u64);
     // A reading both the skewed clock and the true one after the heal can give: the later,
     // and the earlier of the two bounds is the skewed one.
-    assert_eq!(latest_written_ms(&plan, "billing", at(safety + 1_000)), (safety + 1_000) as u64);
-    assert_eq!(sim_ms_bounds(&plan, "billing", at(safety + 1_000)), ((safety - 2_000) as u64, (safety + 1_000) as u64));
+    assert_eq!(latest_written_ms(&plan, ServiceName::Billing, at(safety + 1_000)), (safety + 1_000) as u64);
+    assert_eq!(
+        sim_ms_bounds(&plan, ServiceName::Billing, at(safety + 1_000)),
+        ((safety - 2_000) as u64, (safety + 1_000) as u64)
+    );
     // A clock set back past the epoch early in the run: its readings fall before the epoch.
     let behind = skewed("billing", -20_000);
-    assert_eq!(latest_written_ms(&behind, "billing", at(1_500 - 20_000)), 1_500);
-    assert_eq!(sim_ms_bounds(&behind, "billing", at(1_500 - 20_000)), (1_500, 1_500));
+    assert_eq!(latest_written_ms(&behind, ServiceName::Billing, at(1_500 - 20_000)), 1_500);
+    assert_eq!(sim_ms_bounds(&behind, ServiceName::Billing, at(1_500 - 20_000)), (1_500, 1_500));
     // Without the skew, the clock's reading is the time.
-    assert_eq!(latest_written_ms(&clean().plan, "billing", at(safety - 1_000)), (safety - 1_000) as u64);
+    assert_eq!(latest_written_ms(&clean().plan, ServiceName::Billing, at(safety - 1_000)), (safety - 1_000) as u64);
 }
 
 /// A notification carries its fact's own time, exactly: not none (the outbox forgot to

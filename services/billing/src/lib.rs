@@ -5,6 +5,7 @@ mod operations;
 mod routes;
 pub mod store;
 
+use contracts::ServiceName;
 use platform::auth::Auth;
 use platform::internal::InternalClient;
 use platform::net::Listener;
@@ -39,7 +40,7 @@ pub async fn run(
         env: deps.env.clone(),
         db: deps.db.clone(),
         client: InternalClient::new(deps.env.clone(), auth.clone()),
-        notification_addr: deps.peers.notification.clone(),
+        notification_addr: deps.peers.address(ServiceName::Notification).to_string(),
         config: relay_config,
         wakeup: wakeup.clone(),
         fire_and_forget: true,

@@ -8,9 +8,11 @@ pub mod notification;
 pub mod order;
 pub mod problem;
 pub mod saga;
+pub mod service;
 
 pub use money::Money;
 pub use problem::Problem;
+pub use service::ServiceName;
 
 /// Timestamps on the wire: RFC 3339 UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -4,7 +4,7 @@
 
 mod accounts;
 mod proxy;
-pub use proxy::{Upstream, PUBLIC_ROUTES};
+pub use proxy::PUBLIC_ROUTES;
 pub mod store;
 
 use argon2::Params;

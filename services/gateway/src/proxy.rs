@@ -9,33 +9,25 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Router};
+use contracts::ServiceName;
 use platform::client::{NeverResent, OutboundRequest, RetryPolicy};
 use platform::trace::{RequestContext, REQUEST_ID, TRACEPARENT};
 use platform::ApiError;
 use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Upstream {
-    Order,
-    Billing,
-    Warehouse,
-    Delivery,
-    Notification,
-}
-
 /// The public routes of the contract and who owns each. Nothing else is proxied.
-pub const PUBLIC_ROUTES: [(&str, &str, Upstream); 11] = [
-    ("POST", "/api/v1/billing/accounts", Upstream::Billing),
-    ("GET", "/api/v1/billing/accounts/me", Upstream::Billing),
-    ("POST", "/api/v1/billing/deposit", Upstream::Billing),
-    ("GET", "/api/v1/billing/transactions", Upstream::Billing),
-    ("GET", "/api/v1/warehouse/products", Upstream::Warehouse),
-    ("GET", "/api/v1/warehouse/products/{product_id}", Upstream::Warehouse),
-    ("GET", "/api/v1/deliveries/slots", Upstream::Delivery),
-    ("POST", "/api/v1/order", Upstream::Order),
-    ("GET", "/api/v1/order/{order_id}", Upstream::Order),
-    ("GET", "/api/v1/orders", Upstream::Order),
-    ("GET", "/api/v1/notifications", Upstream::Notification),
+pub const PUBLIC_ROUTES: [(&str, &str, ServiceName); 11] = [
+    ("POST", "/api/v1/billing/accounts", ServiceName::Billing),
+    ("GET", "/api/v1/billing/accounts/me", ServiceName::Billing),
+    ("POST", "/api/v1/billing/deposit", ServiceName::Billing),
+    ("GET", "/api/v1/billing/transactions", ServiceName::Billing),
+    ("GET", "/api/v1/warehouse/products", ServiceName::Warehouse),
+    ("GET", "/api/v1/warehouse/products/{product_id}", ServiceName::Warehouse),
+    ("GET", "/api/v1/deliveries/slots", ServiceName::Delivery),
+    ("POST", "/api/v1/order", ServiceName::Order),
+    ("GET", "/api/v1/order/{order_id}", ServiceName::Order),
+    ("GET", "/api/v1/orders", ServiceName::Order),
+    ("GET", "/api/v1/notifications", ServiceName::Notification),
 ];
 
 /// Headers passed to the service unchanged; everything else (Cookie, Authorization,
@@ -83,24 +75,12 @@ pub async fn unknown(State(state): State<Arc<Gateway>>, headers: HeaderMap, requ
     ApiError::not_found("no such route")
 }
 
-impl Gateway {
-    fn address(&self, upstream: Upstream) -> &str {
-        match upstream {
-            Upstream::Order => &self.peers.order,
-            Upstream::Billing => &self.peers.billing,
-            Upstream::Warehouse => &self.peers.warehouse,
-            Upstream::Delivery => &self.peers.delivery,
-            Upstream::Notification => &self.peers.notification,
-        }
-    }
-}
-
 async fn proxy(
     State(state): State<Arc<Gateway>>,
     user: SessionUser,
     Extension(context): Extension<RequestContext>,
     request: Request,
-    upstream: Upstream,
+    upstream: ServiceName,
 ) -> Response {
     let mut response = forward(&state, &user, &context, request, upstream).await.into_response();
     user.refresh_cookie(&state, &mut response);
@@ -112,7 +92,7 @@ async fn forward(
     user: &SessionUser,
     context: &RequestContext,
     request: Request,
-    upstream: Upstream,
+    upstream: ServiceName,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, platform::json::BODY_SIZE_MAX_BYTES)
@@ -147,7 +127,7 @@ async fn forward(
     } else {
         RetryPolicy::once(state.config.upstream_retry.attempt_timeout_ms)
     };
-    let address = state.address(upstream).to_string();
+    let address = state.peers.address(upstream).to_string();
     let reply = match state.http.send(&address, &outbound, policy).await {
         Ok(reply) => reply,
         Err(platform::client::CallError::Status { status, problem: Some(problem) }) => {

@@ -11,8 +11,8 @@ use axum::Extension;
 use chrono::{TimeDelta, Timelike};
 use contracts::catalog::Product;
 use contracts::order::{CreateOrderRequest, IdempotencyKey, Order, OrderItem, OrderStatus, ITEMS_MAX, QUANTITY_MAX};
-use contracts::Money;
 use contracts::Timestamp;
+use contracts::{Money, ServiceName};
 use http::Method;
 use platform::auth::User;
 use platform::bugs::{self, Bug};
@@ -152,7 +152,10 @@ impl Orders {
         let call = OutboundRequest::new(Method::GET, "/api/v1/warehouse/products").idempotent(true);
         let unavailable =
             |detail: String| ApiError::unavailable(format!("catalog unavailable: {detail}"), RETRY_AFTER_S);
-        let reply = self.client.send(&self.peers.warehouse, call, context, self.config.catalog_retry).await;
+        let reply = self
+            .client
+            .send(self.peers.address(ServiceName::Warehouse), call, context, self.config.catalog_retry)
+            .await;
         let catalog: Vec<Product> =
             reply.and_then(|r| r.success()).and_then(|r| r.json()).map_err(|e| unavailable(e.to_string()))?;
         let catalog: BTreeMap<Uuid, Product> = catalog.into_iter().map(|p| (p.product_id, p)).collect();
@@ -466,19 +469,11 @@ mod tests {
         let env = platform::Env::new(clock.clone(), Arc::new(NoNet), platform::Ids::from_seed(7));
         let secrets = platform::auth::Secrets { user_token_secret: vec![1; 32], service_token_secret: vec![2; 32] };
         let auth = Arc::new(platform::auth::Auth::new(clock, secrets, "order"));
-        let peer = |name: &str| format!("{name}:1");
         Arc::new(Orders {
             client: platform::internal::InternalClient::new(env.clone(), auth),
             env,
             db: platform::storage::Db::open_memory(&crate::migrations()).unwrap(),
-            peers: platform::internal::Peers {
-                gateway: peer("gateway"),
-                order: peer("order"),
-                billing: peer("billing"),
-                warehouse: peer("warehouse"),
-                delivery: peer("delivery"),
-                notification: peer("notification"),
-            },
+            peers: platform::internal::Peers::new(|service| format!("{service}:1")),
             config: crate::CONFIG,
             running: Default::default(),
             waiting: Default::default(),

@@ -8,6 +8,7 @@ pub mod runner;
 pub mod saga;
 pub mod store;
 
+use contracts::ServiceName;
 use platform::auth::Auth;
 use platform::client::RetryPolicy;
 use platform::internal::{InternalClient, Peers};
@@ -94,7 +95,7 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
         env: deps.env.clone(),
         db: deps.db.clone(),
         client: client.clone(),
-        notification_addr: deps.peers.notification.clone(),
+        notification_addr: deps.peers.address(ServiceName::Notification).to_string(),
         config: config.relay,
         wakeup: wakeup.clone(),
         fire_and_forget: false,

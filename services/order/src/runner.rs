@@ -1,12 +1,13 @@
 //! Performs the saga's moves: calls the participants with deadlines and bounded retries,
 //! logs every call before it is made and every answer after, and finishes the order.
 
-use crate::saga::{log, next_move, replay, Move, Participant, Step, REJECTED_PREFIX};
+use crate::saga::{log, next_move, replay, Move, Step, REJECTED_PREFIX};
 use crate::store::{advance_status, log_saga, order, saga_log, trace_id_of};
 use crate::Orders;
 use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::order::{Order, OrderStatus};
 use contracts::saga::{reason, BookRequest, ReserveItem, ReserveRequest, StepResult, WithdrawRequest};
+use contracts::ServiceName;
 use http::Method;
 use platform::bugs::{self, Bug};
 use platform::client::{CallError, OutboundRequest, RetryPolicy};
@@ -101,12 +102,8 @@ impl Orders {
         tracing::error!(%order_id, "saga exceeded its move budget");
     }
 
-    fn peer(&self, participant: Participant) -> &str {
-        match participant {
-            Participant::Billing => &self.peers.billing,
-            Participant::Warehouse => &self.peers.warehouse,
-            Participant::Delivery => &self.peers.delivery,
-        }
+    fn peer(&self, participant: ServiceName) -> &str {
+        self.peers.address(participant)
     }
 
     fn action_request(&self, order: &Order, step: Step) -> OutboundRequest {

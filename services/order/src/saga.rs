@@ -12,6 +12,7 @@
 use crate::store::LogEntry;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
+use contracts::ServiceName;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
@@ -24,13 +25,6 @@ pub enum Step {
 
 /// The saga, in order. Compensation runs in the reverse order.
 pub const STEPS: [Step; 3] = [Step::Withdraw, Step::Reserve, Step::Book];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Participant {
-    Billing,
-    Warehouse,
-    Delivery,
-}
 
 impl Step {
     pub fn name(self) -> &'static str {
@@ -54,11 +48,12 @@ impl Step {
         }
     }
 
-    pub fn participant(self) -> Participant {
+    /// The participant that takes this step.
+    pub fn participant(self) -> ServiceName {
         match self {
-            Step::Withdraw => Participant::Billing,
-            Step::Reserve => Participant::Warehouse,
-            Step::Book => Participant::Delivery,
+            Step::Withdraw => ServiceName::Billing,
+            Step::Reserve => ServiceName::Warehouse,
+            Step::Book => ServiceName::Delivery,
         }
     }
 

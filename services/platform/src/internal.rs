@@ -5,18 +5,29 @@ use crate::auth::Auth;
 use crate::client::{CallError, HttpClient, OutboundRequest, Reply, RetryPolicy};
 use crate::trace::{RequestContext, REQUEST_ID, TRACEPARENT};
 use crate::Env;
+use contracts::ServiceName;
 use http::header::AUTHORIZATION;
 use std::sync::Arc;
 
-/// Where each service listens (`host:port`).
+/// Where each service listens (`host:port`), by [`ServiceName`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peers {
-    pub gateway: String,
-    pub order: String,
-    pub billing: String,
-    pub warehouse: String,
-    pub delivery: String,
-    pub notification: String,
+    addresses: [String; 6],
+}
+
+impl Peers {
+    /// Every service's address, as `address` gives it.
+    pub fn new(address: impl Fn(ServiceName) -> String) -> Peers {
+        Peers { addresses: ServiceName::ALL.map(address) }
+    }
+
+    pub fn address(&self, service: ServiceName) -> &str {
+        &self.addresses[service.index()]
+    }
+
+    pub fn set(&mut self, service: ServiceName, address: String) {
+        self.addresses[service.index()] = address;
+    }
 }
 
 #[derive(Clone)]

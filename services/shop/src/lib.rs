@@ -3,80 +3,18 @@
 
 pub mod openapi;
 
-use contracts::Timestamp;
+use contracts::ServiceName;
 use platform::auth::Secrets;
 use platform::internal::Peers;
 use platform::net::Listener;
 use platform::real::{os_secret_hex, TokioNet};
-use platform::storage::{Blocking, Db, Migration, StoreError};
+use platform::storage::{Blocking, Db, StoreError};
 use platform::{Deps, Net};
+use registry::StoreConfig;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use tokio::sync::watch;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ServiceName {
-    Gateway,
-    Order,
-    Billing,
-    Warehouse,
-    Delivery,
-    Notification,
-}
-
-impl ServiceName {
-    pub const ALL: [ServiceName; 6] = [
-        ServiceName::Gateway,
-        ServiceName::Order,
-        ServiceName::Billing,
-        ServiceName::Warehouse,
-        ServiceName::Delivery,
-        ServiceName::Notification,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceName::Gateway => "gateway",
-            ServiceName::Order => "order",
-            ServiceName::Billing => "billing",
-            ServiceName::Warehouse => "warehouse",
-            ServiceName::Delivery => "delivery",
-            ServiceName::Notification => "notification",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<ServiceName> {
-        ServiceName::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    /// Offset from the base port: gateway 8080, order 8081, … notification 8085.
-    pub fn port_offset(self) -> u16 {
-        match self {
-            ServiceName::Gateway => 0,
-            ServiceName::Order => 1,
-            ServiceName::Billing => 2,
-            ServiceName::Warehouse => 3,
-            ServiceName::Delivery => 4,
-            ServiceName::Notification => 5,
-        }
-    }
-
-    /// The port the gateway serves `/metrics` and `/health/*` on (offset from the base
-    /// port: 8086): its public port is the store's door, where they answer 404.
-    pub const GATEWAY_ADMIN_PORT_OFFSET: u16 = 6;
-
-    pub fn migrations(self) -> Vec<Migration> {
-        match self {
-            ServiceName::Gateway => gateway::migrations(),
-            ServiceName::Order => order::migrations(),
-            ServiceName::Billing => billing::migrations(),
-            ServiceName::Warehouse => warehouse::migrations(),
-            ServiceName::Delivery => delivery::migrations(),
-            ServiceName::Notification => notification::migrations(),
-        }
-    }
-}
 
 /// Whether the services record metrics (`shop --metrics on|off`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -125,7 +63,7 @@ pub enum ShopError {
 /// Opens the service's database: a file in the data directory, or memory. Its transactions
 /// run off the async workers (`Blocking::OffWorker`): the shop's runtime is multi-threaded.
 pub fn open_db(data_dir: Option<&Path>, service: ServiceName) -> Result<Db, ShopError> {
-    let migrations = service.migrations();
+    let migrations = registry::migrations(service);
     let opened = match data_dir {
         Some(dir) => Db::open_file(&dir.join(format!("{}.sqlite", service.as_str())), &migrations),
         None => Db::open_memory(&migrations),
@@ -183,25 +121,20 @@ fn create_exclusively(dir: &Path, path: &Path, contents: &[u8]) -> std::io::Resu
     linked
 }
 
-fn seed_demo_data(service: ServiceName, db: &Db, now: Timestamp, config: &ShopConfig) -> Result<(), ShopError> {
-    let now_text = platform::sql::time_text(now);
-    let seeded = match service {
-        ServiceName::Warehouse => {
-            let catalog: Vec<warehouse::CatalogEntry> = warehouse::DEMO_CATALOG
-                .iter()
-                .map(|e| warehouse::CatalogEntry { stock: config.demo_stock.unwrap_or(e.stock), ..*e })
-                .collect();
-            db.write(|tx| warehouse::seed_catalog(tx, &catalog, &now_text))
-        }
-        ServiceName::Delivery => {
-            db.write(|tx| delivery::store::ensure_slots(tx, now, DELIVERY_HORIZON_HOURS, config.slot_capacity))
-        }
-        _ => Ok(()),
-    };
-    seeded.map_err(|e| ShopError::Store { service: service.as_str(), source: e.into() })
-}
-
 pub const DELIVERY_HORIZON_HOURS: i64 = 7 * 24;
+
+impl ShopConfig {
+    /// What the services are configured with (`registry::StoreConfig`): the demo catalog's
+    /// own stock unless `demo_stock` overrides it, slots a week ahead.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            password_cost: self.password_cost,
+            slot_capacity: self.slot_capacity,
+            delivery_horizon_hours: DELIVERY_HORIZON_HOURS,
+            stock: warehouse::DEMO_CATALOG.iter().map(|e| self.demo_stock.unwrap_or(e.stock)).collect(),
+        }
+    }
+}
 
 type ServiceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -209,43 +142,29 @@ async fn stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Builds the future that runs one service until `shutdown` turns true. The gateway also
-/// serves its operator's routes (`/metrics`, `/health/*`) on `admin`, when given.
+/// Builds the future that runs one service (`registry::run`) until `shutdown` turns true.
+/// With `admin` (the gateway's), it also serves its operator's routes (`/metrics`,
+/// `/health/*`) there.
 pub fn service_future(
     service: ServiceName,
     deps: Deps,
     listener: Box<dyn Listener>,
     admin: Option<Box<dyn Listener>>,
-    config: &ShopConfig,
+    config: &StoreConfig,
     shutdown: watch::Receiver<bool>,
 ) -> ServiceFuture {
-    let stop = stopped(shutdown.clone());
-    match service {
-        ServiceName::Gateway => {
-            let gateway_config = gateway::Config { password_cost: config.password_cost, ..gateway::CONFIG };
-            let admin = admin.map(|admin| {
-                let env = &deps.env;
-                let router = platform::server::ops_router(env, &deps.db);
-                let limits = platform::server::SERVER_LIMITS;
-                platform::server::serve(admin, router, limits, env.spawner, env.clock.clone(), stopped(shutdown))
-            });
-            let gateway = gateway::run(deps, gateway_config, listener, stop);
-            Box::pin(async move {
-                match admin {
-                    Some(admin) => drop(tokio::join!(gateway, admin)),
-                    None => gateway.await,
-                }
-            })
-        }
-        ServiceName::Order => Box::pin(order::run(deps, order::CONFIG, listener, stop)),
-        ServiceName::Billing => Box::pin(billing::run(deps, platform::outbox::RELAY_CONFIG, listener, stop)),
-        ServiceName::Warehouse => Box::pin(warehouse::run(deps, listener, stop)),
-        ServiceName::Delivery => {
-            let delivery_config =
-                delivery::Config { slot_capacity: config.slot_capacity, horizon_hours: DELIVERY_HORIZON_HOURS };
-            Box::pin(delivery::run(deps, delivery_config, listener, stop))
-        }
-        ServiceName::Notification => Box::pin(notification::run(deps, listener, stop)),
+    let admin = admin.map(|admin| {
+        let env = &deps.env;
+        let router = platform::server::ops_router(env, &deps.db);
+        let limits = platform::server::SERVER_LIMITS;
+        platform::server::serve(admin, router, limits, env.spawner, env.clock.clone(), stopped(shutdown.clone()))
+    });
+    let running = registry::run(service, deps, config, listener, stopped(shutdown));
+    match admin {
+        Some(admin) => Box::pin(async move {
+            tokio::join!(running, admin);
+        }),
+        None => running,
     }
 }
 
@@ -305,14 +224,8 @@ pub async fn start(
         gateway_admin = Some(listener.local_addr().map_or(addr, |bound| bound.to_string()));
         admin_listener = Some(listener);
     }
-    let peers = Peers {
-        gateway: addresses[0].clone(),
-        order: addresses[1].clone(),
-        billing: addresses[2].clone(),
-        warehouse: addresses[3].clone(),
-        delivery: addresses[4].clone(),
-        notification: addresses[5].clone(),
-    };
+    let peers = Peers::new(|service| addresses[service.index()].clone());
+    let store_config = config.store_config();
     let mut services = Vec::new();
     for (service, listener) in listeners {
         let mut env = platform::real::real_env();
@@ -320,10 +233,11 @@ pub async fn start(
             env.metrics = platform::metrics::Metrics::off();
         }
         let db = open_db(config.data_dir.as_deref(), service)?.with_metrics(env.metrics.clone(), env.clock.clone());
-        seed_demo_data(service, &db, env.clock.now_utc(), config)?;
+        registry::seed(service, &db, env.clock.now_utc(), &store_config)
+            .map_err(|e| ShopError::Store { service: service.as_str(), source: e.into() })?;
         let deps = Deps { env, db, secrets: secrets.clone(), peers: peers.clone() };
         let admin = if service == ServiceName::Gateway { admin_listener.take() } else { None };
-        services.push((service, service_future(service, deps, listener, admin, config, shutdown.clone())));
+        services.push((service, service_future(service, deps, listener, admin, &store_config, shutdown.clone())));
     }
     Ok(Started { peers, gateway_admin, services })
 }

@@ -1,8 +1,9 @@
 //! `shop`: runs the whole store (or one service of it) for real on this machine.
 
 use clap::{Parser, Subcommand};
+use contracts::ServiceName;
 use platform::auth::Secrets;
-use shop::{load_secrets, start, MetricsSwitch, ServiceName, ShopConfig};
+use shop::{load_secrets, start, MetricsSwitch, ShopConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::sync::watch;
@@ -166,17 +167,7 @@ async fn run(config: ShopConfig) -> Result<(), shop::ShopError> {
     let listening: Vec<String> = started
         .services
         .iter()
-        .map(|(service, _)| {
-            let addr = match service {
-                ServiceName::Gateway => &peers.gateway,
-                ServiceName::Order => &peers.order,
-                ServiceName::Billing => &peers.billing,
-                ServiceName::Warehouse => &peers.warehouse,
-                ServiceName::Delivery => &peers.delivery,
-                ServiceName::Notification => &peers.notification,
-            };
-            format!("{}={addr}", service.as_str())
-        })
+        .map(|(service, _)| format!("{service}={}", peers.address(*service)))
         .chain(started.gateway_admin.iter().map(|addr| format!("gateway-admin={addr}")))
         .collect();
     match &config.data_dir {

@@ -3,8 +3,7 @@
 //! serves it, and each service's internal API. Checked in under `docs/openapi/` (written by
 //! `shop openapi`); `tests/openapi.rs` keeps the files equal to what this module generates.
 
-use crate::ServiceName;
-use gateway::Upstream;
+use contracts::ServiceName;
 use platform::openapi::{SERVICE_TOKEN, SESSION, USER_TOKEN};
 use std::collections::BTreeMap;
 use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
@@ -75,8 +74,7 @@ pub fn public() -> OpenApi {
         ))
         .build();
     let mut services: BTreeMap<&'static str, OpenApi> = BTreeMap::new();
-    for (method, path, upstream) in gateway::PUBLIC_ROUTES {
-        let service = upstream_service(upstream);
+    for (method, path, service) in gateway::PUBLIC_ROUTES {
         let service_doc = services.entry(service.as_str()).or_insert_with(|| service_openapi(service));
         let mut operation = operation(service_doc, path, method)
             .unwrap_or_else(|| panic!("{service:?} documents no {method} {path}, which the gateway proxies"));
@@ -187,16 +185,6 @@ fn service_openapi(service: ServiceName) -> OpenApi {
         ServiceName::Warehouse => warehouse::openapi(),
         ServiceName::Delivery => delivery::openapi(),
         ServiceName::Notification => notification::openapi(),
-    }
-}
-
-fn upstream_service(upstream: Upstream) -> ServiceName {
-    match upstream {
-        Upstream::Order => ServiceName::Order,
-        Upstream::Billing => ServiceName::Billing,
-        Upstream::Warehouse => ServiceName::Warehouse,
-        Upstream::Delivery => ServiceName::Delivery,
-        Upstream::Notification => ServiceName::Notification,
     }
 }
 

@@ -1,12 +1,17 @@
 //! The workspace's dependency rules (ARCHITECTURE.md), checked from `cargo metadata`:
 //! contracts depends on no workspace crate; platform only on contracts; a service only on
-//! contracts and platform; only the simulation depends on turmoil.
+//! contracts and platform; the registry on those and the services; only the simulation
+//! depends on turmoil.
 
+use contracts::ServiceName;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-const SERVICES: [&str; 6] = ["gateway", "order", "billing", "warehouse", "delivery", "notification"];
+/// The service crates: one per service, named as the service.
+fn services() -> Vec<&'static str> {
+    ServiceName::ALL.iter().map(|s| s.as_str()).collect()
+}
 
 /// Every workspace package with the names of all its dependencies (any kind).
 fn workspace_dependencies() -> BTreeMap<String, BTreeSet<String>> {
@@ -34,10 +39,11 @@ fn violations(packages: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     let mut found = Vec::new();
     for (name, deps) in packages {
         let internal: BTreeSet<&str> = deps.iter().filter(|d| workspace.contains(*d)).map(String::as_str).collect();
-        let allowed: &[&str] = match name.as_str() {
-            "contracts" => &[],
-            "platform" => &["contracts"],
-            service if SERVICES.contains(&service) => &["contracts", "platform"],
+        let allowed: Vec<&str> = match name.as_str() {
+            "contracts" => vec![],
+            "platform" => vec!["contracts"],
+            service if ServiceName::parse(service).is_some() => vec!["contracts", "platform"],
+            "registry" => ["contracts", "platform"].into_iter().chain(services()).collect(),
             _ => continue,
         };
         for dep in internal.iter().filter(|d| !allowed.contains(d)) {
@@ -55,8 +61,8 @@ fn violations(packages: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
 #[test]
 fn the_workspace_keeps_its_dependency_rules() {
     let packages = workspace_dependencies();
-    for expected in ["contracts", "platform", "shop"].iter().chain(SERVICES.iter()) {
-        assert!(packages.contains_key(*expected), "{expected} is missing from the workspace");
+    for expected in ["contracts", "platform", "registry", "shop"].into_iter().chain(services()) {
+        assert!(packages.contains_key(expected), "{expected} is missing from the workspace");
     }
     assert_eq!(violations(&packages), Vec::<String>::new());
 }
@@ -66,7 +72,9 @@ fn the_rules_catch_a_service_depending_on_another() {
     let mut packages = workspace_dependencies();
     packages.get_mut("order").unwrap().insert("billing".to_string());
     packages.get_mut("platform").unwrap().insert("turmoil".to_string());
+    packages.get_mut("registry").unwrap().insert("shop".to_string());
     let found = violations(&packages);
     assert!(found.contains(&"order must not depend on billing".to_string()), "{found:?}");
+    assert!(found.contains(&"registry must not depend on shop".to_string()), "{found:?}");
     assert!(found.iter().any(|v| v.starts_with("platform must not depend on turmoil")), "{found:?}");
 }

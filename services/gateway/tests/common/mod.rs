@@ -11,19 +11,11 @@ use platform::{Deps, Env, Ids};
 use std::sync::Arc;
 
 pub fn gateway_app(clock: Arc<ManualClock>, ids: Ids, upstream: &str) -> Router {
-    let peer = upstream.to_string();
     let deps = Deps {
         env: Env::new(clock, Arc::new(TokioNet), ids),
         db: Db::open_memory(&gateway::migrations()).unwrap(),
         secrets: Secrets { user_token_secret: b"u".to_vec(), service_token_secret: b"s".to_vec() },
-        peers: Peers {
-            gateway: peer.clone(),
-            order: peer.clone(),
-            billing: peer.clone(),
-            warehouse: peer.clone(),
-            delivery: peer.clone(),
-            notification: peer,
-        },
+        peers: Peers::new(|_| upstream.to_string()),
     };
     gateway::app(deps, gateway::Config { password_cost: gateway::PASSWORD_COST_LOW, ..gateway::CONFIG })
 }

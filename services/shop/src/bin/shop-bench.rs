@@ -10,6 +10,7 @@
 
 use bytes::Bytes;
 use clap::Parser;
+use contracts::ServiceName;
 use http::{header, HeaderName, Method};
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -18,7 +19,7 @@ use platform::client::{HttpClient, OutboundRequest, RetryPolicy};
 use platform::real::{real_env, TokioNet};
 use platform::Net;
 use serde_json::{json, Value};
-use shop::{load_secrets, start, MetricsSwitch, ServiceName, ShopConfig};
+use shop::{load_secrets, start, MetricsSwitch, ShopConfig};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -225,7 +226,7 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
     let secrets = load_secrets(Some(&data_dir), None).expect("secrets");
     let (stop, shutdown) = watch::channel(false);
     let started = start(&config, secrets, shutdown).await.expect("the store starts");
-    let gateway = started.peers.gateway.clone();
+    let gateway = started.peers.address(ServiceName::Gateway).to_string();
     let mut services = tokio::task::JoinSet::new();
     for (_, future) in started.services {
         platform::Spawner::Runtime.spawn_into(&mut services, future);
