@@ -10,7 +10,7 @@ pub mod problem;
 pub mod saga;
 
 pub use money::Money;
-pub use problem::Problem;
+pub use problem::{Problem, ProblemKind, ProblemType};
 
 /// Timestamps on the wire: RFC 3339 UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

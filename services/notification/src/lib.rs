@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use contracts::notification::{Notification, NotificationEvent, NotificationType};
-use contracts::Money;
+use contracts::{Money, ProblemType};
 use platform::auth::{Auth, Service, User};
 use platform::json::Json;
 use platform::net::Listener;
@@ -83,7 +83,7 @@ pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<
     ))]
 async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationEvent>) -> Result<StatusCode, ApiError> {
     if event.message.len() > MESSAGE_LENGTH_MAX {
-        return Err(ApiError::bad_request("invalid-message", "message is over 1000 characters"));
+        return Err(ApiError::bad_request(ProblemType::InvalidMessage, "message is over 1000 characters"));
     }
     let id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());

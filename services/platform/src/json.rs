@@ -8,7 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use contracts::problem::PROBLEM_CONTENT_TYPE;
-use contracts::Problem;
+use contracts::{Problem, ProblemType};
 use serde::de::DeserializeOwned;
 
 /// Largest request body any service accepts.
@@ -22,9 +22,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(request: Request, state: &S) -> Result<Json<T>, ApiError> {
         let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(413, "body-too-large", "Payload too large", "request body is over 64 KiB")
+                ApiError::new(413, ProblemType::BodyTooLarge, "Payload too large", "request body is over 64 KiB")
             } else {
-                ApiError::bad_request("invalid-body", rejection.body_text())
+                ApiError::bad_request(ProblemType::InvalidBody, rejection.body_text())
             }
         })?;
         parse_json(&bytes).map(Json)
@@ -37,9 +37,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         use serde_json::error::Category;
         match error.classify() {
             Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::bad_request("malformed-json", format!("malformed JSON: {error}"))
+                ApiError::bad_request(ProblemType::MalformedJson, format!("malformed JSON: {error}"))
             }
-            Category::Data => ApiError::bad_request("invalid-body", format!("invalid body: {error}")),
+            Category::Data => ApiError::bad_request(ProblemType::InvalidBody, format!("invalid body: {error}")),
         }
     })
 }
@@ -57,7 +57,7 @@ where
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Path(value))
-            .map_err(|rejection| ApiError::bad_request("invalid-path", rejection.body_text()))
+            .map_err(|rejection| ApiError::bad_request(ProblemType::InvalidPath, rejection.body_text()))
     }
 }
 
@@ -72,12 +72,12 @@ pub async fn problem_everywhere(request: Request, next: Next) -> Response {
         return response;
     }
     let (kind, title) = match status.as_u16() {
-        404 => ("not-found", "Not found"),
-        405 => ("method-not-allowed", "Method not allowed"),
-        413 => ("body-too-large", "Payload too large"),
-        431 => ("headers-too-large", "Request header fields too large"),
-        code if code < 500 => ("bad-request", "Bad request"),
-        _ => ("internal", "Internal error"),
+        404 => (ProblemType::NotFound, "Not found"),
+        405 => (ProblemType::MethodNotAllowed, "Method not allowed"),
+        413 => (ProblemType::BodyTooLarge, "Payload too large"),
+        431 => (ProblemType::HeadersTooLarge, "Request header fields too large"),
+        code if code < 500 => (ProblemType::BadRequest, "Bad request"),
+        _ => (ProblemType::Internal, "Internal error"),
     };
     let problem = Problem::new(status.as_u16(), kind, title, status.canonical_reason().unwrap_or(""));
     let mut rendered = problem_response(&problem, None, None);
