@@ -13,7 +13,7 @@ use contracts::saga::{StepResult, WithdrawRequest};
 use contracts::Money;
 use contracts::ProblemType;
 use platform::auth::{Auth, Service, User};
-use platform::json::{Json, Path};
+use platform::json::{idempotency_key, Json, Path};
 use platform::sql::{time_text, uuid_at};
 use platform::ApiError;
 use rusqlite::{params, OptionalExtension};
@@ -69,18 +69,6 @@ async fn my_account(state: Shared, User(user_id): User) -> Result<axum::Json<Acc
         .ok_or_else(|| ApiError::not_found("no account; open one with POST /api/v1/billing/accounts"))
 }
 
-fn deposit_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
-    match headers.get("idempotency-key") {
-        None => Ok(None),
-        Some(value) => value.to_str().ok().and_then(IdempotencyKey::parse).map(Some).ok_or_else(|| {
-            ApiError::bad_request(
-                ProblemType::IdempotencyKeyInvalid,
-                "Idempotency-Key must be 1-255 printable ASCII characters",
-            )
-        }),
-    }
-}
-
 #[utoipa::path(post, path = "/api/v1/billing/deposit", operation_id = "deposit", tag = "billing", security(("userToken" = [])),
     params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "1-255 printable ASCII characters; a repeat with the same amount answers the first deposit")),
     request_body = DepositRequest,
@@ -96,7 +84,7 @@ async fn deposit(
     headers: HeaderMap,
     Json(request): Json<DepositRequest>,
 ) -> Result<axum::Json<DepositResponse>, ApiError> {
-    let key = deposit_key(&headers)?;
+    let key = idempotency_key(&headers)?;
     let amount = Money::parse_positive(&request.amount.to_string())
         .map_err(|e| ApiError::bad_request(ProblemType::InvalidAmount, e.to_string()))?;
     let transaction_id = state.env.ids.uuid();

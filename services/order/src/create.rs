@@ -18,7 +18,7 @@ use http::Method;
 use platform::auth::User;
 use platform::bugs::{self, Bug};
 use platform::client::OutboundRequest;
-use platform::json::parse_json;
+use platform::json::{parse_json, required_idempotency_key};
 use platform::metrics::{IdempotencyLabels, IdempotencyOutcome};
 use platform::probe::{self, Probe};
 use platform::trace::RequestContext;
@@ -34,18 +34,6 @@ pub const ADDRESS_LENGTH_MAX: usize = 500;
 pub const DESCRIPTION_LENGTH_MAX: usize = 1000;
 /// Seconds a client is asked to wait before repeating a request still in progress.
 const RETRY_AFTER_S: u32 = 1;
-
-fn parse_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
-    let value = headers.get("idempotency-key").ok_or_else(|| {
-        ApiError::bad_request(ProblemType::IdempotencyKeyMissing, "the Idempotency-Key header is required")
-    })?;
-    value.to_str().ok().and_then(IdempotencyKey::parse).ok_or_else(|| {
-        ApiError::bad_request(
-            ProblemType::IdempotencyKeyInvalid,
-            "Idempotency-Key must be 1-255 printable ASCII characters",
-        )
-    })
-}
 
 /// Checks everything about the body that needs no other service.
 fn validate(request: &CreateOrderRequest) -> Result<(), ApiError> {
@@ -313,7 +301,7 @@ pub async fn create_order(
         return Err(ApiError::unavailable("the order service is unavailable", RETRY_AFTER_S));
     }
     let started = state.env.clock.now();
-    let key = parse_key(&headers)?;
+    let key = required_idempotency_key(&headers)?;
     let request: CreateOrderRequest = parse_json(&body)?;
     validate(&request)?;
     let hash = request_hash(&request);

@@ -1,12 +1,14 @@
 //! Extractors whose rejections are problem+json: `Json<T>` (any content type, 64 KiB),
-//! `Path<T>`, and the fallback that turns any other error response into a problem.
+//! `Path<T>`, the `Idempotency-Key` header, and the fallback that turns any other error
+//! response into a problem.
 
 use crate::error::{problem_response, ApiError};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use contracts::order::IdempotencyKey;
 use contracts::problem::PROBLEM_CONTENT_TYPE;
 use contracts::{Problem, ProblemType};
 use serde::de::DeserializeOwned;
@@ -61,6 +63,28 @@ where
     }
 }
 
+/// The `Idempotency-Key` header, where a request may carry one: `None` without it;
+/// 400 `/problems/idempotency-key-invalid` unless it is 1-255 printable ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    value.to_str().ok().and_then(IdempotencyKey::parse).map(Some).ok_or_else(|| {
+        ApiError::bad_request(
+            ProblemType::IdempotencyKeyInvalid,
+            "Idempotency-Key must be 1-255 printable ASCII characters",
+        )
+    })
+}
+
+/// The `Idempotency-Key` header, where a request must carry one: as [`idempotency_key`],
+/// and 400 `/problems/idempotency-key-missing` without it.
+pub fn required_idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+    idempotency_key(headers)?.ok_or_else(|| {
+        ApiError::bad_request(ProblemType::IdempotencyKeyMissing, "the Idempotency-Key header is required")
+    })
+}
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 /// Middleware: any error response that is not problem+json yet (405, a layer's 413, …)
 /// becomes one, so that every error everywhere has the same shape.
 pub async fn problem_everywhere(request: Request, next: Next) -> Response {
@@ -92,4 +116,38 @@ pub async fn problem_everywhere(request: Request, next: Next) -> Response {
 /// The router fallback: unknown routes are a 404 problem.
 pub async fn unknown_route() -> ApiError {
     ApiError::not_found("no such route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(key: Option<&[u8]>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_bytes(key).expect("a header value"));
+        }
+        headers
+    }
+
+    fn refusal<T: std::fmt::Debug>(answer: Result<T, ApiError>) -> (u16, Option<ProblemType>) {
+        let problem = answer.expect_err("refused").problem;
+        (problem.status, problem.kind.known())
+    }
+
+    #[test]
+    fn an_idempotency_key_is_optional_or_required_and_checked_either_way() {
+        assert_eq!(idempotency_key(&headers(None)).expect("optional"), None);
+        let key = idempotency_key(&headers(Some(b"k-1"))).expect("valid").expect("present");
+        assert_eq!(key.as_str(), "k-1");
+        assert_eq!(required_idempotency_key(&headers(Some(b"k-1"))).expect("valid"), key);
+        let missing = (400, Some(ProblemType::IdempotencyKeyMissing));
+        assert_eq!(refusal(required_idempotency_key(&headers(None))), missing);
+        let invalid = (400, Some(ProblemType::IdempotencyKeyInvalid));
+        for bad in [&b""[..], b"tab\there", &[b'k'; 256], "caf\u{e9}".as_bytes()] {
+            assert_eq!(refusal(idempotency_key(&headers(Some(bad)))), invalid, "{bad:?}");
+            assert_eq!(refusal(required_idempotency_key(&headers(Some(bad)))), invalid, "{bad:?}");
+        }
+    }
 }
