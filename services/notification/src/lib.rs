@@ -10,7 +10,7 @@ use platform::auth::{Auth, Service, User};
 use platform::json::Json;
 use platform::net::Listener;
 use platform::server::{serve, with_common_layers, SERVER_LIMITS};
-use platform::sql::{time_at, time_text, uuid_at};
+use platform::sql::{parsed_at, time_at, time_text, uuid_at};
 use platform::storage::{Db, Migration};
 use platform::{ApiError, Deps, Env};
 use rusqlite::params;
@@ -139,11 +139,10 @@ fn listed(c: &rusqlite::Connection, user_id: uuid::Uuid) -> rusqlite::Result<Vec
     {
         let mut statement = c.prepare(LIST_SQL)?;
         let rows = statement.query_map(params![user_id.to_string(), NOTIFICATIONS_LISTED_MAX], |row| {
-            let kind: String = row.get(1)?;
             let amount: Option<i64> = row.get(3)?;
             Ok(Notification {
                 id: uuid_at(row, 0)?,
-                kind: NotificationType::parse(&kind).unwrap_or(NotificationType::OrderFailed),
+                kind: parsed_at(row, 1, NotificationType::parse)?,
                 order_id: uuid_at(row, 2)?,
                 amount: amount.map(Money::from_cents),
                 message: row.get(4)?,
