@@ -7,6 +7,7 @@
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use axum::Router;
+use contracts::{ProblemKind, ProblemType};
 use http_body_util::BodyExt;
 use platform::clock::ManualClock;
 use platform::Ids;
