@@ -15,7 +15,7 @@ use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
-use contracts::{ServiceName, Timestamp};
+use contracts::{ProblemType, ServiceName, Timestamp};
 use order::saga::{log, REJECTED_PREFIX};
 use platform::operations::OperationState;
 use serde::Serialize;
@@ -366,7 +366,7 @@ fn idempotency(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     let mut named: BTreeMap<(u32, &str), BTreeSet<Uuid>> = BTreeMap::new();
     for event in history.iter().filter(|e| e.action == Action::PlaceOrder) {
         if let (Some(key), Some(order)) = (&event.key, event.order_id) {
-            if event.problem.as_deref() != Some("/problems/idempotency-request-in-progress") {
+            if event.problem_type() != Some(ProblemType::IdempotencyRequestInProgress) {
                 named.entry((event.shopper, key.as_str())).or_default().insert(order);
             }
         }
@@ -378,10 +378,10 @@ fn idempotency(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     for event in history.iter().filter(|e| e.action == Action::PlaceOrder) {
         let Some(key) = event.key.as_deref() else { continue };
         if matches!(event.status, Some(200..=202))
-            || (event.status == Some(422) && event.problem.as_deref() == Some("/problems/order-rejected"))
+            || (event.status == Some(422) && event.problem_type() == Some(ProblemType::OrderRejected))
         {
             made.insert((event.shopper, key));
-        } else if event.problem.as_deref() == Some("/problems/duplicate-order") {
+        } else if event.problem_type() == Some(ProblemType::DuplicateOrder) {
             duplicate.entry((event.shopper, key)).or_insert(event.at_ms);
         }
     }
@@ -459,9 +459,8 @@ fn in_progress_after_final(snapshot: &Snapshot, history: &[Event], plan: &Plan) 
     let liveness_from_ms = plan.safety_ms;
     // The first such answer per key, and how many there were.
     let mut stuck: BTreeMap<(u32, &str), (String, u32)> = BTreeMap::new();
-    let in_progress = "/problems/idempotency-request-in-progress";
-    for event in history.iter().filter(|e| e.action == Action::PlaceOrder && e.problem.as_deref() == Some(in_progress))
-    {
+    let in_progress = Some(ProblemType::IdempotencyRequestInProgress);
+    for event in history.iter().filter(|e| e.action == Action::PlaceOrder && e.problem_type() == in_progress) {
         let Some(key) = event.key.as_deref() else { continue };
         let Some(order) = order_of_key.get(&(event.shopper, key)).copied() else { continue };
         let seen_final = history.iter().find(|e| {
@@ -476,7 +475,7 @@ fn in_progress_after_final(snapshot: &Snapshot, history: &[Event], plan: &Plan) 
             (Some(seen), _) => format!(
                 "a repeat sent at {} ms answered 409 idempotency-request-in-progress, though order {order} was read {} at {} ms",
                 event.sent_ms,
-                seen.order_status.as_deref().unwrap_or_default(),
+                seen.order_status.map_or("", OrderStatus::as_str),
                 seen.at_ms
             ),
             (None, Some(finished_ms)) => format!(
@@ -503,13 +502,12 @@ fn clients_saw(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     // Every status read of each order: (sent, answered, status).
     let mut reads: BTreeMap<Uuid, Vec<(u64, u64, OrderStatus)>> = BTreeMap::new();
     for event in history {
-        let (Some(order), Some(seen)) = (event.order_id, event.order_status.as_deref().and_then(OrderStatus::parse))
-        else {
+        let (Some(order), Some(seen)) = (event.order_id, event.order_status) else {
             continue;
         };
-        let promised = match (event.status, event.problem.as_deref()) {
+        let promised = match (event.status, event.problem_type()) {
             (Some(201), _) => Some(OrderStatus::Confirmed),
-            (Some(422), Some("/problems/order-rejected")) => Some(OrderStatus::Failed),
+            (Some(422), Some(ProblemType::OrderRejected)) => Some(OrderStatus::Failed),
             _ => None,
         };
         // An order acknowledged to its client (created, accepted, replayed, read) is never lost.
@@ -997,18 +995,21 @@ fn contract_answers(snapshot: &Snapshot, history: &[Event], plan: &Plan, faults:
             (Action::PlaceOrder, Some(status)) => order_answer(snapshot, history, event, status, &catalog, touched),
             // A key taken by an earlier request, repeated with another body.
             (Action::ReuseKey | Action::ReuseDepositKey, _)
-                if event.problem.as_deref() != Some("/problems/idempotency-key-reused") =>
+                if event.problem_type() != Some(ProblemType::IdempotencyKeyReused) =>
             {
-                Err(format!("a reused key answered with problem {:?}, not idempotency-key-reused", event.problem))
+                Err(format!(
+                    "a reused key answered with problem {:?}, not idempotency-key-reused",
+                    event.problem_text()
+                ))
             }
             // A body at a limit is valid: only its products, which nobody sells, are refused.
-            (Action::AtLimit, _) if event.problem.as_deref() != Some("/problems/unknown-product") => Err(format!(
+            (Action::AtLimit, _) if event.problem_type() != Some(ProblemType::UnknownProduct) => Err(format!(
                 "an order body at a limit of the contract answered with problem {:?}, not unknown-product",
-                event.problem
+                event.problem_text()
             )),
-            (Action::PastLimit, _) if event.problem.as_deref() != Some("/problems/invalid-order") => Err(format!(
+            (Action::PastLimit, _) if event.problem_type() != Some(ProblemType::InvalidOrder) => Err(format!(
                 "an order body past a limit of the contract answered with problem {:?}, not invalid-order",
-                event.problem
+                event.problem_text()
             )),
             _ => Ok(()),
         };
@@ -1048,7 +1049,7 @@ fn lists_name_acknowledged_orders(history: &[Event]) -> Vec<Violation> {
                 && e.action == Action::PlaceOrder
                 && e.at_ms < list.sent_ms
                 && (matches!(e.status, Some(200..=202))
-                    || (e.status == Some(422) && e.problem.as_deref() == Some("/problems/order-rejected")))
+                    || (e.status == Some(422) && e.problem_type() == Some(ProblemType::OrderRejected)))
         });
         if let Some(missing) = acknowledged.filter_map(|e| Some((e, e.order_id?))).find(|(_, id)| !listed.contains(id))
         {
@@ -1072,12 +1073,12 @@ fn order_answer(
     catalog: &BTreeMap<Uuid, i64>,
     touched: bool,
 ) -> Result<(), String> {
-    let problem = event.problem.as_deref();
+    let problem = event.problem_type();
     let Some(asked) = &event.asked else { return Ok(()) };
     let carried = event.order.as_ref();
     match (status, problem) {
-        (409, Some("/problems/idempotency-request-in-progress")) => return Ok(()),
-        (409, Some("/problems/duplicate-order")) => {
+        (409, Some(ProblemType::IdempotencyRequestInProgress)) => return Ok(()),
+        (409, Some(ProblemType::DuplicateOrder)) => {
             let Some(similar) = carried else { return Err("a duplicate-order problem without its order".into()) };
             let Some(row) = snapshot.order(similar.id) else { return Err("names an order that does not exist".into()) };
             let users = shopper_users(snapshot);
@@ -1087,7 +1088,7 @@ fn order_answer(
             return Ok(());
         }
         (409, _) => return Err("409 with an unknown problem type".into()),
-        (422, Some("/problems/order-rejected")) => {
+        (422, Some(ProblemType::OrderRejected)) => {
             let Some(order) = carried else { return Err("a rejection without its order".into()) };
             if order.status != OrderStatus::Failed {
                 return Err(format!("a rejection carrying a {} order", order.status.as_str()));

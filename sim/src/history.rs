@@ -5,7 +5,7 @@
 use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::{Order, OrderStatus};
-use contracts::{ServiceName, Timestamp};
+use contracts::{ProblemKind, ProblemType, ServiceName, Timestamp};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -178,9 +178,9 @@ pub struct Event {
     /// `None`: no answer within the shopper's deadline.
     pub status: Option<u16>,
     /// The problem type of an error answer.
-    pub problem: Option<String>,
+    pub problem: Option<ProblemKind>,
     pub order_id: Option<Uuid>,
-    pub order_status: Option<String>,
+    pub order_status: Option<OrderStatus>,
     /// Deposits: the amount in cents. Peeks: the owner's shopper index.
     pub amount_cents: Option<i64>,
     /// The order the answer carried (its body, or a problem's `order` member).
@@ -258,6 +258,16 @@ impl Event {
 pub type History = Rc<RefCell<Vec<Event>>>;
 
 impl Event {
+    /// The answer's problem type, when it is one the store has.
+    pub fn problem_type(&self) -> Option<ProblemType> {
+        self.problem.as_ref().and_then(ProblemKind::known)
+    }
+
+    /// The answer's problem type as it came, for evidence.
+    pub fn problem_text(&self) -> Option<&str> {
+        self.problem.as_ref().map(ProblemKind::as_str)
+    }
+
     /// One line of the timeline.
     pub fn line(&self) -> String {
         let status = self.status.map_or("no answer".to_string(), |s| s.to_string());
@@ -271,8 +281,8 @@ impl Event {
         if let Some(order) = self.order_id {
             line.push_str(&format!(" order={order}"));
         }
-        if let Some(status) = &self.order_status {
-            line.push_str(&format!(" status={status}"));
+        if let Some(status) = self.order_status {
+            line.push_str(&format!(" status={}", status.as_str()));
         }
         if let Some(problem) = &self.problem {
             line.push_str(&format!(" problem={problem}"));

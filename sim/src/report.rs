@@ -399,8 +399,8 @@ fn involved_orders(report: &RunReport) -> Vec<String> {
 fn history_items(history: &[Event], orders: &[String]) -> Vec<Item> {
     let mut items = Vec::new();
     for event in history.iter().filter(|e| e.order_id.is_some_and(|o| orders.contains(&o.to_string()))) {
-        let answer = match (event.status, &event.order_status) {
-            (Some(status), Some(order_status)) => format!("{status} {order_status}"),
+        let answer = match (event.status, event.order_status) {
+            (Some(status), Some(order_status)) => format!("{status} {}", order_status.as_str()),
             (Some(status), None) => status.to_string(),
             (None, _) => "no answer".to_string(),
         };

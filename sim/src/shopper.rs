@@ -16,7 +16,7 @@ use contracts::billing::{Account, DepositResponse, Transaction};
 use contracts::catalog::Product;
 use contracts::notification::Notification;
 use contracts::order::{Order, OrderStatus};
-use contracts::ServiceName;
+use contracts::{ProblemKind, ProblemType, ServiceName};
 use http::{header, HeaderName, Method};
 use platform::client::{CallError, HttpClient, OutboundRequest, RetryPolicy};
 use platform::{Clock, Env, Ids};
@@ -84,6 +84,18 @@ struct Answer {
     sent_ms: u64,
     /// The session the request carried.
     session: Option<u32>,
+}
+
+impl Answer {
+    /// The problem type of an error answer, when it is one the store has.
+    fn problem(&self) -> Option<ProblemType> {
+        self.body["type"].as_str().and_then(ProblemType::from_uri)
+    }
+
+    /// The status of an order body, when the answer is one.
+    fn order_status(&self) -> Option<OrderStatus> {
+        serde_json::from_value(self.body["status"].clone()).ok()
+    }
 }
 
 /// Every `/api` route a logged-out cookie is tried on (and the gateway's own session
@@ -219,7 +231,7 @@ impl Shopper {
         let Ok(answer) = answer else { return event };
         event.status = Some(answer.status);
         let body = &answer.body;
-        event.problem = body.get("type").and_then(Value::as_str).map(str::to_string);
+        event.problem = body.get("type").and_then(Value::as_str).map(ProblemKind::parse);
         let success = (200..300).contains(&answer.status);
         let mut malformed = |what: &str| {
             if success {
@@ -232,7 +244,7 @@ impl Shopper {
                 match serde_json::from_value::<Order>(carried.clone()) {
                     Ok(order) => {
                         event.order_id = Some(order.id);
-                        event.order_status = Some(order.status.as_str().to_string());
+                        event.order_status = Some(order.status);
                         event.order = Some(SeenOrder::from_order(&order));
                     }
                     Err(error) => malformed(&format!("not an order: {error}")),
@@ -728,7 +740,7 @@ impl Shopper {
             }
             match answer.status {
                 202 => return order_id,
-                409 if answer.body["type"] == "/problems/idempotency-request-in-progress" => self.pause(1_000).await,
+                409 if answer.problem() == Some(ProblemType::IdempotencyRequestInProgress) => self.pause(1_000).await,
                 status if status >= 500 => self.pause(500 + 250 * u64::from(attempt)).await,
                 _ => return None,
             }
@@ -766,7 +778,7 @@ impl Shopper {
             if let Some(order_id) = order_id {
                 self.board.borrow_mut().entry(self.index).or_default().push(order_id);
             }
-            let in_progress = answer.body["type"] == "/problems/idempotency-request-in-progress";
+            let in_progress = answer.problem() == Some(ProblemType::IdempotencyRequestInProgress);
             match answer.status {
                 202 => return order_id,
                 status if status < 500 && !in_progress => return None,
@@ -809,7 +821,7 @@ impl Shopper {
             let answer = self.call(Method::GET, &format!("/api/v1/order/{order_id}"), None, None, true).await;
             self.record(Action::PollOrder, None, answer.as_ref(), None);
             if let Ok(answer) = answer {
-                if answer.status == 200 && matches!(answer.body["status"].as_str(), Some("CONFIRMED" | "FAILED")) {
+                if answer.status == 200 && answer.order_status().is_some_and(OrderStatus::is_final) {
                     return;
                 }
             }
@@ -910,7 +922,7 @@ impl Shopper {
                 && e.key.as_deref() == Some(key)
                 && match e.status {
                     Some(200..=202) => true,
-                    Some(409 | 422) => e.problem.as_deref() != Some("/problems/idempotency-key-reused"),
+                    Some(409 | 422) => e.problem_type() != Some(ProblemType::IdempotencyKeyReused),
                     _ => false,
                 }
         });

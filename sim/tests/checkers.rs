@@ -4,7 +4,7 @@
 
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
-use contracts::ServiceName;
+use contracts::{ProblemType, ServiceName};
 use platform::operations::OperationState;
 use sim::checks::{final_checks, latest_written_ms, Violation, CONTRACT, JUSTIFIED_OUTCOMES, LISTINGS};
 use sim::faults::{Fault, Planned};
@@ -137,13 +137,13 @@ fn idempotency_catches_a_second_withdrawal() {
 #[test]
 fn what_clients_saw_catches_a_status_read_going_backwards() {
     let (mut history, snapshot) = parts();
-    let seen = history.iter().find(|e| e.order_status.as_deref() == Some("CONFIRMED")).unwrap().clone();
+    let seen = history.iter().find(|e| e.order_status == Some(OrderStatus::Confirmed)).unwrap().clone();
     history.push(Event {
         at_ms: seen.at_ms + 2,
         sent_ms: seen.at_ms + 1,
         action: Action::PollOrder,
         status: Some(200),
-        order_status: Some("PAID".into()),
+        order_status: Some(OrderStatus::Paid),
         ..seen
     });
     assert_caught(&check(&snapshot, &history), 6);
@@ -155,8 +155,8 @@ fn what_clients_saw_counts_the_final_status_as_the_last_read() {
     // A poll saw CONFIRMED (not a 201: only the monotonicity check can see this one).
     let polled = history
         .iter()
-        .find(|e| e.action == Action::PollOrder && e.order_status.as_deref() == Some("CONFIRMED"))
-        .or_else(|| history.iter().find(|e| e.status == Some(200) && e.order_status.as_deref() == Some("CONFIRMED")))
+        .find(|e| e.action == Action::PollOrder && e.order_status == Some(OrderStatus::Confirmed))
+        .or_else(|| history.iter().find(|e| e.status == Some(200) && e.order_status == Some(OrderStatus::Confirmed)))
         .and_then(|e| e.order_id);
     let order_id = polled.unwrap_or_else(|| snapshot.orders[confirmed(&snapshot)].id);
     snapshot.orders.iter_mut().find(|o| o.id == order_id).unwrap().status = OrderStatus::Failed;
@@ -167,9 +167,9 @@ fn what_clients_saw_counts_the_final_status_as_the_last_read() {
 #[test]
 fn overlapping_reads_may_be_answered_in_either_order() {
     let (mut history, snapshot) = parts();
-    let seen = history.iter().find(|e| e.order_status.as_deref() == Some("CONFIRMED")).unwrap().clone();
+    let seen = history.iter().find(|e| e.order_status == Some(OrderStatus::Confirmed)).unwrap().clone();
     // A twin request sent before the CONFIRMED answer came, answered after it: not a regression.
-    let twin = Event { at_ms: seen.at_ms + 1, sent_ms: seen.sent_ms, order_status: Some("PAID".into()), ..seen };
+    let twin = Event { at_ms: seen.at_ms + 1, sent_ms: seen.sent_ms, order_status: Some(OrderStatus::Paid), ..seen };
     history.push(twin);
     let violations = check(&snapshot, &history);
     assert!(!violations.iter().any(|v| v.invariant == 6), "{violations:#?}");
@@ -214,7 +214,7 @@ fn what_clients_saw_catches_an_accepted_order_lost() {
     let order = history[index].order_id.unwrap();
     // Answered 202 (accepted, the saga running on), then gone from the order database.
     history[index].status = Some(202);
-    history[index].order_status = Some("PROCESSING".into());
+    history[index].order_status = Some(OrderStatus::Processing);
     history.retain(|e| e.order_id != Some(order) || e.action == Action::PlaceOrder);
     snapshot.orders.retain(|o| o.id != order);
     let violations = check(&snapshot, &history);
@@ -327,7 +327,7 @@ fn contract_catches_a_400_to_a_well_formed_order() {
     let (mut history, snapshot) = parts();
     let placed = history.iter_mut().find(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
     placed.status = Some(400);
-    placed.problem = Some("/problems/unknown-product".into());
+    placed.problem = Some(ProblemType::UnknownProduct.into());
     assert_caught(&check(&snapshot, &history), CONTRACT);
 }
 
@@ -447,7 +447,7 @@ fn contract_catches_a_duplicate_order_answer_naming_other_items() {
     let index = history.iter().position(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
     let mut answer = history[index].clone();
     answer.status = Some(409);
-    answer.problem = Some("/problems/duplicate-order".into());
+    answer.problem = Some(ProblemType::DuplicateOrder.into());
     let other = snapshot
         .orders
         .iter()
@@ -498,7 +498,7 @@ fn contract_catches_a_reused_order_key_refused_as_something_else() {
     let (mut history, snapshot) = parts();
     let reused = an_event(&mut history, Action::ReuseKey, Action::PlaceOrder);
     reused.status = Some(422);
-    reused.problem = Some("/problems/order-rejected".into());
+    reused.problem = Some(ProblemType::OrderRejected.into());
     assert_caught_saying(&check(&snapshot, &history), CONTRACT, "not idempotency-key-reused");
 }
 
@@ -507,8 +507,8 @@ fn contract_catches_a_reused_order_key_refused_as_something_else() {
 #[test]
 fn contract_catches_an_order_body_at_or_past_a_limit_answered_wrongly() {
     for (action, problem, wrong, saying) in [
-        (Action::AtLimit, "/problems/unknown-product", "/problems/invalid-order", "not unknown-product"),
-        (Action::PastLimit, "/problems/invalid-order", "/problems/unknown-product", "not invalid-order"),
+        (Action::AtLimit, ProblemType::UnknownProduct, ProblemType::InvalidOrder, "not unknown-product"),
+        (Action::PastLimit, ProblemType::InvalidOrder, ProblemType::UnknownProduct, "not invalid-order"),
     ] {
         let (mut history, snapshot) = parts();
         let edge = an_event(&mut history, action, Action::PlaceOrder);
@@ -532,7 +532,7 @@ fn contract_catches_key_reused_for_a_key_used_with_this_very_body() {
     let (mut history, snapshot) = parts();
     let placed = history.iter_mut().find(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
     placed.status = Some(422);
-    placed.problem = Some("/problems/idempotency-key-reused".into());
+    placed.problem = Some(ProblemType::IdempotencyKeyReused.into());
     assert_caught_saying(&check(&snapshot, &history), CONTRACT, "422 to a key used with this very body");
 }
 
@@ -551,7 +551,7 @@ fn contract_catches_a_similar_order_at_once_named_as_another_users() {
     let index = history.iter().position(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
     let mut twin = history[index].clone();
     twin.status = Some(409);
-    twin.problem = Some("/problems/duplicate-order".into());
+    twin.problem = Some(ProblemType::DuplicateOrder.into());
     twin.key = Some(format!("{}-twin", twin.key.as_deref().unwrap()));
     twin.at_once = true;
     history[index].at_once = true;
@@ -665,7 +665,7 @@ fn contract_accepts_a_401_to_an_order_in_flight_only_once_its_session_was_logged
         .position(|e| e.shopper == shopper && e.session == session && e.action == Action::PlaceOrder)
         .expect("an order under the logged-out session");
     history[placed].status = Some(401);
-    history[placed].problem = Some("/problems/unauthorized".into());
+    history[placed].problem = Some(ProblemType::Unauthorized.into());
     // Answered before the logout was sent: the session was live.
     assert!(history[placed].at_ms < history[logout].sent_ms);
     assert_caught_saying(&check(&snapshot, &history), CONTRACT, "401 with a live session");

@@ -1,5 +1,6 @@
 //! Named regressions: each bug the harness found on its way, pinned to the seed that found it.
 
+use contracts::order::OrderStatus;
 use sim::faults::{Fault, Planned};
 use sim::history::Action;
 use sim::plan::{from_seed, PlannedOrder, LATE_RETRY_MS};
@@ -69,7 +70,7 @@ fn regression_an_abandoned_key_is_not_stuck_in_progress() {
     assert!(places.iter().skip(1).all(|e| e.sent_ms >= plan.safety_ms), "the repeat is late: {places:#?}");
     assert!(report.passed(), "{:#?}\n{}", report.violations, report.timeline.join("\n"));
     let last = places.last().unwrap();
-    assert_eq!((last.status, last.order_status.as_deref()), (Some(200), Some("FAILED")), "{places:#?}");
+    assert_eq!((last.status, last.order_status), (Some(200), Some(OrderStatus::Failed)), "{places:#?}");
 }
 
 /// Issue 10, bug 2: a lost attempt hidden by a later rejection. The orchestrator's first

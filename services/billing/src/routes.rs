@@ -11,8 +11,9 @@ use contracts::billing::{Account, DepositRequest, DepositResponse, Transaction, 
 use contracts::order::IdempotencyKey;
 use contracts::saga::{StepResult, WithdrawRequest};
 use contracts::Money;
+use contracts::ProblemType;
 use platform::auth::{Auth, Service, User};
-use platform::json::{Json, Path};
+use platform::json::{idempotency_key, Json, Path};
 use platform::sql::{time_text, uuid_at};
 use platform::ApiError;
 use rusqlite::{params, OptionalExtension};
@@ -68,15 +69,6 @@ async fn my_account(state: Shared, User(user_id): User) -> Result<axum::Json<Acc
         .ok_or_else(|| ApiError::not_found("no account; open one with POST /api/v1/billing/accounts"))
 }
 
-fn deposit_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
-    match headers.get("idempotency-key") {
-        None => Ok(None),
-        Some(value) => value.to_str().ok().and_then(IdempotencyKey::parse).map(Some).ok_or_else(|| {
-            ApiError::bad_request("idempotency-key-invalid", "Idempotency-Key must be 1-255 printable ASCII characters")
-        }),
-    }
-}
-
 #[utoipa::path(post, path = "/api/v1/billing/deposit", operation_id = "deposit", tag = "billing", security(("userToken" = [])),
     params(("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "1-255 printable ASCII characters; a repeat with the same amount answers the first deposit")),
     request_body = DepositRequest,
@@ -92,9 +84,9 @@ async fn deposit(
     headers: HeaderMap,
     Json(request): Json<DepositRequest>,
 ) -> Result<axum::Json<DepositResponse>, ApiError> {
-    let key = deposit_key(&headers)?;
+    let key = idempotency_key(&headers)?;
     let amount = Money::parse_positive(&request.amount.to_string())
-        .map_err(|e| ApiError::bad_request("invalid-amount", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ProblemType::InvalidAmount, e.to_string()))?;
     let transaction_id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());
     let response = state.db.write(|tx| {
@@ -108,7 +100,7 @@ async fn deposit(
                 .optional()?;
             if let Some((amount_cents, transaction_id, new_balance_cents)) = earlier {
                 if amount_cents != amount.cents() {
-                    return Err(ApiError::unprocessable("idempotency-key-reused", "this Idempotency-Key was used with another amount"));
+                    return Err(ApiError::unprocessable(ProblemType::IdempotencyKeyReused, "this Idempotency-Key was used with another amount"));
                 }
                 return Ok(DepositResponse { success: true, new_balance: Money::from_cents(new_balance_cents), transaction_id });
             }
@@ -150,7 +142,7 @@ async fn withdraw_step(
     Json(request): Json<WithdrawRequest>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     if request.amount.cents() <= 0 {
-        return Err(ApiError::bad_request("invalid-amount", "amount must be greater than zero"));
+        return Err(ApiError::bad_request(ProblemType::InvalidAmount, "amount must be greater than zero"));
     }
     let transaction_id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());

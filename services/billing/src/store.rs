@@ -2,7 +2,7 @@
 
 use contracts::billing::{Account, Transaction, TransactionType};
 use contracts::Money;
-use platform::sql::{optional_uuid_at, time_at, uuid_at};
+use platform::sql::{optional_uuid_at, parsed_at, time_at, uuid_at};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
@@ -102,10 +102,9 @@ pub fn transactions_of(connection: &Connection, account_id: Uuid) -> rusqlite::R
          WHERE account_id = ?1 ORDER BY seq DESC LIMIT ?2",
     )?;
     let rows = statement.query_map(params![account_id.to_string(), TRANSACTIONS_LISTED_MAX], |row| {
-        let kind: String = row.get(1)?;
         Ok(Transaction {
             transaction_id: uuid_at(row, 0)?,
-            kind: TransactionType::parse(&kind).unwrap_or(TransactionType::Deposit),
+            kind: parsed_at(row, 1, TransactionType::parse)?,
             amount: Money::from_cents(row.get(2)?),
             order_id: optional_uuid_at(row, 3)?,
             created_at: time_at(row, 4)?,

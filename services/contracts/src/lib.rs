@@ -11,7 +11,7 @@ pub mod saga;
 pub mod service;
 
 pub use money::Money;
-pub use problem::Problem;
+pub use problem::{Problem, ProblemKind, ProblemType};
 pub use service::ServiceName;
 
 /// Timestamps on the wire: RFC 3339 UTC.

@@ -6,6 +6,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use contracts::catalog::Slot;
 use contracts::saga::{BookRequest, StepResult};
+use contracts::ProblemType;
 use platform::auth::{Auth, Caller, Service};
 use platform::json::{Json, Path};
 use platform::ApiError;
@@ -47,7 +48,7 @@ async fn book_step(
     Json(request): Json<BookRequest>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     if request.address.trim().is_empty() || request.address.chars().count() > ADDRESS_LENGTH_MAX {
-        return Err(ApiError::bad_request("invalid-address", "address must be 1-500 characters"));
+        return Err(ApiError::bad_request(ProblemType::InvalidAddress, "address must be 1-500 characters"));
     }
     let now = state.env.clock.now_utc();
     let config = state.config;

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::TimeDelta;
 use contracts::auth::{LoginRequest, LoginResponse, Profile, RegisterRequest};
+use contracts::ProblemType;
 use platform::json::Json;
 use platform::metrics::LoginResult;
 use platform::sql::time_text;
@@ -105,14 +106,14 @@ impl Gateway {
     ))]
 async fn register(state: Shared, Json(request): Json<RegisterRequest>) -> Result<Response, ApiError> {
     let email = normalize_email(&request.email)
-        .ok_or_else(|| ApiError::bad_request("invalid-email", "email is not a valid address"))?;
+        .ok_or_else(|| ApiError::bad_request(ProblemType::InvalidEmail, "email is not a valid address"))?;
     let length = request.password.chars().count();
     if !(PASSWORD_LENGTH_MIN..=PASSWORD_LENGTH_MAX).contains(&length) {
-        return Err(ApiError::bad_request("invalid-password", "password must be 8-1024 characters"));
+        return Err(ApiError::bad_request(ProblemType::InvalidPassword, "password must be 8-1024 characters"));
     }
     let names = [&request.first_name, &request.last_name];
     if names.iter().any(|n| n.as_ref().is_some_and(|n| n.chars().count() > NAME_LENGTH_MAX)) {
-        return Err(ApiError::bad_request("invalid-name", "names must be at most 100 characters"));
+        return Err(ApiError::bad_request(ProblemType::InvalidName, "names must be at most 100 characters"));
     }
     let mut salt = [0u8; 16];
     state.env.ids.fill(&mut salt);
@@ -122,7 +123,7 @@ async fn register(state: Shared, Json(request): Json<RegisterRequest>) -> Result
     let now = time_text(state.env.clock.now_utc());
     state.db.write(|tx| {
         if user_by_email(tx, &email)?.is_some() {
-            return Err(ApiError::conflict("email-taken", "an account with this email exists"));
+            return Err(ApiError::conflict(ProblemType::EmailTaken, "an account with this email exists"));
         }
         tx.execute(
             "INSERT INTO users (id, email, password_hash, first_name, last_name, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -146,7 +147,7 @@ async fn login_at_root(state: Shared, body: Json<LoginRequest>) -> Result<Respon
 }
 
 fn invalid_credentials() -> ApiError {
-    ApiError::new(401, "invalid-credentials", "Unauthorized", "wrong email or password")
+    ApiError::new(401, ProblemType::InvalidCredentials, "Unauthorized", "wrong email or password")
 }
 
 #[utoipa::path(post, path = "/auth/login", operation_id = "login", tag = "auth", request_body = LoginRequest,

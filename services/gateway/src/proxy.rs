@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Router};
-use contracts::ServiceName;
+use contracts::{ProblemType, ServiceName};
 use platform::client::{NeverResent, OutboundRequest, RetryPolicy};
 use platform::trace::{RequestContext, REQUEST_ID, TRACEPARENT};
 use platform::ApiError;
@@ -60,7 +60,7 @@ async fn wrong_method(State(state): State<Arc<Gateway>>, headers: HeaderMap, all
         return ApiError::unauthorized("log in first: no valid session").into_response();
     }
     let mut response =
-        ApiError::new(405, "method-not-allowed", "Method not allowed", "this route takes another method")
+        ApiError::new(405, ProblemType::MethodNotAllowed, "Method not allowed", "this route takes another method")
             .into_response();
     response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
     response
@@ -95,9 +95,9 @@ async fn forward(
     upstream: ServiceName,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, platform::json::BODY_SIZE_MAX_BYTES)
-        .await
-        .map_err(|_| ApiError::new(413, "body-too-large", "Payload too large", "request body is over 64 KiB"))?;
+    let body = axum::body::to_bytes(body, platform::json::BODY_SIZE_MAX_BYTES).await.map_err(|_| {
+        ApiError::new(413, ProblemType::BodyTooLarge, "Payload too large", "request body is over 64 KiB")
+    })?;
     let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str()).to_string();
     let keyed = parts.headers.contains_key("idempotency-key");
     let idempotent = parts.method == Method::GET || keyed;

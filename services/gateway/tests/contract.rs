@@ -7,6 +7,7 @@
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use axum::Router;
+use contracts::{ProblemKind, ProblemType};
 use http_body_util::BodyExt;
 use platform::clock::ManualClock;
 use platform::Ids;
@@ -58,10 +59,10 @@ async fn send(app: &Router, method: &str, path: &str, headers: &[(&str, &str)], 
     app.clone().oneshot(request.body(Body::from(body.to_string())).unwrap()).await.unwrap()
 }
 
-async fn problem_type(response: Response<Body>) -> String {
+async fn problem_type(response: Response<Body>) -> ProblemKind {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    body["type"].as_str().unwrap_or_default().to_string()
+    ProblemKind::parse(body["type"].as_str().unwrap_or_default())
 }
 
 fn set_cookie(response: &Response<Body>) -> Option<String> {
@@ -86,13 +87,13 @@ async fn a_known_route_with_another_method_is_401_without_a_session() {
     for (method, path) in [("DELETE", "/api/v1/orders"), ("GET", "/api/v1/order"), ("PUT", "/api/v1/billing/deposit")] {
         let anonymous = send(&app, method, path, &[], "").await;
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "anonymous {method} {path}");
-        assert_eq!(problem_type(anonymous).await, "/problems/unauthorized");
+        assert_eq!(problem_type(anonymous).await, ProblemType::Unauthorized);
     }
     let cookie = logged_in(&app).await;
     let wrong = send(&app, "DELETE", "/api/v1/orders", &[("cookie", &cookie)], "").await;
     assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong.headers().get("allow").unwrap(), "GET,HEAD");
-    assert_eq!(problem_type(wrong).await, "/problems/method-not-allowed");
+    assert_eq!(problem_type(wrong).await, ProblemType::MethodNotAllowed);
     // Outside `/api` the route table answers as before.
     assert_eq!(send(&app, "GET", "/auth/login", &[], "").await.status(), StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -5,12 +5,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use contracts::notification::{Notification, NotificationEvent, NotificationType};
-use contracts::Money;
+use contracts::{Money, ProblemType};
 use platform::auth::{Auth, Service, User};
 use platform::json::Json;
 use platform::net::Listener;
 use platform::server::{serve, with_common_layers, SERVER_LIMITS};
-use platform::sql::{time_at, time_text, uuid_at};
+use platform::sql::{parsed_at, time_at, time_text, uuid_at};
 use platform::storage::{Db, Migration};
 use platform::{ApiError, Deps, Env};
 use rusqlite::params;
@@ -83,7 +83,7 @@ pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<
     ))]
 async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationEvent>) -> Result<StatusCode, ApiError> {
     if event.message.len() > MESSAGE_LENGTH_MAX {
-        return Err(ApiError::bad_request("invalid-message", "message is over 1000 characters"));
+        return Err(ApiError::bad_request(ProblemType::InvalidMessage, "message is over 1000 characters"));
     }
     let id = state.env.ids.uuid();
     let now = time_text(state.env.clock.now_utc());
@@ -139,11 +139,10 @@ fn listed(c: &rusqlite::Connection, user_id: uuid::Uuid) -> rusqlite::Result<Vec
     {
         let mut statement = c.prepare(LIST_SQL)?;
         let rows = statement.query_map(params![user_id.to_string(), NOTIFICATIONS_LISTED_MAX], |row| {
-            let kind: String = row.get(1)?;
             let amount: Option<i64> = row.get(3)?;
             Ok(Notification {
                 id: uuid_at(row, 0)?,
-                kind: NotificationType::parse(&kind).unwrap_or(NotificationType::OrderFailed),
+                kind: parsed_at(row, 1, NotificationType::parse)?,
                 order_id: uuid_at(row, 2)?,
                 amount: amount.map(Money::from_cents),
                 message: row.get(4)?,

@@ -11,13 +11,14 @@ use axum::Extension;
 use chrono::{TimeDelta, Timelike};
 use contracts::catalog::Product;
 use contracts::order::{CreateOrderRequest, IdempotencyKey, Order, OrderItem, OrderStatus, ITEMS_MAX, QUANTITY_MAX};
+use contracts::ProblemType;
 use contracts::Timestamp;
 use contracts::{Money, ServiceName};
 use http::Method;
 use platform::auth::User;
 use platform::bugs::{self, Bug};
 use platform::client::OutboundRequest;
-use platform::json::parse_json;
+use platform::json::{parse_json, required_idempotency_key};
 use platform::metrics::{IdempotencyLabels, IdempotencyOutcome};
 use platform::probe::{self, Probe};
 use platform::trace::RequestContext;
@@ -34,18 +35,9 @@ pub const DESCRIPTION_LENGTH_MAX: usize = 1000;
 /// Seconds a client is asked to wait before repeating a request still in progress.
 const RETRY_AFTER_S: u32 = 1;
 
-fn parse_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
-    let value = headers
-        .get("idempotency-key")
-        .ok_or_else(|| ApiError::bad_request("idempotency-key-missing", "the Idempotency-Key header is required"))?;
-    value.to_str().ok().and_then(IdempotencyKey::parse).ok_or_else(|| {
-        ApiError::bad_request("idempotency-key-invalid", "Idempotency-Key must be 1-255 printable ASCII characters")
-    })
-}
-
 /// Checks everything about the body that needs no other service.
 fn validate(request: &CreateOrderRequest) -> Result<(), ApiError> {
-    let invalid = |detail: &str| Err(ApiError::bad_request("invalid-order", detail));
+    let invalid = |detail: &str| Err(ApiError::bad_request(ProblemType::InvalidOrder, detail));
     if request.items.is_empty() || request.items.len() > ITEMS_MAX {
         return invalid("items must hold 1-50 lines");
     }
@@ -122,7 +114,7 @@ impl Orders {
             probe::hit(Probe::KeyInProgress);
             self.idempotency(IdempotencyOutcome::in_progress);
             return Err(ApiError::conflict(
-                "idempotency-request-in-progress",
+                ProblemType::IdempotencyRequestInProgress,
                 "an earlier request with this key is still being processed",
             )
             .with_retry_after(RETRY_AFTER_S));
@@ -140,7 +132,10 @@ impl Orders {
 
     fn key_reused(&self) -> ApiError {
         self.idempotency(IdempotencyOutcome::key_reused);
-        ApiError::unprocessable("idempotency-key-reused", "this Idempotency-Key was used with a different request")
+        ApiError::unprocessable(
+            ProblemType::IdempotencyKeyReused,
+            "this Idempotency-Key was used with a different request",
+        )
     }
 
     /// Catalog prices of the requested products; unknown product → 400, unreachable → 503.
@@ -161,7 +156,7 @@ impl Orders {
         let catalog: BTreeMap<Uuid, Product> = catalog.into_iter().map(|p| (p.product_id, p)).collect();
         match request.items.iter().find(|i| !catalog.contains_key(&i.product_id)) {
             Some(unknown) => {
-                Err(ApiError::bad_request("unknown-product", format!("no product {}", unknown.product_id)))
+                Err(ApiError::bad_request(ProblemType::UnknownProduct, format!("no product {}", unknown.product_id)))
             }
             None => Ok(catalog),
         }
@@ -181,7 +176,7 @@ impl Orders {
             let line_total = product.price.checked_mul(line.quantity);
             total = line_total
                 .and_then(|t| total.checked_add(t))
-                .ok_or_else(|| ApiError::bad_request("invalid-order", "order total is too large"))?;
+                .ok_or_else(|| ApiError::bad_request(ProblemType::InvalidOrder, "order total is too large"))?;
             items.push(OrderItem {
                 product_id: line.product_id,
                 name: product.name.clone(),
@@ -204,7 +199,7 @@ impl Orders {
 
 fn duplicate(order: &Order) -> ApiError {
     ApiError::conflict(
-        "duplicate-order",
+        ProblemType::DuplicateOrder,
         format!("a similar order {} was placed less than 5 minutes ago", order.number),
     )
     .with_order(order_json(order))
@@ -309,7 +304,7 @@ pub async fn create_order(
         return Err(ApiError::unavailable("the order service is unavailable", RETRY_AFTER_S));
     }
     let started = state.env.clock.now();
-    let key = parse_key(&headers)?;
+    let key = required_idempotency_key(&headers)?;
     let request: CreateOrderRequest = parse_json(&body)?;
     validate(&request)?;
     let hash = request_hash(&request);
@@ -409,8 +404,9 @@ async fn await_saga(
         OrderStatus::Confirmed => Ok(order_response(StatusCode::CREATED, &order)),
         OrderStatus::Failed => {
             let reason = order.error_message.clone().unwrap_or_default();
-            let mut error = ApiError::unprocessable("order-rejected", format!("the order was rejected: {reason}"))
-                .with_order(order_json(&order));
+            let mut error =
+                ApiError::unprocessable(ProblemType::OrderRejected, format!("the order was rejected: {reason}"))
+                    .with_order(order_json(&order));
             error.location = Some(format!("/api/v1/order/{}", order.id));
             Err(error)
         }
@@ -445,7 +441,7 @@ mod tests {
         assert!(validate(&request(&[(1, 500), (1, 500)])).is_ok());
         let refused = validate(&request(&[(1, 600), (2, 1), (1, 600)])).unwrap_err();
         assert_eq!(refused.problem.status, 400);
-        assert_eq!(refused.problem.kind, "/problems/invalid-order");
+        assert_eq!(refused.problem.kind, ProblemType::InvalidOrder);
     }
 
     /// A network with nobody on it: every connection is refused.
@@ -524,8 +520,8 @@ mod tests {
             let answer = place(&state, &key, &hash, &priced(), started).await;
             let problem = answer.expect_err("a twin in the window must not get the order").problem;
             assert_eq!(
-                (problem.status, problem.kind.as_str()),
-                (409, "/problems/idempotency-request-in-progress"),
+                (problem.status, problem.kind.known()),
+                (409, Some(ProblemType::IdempotencyRequestInProgress)),
                 "twin {twin}"
             );
         }
@@ -554,9 +550,9 @@ mod tests {
         order.description = Some("ж".repeat(DESCRIPTION_LENGTH_MAX));
         assert!(validate(&order).is_ok(), "500 and 1,000 two-byte characters are within the limits");
         order.delivery_info.address.push('é');
-        assert_eq!(validate(&order).unwrap_err().problem.kind, "/problems/invalid-order");
+        assert_eq!(validate(&order).unwrap_err().problem.kind, ProblemType::InvalidOrder);
         order.delivery_info.address = "é".repeat(ADDRESS_LENGTH_MAX);
         order.description = Some("ж".repeat(DESCRIPTION_LENGTH_MAX + 1));
-        assert_eq!(validate(&order).unwrap_err().problem.kind, "/problems/invalid-order");
+        assert_eq!(validate(&order).unwrap_err().problem.kind, ProblemType::InvalidOrder);
     }
 }

@@ -2,7 +2,7 @@
 
 use contracts::order::{DeliveryInfo, Order, OrderItem, OrderStatus};
 use contracts::{Money, Timestamp};
-use platform::sql::{time_at, time_text, uuid_at};
+use platform::sql::{parsed_at, time_at, time_text, uuid_at};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
@@ -132,12 +132,11 @@ const ORDER_COLUMNS: &str =
         error_message, created_at, updated_at FROM orders";
 
 fn order_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
-    let status: String = row.get(3)?;
     Ok(Order {
         id: uuid_at(row, 0)?,
         number: row.get(1)?,
         user_id: uuid_at(row, 2)?,
-        status: OrderStatus::parse(&status).unwrap_or(OrderStatus::New),
+        status: parsed_at(row, 3, OrderStatus::parse)?,
         price: Money::from_cents(row.get(4)?),
         items: Vec::new(),
         delivery_info: DeliveryInfo { address: row.get(5)?, preferred_time_slot: time_at(row, 6)? },
@@ -205,9 +204,9 @@ pub fn advance_status(
     error_message: Option<&str>,
     now: Timestamp,
 ) -> rusqlite::Result<bool> {
-    let current: String =
-        tx.query_row("SELECT status FROM orders WHERE id = ?1", [order_id.to_string()], |row| row.get(0))?;
-    let current = OrderStatus::parse(&current).unwrap_or(OrderStatus::New);
+    let current = tx.query_row("SELECT status FROM orders WHERE id = ?1", [order_id.to_string()], |row| {
+        parsed_at(row, 0, OrderStatus::parse)
+    })?;
     if current == next || !current.may_become(next) {
         return Ok(false);
     }
@@ -233,10 +232,13 @@ pub fn key_record(connection: &Connection, user_id: Uuid, key: &str) -> rusqlite
             "SELECT request_hash, outcome, order_id FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
             params![user_id.to_string(), key],
             |row| {
-                let outcome: String = row.get(1)?;
                 Ok(KeyRecord {
                     request_hash: row.get(0)?,
-                    duplicate: outcome == "DUPLICATE",
+                    duplicate: parsed_at(row, 1, |outcome| match outcome {
+                        "DUPLICATE" => Some(true),
+                        "ORDER" => Some(false),
+                        _ => None,
+                    })?,
                     order_id: uuid_at(row, 2)?,
                 })
             },

@@ -4,7 +4,7 @@ use crate::storage::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use contracts::problem::PROBLEM_CONTENT_TYPE;
-use contracts::Problem;
+use contracts::{Problem, ProblemType};
 
 #[derive(Clone, Debug)]
 pub struct ApiError {
@@ -14,38 +14,38 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: u16, kind: &str, title: &str, detail: impl Into<String>) -> ApiError {
+    pub fn new(status: u16, kind: ProblemType, title: &str, detail: impl Into<String>) -> ApiError {
         ApiError { problem: Problem::new(status, kind, title, detail), retry_after_s: None, location: None }
     }
 
-    pub fn bad_request(kind: &str, detail: impl Into<String>) -> ApiError {
+    pub fn bad_request(kind: ProblemType, detail: impl Into<String>) -> ApiError {
         ApiError::new(400, kind, "Bad request", detail)
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> ApiError {
-        ApiError::new(401, "unauthorized", "Unauthorized", detail)
+        ApiError::new(401, ProblemType::Unauthorized, "Unauthorized", detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> ApiError {
-        ApiError::new(404, "not-found", "Not found", detail)
+        ApiError::new(404, ProblemType::NotFound, "Not found", detail)
     }
 
-    pub fn conflict(kind: &str, detail: impl Into<String>) -> ApiError {
+    pub fn conflict(kind: ProblemType, detail: impl Into<String>) -> ApiError {
         ApiError::new(409, kind, "Conflict", detail)
     }
 
-    pub fn unprocessable(kind: &str, detail: impl Into<String>) -> ApiError {
+    pub fn unprocessable(kind: ProblemType, detail: impl Into<String>) -> ApiError {
         ApiError::new(422, kind, "Unprocessable request", detail)
     }
 
     pub fn unavailable(detail: impl Into<String>, retry_after_s: u32) -> ApiError {
-        let mut error = ApiError::new(503, "service-unavailable", "Service unavailable", detail);
+        let mut error = ApiError::new(503, ProblemType::ServiceUnavailable, "Service unavailable", detail);
         error.retry_after_s = Some(retry_after_s);
         error
     }
 
     pub fn internal(detail: impl Into<String>) -> ApiError {
-        ApiError::new(500, "internal", "Internal error", detail)
+        ApiError::new(500, ProblemType::Internal, "Internal error", detail)
     }
 
     pub fn with_order(mut self, order: serde_json::Value) -> ApiError {

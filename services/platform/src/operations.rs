@@ -5,7 +5,7 @@
 
 use crate::metrics::ParticipantOutcome as Outcome;
 use crate::probe::{self, Probe};
-use crate::sql::optional_uuid_at;
+use crate::sql::{optional_uuid_at, parsed_at};
 use crate::storage::record_participant_outcome as record;
 use crate::storage::Migration;
 use contracts::saga::{reason, StepResult};
@@ -90,9 +90,8 @@ pub fn find(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<
             "SELECT state, message, transaction_id FROM operations WHERE order_id = ?1",
             [order_id.to_string()],
             |row| {
-                let state: String = row.get(0)?;
                 Ok(Operation {
-                    state: OperationState::parse(&state).unwrap_or(OperationState::Cancelled),
+                    state: parsed_at(row, 0, OperationState::parse)?,
                     message: row.get(1)?,
                     transaction_id: optional_uuid_at(row, 2)?,
                 })
@@ -230,5 +229,25 @@ mod tests {
         assert_eq!(state, OperationState::Undone);
         assert_eq!(effects(&db), 0);
         assert!(!db.write(|tx| act(tx, order, "t", apply)).unwrap().success);
+    }
+
+    /// A state this code does not know (one a newer version wrote) is a storage error, not a
+    /// guess: neither an action nor a cancel acts on it, and the request answers 500.
+    #[test]
+    fn an_unknown_state_read_back_is_an_error() {
+        let db = db();
+        let order = Uuid::from_u128(4);
+        db.write(|tx| act(tx, order, "t", apply)).unwrap();
+        db.write(|tx| {
+            tx.execute_batch("PRAGMA ignore_check_constraints = ON")?;
+            tx.execute("UPDATE operations SET state = 'PAUSED' WHERE order_id = ?1", [order.to_string()])?;
+            tx.execute_batch("PRAGMA ignore_check_constraints = OFF")
+        })
+        .unwrap();
+        let error = db.write(|tx| act(tx, order, "t", apply)).expect_err("an unknown state is an error");
+        assert!(error.to_string().contains("unknown value 'PAUSED'"), "{error}");
+        assert!(db.write(|tx| cancel(tx, order, "t", undo)).is_err());
+        assert_eq!(crate::ApiError::from(error).problem.status, 500);
+        assert_eq!(effects(&db), 1, "nothing more was done");
     }
 }

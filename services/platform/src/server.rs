@@ -11,6 +11,7 @@ use crate::{ApiError, Clock, Env, Spawner};
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{header, HeaderValue};
 use axum::Router;
+use contracts::ProblemType;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -52,7 +53,7 @@ async fn headers_within_limit(
     if size > HEADER_SIZE_MAX_BYTES {
         let error = crate::ApiError::new(
             431,
-            "headers-too-large",
+            ProblemType::HeadersTooLarge,
             "Request header fields too large",
             format!("request headers take {size} bytes; at most {HEADER_SIZE_MAX_BYTES} are accepted"),
         );
@@ -74,14 +75,14 @@ async fn body_within_deadline(
     let error = match read {
         Ok(Ok(bytes)) => return next.run(axum::extract::Request::from_parts(parts, bytes.into())).await,
         Ok(Err(error)) if is_length_limit(&error) => {
-            ApiError::new(413, "body-too-large", "Payload too large", "request body is over 64 KiB")
+            ApiError::new(413, ProblemType::BodyTooLarge, "Payload too large", "request body is over 64 KiB")
         }
-        Ok(Err(error)) => ApiError::bad_request("invalid-body", format!("could not read the body: {error}")),
+        Ok(Err(error)) => ApiError::bad_request(ProblemType::InvalidBody, format!("could not read the body: {error}")),
         Err(elapsed) => {
             tracing::debug!(%elapsed, method = %parts.method, path = parts.uri.path(), "request body too slow");
             ApiError::new(
                 408,
-                "request-timeout",
+                ProblemType::RequestTimeout,
                 "Request timeout",
                 format!("the request body did not arrive within {} ms", elapsed.duration_ms),
             )

@@ -1,4 +1,5 @@
-//! Column conversions shared by every service's store: ids and times as readable text.
+//! Column conversions shared by every service's store: ids and times as readable text, and
+//! enum columns, where a value this code does not know is an error, never a default.
 
 use contracts::Timestamp;
 use rusqlite::types::Type;
@@ -30,3 +31,23 @@ pub fn time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| conversion_error(index, e))
 }
+
+/// An enum column read with its `parse`: a value this code does not know (a newer version
+/// wrote it, or the file was damaged) is a conversion error, so the request fails as a
+/// storage failure (500, logged at ERROR) rather than acting on a guess.
+pub fn parsed_at<T>(row: &Row<'_>, index: usize, parse: impl FnOnce(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    parse(&text).ok_or_else(|| conversion_error(index, UnknownValue(text)))
+}
+
+/// A column's value no variant of its enum spells.
+#[derive(Debug)]
+pub struct UnknownValue(pub String);
+
+impl std::fmt::Display for UnknownValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown value '{}'", self.0)
+    }
+}
+
+impl std::error::Error for UnknownValue {}

@@ -131,7 +131,7 @@ async fn slow_bodies_get_408_and_free_their_connections() {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("content-type: application/problem+json"), "{answer}");
         assert!(answer.contains("connection: close"), "{answer}");
-        assert!(answer.contains("\"type\":\"/problems/request-timeout\""), "{answer}");
+        assert!(answer.contains(&format!("\"type\":\"{}\"", contracts::ProblemType::RequestTimeout)), "{answer}");
     }
     // Their permits are free again: the waiting client is served.
     let served = within_a_minute("the waiting client", waiting).await.unwrap();

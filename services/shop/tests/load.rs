@@ -10,6 +10,7 @@
 mod common;
 
 use common::*;
+use contracts::order::OrderStatus;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,7 +79,7 @@ fn orders_keep_confirming_while_fifty_wrong_password_logins_run() {
             Some(body.to_string().as_bytes()),
             &[("Idempotency-Key", &format!("flood-{index}"))],
         );
-        orders.push(answer.map(|a| (a.status, a.body["status"].clone(), a.body["order"]["errorMessage"].clone())));
+        orders.push(answer.map(|a| (a.status, status_in(&a.body), a.body["order"]["errorMessage"].clone())));
     }
     stop.store(true, Ordering::SeqCst);
     for client in flood {
@@ -87,7 +88,7 @@ fn orders_keep_confirming_while_fifty_wrong_password_logins_run() {
     let outcomes = outcomes.lock().unwrap();
     eprintln!("orders during the flood: {orders:?}\nflood answers: {outcomes:?}");
 
-    let confirmed = orders.iter().filter(|o| matches!(o, Some((201, status, _)) if status == "CONFIRMED")).count();
+    let confirmed = orders.iter().filter(|o| matches!(o, Some((201, Some(OrderStatus::Confirmed), _)))).count();
     assert_eq!(confirmed, orders.len(), "every order placed during the flood confirms: {orders:?}");
     let unexpected: Vec<_> = outcomes.by_status.keys().filter(|status| ![401, 503].contains(*status)).collect();
     assert!(unexpected.is_empty(), "the flood is answered 401 or 503 only: {outcomes:?}");

@@ -14,6 +14,7 @@
 mod common;
 
 use common::*;
+use contracts::ProblemType;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -116,7 +117,7 @@ fn health_and_metrics_answer_on_every_service_and_never_through_the_gateway() {
     for path in ["/metrics", "/health/live", "/health/ready"] {
         let answer = public.get(path);
         assert_eq!(answer.status, 404, "{path} through the gateway: {answer:?}");
-        assert_eq!(answer.problem_type(), "/problems/not-found");
+        assert_eq!(answer.problem_type(), Some(ProblemType::NotFound));
     }
     for (service, offset) in SERVICES {
         let client = Client::new(&shop.url(offset));
@@ -140,7 +141,7 @@ fn with_metrics_off_orders_confirm_metrics_answer_404_and_health_answers() {
         let client = Client::new(&shop.url(offset));
         let metrics = client.get("/metrics");
         assert_eq!(metrics.status, 404, "{service}: /metrics with the metrics off: {metrics:?}");
-        assert_eq!(metrics.problem_type(), "/problems/not-found", "{service}: {metrics:?}");
+        assert_eq!(metrics.problem_type(), Some(ProblemType::NotFound), "{service}: {metrics:?}");
         let live = client.get("/health/live");
         assert_eq!((live.status, &live.body["status"]), (200, &json!("UP")), "{service}: {live:?}");
         let ready = client.get("/health/ready");

@@ -10,6 +10,8 @@
 mod common;
 
 use common::*;
+use contracts::order::OrderStatus;
+use contracts::ProblemType;
 use serde_json::json;
 use std::time::Duration;
 
@@ -25,7 +27,7 @@ fn key_scenario_confirms_and_records_everything() {
 
     let answer = ann.post_keyed("/api/v1/order", "k-1", &order_body(&[(ESPRESSO, 2)], &slot));
     assert_eq!(answer.status, 201, "{answer:?}");
-    assert_eq!(answer.body["status"], "CONFIRMED");
+    assert_eq!(status_in(&answer.body), Some(OrderStatus::Confirmed));
     assert_eq!(answer.body["price"], "498.00");
     assert_eq!(answer.body["items"][0]["name"], "Espresso machine");
     let order_id = answer.body["id"].as_str().unwrap().to_string();
@@ -59,7 +61,7 @@ fn a_gateway_reaches_services_elsewhere_through_peer_addresses() {
     let ann = front.shopper("ann", "5000");
     let answer = ann.post_keyed("/api/v1/order", "k-peer", &order_body(&[(ESPRESSO, 1)], &slot_in(3)));
     assert_eq!(answer.status, 201, "{answer:?}");
-    assert_eq!(answer.body["status"], "CONFIRMED");
+    assert_eq!(status_in(&answer.body), Some(OrderStatus::Confirmed));
     assert_eq!(ann.balance(), "4751.00");
 }
 
@@ -69,14 +71,14 @@ fn assert_rejected(client: &Client, body: serde_json::Value, reason: &str) -> St
     let stocks: Vec<i64> = [ESPRESSO, GRINDER, BEANS].iter().map(|p| client.available(p)).collect();
     let answer = client.post_keyed("/api/v1/order", &format!("key-{reason}"), &body);
     assert_eq!(answer.status, 422, "{answer:?}");
-    assert_eq!(answer.problem_type(), "/problems/order-rejected");
-    assert_eq!(answer.body["order"]["status"], "FAILED");
+    assert_eq!(answer.problem_type(), Some(ProblemType::OrderRejected));
+    assert_eq!(status_in(&answer.body["order"]), Some(OrderStatus::Failed));
     assert_eq!(answer.body["order"]["errorMessage"], reason);
     let order_id = answer.body["order"]["id"].as_str().unwrap().to_string();
     assert_eq!(client.balance(), balance, "money back after {reason}");
     let after: Vec<i64> = [ESPRESSO, GRINDER, BEANS].iter().map(|p| client.available(p)).collect();
     assert_eq!(after, stocks, "stock back after {reason}");
-    assert_eq!(client.order_status(&order_id), "FAILED");
+    assert_eq!(client.order_status(&order_id), Some(OrderStatus::Failed));
     order_id
 }
 
@@ -141,13 +143,13 @@ fn idempotency_keys_and_similar_orders_follow_the_decision_table() {
     let other = order_body(&[(TAMPER, 2)], &slot);
     let reused = fay.post_keyed("/api/v1/order", "same-key", &other);
     assert_eq!(reused.status, 422, "{reused:?}");
-    assert_eq!(reused.problem_type(), "/problems/idempotency-key-reused");
+    assert_eq!(reused.problem_type(), Some(ProblemType::IdempotencyKeyReused));
 
     // The same items in another order of lines, under a new key: a similar order.
     let similar = order_body(&[(JUG, 2), (TAMPER, 1)], &slot);
     let duplicate = fay.post_keyed("/api/v1/order", "new-key", &similar);
     assert_eq!(duplicate.status, 409, "{duplicate:?}");
-    assert_eq!(duplicate.problem_type(), "/problems/duplicate-order");
+    assert_eq!(duplicate.problem_type(), Some(ProblemType::DuplicateOrder));
     assert_eq!(duplicate.body["order"]["id"], first.body["id"]);
     let repeated = fay.post_keyed("/api/v1/order", "new-key", &similar);
     assert_eq!(repeated.status, 409);
@@ -163,19 +165,19 @@ fn malformed_orders_get_precise_400s() {
     let gil = shop.shopper("gil", "10");
     let slot = slot_in(3);
     let good = order_body(&[(JUG, 1)], &slot).to_string();
-    let cases: Vec<(Option<&str>, String, &str)> = vec![
-        (None, good.clone(), "/problems/idempotency-key-missing"),
-        (Some(""), good.clone(), "/problems/idempotency-key-invalid"),
-        (Some("k"), "{\"items\": [".to_string(), "/problems/malformed-json"),
-        (Some("k"), json!({"items": "x"}).to_string(), "/problems/invalid-body"),
-        (Some("k"), order_body(&[], &slot).to_string(), "/problems/invalid-order"),
-        (Some("k"), order_body(&[(JUG, 0)], &slot).to_string(), "/problems/invalid-order"),
-        (Some("k"), order_body(&[(JUG, 1001)], &slot).to_string(), "/problems/invalid-order"),
-        (Some("k"), order_body(&[(JUG, 1)], "2030-01-01T10:30:00Z").to_string(), "/problems/invalid-order"),
+    let cases: Vec<(Option<&str>, String, Option<ProblemType>)> = vec![
+        (None, good.clone(), Some(ProblemType::IdempotencyKeyMissing)),
+        (Some(""), good.clone(), Some(ProblemType::IdempotencyKeyInvalid)),
+        (Some("k"), "{\"items\": [".to_string(), Some(ProblemType::MalformedJson)),
+        (Some("k"), json!({"items": "x"}).to_string(), Some(ProblemType::InvalidBody)),
+        (Some("k"), order_body(&[], &slot).to_string(), Some(ProblemType::InvalidOrder)),
+        (Some("k"), order_body(&[(JUG, 0)], &slot).to_string(), Some(ProblemType::InvalidOrder)),
+        (Some("k"), order_body(&[(JUG, 1001)], &slot).to_string(), Some(ProblemType::InvalidOrder)),
+        (Some("k"), order_body(&[(JUG, 1)], "2030-01-01T10:30:00Z").to_string(), Some(ProblemType::InvalidOrder)),
         (
             Some("k"),
             order_body(&[("00000000-0000-4000-8000-0000000000ff", 1)], &slot).to_string(),
-            "/problems/unknown-product",
+            Some(ProblemType::UnknownProduct),
         ),
     ];
     for (key, body, expected) in cases {
@@ -196,7 +198,7 @@ fn merged_lines_and_character_limits_are_checked_before_the_saga() {
     let ivy = shop.shopper("ivy", "20000");
     let slot = slot_in(3);
     let merged = ivy.post_keyed("/api/v1/order", "merged", &order_body(&[(JUG, 600), (JUG, 600)], &slot));
-    assert_eq!((merged.status, merged.problem_type()), (400, "/problems/invalid-order"), "{merged:?}");
+    assert_eq!((merged.status, merged.problem_type()), (400, Some(ProblemType::InvalidOrder)), "{merged:?}");
     assert_eq!(ivy.balance(), "20000.00", "nothing charged");
     assert!(ivy.get("/api/v1/orders").body.as_array().unwrap().is_empty());
     assert!(ivy.get("/api/v1/billing/transactions").body.as_array().unwrap().len() == 1, "only the deposit");
@@ -208,7 +210,7 @@ fn merged_lines_and_character_limits_are_checked_before_the_saga() {
     assert_eq!(wide.status, 201, "500 two-byte characters are a valid address: {wide:?}");
     body["deliveryInfo"]["address"] = json!("é".repeat(501));
     let too_wide = ivy.post_keyed("/api/v1/order", "too-wide", &body);
-    assert_eq!((too_wide.status, too_wide.problem_type()), (400, "/problems/invalid-order"), "{too_wide:?}");
+    assert_eq!((too_wide.status, too_wide.problem_type()), (400, Some(ProblemType::InvalidOrder)), "{too_wide:?}");
 }
 
 #[test]
@@ -222,18 +224,18 @@ fn a_participant_down_during_the_saga_answers_202_and_nothing_is_lost() {
     let answer = hal.post_keyed("/api/v1/order", "while-down", &order_body(&[(GRINDER, 1)], &slot));
     assert_eq!(answer.status, 202, "{answer:?}");
     let order_id = answer.body["id"].as_str().unwrap().to_string();
-    assert!(!matches!(hal.order_status(&order_id).as_str(), "CONFIRMED" | "FAILED"));
+    assert!(!hal.order_status(&order_id).is_some_and(OrderStatus::is_final));
 
     shop.start_group("delivery");
-    let status = hal.eventually(SETTLE, |c| c.order_status(&order_id), |s| s == "CONFIRMED" || s == "FAILED");
-    assert_consistent(&hal, &order_id, &status, "1000.00", stock_before, GRINDER);
+    let status = hal.eventually(SETTLE, |c| c.order_status(&order_id), |s| s.is_some_and(OrderStatus::is_final));
+    assert_consistent(&hal, &order_id, status, "1000.00", stock_before, GRINDER);
 }
 
 /// The end state of one order is all or nothing, and its notifications match it.
 fn assert_consistent(
     client: &Client,
     order_id: &str,
-    status: &str,
+    status: Option<OrderStatus>,
     balance_before: &str,
     stock_before: i64,
     product: &str,
@@ -243,12 +245,12 @@ fn assert_consistent(
     let before: f64 = balance_before.parse().unwrap();
     let quantity = order["items"][0]["quantity"].as_i64().unwrap();
     let expected_notifications = match status {
-        "CONFIRMED" => {
+        Some(OrderStatus::Confirmed) => {
             assert_eq!(client.balance(), format!("{:.2}", before - price));
             assert_eq!(client.available(product), stock_before - quantity);
             vec!["ORDER_CONFIRMED", "PAYMENT_DEBITED"]
         }
-        "FAILED" => {
+        Some(OrderStatus::Failed) => {
             assert_eq!(client.balance(), balance_before);
             assert_eq!(client.available(product), stock_before);
             if order["errorMessage"] == "INSUFFICIENT_FUNDS" || order["errorMessage"] == "NO_ACCOUNT" {
@@ -257,7 +259,7 @@ fn assert_consistent(
                 vec!["ORDER_FAILED", "PAYMENT_DEBITED", "PAYMENT_REFUNDED"]
             }
         }
-        other => panic!("order {order_id} never finished: {other}"),
+        other => panic!("order {order_id} never finished: {other:?}"),
     };
     let types =
         client.eventually(SETTLE, |c| c.notification_types(order_id), |t| t.len() == expected_notifications.len());
@@ -289,8 +291,8 @@ fn the_orchestrator_killed_mid_saga_finishes_after_restart() {
     let orders =
         ivy.eventually(SETTLE, |c| c.get("/api/v1/orders").body, |o| o.as_array().is_some_and(|a| a.len() == 1));
     let order_id = orders[0]["id"].as_str().unwrap().to_string();
-    let status = ivy.eventually(SETTLE, |c| c.order_status(&order_id), |s| s == "CONFIRMED" || s == "FAILED");
-    assert_consistent(&ivy, &order_id, &status, "1000.00", stock_before, TAMPER);
+    let status = ivy.eventually(SETTLE, |c| c.order_status(&order_id), |s| s.is_some_and(OrderStatus::is_final));
+    assert_consistent(&ivy, &order_id, status, "1000.00", stock_before, TAMPER);
     // The key still names the same order after the crash.
     let replay = ivy.post_keyed("/api/v1/order", "crash", &order_body(&[(TAMPER, 1)], &slot));
     assert_eq!(replay.status, 200, "{replay:?}");
@@ -306,7 +308,7 @@ fn a_restart_keeps_all_data() {
     shop.kill("gateway,order,billing,warehouse,delivery,notification");
     shop.start_group("gateway,order,billing,warehouse,delivery,notification");
     assert_eq!(jon.balance(), "235.00", "the session, the account and the debit survived");
-    assert_eq!(jon.get("/api/v1/orders").body[0]["status"], "CONFIRMED");
+    assert_eq!(status_in(&jon.get("/api/v1/orders").body[0]), Some(OrderStatus::Confirmed));
 }
 
 /// A port taken between the test's check and the shop's bind (another test's client, say)

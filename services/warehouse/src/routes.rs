@@ -7,6 +7,7 @@ use axum::{Extension, Router};
 use contracts::catalog::Product;
 use contracts::order::{ITEMS_MAX, QUANTITY_MAX};
 use contracts::saga::{ReserveRequest, StepResult};
+use contracts::ProblemType;
 use platform::auth::{Auth, Caller, Service};
 use platform::bugs::{self, Bug};
 use platform::json::{Json, Path};
@@ -60,7 +61,7 @@ async fn reserve_step(
     ids.sort();
     ids.dedup();
     if !lines_ok || !quantities_ok || ids.len() != request.items.len() {
-        return Err(ApiError::bad_request("invalid-items", "1-50 distinct products, quantities 1-1000"));
+        return Err(ApiError::bad_request(ProblemType::InvalidItems, "1-50 distinct products, quantities 1-1000"));
     }
     if bugs::active(Bug::OversellTwoSteps) {
         return oversell_two_steps(&state, &request).await.map(axum::Json);

@@ -10,6 +10,7 @@
 
 use bytes::Bytes;
 use clap::Parser;
+use contracts::order::OrderStatus;
 use contracts::ServiceName;
 use http::{header, HeaderName, Method};
 use http_body_util::Full;
@@ -18,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use platform::client::{HttpClient, OutboundRequest, RetryPolicy};
 use platform::real::{real_env, TokioNet};
 use platform::Net;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use shop::{load_secrets, start, MetricsSwitch, ShopConfig};
 use std::time::Duration;
@@ -140,7 +142,7 @@ async fn place_orders(http: HttpClient, gateway: String, index: u32, cookie: Str
         )
         .await;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-        if status == 201 && answer["status"] == "CONFIRMED" {
+        if status == 201 && OrderStatus::deserialize(&answer["status"]).ok() == Some(OrderStatus::Confirmed) {
             confirmed += 1;
         }
     }

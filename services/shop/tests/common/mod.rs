@@ -3,6 +3,9 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of the helper")]
 
+use contracts::order::OrderStatus;
+use contracts::ProblemType;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -189,8 +192,9 @@ impl Answer {
         self.headers.get(name).map(String::as_str)
     }
 
-    pub fn problem_type(&self) -> &str {
-        self.body["type"].as_str().unwrap_or("")
+    /// The problem type of an error answer, when it is one the store has.
+    pub fn problem_type(&self) -> Option<ProblemType> {
+        self.body["type"].as_str().and_then(ProblemType::from_uri)
     }
 }
 
@@ -314,8 +318,8 @@ impl Client {
         }
     }
 
-    pub fn order_status(&self, order_id: &str) -> String {
-        self.get(&format!("/api/v1/order/{order_id}")).body["status"].as_str().unwrap_or("").to_string()
+    pub fn order_status(&self, order_id: &str) -> Option<OrderStatus> {
+        status_in(&self.get(&format!("/api/v1/order/{order_id}")).body)
     }
 }
 
@@ -368,4 +372,9 @@ pub fn server_errors(shop: &TestShop) -> Vec<String> {
         );
     }
     errors
+}
+
+/// The `status` of an order body, when it is one.
+pub fn status_in(order: &Value) -> Option<OrderStatus> {
+    OrderStatus::deserialize(&order["status"]).ok()
 }
