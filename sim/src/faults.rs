@@ -222,8 +222,12 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultM
         }
         FaultKind::CrashPoint => {
             let point = *draw.pick(&CrashPoint::ALL);
-            let hosts: Vec<String> =
-                point.hosts().iter().filter(|h| targets.iter().any(|t| t == *h)).map(|h| h.to_string()).collect();
+            let hosts: Vec<String> = point
+                .hosts()
+                .iter()
+                .filter(|h| targets.iter().any(|t| t == h.as_str()))
+                .map(|h| h.to_string())
+                .collect();
             let host = if hosts.is_empty() { point.hosts()[0].to_string() } else { draw.pick(&hosts).clone() };
             let nth = draw.range(1, 3) as u32;
             let down_ms = draw.range(100, duration_max_ms.max(100));

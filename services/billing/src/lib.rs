@@ -34,7 +34,7 @@ pub async fn run(
 ) {
     let spawner = deps.env.spawner;
     deps.env.metrics.participants();
-    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "billing"));
+    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Billing));
     let wakeup = Arc::new(Notify::new());
     let relay = Relay {
         env: deps.env.clone(),

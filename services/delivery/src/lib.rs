@@ -30,7 +30,7 @@ pub struct Delivery {
 pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     let spawner = deps.env.spawner;
     deps.env.metrics.participants();
-    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "delivery"));
+    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Delivery));
     let delivery = Arc::new(Delivery { env: deps.env.clone(), db: deps.db.clone(), config });
     let router = with_common_layers(routes::routes(delivery, auth), &deps.env, &deps.db);
     serve(listener, router, SERVER_LIMITS, spawner, deps.env.clock.clone(), shutdown).await;

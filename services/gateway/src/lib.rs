@@ -82,7 +82,7 @@ pub fn app(deps: Deps, config: Config) -> Router {
     let argon2_params =
         Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None).expect("valid Argon2 cost in config");
     let gateway = Arc::new(Gateway {
-        auth: Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "gateway")),
+        auth: Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Gateway)),
         http: HttpClient::new(deps.env.clone()),
         env: deps.env.clone(),
         db: deps.db.clone(),

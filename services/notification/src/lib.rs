@@ -55,7 +55,7 @@ type Shared = axum::extract::State<Arc<Notifications>>;
 
 pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     let spawner = deps.env.spawner;
-    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "notification"));
+    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Notification));
     let state = Arc::new(Notifications { env: deps.env.clone(), db: deps.db.clone() });
     let routes = Router::new()
         .route("/api/v1/notifications", get(list))

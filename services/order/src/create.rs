@@ -464,7 +464,7 @@ mod tests {
         let clock: Arc<dyn platform::Clock> = Arc::new(platform::clock::ManualClock::new(start));
         let env = platform::Env::new(clock.clone(), Arc::new(NoNet), platform::Ids::from_seed(7));
         let secrets = platform::auth::Secrets { user_token_secret: vec![1; 32], service_token_secret: vec![2; 32] };
-        let auth = Arc::new(platform::auth::Auth::new(clock, secrets, "order"));
+        let auth = Arc::new(platform::auth::Auth::new(clock, secrets, contracts::ServiceName::Order));
         Arc::new(Orders {
             client: platform::internal::InternalClient::new(env.clone(), auth),
             env,

@@ -88,7 +88,7 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
             }
         }
     }
-    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "order"));
+    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Order));
     let client = InternalClient::new(deps.env.clone(), auth.clone());
     let wakeup = Arc::new(Notify::new());
     let relay = Relay {

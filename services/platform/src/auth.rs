@@ -7,6 +7,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use contracts::auth::{Claims, AUDIENCE_INTERNAL, AUDIENCE_USER, ISSUER_GATEWAY};
+use contracts::ServiceName;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -44,12 +45,12 @@ pub struct Secrets {
 pub struct Auth {
     clock: Arc<dyn Clock>,
     secrets: Secrets,
-    service_name: String,
+    service: ServiceName,
 }
 
 impl Auth {
-    pub fn new(clock: Arc<dyn Clock>, secrets: Secrets, service_name: &str) -> Auth {
-        Auth { clock, secrets, service_name: service_name.to_string() }
+    pub fn new(clock: Arc<dyn Clock>, secrets: Secrets, service: ServiceName) -> Auth {
+        Auth { clock, secrets, service }
     }
 
     fn mint(&self, sub: String, iss: String, aud: &str, secret: &[u8]) -> String {
@@ -66,7 +67,7 @@ impl Auth {
 
     /// This service's credential for one internal call.
     pub fn mint_service_token(&self) -> String {
-        let name = format!("service:{}", self.service_name);
+        let name = format!("service:{}", self.service.as_str());
         self.mint(name.clone(), name, AUDIENCE_INTERNAL, &self.secrets.service_token_secret)
     }
 
@@ -180,7 +181,7 @@ mod tests {
 
     fn auth(clock: Arc<ManualClock>, user_secret: &[u8]) -> Auth {
         let secrets = Secrets { user_token_secret: user_secret.to_vec(), service_token_secret: b"svc".to_vec() };
-        Auth::new(clock, secrets, "order")
+        Auth::new(clock, secrets, contracts::ServiceName::Order)
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! every host of one run on the calling thread; sweeps run seeds on different threads), so
 //! in real mode [`reached`] is a thread-local read and answers `false`.
 
+use contracts::ServiceName;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -52,14 +53,15 @@ impl CrashPoint {
     }
 
     /// The hosts that can reach this point.
-    pub fn hosts(self) -> &'static [&'static str] {
+    pub fn hosts(self) -> &'static [ServiceName] {
+        use ServiceName::{Billing, Delivery, Order, Warehouse};
         match self {
-            CrashPoint::ParticipantCommitted => &["billing", "warehouse", "delivery"],
+            CrashPoint::ParticipantCommitted => &[Billing, Warehouse, Delivery],
             CrashPoint::SagaLogWritten
             | CrashPoint::CompensationLogged
             | CrashPoint::KeyCommitted
-            | CrashPoint::RecoveryResumed => &["order"],
-            CrashPoint::OutboxDelivered => &["order", "billing"],
+            | CrashPoint::RecoveryResumed => &[Order],
+            CrashPoint::OutboxDelivered => &[Order, Billing],
         }
     }
 

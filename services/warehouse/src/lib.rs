@@ -21,7 +21,7 @@ pub struct Warehouse {
 
 pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     deps.env.metrics.participants();
-    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), "warehouse"));
+    let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Warehouse));
     let warehouse = Arc::new(Warehouse { env: deps.env.clone(), db: deps.db.clone() });
     let router = with_common_layers(routes::routes(warehouse, auth), &deps.env, &deps.db);
     serve(listener, router, SERVER_LIMITS, deps.env.spawner, deps.env.clock.clone(), shutdown).await;
