@@ -97,8 +97,8 @@ fn secrets_from_env() -> Option<Secrets> {
 fn write_openapi(out: &std::path::Path) -> ExitCode {
     let written = std::fs::create_dir_all(out).and_then(|()| {
         for document in shop::openapi::documents() {
-            std::fs::write(out.join(document.file), shop::openapi::to_text(&document.openapi))?;
-            println!("wrote {}", out.join(document.file).display());
+            std::fs::write(out.join(&document.file), shop::openapi::to_text(&document.openapi))?;
+            println!("wrote {}", out.join(&document.file).display());
         }
         Ok(())
     });

@@ -10,27 +10,24 @@ use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{InfoBuilder, OpenApi, RefOr};
 
-/// One document: its file name under `docs/openapi/` and its content.
+/// One document: its file name under `docs/openapi/`, the service whose port serves what
+/// it describes (the gateway's for the public API), and its content.
 pub struct Document {
-    pub file: &'static str,
+    pub file: String,
+    pub service: ServiceName,
     pub openapi: OpenApi,
 }
 
-/// Every document, in the order they are written.
+/// Every document: the public one, then each service's but the gateway's (whose routes are
+/// the public ones).
 pub fn documents() -> Vec<Document> {
-    let mut documents = vec![Document { file: "public.json", openapi: public() }];
-    for service in ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Gateway) {
-        let file = match service {
-            ServiceName::Order => "order.json",
-            ServiceName::Billing => "billing.json",
-            ServiceName::Warehouse => "warehouse.json",
-            ServiceName::Delivery => "delivery.json",
-            ServiceName::Notification => "notification.json",
-            ServiceName::Gateway => unreachable!("filtered out above"),
-        };
-        documents.push(Document { file, openapi: internal(service) });
-    }
-    documents
+    let public = Document { file: "public.json".to_string(), service: ServiceName::Gateway, openapi: public() };
+    let services = ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Gateway).map(|service| Document {
+        file: format!("{}.json", service.as_str()),
+        service,
+        openapi: internal(service),
+    });
+    std::iter::once(public).chain(services).collect()
 }
 
 /// A document as written to its file: pretty JSON with a final newline.
@@ -218,10 +215,4 @@ pub fn routes(doc: &OpenApi) -> Vec<(String, String)> {
     }
     routes.sort();
     routes
-}
-
-/// Whether a response is documented for `status` in `method path`.
-pub fn documents_status(doc: &OpenApi, path: &str, method: &str, status: u16) -> bool {
-    operation(doc, path, method)
-        .is_some_and(|o| matches!(o.responses.responses.get(&status.to_string()), Some(RefOr::T(_))))
 }
