@@ -194,7 +194,7 @@ fn http_method(method: &str) -> HttpMethod {
 }
 
 /// The operation `method path` of a document, if it has one.
-pub fn operation(doc: &OpenApi, path: &str, method: &str) -> Option<Operation> {
+fn operation(doc: &OpenApi, path: &str, method: &str) -> Option<Operation> {
     let item = doc.paths.paths.get(path)?;
     match method {
         "GET" => item.get.clone(),
