@@ -221,7 +221,13 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultM
             Fault::Duplicate { per_mille, duration_ms, delay_max_ms }
         }
         FaultKind::CrashPoint => {
-            let point = *draw.pick(&CrashPoint::ALL);
+            // Only the points some target can reach (all of them when every service is a
+            // target); a scenario aimed at the participants crashes participants.
+            let reachable: Vec<CrashPoint> = CrashPoint::ALL
+                .into_iter()
+                .filter(|p| p.hosts().iter().any(|h| targets.iter().any(|t| t == h.as_str())))
+                .collect();
+            let point = if reachable.is_empty() { *draw.pick(&CrashPoint::ALL) } else { *draw.pick(&reachable) };
             let hosts: Vec<String> = point
                 .hosts()
                 .iter()
@@ -728,6 +734,23 @@ mod tests {
             }
         }
         assert!(seen > 0);
+    }
+
+    #[test]
+    fn crash_points_aimed_at_the_participants_crash_participants_some_past_the_retry_budget() {
+        let scenario = crate::scenario::load_named("participant-crash").unwrap();
+        let budget_ms =
+            order::runner::ACTION_RETRY.attempt_timeout_ms * u64::from(order::runner::ACTION_RETRY.attempt_count_max);
+        let (mut points, mut past_budget) = (0, 0);
+        for seed in 0..50 {
+            for planned in crate::plan::from_seed(&scenario, seed).faults {
+                let Fault::CrashPoint { host, down_ms, .. } = &planned.fault else { continue };
+                points += 1;
+                assert!(scenario.faults.targets.contains(host), "seed {seed}: {planned:?}");
+                past_budget += usize::from(*down_ms > budget_ms);
+            }
+        }
+        assert!(points > 0 && past_budget > 0, "{points} crash points, {past_budget} past the budget");
     }
 
     #[test]
