@@ -30,3 +30,4 @@ pub mod shrink;
 pub mod snapshot;
 pub mod sweep;
 pub mod timeline;
+pub mod wall;

@@ -5,6 +5,7 @@ use super::{parse_bug, scenario, scenarios, Verdict};
 use crate::shard::{ShardRecord, ShardSpec, SweepKey};
 use crate::shrink::shrink;
 use crate::sweep::{probe_gaps, sweep, Job, Outcome, Totals};
+use crate::wall::wall_ms;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
@@ -27,13 +28,6 @@ pub struct Finish {
     pub reports: PathBuf,
     pub shrink_failures: usize,
     pub stats: bool,
-}
-
-#[expect(clippy::disallowed_types, clippy::disallowed_methods, reason = "the sweep reports its wall time")]
-fn wall_ms<T>(work: impl FnOnce() -> T) -> (T, f64) {
-    let started = std::time::Instant::now();
-    let value = work();
-    (value, started.elapsed().as_secs_f64() * 1000.0)
 }
 
 pub fn run(names: &[String], bug: Option<&str>, options: &SweepOptions) -> Verdict {
