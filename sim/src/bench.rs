@@ -4,6 +4,7 @@
 
 use crate::run::{run, TICK_MS};
 use crate::scenario::Scenario;
+use crate::wall::wall_ms;
 use contracts::ServiceName;
 use std::time::Duration;
 
@@ -20,13 +21,6 @@ pub struct BenchReport {
     pub bare_speedup: f64,
     /// store wall time / bare turmoil wall time: what the services and checkers cost.
     pub ratio: f64,
-}
-
-#[expect(clippy::disallowed_types, clippy::disallowed_methods, reason = "a benchmark measures wall time")]
-fn wall<T>(work: impl FnOnce() -> T) -> (T, f64) {
-    let started = std::time::Instant::now();
-    let value = work();
-    (value, started.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Bare turmoil: the same hosts (six idle services, the shoppers as clients) stepped for
@@ -56,7 +50,7 @@ fn bare_turmoil(hosts: u32, simulated_ms: u64) {
 /// Runs `seeds` seeds of every scenario, then bare turmoil for each run's simulated time.
 pub fn bench(scenarios: &[Scenario], seeds: u64) -> BenchReport {
     let mut durations = Vec::new();
-    let (_, store_wall_ms) = wall(|| {
+    let (_, store_wall_ms) = wall_ms(|| {
         for scenario in scenarios {
             for seed in 0..seeds {
                 let report = run(scenario, seed, None);
@@ -64,7 +58,7 @@ pub fn bench(scenarios: &[Scenario], seeds: u64) -> BenchReport {
             }
         }
     });
-    let (_, bare_wall_ms) = wall(|| {
+    let (_, bare_wall_ms) = wall_ms(|| {
         for (shoppers, simulated_ms) in &durations {
             bare_turmoil(*shoppers, *simulated_ms);
         }

@@ -59,3 +59,81 @@ pub fn hunt(bug: Bug, scenario_name: &str, seeds_max: u64, shrink_runs_max: u32)
     let shrunk = shrink(&scenario, &plan, shrink_runs_max);
     Ok(Finding { seeds_to_failure: Some(seed + 1), report: Some(report), shrunk })
 }
+
+/// One row of the README's table: a bug hunted in its scenario and in the swarm scenario.
+pub struct Row {
+    pub bug: Bug,
+    pub scenario: &'static str,
+    /// Seeds to the first failure in the targeted scenario (`None`: not within `targeted_seeds`).
+    pub targeted: Option<u64>,
+    pub targeted_seeds: u64,
+    /// Seeds to the first failure in the swarm scenario (`None`: not within `swarm_seeds`).
+    pub swarm: Option<u64>,
+    pub swarm_seeds: u64,
+    /// The targeted failure, shrunk.
+    pub shrunk: Option<Shrunk>,
+}
+
+impl Row {
+    /// Caught in both scenarios.
+    pub fn caught(&self) -> bool {
+        self.targeted.is_some() && self.swarm.is_some()
+    }
+
+    /// `| bug | invariant | targeted scenario | seeds to first failure | seeds in swarm | minimal plan |`
+    pub fn markdown(&self) -> String {
+        let shown = |n: Option<u64>, max: u64| n.map_or(format!("not within {max}"), |n| n.to_string());
+        let (invariant, minimal) = match &self.shrunk {
+            Some(s) => (
+                s.invariant.to_string(),
+                format!("{} faults, {} orders", s.minimal.faults.len(), s.minimal.order_count()),
+            ),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        format!(
+            "| `{}` | {} | {} | {} | {} | {} |",
+            self.bug.name(),
+            invariant,
+            self.scenario,
+            shown(self.targeted, self.targeted_seeds),
+            shown(self.swarm, self.swarm_seeds),
+            minimal
+        )
+    }
+}
+
+/// The table's header lines.
+pub const TABLE_HEADER: &str = "| bug | invariant | targeted scenario | seeds to first failure | seeds in swarm | minimal plan |\n|---|---|---|---|---|---|";
+
+/// Runs a shrink of a hunted failure may spend.
+const HUNT_SHRINK_RUNS_MAX: u32 = 300;
+
+/// Hunts every catalogued bug (only those in `only`, when it names any), one thread a bug,
+/// in its scenario within `targeted_seeds` and in the swarm scenario within `swarm_seeds`.
+/// Rows in catalog order.
+pub fn hunt_all(only: &[Bug], targeted_seeds: u64, swarm_seeds: u64) -> Result<Vec<Row>, ScenarioError> {
+    let swarm = load_named("swarm")?;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = CATALOG
+            .iter()
+            .filter(|entry| only.is_empty() || only.contains(&entry.bug))
+            .map(|entry| {
+                let swarm = &swarm;
+                scope.spawn(move || {
+                    let finding = hunt(entry.bug, entry.scenario, targeted_seeds, HUNT_SHRINK_RUNS_MAX)?;
+                    let in_swarm = first_failure(swarm, entry.bug, swarm_seeds).map(|(seed, _)| seed + 1);
+                    Ok(Row {
+                        bug: entry.bug,
+                        scenario: entry.scenario,
+                        targeted: finding.seeds_to_failure,
+                        targeted_seeds,
+                        swarm: in_swarm,
+                        swarm_seeds,
+                        shrunk: finding.shrunk,
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a hunt finished")).collect()
+    })
+}

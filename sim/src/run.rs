@@ -8,6 +8,7 @@ use crate::faults::Fault;
 use crate::faults::{service_host, timeline, Action, Effects, Planned};
 use crate::history::{Action as Request, Event, History};
 use crate::plan::{from_seed, Plan};
+use crate::replay::Replay;
 use crate::scenario::Scenario;
 use crate::seed::child_seed;
 use crate::shopper::{Board, Shopper};
@@ -105,12 +106,9 @@ impl RunReport {
         self.violations.is_empty()
     }
 
+    /// The command line that replays this run (`crate::replay`).
     pub fn replay_command(&self) -> String {
-        let command = format!("cargo run --release -p sim -- run --scenario {} --seed {}", self.scenario, self.seed);
-        match &self.plan.bug {
-            Some(bug) => format!("{} --bug {bug}", command.replace("-p sim --", "-p sim --features planted-bugs --")),
-            None => command,
-        }
+        Replay::Seed { scenario: &self.scenario, seed: self.seed, bug: self.plan.bug.as_deref() }.to_string()
     }
 }
 

@@ -186,16 +186,17 @@ impl Totals {
     }
 }
 
-/// A scenario's declared probe that none of its seeds in a sweep hit.
+/// A scenario's declared probe that none of its seeds in a sweep hit. Fields in
+/// alphabetical order, as `summary.json` has them (`report::Summary`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ProbeGap {
-    pub scenario: String,
-    pub probe: String,
-    /// The seeds of the scenario that ran, in order.
-    pub seeds: Vec<u64>,
     /// Whether at least the scenario's own `seeds` ran: only then does the gap fail the
     /// sweep (fewer seeds may simply not reach a rare probe).
     pub enforced: bool,
+    pub probe: String,
+    pub scenario: String,
+    /// The seeds of the scenario that ran, in order.
+    pub seeds: Vec<u64>,
 }
 
 impl std::fmt::Display for ProbeGap {

@@ -6,7 +6,7 @@
 #![allow(clippy::disallowed_methods, reason = "tests run the sim binary and read files")]
 
 use platform::bugs::Bug;
-use sim::report::{coverage_markdown, junit, summary};
+use sim::report::{coverage_markdown, junit, summary, Summary};
 use sim::scenario::load_named;
 use sim::shard::{merge, MergeError, ShardRecord, ShardSpec, SweepKey};
 use sim::sweep::{sweep, Job, Outcome, Totals};
@@ -123,7 +123,7 @@ fn a_bad_shard_spec_is_a_clear_error() {
 }
 
 /// The unsharded sweep's reports of these outcomes, wall time 0.
-fn reports_of(outcomes: &[Outcome]) -> (String, serde_json::Value, String) {
+fn reports_of(outcomes: &[Outcome]) -> (String, Summary, String) {
     let mut totals = Totals::default();
     for outcome in outcomes {
         totals.add(&outcome.stats);

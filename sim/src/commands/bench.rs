@@ -1,0 +1,15 @@
+//! `sim bench`: the scenario mix against bare turmoil.
+
+use super::Verdict;
+use crate::scenario::load_all;
+
+pub fn run(seeds: u64) -> Verdict {
+    let scenarios = load_all().map_err(|e| e.to_string())?;
+    let report = crate::bench::bench(&scenarios, seeds);
+    println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+    println!(
+        "store: {:.1} runs/s, {:.0}x real time; bare turmoil: {:.1} runs/s, {:.0}x real time; ratio {:.2}",
+        report.store_runs_per_s, report.store_speedup, report.bare_runs_per_s, report.bare_speedup, report.ratio
+    );
+    Ok(true)
+}
