@@ -4,9 +4,10 @@
 # Mutates the code that decides money, stock, slots and idempotency (the files listed in
 # .cargo/mutants.toml) with cargo-mutants from crates.io, builds each mutant in the release-like
 # `mutants` profile, and runs sim/tests/mutant_sweep.rs against it: SIM_MUTANT_SEEDS seeds
-# (default 10) of every scenario, stopping at the first failing run. No unit test takes part.
+# (default 10) of every scenario and the further seeds its MORE_SEEDS names, stopping at the
+# first failing run. No unit test takes part.
 #
-#   sim/mutants.sh                      every mutant (372 today; hours on two cores)
+#   sim/mutants.sh                      every mutant (370 today; hours on two cores)
 #   sim/mutants.sh --shard 0/8          one eighth of them (round-robin), as the nightly job does
 #   sim/mutants.sh -F 'in withdraw'     only mutants whose name matches
 #
