@@ -37,7 +37,7 @@ impl std::fmt::Display for Violation {
     }
 }
 
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 15] = [
     "saga atomicity",
     "money",
     "stock",
@@ -52,6 +52,7 @@ pub const NAMES: [&str; 14] = [
     "justified outcomes",
     "answers match the contract",
     "listings complete and true",
+    "operator figures",
 ];
 
 /// Invariant numbers of the checks beyond SIMULATION.md's ten.
@@ -59,6 +60,7 @@ pub const INTERNAL_ERRORS: u8 = 11;
 pub const JUSTIFIED_OUTCOMES: u8 = 12;
 pub const CONTRACT: u8 = 13;
 pub const LISTINGS: u8 = 14;
+pub const FIGURES: u8 = 15;
 
 pub fn violation(invariant: u8, subject: impl Into<String>, evidence: impl Into<String>) -> Violation {
     Violation { invariant, name: NAMES[usize::from(invariant) - 1], subject: subject.into(), evidence: evidence.into() }
@@ -116,6 +118,7 @@ pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<
     found.extend(contract_answers(snapshot, history, plan, &faults));
     found.extend(lists_name_acknowledged_orders(history));
     found.extend(listings(snapshot, history, plan));
+    found.extend(crate::figures::check(snapshot, history));
     found
 }
 

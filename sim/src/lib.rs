@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod commands;
 pub mod errors;
 pub mod faults;
+pub mod figures;
 pub mod history;
 pub mod model;
 pub mod plan;

@@ -222,6 +222,10 @@ pub struct Snapshot {
     pub initial_stock: BTreeMap<Uuid, i64>,
     /// Values the code should never have written: "service.table: what".
     pub unreadable: Vec<String>,
+    /// The services' own metrics at the end of the run (check 15); `None` in a snapshot not
+    /// read from a cluster. Not part of the digest: the figures follow from the run.
+    #[serde(skip)]
+    pub figures: Option<crate::figures::Figures>,
 }
 
 /// Reads rows, keeping the ones that parse and naming the ones that do not.
@@ -303,6 +307,7 @@ impl Snapshot {
             .into_iter()
             .collect();
         snapshot.orders = read_orders(&mut reader, db(ServiceName::Order));
+        snapshot.figures = Some(crate::figures::Figures::read(cluster, &snapshot));
         snapshot.keys = reader.rows(
             db(ServiceName::Order),
             "order.idempotency_keys",

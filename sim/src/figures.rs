@@ -1,0 +1,275 @@
+//! What the services' own metrics say a run did (an operator's view of it), read at the end of
+//! the run, and check 15: those figures agree with the databases and with what the shoppers
+//! were answered. A store can do the right thing and still tell its operator something else: an
+//! uncounted order, a refusal counted as an application, a replay never counted.
+
+use crate::checks::{violation, Violation, FIGURES};
+use crate::cluster::Cluster;
+use crate::history::{Action, Event};
+use crate::snapshot::{Participant, Snapshot};
+use contracts::order::OrderStatus;
+use contracts::{ProblemType, ServiceName};
+use platform::metrics::{IdempotencyLabels, IdempotencyOutcome, ParticipantLabels, ParticipantOutcome, ReasonLabels};
+use platform::operations::{OperationState, TOMBSTONE_MESSAGE};
+use std::collections::BTreeMap;
+
+/// The counters of the order service and of each participant, by label.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// `orders_created_total`.
+    pub created: u64,
+    /// `orders_confirmed_total`.
+    pub confirmed: u64,
+    /// `orders_failed_total`, by reason.
+    pub failed: BTreeMap<String, u64>,
+    /// `order_requests_idempotency_total`, by outcome (its label value).
+    pub idempotency: BTreeMap<String, u64>,
+    /// `participant_operations_total` of each participant, by outcome (its label value).
+    pub participants: BTreeMap<Participant, BTreeMap<String, u64>>,
+}
+
+const IDEMPOTENCY: [IdempotencyOutcome; 5] = [
+    IdempotencyOutcome::created,
+    IdempotencyOutcome::replayed,
+    IdempotencyOutcome::in_progress,
+    IdempotencyOutcome::duplicate,
+    IdempotencyOutcome::key_reused,
+];
+
+const PARTICIPANT: [ParticipantOutcome; 8] = [
+    ParticipantOutcome::applied,
+    ParticipantOutcome::refused,
+    ParticipantOutcome::repeated,
+    ParticipantOutcome::late_action_refused,
+    ParticipantOutcome::undone,
+    ParticipantOutcome::cancelled,
+    ParticipantOutcome::tombstone,
+    ParticipantOutcome::repeated_cancel,
+];
+
+impl Figures {
+    /// Reads the figures from the cluster's metrics registries (kept across restarts, like the
+    /// databases). The simulation's metrics are always on. `orders_failed_total` is read under
+    /// the reasons the metrics name and those of the FAILED orders in `snapshot` (a registry
+    /// does not list its label sets).
+    pub fn read(cluster: &Cluster, snapshot: &Snapshot) -> Figures {
+        const ON: &str = "the simulation's metrics are always on";
+        let orders = cluster.metrics[&ServiceName::Order].orders().expect(ON);
+        let mut reasons: Vec<String> = platform::metrics::FAILURE_REASONS.iter().map(|r| r.to_string()).collect();
+        reasons.extend(snapshot.orders.iter().filter_map(|o| o.error_message.clone()));
+        let failed = reasons
+            .into_iter()
+            .map(|reason| {
+                let count = orders.failed.get_or_create(&ReasonLabels { reason: reason.clone() }).get();
+                (reason, count)
+            })
+            .collect();
+        let idempotency = IDEMPOTENCY
+            .into_iter()
+            .map(|outcome| {
+                (format!("{outcome:?}"), orders.idempotency.get_or_create(&IdempotencyLabels { outcome }).get())
+            })
+            .collect();
+        let participants = Participant::ALL
+            .into_iter()
+            .map(|participant| {
+                let metrics = cluster.metrics[&participant.service()].participants().expect(ON);
+                let counts = PARTICIPANT
+                    .into_iter()
+                    .map(|outcome| {
+                        let labels = ParticipantLabels { operation: outcome.operation(), outcome };
+                        (format!("{outcome:?}"), metrics.operations.get_or_create(&labels).get())
+                    })
+                    .collect();
+                (participant, counts)
+            })
+            .collect();
+        Figures { created: orders.created.get(), confirmed: orders.confirmed.get(), failed, idempotency, participants }
+    }
+
+    fn idempotency(&self, outcome: IdempotencyOutcome) -> u64 {
+        self.idempotency.get(&format!("{outcome:?}")).copied().unwrap_or(0)
+    }
+
+    fn participant(&self, participant: Participant, outcome: ParticipantOutcome) -> u64 {
+        (self.participants.get(&participant).and_then(|counts| counts.get(&format!("{outcome:?}"))).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// Check 15: the operator's figures agree with the store.
+///
+/// - every order in the database was counted created, once, under both counters; every final
+///   status was counted once, a FAILED order under its reason;
+/// - each participant counted, per operation record, one first action (applied or refused, as
+///   the record's state says it was), one undo or cancel where the record says so, and one
+///   tombstone per tombstone; an action refused at a tombstone only where a tombstone exists;
+/// - every replay, key-in-progress, duplicate and reused key a shopper was answered was counted
+///   (at least as many: an answer may be lost on its way).
+pub fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
+    let Some(figures) = &snapshot.figures else { return Vec::new() };
+    let mut found = Vec::new();
+    let mut differ = |subject: &str, figure: &str, counted: u64, expected: u64, of: &str| {
+        if counted != expected {
+            let evidence = format!("{figure} counted {counted}, but {of}: {expected}");
+            found.push(violation(FIGURES, subject, evidence));
+        }
+    };
+    let mut late_without_tombstones = Vec::new();
+    let orders = snapshot.orders.len() as u64;
+    differ("order", "orders_created_total", figures.created, orders, "orders in the database");
+    let created = figures.idempotency(IdempotencyOutcome::created);
+    differ("order", "order_requests_idempotency_total{outcome=created}", created, orders, "orders in the database");
+    let with = |status: OrderStatus| snapshot.orders.iter().filter(|o| o.status == status).count() as u64;
+    differ("order", "orders_confirmed_total", figures.confirmed, with(OrderStatus::Confirmed), "CONFIRMED orders");
+    for (reason, counted) in &figures.failed {
+        let failed = snapshot
+            .orders
+            .iter()
+            .filter(|o| o.status == OrderStatus::Failed && o.error_message.as_deref() == Some(reason.as_str()))
+            .count() as u64;
+        differ("order", &format!("orders_failed_total{{reason={reason}}}"), *counted, failed, "orders FAILED so");
+    }
+    let failed_total: u64 = figures.failed.values().sum();
+    differ("order", "orders_failed_total", failed_total, with(OrderStatus::Failed), "FAILED orders");
+
+    for participant in Participant::ALL {
+        let records = snapshot.operations.get(&participant).into_iter().flat_map(|r| r.values());
+        let (mut applied, mut refused, mut undone, mut cancelled, mut tombstones) = (0, 0, 0, 0, 0);
+        for record in records {
+            match record.state {
+                OperationState::Applied => applied += 1,
+                OperationState::Refused => refused += 1,
+                OperationState::Undone => {
+                    applied += 1;
+                    undone += 1;
+                }
+                // A cancel that found no record leaves a tombstone; one that found a refusal
+                // keeps the refusal's message.
+                OperationState::Cancelled if record.message == TOMBSTONE_MESSAGE => tombstones += 1,
+                OperationState::Cancelled => {
+                    refused += 1;
+                    cancelled += 1;
+                }
+            }
+        }
+        let subject = participant.service().to_string();
+        let count = |outcome| figures.participant(participant, outcome);
+        let of = |what: &str| format!("records {what}");
+        differ(&subject, "applied", count(ParticipantOutcome::applied), applied, &of("APPLIED or UNDONE"));
+        differ(&subject, "refused", count(ParticipantOutcome::refused), refused, &of("REFUSED or a refusal CANCELLED"));
+        differ(&subject, "undone", count(ParticipantOutcome::undone), undone, &of("UNDONE"));
+        differ(&subject, "cancelled", count(ParticipantOutcome::cancelled), cancelled, &of("of a refusal CANCELLED"));
+        differ(&subject, "tombstone", count(ParticipantOutcome::tombstone), tombstones, &of("left as tombstones"));
+        let late = count(ParticipantOutcome::late_action_refused);
+        if late > 0 && tombstones == 0 {
+            let evidence = format!("late_action_refused counted {late}, but no record is a tombstone");
+            late_without_tombstones.push(violation(FIGURES, subject, evidence));
+        }
+    }
+
+    found.extend(late_without_tombstones);
+
+    // What the shoppers were answered to an order's POST, counted by kind.
+    let mut answered: BTreeMap<String, (IdempotencyOutcome, &str, u64)> = BTreeMap::new();
+    for event in history.iter().filter(|e| matches!(e.action, Action::PlaceOrder | Action::ReuseKey)) {
+        let kind = match (event.status, event.problem_type()) {
+            (Some(200), _) => (IdempotencyOutcome::replayed, "200 replays"),
+            (Some(409), Some(ProblemType::IdempotencyRequestInProgress)) => {
+                (IdempotencyOutcome::in_progress, "409 in-progress answers")
+            }
+            (Some(409), Some(ProblemType::DuplicateOrder)) => (IdempotencyOutcome::duplicate, "409 duplicate answers"),
+            (Some(422), Some(ProblemType::IdempotencyKeyReused)) => {
+                (IdempotencyOutcome::key_reused, "422 key-reused answers")
+            }
+            _ => continue,
+        };
+        answered.entry(format!("{:?}", kind.0)).or_insert((kind.0, kind.1, 0)).2 += 1;
+    }
+    for (outcome, what, seen) in answered.into_values() {
+        let counted = figures.idempotency(outcome);
+        if counted < seen {
+            let evidence = format!("{outcome:?} counted {counted}, but the shoppers were answered {seen} {what}");
+            found.push(violation(FIGURES, "order", evidence));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::OperationRow;
+    use contracts::Timestamp;
+    use uuid::Uuid;
+
+    fn record(state: OperationState, message: &str) -> OperationRow {
+        OperationRow {
+            state,
+            message: message.to_string(),
+            created_at: Timestamp::UNIX_EPOCH,
+            updated_at: Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    /// Billing with an applied, an undone, a refused-then-cancelled record and a tombstone, and
+    /// the figures that agree with them.
+    fn agreeing() -> Snapshot {
+        let records = [
+            record(OperationState::Applied, "withdrawn"),
+            record(OperationState::Undone, "withdrawn"),
+            record(OperationState::Cancelled, "INSUFFICIENT_FUNDS"),
+            record(OperationState::Cancelled, TOMBSTONE_MESSAGE),
+        ];
+        let mut snapshot = Snapshot::default();
+        snapshot.operations.insert(
+            Participant::Billing,
+            records.into_iter().enumerate().map(|(i, r)| (Uuid::from_u128(i as u128), r)).collect(),
+        );
+        let counts =
+            [("applied", 2), ("refused", 1), ("undone", 1), ("cancelled", 1), ("tombstone", 1), ("repeated", 3)];
+        let mut figures = Figures::default();
+        figures
+            .participants
+            .insert(Participant::Billing, counts.map(|(k, v)| (k.to_string(), v)).into_iter().collect());
+        snapshot.figures = Some(figures);
+        snapshot
+    }
+
+    fn with(snapshot: &Snapshot, outcome: &str, count: u64) -> Snapshot {
+        let mut changed = snapshot.clone();
+        let figures = changed.figures.as_mut().unwrap();
+        figures.participants.get_mut(&Participant::Billing).unwrap().insert(outcome.to_string(), count);
+        changed
+    }
+
+    #[test]
+    fn figures_that_agree_with_the_records_pass() {
+        assert_eq!(check(&agreeing(), &[]), []);
+    }
+
+    #[test]
+    fn a_refusal_counted_as_applied_fails() {
+        let snapshot = with(&with(&agreeing(), "applied", 3), "refused", 0);
+        let found = check(&snapshot, &[]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|v| v.invariant == FIGURES && v.subject == "billing"));
+        assert!(found[0].evidence.contains("applied counted 3, but records APPLIED or UNDONE: 2"), "{found:?}");
+    }
+
+    #[test]
+    fn an_uncounted_tombstone_or_a_late_action_without_one_fails() {
+        assert_eq!(check(&with(&agreeing(), "tombstone", 0), &[]).len(), 1);
+        let mut no_tombstone = with(&with(&agreeing(), "tombstone", 0), "late_action_refused", 1);
+        no_tombstone.operations.get_mut(&Participant::Billing).unwrap().retain(|_, r| r.message != TOMBSTONE_MESSAGE);
+        let found = check(&no_tombstone, &[]);
+        assert!(found.iter().any(|v| v.evidence.contains("no record is a tombstone")), "{found:?}");
+    }
+
+    #[test]
+    fn a_snapshot_not_read_from_a_cluster_has_no_figures_to_check() {
+        let mut snapshot = with(&agreeing(), "applied", 7);
+        snapshot.figures = None;
+        assert_eq!(check(&snapshot, &[]), []);
+    }
+}
