@@ -1,7 +1,7 @@
 //! `POST /api/v1/order`: the contract's decision table, in its order.
 
 use crate::routes::Shared;
-use crate::saga::log;
+use crate::saga::{Event, LogEntry};
 use crate::store::{insert_key, insert_order, key_record, log_saga, order, similar_order, KeyRecord, NewOrder};
 use crate::Orders;
 use axum::body::Bytes;
@@ -265,7 +265,7 @@ impl Orders {
         insert_order(tx, new_order, now)?;
         let record = KeyRecord { request_hash: hash.to_string(), duplicate: false, order_id: new_order.id };
         self.store_key(tx, user_id, key, record, now)?;
-        log_saga(tx, new_order.id, log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "", now)?;
+        log_saga(tx, new_order.id, &LogEntry::saga(Event::Begun, ""), now)?;
         // Step 5's mark is set before the commit that follows, so no twin ever finds the key
         // without it; if the commit fails, dropping the answer drops the mark.
         Ok(Recorded::New(new_order.id, Waiting::hold(self, user_id, key)))

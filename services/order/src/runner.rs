@@ -1,7 +1,7 @@
 //! Performs the saga's moves: calls the participants with deadlines and bounded retries,
 //! logs every call before it is made and every answer after, and finishes the order.
 
-use crate::saga::{log, next_move, replay, Move, Step, REJECTED_PREFIX};
+use crate::saga::{next_move, replay, Event, LogEntry, Move, Step, REJECTED_PREFIX};
 use crate::store::{advance_status, log_saga, order, saga_log, trace_id_of};
 use crate::Orders;
 use contracts::notification::{NotificationEvent, NotificationType};
@@ -79,12 +79,18 @@ impl Orders {
                 tracing::error!(%order_id, "saga cannot read its order; recovery will retry");
                 return;
             };
-            let result = match next_move(&replay(&entries)) {
+            let state = match replay(&entries) {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::error!(%order_id, %error, "saga cannot read its log; recovery will retry");
+                    return;
+                }
+            };
+            let result = match next_move(&state) {
                 Move::Done => return,
                 Move::Act(step) => self.act(&order, step, &context).await,
                 Move::Compensate(step) => {
-                    let unwind_reason = replay(&entries).compensating;
-                    self.compensate(order_id, step, unwind_reason.as_deref(), &context).await
+                    self.compensate(order_id, step, state.compensating.as_deref(), &context).await
                 }
                 Move::Finish { status, error_message } => self.finish(&order, status, error_message.as_deref()),
             };
@@ -134,7 +140,7 @@ impl Orders {
         let now = self.env.clock.now_utc();
         self.db.write(|tx| {
             advance_status(tx, order.id, OrderStatus::Processing, None, now)?;
-            log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::STARTED, "", now)
+            log_saga(tx, order.id, &LogEntry::action(step, Event::Started, ""), now)
         })?;
         platform::crash_point::here(platform::crash_point::CrashPoint::SagaLogWritten).await;
         let policy = self.config.action_retry;
@@ -156,31 +162,23 @@ impl Orders {
         });
         self.db.write(|tx| match answer {
             Ok(result) if result.success => {
-                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::SUCCEEDED, &result.message, now)?;
+                log_saga(tx, order.id, &LogEntry::action(step, Event::Succeeded, &result.message), now)?;
                 advance_status(tx, order.id, step.status_after(), None, now).map(drop)
             }
             Ok(result) => {
-                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::REFUSED, &result.message, now)?;
-                log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, &result.message, now)
+                log_saga(tx, order.id, &LogEntry::action(step, Event::Refused, &result.message), now)?;
+                log_saga(tx, order.id, &LogEntry::saga(Event::Compensate, &result.message), now)
             }
             // Not the participant's business answer: an earlier attempt of this call that got
             // no answer may have taken effect, so the step is compensated (saga.rs).
             Err(CallError::Status { status, .. }) if status < 500 => {
                 let detail = format!("{REJECTED_PREFIX}{status}");
-                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::REJECTED, &detail, now)?;
-                log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, &detail, now)
+                log_saga(tx, order.id, &LogEntry::action(step, Event::Rejected, &detail), now)?;
+                log_saga(tx, order.id, &LogEntry::saga(Event::Compensate, &detail), now)
             }
             Err(error) => {
-                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::UNKNOWN, &error.to_string(), now)?;
-                log_saga(
-                    tx,
-                    order.id,
-                    log::SAGA_STEP,
-                    log::PHASE_SAGA,
-                    log::COMPENSATE,
-                    reason::SERVICE_UNAVAILABLE,
-                    now,
-                )
+                log_saga(tx, order.id, &LogEntry::action(step, Event::Unknown, &error.to_string()), now)?;
+                log_saga(tx, order.id, &LogEntry::saga(Event::Compensate, reason::SERVICE_UNAVAILABLE), now)
             }
         })
     }
@@ -195,13 +193,13 @@ impl Orders {
         context: &RequestContext,
     ) -> Result<(), rusqlite::Error> {
         let now = self.env.clock.now_utc();
-        self.db.write(|tx| log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::STARTED, "", now))?;
+        self.db.write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Started, ""), now))?;
         platform::crash_point::here(platform::crash_point::CrashPoint::CompensationLogged).await;
         let forget = step == Step::Reserve && unwind_reason == Some(reason::NO_DELIVERY_SLOT);
         if forget && bugs::active(Bug::ForgetStockRelease) {
             // The planted bug: a delivery failure "needs" no stock release.
             return self.db.write(|tx| {
-                log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, "skipped", now)
+                log_saga(tx, order_id, &LogEntry::compensation(step, Event::Acknowledged, "skipped"), now)
             });
         }
         let mut round: u32 = 0;
@@ -221,16 +219,16 @@ impl Orders {
             }
             if acknowledged {
                 let now = self.env.clock.now_utc();
-                return self.db.write(|tx| {
-                    log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, "", now)
-                });
+                return self
+                    .db
+                    .write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Acknowledged, ""), now));
             }
             round = round.saturating_add(1);
             if bugs::active(Bug::CompensationOnce) {
                 // The planted bug: one failed round and the compensation is written off.
                 let now = self.env.clock.now_utc();
                 return self.db.write(|tx| {
-                    log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, "given up", now)
+                    log_saga(tx, order_id, &LogEntry::compensation(step, Event::Acknowledged, "given up"), now)
                 });
             }
             tracing::warn!(%order_id, step = step.name(), round, "compensation not acknowledged yet");
@@ -296,7 +294,7 @@ impl Orders {
         self.db.write(|tx| {
             advance_status(tx, order.id, status, error_message, now)?;
             enqueue(tx, &event, &time_text(now))?;
-            log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::FINISHED, status.as_str(), now)
+            log_saga(tx, order.id, &LogEntry::saga(Event::Finished, status.as_str()), now)
         })?;
         if let Some(metrics) = self.env.metrics.orders() {
             match status {
