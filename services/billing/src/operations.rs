@@ -4,7 +4,7 @@ use crate::store::{account_of, change_balance, insert_transaction};
 use contracts::billing::TransactionType;
 use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::saga::{reason, StepResult, WithdrawRequest};
-use contracts::Money;
+use contracts::{Money, Timestamp};
 use platform::bugs::{self, Bug};
 use platform::operations::{act, cancel, find, OperationState};
 use platform::outbox::enqueue as enqueue_event;
@@ -17,7 +17,7 @@ pub fn withdraw(
     tx: &Connection,
     request: &WithdrawRequest,
     transaction_id: Uuid,
-    now: &str,
+    now: Timestamp,
 ) -> rusqlite::Result<StepResult> {
     if bugs::active(Bug::WithdrawTwice) {
         if let Some(done) = find(tx, request.order_id)?.filter(|op| op.state == OperationState::Applied) {
@@ -77,7 +77,12 @@ pub fn withdraw(
 }
 
 /// Refunds the order's withdrawal if it was applied; otherwise leaves a tombstone.
-pub fn cancel_withdraw(tx: &Connection, order_id: Uuid, refund_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
+pub fn cancel_withdraw(
+    tx: &Connection,
+    order_id: Uuid,
+    refund_id: Uuid,
+    now: Timestamp,
+) -> rusqlite::Result<StepResult> {
     if bugs::active(Bug::NoTombstone) && find(tx, order_id)?.is_none() {
         // The planted bug: nothing to refund, so nothing is written, and a late debit stays.
         return Ok(StepResult::ok("nothing to cancel", None));

@@ -71,7 +71,7 @@ pub fn book(
 ) -> rusqlite::Result<StepResult> {
     let now_text = time_text(now);
     let slot_text = time_text(request.preferred_time_slot);
-    let result = act(tx, request.order_id, &now_text, |tx| {
+    let result = act(tx, request.order_id, now, |tx| {
         let remaining: Option<i64> = tx
             .query_row("SELECT capacity - booked FROM delivery_slots WHERE slot = ?1", [&slot_text], |row| row.get(0))
             .optional()?;
@@ -101,7 +101,7 @@ pub fn book(
 
 /// Frees the order's slot if it was booked; otherwise leaves a tombstone.
 pub fn cancel_booking(tx: &Connection, order_id: Uuid, now: Timestamp) -> rusqlite::Result<StepResult> {
-    let (result, state) = cancel(tx, order_id, &time_text(now), |tx| {
+    let (result, state) = cancel(tx, order_id, now, |tx| {
         let slot: String = tx.query_row(
             "SELECT slot FROM delivery_reservations WHERE order_id = ?1 AND status = 'BOOKED'",
             [order_id.to_string()],

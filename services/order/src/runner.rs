@@ -14,7 +14,6 @@ use platform::client::{CallError, OutboundRequest, RetryPolicy};
 use platform::metrics::{ReasonLabels, StepLabels, StepPhase};
 use platform::outbox::enqueue;
 use platform::probe::{self, Probe};
-use platform::sql::time_text;
 use platform::trace::RequestContext;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -293,7 +292,7 @@ impl Orders {
         let event = NotificationEvent { kind, order_id: order.id, user_id, amount, message, occurred_at: None };
         self.db.write(|tx| {
             advance_status(tx, order.id, status, error_message, now)?;
-            enqueue(tx, &event, &time_text(now))?;
+            enqueue(tx, &event, now)?;
             log_saga(tx, order.id, &LogEntry::saga(Event::Finished, status.as_str()), now)
         })?;
         if let Some(metrics) = self.env.metrics.orders() {

@@ -4,10 +4,12 @@
 
 use crate::client::{OutboundRequest, RetryPolicy};
 use crate::internal::InternalClient;
+use crate::sql::{stored_time, time_text};
 use crate::storage::{Db, Migration};
 use crate::trace::RequestContext;
 use crate::Env;
 use contracts::notification::NotificationEvent;
+use contracts::Timestamp;
 use http::Method;
 use rusqlite::{params, Connection};
 use std::sync::Arc;
@@ -29,11 +31,11 @@ pub fn migration(version: u32) -> Migration {
     }
 }
 
-pub fn enqueue(connection: &Connection, event: &NotificationEvent, now: &str) -> rusqlite::Result<()> {
-    let occurred_at = chrono::DateTime::parse_from_rfc3339(now).ok().map(|t| t.with_timezone(&chrono::Utc));
-    let event = NotificationEvent { occurred_at: event.occurred_at.or(occurred_at), ..event.clone() };
+/// Adds `event` to the outbox; an event without its own time gets `now`, as stored.
+pub fn enqueue(connection: &Connection, event: &NotificationEvent, now: Timestamp) -> rusqlite::Result<()> {
+    let event = NotificationEvent { occurred_at: event.occurred_at.or(Some(stored_time(now))), ..event.clone() };
     let text = serde_json::to_string(&event).expect("wire types serialize");
-    connection.execute("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)", params![text, now])?;
+    connection.execute("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)", params![text, time_text(now)])?;
     Ok(())
 }
 

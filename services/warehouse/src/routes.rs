@@ -66,8 +66,8 @@ async fn reserve_step(
     if bugs::active(Bug::OversellTwoSteps) {
         return oversell_two_steps(&state, &request).await.map(axum::Json);
     }
-    let now = time_text(state.env.clock.now_utc());
-    let result = state.db.write(|tx| reserve(tx, request.order_id, &request.items, &now))?;
+    let now = state.env.clock.now_utc();
+    let result = state.db.write(|tx| reserve(tx, request.order_id, &request.items, now))?;
     platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
     Ok(axum::Json(result))
 }
@@ -89,9 +89,9 @@ async fn oversell_two_steps(state: &Warehouse, request: &ReserveRequest) -> Resu
         })
     })?;
     state.env.clock.sleep(std::time::Duration::from_millis(OVERSELL_GAP_MS)).await;
-    let now = time_text(state.env.clock.now_utc());
+    let now = state.env.clock.now_utc();
     let result = state.db.write(|tx| {
-        platform::operations::act(tx, request.order_id, &now, |tx| {
+        platform::operations::act(tx, request.order_id, now, |tx| {
             if !enough {
                 return Ok(StepResult::refused(contracts::saga::reason::OUT_OF_STOCK));
             }
@@ -102,7 +102,7 @@ async fn oversell_two_steps(state: &Warehouse, request: &ReserveRequest) -> Resu
                 )?;
                 tx.execute(
                     "INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) VALUES (?1, ?2, ?3, 'RESERVED', ?4)",
-                    rusqlite::params![request.order_id.to_string(), item.product_id.to_string(), item.quantity, now],
+                    rusqlite::params![request.order_id.to_string(), item.product_id.to_string(), item.quantity, time_text(now)],
                 )?;
             }
             Ok(StepResult::ok("reserved", Some(request.order_id)))
@@ -119,8 +119,8 @@ async fn release_step(
     _caller: Service,
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
-    let now = time_text(state.env.clock.now_utc());
-    let result = state.db.write(|tx| release(tx, order_id, &now))?;
+    let now = state.env.clock.now_utc();
+    let result = state.db.write(|tx| release(tx, order_id, now))?;
     platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
     Ok(axum::Json(result))
 }

@@ -2,10 +2,10 @@
 
 use contracts::catalog::Product;
 use contracts::saga::{reason, ReserveItem, StepResult};
-use contracts::Money;
+use contracts::{Money, Timestamp};
 use platform::bugs::{self, Bug};
 use platform::operations::{act, cancel};
-use platform::sql::uuid_at;
+use platform::sql::{time_text, uuid_at};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
@@ -83,7 +83,8 @@ pub const DEMO_CATALOG: [CatalogEntry; 5] = [
 ];
 
 /// Adds the catalog entries that are not there yet; existing stock is left alone.
-pub fn seed_catalog(connection: &Connection, catalog: &[CatalogEntry], now: &str) -> rusqlite::Result<()> {
+pub fn seed_catalog(connection: &Connection, catalog: &[CatalogEntry], now: Timestamp) -> rusqlite::Result<()> {
+    let now = time_text(now);
     for entry in catalog {
         connection.execute(
             "INSERT OR IGNORE INTO products (id, name, price_cents, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -120,7 +121,7 @@ pub fn product(connection: &Connection, id: Uuid) -> rusqlite::Result<Option<Pro
 }
 
 /// Reserves every line of the order or none of them.
-pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: &str) -> rusqlite::Result<StepResult> {
+pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: Timestamp) -> rusqlite::Result<StepResult> {
     let result = act(tx, order_id, now, |tx| {
         for item in items {
             let available: Option<i64> = tx
@@ -144,7 +145,7 @@ pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: &str
             )?;
             tx.execute(
                 "INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) VALUES (?1, ?2, ?3, 'RESERVED', ?4)",
-                params![order_id.to_string(), item.product_id.to_string(), item.quantity, now],
+                params![order_id.to_string(), item.product_id.to_string(), item.quantity, time_text(now)],
             )?;
         }
         Ok(StepResult::ok("reserved", Some(order_id)))
@@ -154,7 +155,7 @@ pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: &str
 }
 
 /// Releases the order's reservation if it was made; otherwise leaves a tombstone.
-pub fn release(tx: &Connection, order_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
+pub fn release(tx: &Connection, order_id: Uuid, now: Timestamp) -> rusqlite::Result<StepResult> {
     let (result, state) = cancel(tx, order_id, now, |tx| {
         let lines: Vec<(String, i64)> = {
             let mut statement = tx.prepare(
