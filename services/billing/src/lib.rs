@@ -19,6 +19,15 @@ use tokio::sync::Notify;
 
 pub use store::migrations;
 
+/// What billing is told at start.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// The outbox relay to the notification service.
+    pub relay: RelayConfig,
+}
+
+pub const CONFIG: Config = Config { relay: platform::outbox::RELAY_CONFIG };
+
 pub struct Billing {
     env: Env,
     db: Db,
@@ -26,12 +35,7 @@ pub struct Billing {
 }
 
 /// Runs billing on `listener` until `shutdown`; also runs the outbox relay.
-pub async fn run(
-    deps: Deps,
-    relay_config: RelayConfig,
-    listener: Box<dyn Listener>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     let spawner = deps.env.spawner;
     deps.env.metrics.participants();
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Billing));
@@ -41,7 +45,7 @@ pub async fn run(
         db: deps.db.clone(),
         client: InternalClient::new(deps.env.clone(), auth.clone()),
         notification_addr: deps.peers.address(ServiceName::Notification).to_string(),
-        config: relay_config,
+        config: config.relay,
         wakeup: wakeup.clone(),
         fire_and_forget: true,
     };

@@ -46,6 +46,12 @@ pub fn migrations() -> Vec<Migration> {
 pub const NOTIFICATIONS_LISTED_MAX: i64 = 1000;
 pub const MESSAGE_LENGTH_MAX: usize = 1000;
 
+/// What the notification service is told at start: nothing yet.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {}
+
+pub const CONFIG: Config = Config {};
+
 pub struct Notifications {
     env: Env,
     db: Db,
@@ -53,7 +59,8 @@ pub struct Notifications {
 
 type Shared = axum::extract::State<Arc<Notifications>>;
 
-pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
+/// Runs the notification service on `listener` until `shutdown`.
+pub async fn run(deps: Deps, _config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     let spawner = deps.env.spawner;
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Notification));
     let state = Arc::new(Notifications { env: deps.env.clone(), db: deps.db.clone() });
