@@ -2,6 +2,8 @@
 //! and the outbox that tells the notification service about payments.
 
 mod operations;
+#[cfg(feature = "planted-bugs")]
+mod planted;
 mod routes;
 pub mod store;
 
@@ -47,7 +49,6 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
         notification_addr: deps.peers.address(ServiceName::Notification).to_string(),
         config: config.relay,
         wakeup: wakeup.clone(),
-        fire_and_forget: true,
     };
     let billing = Arc::new(Billing { env: deps.env.clone(), db: deps.db.clone(), outbox_wakeup: wakeup });
     let router = with_common_layers(routes::routes(billing, auth), &deps.env, &deps.db);

@@ -5,8 +5,7 @@ use contracts::billing::TransactionType;
 use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::saga::{reason, StepResult, WithdrawRequest};
 use contracts::{Money, Timestamp};
-use platform::bugs::{self, Bug};
-use platform::operations::{act, cancel, find, OperationState};
+use platform::operations::{act, cancel};
 use platform::outbox::enqueue as enqueue_event;
 use platform::sql::uuid_at;
 use rusqlite::{Connection, OptionalExtension};
@@ -19,30 +18,14 @@ pub fn withdraw(
     transaction_id: Uuid,
     now: Timestamp,
 ) -> rusqlite::Result<StepResult> {
-    if bugs::active(Bug::WithdrawTwice) {
-        if let Some(done) = find(tx, request.order_id)?.filter(|op| op.state == OperationState::Applied) {
-            // The planted bug: the repeat is applied again instead of answered from the record.
-            if let Some(account) = account_of(tx, request.user_id)?.filter(|a| a.balance >= request.amount) {
-                change_balance(tx, account.account_id, -request.amount.cents())?;
-                let again = Uuid::from_u128(transaction_id.as_u128() ^ 1);
-                let order = Some(request.order_id);
-                insert_transaction(
-                    tx,
-                    again,
-                    account.account_id,
-                    TransactionType::Withdraw,
-                    request.amount,
-                    order,
-                    now,
-                )?;
-            }
-            return Ok(done.answer());
-        }
+    #[cfg(feature = "planted-bugs")]
+    if let Some(answer) = crate::planted::withdraw_twice(tx, request, transaction_id, now)? {
+        return Ok(answer);
     }
     let result = act(tx, request.order_id, now, |tx| {
-        if bugs::active(Bug::RejectAll) {
-            // The planted negative control: every order refused for a plausible reason.
-            return Ok(StepResult::refused(reason::INSUFFICIENT_FUNDS));
+        #[cfg(feature = "planted-bugs")]
+        if let Some(refusal) = crate::planted::reject_all() {
+            return Ok(refusal);
         }
         let account = match account_of(tx, request.user_id)? {
             None => return Ok(StepResult::refused(reason::NO_ACCOUNT)),
@@ -83,9 +66,9 @@ pub fn cancel_withdraw(
     refund_id: Uuid,
     now: Timestamp,
 ) -> rusqlite::Result<StepResult> {
-    if bugs::active(Bug::NoTombstone) && find(tx, order_id)?.is_none() {
-        // The planted bug: nothing to refund, so nothing is written, and a late debit stays.
-        return Ok(StepResult::ok("nothing to cancel", None));
+    #[cfg(feature = "planted-bugs")]
+    if let Some(answer) = crate::planted::no_tombstone(tx, order_id)? {
+        return Ok(answer);
     }
     let (result, state) = cancel(tx, order_id, now, |tx| {
         let (account_id, amount_cents, user_id): (Uuid, i64, Uuid) = tx

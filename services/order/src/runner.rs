@@ -9,8 +9,7 @@ use contracts::order::{Order, OrderStatus};
 use contracts::saga::{reason, BookRequest, ReserveItem, ReserveRequest, StepResult, WithdrawRequest};
 use contracts::ServiceName;
 use http::Method;
-use platform::bugs::{self, Bug};
-use platform::client::{CallError, OutboundRequest, RetryPolicy};
+use platform::client::{CallError, OutboundRequest, Reply, RetryPolicy};
 use platform::metrics::{ReasonLabels, StepLabels, StepPhase};
 use platform::outbox::enqueue;
 use platform::probe::{self, Probe};
@@ -88,9 +87,7 @@ impl Orders {
             let result = match next_move(&state) {
                 Move::Done => return,
                 Move::Act(step) => self.act(&order, step, &context).await,
-                Move::Compensate(step) => {
-                    self.compensate(order_id, step, state.compensating.as_deref(), &context).await
-                }
+                Move::Compensate(step) => self.compensate(order_id, step, &context).await,
                 Move::Finish { status, error_message } => self.finish(&order, status, error_message.as_deref()),
             };
             if let Err(error) = result {
@@ -107,7 +104,7 @@ impl Orders {
         tracing::error!(%order_id, "saga exceeded its move budget");
     }
 
-    fn peer(&self, participant: ServiceName) -> &str {
+    pub(crate) fn peer(&self, participant: ServiceName) -> &str {
         self.peers.address(participant)
     }
 
@@ -145,11 +142,22 @@ impl Orders {
         let policy = self.config.action_retry;
         let request = self.action_request(order, step);
         let started = self.env.clock.now();
-        let reply = if bugs::active(Bug::StatusBackwards) {
-            self.send_applying_late_reply(order.id, step, request, context).await
-        } else {
-            self.client.send(self.peer(step.participant()), request, context, policy).await
-        };
+        #[cfg(feature = "planted-bugs")]
+        if let Some(reply) = crate::planted::status_backwards(self, order.id, step, &request, context).await {
+            return self.answered(order, step, started, reply);
+        }
+        let reply = self.client.send(self.peer(step.participant()), request, context, policy).await;
+        self.answered(order, step, started, reply)
+    }
+
+    /// Logs the action's answer (`reply`, to the call sent at `started`) and what it decides.
+    fn answered(
+        &self,
+        order: &Order,
+        step: Step,
+        started: tokio::time::Instant,
+        reply: Result<Reply, CallError>,
+    ) -> Result<(), rusqlite::Error> {
         self.observe_step(step, StepPhase::action, started);
         let now = self.env.clock.now_utc();
         let answer = reply.and_then(|r| {
@@ -184,22 +192,13 @@ impl Orders {
 
     /// Sends the compensation until it is acknowledged: rounds of bounded retries, with a
     /// capped pause between rounds. Only a crash stops it, and recovery resumes it.
-    async fn compensate(
-        &self,
-        order_id: Uuid,
-        step: Step,
-        unwind_reason: Option<&str>,
-        context: &RequestContext,
-    ) -> Result<(), rusqlite::Error> {
+    async fn compensate(&self, order_id: Uuid, step: Step, context: &RequestContext) -> Result<(), rusqlite::Error> {
         let now = self.env.clock.now_utc();
         self.db.write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Started, ""), now))?;
         platform::crash_point::here(platform::crash_point::CrashPoint::CompensationLogged).await;
-        let forget = step == Step::Reserve && unwind_reason == Some(reason::NO_DELIVERY_SLOT);
-        if forget && bugs::active(Bug::ForgetStockRelease) {
-            // The planted bug: a delivery failure "needs" no stock release.
-            return self.db.write(|tx| {
-                log_saga(tx, order_id, &LogEntry::compensation(step, Event::Acknowledged, "skipped"), now)
-            });
+        #[cfg(feature = "planted-bugs")]
+        if let Some(skipped) = crate::planted::forget_stock_release(self, order_id, step, now) {
+            return skipped;
         }
         let mut round: u32 = 0;
         loop {
@@ -223,12 +222,9 @@ impl Orders {
                     .write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Acknowledged, ""), now));
             }
             round = round.saturating_add(1);
-            if bugs::active(Bug::CompensationOnce) {
-                // The planted bug: one failed round and the compensation is written off.
-                let now = self.env.clock.now_utc();
-                return self.db.write(|tx| {
-                    log_saga(tx, order_id, &LogEntry::compensation(step, Event::Acknowledged, "given up"), now)
-                });
+            #[cfg(feature = "planted-bugs")]
+            if let Some(given_up) = crate::planted::compensation_once(self, order_id, step) {
+                return given_up;
             }
             tracing::warn!(%order_id, step = step.name(), round, "compensation not acknowledged yet");
             probe::hit(Probe::CompensationRetried);
@@ -236,47 +232,11 @@ impl Orders {
         }
     }
 
-    /// The planted `StatusBackwards` bug: one attempt kept alive past its deadline, whose
-    /// late success is written to the order's status without the forward-only check.
     fn observe_step(&self, step: Step, phase: StepPhase, started: tokio::time::Instant) {
         let Some(metrics) = self.env.metrics.orders() else { return };
         let elapsed = self.env.clock.now().saturating_duration_since(started);
         let labels = StepLabels { step: step.name().to_string(), phase };
         metrics.step_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
-    }
-
-    async fn send_applying_late_reply(
-        &self,
-        order_id: Uuid,
-        step: Step,
-        request: OutboundRequest,
-        context: &RequestContext,
-    ) -> Result<platform::client::Reply, CallError> {
-        let (answer, waiting) = tokio::sync::oneshot::channel();
-        let (client, db, clock) = (self.client.clone(), self.db.clone(), self.env.clock.clone());
-        let (addr, context) = (self.peer(step.participant()).to_string(), context.clone());
-        self.env.spawn(async move {
-            let reply = client.send(&addr, request, &context, RetryPolicy::once(LATE_REPLY_WAIT_MS)).await;
-            let Err(reply) = answer.send(reply) else { return };
-            let succeeded = reply.and_then(|r| r.json::<StepResult>()).is_ok_and(|r| r.success);
-            if succeeded {
-                let now = platform::sql::time_text(clock.now_utc());
-                let _ = db.write(|tx| {
-                    tx.execute(
-                        "UPDATE orders SET status = ?1, updated_at = ?2 WHERE id = ?3",
-                        rusqlite::params![step.status_after().as_str(), now, order_id.to_string()],
-                    )
-                });
-            }
-        });
-        let deadline = Duration::from_millis(self.config.action_retry.attempt_timeout_ms);
-        match self.env.clock.timeout(deadline, waiting).await {
-            Ok(Ok(reply)) => reply,
-            _ => Err(CallError::Timeout {
-                addr: self.peer(step.participant()).to_string(),
-                timeout_ms: deadline.as_millis() as u64,
-            }),
-        }
     }
 
     fn finish(&self, order: &Order, status: OrderStatus, error_message: Option<&str>) -> Result<(), rusqlite::Error> {
@@ -308,9 +268,6 @@ impl Orders {
         Ok(())
     }
 }
-
-/// How long the planted `StatusBackwards` bug keeps a late attempt alive.
-const LATE_REPLY_WAIT_MS: u64 = 30_000;
 
 /// The retry policy of saga actions and of each compensation round.
 pub const ACTION_RETRY: RetryPolicy =

@@ -57,8 +57,6 @@ pub struct Relay {
     pub config: RelayConfig,
     /// Notified after a transaction that enqueued events, to deliver them without waiting.
     pub wakeup: Arc<Notify>,
-    /// Where the planted `DirectNotification` bug applies (billing's relay).
-    pub fire_and_forget: bool,
 }
 
 impl Relay {
@@ -119,13 +117,15 @@ impl Relay {
             let policy = RetryPolicy::once(self.config.call_timeout_ms);
             let reply = self.client.send(&self.notification_addr, request, &context, policy).await;
             let delivered = reply.and_then(|reply| reply.success()).is_ok();
-            // The planted bug: a direct call, sent once, whatever became of it.
-            let forget = self.fire_and_forget && crate::bugs::active(crate::bugs::Bug::DirectNotification);
+            // Whether the event leaves the outbox: once delivered.
+            let done = delivered;
+            #[cfg(feature = "planted-bugs")]
+            let done = done || crate::planted::direct_notification(self);
             if delivered {
                 crate::crash_point::here(crate::crash_point::CrashPoint::OutboxDelivered).await;
             }
             let recorded = self.db.write(|tx| {
-                if delivered || forget {
+                if done {
                     tx.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])
                 } else {
                     tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", params![seq])
@@ -139,7 +139,7 @@ impl Relay {
                     metrics.failures.inc();
                 }
             }
-            if !(delivered || forget) || recorded.is_err() {
+            if !done || recorded.is_err() {
                 return false;
             }
             if delivered && attempts > 0 {

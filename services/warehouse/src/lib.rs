@@ -1,6 +1,8 @@
 //! The warehouse service: the catalog with prices, stock, and reserve/release by order id.
 //! Stock is never oversold: the check and the reservation are one transaction.
 
+#[cfg(feature = "planted-bugs")]
+mod planted;
 mod routes;
 pub mod store;
 
