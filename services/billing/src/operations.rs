@@ -5,7 +5,7 @@ use contracts::billing::TransactionType;
 use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::saga::{reason, StepResult, WithdrawRequest};
 use contracts::{Money, Timestamp};
-use platform::operations::{act, cancel};
+use platform::operations::{action_step, compensation_step};
 use platform::outbox::enqueue as enqueue_event;
 use platform::sql::uuid_at;
 use rusqlite::{Connection, OptionalExtension};
@@ -22,7 +22,7 @@ pub fn withdraw(
     if let Some(answer) = crate::planted::withdraw_twice(tx, request, transaction_id, now)? {
         return Ok(answer);
     }
-    let result = act(tx, request.order_id, now, |tx| {
+    action_step(tx, "withdraw", request.order_id, now, |tx| {
         #[cfg(feature = "planted-bugs")]
         if let Some(refusal) = crate::planted::reject_all() {
             return Ok(refusal);
@@ -54,9 +54,7 @@ pub fn withdraw(
         };
         enqueue_event(tx, &event, now)?;
         Ok(StepResult::ok("withdrawn", Some(transaction_id)))
-    })?;
-    tracing::info!(order_id = %request.order_id, step = "withdraw", success = result.success, message = %result.message, "saga step");
-    Ok(result)
+    })
 }
 
 /// Refunds the order's withdrawal if it was applied; otherwise leaves a tombstone.
@@ -70,7 +68,7 @@ pub fn cancel_withdraw(
     if let Some(answer) = crate::planted::no_tombstone(tx, order_id)? {
         return Ok(answer);
     }
-    let (result, state) = cancel(tx, order_id, now, |tx| {
+    compensation_step(tx, "withdraw", order_id, now, |tx| {
         let (account_id, amount_cents, user_id): (Uuid, i64, Uuid) = tx
             .query_row(
                 "SELECT t.account_id, t.amount_cents, a.user_id FROM transactions t JOIN accounts a ON a.id = t.account_id
@@ -92,7 +90,5 @@ pub fn cancel_withdraw(
             occurred_at: None,
         };
         enqueue_event(tx, &event, now)
-    })?;
-    tracing::info!(%order_id, step = "withdraw", outcome = state.as_str(), "saga compensation");
-    Ok(result)
+    })
 }

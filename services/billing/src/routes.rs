@@ -14,6 +14,7 @@ use contracts::Money;
 use contracts::ProblemType;
 use platform::auth::{Auth, Service, User};
 use platform::json::{idempotency_key, Json, Path};
+use platform::operations::step_endpoint;
 use platform::sql::{time_text, uuid_at};
 use platform::ApiError;
 use rusqlite::{params, OptionalExtension};
@@ -145,9 +146,7 @@ async fn withdraw_step(
         return Err(ApiError::bad_request(ProblemType::InvalidAmount, "amount must be greater than zero"));
     }
     let transaction_id = state.env.ids.uuid();
-    let now = state.env.clock.now_utc();
-    let result = state.db.write(|tx| withdraw(tx, &request, transaction_id, now))?;
-    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    let result = step_endpoint(&state.env, &state.db, |tx, now| withdraw(tx, &request, transaction_id, now)).await?;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }
@@ -161,9 +160,7 @@ async fn cancel_step(
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let refund_id = state.env.ids.uuid();
-    let now = state.env.clock.now_utc();
-    let result = state.db.write(|tx| cancel_withdraw(tx, order_id, refund_id, now))?;
-    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    let result = step_endpoint(&state.env, &state.db, |tx, now| cancel_withdraw(tx, order_id, refund_id, now)).await?;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }

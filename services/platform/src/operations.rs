@@ -1,13 +1,17 @@
 //! Participant operation records: one row per order id, written in the same transaction as
 //! the business change, so that a repeated action returns the stored answer and changes
 //! nothing, a cancel that arrives first leaves a tombstone, an action after its cancel is
-//! refused, and a repeated cancel changes nothing.
+//! refused, and a repeated cancel changes nothing. And the shape every participant's saga
+//! step endpoint shares ([`step_endpoint`], [`action_step`], [`compensation_step`]): each
+//! participant keeps only its own decision (what to apply, what to undo).
 
+use crate::crash_point::{self, CrashPoint};
 use crate::metrics::ParticipantOutcome as Outcome;
 use crate::probe::{self, Probe};
 use crate::sql::{optional_uuid_at, parsed_at, time_text};
 use crate::storage::record_participant_outcome as record;
-use crate::storage::Migration;
+use crate::storage::{Db, Migration};
+use crate::{ApiError, Env};
 use contracts::saga::{reason, StepResult};
 use contracts::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -172,6 +176,46 @@ pub fn cancel(
     };
     store(connection, order_id, &next, now)?;
     Ok((StepResult::ok("cancelled", None), next.state))
+}
+
+/// A participant's saga step endpoint, an action or its compensation: `step` runs in one write
+/// transaction at the clock's time, then the participant's crash point after the commit.
+pub async fn step_endpoint(
+    env: &Env,
+    db: &Db,
+    step: impl FnOnce(&Connection, Timestamp) -> rusqlite::Result<StepResult>,
+) -> Result<StepResult, ApiError> {
+    let now = env.clock.now_utc();
+    let result = db.write(|tx| step(tx, now))?;
+    crash_point::here(CrashPoint::ParticipantCommitted).await;
+    Ok(result)
+}
+
+/// The saga step `step`'s action for the order ([`act`]: `apply` at most once), logged.
+pub fn action_step(
+    connection: &Connection,
+    step: &'static str,
+    order_id: Uuid,
+    now: Timestamp,
+    apply: impl FnOnce(&Connection) -> rusqlite::Result<StepResult>,
+) -> rusqlite::Result<StepResult> {
+    let result = act(connection, order_id, now, apply)?;
+    tracing::info!(%order_id, step, success = result.success, message = %result.message, "saga step");
+    Ok(result)
+}
+
+/// The saga step `step`'s compensation for the order ([`cancel`]: `undo` only what was
+/// applied), logged.
+pub fn compensation_step(
+    connection: &Connection,
+    step: &'static str,
+    order_id: Uuid,
+    now: Timestamp,
+    undo: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> rusqlite::Result<StepResult> {
+    let (result, state) = cancel(connection, order_id, now, undo)?;
+    tracing::info!(%order_id, step, outcome = state.as_str(), "saga compensation");
+    Ok(result)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use contracts::saga::{ReserveRequest, StepResult};
 use contracts::ProblemType;
 use platform::auth::{Auth, Caller, Service};
 use platform::json::{Json, Path};
+use platform::operations::step_endpoint;
 use platform::ApiError;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -65,9 +66,8 @@ async fn reserve_step(
     if let Some(result) = crate::planted::oversell_two_steps(&state, &request).await {
         return result.map(axum::Json);
     }
-    let now = state.env.clock.now_utc();
-    let result = state.db.write(|tx| reserve(tx, request.order_id, &request.items, now))?;
-    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    let result =
+        step_endpoint(&state.env, &state.db, |tx, now| reserve(tx, request.order_id, &request.items, now)).await?;
     Ok(axum::Json(result))
 }
 
@@ -79,9 +79,7 @@ async fn release_step(
     _caller: Service,
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
-    let now = state.env.clock.now_utc();
-    let result = state.db.write(|tx| release(tx, order_id, now))?;
-    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    let result = step_endpoint(&state.env, &state.db, |tx, now| release(tx, order_id, now)).await?;
     Ok(axum::Json(result))
 }
 

@@ -3,7 +3,7 @@
 use contracts::catalog::Product;
 use contracts::saga::{reason, ReserveItem, StepResult};
 use contracts::{Money, Timestamp};
-use platform::operations::{act, cancel};
+use platform::operations::{action_step, compensation_step};
 use platform::sql::{time_text, uuid_at};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -121,7 +121,7 @@ pub fn product(connection: &Connection, id: Uuid) -> rusqlite::Result<Option<Pro
 
 /// Reserves every line of the order or none of them.
 pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: Timestamp) -> rusqlite::Result<StepResult> {
-    let result = act(tx, order_id, now, |tx| {
+    action_step(tx, "reserve", order_id, now, |tx| {
         for item in items {
             let available: Option<i64> = tx
                 .query_row(
@@ -149,14 +149,12 @@ pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: Time
             )?;
         }
         Ok(StepResult::ok("reserved", Some(order_id)))
-    })?;
-    tracing::info!(%order_id, step = "reserve", success = result.success, message = %result.message, "saga step");
-    Ok(result)
+    })
 }
 
 /// Releases the order's reservation if it was made; otherwise leaves a tombstone.
 pub fn release(tx: &Connection, order_id: Uuid, now: Timestamp) -> rusqlite::Result<StepResult> {
-    let (result, state) = cancel(tx, order_id, now, |tx| {
+    compensation_step(tx, "reserve", order_id, now, |tx| {
         let lines: Vec<(String, i64)> = {
             let mut statement = tx.prepare(
                 "SELECT product_id, quantity FROM stock_reservations WHERE order_id = ?1 AND status = 'RESERVED'",
@@ -172,7 +170,5 @@ pub fn release(tx: &Connection, order_id: Uuid, now: Timestamp) -> rusqlite::Res
         }
         tx.execute("UPDATE stock_reservations SET status = 'RELEASED' WHERE order_id = ?1", [order_id.to_string()])?;
         Ok(())
-    })?;
-    tracing::info!(%order_id, step = "reserve", outcome = state.as_str(), "saga compensation");
-    Ok(result)
+    })
 }
