@@ -16,7 +16,7 @@ use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
 use contracts::{ProblemType, ServiceName, Timestamp};
-use order::saga::{log, REJECTED_PREFIX};
+use order::saga::{Event as LogEvent, Phase, Step, REJECTED_PREFIX};
 use platform::operations::OperationState;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -201,11 +201,11 @@ fn saga_atomicity(snapshot: &Snapshot) -> Vec<Violation> {
 /// (the participant said so: a later repeat of the action must meet that record).
 fn operation_records(snapshot: &Snapshot) -> Vec<Violation> {
     let mut found = Vec::new();
-    let acknowledged: BTreeSet<(Uuid, &str)> = snapshot
+    let acknowledged: BTreeSet<(Uuid, Step)> = snapshot
         .saga_log
         .iter()
-        .filter(|e| e.phase == log::PHASE_COMPENSATION && e.event == log::ACKNOWLEDGED)
-        .map(|e| (e.order_id, e.step.as_str()))
+        .filter(|e| e.phase == Phase::Compensation && e.event == LogEvent::Acknowledged)
+        .filter_map(|e| Some((e.order_id, e.step?)))
         .collect();
     for order in snapshot.orders.iter().filter(|o| o.status.is_final()) {
         for participant in Participant::ALL {
@@ -221,7 +221,7 @@ fn operation_records(snapshot: &Snapshot) -> Vec<Violation> {
                     "{} order; {}'s record of its {} is {:?}{}",
                     order.status.as_str(),
                     participant.service(),
-                    participant.step(),
+                    participant.step().name(),
                     state.map(OperationState::as_str),
                     if compensated { ", though it acknowledged the cancel" } else { "" }
                 );
@@ -456,7 +456,7 @@ fn in_progress_after_final(snapshot: &Snapshot, history: &[Event], plan: &Plan) 
     let finished: BTreeMap<Uuid, u64> = snapshot
         .saga_log
         .iter()
-        .filter(|e| e.event == "FINISHED")
+        .filter(|e| e.event == LogEvent::Finished)
         .map(|e| (e.order_id, latest_written_ms(plan, ServiceName::Order, e.at)))
         .collect();
     let liveness_from_ms = plan.safety_ms;
@@ -668,7 +668,7 @@ fn notification_times(snapshot: &Snapshot) -> Vec<Violation> {
             NotificationType::OrderConfirmed | NotificationType::OrderFailed => snapshot
                 .saga_log
                 .iter()
-                .filter(|e| e.order_id == notification.order_id && e.event == log::FINISHED)
+                .filter(|e| e.order_id == notification.order_id && e.event == LogEvent::Finished)
                 .map(|e| e.at)
                 .collect(),
         };
@@ -838,22 +838,23 @@ fn justified_failures(snapshot: &Snapshot, plan: &Plan, faults: &[Window]) -> Ve
 fn rejection_401_justified(snapshot: &Snapshot, plan: &Plan, order_id: Uuid) -> Result<(), String> {
     let rejected = format!("{REJECTED_PREFIX}401");
     let (begin, _) = saga_span_ms(snapshot, plan, order_id).unwrap_or((0, 0));
-    let steps: Vec<(&str, u64)> = snapshot
+    let steps: Vec<(Step, u64)> = snapshot
         .saga_log
         .iter()
-        .filter(|e| e.order_id == order_id && e.phase == "ACTION" && e.detail == rejected)
-        .map(|e| (e.step.as_str(), latest_written_ms(plan, ServiceName::Order, e.at)))
+        .filter(|e| e.order_id == order_id && e.phase == Phase::Action && e.detail == rejected)
+        .filter_map(|e| Some((e.step?, latest_written_ms(plan, ServiceName::Order, e.at))))
         .collect();
     if steps.is_empty() {
         return Err(format!("failed with {rejected:?}, and no step of its saga was rejected 401"));
     }
     for (step, at_ms) in &steps {
-        let participant = Participant::taking(step).service();
+        let participant = step.participant();
         let (from, to) = (begin.saturating_sub(FAULT_AFTERMATH_MS), at_ms + FAULT_AFTERMATH_MS);
         if token_refusable(plan, ServiceName::Order, participant, from, to) {
             return Ok(());
         }
     }
+    let steps: Vec<(&str, u64)> = steps.iter().map(|(step, at_ms)| (step.name(), *at_ms)).collect();
     Err(format!(
         "failed with {rejected:?} (steps rejected: {steps:?}), but no skew of the plan put a participant's clock \
          more than the token lifetime and leeway ahead of the order service's"

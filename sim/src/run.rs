@@ -15,6 +15,7 @@ use crate::shopper::{Board, Shopper};
 use crate::snapshot::{Snapshot, OUTBOX_SERVICES};
 use contracts::order::OrderStatus;
 use contracts::{ServiceName, Timestamp};
+use order::saga::{step_text, Event as LogEvent, Phase};
 use platform::bugs::{self, Bug};
 use platform::crash_point::CrashPoint;
 use serde::{Deserialize, Serialize};
@@ -434,7 +435,8 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
     }
     let mut saga_events = BTreeMap::new();
     for entry in &snapshot.saga_log {
-        *saga_events.entry(format!("{} {} {}", entry.step, entry.phase, entry.event)).or_default() += 1;
+        let (step, phase, event) = (step_text(entry.step), entry.phase.as_str(), entry.event.as_str());
+        *saga_events.entry(format!("{step} {phase} {event}")).or_default() += 1;
     }
     let count = |status: OrderStatus| snapshot.orders.iter().filter(|o| o.status == status).count() as u64;
     let mut workload: BTreeMap<String, u64> = BTreeMap::new();
@@ -557,9 +559,9 @@ fn saga_log(snapshot: &Snapshot, plan: &Plan) -> Vec<SagaEntry> {
         .map(|row| SagaEntry {
             at_ms: sim_ms(plan, ServiceName::Order, row.at),
             order_id: row.order_id.to_string(),
-            step: row.step.clone(),
-            phase: row.phase.clone(),
-            event: row.event.clone(),
+            step: step_text(row.step).to_string(),
+            phase: row.phase.as_str().to_string(),
+            event: row.event.as_str().to_string(),
             detail: row.detail.clone(),
         })
         .collect()
@@ -621,7 +623,8 @@ pub fn active_faults(plan: &Plan, at_ms: u64) -> Vec<String> {
 
 fn coverage(saga_log: &[SagaEntry], plan: &Plan) -> BTreeMap<String, BTreeMap<String, u64>> {
     let mut coverage: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for entry in saga_log.iter().filter(|e| e.phase != "SAGA" || e.event == "COMPENSATE") {
+    let (saga, compensate) = (Phase::Saga.as_str(), LogEvent::Compensate.as_str());
+    for entry in saga_log.iter().filter(|e| e.phase != saga || e.event == compensate) {
         let row = coverage.entry(format!("{} {} {}", entry.step, entry.phase, entry.event)).or_default();
         let active = active_faults(plan, entry.at_ms);
         if active.is_empty() {

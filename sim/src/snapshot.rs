@@ -9,6 +9,7 @@ use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::{ServiceName, Timestamp};
+use order::saga::{parse_step, step_text, Event, Phase, Step};
 use platform::operations::OperationState;
 use platform::storage::Db;
 use rusqlite::{Connection, Row};
@@ -33,25 +34,30 @@ impl Participant {
     pub const ALL: [Participant; 3] = [Participant::Billing, Participant::Warehouse, Participant::Delivery];
 
     pub fn service(self) -> ServiceName {
-        match self {
-            Participant::Billing => ServiceName::Billing,
-            Participant::Warehouse => ServiceName::Warehouse,
-            Participant::Delivery => ServiceName::Delivery,
+        self.step().participant()
+    }
+
+    /// The participant that takes `step`.
+    pub fn of(step: Step) -> Participant {
+        match step {
+            Step::Withdraw => Participant::Billing,
+            Step::Reserve => Participant::Warehouse,
+            Step::Book => Participant::Delivery,
         }
     }
 
     /// The participant that takes the saga log's `step` (the last one for a step the saga
     /// does not know).
     pub fn taking(step: &str) -> Participant {
-        Participant::ALL.into_iter().find(|p| p.step() == step).unwrap_or(Participant::Delivery)
+        Step::parse(step).map_or(Participant::Delivery, Participant::of)
     }
 
-    /// The saga step this participant takes, as the saga log names it.
-    pub fn step(self) -> &'static str {
+    /// The saga step this participant takes.
+    pub fn step(self) -> Step {
         match self {
-            Participant::Billing => "withdraw",
-            Participant::Warehouse => "reserve",
-            Participant::Delivery => "book",
+            Participant::Billing => Step::Withdraw,
+            Participant::Warehouse => Step::Reserve,
+            Participant::Delivery => Step::Book,
         }
     }
 }
@@ -91,12 +97,18 @@ pub struct KeyRow {
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct SagaRow {
     pub order_id: Uuid,
-    pub step: String,
-    pub phase: String,
-    pub event: String,
+    /// `None`: the saga as a whole (`saga` in the log).
+    #[serde(serialize_with = "serialize_step")]
+    pub step: Option<Step>,
+    pub phase: Phase,
+    pub event: Event,
     pub detail: String,
     /// On the order service's clock.
     pub at: Timestamp,
+}
+
+fn serialize_step<S: serde::Serializer>(step: &Option<Step>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(step_text(*step))
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -328,9 +340,9 @@ impl Snapshot {
             |r| {
                 Ok(SagaRow {
                     order_id: id(r, 0)?,
-                    step: text(r, 1)?,
-                    phase: text(r, 2)?,
-                    event: text(r, 3)?,
+                    step: parsed(r, 1, parse_step)?,
+                    phase: parsed(r, 2, Phase::parse)?,
+                    event: parsed(r, 3, Event::parse)?,
                     detail: text(r, 4)?,
                     at: time(r, 5)?,
                 })

@@ -5,6 +5,7 @@
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
 use contracts::{ProblemType, ServiceName};
+use order::saga::{Event as LogEvent, Phase, Step};
 use platform::operations::OperationState;
 use sim::checks::{final_checks, latest_written_ms, Violation, CONTRACT, JUSTIFIED_OUTCOMES, LISTINGS};
 use sim::faults::{Fault, Planned};
@@ -731,8 +732,9 @@ fn justified_outcomes_accept_a_rejected_401_only_under_a_skew_past_the_token_lim
     };
     // No step of the saga says it was rejected.
     assert!(unjustified(final_checks(&snapshot, &history, &skewed("billing", 400_000))));
-    let mut entry = snapshot.saga_log.iter().find(|e| e.order_id == order && e.step == "withdraw").unwrap().clone();
-    (entry.phase, entry.event, entry.detail) = ("ACTION".into(), "REJECTED".into(), rejected.into());
+    let withdraw = Some(Step::Withdraw);
+    let mut entry = snapshot.saga_log.iter().find(|e| e.order_id == order && e.step == withdraw).unwrap().clone();
+    (entry.phase, entry.event, entry.detail) = (Phase::Action, LogEvent::Rejected, rejected.into());
     snapshot.saga_log.push(entry);
     // Billing 400 s ahead of the order service: its tokens are past the lifetime and leeway.
     assert!(!unjustified(final_checks(&snapshot, &history, &skewed("billing", 400_000))));
@@ -907,9 +909,9 @@ fn saga_atomicity_catches_a_participant_record_that_disagrees_with_the_saga() {
     }
     let at = cancelled.saga_log.iter().find(|e| e.order_id == order).unwrap().clone();
     cancelled.saga_log.push(sim::snapshot::SagaRow {
-        step: "book".into(),
-        phase: "COMPENSATION".into(),
-        event: "ACKNOWLEDGED".into(),
+        step: Some(Step::Book),
+        phase: Phase::Compensation,
+        event: LogEvent::Acknowledged,
         detail: String::new(),
         ..at
     });

@@ -2,6 +2,8 @@
 //! and the outbox that tells the notification service about payments.
 
 mod operations;
+#[cfg(feature = "planted-bugs")]
+mod planted;
 mod routes;
 pub mod store;
 
@@ -19,6 +21,15 @@ use tokio::sync::Notify;
 
 pub use store::migrations;
 
+/// What billing is told at start.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// The outbox relay to the notification service.
+    pub relay: RelayConfig,
+}
+
+pub const CONFIG: Config = Config { relay: platform::outbox::RELAY_CONFIG };
+
 pub struct Billing {
     env: Env,
     db: Db,
@@ -26,12 +37,7 @@ pub struct Billing {
 }
 
 /// Runs billing on `listener` until `shutdown`; also runs the outbox relay.
-pub async fn run(
-    deps: Deps,
-    relay_config: RelayConfig,
-    listener: Box<dyn Listener>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     let spawner = deps.env.spawner;
     deps.env.metrics.participants();
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Billing));
@@ -41,9 +47,8 @@ pub async fn run(
         db: deps.db.clone(),
         client: InternalClient::new(deps.env.clone(), auth.clone()),
         notification_addr: deps.peers.address(ServiceName::Notification).to_string(),
-        config: relay_config,
+        config: config.relay,
         wakeup: wakeup.clone(),
-        fire_and_forget: true,
     };
     let billing = Arc::new(Billing { env: deps.env.clone(), db: deps.db.clone(), outbox_wakeup: wakeup });
     let router = with_common_layers(routes::routes(billing, auth), &deps.env, &deps.db);

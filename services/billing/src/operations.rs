@@ -4,9 +4,8 @@ use crate::store::{account_of, change_balance, insert_transaction};
 use contracts::billing::TransactionType;
 use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::saga::{reason, StepResult, WithdrawRequest};
-use contracts::Money;
-use platform::bugs::{self, Bug};
-use platform::operations::{act, cancel, find, OperationState};
+use contracts::{Money, Timestamp};
+use platform::operations::{action_step, compensation_step};
 use platform::outbox::enqueue as enqueue_event;
 use platform::sql::uuid_at;
 use rusqlite::{Connection, OptionalExtension};
@@ -17,32 +16,16 @@ pub fn withdraw(
     tx: &Connection,
     request: &WithdrawRequest,
     transaction_id: Uuid,
-    now: &str,
+    now: Timestamp,
 ) -> rusqlite::Result<StepResult> {
-    if bugs::active(Bug::WithdrawTwice) {
-        if let Some(done) = find(tx, request.order_id)?.filter(|op| op.state == OperationState::Applied) {
-            // The planted bug: the repeat is applied again instead of answered from the record.
-            if let Some(account) = account_of(tx, request.user_id)?.filter(|a| a.balance >= request.amount) {
-                change_balance(tx, account.account_id, -request.amount.cents())?;
-                let again = Uuid::from_u128(transaction_id.as_u128() ^ 1);
-                let order = Some(request.order_id);
-                insert_transaction(
-                    tx,
-                    again,
-                    account.account_id,
-                    TransactionType::Withdraw,
-                    request.amount,
-                    order,
-                    now,
-                )?;
-            }
-            return Ok(done.answer());
-        }
+    #[cfg(feature = "planted-bugs")]
+    if let Some(answer) = crate::planted::withdraw_twice(tx, request, transaction_id, now)? {
+        return Ok(answer);
     }
-    let result = act(tx, request.order_id, now, |tx| {
-        if bugs::active(Bug::RejectAll) {
-            // The planted negative control: every order refused for a plausible reason.
-            return Ok(StepResult::refused(reason::INSUFFICIENT_FUNDS));
+    action_step(tx, "withdraw", request.order_id, now, |tx| {
+        #[cfg(feature = "planted-bugs")]
+        if let Some(refusal) = crate::planted::reject_all() {
+            return Ok(refusal);
         }
         let account = match account_of(tx, request.user_id)? {
             None => return Ok(StepResult::refused(reason::NO_ACCOUNT)),
@@ -71,18 +54,21 @@ pub fn withdraw(
         };
         enqueue_event(tx, &event, now)?;
         Ok(StepResult::ok("withdrawn", Some(transaction_id)))
-    })?;
-    tracing::info!(order_id = %request.order_id, step = "withdraw", success = result.success, message = %result.message, "saga step");
-    Ok(result)
+    })
 }
 
 /// Refunds the order's withdrawal if it was applied; otherwise leaves a tombstone.
-pub fn cancel_withdraw(tx: &Connection, order_id: Uuid, refund_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
-    if bugs::active(Bug::NoTombstone) && find(tx, order_id)?.is_none() {
-        // The planted bug: nothing to refund, so nothing is written, and a late debit stays.
-        return Ok(StepResult::ok("nothing to cancel", None));
+pub fn cancel_withdraw(
+    tx: &Connection,
+    order_id: Uuid,
+    refund_id: Uuid,
+    now: Timestamp,
+) -> rusqlite::Result<StepResult> {
+    #[cfg(feature = "planted-bugs")]
+    if let Some(answer) = crate::planted::no_tombstone(tx, order_id)? {
+        return Ok(answer);
     }
-    let (result, state) = cancel(tx, order_id, now, |tx| {
+    compensation_step(tx, "withdraw", order_id, now, |tx| {
         let (account_id, amount_cents, user_id): (Uuid, i64, Uuid) = tx
             .query_row(
                 "SELECT t.account_id, t.amount_cents, a.user_id FROM transactions t JOIN accounts a ON a.id = t.account_id
@@ -104,7 +90,5 @@ pub fn cancel_withdraw(tx: &Connection, order_id: Uuid, refund_id: Uuid, now: &s
             occurred_at: None,
         };
         enqueue_event(tx, &event, now)
-    })?;
-    tracing::info!(%order_id, step = "withdraw", outcome = state.as_str(), "saga compensation");
-    Ok(result)
+    })
 }

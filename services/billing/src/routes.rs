@@ -14,6 +14,7 @@ use contracts::Money;
 use contracts::ProblemType;
 use platform::auth::{Auth, Service, User};
 use platform::json::{idempotency_key, Json, Path};
+use platform::operations::step_endpoint;
 use platform::sql::{time_text, uuid_at};
 use platform::ApiError;
 use rusqlite::{params, OptionalExtension};
@@ -41,14 +42,14 @@ pub fn routes(billing: Arc<Billing>, auth: Arc<Auth>) -> Router {
     ))]
 async fn open_account(state: Shared, User(user_id): User) -> Result<impl IntoResponse, ApiError> {
     let account_id = state.env.ids.uuid();
-    let now = time_text(state.env.clock.now_utc());
+    let now = state.env.clock.now_utc();
     let (created, account) = state.db.write(|tx| {
         if let Some(account) = account_of(tx, user_id)? {
             return Ok::<_, ApiError>((false, account));
         }
         tx.execute(
             "INSERT INTO accounts (id, user_id, balance_cents, created_at) VALUES (?1, ?2, 0, ?3)",
-            params![account_id.to_string(), user_id.to_string(), now],
+            params![account_id.to_string(), user_id.to_string(), time_text(now)],
         )?;
         let account = account_of(tx, user_id)?.ok_or_else(|| ApiError::internal("account vanished"))?;
         Ok((true, account))
@@ -88,7 +89,7 @@ async fn deposit(
     let amount = Money::parse_positive(&request.amount.to_string())
         .map_err(|e| ApiError::bad_request(ProblemType::InvalidAmount, e.to_string()))?;
     let transaction_id = state.env.ids.uuid();
-    let now = time_text(state.env.clock.now_utc());
+    let now = state.env.clock.now_utc();
     let response = state.db.write(|tx| {
         if let Some(key) = &key {
             let earlier: Option<(i64, Uuid, i64)> = tx
@@ -107,12 +108,12 @@ async fn deposit(
         }
         let account = account_of(tx, user_id)?.ok_or_else(|| ApiError::not_found("no account; open one first"))?;
         let new_balance = change_balance(tx, account.account_id, amount.cents())?;
-        insert_transaction(tx, transaction_id, account.account_id, TransactionType::Deposit, amount, None, &now)?;
+        insert_transaction(tx, transaction_id, account.account_id, TransactionType::Deposit, amount, None, now)?;
         if let Some(key) = &key {
             tx.execute(
                 "INSERT INTO deposit_keys (user_id, key, amount_cents, transaction_id, new_balance_cents, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![user_id.to_string(), key.as_str(), amount.cents(), transaction_id.to_string(), new_balance, now],
+                params![user_id.to_string(), key.as_str(), amount.cents(), transaction_id.to_string(), new_balance, time_text(now)],
             )?;
         }
         Ok(DepositResponse { success: true, new_balance: Money::from_cents(new_balance), transaction_id })
@@ -145,9 +146,7 @@ async fn withdraw_step(
         return Err(ApiError::bad_request(ProblemType::InvalidAmount, "amount must be greater than zero"));
     }
     let transaction_id = state.env.ids.uuid();
-    let now = time_text(state.env.clock.now_utc());
-    let result = state.db.write(|tx| withdraw(tx, &request, transaction_id, &now))?;
-    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    let result = step_endpoint(&state.env, &state.db, |tx, now| withdraw(tx, &request, transaction_id, now)).await?;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }
@@ -161,9 +160,7 @@ async fn cancel_step(
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let refund_id = state.env.ids.uuid();
-    let now = time_text(state.env.clock.now_utc());
-    let result = state.db.write(|tx| cancel_withdraw(tx, order_id, refund_id, &now))?;
-    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    let result = step_endpoint(&state.env, &state.db, |tx, now| cancel_withdraw(tx, order_id, refund_id, now)).await?;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }

@@ -1,8 +1,8 @@
 //! Billing's schema and queries. Balances are whole cents and never below zero (a CHECK).
 
 use contracts::billing::{Account, Transaction, TransactionType};
-use contracts::Money;
-use platform::sql::{optional_uuid_at, parsed_at, time_at, uuid_at};
+use contracts::{Money, Timestamp};
+use platform::sql::{optional_uuid_at, parsed_at, time_at, time_text, uuid_at};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
@@ -67,7 +67,7 @@ pub fn insert_transaction(
     kind: TransactionType,
     amount: Money,
     order_id: Option<Uuid>,
-    now: &str,
+    now: Timestamp,
 ) -> rusqlite::Result<()> {
     connection.execute(
         "INSERT INTO transactions (id, account_id, type, amount_cents, order_id, created_at)
@@ -78,7 +78,7 @@ pub fn insert_transaction(
             kind.as_str(),
             amount.cents(),
             order_id.map(|o| o.to_string()),
-            now
+            time_text(now)
         ],
     )?;
     Ok(())

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 pub use store::migrations;
 
+/// What delivery is told at start (the registry's `StoreConfig` decides both).
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
     pub slot_capacity: i64,

@@ -9,6 +9,7 @@ use contracts::saga::{BookRequest, StepResult};
 use contracts::ProblemType;
 use platform::auth::{Auth, Caller, Service};
 use platform::json::{Json, Path};
+use platform::operations::step_endpoint;
 use platform::ApiError;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -50,14 +51,13 @@ async fn book_step(
     if request.address.trim().is_empty() || request.address.chars().count() > ADDRESS_LENGTH_MAX {
         return Err(ApiError::bad_request(ProblemType::InvalidAddress, "address must be 1-500 characters"));
     }
-    let now = state.env.clock.now_utc();
     let config = state.config;
     let reservation_id = state.env.ids.uuid();
-    let result = state.db.write(|tx| {
+    let result = step_endpoint(&state.env, &state.db, |tx, now| {
         ensure_slots(tx, now, config.horizon_hours, config.slot_capacity)?;
         book(tx, &request, reservation_id, now)
-    })?;
-    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    })
+    .await?;
     Ok(axum::Json(result))
 }
 
@@ -69,9 +69,7 @@ async fn cancel_step(
     _caller: Service,
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
-    let now = state.env.clock.now_utc();
-    let result = state.db.write(|tx| cancel_booking(tx, order_id, now))?;
-    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    let result = step_endpoint(&state.env, &state.db, |tx, now| cancel_booking(tx, order_id, now)).await?;
     Ok(axum::Json(result))
 }
 

@@ -4,7 +4,7 @@ use chrono::{DurationRound, TimeDelta};
 use contracts::catalog::Slot;
 use contracts::saga::{reason, BookRequest, StepResult};
 use contracts::Timestamp;
-use platform::operations::{act, cancel};
+use platform::operations::{action_step, compensation_step};
 use platform::sql::{time_at, time_text};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -71,7 +71,7 @@ pub fn book(
 ) -> rusqlite::Result<StepResult> {
     let now_text = time_text(now);
     let slot_text = time_text(request.preferred_time_slot);
-    let result = act(tx, request.order_id, &now_text, |tx| {
+    action_step(tx, "book", request.order_id, now, |tx| {
         let remaining: Option<i64> = tx
             .query_row("SELECT capacity - booked FROM delivery_slots WHERE slot = ?1", [&slot_text], |row| row.get(0))
             .optional()?;
@@ -94,14 +94,12 @@ pub fn book(
             ],
         )?;
         Ok(StepResult::ok("booked", Some(reservation_id)))
-    })?;
-    tracing::info!(order_id = %request.order_id, step = "book", success = result.success, message = %result.message, "saga step");
-    Ok(result)
+    })
 }
 
 /// Frees the order's slot if it was booked; otherwise leaves a tombstone.
 pub fn cancel_booking(tx: &Connection, order_id: Uuid, now: Timestamp) -> rusqlite::Result<StepResult> {
-    let (result, state) = cancel(tx, order_id, &time_text(now), |tx| {
+    compensation_step(tx, "book", order_id, now, |tx| {
         let slot: String = tx.query_row(
             "SELECT slot FROM delivery_reservations WHERE order_id = ?1 AND status = 'BOOKED'",
             [order_id.to_string()],
@@ -113,7 +111,5 @@ pub fn cancel_booking(tx: &Connection, order_id: Uuid, now: Timestamp) -> rusqli
             [order_id.to_string()],
         )?;
         Ok(())
-    })?;
-    tracing::info!(%order_id, step = "book", outcome = state.as_str(), "saga compensation");
-    Ok(result)
+    })
 }

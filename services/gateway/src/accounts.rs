@@ -171,8 +171,8 @@ async fn login(state: Shared, Json(request): Json<LoginRequest>) -> Result<Respo
         return Err(invalid_credentials());
     };
     let session_id = state.env.ids.secret_hex(32);
-    let now = time_text(state.env.clock.now_utc());
-    state.db.write(|tx| insert_session(tx, &session_id, user.id, &now))?;
+    let now = state.env.clock.now_utc();
+    state.db.write(|tx| insert_session(tx, &session_id, user.id, now))?;
     if let Some(metrics) = state.env.metrics.gateway() {
         metrics.login(LoginResult::success);
     }
@@ -226,8 +226,8 @@ impl Gateway {
     /// timeout on the clock seam. A failed read leaves the gauge as it was.
     pub fn count_live_sessions(&self) {
         let Some(metrics) = self.env.metrics.gateway() else { return };
-        let cutoff = time_text(self.env.clock.now_utc() - TimeDelta::seconds(self.config.session_idle_timeout_s));
-        if let Ok(count) = self.db.read(|c| live_session_count(c, &cutoff)) {
+        let cutoff = self.env.clock.now_utc() - TimeDelta::seconds(self.config.session_idle_timeout_s);
+        if let Ok(count) = self.db.read(|c| live_session_count(c, cutoff)) {
             metrics.active_sessions.set(count);
         }
     }
@@ -241,8 +241,6 @@ impl Gateway {
             return Ok(None);
         };
         let now = self.env.clock.now_utc();
-        let last_seen =
-            chrono::DateTime::parse_from_rfc3339(&last_seen).map_err(|e| ApiError::internal(e.to_string()))?;
         let idle = now.signed_duration_since(last_seen);
         if idle >= TimeDelta::seconds(self.config.session_idle_timeout_s) {
             self.db.write(|tx| delete_session(tx, &session_id))?;
@@ -250,7 +248,7 @@ impl Gateway {
         }
         let refreshed = idle >= TimeDelta::seconds(self.config.session_touch_interval_s);
         if refreshed {
-            self.db.write(|tx| touch_session(tx, &session_id, &time_text(now)))?;
+            self.db.write(|tx| touch_session(tx, &session_id, now))?;
         }
         Ok(Some(SessionUser { user_id, session_id, refreshed }))
     }

@@ -1,7 +1,8 @@
 //! The gateway's user store: users with Argon2id hashes, and server-side sessions (stored
 //! by a digest of their id, so the database alone does not hold usable cookies).
 
-use platform::sql::uuid_at;
+use contracts::Timestamp;
+use platform::sql::{time_at, time_text, uuid_at};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -62,31 +63,35 @@ pub fn user_by_id(connection: &Connection, id: Uuid) -> rusqlite::Result<Option<
 }
 
 /// The session's user and last use, by the cookie's session id.
-pub fn session(connection: &Connection, session_id: &str) -> rusqlite::Result<Option<(Uuid, String)>> {
+/// The session's user and last use.
+pub fn session(connection: &Connection, session_id: &str) -> rusqlite::Result<Option<(Uuid, Timestamp)>> {
     connection
         .query_row(
             "SELECT user_id, last_seen_at FROM sessions WHERE id_digest = ?1",
             [session_digest(session_id)],
-            |row| Ok((uuid_at(row, 0)?, row.get(1)?)),
+            |row| Ok((uuid_at(row, 0)?, time_at(row, 1)?)),
         )
         .optional()
 }
 
-/// Sessions used since `cutoff` (an RFC 3339 text of the same format): the live ones.
-pub fn live_session_count(connection: &Connection, cutoff: &str) -> rusqlite::Result<i64> {
-    connection.query_row("SELECT COUNT(*) FROM sessions WHERE last_seen_at > ?1", [cutoff], |row| row.get(0))
+/// Sessions used since `cutoff`: the live ones.
+pub fn live_session_count(connection: &Connection, cutoff: Timestamp) -> rusqlite::Result<i64> {
+    connection.query_row("SELECT COUNT(*) FROM sessions WHERE last_seen_at > ?1", [time_text(cutoff)], |row| row.get(0))
 }
 
-pub fn insert_session(tx: &Connection, session_id: &str, user_id: Uuid, now: &str) -> rusqlite::Result<()> {
+pub fn insert_session(tx: &Connection, session_id: &str, user_id: Uuid, now: Timestamp) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO sessions (id_digest, user_id, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?3)",
-        params![session_digest(session_id), user_id.to_string(), now],
+        params![session_digest(session_id), user_id.to_string(), time_text(now)],
     )?;
     Ok(())
 }
 
-pub fn touch_session(tx: &Connection, session_id: &str, now: &str) -> rusqlite::Result<()> {
-    tx.execute("UPDATE sessions SET last_seen_at = ?1 WHERE id_digest = ?2", params![now, session_digest(session_id)])?;
+pub fn touch_session(tx: &Connection, session_id: &str, now: Timestamp) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE sessions SET last_seen_at = ?1 WHERE id_digest = ?2",
+        params![time_text(now), session_digest(session_id)],
+    )?;
     Ok(())
 }
 

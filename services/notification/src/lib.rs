@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use contracts::notification::{Notification, NotificationEvent, NotificationType};
-use contracts::{Money, ProblemType};
+use contracts::{Money, ProblemType, Timestamp};
 use platform::auth::{Auth, Service, User};
 use platform::json::Json;
 use platform::net::Listener;
@@ -46,6 +46,12 @@ pub fn migrations() -> Vec<Migration> {
 pub const NOTIFICATIONS_LISTED_MAX: i64 = 1000;
 pub const MESSAGE_LENGTH_MAX: usize = 1000;
 
+/// What the notification service is told at start: nothing yet.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {}
+
+pub const CONFIG: Config = Config {};
+
 pub struct Notifications {
     env: Env,
     db: Db,
@@ -53,7 +59,8 @@ pub struct Notifications {
 
 type Shared = axum::extract::State<Arc<Notifications>>;
 
-pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
+/// Runs the notification service on `listener` until `shutdown`.
+pub async fn run(deps: Deps, _config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     let spawner = deps.env.spawner;
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Notification));
     let state = Arc::new(Notifications { env: deps.env.clone(), db: deps.db.clone() });
@@ -86,14 +93,19 @@ async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationE
         return Err(ApiError::bad_request(ProblemType::InvalidMessage, "message is over 1000 characters"));
     }
     let id = state.env.ids.uuid();
-    let now = time_text(state.env.clock.now_utc());
-    let inserted = state.db.write(|tx| store(tx, id, &event, &now))?;
+    let now = state.env.clock.now_utc();
+    let inserted = state.db.write(|tx| store(tx, id, &event, now))?;
     tracing::info!(order_id = %event.order_id, kind = event.kind.as_str(), new = inserted == 1, "notification");
     Ok(if inserted == 1 { StatusCode::CREATED } else { StatusCode::OK })
 }
 
 /// Stores one event unless its (order, type) is there already; the number of rows added.
-fn store(tx: &rusqlite::Connection, id: uuid::Uuid, event: &NotificationEvent, now: &str) -> rusqlite::Result<usize> {
+fn store(
+    tx: &rusqlite::Connection,
+    id: uuid::Uuid,
+    event: &NotificationEvent,
+    now: Timestamp,
+) -> rusqlite::Result<usize> {
     tx.execute(
             "INSERT OR IGNORE INTO notifications (id, user_id, order_id, type, amount_cents, message, created_at, occurred_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -104,7 +116,7 @@ fn store(tx: &rusqlite::Connection, id: uuid::Uuid, event: &NotificationEvent, n
                 event.kind.as_str(),
                 event.amount.map(Money::cents),
                 event.message,
-                now,
+                time_text(now),
                 event.occurred_at.map(time_text),
             ],
         )
@@ -202,8 +214,8 @@ mod tests {
             event(NotificationType::PaymentDebited, older, 1),
         ];
         for (index, delivered) in deliveries.iter().enumerate() {
-            let now = time_text(at(30 + index as i64));
-            db.write(|tx| store(tx, Uuid::from_u128(100 + index as u128), delivered, &now)).unwrap();
+            let now = at(30 + index as i64);
+            db.write(|tx| store(tx, Uuid::from_u128(100 + index as u128), delivered, now)).unwrap();
         }
         let shown = db.read(|c| listed(c, user)).unwrap();
         let seen: Vec<(Uuid, NotificationType)> = shown.iter().map(|n| (n.order_id, n.kind)).collect();

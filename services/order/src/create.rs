@@ -1,7 +1,7 @@
 //! `POST /api/v1/order`: the contract's decision table, in its order.
 
 use crate::routes::Shared;
-use crate::saga::log;
+use crate::saga::{Event, LogEntry};
 use crate::store::{insert_key, insert_order, key_record, log_saga, order, similar_order, KeyRecord, NewOrder};
 use crate::Orders;
 use axum::body::Bytes;
@@ -16,7 +16,6 @@ use contracts::Timestamp;
 use contracts::{Money, ServiceName};
 use http::Method;
 use platform::auth::User;
-use platform::bugs::{self, Bug};
 use platform::client::OutboundRequest;
 use platform::json::{parse_json, required_idempotency_key};
 use platform::metrics::{IdempotencyLabels, IdempotencyOutcome};
@@ -33,7 +32,7 @@ use uuid::Uuid;
 pub const ADDRESS_LENGTH_MAX: usize = 500;
 pub const DESCRIPTION_LENGTH_MAX: usize = 1000;
 /// Seconds a client is asked to wait before repeating a request still in progress.
-const RETRY_AFTER_S: u32 = 1;
+pub(crate) const RETRY_AFTER_S: u32 = 1;
 
 /// Checks everything about the body that needs no other service.
 fn validate(request: &CreateOrderRequest) -> Result<(), ApiError> {
@@ -212,9 +211,9 @@ impl Orders {
         user_id: Uuid,
         key: &IdempotencyKey,
     ) -> rusqlite::Result<Option<KeyRecord>> {
-        if bugs::active(Bug::MemoryKeys) {
-            let memory = self.memory_keys.lock().unwrap_or_else(|p| p.into_inner());
-            return Ok(memory.get(&(user_id, key.as_str().to_string())).cloned());
+        #[cfg(feature = "planted-bugs")]
+        if let Some(found) = self.memory_keys.find(user_id, key) {
+            return Ok(found);
         }
         key_record(connection, user_id, key.as_str())
     }
@@ -227,12 +226,28 @@ impl Orders {
         record: KeyRecord,
         now: Timestamp,
     ) -> rusqlite::Result<()> {
-        if bugs::active(Bug::MemoryKeys) {
-            let mut memory = self.memory_keys.lock().unwrap_or_else(|p| p.into_inner());
-            memory.insert((user_id, key.as_str().to_string()), record);
+        #[cfg(feature = "planted-bugs")]
+        if self.memory_keys.keep(user_id, key, &record) {
             return Ok(());
         }
         insert_key(tx, user_id, key.as_str(), &record, now)
+    }
+
+    /// Answers the request as a duplicate of `similar`, which its key then keeps answering.
+    fn record_duplicate(
+        &self,
+        tx: &Connection,
+        user_id: Uuid,
+        key: &IdempotencyKey,
+        hash: &str,
+        similar: Uuid,
+        now: Timestamp,
+    ) -> Result<Recorded<'_>, ApiError> {
+        if self.find_key(tx, user_id, key)?.is_none() {
+            let record = KeyRecord { request_hash: hash.to_string(), duplicate: true, order_id: similar };
+            self.store_key(tx, user_id, key, record, now)?;
+        }
+        Ok(Recorded::Duplicate(similar))
     }
 
     /// The one transaction of a new request: the key (again, against a concurrent twin),
@@ -248,24 +263,20 @@ impl Orders {
         let now = self.env.clock.now_utc();
         let window_start = now - TimeDelta::milliseconds(self.config.similar_order_window_ms);
         let similar = |tx: &Connection| similar_order(tx, user_id, &new_order.items_signature, window_start);
-        let similar_first = bugs::active(Bug::SimilarBeforeKey);
-        let early_similar = if similar_first { similar(tx)? } else { None };
-        if early_similar.is_none() {
-            if let Some(record) = self.find_key(tx, user_id, key)? {
-                return Ok(Recorded::Replay(record));
-            }
+        #[cfg(feature = "planted-bugs")]
+        if let Some(found) = crate::planted::similar_first(|| similar(tx))? {
+            return self.record_duplicate(tx, user_id, key, hash, found, now);
         }
-        if let Some(similar) = early_similar.map_or_else(|| similar(tx), |found| Ok(Some(found)))? {
-            if self.find_key(tx, user_id, key)?.is_none() {
-                let record = KeyRecord { request_hash: hash.to_string(), duplicate: true, order_id: similar };
-                self.store_key(tx, user_id, key, record, now)?;
-            }
-            return Ok(Recorded::Duplicate(similar));
+        if let Some(record) = self.find_key(tx, user_id, key)? {
+            return Ok(Recorded::Replay(record));
+        }
+        if let Some(found) = similar(tx)? {
+            return self.record_duplicate(tx, user_id, key, hash, found, now);
         }
         insert_order(tx, new_order, now)?;
         let record = KeyRecord { request_hash: hash.to_string(), duplicate: false, order_id: new_order.id };
         self.store_key(tx, user_id, key, record, now)?;
-        log_saga(tx, new_order.id, log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "", now)?;
+        log_saga(tx, new_order.id, &LogEntry::saga(Event::Begun, ""), now)?;
         // Step 5's mark is set before the commit that follows, so no twin ever finds the key
         // without it; if the commit fails, dropping the answer drops the mark.
         Ok(Recorded::New(new_order.id, Waiting::hold(self, user_id, key)))
@@ -299,9 +310,9 @@ pub async fn create_order(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if bugs::active(Bug::UnavailableAll) {
-        // The planted negative control: unavailable, with no fault to explain it.
-        return Err(ApiError::unavailable("the order service is unavailable", RETRY_AFTER_S));
+    #[cfg(feature = "planted-bugs")]
+    if let Some(unavailable) = crate::planted::unavailable_all() {
+        return Err(unavailable);
     }
     let started = state.env.clock.now();
     let key = required_idempotency_key(&headers)?;
@@ -309,8 +320,10 @@ pub async fn create_order(
     validate(&request)?;
     let hash = request_hash(&request);
     let earlier = state.db.read(|c| state.find_key(c, user_id, &key))?;
-    let replay_first = !bugs::active(Bug::SimilarBeforeKey);
-    if let Some(record) = earlier.as_ref().filter(|r| r.request_hash == hash && replay_first) {
+    let replay = earlier.as_ref().filter(|r| r.request_hash == hash);
+    #[cfg(feature = "planted-bugs")]
+    let replay = replay.filter(|_| !crate::planted::similar_before_key());
+    if let Some(record) = replay {
         return state.answer_replay(user_id, &key, record);
     }
     let catalog = state.prices(&request, &context).await?;
@@ -474,6 +487,7 @@ mod tests {
             running: Default::default(),
             waiting: Default::default(),
             outbox_wakeup: Default::default(),
+            #[cfg(feature = "planted-bugs")]
             memory_keys: Default::default(),
         })
     }

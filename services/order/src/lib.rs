@@ -3,6 +3,8 @@
 //! outbox for `ORDER_CONFIRMED`/`ORDER_FAILED`.
 
 mod create;
+#[cfg(feature = "planted-bugs")]
+mod planted;
 mod routes;
 pub mod runner;
 pub mod saga;
@@ -75,8 +77,8 @@ pub struct Orders {
     /// end, each with the number of requests holding it (`create::Waiting`).
     waiting: Mutex<BTreeMap<(Uuid, String), u32>>,
     outbox_wakeup: Arc<Notify>,
-    /// Used only by the planted `MemoryKeys` bug.
-    memory_keys: Mutex<BTreeMap<(Uuid, String), store::KeyRecord>>,
+    #[cfg(feature = "planted-bugs")]
+    memory_keys: planted::MemoryKeys,
 }
 
 pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
@@ -98,7 +100,6 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
         notification_addr: deps.peers.address(ServiceName::Notification).to_string(),
         config: config.relay,
         wakeup: wakeup.clone(),
-        fire_and_forget: false,
     };
     let orders = Arc::new(Orders {
         env: deps.env.clone(),
@@ -109,7 +110,8 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
         running: Mutex::new(BTreeMap::new()),
         waiting: Mutex::new(BTreeMap::new()),
         outbox_wakeup: wakeup,
-        memory_keys: Mutex::new(BTreeMap::new()),
+        #[cfg(feature = "planted-bugs")]
+        memory_keys: Default::default(),
     });
     let relay = spawner.spawn(relay.run());
     let recovery = spawner.spawn(recover(orders.clone()));
@@ -139,7 +141,8 @@ impl Orders {
 /// Resumes every unfinished saga now (after a restart) and then periodically (sagas that
 /// stopped on a storage error or found the concurrency limit full).
 async fn recover(orders: Arc<Orders>) {
-    if platform::bugs::active(platform::bugs::Bug::NoRecovery) {
+    #[cfg(feature = "planted-bugs")]
+    if planted::no_recovery() {
         return;
     }
     loop {

@@ -1,7 +1,7 @@
 //! Performs the saga's moves: calls the participants with deadlines and bounded retries,
 //! logs every call before it is made and every answer after, and finishes the order.
 
-use crate::saga::{log, next_move, replay, Move, Step, REJECTED_PREFIX};
+use crate::saga::{next_move, replay, Event, LogEntry, Move, Step, REJECTED_PREFIX};
 use crate::store::{advance_status, log_saga, order, saga_log, trace_id_of};
 use crate::Orders;
 use contracts::notification::{NotificationEvent, NotificationType};
@@ -9,12 +9,10 @@ use contracts::order::{Order, OrderStatus};
 use contracts::saga::{reason, BookRequest, ReserveItem, ReserveRequest, StepResult, WithdrawRequest};
 use contracts::ServiceName;
 use http::Method;
-use platform::bugs::{self, Bug};
-use platform::client::{CallError, OutboundRequest, RetryPolicy};
+use platform::client::{CallError, OutboundRequest, Reply, RetryPolicy};
 use platform::metrics::{ReasonLabels, StepLabels, StepPhase};
 use platform::outbox::enqueue;
 use platform::probe::{self, Probe};
-use platform::sql::time_text;
 use platform::trace::RequestContext;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -79,13 +77,17 @@ impl Orders {
                 tracing::error!(%order_id, "saga cannot read its order; recovery will retry");
                 return;
             };
-            let result = match next_move(&replay(&entries)) {
+            let state = match replay(&entries) {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::error!(%order_id, %error, "saga cannot read its log; recovery will retry");
+                    return;
+                }
+            };
+            let result = match next_move(&state) {
                 Move::Done => return,
                 Move::Act(step) => self.act(&order, step, &context).await,
-                Move::Compensate(step) => {
-                    let unwind_reason = replay(&entries).compensating;
-                    self.compensate(order_id, step, unwind_reason.as_deref(), &context).await
-                }
+                Move::Compensate(step) => self.compensate(order_id, step, &context).await,
                 Move::Finish { status, error_message } => self.finish(&order, status, error_message.as_deref()),
             };
             if let Err(error) = result {
@@ -102,7 +104,7 @@ impl Orders {
         tracing::error!(%order_id, "saga exceeded its move budget");
     }
 
-    fn peer(&self, participant: ServiceName) -> &str {
+    pub(crate) fn peer(&self, participant: ServiceName) -> &str {
         self.peers.address(participant)
     }
 
@@ -134,17 +136,28 @@ impl Orders {
         let now = self.env.clock.now_utc();
         self.db.write(|tx| {
             advance_status(tx, order.id, OrderStatus::Processing, None, now)?;
-            log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::STARTED, "", now)
+            log_saga(tx, order.id, &LogEntry::action(step, Event::Started, ""), now)
         })?;
         platform::crash_point::here(platform::crash_point::CrashPoint::SagaLogWritten).await;
         let policy = self.config.action_retry;
         let request = self.action_request(order, step);
         let started = self.env.clock.now();
-        let reply = if bugs::active(Bug::StatusBackwards) {
-            self.send_applying_late_reply(order.id, step, request, context).await
-        } else {
-            self.client.send(self.peer(step.participant()), request, context, policy).await
-        };
+        #[cfg(feature = "planted-bugs")]
+        if let Some(reply) = crate::planted::status_backwards(self, order.id, step, &request, context).await {
+            return self.answered(order, step, started, reply);
+        }
+        let reply = self.client.send(self.peer(step.participant()), request, context, policy).await;
+        self.answered(order, step, started, reply)
+    }
+
+    /// Logs the action's answer (`reply`, to the call sent at `started`) and what it decides.
+    fn answered(
+        &self,
+        order: &Order,
+        step: Step,
+        started: tokio::time::Instant,
+        reply: Result<Reply, CallError>,
+    ) -> Result<(), rusqlite::Error> {
         self.observe_step(step, StepPhase::action, started);
         let now = self.env.clock.now_utc();
         let answer = reply.and_then(|r| {
@@ -156,53 +169,36 @@ impl Orders {
         });
         self.db.write(|tx| match answer {
             Ok(result) if result.success => {
-                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::SUCCEEDED, &result.message, now)?;
+                log_saga(tx, order.id, &LogEntry::action(step, Event::Succeeded, &result.message), now)?;
                 advance_status(tx, order.id, step.status_after(), None, now).map(drop)
             }
             Ok(result) => {
-                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::REFUSED, &result.message, now)?;
-                log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, &result.message, now)
+                log_saga(tx, order.id, &LogEntry::action(step, Event::Refused, &result.message), now)?;
+                log_saga(tx, order.id, &LogEntry::saga(Event::Compensate, &result.message), now)
             }
             // Not the participant's business answer: an earlier attempt of this call that got
             // no answer may have taken effect, so the step is compensated (saga.rs).
             Err(CallError::Status { status, .. }) if status < 500 => {
                 let detail = format!("{REJECTED_PREFIX}{status}");
-                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::REJECTED, &detail, now)?;
-                log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, &detail, now)
+                log_saga(tx, order.id, &LogEntry::action(step, Event::Rejected, &detail), now)?;
+                log_saga(tx, order.id, &LogEntry::saga(Event::Compensate, &detail), now)
             }
             Err(error) => {
-                log_saga(tx, order.id, step.name(), log::PHASE_ACTION, log::UNKNOWN, &error.to_string(), now)?;
-                log_saga(
-                    tx,
-                    order.id,
-                    log::SAGA_STEP,
-                    log::PHASE_SAGA,
-                    log::COMPENSATE,
-                    reason::SERVICE_UNAVAILABLE,
-                    now,
-                )
+                log_saga(tx, order.id, &LogEntry::action(step, Event::Unknown, &error.to_string()), now)?;
+                log_saga(tx, order.id, &LogEntry::saga(Event::Compensate, reason::SERVICE_UNAVAILABLE), now)
             }
         })
     }
 
     /// Sends the compensation until it is acknowledged: rounds of bounded retries, with a
     /// capped pause between rounds. Only a crash stops it, and recovery resumes it.
-    async fn compensate(
-        &self,
-        order_id: Uuid,
-        step: Step,
-        unwind_reason: Option<&str>,
-        context: &RequestContext,
-    ) -> Result<(), rusqlite::Error> {
+    async fn compensate(&self, order_id: Uuid, step: Step, context: &RequestContext) -> Result<(), rusqlite::Error> {
         let now = self.env.clock.now_utc();
-        self.db.write(|tx| log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::STARTED, "", now))?;
+        self.db.write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Started, ""), now))?;
         platform::crash_point::here(platform::crash_point::CrashPoint::CompensationLogged).await;
-        let forget = step == Step::Reserve && unwind_reason == Some(reason::NO_DELIVERY_SLOT);
-        if forget && bugs::active(Bug::ForgetStockRelease) {
-            // The planted bug: a delivery failure "needs" no stock release.
-            return self.db.write(|tx| {
-                log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, "skipped", now)
-            });
+        #[cfg(feature = "planted-bugs")]
+        if let Some(skipped) = crate::planted::forget_stock_release(self, order_id, step, now) {
+            return skipped;
         }
         let mut round: u32 = 0;
         loop {
@@ -221,17 +217,14 @@ impl Orders {
             }
             if acknowledged {
                 let now = self.env.clock.now_utc();
-                return self.db.write(|tx| {
-                    log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, "", now)
-                });
+                return self
+                    .db
+                    .write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Acknowledged, ""), now));
             }
             round = round.saturating_add(1);
-            if bugs::active(Bug::CompensationOnce) {
-                // The planted bug: one failed round and the compensation is written off.
-                let now = self.env.clock.now_utc();
-                return self.db.write(|tx| {
-                    log_saga(tx, order_id, step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, "given up", now)
-                });
+            #[cfg(feature = "planted-bugs")]
+            if let Some(given_up) = crate::planted::compensation_once(self, order_id, step) {
+                return given_up;
             }
             tracing::warn!(%order_id, step = step.name(), round, "compensation not acknowledged yet");
             probe::hit(Probe::CompensationRetried);
@@ -239,47 +232,11 @@ impl Orders {
         }
     }
 
-    /// The planted `StatusBackwards` bug: one attempt kept alive past its deadline, whose
-    /// late success is written to the order's status without the forward-only check.
     fn observe_step(&self, step: Step, phase: StepPhase, started: tokio::time::Instant) {
         let Some(metrics) = self.env.metrics.orders() else { return };
         let elapsed = self.env.clock.now().saturating_duration_since(started);
         let labels = StepLabels { step: step.name().to_string(), phase };
         metrics.step_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
-    }
-
-    async fn send_applying_late_reply(
-        &self,
-        order_id: Uuid,
-        step: Step,
-        request: OutboundRequest,
-        context: &RequestContext,
-    ) -> Result<platform::client::Reply, CallError> {
-        let (answer, waiting) = tokio::sync::oneshot::channel();
-        let (client, db, clock) = (self.client.clone(), self.db.clone(), self.env.clock.clone());
-        let (addr, context) = (self.peer(step.participant()).to_string(), context.clone());
-        self.env.spawn(async move {
-            let reply = client.send(&addr, request, &context, RetryPolicy::once(LATE_REPLY_WAIT_MS)).await;
-            let Err(reply) = answer.send(reply) else { return };
-            let succeeded = reply.and_then(|r| r.json::<StepResult>()).is_ok_and(|r| r.success);
-            if succeeded {
-                let now = platform::sql::time_text(clock.now_utc());
-                let _ = db.write(|tx| {
-                    tx.execute(
-                        "UPDATE orders SET status = ?1, updated_at = ?2 WHERE id = ?3",
-                        rusqlite::params![step.status_after().as_str(), now, order_id.to_string()],
-                    )
-                });
-            }
-        });
-        let deadline = Duration::from_millis(self.config.action_retry.attempt_timeout_ms);
-        match self.env.clock.timeout(deadline, waiting).await {
-            Ok(Ok(reply)) => reply,
-            _ => Err(CallError::Timeout {
-                addr: self.peer(step.participant()).to_string(),
-                timeout_ms: deadline.as_millis() as u64,
-            }),
-        }
     }
 
     fn finish(&self, order: &Order, status: OrderStatus, error_message: Option<&str>) -> Result<(), rusqlite::Error> {
@@ -295,8 +252,8 @@ impl Orders {
         let event = NotificationEvent { kind, order_id: order.id, user_id, amount, message, occurred_at: None };
         self.db.write(|tx| {
             advance_status(tx, order.id, status, error_message, now)?;
-            enqueue(tx, &event, &time_text(now))?;
-            log_saga(tx, order.id, log::SAGA_STEP, log::PHASE_SAGA, log::FINISHED, status.as_str(), now)
+            enqueue(tx, &event, now)?;
+            log_saga(tx, order.id, &LogEntry::saga(Event::Finished, status.as_str()), now)
         })?;
         if let Some(metrics) = self.env.metrics.orders() {
             match status {
@@ -311,9 +268,6 @@ impl Orders {
         Ok(())
     }
 }
-
-/// How long the planted `StatusBackwards` bug keeps a late attempt alive.
-const LATE_REPLY_WAIT_MS: u64 = 30_000;
 
 /// The retry policy of saga actions and of each compensation round.
 pub const ACTION_RETRY: RetryPolicy =

@@ -9,7 +9,6 @@
 //! answer, or a 4xx from the participant's transport or auth layer, which may hide an
 //! earlier attempt that was applied — is compensated.
 
-use crate::store::LogEntry;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
 use contracts::ServiceName;
@@ -74,22 +73,150 @@ impl Step {
     }
 }
 
-/// Log vocabulary: (phase, event).
-pub mod log {
-    pub const PHASE_ACTION: &str = "ACTION";
-    pub const PHASE_COMPENSATION: &str = "COMPENSATION";
-    pub const PHASE_SAGA: &str = "SAGA";
-    pub const STARTED: &str = "STARTED";
-    pub const SUCCEEDED: &str = "SUCCEEDED";
-    pub const REFUSED: &str = "REFUSED";
-    pub const REJECTED: &str = "REJECTED";
-    pub const UNKNOWN: &str = "UNKNOWN";
-    pub const ACKNOWLEDGED: &str = "ACKNOWLEDGED";
-    pub const BEGUN: &str = "BEGUN";
-    pub const COMPENSATE: &str = "COMPENSATE";
-    pub const FINISHED: &str = "FINISHED";
-    pub const SAGA_STEP: &str = "saga";
+/// What a saga log entry is about, the table's `phase` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// A step's action (`step` names it).
+    Action,
+    /// A step's compensation (`step` names it).
+    Compensation,
+    /// The saga as a whole (`step` is [`SAGA_STEP`]).
+    Saga,
 }
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Action, Phase::Compensation, Phase::Saga];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Action => "ACTION",
+            Phase::Compensation => "COMPENSATION",
+            Phase::Saga => "SAGA",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// What happened, the saga log's `event` column (which events each phase logs: [`replay`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Event {
+    /// A call is about to be sent (an action or a compensation).
+    Started,
+    /// The action took effect.
+    Succeeded,
+    /// The participant's business refusal: the action took no effect.
+    Refused,
+    /// The call was turned away with a 4xx status (detail `REJECTED_<status>`).
+    Rejected,
+    /// No answer within the retry budget.
+    Unknown,
+    /// The compensation took effect (or was written off: detail `skipped`, `given up`).
+    Acknowledged,
+    /// The saga was created with its order.
+    Begun,
+    /// The saga decided to unwind; the detail is the order's future `errorMessage`.
+    Compensate,
+    /// The order reached its final status (the detail).
+    Finished,
+}
+
+impl Event {
+    pub const ALL: [Event; 9] = [
+        Event::Started,
+        Event::Succeeded,
+        Event::Refused,
+        Event::Rejected,
+        Event::Unknown,
+        Event::Acknowledged,
+        Event::Begun,
+        Event::Compensate,
+        Event::Finished,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Started => "STARTED",
+            Event::Succeeded => "SUCCEEDED",
+            Event::Refused => "REFUSED",
+            Event::Rejected => "REJECTED",
+            Event::Unknown => "UNKNOWN",
+            Event::Acknowledged => "ACKNOWLEDGED",
+            Event::Begun => "BEGUN",
+            Event::Compensate => "COMPENSATE",
+            Event::Finished => "FINISHED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.as_str() == text)
+    }
+}
+
+/// The saga log's `step` of the entries about the saga as a whole ([`Phase::Saga`]).
+pub const SAGA_STEP: &str = "saga";
+
+/// The text of a log entry's `step`: the step's name, or [`SAGA_STEP`].
+pub fn step_text(step: Option<Step>) -> &'static str {
+    step.map_or(SAGA_STEP, Step::name)
+}
+
+/// A log entry's `step` read back: `None` for [`SAGA_STEP`]; a name no step has is `None`
+/// outside (unknown).
+pub fn parse_step(text: &str) -> Option<Option<Step>> {
+    if text == SAGA_STEP {
+        Some(None)
+    } else {
+        Step::parse(text).map(Some)
+    }
+}
+
+macro_rules! serialize_as_str {
+    ($($t:ty),*) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    )*};
+}
+serialize_as_str!(Phase, Event);
+
+/// One saga log line (the `saga_log` table, without its order and time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The step the entry is about; `None`: the saga as a whole ([`SAGA_STEP`]).
+    pub step: Option<Step>,
+    pub phase: Phase,
+    pub event: Event,
+    pub detail: String,
+}
+
+impl LogEntry {
+    /// An entry about `step`'s action.
+    pub fn action(step: Step, event: Event, detail: &str) -> LogEntry {
+        LogEntry { step: Some(step), phase: Phase::Action, event, detail: detail.to_string() }
+    }
+
+    /// An entry about `step`'s compensation.
+    pub fn compensation(step: Step, event: Event, detail: &str) -> LogEntry {
+        LogEntry { step: Some(step), phase: Phase::Compensation, event, detail: detail.to_string() }
+    }
+
+    /// An entry about the saga as a whole.
+    pub fn saga(event: Event, detail: &str) -> LogEntry {
+        LogEntry { step: None, phase: Phase::Saga, event, detail: detail.to_string() }
+    }
+}
+
+/// A log entry no version of the runner writes: an event its phase never logs, or a step
+/// that does not fit its phase. The saga stops there (recovery retries, and an operator
+/// reads the error) rather than acting on a guess.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("saga log entry not understood: step '{}', phase {}, event {}", step_text(.0.step), .0.phase.as_str(), .0.event.as_str())]
+pub struct UnknownEntry(pub LogEntry);
 
 /// What the log says about one step's action.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,35 +242,41 @@ pub struct SagaState {
     pub finished: bool,
 }
 
-/// The detail of a rejected call (`REJECTED_401`). Logs written before [`log::REJECTED`]
+/// The detail of a rejected call (`REJECTED_401`). Logs written before [`Event::Rejected`]
 /// existed logged such a step `REFUSED` with this detail; it is read as rejected.
 pub const REJECTED_PREFIX: &str = "REJECTED_";
 
-/// Rebuilds the saga's state from its log.
-pub fn replay(entries: &[LogEntry]) -> SagaState {
+/// Rebuilds the saga's state from its log; an entry the runner never writes is an error.
+pub fn replay(entries: &[LogEntry]) -> Result<SagaState, UnknownEntry> {
     let mut state = SagaState::default();
-    for (step, phase, event, detail) in entries {
-        match (phase.as_str(), Step::parse(step)) {
-            (log::PHASE_ACTION, Some(step)) => {
-                let outcome = match event.as_str() {
-                    log::SUCCEEDED => ActionOutcome::Succeeded,
-                    log::REFUSED if detail.starts_with(REJECTED_PREFIX) => ActionOutcome::Rejected(detail.clone()),
-                    log::REFUSED => ActionOutcome::Refused(detail.clone()),
-                    log::REJECTED => ActionOutcome::Rejected(detail.clone()),
-                    log::UNKNOWN => ActionOutcome::Unknown,
-                    _ => ActionOutcome::Started,
+    for entry in entries {
+        let not_understood = || UnknownEntry(entry.clone());
+        let LogEntry { step, phase, event, detail } = entry;
+        match (phase, *step, event) {
+            (Phase::Action, Some(step), _) => {
+                let outcome = match event {
+                    Event::Started => ActionOutcome::Started,
+                    Event::Succeeded => ActionOutcome::Succeeded,
+                    Event::Refused if detail.starts_with(REJECTED_PREFIX) => ActionOutcome::Rejected(detail.clone()),
+                    Event::Refused => ActionOutcome::Refused(detail.clone()),
+                    Event::Rejected => ActionOutcome::Rejected(detail.clone()),
+                    Event::Unknown => ActionOutcome::Unknown,
+                    Event::Acknowledged | Event::Begun | Event::Compensate | Event::Finished => {
+                        return Err(not_understood())
+                    }
                 };
                 state.actions.insert(step, outcome);
             }
-            (log::PHASE_COMPENSATION, Some(step)) if event == log::ACKNOWLEDGED => {
+            (Phase::Compensation, Some(_), Event::Started) | (Phase::Saga, None, Event::Begun) => {}
+            (Phase::Compensation, Some(step), Event::Acknowledged) => {
                 state.compensated.insert(step);
             }
-            (log::PHASE_SAGA, _) if event == log::COMPENSATE => state.compensating = Some(detail.clone()),
-            (log::PHASE_SAGA, _) if event == log::FINISHED => state.finished = true,
-            _ => {}
+            (Phase::Saga, None, Event::Compensate) => state.compensating = Some(detail.clone()),
+            (Phase::Saga, None, Event::Finished) => state.finished = true,
+            _ => return Err(not_understood()),
         }
     }
-    state
+    Ok(state)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,14 +333,10 @@ mod tests {
     //! exactly the steps before it, in reverse; and replaying any prefix of a log resumes it.
     use super::*;
 
-    fn entry(step: &str, phase: &str, event: &str, detail: &str) -> LogEntry {
-        (step.to_string(), phase.to_string(), event.to_string(), detail.to_string())
-    }
-
     /// Drives the state machine against in-memory participants; `fail_at` refuses one step,
     /// `unknown_at` loses one step's answer. Returns the log and the moves made.
     fn drive(fail_at: Option<Step>, unknown_at: Option<Step>) -> (Vec<LogEntry>, Vec<Move>) {
-        drive_from(vec![entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "")], fail_at, unknown_at)
+        drive_from(vec![LogEntry::saga(Event::Begun, "")], fail_at, unknown_at)
     }
 
     fn drive_from(
@@ -227,37 +356,62 @@ mod tests {
     ) -> (Vec<LogEntry>, Vec<Move>) {
         let mut moves = Vec::new();
         for _ in 0..20 {
-            let next = next_move(&replay(&entries));
+            let next = next_move(&replay(&entries).unwrap());
             moves.push(next.clone());
             match next {
                 Move::Act(step) => {
-                    entries.push(entry(step.name(), log::PHASE_ACTION, log::STARTED, ""));
+                    entries.push(LogEntry::action(step, Event::Started, ""));
                     if Some(step) == fail_at {
-                        entries.push(entry(step.name(), log::PHASE_ACTION, log::REFUSED, "OUT_OF_STOCK"));
-                        entries.push(entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, "OUT_OF_STOCK"));
+                        entries.push(LogEntry::action(step, Event::Refused, "OUT_OF_STOCK"));
+                        entries.push(LogEntry::saga(Event::Compensate, "OUT_OF_STOCK"));
                     } else if Some(step) == rejected_at {
-                        entries.push(entry(step.name(), log::PHASE_ACTION, log::REJECTED, "REJECTED_401"));
-                        entries.push(entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, "REJECTED_401"));
+                        entries.push(LogEntry::action(step, Event::Rejected, "REJECTED_401"));
+                        entries.push(LogEntry::saga(Event::Compensate, "REJECTED_401"));
                     } else if Some(step) == unknown_at {
-                        entries.push(entry(step.name(), log::PHASE_ACTION, log::UNKNOWN, ""));
-                        entries.push(entry(
-                            log::SAGA_STEP,
-                            log::PHASE_SAGA,
-                            log::COMPENSATE,
-                            reason::SERVICE_UNAVAILABLE,
-                        ));
+                        entries.push(LogEntry::action(step, Event::Unknown, ""));
+                        entries.push(LogEntry::saga(Event::Compensate, reason::SERVICE_UNAVAILABLE));
                     } else {
-                        entries.push(entry(step.name(), log::PHASE_ACTION, log::SUCCEEDED, ""));
+                        entries.push(LogEntry::action(step, Event::Succeeded, ""));
                     }
                 }
-                Move::Compensate(step) => {
-                    entries.push(entry(step.name(), log::PHASE_COMPENSATION, log::ACKNOWLEDGED, ""))
-                }
-                Move::Finish { .. } => entries.push(entry(log::SAGA_STEP, log::PHASE_SAGA, log::FINISHED, "")),
+                Move::Compensate(step) => entries.push(LogEntry::compensation(step, Event::Acknowledged, "")),
+                Move::Finish { .. } => entries.push(LogEntry::saga(Event::Finished, "")),
                 Move::Done => return (entries, moves),
             }
         }
         panic!("saga did not finish within 20 moves: {moves:?}");
+    }
+
+    #[test]
+    fn every_word_reads_back_as_itself_and_no_other() {
+        for phase in Phase::ALL {
+            assert_eq!(Phase::parse(phase.as_str()), Some(phase));
+        }
+        for event in Event::ALL {
+            assert_eq!(Event::parse(event.as_str()), Some(event));
+        }
+        for step in STEPS {
+            assert_eq!(parse_step(step_text(Some(step))), Some(Some(step)));
+        }
+        assert_eq!(parse_step(SAGA_STEP), Some(None));
+        assert_eq!((Phase::parse("EXPLODED"), Event::parse("EXPLODED"), parse_step("ship")), (None, None, None));
+    }
+
+    #[test]
+    fn an_entry_the_runner_never_writes_is_an_error_not_a_default() {
+        let odd = |step, phase, event| LogEntry { step, phase, event, detail: String::new() };
+        for entry in [
+            LogEntry::action(Step::Withdraw, Event::Acknowledged, ""),
+            LogEntry::action(Step::Reserve, Event::Finished, ""),
+            LogEntry::compensation(Step::Reserve, Event::Succeeded, ""),
+            LogEntry::saga(Event::Started, ""),
+            odd(None, Phase::Action, Event::Started),
+            odd(None, Phase::Compensation, Event::Acknowledged),
+            odd(Some(Step::Book), Phase::Saga, Event::Finished),
+        ] {
+            let log = vec![LogEntry::saga(Event::Begun, ""), entry.clone()];
+            assert_eq!(replay(&log), Err(UnknownEntry(entry)));
+        }
     }
 
     #[test]
@@ -303,7 +457,7 @@ mod tests {
     fn a_rejection_at_every_step_is_compensated_and_stops_the_saga() {
         // A 4xx may hide an earlier attempt of the same call that was applied.
         for (index, rejected) in STEPS.into_iter().enumerate() {
-            let start = vec![entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "")];
+            let start = vec![LogEntry::saga(Event::Begun, "")];
             let (_, moves) = drive_rejecting(start, None, None, Some(rejected));
             let expected: Vec<Step> = STEPS[..=index].iter().rev().copied().collect();
             assert_eq!(compensations(&moves), expected, "rejection at {rejected:?}");
@@ -318,13 +472,13 @@ mod tests {
     #[test]
     fn every_prefix_of_a_log_with_a_rejection_resumes_to_the_same_end() {
         for rejected in STEPS {
-            let start = vec![entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, "")];
+            let start = vec![LogEntry::saga(Event::Begun, "")];
             let (full, full_moves) = drive_rejecting(start, None, None, Some(rejected));
             let final_move = full_moves.iter().rev().nth(1).cloned();
-            let final_state = replay(&full);
+            let final_state = replay(&full).unwrap();
             for cut in 1..full.len() {
                 let (resumed, moves) = drive_rejecting(full[..cut].to_vec(), None, None, Some(rejected));
-                let resumed_state = replay(&resumed);
+                let resumed_state = replay(&resumed).unwrap();
                 assert_eq!(resumed_state.actions, final_state.actions, "cut {cut}, rejection at {rejected:?}");
                 assert_eq!(resumed_state.compensated, final_state.compensated, "cut {cut}, rejection at {rejected:?}");
                 assert_eq!(moves.iter().rev().nth(1).cloned(), final_move, "cut {cut}, rejection at {rejected:?}");
@@ -335,25 +489,25 @@ mod tests {
     #[test]
     fn a_rejection_logged_as_refused_by_an_older_version_is_compensated() {
         let entries = vec![
-            entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, ""),
-            entry("withdraw", log::PHASE_ACTION, log::STARTED, ""),
-            entry("withdraw", log::PHASE_ACTION, log::REFUSED, "REJECTED_401"),
-            entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, "REJECTED_401"),
+            LogEntry::saga(Event::Begun, ""),
+            LogEntry::action(Step::Withdraw, Event::Started, ""),
+            LogEntry::action(Step::Withdraw, Event::Refused, "REJECTED_401"),
+            LogEntry::saga(Event::Compensate, "REJECTED_401"),
         ];
-        assert_eq!(next_move(&replay(&entries)), Move::Compensate(Step::Withdraw));
+        assert_eq!(next_move(&replay(&entries).unwrap()), Move::Compensate(Step::Withdraw));
     }
 
     #[test]
     fn a_business_refusal_is_not_compensated() {
         let entries = vec![
-            entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, ""),
-            entry("withdraw", log::PHASE_ACTION, log::STARTED, ""),
-            entry("withdraw", log::PHASE_ACTION, log::REFUSED, reason::INSUFFICIENT_FUNDS),
-            entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, reason::INSUFFICIENT_FUNDS),
+            LogEntry::saga(Event::Begun, ""),
+            LogEntry::action(Step::Withdraw, Event::Started, ""),
+            LogEntry::action(Step::Withdraw, Event::Refused, reason::INSUFFICIENT_FUNDS),
+            LogEntry::saga(Event::Compensate, reason::INSUFFICIENT_FUNDS),
         ];
         let failed =
             Move::Finish { status: OrderStatus::Failed, error_message: Some(reason::INSUFFICIENT_FUNDS.into()) };
-        assert_eq!(next_move(&replay(&entries)), failed);
+        assert_eq!(next_move(&replay(&entries).unwrap()), failed);
     }
 
     #[test]
@@ -361,11 +515,11 @@ mod tests {
         for fail_at in [None, Some(Step::Withdraw), Some(Step::Reserve), Some(Step::Book)] {
             let (full, full_moves) = drive(fail_at, None);
             let final_move = full_moves.iter().rev().nth(1).cloned();
-            let final_state = replay(&full);
+            let final_state = replay(&full).unwrap();
             for cut in 1..full.len() {
                 // The orchestrator crashed after writing `cut` entries; the restart resumes.
                 let (resumed, moves) = drive_from(full[..cut].to_vec(), fail_at, None);
-                let resumed_state = replay(&resumed);
+                let resumed_state = replay(&resumed).unwrap();
                 assert_eq!(resumed_state.actions, final_state.actions, "cut {cut}, failure {fail_at:?}");
                 assert_eq!(resumed_state.compensated, final_state.compensated, "cut {cut}, failure {fail_at:?}");
                 assert_eq!(moves.iter().rev().nth(1).cloned(), final_move, "cut {cut}, failure {fail_at:?}");
@@ -375,20 +529,17 @@ mod tests {
 
     #[test]
     fn an_action_started_but_unanswered_is_sent_again() {
-        let entries = vec![
-            entry(log::SAGA_STEP, log::PHASE_SAGA, log::BEGUN, ""),
-            entry("withdraw", log::PHASE_ACTION, log::STARTED, ""),
-        ];
-        assert_eq!(next_move(&replay(&entries)), Move::Act(Step::Withdraw));
+        let entries = vec![LogEntry::saga(Event::Begun, ""), LogEntry::action(Step::Withdraw, Event::Started, "")];
+        assert_eq!(next_move(&replay(&entries).unwrap()), Move::Act(Step::Withdraw));
     }
 
     #[test]
     fn a_started_action_is_compensated_when_unwinding() {
         let entries = vec![
-            entry("withdraw", log::PHASE_ACTION, log::SUCCEEDED, ""),
-            entry("reserve", log::PHASE_ACTION, log::STARTED, ""),
-            entry(log::SAGA_STEP, log::PHASE_SAGA, log::COMPENSATE, "OUT_OF_STOCK"),
+            LogEntry::action(Step::Withdraw, Event::Succeeded, ""),
+            LogEntry::action(Step::Reserve, Event::Started, ""),
+            LogEntry::saga(Event::Compensate, "OUT_OF_STOCK"),
         ];
-        assert_eq!(next_move(&replay(&entries)), Move::Compensate(Step::Reserve));
+        assert_eq!(next_move(&replay(&entries).unwrap()), Move::Compensate(Step::Reserve));
     }
 }

@@ -1,5 +1,6 @@
 //! The order service's schema and queries: orders and items, idempotency keys, the saga log.
 
+use crate::saga::{parse_step, step_text, Event, LogEntry, Phase};
 use contracts::order::{DeliveryInfo, Order, OrderItem, OrderStatus};
 use contracts::{Money, Timestamp};
 use platform::sql::{parsed_at, time_at, time_text, uuid_at};
@@ -278,15 +279,9 @@ pub fn similar_order(
         .optional()
 }
 
-pub fn log_saga(
-    tx: &Connection,
-    order_id: Uuid,
-    step: &str,
-    phase: &str,
-    event: &str,
-    detail: &str,
-    now: Timestamp,
-) -> rusqlite::Result<()> {
+pub fn log_saga(tx: &Connection, order_id: Uuid, entry: &LogEntry, now: Timestamp) -> rusqlite::Result<()> {
+    let LogEntry { step, phase, event, detail } = entry;
+    let (step, phase, event) = (step_text(*step), phase.as_str(), event.as_str());
     tx.execute(
         "INSERT INTO saga_log (order_id, step, phase, event, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![order_id.to_string(), step, phase, event, detail, time_text(now)],
@@ -295,13 +290,47 @@ pub fn log_saga(
     Ok(())
 }
 
-/// One saga log line: (step, phase, event, detail).
-pub type LogEntry = (String, String, String, String);
-
+/// The order's saga log, oldest first; a word this code does not know is an error.
 pub fn saga_log(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Vec<LogEntry>> {
     let mut statement = connection
         .prepare_cached("SELECT step, phase, event, detail FROM saga_log WHERE order_id = ?1 ORDER BY seq")?;
-    let rows =
-        statement.query_map([order_id.to_string()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
+    let rows = statement.query_map([order_id.to_string()], |row| {
+        Ok(LogEntry {
+            step: parsed_at(row, 0, parse_step)?,
+            phase: parsed_at(row, 1, Phase::parse)?,
+            event: parsed_at(row, 2, Event::parse)?,
+            detail: row.get(3)?,
+        })
+    })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::storage::Db;
+
+    /// A saga log word this code does not know (a newer version wrote it, or the file was
+    /// damaged) is an error when read back, never a guess such as "started".
+    #[test]
+    fn an_unknown_saga_log_word_is_an_error_not_a_default() {
+        let db = Db::open_memory(&migrations()).unwrap();
+        let order_id = Uuid::from_u128(7);
+        for (step, phase, event) in
+            [("withdraw", "ACTION", "EXPLODED"), ("withdraw", "ACTION", "ACKNOWLEDGED"), ("ship", "ACTION", "STARTED")]
+        {
+            db.write(|tx| {
+                tx.execute("DELETE FROM saga_log", [])?;
+                tx.execute(
+                    "INSERT INTO saga_log (order_id, step, phase, event, detail, at) VALUES (?1, ?2, ?3, ?4, '', '2030-01-01T00:00:00.000Z')",
+                    params![order_id.to_string(), step, phase, event],
+                )
+            })
+            .unwrap();
+            let read = db.read(|c| saga_log(c, order_id));
+            let replayed =
+                read.map_err(|e| e.to_string()).and_then(|e| crate::saga::replay(&e).map_err(|e| e.to_string()));
+            assert!(replayed.is_err(), "{step} {phase} {event}: {replayed:?}");
+        }
+    }
 }

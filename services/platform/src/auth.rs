@@ -53,6 +53,11 @@ impl Auth {
         Auth { clock, secrets, service }
     }
 
+    /// The service whose credential this is.
+    pub fn service(&self) -> ServiceName {
+        self.service
+    }
+
     fn mint(&self, sub: String, iss: String, aud: &str, secret: &[u8]) -> String {
         let now = self.clock.now_utc().timestamp();
         let claims = Claims { sub, iss, aud: aud.to_string(), iat: now, exp: now + TOKEN_TTL_S };

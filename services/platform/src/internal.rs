@@ -42,6 +42,11 @@ impl InternalClient {
         InternalClient { http: HttpClient::new(env.clone()), env, auth }
     }
 
+    /// The service this client calls as.
+    pub fn service(&self) -> ServiceName {
+        self.auth.service()
+    }
+
     /// Sends `request` with this service's credential; any answer status is returned.
     pub async fn send(
         &self,

@@ -16,6 +16,8 @@ pub mod net;
 pub mod openapi;
 pub mod operations;
 pub mod outbox;
+#[cfg(feature = "planted-bugs")]
+mod planted;
 pub mod probe;
 pub mod real;
 pub mod server;

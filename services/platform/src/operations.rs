@@ -1,14 +1,19 @@
 //! Participant operation records: one row per order id, written in the same transaction as
 //! the business change, so that a repeated action returns the stored answer and changes
 //! nothing, a cancel that arrives first leaves a tombstone, an action after its cancel is
-//! refused, and a repeated cancel changes nothing.
+//! refused, and a repeated cancel changes nothing. And the shape every participant's saga
+//! step endpoint shares ([`step_endpoint`], [`action_step`], [`compensation_step`]): each
+//! participant keeps only its own decision (what to apply, what to undo).
 
+use crate::crash_point::{self, CrashPoint};
 use crate::metrics::ParticipantOutcome as Outcome;
 use crate::probe::{self, Probe};
-use crate::sql::{optional_uuid_at, parsed_at};
+use crate::sql::{optional_uuid_at, parsed_at, time_text};
 use crate::storage::record_participant_outcome as record;
-use crate::storage::Migration;
+use crate::storage::{Db, Migration};
+use crate::{ApiError, Env};
 use contracts::saga::{reason, StepResult};
+use contracts::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
@@ -100,7 +105,7 @@ pub fn find(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<
         .optional()
 }
 
-fn store(connection: &Connection, order_id: Uuid, operation: &Operation, now: &str) -> rusqlite::Result<()> {
+fn store(connection: &Connection, order_id: Uuid, operation: &Operation, now: Timestamp) -> rusqlite::Result<()> {
     connection.execute(
         "INSERT INTO operations (order_id, state, message, transaction_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -110,7 +115,7 @@ fn store(connection: &Connection, order_id: Uuid, operation: &Operation, now: &s
             operation.state.as_str(),
             operation.message,
             operation.transaction_id.map(|t| t.to_string()),
-            now
+            time_text(now)
         ],
     )?;
     Ok(())
@@ -121,7 +126,7 @@ fn store(connection: &Connection, order_id: Uuid, operation: &Operation, now: &s
 pub fn act(
     connection: &Connection,
     order_id: Uuid,
-    now: &str,
+    now: Timestamp,
     apply: impl FnOnce(&Connection) -> rusqlite::Result<StepResult>,
 ) -> rusqlite::Result<StepResult> {
     if let Some(existing) = find(connection, order_id)? {
@@ -142,7 +147,7 @@ pub fn act(
 pub fn cancel(
     connection: &Connection,
     order_id: Uuid,
-    now: &str,
+    now: Timestamp,
     undo: impl FnOnce(&Connection) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<(StepResult, OperationState)> {
     let next = match find(connection, order_id)? {
@@ -173,10 +178,54 @@ pub fn cancel(
     Ok((StepResult::ok("cancelled", None), next.state))
 }
 
+/// A participant's saga step endpoint, an action or its compensation: `step` runs in one write
+/// transaction at the clock's time, then the participant's crash point after the commit.
+pub async fn step_endpoint(
+    env: &Env,
+    db: &Db,
+    step: impl FnOnce(&Connection, Timestamp) -> rusqlite::Result<StepResult>,
+) -> Result<StepResult, ApiError> {
+    let now = env.clock.now_utc();
+    let result = db.write(|tx| step(tx, now))?;
+    crash_point::here(CrashPoint::ParticipantCommitted).await;
+    Ok(result)
+}
+
+/// The saga step `step`'s action for the order ([`act`]: `apply` at most once), logged.
+pub fn action_step(
+    connection: &Connection,
+    step: &'static str,
+    order_id: Uuid,
+    now: Timestamp,
+    apply: impl FnOnce(&Connection) -> rusqlite::Result<StepResult>,
+) -> rusqlite::Result<StepResult> {
+    let result = act(connection, order_id, now, apply)?;
+    tracing::info!(%order_id, step, success = result.success, message = %result.message, "saga step");
+    Ok(result)
+}
+
+/// The saga step `step`'s compensation for the order ([`cancel`]: `undo` only what was
+/// applied), logged.
+pub fn compensation_step(
+    connection: &Connection,
+    step: &'static str,
+    order_id: Uuid,
+    now: Timestamp,
+    undo: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> rusqlite::Result<StepResult> {
+    let (result, state) = cancel(connection, order_id, now, undo)?;
+    tracing::info!(%order_id, step, outcome = state.as_str(), "saga compensation");
+    Ok(result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::Db;
+
+    fn now() -> Timestamp {
+        Timestamp::UNIX_EPOCH
+    }
 
     fn db() -> Db {
         Db::open_memory(&[migration(1), Migration { version: 2, sql: "CREATE TABLE effects (n INTEGER);" }]).unwrap()
@@ -200,8 +249,8 @@ mod tests {
     fn repeated_action_is_a_no_op() {
         let db = db();
         let order = Uuid::from_u128(1);
-        let first = db.write(|tx| act(tx, order, "t", apply)).unwrap();
-        let second = db.write(|tx| act(tx, order, "t", apply)).unwrap();
+        let first = db.write(|tx| act(tx, order, now(), apply)).unwrap();
+        let second = db.write(|tx| act(tx, order, now(), apply)).unwrap();
         assert_eq!(first, second);
         assert_eq!(effects(&db), 1);
     }
@@ -210,10 +259,10 @@ mod tests {
     fn cancel_first_leaves_a_tombstone_and_refuses_the_late_action() {
         let db = db();
         let order = Uuid::from_u128(2);
-        let (ack, state) = db.write(|tx| cancel(tx, order, "t", undo)).unwrap();
+        let (ack, state) = db.write(|tx| cancel(tx, order, now(), undo)).unwrap();
         assert!(ack.success);
         assert_eq!(state, OperationState::Cancelled);
-        let late = db.write(|tx| act(tx, order, "t", apply)).unwrap();
+        let late = db.write(|tx| act(tx, order, now(), apply)).unwrap();
         assert!(!late.success);
         assert_eq!(late.message, reason::CANCELLED);
         assert_eq!(effects(&db), 0);
@@ -223,12 +272,12 @@ mod tests {
     fn cancel_undoes_once() {
         let db = db();
         let order = Uuid::from_u128(3);
-        db.write(|tx| act(tx, order, "t", apply)).unwrap();
-        db.write(|tx| cancel(tx, order, "t", undo)).unwrap();
-        let (_, state) = db.write(|tx| cancel(tx, order, "t", undo)).unwrap();
+        db.write(|tx| act(tx, order, now(), apply)).unwrap();
+        db.write(|tx| cancel(tx, order, now(), undo)).unwrap();
+        let (_, state) = db.write(|tx| cancel(tx, order, now(), undo)).unwrap();
         assert_eq!(state, OperationState::Undone);
         assert_eq!(effects(&db), 0);
-        assert!(!db.write(|tx| act(tx, order, "t", apply)).unwrap().success);
+        assert!(!db.write(|tx| act(tx, order, now(), apply)).unwrap().success);
     }
 
     /// A state this code does not know (one a newer version wrote) is a storage error, not a
@@ -237,16 +286,16 @@ mod tests {
     fn an_unknown_state_read_back_is_an_error() {
         let db = db();
         let order = Uuid::from_u128(4);
-        db.write(|tx| act(tx, order, "t", apply)).unwrap();
+        db.write(|tx| act(tx, order, now(), apply)).unwrap();
         db.write(|tx| {
             tx.execute_batch("PRAGMA ignore_check_constraints = ON")?;
             tx.execute("UPDATE operations SET state = 'PAUSED' WHERE order_id = ?1", [order.to_string()])?;
             tx.execute_batch("PRAGMA ignore_check_constraints = OFF")
         })
         .unwrap();
-        let error = db.write(|tx| act(tx, order, "t", apply)).expect_err("an unknown state is an error");
+        let error = db.write(|tx| act(tx, order, now(), apply)).expect_err("an unknown state is an error");
         assert!(error.to_string().contains("unknown value 'PAUSED'"), "{error}");
-        assert!(db.write(|tx| cancel(tx, order, "t", undo)).is_err());
+        assert!(db.write(|tx| cancel(tx, order, now(), undo)).is_err());
         assert_eq!(crate::ApiError::from(error).problem.status, 500);
         assert_eq!(effects(&db), 1, "nothing more was done");
     }

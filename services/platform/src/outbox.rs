@@ -4,10 +4,12 @@
 
 use crate::client::{OutboundRequest, RetryPolicy};
 use crate::internal::InternalClient;
+use crate::sql::{stored_time, time_text};
 use crate::storage::{Db, Migration};
 use crate::trace::RequestContext;
 use crate::Env;
 use contracts::notification::NotificationEvent;
+use contracts::Timestamp;
 use http::Method;
 use rusqlite::{params, Connection};
 use std::sync::Arc;
@@ -29,11 +31,11 @@ pub fn migration(version: u32) -> Migration {
     }
 }
 
-pub fn enqueue(connection: &Connection, event: &NotificationEvent, now: &str) -> rusqlite::Result<()> {
-    let occurred_at = chrono::DateTime::parse_from_rfc3339(now).ok().map(|t| t.with_timezone(&chrono::Utc));
-    let event = NotificationEvent { occurred_at: event.occurred_at.or(occurred_at), ..event.clone() };
+/// Adds `event` to the outbox; an event without its own time gets `now`, as stored.
+pub fn enqueue(connection: &Connection, event: &NotificationEvent, now: Timestamp) -> rusqlite::Result<()> {
+    let event = NotificationEvent { occurred_at: event.occurred_at.or(Some(stored_time(now))), ..event.clone() };
     let text = serde_json::to_string(&event).expect("wire types serialize");
-    connection.execute("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)", params![text, now])?;
+    connection.execute("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)", params![text, time_text(now)])?;
     Ok(())
 }
 
@@ -55,8 +57,6 @@ pub struct Relay {
     pub config: RelayConfig,
     /// Notified after a transaction that enqueued events, to deliver them without waiting.
     pub wakeup: Arc<Notify>,
-    /// Where the planted `DirectNotification` bug applies (billing's relay).
-    pub fire_and_forget: bool,
 }
 
 impl Relay {
@@ -117,13 +117,15 @@ impl Relay {
             let policy = RetryPolicy::once(self.config.call_timeout_ms);
             let reply = self.client.send(&self.notification_addr, request, &context, policy).await;
             let delivered = reply.and_then(|reply| reply.success()).is_ok();
-            // The planted bug: a direct call, sent once, whatever became of it.
-            let forget = self.fire_and_forget && crate::bugs::active(crate::bugs::Bug::DirectNotification);
+            // Whether the event leaves the outbox: once delivered.
+            let done = delivered;
+            #[cfg(feature = "planted-bugs")]
+            let done = done || crate::planted::direct_notification(self);
             if delivered {
                 crate::crash_point::here(crate::crash_point::CrashPoint::OutboxDelivered).await;
             }
             let recorded = self.db.write(|tx| {
-                if delivered || forget {
+                if done {
                     tx.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])
                 } else {
                     tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", params![seq])
@@ -137,7 +139,7 @@ impl Relay {
                     metrics.failures.inc();
                 }
             }
-            if !(delivered || forget) || recorded.is_err() {
+            if !done || recorded.is_err() {
                 return false;
             }
             if delivered && attempts > 0 {

@@ -11,6 +11,11 @@ pub fn time_text(time: Timestamp) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// `time` as the database keeps it ([`time_text`]): to the millisecond.
+pub fn stored_time(time: Timestamp) -> Timestamp {
+    chrono::SubsecRound::trunc_subsecs(time, 3)
+}
+
 fn conversion_error(index: usize, error: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error))
 }
@@ -51,3 +56,17 @@ impl std::fmt::Display for UnknownValue {
 }
 
 impl std::error::Error for UnknownValue {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_time_is_the_time_its_text_reads_back_as() {
+        let time = Timestamp::UNIX_EPOCH + chrono::TimeDelta::nanoseconds(1_999_999_999_999);
+        let read_back = chrono::DateTime::parse_from_rfc3339(&time_text(time)).unwrap().to_utc();
+        assert_eq!(stored_time(time), read_back);
+        assert_eq!(time_text(stored_time(time)), time_text(time));
+        assert_ne!(stored_time(time), time);
+    }
+}

@@ -24,6 +24,16 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// The gateway's configuration: its defaults with this password cost.
+    pub fn gateway(&self) -> gateway::Config {
+        gateway::Config { password_cost: self.password_cost, ..gateway::CONFIG }
+    }
+
+    /// Delivery's configuration: this slot capacity and horizon.
+    pub fn delivery(&self) -> delivery::Config {
+        delivery::Config { slot_capacity: self.slot_capacity, horizon_hours: self.delivery_horizon_hours }
+    }
+
     /// The demo catalog with this configuration's stock.
     pub fn catalog(&self) -> Vec<warehouse::CatalogEntry> {
         warehouse::DEMO_CATALOG
@@ -51,10 +61,7 @@ pub fn migrations(service: ServiceName) -> Vec<Migration> {
 /// for the others.
 pub fn seed(service: ServiceName, db: &Db, now: Timestamp, config: &StoreConfig) -> rusqlite::Result<()> {
     match service {
-        ServiceName::Warehouse => {
-            let now = platform::sql::time_text(now);
-            db.write(|tx| warehouse::seed_catalog(tx, &config.catalog(), &now))
-        }
+        ServiceName::Warehouse => db.write(|tx| warehouse::seed_catalog(tx, &config.catalog(), now)),
         ServiceName::Delivery => {
             db.write(|tx| delivery::store::ensure_slots(tx, now, config.delivery_horizon_hours, config.slot_capacity))
         }
@@ -64,7 +71,8 @@ pub fn seed(service: ServiceName, db: &Db, now: Timestamp, config: &StoreConfig)
 
 pub type ServiceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// The future that runs the service on `listener` until `shutdown` completes.
+/// The future that runs the service on `listener` until `shutdown` completes: every
+/// service's `run(deps, config, listener, shutdown)` with its own `Config`.
 pub fn run(
     service: ServiceName,
     deps: Deps,
@@ -73,18 +81,11 @@ pub fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> ServiceFuture {
     match service {
-        ServiceName::Gateway => {
-            let config = gateway::Config { password_cost: config.password_cost, ..gateway::CONFIG };
-            Box::pin(gateway::run(deps, config, listener, shutdown))
-        }
+        ServiceName::Gateway => Box::pin(gateway::run(deps, config.gateway(), listener, shutdown)),
         ServiceName::Order => Box::pin(order::run(deps, order::CONFIG, listener, shutdown)),
-        ServiceName::Billing => Box::pin(billing::run(deps, platform::outbox::RELAY_CONFIG, listener, shutdown)),
-        ServiceName::Warehouse => Box::pin(warehouse::run(deps, listener, shutdown)),
-        ServiceName::Delivery => {
-            let config =
-                delivery::Config { slot_capacity: config.slot_capacity, horizon_hours: config.delivery_horizon_hours };
-            Box::pin(delivery::run(deps, config, listener, shutdown))
-        }
-        ServiceName::Notification => Box::pin(notification::run(deps, listener, shutdown)),
+        ServiceName::Billing => Box::pin(billing::run(deps, billing::CONFIG, listener, shutdown)),
+        ServiceName::Warehouse => Box::pin(warehouse::run(deps, warehouse::CONFIG, listener, shutdown)),
+        ServiceName::Delivery => Box::pin(delivery::run(deps, config.delivery(), listener, shutdown)),
+        ServiceName::Notification => Box::pin(notification::run(deps, notification::CONFIG, listener, shutdown)),
     }
 }

@@ -1,6 +1,8 @@
 //! The warehouse service: the catalog with prices, stock, and reserve/release by order id.
 //! Stock is never oversold: the check and the reservation are one transaction.
 
+#[cfg(feature = "planted-bugs")]
+mod planted;
 mod routes;
 pub mod store;
 
@@ -14,12 +16,19 @@ use std::sync::Arc;
 
 pub use store::{migrations, seed_catalog, CatalogEntry, DEMO_CATALOG};
 
+/// What the warehouse is told at start: nothing yet (the registry seeds its catalog).
+#[derive(Clone, Copy, Debug)]
+pub struct Config {}
+
+pub const CONFIG: Config = Config {};
+
 pub struct Warehouse {
     env: Env,
     db: Db,
 }
 
-pub async fn run(deps: Deps, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
+/// Runs the warehouse on `listener` until `shutdown`.
+pub async fn run(deps: Deps, _config: Config, listener: Box<dyn Listener>, shutdown: impl Future<Output = ()>) {
     deps.env.metrics.participants();
     let auth = Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Warehouse));
     let warehouse = Arc::new(Warehouse { env: deps.env.clone(), db: deps.db.clone() });

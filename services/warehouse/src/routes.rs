@@ -9,9 +9,8 @@ use contracts::order::{ITEMS_MAX, QUANTITY_MAX};
 use contracts::saga::{ReserveRequest, StepResult};
 use contracts::ProblemType;
 use platform::auth::{Auth, Caller, Service};
-use platform::bugs::{self, Bug};
 use platform::json::{Json, Path};
-use platform::sql::time_text;
+use platform::operations::step_endpoint;
 use platform::ApiError;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -63,52 +62,13 @@ async fn reserve_step(
     if !lines_ok || !quantities_ok || ids.len() != request.items.len() {
         return Err(ApiError::bad_request(ProblemType::InvalidItems, "1-50 distinct products, quantities 1-1000"));
     }
-    if bugs::active(Bug::OversellTwoSteps) {
-        return oversell_two_steps(&state, &request).await.map(axum::Json);
+    #[cfg(feature = "planted-bugs")]
+    if let Some(result) = crate::planted::oversell_two_steps(&state, &request).await {
+        return result.map(axum::Json);
     }
-    let now = time_text(state.env.clock.now_utc());
-    let result = state.db.write(|tx| reserve(tx, request.order_id, &request.items, &now))?;
-    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    let result =
+        step_endpoint(&state.env, &state.db, |tx, now| reserve(tx, request.order_id, &request.items, now)).await?;
     Ok(axum::Json(result))
-}
-
-/// How long the planted `OversellTwoSteps` bug awaits between its check and its write.
-const OVERSELL_GAP_MS: u64 = 200;
-
-/// The planted bug: availability checked in one transaction, the reservation written in
-/// another after an await, clamped so that no constraint notices.
-async fn oversell_two_steps(state: &Warehouse, request: &ReserveRequest) -> Result<StepResult, ApiError> {
-    let enough = state.db.read(|c| {
-        request.items.iter().try_fold(true, |enough, item| {
-            let available: i64 = c.query_row(
-                "SELECT COALESCE(MAX(total_quantity - reserved_quantity), 0) FROM stocks WHERE product_id = ?1",
-                [item.product_id.to_string()],
-                |row| row.get(0),
-            )?;
-            Ok::<_, rusqlite::Error>(enough && available >= item.quantity)
-        })
-    })?;
-    state.env.clock.sleep(std::time::Duration::from_millis(OVERSELL_GAP_MS)).await;
-    let now = time_text(state.env.clock.now_utc());
-    let result = state.db.write(|tx| {
-        platform::operations::act(tx, request.order_id, &now, |tx| {
-            if !enough {
-                return Ok(StepResult::refused(contracts::saga::reason::OUT_OF_STOCK));
-            }
-            for item in &request.items {
-                tx.execute(
-                    "UPDATE stocks SET reserved_quantity = MIN(total_quantity, reserved_quantity + ?1) WHERE product_id = ?2",
-                    rusqlite::params![item.quantity, item.product_id.to_string()],
-                )?;
-                tx.execute(
-                    "INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) VALUES (?1, ?2, ?3, 'RESERVED', ?4)",
-                    rusqlite::params![request.order_id.to_string(), item.product_id.to_string(), item.quantity, now],
-                )?;
-            }
-            Ok(StepResult::ok("reserved", Some(request.order_id)))
-        })
-    })?;
-    Ok(result)
 }
 
 #[utoipa::path(post, path = "/api/v1/warehouse/reserve/cancel/{order_id}", operation_id = "releaseStock", tag = "warehouse (internal)", security(("serviceToken" = [])),
@@ -119,9 +79,7 @@ async fn release_step(
     _caller: Service,
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
-    let now = time_text(state.env.clock.now_utc());
-    let result = state.db.write(|tx| release(tx, order_id, &now))?;
-    platform::crash_point::here(platform::crash_point::CrashPoint::ParticipantCommitted).await;
+    let result = step_endpoint(&state.env, &state.db, |tx, now| release(tx, order_id, now)).await?;
     Ok(axum::Json(result))
 }
 

@@ -2,10 +2,9 @@
 
 use contracts::catalog::Product;
 use contracts::saga::{reason, ReserveItem, StepResult};
-use contracts::Money;
-use platform::bugs::{self, Bug};
-use platform::operations::{act, cancel};
-use platform::sql::uuid_at;
+use contracts::{Money, Timestamp};
+use platform::operations::{action_step, compensation_step};
+use platform::sql::{time_text, uuid_at};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
@@ -83,7 +82,8 @@ pub const DEMO_CATALOG: [CatalogEntry; 5] = [
 ];
 
 /// Adds the catalog entries that are not there yet; existing stock is left alone.
-pub fn seed_catalog(connection: &Connection, catalog: &[CatalogEntry], now: &str) -> rusqlite::Result<()> {
+pub fn seed_catalog(connection: &Connection, catalog: &[CatalogEntry], now: Timestamp) -> rusqlite::Result<()> {
+    let now = time_text(now);
     for entry in catalog {
         connection.execute(
             "INSERT OR IGNORE INTO products (id, name, price_cents, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -120,8 +120,8 @@ pub fn product(connection: &Connection, id: Uuid) -> rusqlite::Result<Option<Pro
 }
 
 /// Reserves every line of the order or none of them.
-pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: &str) -> rusqlite::Result<StepResult> {
-    let result = act(tx, order_id, now, |tx| {
+pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: Timestamp) -> rusqlite::Result<StepResult> {
+    action_step(tx, "reserve", order_id, now, |tx| {
         for item in items {
             let available: Option<i64> = tx
                 .query_row(
@@ -130,9 +130,10 @@ pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: &str
                     |row| row.get(0),
                 )
                 .optional()?;
-            // The planted negative control skips the guard and lets the CHECK on
-            // `reserved_quantity` fire inside the transaction instead.
-            if available.unwrap_or(0) < item.quantity && !bugs::active(Bug::ConstraintMasked) {
+            let short = available.unwrap_or(0) < item.quantity;
+            #[cfg(feature = "planted-bugs")]
+            let short = short && !crate::planted::constraint_masked();
+            if short {
                 platform::probe::hit(platform::probe::Probe::OutOfStock);
                 return Ok(StepResult::refused(reason::OUT_OF_STOCK));
             }
@@ -144,18 +145,16 @@ pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: &str
             )?;
             tx.execute(
                 "INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) VALUES (?1, ?2, ?3, 'RESERVED', ?4)",
-                params![order_id.to_string(), item.product_id.to_string(), item.quantity, now],
+                params![order_id.to_string(), item.product_id.to_string(), item.quantity, time_text(now)],
             )?;
         }
         Ok(StepResult::ok("reserved", Some(order_id)))
-    })?;
-    tracing::info!(%order_id, step = "reserve", success = result.success, message = %result.message, "saga step");
-    Ok(result)
+    })
 }
 
 /// Releases the order's reservation if it was made; otherwise leaves a tombstone.
-pub fn release(tx: &Connection, order_id: Uuid, now: &str) -> rusqlite::Result<StepResult> {
-    let (result, state) = cancel(tx, order_id, now, |tx| {
+pub fn release(tx: &Connection, order_id: Uuid, now: Timestamp) -> rusqlite::Result<StepResult> {
+    compensation_step(tx, "reserve", order_id, now, |tx| {
         let lines: Vec<(String, i64)> = {
             let mut statement = tx.prepare(
                 "SELECT product_id, quantity FROM stock_reservations WHERE order_id = ?1 AND status = 'RESERVED'",
@@ -171,7 +170,5 @@ pub fn release(tx: &Connection, order_id: Uuid, now: &str) -> rusqlite::Result<S
         }
         tx.execute("UPDATE stock_reservations SET status = 'RELEASED' WHERE order_id = ?1", [order_id.to_string()])?;
         Ok(())
-    })?;
-    tracing::info!(%order_id, step = "reserve", outcome = state.as_str(), "saga compensation");
-    Ok(result)
+    })
 }
