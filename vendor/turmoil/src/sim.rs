@@ -377,6 +377,24 @@ impl<'a> Sim<'a> {
         f(top.iter_mut())
     }
 
+    /// Patched (see PATCH.md): how long from now until the network next hands a message
+    /// to a host whose software is running: zero when one already waits for such a host
+    /// (sent to it while it was down), else the earliest delivery time among messages in
+    /// flight (held messages excluded: only a release moves them). `None`: nothing in
+    /// flight. A step that reaches this time delivers the message at its start.
+    pub fn next_delivery(&self) -> Option<Duration> {
+        let running = |addr: IpAddr| self.rts.get(&addr).is_some_and(|rt| rt.is_software_running());
+        self.world.borrow().topology.next_delivery(running)
+    }
+
+    /// Patched (see PATCH.md): how many messages the network has taken (sent, dropped
+    /// ones included) and handed to hosts so far. A step that changes it may have woken
+    /// a task on a host that already ran in that step (a delivered SYN completes the
+    /// connecting host's `connect` at once, across hosts).
+    pub fn messages_moved(&self) -> u64 {
+        self.world.borrow().topology.moved
+    }
+
     /// Run the simulation until all client hosts have completed.
     ///
     /// Executes a simple event loop that calls [step](#method.step) each
@@ -411,9 +429,14 @@ impl<'a> Sim<'a> {
     ///
     /// Returns whether or not all clients have completed.
     pub fn step(&mut self) -> Result<bool> {
+        self.step_by(self.config.tick)
+    }
+
+    /// Patched (see PATCH.md): [`Sim::step`] with a step of `tick` instead of the
+    /// configured `tick_duration`. Loopback delivery still waits the configured tick.
+    pub fn step_by(&mut self, tick: Duration) -> Result<bool> {
         tracing::trace!(target: TRACING_TARGET, "step {}", self.steps);
 
-        let tick = self.config.tick;
         let mut is_finished = true;
 
         // Tick the networking, processing messages. This is done before

@@ -23,6 +23,10 @@ pub(crate) struct Topology {
     /// forward in the same way we do it elsewhere. We'd like to represent
     /// network state with async in the future.
     rt: Rt<'static>,
+
+    /// Patched (see PATCH.md): messages sent (dropped ones included) and handed to hosts
+    /// so far.
+    pub(crate) moved: u64,
 }
 
 /// This type is used as the key in the [`Topology::links`] map. See [`new`]
@@ -178,6 +182,7 @@ impl Topology {
             config,
             links: IndexMap::new(),
             rt: Rt::no_software(),
+            moved: 0,
         }
     }
 
@@ -238,6 +243,7 @@ impl Topology {
         dst: SocketAddr,
         message: Protocol,
     ) -> Result<()> {
+        self.moved += 1;
         if let Some(link) = self.links.get_mut(&Pair::new(src.ip(), dst.ip())) {
             link.enqueue_message(&self.config, rand, src, dst, message)
         } else {
@@ -252,7 +258,7 @@ impl Topology {
     pub(crate) fn deliver_messages(&mut self, rand: &mut dyn RngCore, dst: &mut Host) {
         for (pair, link) in &mut self.links {
             if pair.0 == dst.addr || pair.1 == dst.addr {
-                link.deliver_messages(&self.config, rand, dst);
+                self.moved += link.deliver_messages(&self.config, rand, dst);
             }
         }
     }
@@ -288,6 +294,24 @@ impl Topology {
         for link in self.links.values_mut() {
             link.tick(self.rt.now());
         }
+    }
+
+    /// Patched (see PATCH.md): see `Sim::next_delivery`.
+    pub(crate) fn next_delivery(&self, running: impl Fn(IpAddr) -> bool) -> Option<Duration> {
+        let now = self.rt.now();
+        let mut next: Option<Duration> = None;
+        for link in self.links.values() {
+            if link.deliverable.iter().any(|(dst, queue)| !queue.is_empty() && running(*dst)) {
+                return Some(Duration::ZERO);
+            }
+            for sent in &link.sent {
+                if let DeliveryStatus::DeliverAfter(at) = sent.status {
+                    let wait = at.saturating_duration_since(now);
+                    next = Some(next.map_or(wait, |n| n.min(wait)));
+                }
+            }
+        }
+        next
     }
 
     pub(crate) fn iter_mut(&mut self) -> LinksIter<'_> {
@@ -445,7 +469,7 @@ impl Link {
         global_config: &config::Link,
         rand: &mut dyn RngCore,
         host: &mut Host,
-    ) {
+    ) -> u64 {
         let deliverable = self
             .deliverable
             .entry(host.addr)
@@ -453,12 +477,14 @@ impl Link {
             .drain(..)
             .collect::<Vec<Envelope>>();
 
+        let count = deliverable.len() as u64;
         for message in deliverable {
             let (src, dst) = (message.src, message.dst);
             if let Err(message) = host.receive_from_network(message) {
                 let _ = self.enqueue_message(global_config, rand, dst, src, message);
             }
         }
+        count
     }
 
     // Randomly break or repair this link.
