@@ -118,8 +118,10 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         bug: Vec<String>,
     },
-    /// Benchmark (one core): the scenario mix against bare turmoil with the same hosts and
-    /// simulated time; prints runs per second, simulated-to-wall speed and the ratio.
+    /// Benchmark (one core): the scenario mix under the fixed and the event-driven time
+    /// driver against bare turmoil with the same hosts and simulated time; prints runs per
+    /// second, simulated-to-wall speed, the ratios and steps per run (fails if a digest
+    /// differs between the drivers).
     Bench {
         /// Seeds of each scenario.
         #[arg(long, default_value_t = 10)]
