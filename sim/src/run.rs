@@ -158,9 +158,11 @@ struct Driver<'a> {
     seed: u64,
     /// A host may have a task ready to run that no timer woke: the harness changed the
     /// cluster since the last step (a fault applied, a host crashed or restarted, the
-    /// heal: a restarted host's software is ready to run), or the last step moved a
+    /// heal: a restarted host's software is ready to run), or the last step delivered a
     /// message (a SYN delivered completes the connecting host's `connect` across hosts,
-    /// perhaps after that host's turn) or a timer. The next step is then one millisecond.
+    /// perhaps after that host's turn in the step). The next step is then one millisecond.
+    /// (Every other wake is local to a host and runs within the step that caused it, but
+    /// a timer's, which the registry shows.)
     busy: bool,
 }
 
@@ -408,7 +410,7 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
                 driver.quiet_ms(horizon)
             }
         };
-        let moved_before = (driver.sim.messages_moved(), crate::timers::changes());
+        let delivered_before = driver.sim.messages_delivered();
         // A panic in a host's task comes out of `step` (turmoil's runtimes shut down on an
         // unhandled panic): a violation with its evidence, not an aborted sweep.
         let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -437,7 +439,7 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
             }
         };
         steps += 1;
-        driver.busy = (driver.sim.messages_moved(), crate::timers::changes()) != moved_before;
+        driver.busy = driver.sim.messages_delivered() != delivered_before;
         driver.take_crash_points();
         if driver.now_ms().is_multiple_of(CHECK_EVERY_MS) {
             for found in always(&Snapshot::levels(&driver.cluster)) {

@@ -29,10 +29,6 @@ struct Registry {
     generation: u64,
     /// Deadlines in simulated milliseconds → how many sleeps wait for each.
     deadlines: BTreeMap<u64, u32>,
-    /// Sleeps registered in this run.
-    registered: u64,
-    /// Sleeps registered, completed or dropped in this run: a change means some task ran.
-    changes: u64,
 }
 
 thread_local! {
@@ -45,8 +41,6 @@ pub fn reset() {
         let mut r = r.borrow_mut();
         r.generation += 1;
         r.deadlines.clear();
-        r.registered = 0;
-        r.changes = 0;
     });
 }
 
@@ -55,22 +49,10 @@ pub fn earliest_ms() -> Option<u64> {
     REGISTRY.with(|r| r.borrow().deadlines.keys().next().copied())
 }
 
-/// Sleeps registered since [`reset`].
-pub fn registered() -> u64 {
-    REGISTRY.with(|r| r.borrow().registered)
-}
-
-/// Sleeps registered, completed or dropped since [`reset`].
-pub fn changes() -> u64 {
-    REGISTRY.with(|r| r.borrow().changes)
-}
-
 fn register(deadline_ms: u64) -> u64 {
     REGISTRY.with(|r| {
         let mut r = r.borrow_mut();
         *r.deadlines.entry(deadline_ms).or_default() += 1;
-        r.registered += 1;
-        r.changes += 1;
         r.generation
     })
 }
@@ -81,7 +63,6 @@ fn unregister(generation: u64, deadline_ms: u64) {
         if r.generation != generation {
             return;
         }
-        r.changes += 1;
         if let Some(count) = r.deadlines.get_mut(&deadline_ms) {
             *count -= 1;
             if *count == 0 {

@@ -387,12 +387,12 @@ impl<'a> Sim<'a> {
         self.world.borrow().topology.next_delivery(running)
     }
 
-    /// Patched (see PATCH.md): how many messages the network has taken (sent, dropped
-    /// ones included) and handed to hosts so far. A step that changes it may have woken
-    /// a task on a host that already ran in that step (a delivered SYN completes the
-    /// connecting host's `connect` at once, across hosts).
-    pub fn messages_moved(&self) -> u64 {
-        self.world.borrow().topology.moved
+    /// Patched (see PATCH.md): how many messages the network has handed to hosts so far.
+    /// A step that delivered one may have woken a task on a host that already ran in that
+    /// step: a delivered SYN completes the connecting host's `connect` through a oneshot,
+    /// across hosts.
+    pub fn messages_delivered(&self) -> u64 {
+        self.world.borrow().topology.delivered
     }
 
     /// Run the simulation until all client hosts have completed.
