@@ -405,7 +405,8 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
                 if !healed {
                     horizon = horizon.min(scenario.safety_ms);
                     horizon = horizon.min(edges.peek().map_or(u64::MAX, |(at, _)| *at));
-                    horizon = horizon.min(driver.crash_point_restarts.iter().map(|(at, _, _)| *at).min().unwrap_or(u64::MAX));
+                    horizon =
+                        horizon.min(driver.crash_point_restarts.iter().map(|(at, _, _)| *at).min().unwrap_or(u64::MAX));
                 }
                 driver.quiet_ms(horizon)
             }

@@ -7,6 +7,7 @@ use sim::catalog::CATALOG;
 use sim::run::{run_driven, RunReport, TimeDriver};
 use sim::scenario::{load_all, load_named};
 
+#[expect(clippy::disallowed_methods, reason = "the test reads SIM_DRIVER_SEEDS")]
 fn seeds() -> u64 {
     std::env::var("SIM_DRIVER_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2)
 }
@@ -35,7 +36,10 @@ fn every_scenario_runs_the_same_under_both_drivers_in_fewer_steps() {
         }
     }
     println!("steps: fixed {fixed_steps}, event-driven {event_steps}");
-    assert!(event_steps * 2 < fixed_steps, "the event-driven driver skips little: {event_steps} of {fixed_steps} steps");
+    assert!(
+        event_steps * 2 < fixed_steps,
+        "the event-driven driver skips little: {event_steps} of {fixed_steps} steps"
+    );
 }
 
 #[test]

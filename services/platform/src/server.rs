@@ -2,6 +2,7 @@
 //! bound on connections, a header-read deadline, a body-read deadline on the clock seam and
 //! a header size limit.
 
+use crate::hyper_timer::ClockTimer;
 use crate::json::{problem_everywhere, unknown_route, BODY_SIZE_MAX_BYTES};
 use crate::metrics::Metrics;
 use crate::net::Listener;
@@ -12,7 +13,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{header, HeaderValue};
 use axum::Router;
 use contracts::ProblemType;
-use crate::hyper_timer::ClockTimer;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
