@@ -1,8 +1,9 @@
 //! The benchmark (not a test): scenarios per second and simulated-to-wall time for the
-//! standard scenario mix, next to bare turmoil with the same hosts and the same simulated
-//! durations, measured in the same process so that the ratio cancels the machine's speed.
+//! standard scenario mix under both time drivers (the fixed 1 ms step and the event-driven
+//! one), next to bare turmoil with the same hosts and the same simulated durations, all
+//! measured in the same process so that the ratios cancel the machine's speed.
 
-use crate::run::{run, TICK_MS};
+use crate::run::{run_driven, TimeDriver, TICK_MS};
 use crate::scenario::Scenario;
 use crate::wall::wall_ms;
 use contracts::ServiceName;
@@ -12,15 +13,28 @@ use std::time::Duration;
 pub struct BenchReport {
     pub runs: u64,
     pub simulated_ms: u64,
+    /// The store under the fixed driver (one step per simulated millisecond).
     pub store_wall_ms: f64,
+    /// The store under the event-driven driver, the same runs.
+    pub event_wall_ms: f64,
     pub bare_wall_ms: f64,
     pub store_runs_per_s: f64,
+    pub event_runs_per_s: f64,
     pub bare_runs_per_s: f64,
-    /// Simulated time per wall time, for the store.
+    /// Simulated time per wall time, for the store (fixed driver).
     pub store_speedup: f64,
+    /// Simulated time per wall time, for the store (event-driven driver).
+    pub event_speedup: f64,
     pub bare_speedup: f64,
     /// store wall time / bare turmoil wall time: what the services and checkers cost.
     pub ratio: f64,
+    /// fixed driver's wall time / event-driven driver's: what skipping idle time gains.
+    pub event_gain: f64,
+    /// Turmoil steps of all runs under each driver.
+    pub fixed_steps: u64,
+    pub event_steps: u64,
+    /// Runs whose digest differs between the drivers (0: both drivers ran the same runs).
+    pub digests_differing: u64,
 }
 
 /// Bare turmoil: the same hosts (six idle services, the shoppers as clients) stepped for
@@ -47,33 +61,48 @@ fn bare_turmoil(hosts: u32, simulated_ms: u64) {
     sim.run().expect("the bare simulation runs");
 }
 
-/// Runs `seeds` seeds of every scenario, then bare turmoil for each run's simulated time.
-pub fn bench(scenarios: &[Scenario], seeds: u64) -> BenchReport {
-    let mut durations = Vec::new();
-    let (_, store_wall_ms) = wall_ms(|| {
-        for scenario in scenarios {
-            for seed in 0..seeds {
-                let report = run(scenario, seed, None);
-                durations.push((scenario.shoppers, report.stats.simulated_ms));
-            }
+/// Every run of `seeds` seeds of every scenario under `time`: (shoppers, simulated ms,
+/// steps, digest) each.
+fn runs(scenarios: &[Scenario], seeds: u64, time: TimeDriver) -> Vec<(u32, u64, u64, String)> {
+    let mut runs = Vec::new();
+    for scenario in scenarios {
+        for seed in 0..seeds {
+            let report = run_driven(scenario, seed, None, time);
+            runs.push((scenario.shoppers, report.stats.simulated_ms, report.steps, report.digest));
         }
-    });
+    }
+    runs
+}
+
+/// Runs `seeds` seeds of every scenario under each driver, then bare turmoil for each
+/// run's simulated time.
+pub fn bench(scenarios: &[Scenario], seeds: u64) -> BenchReport {
+    let (fixed, store_wall_ms) = wall_ms(|| runs(scenarios, seeds, TimeDriver::Fixed));
+    let (event, event_wall_ms) = wall_ms(|| runs(scenarios, seeds, TimeDriver::EventDriven));
     let (_, bare_wall_ms) = wall_ms(|| {
-        for (shoppers, simulated_ms) in &durations {
+        for (shoppers, simulated_ms, _, _) in &fixed {
             bare_turmoil(*shoppers, *simulated_ms);
         }
     });
-    let runs = durations.len() as u64;
-    let simulated_ms: u64 = durations.iter().map(|(_, ms)| ms).sum();
+    let runs = fixed.len() as u64;
+    let simulated_ms: u64 = fixed.iter().map(|(_, ms, _, _)| ms).sum();
+    let digests_differing = fixed.iter().zip(&event).filter(|(f, e)| f.3 != e.3).count() as u64;
     BenchReport {
         runs,
         simulated_ms,
         store_wall_ms,
+        event_wall_ms,
         bare_wall_ms,
         store_runs_per_s: runs as f64 / (store_wall_ms / 1000.0),
+        event_runs_per_s: runs as f64 / (event_wall_ms / 1000.0),
         bare_runs_per_s: runs as f64 / (bare_wall_ms / 1000.0),
         store_speedup: simulated_ms as f64 / store_wall_ms,
+        event_speedup: simulated_ms as f64 / event_wall_ms,
         bare_speedup: simulated_ms as f64 / bare_wall_ms,
         ratio: store_wall_ms / bare_wall_ms,
+        event_gain: store_wall_ms / event_wall_ms,
+        fixed_steps: fixed.iter().map(|(_, _, steps, _)| steps).sum(),
+        event_steps: event.iter().map(|(_, _, steps, _)| steps).sum(),
+        digests_differing,
     }
 }

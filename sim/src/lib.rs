@@ -5,7 +5,7 @@
 //! One file per noun: `seed` (labelled streams), `seams` (simulated clock and network),
 //! `cluster` (hosts and their databases), `shopper` (the workload), `history`, `faults`
 //! (plan and timeline), `checks` (the invariants), `errors` (invariant 11: what the hosts
-//! logged at ERROR and their panics), `run` (the driver), `scenario`, `sweep`, `shard` (sweeps cut
+//! logged at ERROR and their panics), `run` (the driver), `timers` (the deadlines the hosts wait for), `scenario`, `sweep`, `shard` (sweeps cut
 //! across machines, and merged back).
 
 pub mod bench;
@@ -31,4 +31,5 @@ pub mod shrink;
 pub mod snapshot;
 pub mod sweep;
 pub mod timeline;
+pub mod timers;
 pub mod wall;

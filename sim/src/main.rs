@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use sim::commands::run::RunArgs;
 use sim::commands::sweep::{Finish, SweepOptions};
 use sim::commands::{bench, catalog, merge, run, shrink, sweep};
+use sim::run::TimeDriver;
 use sim::shard::ShardSpec;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Command {
         /// Write the run's plan to this file.
         #[arg(long)]
         write_plan: Option<PathBuf>,
+        /// How simulated time advances (the digest is the same either way).
+        #[arg(long, value_enum, default_value_t)]
+        time: TimeDriver,
     },
     /// Run scenarios over a range of seeds on all cores; ends with `N passed, M failed`.
     Sweep {
@@ -114,8 +118,10 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         bug: Vec<String>,
     },
-    /// Benchmark (one core): the scenario mix against bare turmoil with the same hosts and
-    /// simulated time; prints runs per second, simulated-to-wall speed and the ratio.
+    /// Benchmark (one core): the scenario mix under the fixed and the event-driven time
+    /// driver against bare turmoil with the same hosts and simulated time; prints runs per
+    /// second, simulated-to-wall speed, the ratios and steps per run (fails if a digest
+    /// differs between the drivers).
     Bench {
         /// Seeds of each scenario.
         #[arg(long, default_value_t = 10)]
@@ -125,8 +131,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Run { scenario, seed, plan, bug, trace, write_plan } => {
-            run::run(RunArgs { scenario, seed, plan, bug, trace, write_plan })
+        Command::Run { scenario, seed, plan, bug, trace, write_plan, time } => {
+            run::run(RunArgs { scenario, seed, plan, bug, trace, write_plan, time })
         }
         Command::Sweep {
             scenario,

@@ -27,10 +27,23 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Simulated time per step.
+/// Simulated time per step of the fixed driver; the resolution of simulated time.
 pub const TICK_MS: u64 = 1;
-/// How often (in steps) the "always" invariants and the settle check run.
-const CHECK_EVERY_STEPS: u64 = 250;
+/// How often (simulated time) the "always" invariants and the settle check run.
+const CHECK_EVERY_MS: u64 = 250;
+
+/// How the driver advances simulated time. Both give every run the same trace (the same
+/// digest): a millisecond in which nothing was due changes nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeDriver {
+    /// One turmoil step per simulated millisecond, busy or idle (the baseline).
+    Fixed,
+    /// When nothing can happen before some later millisecond — no host task ready, no
+    /// timer due ([`crate::timers`]), no message delivered (`Sim::next_delivery`), no
+    /// fault edge, restart, heal, check or the end of the run — one step straight to it.
+    #[default]
+    EventDriven,
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
@@ -47,6 +60,8 @@ pub struct RunReport {
     pub saga_log: Vec<SagaEntry>,
     /// Billing's ledger lines of the orders (phase `BILLING`, event the transaction type).
     pub ledger: Vec<SagaEntry>,
+    /// Turmoil steps the run took (the cost the time driver decides; not in the digest).
+    pub steps: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -142,6 +157,14 @@ struct Driver<'a> {
     crash_point_restarts: Vec<(u64, usize, String)>,
     /// The run's seed: each storage fault draws its failing writes from its own stream.
     seed: u64,
+    /// A host may have a task ready to run that no timer woke: the harness changed the
+    /// cluster since the last step (a fault applied, a host crashed or restarted, the
+    /// heal: a restarted host's software is ready to run), or the last step delivered a
+    /// message (a SYN delivered completes the connecting host's `connect` across hosts,
+    /// perhaps after that host's turn in the step). The next step is then one millisecond.
+    /// (Every other wake is local to a host and runs within the step that caused it, but
+    /// a timer's, which the registry shows.)
+    busy: bool,
 }
 
 impl Driver<'_> {
@@ -152,6 +175,7 @@ impl Driver<'_> {
     /// Applies one action of the plan's fault number `index`.
     fn apply(&mut self, index: usize, action: &Action) {
         let at = self.now_ms();
+        self.busy = true;
         self.log.push(format!("{at:>7} ms fault #{index} {action:?}"));
         match action {
             Action::Partition(a, b) => self.sim.partition(a.as_str(), b.as_str()),
@@ -217,6 +241,7 @@ impl Driver<'_> {
     /// Ends every fault: links repaired and released, crashed hosts restarted, clocks true.
     fn heal(&mut self) {
         let at = self.now_ms();
+        self.busy = true;
         self.log.push(format!("{at:>7} ms heal: liveness phase begins"));
         for index in self.crash_point_down_ms.keys() {
             platform::crash_point::disarm(*index);
@@ -252,33 +277,71 @@ impl Driver<'_> {
     fn pending_duplicates(&self) -> u64 {
         self.cluster.pending_duplicates.load(Ordering::Relaxed)
     }
+
+    /// How many milliseconds the next step may span with nothing happening before its
+    /// end: at most up to `horizon` (the harness's next own event), no further than the
+    /// earliest registered timer (which fires at the end of the step), and short of the
+    /// next message delivery (a step delivers what its end reaches, at its start). One
+    /// when anything may be ready now: see `busy`; a timer fired and its task has not run
+    /// yet; a message waits for a running host.
+    fn quiet_ms(&self, horizon: u64) -> u64 {
+        let now = self.now_ms();
+        if self.busy {
+            return TICK_MS;
+        }
+        let mut jump = horizon.saturating_sub(now);
+        if let Some(deadline) = crate::timers::earliest_ms() {
+            jump = jump.min(deadline.saturating_sub(now));
+        }
+        if let Some(wait) = self.sim.next_delivery() {
+            let wait_ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+            jump = jump.min(wait_ms.saturating_sub(1));
+        }
+        jump.max(TICK_MS)
+    }
 }
 
 /// Runs `scenario` with the plan `seed` decides, with `bug` planted if given.
 pub fn run(scenario: &Scenario, seed: u64, bug: Option<Bug>) -> RunReport {
+    run_driven(scenario, seed, bug, TimeDriver::default())
+}
+
+/// [`run`] with the given time driver (the benchmark and the drivers' identity test).
+pub fn run_driven(scenario: &Scenario, seed: u64, bug: Option<Bug>, time: TimeDriver) -> RunReport {
     let mut plan = from_seed(scenario, seed);
     plan.bug = bug.map(|b| b.name().to_string());
-    run_plan(scenario, &plan)
+    run_plan_driven(scenario, &plan, time)
 }
 
 /// Runs an explicit plan (a seed's, an edited one, a shrunk one).
 pub fn run_plan(scenario: &Scenario, plan: &Plan) -> RunReport {
-    run_plan_keeping_state(scenario, plan).0
+    run_plan_driven(scenario, plan, TimeDriver::default())
+}
+
+/// [`run_plan`] with the given time driver.
+pub fn run_plan_driven(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> RunReport {
+    planted(plan, || drive(scenario, plan, time)).0
 }
 
 /// [`run_plan`], also handing back the snapshot the checks read (for their own tests).
 pub fn run_plan_keeping_state(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
-    let bug = plan.bug.as_deref().map(|name| Bug::parse(name).unwrap_or_else(|| panic!("no planted bug named {name}")));
-    assert!(bugs::plant(bug), "this build has no planted bugs: build with --features planted-bugs");
-    let (report, cluster) = drive(scenario, plan);
-    bugs::plant(None);
-    (report, cluster)
+    planted(plan, || drive(scenario, plan, TimeDriver::default()))
 }
 
-fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
+/// Runs `work` with the plan's bug planted.
+fn planted<T>(plan: &Plan, work: impl FnOnce() -> T) -> T {
+    let bug = plan.bug.as_deref().map(|name| Bug::parse(name).unwrap_or_else(|| panic!("no planted bug named {name}")));
+    assert!(bugs::plant(bug), "this build has no planted bugs: build with --features planted-bugs");
+    let result = work();
+    bugs::plant(None);
+    result
+}
+
+fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snapshot) {
     let scenario = &Scenario { safety_ms: plan.safety_ms, liveness_ms: plan.liveness_ms, ..scenario.clone() };
     let seed = plan.seed;
     let cluster = prepare(scenario);
+    crate::timers::reset();
     let mut sim = builder(scenario, seed).build();
     add_hosts(&mut sim, &cluster, seed, scenario);
     let history: History = Rc::new(RefCell::new(Vec::new()));
@@ -310,6 +373,8 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
         crash_points_fired: BTreeMap::new(),
         crash_point_restarts: Vec::new(),
         seed,
+        // The hosts' software has not run yet.
+        busy: true,
     };
     let mut violations = Vec::new();
     let mut healed = false;
@@ -333,9 +398,26 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
                 driver.apply(edge.index, &action);
             }
         }
+        let tick_ms = match time {
+            TimeDriver::Fixed => TICK_MS,
+            TimeDriver::EventDriven => {
+                let next_check = (now / CHECK_EVERY_MS + 1) * CHECK_EVERY_MS;
+                let mut horizon = end_ms.min(next_check);
+                if !healed {
+                    horizon = horizon.min(scenario.safety_ms);
+                    horizon = horizon.min(edges.peek().map_or(u64::MAX, |(at, _)| *at));
+                    horizon =
+                        horizon.min(driver.crash_point_restarts.iter().map(|(at, _, _)| *at).min().unwrap_or(u64::MAX));
+                }
+                driver.quiet_ms(horizon)
+            }
+        };
+        let delivered_before = driver.sim.messages_delivered();
         // A panic in a host's task comes out of `step` (turmoil's runtimes shut down on an
         // unhandled panic): a violation with its evidence, not an aborted sweep.
-        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.sim.step()));
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            driver.sim.step_by(Duration::from_millis(tick_ms))
+        }));
         let clients_done = match stepped {
             Ok(Ok(done)) => done,
             Err(payload) => {
@@ -359,8 +441,9 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
             }
         };
         steps += 1;
+        driver.busy = driver.sim.messages_delivered() != delivered_before;
         driver.take_crash_points();
-        if steps.is_multiple_of(CHECK_EVERY_STEPS) {
+        if driver.now_ms().is_multiple_of(CHECK_EVERY_MS) {
             for found in always(&Snapshot::levels(&driver.cluster)) {
                 if !violations.contains(&found) {
                     violations.push(found);
@@ -420,6 +503,7 @@ fn drive(scenario: &Scenario, plan: &Plan) -> (RunReport, Snapshot) {
         timeline: driver.log,
         saga_log,
         ledger,
+        steps,
     };
     (report, snapshot)
 }

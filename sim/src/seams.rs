@@ -1,6 +1,7 @@
 //! The simulation's implementations of the seams: turmoil's network and simulated time
 //! with a pinned epoch and per-host clock skew.
 
+use crate::timers::Registered;
 use contracts::Timestamp;
 use platform::net::{BoxIo, Listener, Net};
 use platform::{BoxFuture, Clock};
@@ -30,7 +31,10 @@ impl Clock for SimClock {
 
     #[expect(clippy::disallowed_methods, reason = "tokio time is simulated inside turmoil hosts")]
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep(duration))
+        let sleep = tokio::time::sleep(duration);
+        let now = turmoil::sim_elapsed().expect("the clock sleeps inside a simulated host");
+        // In the timer registry while pending: the event-driven driver's next deadline.
+        Box::pin(Registered::new(sleep, now, duration))
     }
 }
 

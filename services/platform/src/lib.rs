@@ -8,6 +8,7 @@ pub mod client;
 pub mod clock;
 pub mod crash_point;
 pub mod error;
+pub mod hyper_timer;
 pub mod ids;
 pub mod internal;
 pub mod json;

@@ -2,6 +2,7 @@
 //! bound on connections, a header-read deadline, a body-read deadline on the clock seam and
 //! a header size limit.
 
+use crate::hyper_timer::ClockTimer;
 use crate::json::{problem_everywhere, unknown_route, BODY_SIZE_MAX_BYTES};
 use crate::metrics::Metrics;
 use crate::net::Listener;
@@ -12,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{header, HeaderValue};
 use axum::Router;
 use contracts::ProblemType;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
@@ -219,6 +220,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let body_timeout = Duration::from_millis(limits.body_read_timeout_ms);
+    let timer = ClockTimer::new(clock.clone());
     let router = router.layer(axum::middleware::from_fn_with_state((clock, body_timeout), body_within_deadline));
     let permits = Arc::new(Semaphore::new(limits.connection_count_max));
     let mut connections = JoinSet::new();
@@ -241,10 +243,11 @@ pub async fn serve(
             }
         };
         let service = TowerToHyperService::new(router.clone());
+        let timer = timer.clone();
         spawner.spawn_into(&mut connections, async move {
             let _permit = permit;
             let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
+                .timer(timer)
                 .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
                 .max_buf_size(limits.header_buffer_max_bytes.max(8192))
                 .serve_connection(TokioIo::new(io), service);

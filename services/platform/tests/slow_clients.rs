@@ -1,7 +1,8 @@
 //! Slow clients over loopback: a body that does not arrive within the body deadline gets
 //! 408 and its connection closes, so trickling clients cannot hold the connection permits;
 //! a normal client is served meanwhile. The deadline is on the clock seam: a gate clock
-//! whose sleeps end only when the test opens it, so no assertion depends on timing.
+//! whose body-deadline sleeps end only when the test opens it, so no assertion depends on
+//! timing. (hyper's header deadline sleeps on the same clock: it is left long and real.)
 
 #![allow(clippy::disallowed_methods, reason = "a real runtime and real sockets in a test")]
 
@@ -19,7 +20,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-/// A clock whose every sleep lasts until [`GateClock::open`].
+/// A clock whose sleeps of the body deadline last until [`GateClock::open`]; any other
+/// sleep (hyper's header deadline) is tokio's.
 struct GateClock {
     open: watch::Sender<bool>,
 }
@@ -39,7 +41,10 @@ impl Clock for GateClock {
         chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
-    fn sleep(&self, _duration: Duration) -> BoxFuture<'static, ()> {
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        if duration != Duration::from_millis(SERVER_LIMITS.body_read_timeout_ms) {
+            return Box::pin(tokio::time::sleep(duration));
+        }
         let mut open = self.open.subscribe();
         Box::pin(async move {
             let _ = open.wait_for(|open| *open).await;
@@ -96,7 +101,7 @@ async fn slow_bodies_get_408_and_free_their_connections() {
     let listener = TokioNet.bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let routes = Router::new().route("/echo", post(|body: axum::body::Bytes| async move { format!("{}", body.len()) }));
-    let limits = ServerLimits { connection_count_max: CONNECTIONS, ..SERVER_LIMITS };
+    let limits = ServerLimits { connection_count_max: CONNECTIONS, header_read_timeout_ms: 3_600_000, ..SERVER_LIMITS };
     let env = Env::new(clock.clone(), Arc::new(TokioNet), Ids::from_seed(1));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = Spawner::Runtime.spawn(serve(

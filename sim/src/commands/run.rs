@@ -2,7 +2,7 @@
 
 use super::{parse_bug, scenario, Verdict};
 use crate::plan::{from_seed, Plan};
-use crate::run::{run_plan, RunReport};
+use crate::run::{run_plan_driven, RunReport, TimeDriver};
 use std::path::PathBuf;
 
 /// What to run: `--scenario` and `--seed`, or `--plan`.
@@ -14,6 +14,7 @@ pub struct RunArgs {
     /// Print the merged timeline first.
     pub trace: bool,
     pub write_plan: Option<PathBuf>,
+    pub time: TimeDriver,
 }
 
 pub fn run(args: RunArgs) -> Verdict {
@@ -37,7 +38,7 @@ pub fn run(args: RunArgs) -> Verdict {
     if let Some(path) = args.write_plan {
         plan.write(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    let report = run_plan(&scenario, &plan);
+    let report = run_plan_driven(&scenario, &plan, args.time);
     print_report(&report, args.trace);
     Ok(report.passed())
 }
@@ -60,6 +61,7 @@ fn print_report(report: &RunReport, trace: bool) {
         stats.simulated_ms,
         stats.faults
     );
+    println!("steps {}", report.steps);
     println!("digest {}", report.digest);
     for violation in &report.violations {
         println!("VIOLATION {violation}");
