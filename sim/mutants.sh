@@ -35,6 +35,10 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 # The baseline by hand: cargo-mutants 27 runs its own baseline on the mutated packages' tests,
 # not on --test-package, so it is skipped below and the timeout is set from this one.
 judge=(--profile mutants -p sim --test mutant_sweep)
+# Cargo names a workspace crate's artifacts by its path relative to the workspace, so a mutant
+# built in cargo-mutants' scratch copy leaves an artifact the unmutated tree would take as up
+# to date (its sources are older). Touch them, so the baseline builds the code it judges.
+find services sim -name '*.rs' -exec touch {} +
 echo "== baseline: the judge ($SIM_MUTANT_SEEDS seeds of every scenario) on the unmutated tree"
 cargo test "${judge[@]}" --no-run
 start=$(date +%s)
