@@ -109,7 +109,7 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
         let config = config.clone();
         let incarnation = Cell::new(0u32);
         // One tracing dispatcher per host, around every incarnation of its future.
-        let dispatch = cluster.incidents.dispatch(service.as_str());
+        let dispatch = cluster.incidents.dispatch(service);
         sim.host(service.as_str(), move || {
             incarnation.set(incarnation.get() + 1);
             let ids = Ids::from_seed(child_seed(seed, &format!("ids/{service}/{}", incarnation.get())));

@@ -10,6 +10,7 @@
 //! events only, so every other callsite stays disabled and costs what it cost before.
 
 use crate::checks::Violation;
+use contracts::ServiceName;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,7 +26,7 @@ pub const NAME: &str = crate::checks::NAMES[INVARIANT as usize - 1];
 /// One ERROR event or panic in a host, as logged.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Incident {
-    pub host: String,
+    pub host: ServiceName,
     /// Simulated time.
     pub at_ms: u64,
     /// `error` for an ERROR event, `panic` for a panic.
@@ -49,8 +50,8 @@ impl Incidents {
 
     /// The dispatcher for one host: create it once per host and run, and set it around every
     /// incarnation of the host's future.
-    pub fn dispatch(&self, host: &str) -> Dispatch {
-        Dispatch::new(HostCollector { host: host.to_string(), incidents: self.clone() })
+    pub fn dispatch(&self, host: ServiceName) -> Dispatch {
+        Dispatch::new(HostCollector { host, incidents: self.clone() })
     }
 
     pub fn all(&self) -> Vec<Incident> {
@@ -69,11 +70,11 @@ impl Incidents {
     /// One violation per host and kind of incident (its target and message), with the first
     /// occurrence as evidence and how often it happened.
     pub fn violations(&self) -> Vec<Violation> {
-        // (host, kind, target, message) -> (first occurrence, count, last time)
-        type Kind = (String, &'static str, String, String);
+        // (host, kind, target, message) -> (first occurrence, count, last time); hosts in name order
+        type Kind = (&'static str, &'static str, String, String);
         let mut grouped: BTreeMap<Kind, (Incident, u64, u64)> = BTreeMap::new();
         for incident in self.all() {
-            let key = (incident.host.clone(), incident.kind, incident.target.clone(), incident.message.clone());
+            let key = (incident.host.as_str(), incident.kind, incident.target.clone(), incident.message.clone());
             let at_ms = incident.at_ms;
             let entry = grouped.entry(key).or_insert((incident, 0, at_ms));
             entry.1 += 1;
@@ -144,18 +145,18 @@ fn install_panic_hook() {
 /// The service host whose task is running now, from the current tracing dispatcher (every
 /// host's tasks run under its own; see the module doc), for `platform::crash_point`.
 pub fn current_host() -> Option<String> {
-    tracing::dispatcher::get_default(|dispatch| dispatch.downcast_ref::<HostCollector>().map(|c| c.host.clone()))
+    tracing::dispatcher::get_default(|dispatch| dispatch.downcast_ref::<HostCollector>().map(|c| c.host.to_string()))
 }
 
 struct HostCollector {
-    host: String,
+    host: ServiceName,
     incidents: Incidents,
 }
 
 impl HostCollector {
     fn record(&self, kind: &'static str, target: String, message: String, fields: String) {
         let at_ms = turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64);
-        self.incidents.push(Incident { host: self.host.clone(), at_ms, kind, target, message, fields });
+        self.incidents.push(Incident { host: self.host, at_ms, kind, target, message, fields });
     }
 }
 

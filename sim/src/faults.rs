@@ -16,17 +16,17 @@ pub const PAUSE_MS: (u64, u64) = (1_500, 6_000);
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
     /// Both directions between two services cut.
-    Partition { a: String, b: String, duration_ms: u64 },
+    Partition { a: ServiceName, b: ServiceName, duration_ms: u64 },
     /// Traffic from one service to another dropped, the other way works.
-    PartitionOneWay { from: String, to: String, duration_ms: u64 },
+    PartitionOneWay { from: ServiceName, to: ServiceName, duration_ms: u64 },
     /// A service cut from every other host.
-    Isolate { host: String, duration_ms: u64 },
+    Isolate { host: ServiceName, duration_ms: u64 },
     /// Traffic between two services held, then released all at once.
-    Hold { a: String, b: String, duration_ms: u64 },
+    Hold { a: ServiceName, b: ServiceName, duration_ms: u64 },
     /// A service crashed (uncommitted work lost), restarted after `down_ms`.
-    Crash { host: String, down_ms: u64 },
+    Crash { host: ServiceName, down_ms: u64 },
     /// A service's wall clock moved by `skew_ms` until the end of the safety phase.
-    Skew { host: String, skew_ms: i64 },
+    Skew { host: ServiceName, skew_ms: i64 },
     /// Message latency up to `max_ms` for a while.
     Latency { max_ms: u64, duration_ms: u64 },
     /// Outbound requests of every service sent twice, per mille: every request but those
@@ -41,16 +41,23 @@ pub enum Fault {
     /// A crash point (`platform::crash_point`, after FoundationDB's BUGGIFY) armed on a
     /// host for `armed_ms`: the `nth` time the host reaches it meanwhile, the host crashes
     /// right there (the work after the point never runs) and restarts after `down_ms`.
-    CrashPoint { point: String, host: String, nth: u32, armed_ms: u64, down_ms: u64 },
+    CrashPoint {
+        #[serde(with = "crash_point_name")]
+        point: CrashPoint,
+        host: ServiceName,
+        nth: u32,
+        armed_ms: u64,
+        down_ms: u64,
+    },
     /// A storage fault (`platform::storage_fault`) on a host for a while: each of its write
     /// transactions fails (busy at begin, or an I/O error at commit) with `per_mille`/1000
     /// chance, and leaves no effect. One in five is an outage (1000: every write fails, a
     /// full disk), long enough to outlast a caller's retry budget.
-    Storage { host: String, per_mille: u32, duration_ms: u64 },
+    Storage { host: ServiceName, per_mille: u32, duration_ms: u64 },
     /// A host paused (a stop-the-world pause, SIGSTOP): every link of the host held in both
     /// directions for longer than its callers' deadlines, then released at once (what was
     /// held arrives late). Its own tasks run on, unheard.
-    Pause { host: String, duration_ms: u64 },
+    Pause { host: ServiceName, duration_ms: u64 },
 }
 
 impl Fault {
@@ -78,7 +85,23 @@ pub struct Planned {
     pub fault: Fault,
 }
 
-/// What happens to the cluster at one moment.
+/// A crash point is written by its name (`CrashPoint::name`); an unknown name is an error.
+mod crash_point_name {
+    use platform::crash_point::CrashPoint;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(point: &CrashPoint, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(point.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<CrashPoint, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        CrashPoint::parse(&name).ok_or_else(|| D::Error::custom(format!("no crash point named '{name}'")))
+    }
+}
+
+/// What happens to the cluster at one moment. Links are between turmoil hosts (services and
+/// shoppers), named as turmoil names them; the rest act on a service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Partition(String, String),
@@ -87,18 +110,18 @@ pub enum Action {
     RepairOneWay(String, String),
     Hold(String, String),
     Release(String, String),
-    Crash(String),
-    Restart(String),
-    Skew(String, i64),
+    Crash(ServiceName),
+    Restart(ServiceName),
+    Skew(ServiceName, i64),
     Latency(u64),
     /// Per mille duplicated, and how late a copy may go.
     Duplicates(u32, u64),
     /// A crash point armed (point, host, nth hit); the driver crashes the host when it fires.
-    Arm(String, String, u32),
+    Arm(CrashPoint, ServiceName, u32),
     /// The crash point's window is over (nothing if it fired).
     Disarm,
     /// A storage fault begins on a host: per mille of its writes fail.
-    FailWrites(String, u32),
+    FailWrites(ServiceName, u32),
     /// The storage fault ends.
     HealWrites,
 }
@@ -106,11 +129,8 @@ pub enum Action {
 /// The run's faults, in time order.
 pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
     let mut draw = Draw::new(seed, "faults");
-    let targets: Vec<String> = if scenario.faults.targets.is_empty() {
-        ServiceName::ALL.iter().map(|s| s.to_string()).collect()
-    } else {
-        scenario.faults.targets.clone()
-    };
+    let targets: Vec<ServiceName> =
+        if scenario.faults.targets.is_empty() { ServiceName::ALL.to_vec() } else { scenario.faults.targets.clone() };
     let mut planned = Vec::new();
     for kind in FaultKind::ALL {
         let listed = scenario.faults.kinds.contains(&kind);
@@ -130,7 +150,7 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
             let at_ms = kind_draw.range(0, scenario.safety_ms.saturating_sub(1));
             let mut fault = draw_fault(kind, &mut kind_draw, &targets, &scenario.faults);
             if let Fault::CrashPoint { point, host, nth, armed_ms, .. } = &mut fault {
-                if point == CrashPoint::RecoveryResumed.name() {
+                if *point == CrashPoint::RecoveryResumed {
                     // Recovery has work only when its host restarts with sagas in flight:
                     // the point comes with a crash of the host at its next saga-log write
                     // (a saga surely in flight), and stays armed from then until `armed_ms`
@@ -140,8 +160,8 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
                     *armed_ms += lead_armed_ms + down_ms;
                     *nth = 1;
                     let lead = Fault::CrashPoint {
-                        point: CrashPoint::SagaLogWritten.name().to_string(),
-                        host: host.clone(),
+                        point: CrashPoint::SagaLogWritten,
+                        host: *host,
                         nth: 1,
                         armed_ms: lead_armed_ms,
                         down_ms,
@@ -156,7 +176,7 @@ pub fn plan(scenario: &Scenario, seed: u64) -> Vec<Planned> {
     planned
 }
 
-/// The service a fault's `host` names (a service's fault names no shopper).
+/// The service a turmoil host name names (a crash point's host is never a shopper).
 pub fn service_host(host: &str) -> ServiceName {
     ServiceName::parse(host).unwrap_or_else(|| panic!("'{host}' is not a service"))
 }
@@ -180,18 +200,18 @@ pub const LINKS: [(ServiceName, ServiceName); 10] = {
 };
 
 /// A link with at least one end among `targets`, in a random direction.
-fn two_services(draw: &mut Draw, targets: &[String]) -> (String, String) {
+fn two_services(draw: &mut Draw, targets: &[ServiceName]) -> (ServiceName, ServiceName) {
     let links: Vec<(ServiceName, ServiceName)> =
-        LINKS.iter().copied().filter(|(a, b)| targets.iter().any(|t| t == a.as_str() || t == b.as_str())).collect();
+        LINKS.iter().copied().filter(|(a, b)| targets.contains(a) || targets.contains(b)).collect();
     let (a, b) = if links.is_empty() { LINKS[0] } else { *draw.pick(&links) };
     if draw.chance(500) {
-        (a.to_string(), b.to_string())
+        (a, b)
     } else {
-        (b.to_string(), a.to_string())
+        (b, a)
     }
 }
 
-fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultMix) -> Fault {
+fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[ServiceName], mix: &FaultMix) -> Fault {
     let duration_max_ms = mix.duration_max_ms;
     let duration_ms = draw.range(100, duration_max_ms.max(100));
     match kind {
@@ -203,16 +223,16 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultM
             let (from, to) = two_services(draw, targets);
             Fault::PartitionOneWay { from, to, duration_ms }
         }
-        FaultKind::Isolate => Fault::Isolate { host: draw.pick(targets).clone(), duration_ms },
+        FaultKind::Isolate => Fault::Isolate { host: *draw.pick(targets), duration_ms },
         FaultKind::Hold => {
             let (a, b) = two_services(draw, targets);
             Fault::Hold { a, b, duration_ms }
         }
-        FaultKind::Crash => Fault::Crash { host: draw.pick(targets).clone(), down_ms: duration_ms },
+        FaultKind::Crash => Fault::Crash { host: *draw.pick(targets), down_ms: duration_ms },
         FaultKind::Skew => {
             let magnitude = draw.range(1_000, mix.skew_max_ms.max(1_000)) as i64;
             let skew_ms = if draw.chance(500) { magnitude } else { -magnitude };
-            Fault::Skew { host: draw.pick(targets).clone(), skew_ms }
+            Fault::Skew { host: *draw.pick(targets), skew_ms }
         }
         FaultKind::Latency => Fault::Latency { max_ms: draw.range(20, 400), duration_ms },
         FaultKind::Duplicate => {
@@ -223,30 +243,21 @@ fn draw_fault(kind: FaultKind, draw: &mut Draw, targets: &[String], mix: &FaultM
         FaultKind::CrashPoint => {
             // Only the points some target can reach (all of them when every service is a
             // target); a scenario aimed at the participants crashes participants.
-            let reachable: Vec<CrashPoint> = CrashPoint::ALL
-                .into_iter()
-                .filter(|p| p.hosts().iter().any(|h| targets.iter().any(|t| t == h.as_str())))
-                .collect();
+            let reachable: Vec<CrashPoint> =
+                CrashPoint::ALL.into_iter().filter(|p| p.hosts().iter().any(|h| targets.contains(h))).collect();
             let point = if reachable.is_empty() { *draw.pick(&CrashPoint::ALL) } else { *draw.pick(&reachable) };
-            let hosts: Vec<String> = point
-                .hosts()
-                .iter()
-                .filter(|h| targets.iter().any(|t| t == h.as_str()))
-                .map(|h| h.to_string())
-                .collect();
-            let host = if hosts.is_empty() { point.hosts()[0].to_string() } else { draw.pick(&hosts).clone() };
+            let hosts: Vec<ServiceName> = point.hosts().iter().copied().filter(|h| targets.contains(h)).collect();
+            let host = if hosts.is_empty() { point.hosts()[0] } else { *draw.pick(&hosts) };
             let nth = draw.range(1, 3) as u32;
             let down_ms = draw.range(100, duration_max_ms.max(100));
-            Fault::CrashPoint { point: point.name().to_string(), host, nth, armed_ms: duration_ms, down_ms }
+            Fault::CrashPoint { point, host, nth, armed_ms: duration_ms, down_ms }
         }
         FaultKind::Storage => {
-            let host = draw.pick(targets).clone();
+            let host = *draw.pick(targets);
             let per_mille = if draw.chance(200) { 1_000 } else { draw.range(50, 500) as u32 };
             Fault::Storage { host, per_mille, duration_ms }
         }
-        FaultKind::Pause => {
-            Fault::Pause { host: draw.pick(targets).clone(), duration_ms: draw.range(PAUSE_MS.0, PAUSE_MS.1) }
-        }
+        FaultKind::Pause => Fault::Pause { host: *draw.pick(targets), duration_ms: draw.range(PAUSE_MS.0, PAUSE_MS.1) },
     }
 }
 
@@ -353,15 +364,17 @@ impl Effects {
         let mut actions = Vec::new();
         match &fault {
             Fault::Partition { a, b, .. } => {
+                let (a, b) = (a.as_str(), b.as_str());
                 self.count_cut(a, b, step);
                 self.count_cut(b, a, step);
                 self.settle_link(a, b, &mut actions);
             }
             Fault::PartitionOneWay { from, to, .. } => {
-                self.count_cut(from, to, step);
-                self.settle_link(from, to, &mut actions);
+                self.count_cut(from.as_str(), to.as_str(), step);
+                self.settle_link(from.as_str(), to.as_str(), &mut actions);
             }
             Fault::Isolate { host, .. } => {
+                let host = host.as_str();
                 let others: Vec<String> = self.hosts.iter().filter(|h| *h != host).cloned().collect();
                 for other in &others {
                     self.count_cut(host, other, step);
@@ -370,11 +383,12 @@ impl Effects {
                 }
             }
             Fault::Hold { a, b, .. } => {
-                let link = self.link(a, b);
+                let link = self.link(a.as_str(), b.as_str());
                 link.holds = link.holds.saturating_add_signed(step as i32);
-                self.settle_link(a, b, &mut actions);
+                self.settle_link(a.as_str(), b.as_str(), &mut actions);
             }
             Fault::Pause { host, .. } => {
+                let host = host.as_str();
                 let others: Vec<String> = self.hosts.iter().filter(|h| *h != host).cloned().collect();
                 for other in &others {
                     let link = self.link(host, other);
@@ -383,21 +397,17 @@ impl Effects {
                 }
             }
             Fault::Crash { host, .. } => {
-                actions.push(if edge.begins { Action::Crash(host.clone()) } else { Action::Restart(host.clone()) });
+                actions.push(if edge.begins { Action::Crash(*host) } else { Action::Restart(*host) });
             }
             Fault::CrashPoint { point, host, nth, .. } => {
-                actions.push(if edge.begins { Action::Arm(point.clone(), host.clone(), *nth) } else { Action::Disarm });
+                actions.push(if edge.begins { Action::Arm(*point, *host, *nth) } else { Action::Disarm });
             }
             Fault::Storage { host, per_mille, .. } => {
-                actions.push(if edge.begins {
-                    Action::FailWrites(host.clone(), *per_mille)
-                } else {
-                    Action::HealWrites
-                });
+                actions.push(if edge.begins { Action::FailWrites(*host, *per_mille) } else { Action::HealWrites });
             }
             Fault::Skew { host, skew_ms } => {
                 if edge.begins {
-                    actions.push(Action::Skew(host.clone(), *skew_ms));
+                    actions.push(Action::Skew(*host, *skew_ms));
                 }
             }
             Fault::Latency { .. } => {
@@ -599,8 +609,8 @@ mod tests {
     #[test]
     fn a_repair_ends_only_its_own_partition() {
         let plan = [
-            at(0, Fault::Partition { a: s("order"), b: s("billing"), duration_ms: 1_000 }),
-            at(500, Fault::Partition { a: s("billing"), b: s("order"), duration_ms: 1_000 }),
+            at(0, Fault::Partition { a: ServiceName::Order, b: ServiceName::Billing, duration_ms: 1_000 }),
+            at(500, Fault::Partition { a: ServiceName::Billing, b: ServiceName::Order, duration_ms: 1_000 }),
         ];
         assert_eq!(
             actions(&plan),
@@ -611,8 +621,8 @@ mod tests {
     #[test]
     fn an_isolation_outlasts_a_partition_it_overlaps() {
         let plan = [
-            at(0, Fault::Partition { a: s("order"), b: s("billing"), duration_ms: 1_000 }),
-            at(200, Fault::Isolate { host: s("billing"), duration_ms: 2_000 }),
+            at(0, Fault::Partition { a: ServiceName::Order, b: ServiceName::Billing, duration_ms: 1_000 }),
+            at(200, Fault::Isolate { host: ServiceName::Billing, duration_ms: 2_000 }),
         ];
         let all = actions(&plan);
         // At 1000 the partition ends, but billing is still isolated: nothing is repaired.
@@ -625,8 +635,8 @@ mod tests {
     #[test]
     fn a_one_way_partition_under_a_two_way_one_keeps_its_direction_cut() {
         let plan = [
-            at(0, Fault::Partition { a: s("order"), b: s("billing"), duration_ms: 1_000 }),
-            at(500, Fault::PartitionOneWay { from: s("order"), to: s("billing"), duration_ms: 1_000 }),
+            at(0, Fault::Partition { a: ServiceName::Order, b: ServiceName::Billing, duration_ms: 1_000 }),
+            at(500, Fault::PartitionOneWay { from: ServiceName::Order, to: ServiceName::Billing, duration_ms: 1_000 }),
         ];
         assert_eq!(
             actions(&plan),
@@ -641,8 +651,8 @@ mod tests {
     #[test]
     fn a_release_ends_only_its_own_hold() {
         let plan = [
-            at(0, Fault::Hold { a: s("order"), b: s("billing"), duration_ms: 1_000 }),
-            at(500, Fault::Hold { a: s("billing"), b: s("order"), duration_ms: 1_000 }),
+            at(0, Fault::Hold { a: ServiceName::Order, b: ServiceName::Billing, duration_ms: 1_000 }),
+            at(500, Fault::Hold { a: ServiceName::Billing, b: ServiceName::Order, duration_ms: 1_000 }),
         ];
         assert_eq!(
             actions(&plan),
@@ -653,8 +663,8 @@ mod tests {
     #[test]
     fn a_hold_outlasting_a_partition_holds_again() {
         let plan = [
-            at(0, Fault::Hold { a: s("order"), b: s("billing"), duration_ms: 2_000 }),
-            at(500, Fault::Partition { a: s("order"), b: s("billing"), duration_ms: 500 }),
+            at(0, Fault::Hold { a: ServiceName::Order, b: ServiceName::Billing, duration_ms: 2_000 }),
+            at(500, Fault::Partition { a: ServiceName::Order, b: ServiceName::Billing, duration_ms: 500 }),
         ];
         assert_eq!(
             actions(&plan),
@@ -670,9 +680,9 @@ mod tests {
     #[test]
     fn a_pause_holds_every_link_of_its_host_and_ends_only_its_own_holds() {
         let plan = [
-            at(0, Fault::Pause { host: s("billing"), duration_ms: 2_000 }),
-            at(500, Fault::Hold { a: s("order"), b: s("billing"), duration_ms: 3_000 }),
-            at(1_000, Fault::Partition { a: s("billing"), b: s("warehouse"), duration_ms: 2_000 }),
+            at(0, Fault::Pause { host: ServiceName::Billing, duration_ms: 2_000 }),
+            at(500, Fault::Hold { a: ServiceName::Order, b: ServiceName::Billing, duration_ms: 3_000 }),
+            at(1_000, Fault::Partition { a: ServiceName::Billing, b: ServiceName::Warehouse, duration_ms: 2_000 }),
         ];
         let all = actions(&plan);
         let begun: Vec<&Action> = all.iter().filter(|(at, _)| *at == 0).map(|(_, a)| a).collect();
@@ -717,7 +727,7 @@ mod tests {
             let planned = crate::plan::from_seed(&scenario, seed).faults;
             for (index, p) in planned.iter().enumerate() {
                 let Fault::CrashPoint { point, host, armed_ms, .. } = &p.fault else { continue };
-                if point != CrashPoint::RecoveryResumed.name() {
+                if *point != CrashPoint::RecoveryResumed {
                     continue;
                 }
                 seen += 1;
@@ -729,7 +739,7 @@ mod tests {
                 else {
                     panic!("seed {seed}: no crash before {p:?}")
                 };
-                assert_eq!((at_ms, crashed, lead_point.as_str()), (&p.at_ms, host, CrashPoint::SagaLogWritten.name()));
+                assert_eq!((at_ms, crashed, lead_point), (&p.at_ms, host, &CrashPoint::SagaLogWritten));
                 assert!(*armed_ms > lead_armed_ms + down_ms, "seed {seed}: disarmed before the restart");
             }
         }
@@ -755,32 +765,40 @@ mod tests {
 
     #[test]
     fn a_crash_point_is_armed_for_its_window() {
-        let fault =
-            Fault::CrashPoint { point: s("key_committed"), host: s("order"), nth: 2, armed_ms: 500, down_ms: 900 };
+        let fault = Fault::CrashPoint {
+            point: CrashPoint::KeyCommitted,
+            host: ServiceName::Order,
+            nth: 2,
+            armed_ms: 500,
+            down_ms: 900,
+        };
         assert_eq!(
             actions(&[at(100, fault)]),
-            [(100, Action::Arm(s("key_committed"), s("order"), 2)), (600, Action::Disarm)]
+            [(100, Action::Arm(CrashPoint::KeyCommitted, ServiceName::Order, 2)), (600, Action::Disarm)]
         );
     }
 
     #[test]
     fn a_storage_fault_fails_writes_for_its_window() {
-        let fault = Fault::Storage { host: s("billing"), per_mille: 300, duration_ms: 700 };
-        assert_eq!(actions(&[at(50, fault)]), [(50, Action::FailWrites(s("billing"), 300)), (750, Action::HealWrites)]);
+        let fault = Fault::Storage { host: ServiceName::Billing, per_mille: 300, duration_ms: 700 };
+        assert_eq!(
+            actions(&[at(50, fault)]),
+            [(50, Action::FailWrites(ServiceName::Billing, 300)), (750, Action::HealWrites)]
+        );
     }
 
     #[test]
     fn crashes_and_skews_pass_through() {
         let plan = [
-            at(0, Fault::Crash { host: s("order"), down_ms: 1_000 }),
-            at(100, Fault::Skew { host: s("billing"), skew_ms: -5_000 }),
+            at(0, Fault::Crash { host: ServiceName::Order, down_ms: 1_000 }),
+            at(100, Fault::Skew { host: ServiceName::Billing, skew_ms: -5_000 }),
         ];
         assert_eq!(
             actions(&plan),
             [
-                (0, Action::Crash(s("order"))),
-                (100, Action::Skew(s("billing"), -5_000)),
-                (1_000, Action::Restart(s("order"))),
+                (0, Action::Crash(ServiceName::Order)),
+                (100, Action::Skew(ServiceName::Billing, -5_000)),
+                (1_000, Action::Restart(ServiceName::Order)),
             ]
         );
     }

@@ -116,22 +116,23 @@ pub fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
         }
     };
     let mut late_without_tombstones = Vec::new();
+    const ORDER: &str = ServiceName::Order.as_str();
     let orders = snapshot.orders.len() as u64;
-    differ("order", "orders_created_total", figures.created, orders, "orders in the database");
+    differ(ORDER, "orders_created_total", figures.created, orders, "orders in the database");
     let created = figures.idempotency(IdempotencyOutcome::created);
-    differ("order", "order_requests_idempotency_total{outcome=created}", created, orders, "orders in the database");
+    differ(ORDER, "order_requests_idempotency_total{outcome=created}", created, orders, "orders in the database");
     let with = |status: OrderStatus| snapshot.orders.iter().filter(|o| o.status == status).count() as u64;
-    differ("order", "orders_confirmed_total", figures.confirmed, with(OrderStatus::Confirmed), "CONFIRMED orders");
+    differ(ORDER, "orders_confirmed_total", figures.confirmed, with(OrderStatus::Confirmed), "CONFIRMED orders");
     for (reason, counted) in &figures.failed {
         let failed = snapshot
             .orders
             .iter()
             .filter(|o| o.status == OrderStatus::Failed && o.error_message.as_deref() == Some(reason.as_str()))
             .count() as u64;
-        differ("order", &format!("orders_failed_total{{reason={reason}}}"), *counted, failed, "orders FAILED so");
+        differ(ORDER, &format!("orders_failed_total{{reason={reason}}}"), *counted, failed, "orders FAILED so");
     }
     let failed_total: u64 = figures.failed.values().sum();
-    differ("order", "orders_failed_total", failed_total, with(OrderStatus::Failed), "FAILED orders");
+    differ(ORDER, "orders_failed_total", failed_total, with(OrderStatus::Failed), "FAILED orders");
 
     for participant in Participant::ALL {
         let records = snapshot.operations.get(&participant).into_iter().flat_map(|r| r.values());
@@ -190,7 +191,7 @@ pub fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
         let counted = figures.idempotency(outcome);
         if counted < seen {
             let evidence = format!("{outcome:?} counted {counted}, but the shoppers were answered {seen} {what}");
-            found.push(violation(FIGURES, "order", evidence));
+            found.push(violation(FIGURES, ORDER, evidence));
         }
     }
     found

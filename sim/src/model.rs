@@ -69,7 +69,7 @@ pub fn skew_bound_ms(plan: &Plan, service: ServiceName) -> i64 {
     plan.faults
         .iter()
         .filter_map(|p| match &p.fault {
-            Fault::Skew { host, skew_ms } if host == service.as_str() => Some(skew_ms.abs()),
+            Fault::Skew { host, skew_ms } if *host == service => Some(skew_ms.abs()),
             _ => None,
         })
         .max()

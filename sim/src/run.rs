@@ -147,14 +147,14 @@ struct Driver<'a> {
     cluster: Cluster,
     scenario: Scenario,
     hosts: Vec<String>,
-    crashed: BTreeMap<String, u32>,
+    crashed: [u32; ServiceName::ALL.len()],
     log: Vec<String>,
     /// Each crash-point fault's point and down time, by its index in the plan.
-    crash_point_down_ms: BTreeMap<usize, (String, u64)>,
+    crash_point_down_ms: BTreeMap<usize, (CrashPoint, u64)>,
     /// Crash points that fired, by "point host".
     crash_points_fired: BTreeMap<String, u64>,
     /// Restarts owed to crash points that fired: (when, fault index, host).
-    crash_point_restarts: Vec<(u64, usize, String)>,
+    crash_point_restarts: Vec<(u64, usize, ServiceName)>,
     /// The run's seed: each storage fault draws its failing writes from its own stream.
     seed: u64,
     /// A host may have a task ready to run that no timer woke: the harness changed the
@@ -185,17 +185,17 @@ impl Driver<'_> {
             Action::Hold(a, b) => self.sim.hold(a.as_str(), b.as_str()),
             Action::Release(a, b) => self.sim.release(a.as_str(), b.as_str()),
             Action::Crash(host) => {
-                *self.crashed.entry(host.clone()).or_default() += 1;
+                self.crashed[host.index()] += 1;
                 self.sim.crash(host.as_str());
             }
             Action::Restart(host) => {
-                let depth = self.crashed.entry(host.clone()).or_default();
+                let depth = &mut self.crashed[host.index()];
                 *depth = depth.saturating_sub(1);
                 if *depth == 0 {
                     self.sim.bounce(host.as_str());
                 }
             }
-            Action::Skew(host, skew_ms) => self.cluster.skews[&service_host(host)].store(*skew_ms, Ordering::Relaxed),
+            Action::Skew(host, skew_ms) => self.cluster.skews[host].store(*skew_ms, Ordering::Relaxed),
             Action::Latency(max_ms) => {
                 let max = if *max_ms == 0 { self.scenario.latency_max_ms.max(1) } else { *max_ms };
                 self.sim.set_max_message_latency(Duration::from_millis(max));
@@ -204,14 +204,11 @@ impl Driver<'_> {
                 self.cluster.duplicates.store(*per_mille, Ordering::Relaxed);
                 self.cluster.duplicate_delay_max_ms.store(*delay_max_ms, Ordering::Relaxed);
             }
-            Action::Arm(point, host, nth) => {
-                let point = CrashPoint::parse(point).unwrap_or_else(|| panic!("no crash point named {point}"));
-                platform::crash_point::arm(index, point, host, *nth);
-            }
+            Action::Arm(point, host, nth) => platform::crash_point::arm(index, *point, host.as_str(), *nth),
             Action::Disarm => platform::crash_point::disarm(index),
             Action::FailWrites(host, per_mille) => {
                 let seed = child_seed(self.seed, &format!("storage/{index}"));
-                platform::storage_fault::arm(index, host, *per_mille, seed);
+                platform::storage_fault::arm(index, host.as_str(), *per_mille, seed);
             }
             Action::HealWrites => platform::storage_fault::disarm(index),
         }
@@ -221,8 +218,9 @@ impl Driver<'_> {
     /// at the point), and owes each a restart after its fault's down time.
     fn take_crash_points(&mut self) {
         for (index, host) in platform::crash_point::take_requests() {
-            self.apply(index, &Action::Crash(host.clone()));
-            let (point, down_ms) = self.crash_point_down_ms.get(&index).cloned().unwrap_or_default();
+            let host = service_host(&host);
+            self.apply(index, &Action::Crash(host));
+            let (point, down_ms) = self.crash_point_down_ms[&index];
             *self.crash_points_fired.entry(format!("{point} {host}")).or_default() += 1;
             self.crash_point_restarts.push((self.now_ms() + down_ms, index, host));
         }
@@ -254,9 +252,12 @@ impl Driver<'_> {
                 self.sim.release(a.as_str(), b.as_str());
             }
         }
-        for (host, depth) in &mut self.crashed {
-            if *depth > 0 {
-                *depth = 0;
+        // In the order of the hosts' names, as when they were counted by name.
+        let mut services = ServiceName::ALL;
+        services.sort_by_key(|s| s.as_str());
+        for host in services {
+            if self.crashed[host.index()] > 0 {
+                self.crashed[host.index()] = 0;
                 self.sim.bounce(host.as_str());
             }
         }
@@ -358,7 +359,7 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
     let mut effects = Effects::new(&plan.faults, &hosts);
     let crash_point_down_ms = (plan.faults.iter().enumerate())
         .filter_map(|(index, p)| match p.fault {
-            Fault::CrashPoint { ref point, down_ms, .. } => Some((index, (point.clone(), down_ms))),
+            Fault::CrashPoint { point, down_ms, .. } => Some((index, (point, down_ms))),
             _ => None,
         })
         .collect();
@@ -367,7 +368,7 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
         cluster,
         scenario: scenario.clone(),
         hosts,
-        crashed: BTreeMap::new(),
+        crashed: [0; ServiceName::ALL.len()],
         log: Vec::new(),
         crash_point_down_ms,
         crash_points_fired: BTreeMap::new(),
@@ -514,7 +515,7 @@ fn stats(snapshot: &Snapshot, history: &[Event], plan: &[Planned], simulated_ms:
     for planned in plan {
         *faults.entry(planned.fault.kind().name().to_string()).or_default() += 1;
         if let Fault::CrashPoint { point, .. } = &planned.fault {
-            *crash_points_planned.entry(point.clone()).or_default() += 1;
+            *crash_points_planned.entry(point.name().to_string()).or_default() += 1;
         }
     }
     let mut saga_events = BTreeMap::new();
@@ -589,7 +590,7 @@ pub fn skew_ms(plan: &Plan, service: ServiceName, at_ms: u64) -> i64 {
         .iter()
         .filter(|p| p.at_ms <= at_ms && at_ms < plan.safety_ms)
         .filter_map(|p| match &p.fault {
-            Fault::Skew { host, skew_ms } if host == service.as_str() => Some((p.at_ms, *skew_ms)),
+            Fault::Skew { host, skew_ms } if *host == service => Some((p.at_ms, *skew_ms)),
             _ => None,
         })
         .max_by_key(|(began, _)| *began)
@@ -609,7 +610,7 @@ pub const SKEW_EDGE_MS: u64 = 50;
 pub fn sim_ms_bounds(plan: &Plan, service: ServiceName, at: Timestamp) -> (u64, u64) {
     let seen = (at - epoch()).num_milliseconds();
     let skews = plan.faults.iter().filter_map(|p| match &p.fault {
-        Fault::Skew { host, skew_ms } if host == service.as_str() => Some(*skew_ms),
+        Fault::Skew { host, skew_ms } if *host == service => Some(*skew_ms),
         _ => None,
     });
     let candidates: Vec<i64> = std::iter::once(0).chain(skews).collect();

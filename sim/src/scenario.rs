@@ -1,6 +1,7 @@
 //! Scenarios are data: a TOML file in `scenarios/` fixes the workload, the fault mix and the
 //! phase lengths; the seed decides everything else.
 
+use contracts::ServiceName;
 use platform::probe::Probe;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -159,7 +160,7 @@ pub struct FaultMix {
     pub duration_max_ms: u64,
     /// Services a fault may target; empty means all six.
     #[serde(default)]
-    pub targets: Vec<String>,
+    pub targets: Vec<ServiceName>,
     /// Largest clock skew (either way); large ones cross the token lifetime and its leeway
     /// (`platform::auth`) and the five-minute similar-order window.
     #[serde(default = "default_skew_max_ms")]
@@ -263,6 +264,25 @@ mod tests {
         let error = with_exercises("[\"tombstones\"]").unwrap_err().to_string();
         assert!(error.contains("exercises: no probe named 'tombstones'"), "{error}");
         assert!(error.contains("known probes: repeated_action"), "{error}");
+    }
+
+    #[test]
+    fn fault_targets_name_services() {
+        let text = std::fs::read_to_string(scenarios_dir().join("participant-crash.toml")).unwrap();
+        assert!(text.contains("targets = ["), "participant-crash.toml no longer lists targets");
+        let load = |text: &str| {
+            let path = std::env::temp_dir().join(format!("sim-targets-{}-{}.toml", std::process::id(), text.len()));
+            std::fs::write(&path, text).unwrap();
+            let loaded = Scenario::load(&path);
+            let _ = std::fs::remove_file(&path);
+            loaded
+        };
+        let loaded = load(&text).unwrap();
+        assert!(!loaded.faults.targets.is_empty() && !loaded.faults.targets.contains(&ServiceName::Order));
+        let misspelt = text.replacen("\"billing\"", "\"bililng\"", 1);
+        assert_ne!(misspelt, text);
+        let error = load(&misspelt).unwrap_err().to_string();
+        assert!(error.contains("bililng"), "{error}");
     }
 
     #[test]

@@ -341,9 +341,9 @@ fn contract_catches_unavailable_with_no_fault() {
 }
 
 /// The clean plan with one storage fault on `host` from `at_ms` for `duration_ms`.
-fn with_storage_fault(host: &str, at_ms: u64, duration_ms: u64) -> Plan {
+fn with_storage_fault(host: ServiceName, at_ms: u64, duration_ms: u64) -> Plan {
     let mut plan = clean().plan.clone();
-    let fault = Fault::Storage { host: host.to_string(), per_mille: 500, duration_ms };
+    let fault = Fault::Storage { host, per_mille: 500, duration_ms };
     plan.faults.push(Planned { at_ms, fault });
     plan
 }
@@ -363,13 +363,13 @@ fn contract_accepts_unavailable_only_while_a_storage_fault_is_active() {
         final_checks(&snapshot, &history, plan).into_iter().filter(|v| v.invariant == CONTRACT).collect::<Vec<_>>()
     };
     // A storage fault active while the request was under way explains the 503.
-    let during = with_storage_fault("billing", sent_ms.saturating_sub(50), 100);
+    let during = with_storage_fault(ServiceName::Billing, sent_ms.saturating_sub(50), 100);
     assert!(contract(&during).is_empty(), "{:#?}", contract(&during));
     // One that ended (with its aftermath) before the request, or began after its answer, does not.
     // (`sent_ms` > 2 s: the window [0, sent_ms - 10) with its aftermath ends before it.)
-    let before = with_storage_fault("billing", 0, sent_ms - model::FAULT_AFTERMATH_MS - 10);
+    let before = with_storage_fault(ServiceName::Billing, 0, sent_ms - model::FAULT_AFTERMATH_MS - 10);
     assert_caught(&contract(&before), CONTRACT);
-    let after = with_storage_fault("billing", at_ms + 1, 500);
+    let after = with_storage_fault(ServiceName::Billing, at_ms + 1, 500);
     assert_caught(&contract(&after), CONTRACT);
 }
 
@@ -397,11 +397,11 @@ fn justified_outcomes_accept_an_unavailable_failure_only_under_a_storage_fault()
             .any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == subject)
     };
     // A storage fault on the orchestrator while the saga ran justifies the failure.
-    assert!(!unjustified(&with_storage_fault("order", begin, (end - begin).max(100))));
+    assert!(!unjustified(&with_storage_fault(ServiceName::Order, begin, (end - begin).max(100))));
     // One that began after the saga ended (and its aftermath) does not.
     let later = end + model::FAULT_AFTERMATH_MS + 1;
     assert!(later < plan.safety_ms, "the saga ended at {end} ms, the safety phase at {} ms", plan.safety_ms);
-    assert!(unjustified(&with_storage_fault("order", later, 100)));
+    assert!(unjustified(&with_storage_fault(ServiceName::Order, later, 100)));
 }
 
 /// A step's failure reason is one docs/API.md names: under a fault touching the saga, a
@@ -414,7 +414,7 @@ fn justified_outcomes_catch_a_failure_reason_the_contract_does_not_name() {
     let subject = format!("order {order}");
     let plan = &clean().plan;
     let (begin, end) = saga_span(&snapshot, plan, order);
-    let faulty = with_storage_fault("order", begin, (end - begin).max(100));
+    let faulty = with_storage_fault(ServiceName::Order, begin, (end - begin).max(100));
     let verdict = |snapshot: &sim::snapshot::Snapshot| {
         final_checks(snapshot, &history, &faulty)
             .into_iter()
@@ -606,9 +606,9 @@ fn access_catches_another_users_order_in_ones_transactions_or_notifications() {
 }
 
 /// The clean plan with `host`'s clock moved by `skew_ms` from the start.
-fn skewed(host: &str, skew_ms: i64) -> Plan {
+fn skewed(host: ServiceName, skew_ms: i64) -> Plan {
     let mut plan = clean().plan.clone();
-    plan.faults.push(Planned { at_ms: 0, fault: Fault::Skew { host: host.into(), skew_ms } });
+    plan.faults.push(Planned { at_ms: 0, fault: Fault::Skew { host, skew_ms } });
     plan
 }
 
@@ -647,12 +647,16 @@ fn contract_accepts_a_401_exactly_when_the_plans_skews_put_the_service_past_the_
     history[index].listed = None;
     let saying = "401 with a live session";
     // The order service 400 s ahead of the gateway: past the 60 s lifetime and 300 s leeway.
-    let far = final_checks(&snapshot, &history, &skewed("gateway", -400_000));
+    let far = final_checks(&snapshot, &history, &skewed(ServiceName::Gateway, -400_000));
     assert_eq!(contract_violations_naming(&far, saying), 0, "{far:#?}");
-    let far = final_checks(&snapshot, &history, &skewed("order", 400_000));
+    let far = final_checks(&snapshot, &history, &skewed(ServiceName::Order, 400_000));
     assert_eq!(contract_violations_naming(&far, saying), 0, "{far:#?}");
     // 200 s ahead (within the leeway), or 400 s behind (a verifier behind needs none): wrong.
-    for plan in [skewed("gateway", -200_000), skewed("order", -400_000), skewed("billing", 400_000)] {
+    for plan in [
+        skewed(ServiceName::Gateway, -200_000),
+        skewed(ServiceName::Order, -400_000),
+        skewed(ServiceName::Billing, 400_000),
+    ] {
         assert_caught_saying(&final_checks(&snapshot, &history, &plan), CONTRACT, saying);
     }
 }
@@ -733,17 +737,20 @@ fn justified_outcomes_accept_a_rejected_401_only_under_a_skew_past_the_token_lim
         violations.iter().any(|v| v.invariant == JUSTIFIED_OUTCOMES && v.subject == subject)
     };
     // No step of the saga says it was rejected.
-    assert!(unjustified(final_checks(&snapshot, &history, &skewed("billing", 400_000))));
+    assert!(unjustified(final_checks(&snapshot, &history, &skewed(ServiceName::Billing, 400_000))));
     let withdraw = Some(Step::Withdraw);
     let mut entry = snapshot.saga_log.iter().find(|e| e.order_id == order && e.step == withdraw).unwrap().clone();
     (entry.phase, entry.event, entry.detail) = (Phase::Action, LogEvent::Rejected, rejected.into());
     snapshot.saga_log.push(entry);
     // Billing 400 s ahead of the order service: its tokens are past the lifetime and leeway.
-    assert!(!unjustified(final_checks(&snapshot, &history, &skewed("billing", 400_000))));
+    assert!(!unjustified(final_checks(&snapshot, &history, &skewed(ServiceName::Billing, 400_000))));
     // No skew, one within the leeway, billing behind, or another participant ahead: wrong.
-    for plan in
-        [clean().plan.clone(), skewed("billing", 200_000), skewed("billing", -400_000), skewed("delivery", 400_000)]
-    {
+    for plan in [
+        clean().plan.clone(),
+        skewed(ServiceName::Billing, 200_000),
+        skewed(ServiceName::Billing, -400_000),
+        skewed(ServiceName::Delivery, 400_000),
+    ] {
         assert!(unjustified(final_checks(&snapshot, &history, &plan)), "{plan:?}");
     }
 }
@@ -845,7 +852,7 @@ fn listings_catch_an_entry_listed_twice() {
 
 #[test]
 fn a_row_written_under_a_skew_is_placed_by_the_skews_that_could_be_in_effect() {
-    let plan = skewed("billing", 3_000);
+    let plan = skewed(ServiceName::Billing, 3_000);
     let safety = plan.safety_ms as i64;
     assert!(safety > 4_000, "the clean plan's safety phase is {safety} ms");
     let at = |ms: i64| sim::cluster::epoch() + chrono::TimeDelta::milliseconds(ms);
@@ -859,7 +866,7 @@ fn a_row_written_under_a_skew_is_placed_by_the_skews_that_could_be_in_effect() {
         ((safety - 2_000) as u64, (safety + 1_000) as u64)
     );
     // A clock set back past the epoch early in the run: its readings fall before the epoch.
-    let behind = skewed("billing", -20_000);
+    let behind = skewed(ServiceName::Billing, -20_000);
     assert_eq!(latest_written_ms(&behind, ServiceName::Billing, at(1_500 - 20_000)), 1_500);
     assert_eq!(sim_ms_bounds(&behind, ServiceName::Billing, at(1_500 - 20_000)), (1_500, 1_500));
     // Without the skew, the clock's reading is the time.

@@ -2,6 +2,7 @@
 //! 500 a service sends and a panic in a host are violations with their evidence; a
 //! realistic run, faults included, has none.
 
+use contracts::ServiceName;
 use platform::bugs::Bug;
 use sim::catalog::first_failure;
 use sim::errors::{panic_message, panic_violation, Incidents, INVARIANT};
@@ -12,7 +13,7 @@ use tracing::instrument::WithSubscriber;
 #[test]
 fn an_error_logged_in_a_host_is_a_violation_naming_the_host() {
     let incidents = Incidents::new();
-    let billing = incidents.dispatch("billing");
+    let billing = incidents.dispatch(ServiceName::Billing);
     tracing::dispatcher::with_default(&billing, || {
         tracing::info!("fine");
         tracing::warn!("expected under faults");
@@ -32,7 +33,7 @@ fn an_error_logged_in_a_host_is_a_violation_naming_the_host() {
 #[test]
 fn a_panic_in_a_host_is_a_violation_not_an_aborted_run() {
     let incidents = Incidents::new();
-    let dispatch = incidents.dispatch("warehouse");
+    let dispatch = incidents.dispatch(ServiceName::Warehouse);
     let mut sim = turmoil::Builder::new().build();
     sim.host("warehouse", move || {
         async {

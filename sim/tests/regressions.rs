@@ -1,6 +1,7 @@
 //! Named regressions: each bug the harness found on its way, pinned to the seed that found it.
 
 use contracts::order::OrderStatus;
+use contracts::ServiceName;
 use sim::faults::{Fault, Planned};
 use sim::history::Action;
 use sim::plan::{from_seed, PlannedOrder, LATE_RETRY_MS};
@@ -57,7 +58,7 @@ fn regression_an_abandoned_key_is_not_stuck_in_progress() {
         logout_after_ms: None,
         ..shopper.orders[0].clone()
     };
-    let cut = Fault::Partition { a: "order".into(), b: "billing".into(), duration_ms: plan.safety_ms };
+    let cut = Fault::Partition { a: ServiceName::Order, b: ServiceName::Billing, duration_ms: plan.safety_ms };
     plan.faults = vec![Planned { at_ms: 0, fault: cut }];
     let report = run_plan(&scenario, &plan);
     // The shopper's own key (its last order after healing has another).
@@ -94,10 +95,10 @@ fn regression_a_lost_attempt_behind_a_rejection_is_compensated() {
     let calm = run_plan(&scenario, &plan);
     assert!(calm.passed(), "{:#?}", calm.violations);
     let withdrawn_ms = calm.ledger.iter().find(|e| e.event == "WITHDRAW").expect("the calm run withdraws").at_ms;
-    let hold = Fault::Hold { a: "order".into(), b: "billing".into(), duration_ms: 1_500 };
+    let hold = Fault::Hold { a: ServiceName::Order, b: ServiceName::Billing, duration_ms: 1_500 };
     // Past the token's lifetime and the verifiers' leeway: the retry's token is expired.
     let past_s = platform::auth::TOKEN_TTL_S + platform::auth::CLOCK_LEEWAY_S + 60;
-    let jump = Fault::Skew { host: "billing".into(), skew_ms: past_s * 1_000 };
+    let jump = Fault::Skew { host: ServiceName::Billing, skew_ms: past_s * 1_000 };
     plan.faults =
         vec![Planned { at_ms: withdrawn_ms + 1, fault: hold }, Planned { at_ms: withdrawn_ms + 2, fault: jump }];
     let report = run_plan(&scenario, &plan);
@@ -131,8 +132,8 @@ fn regression_a_saga_logged_before_the_epoch_is_mapped_back_to_its_time() {
         ..shopper.orders[0].clone()
     };
     let limit_ms = (platform::auth::TOKEN_TTL_S + platform::auth::CLOCK_LEEWAY_S) * 1_000;
-    let behind = Fault::Skew { host: "order".into(), skew_ms: -(limit_ms / 2 + 60_000) };
-    let ahead = Fault::Skew { host: "delivery".into(), skew_ms: limit_ms / 2 + 60_000 };
+    let behind = Fault::Skew { host: ServiceName::Order, skew_ms: -(limit_ms / 2 + 60_000) };
+    let ahead = Fault::Skew { host: ServiceName::Delivery, skew_ms: limit_ms / 2 + 60_000 };
     // Both well after the epoch (more than a fault's aftermath), and before the order.
     plan.faults = vec![Planned { at_ms: 3_000, fault: behind }, Planned { at_ms: 3_001, fault: ahead }];
     let report = run_plan(&scenario, &plan);

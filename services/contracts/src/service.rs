@@ -33,7 +33,7 @@ impl ServiceName {
     /// port: 8086): its public port is the store's door, where they answer 404.
     pub const GATEWAY_ADMIN_PORT_OFFSET: u16 = 6;
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ServiceName::Gateway => "gateway",
             ServiceName::Order => "order",

@@ -70,6 +70,12 @@ impl CrashPoint {
     }
 }
 
+impl std::fmt::Display for CrashPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One armed crash point: the `nth` time `host` reaches `point` while armed, it crashes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Arm {
