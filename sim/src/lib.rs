@@ -16,6 +16,7 @@ pub mod commands;
 pub mod errors;
 pub mod faults;
 pub mod figures;
+pub mod gauges;
 pub mod history;
 pub mod model;
 pub mod plan;

@@ -6,6 +6,7 @@ use crate::cluster::{add_hosts, epoch, prepare, Cluster};
 use crate::errors;
 use crate::faults::Fault;
 use crate::faults::{service_host, timeline, Action, Effects, Planned};
+use crate::gauges::{Gauges, HostState};
 use crate::history::{Action as Request, Event, History};
 use crate::plan::{from_seed, Plan};
 use crate::replay::Replay;
@@ -30,7 +31,7 @@ use std::time::Duration;
 /// Simulated time per step of the fixed driver; the resolution of simulated time.
 pub const TICK_MS: u64 = 1;
 /// How often (simulated time) the "always" invariants and the settle check run.
-const CHECK_EVERY_MS: u64 = 250;
+pub const CHECK_EVERY_MS: u64 = 250;
 
 /// How the driver advances simulated time. Both give every run the same trace (the same
 /// digest): a millisecond in which nothing was due changes nothing.
@@ -148,6 +149,10 @@ struct Driver<'a> {
     scenario: Scenario,
     hosts: Vec<String>,
     crashed: [u32; ServiceName::ALL.len()],
+    /// Since when each service has run without a crash (None while it is down).
+    up_since_ms: [Option<u64>; ServiceName::ALL.len()],
+    /// The watch over the services' gauges (check 15).
+    gauges: Gauges,
     log: Vec<String>,
     /// Each crash-point fault's point and down time, by its index in the plan.
     crash_point_down_ms: BTreeMap<usize, (CrashPoint, u64)>,
@@ -186,12 +191,14 @@ impl Driver<'_> {
             Action::Release(a, b) => self.sim.release(a.as_str(), b.as_str()),
             Action::Crash(host) => {
                 self.crashed[host.index()] += 1;
+                self.up_since_ms[host.index()] = None;
                 self.sim.crash(host.as_str());
             }
             Action::Restart(host) => {
                 let depth = &mut self.crashed[host.index()];
                 *depth = depth.saturating_sub(1);
                 if *depth == 0 {
+                    self.up_since_ms[host.index()] = Some(at);
                     self.sim.bounce(host.as_str());
                 }
             }
@@ -258,6 +265,7 @@ impl Driver<'_> {
         for host in services {
             if self.crashed[host.index()] > 0 {
                 self.crashed[host.index()] = 0;
+                self.up_since_ms[host.index()] = Some(self.now_ms());
                 self.sim.bounce(host.as_str());
             }
         }
@@ -369,6 +377,8 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
         scenario: scenario.clone(),
         hosts,
         crashed: [0; ServiceName::ALL.len()],
+        up_since_ms: [Some(0); ServiceName::ALL.len()],
+        gauges: Gauges::default(),
         log: Vec::new(),
         crash_point_down_ms,
         crash_points_fired: BTreeMap::new(),
@@ -445,7 +455,13 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
         driver.busy = driver.sim.messages_delivered() != delivered_before;
         driver.take_crash_points();
         if driver.now_ms().is_multiple_of(CHECK_EVERY_MS) {
-            for found in always(&Snapshot::levels(&driver.cluster)) {
+            let up_since_ms = driver.up_since_ms;
+            let host = |service: ServiceName| HostState {
+                up_since_ms: up_since_ms[service.index()],
+                skew_bound_ms: crate::model::skew_bound_ms(plan, service),
+            };
+            let gauges = driver.gauges.check(&driver.cluster, driver.now_ms(), host);
+            for found in always(&Snapshot::levels(&driver.cluster)).into_iter().chain(gauges) {
                 if !violations.contains(&found) {
                     violations.push(found);
                 }
