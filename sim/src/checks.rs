@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::plan::Plan;
 use crate::run::sim_ms_bounds;
-use crate::snapshot::{OrderRow, Participant, Snapshot};
+use crate::snapshot::{NotificationRow, OrderRow, Participant, Snapshot};
 use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
@@ -610,6 +610,7 @@ fn notifications(snapshot: &Snapshot) -> Vec<Violation> {
         }
     }
     found.extend(notification_times(snapshot));
+    found.extend(notifications_in_outbox_order(snapshot));
     let debits = net_debits(snapshot);
     for order in &snapshot.orders {
         let (withdrawals, refunds, _) = debits.get(&order.id).copied().unwrap_or_default();
@@ -640,6 +641,52 @@ fn notifications(snapshot: &Snapshot) -> Vec<Violation> {
     }
     for (service, pending) in snapshot.outbox.iter().filter(|(_, n)| **n > 0) {
         found.push(violation(8, format!("{service}'s outbox"), format!("{pending} events never delivered")));
+    }
+    found
+}
+
+/// Each outbox delivers oldest first (`platform::outbox`: a relay stops at the first event
+/// it cannot deliver and starts again from it), so the notification service stores each
+/// source's events in the order their facts committed: billing's in the order of its
+/// ledger lines, the order service's in the order of the sagas' FINISHED lines (each event
+/// is enqueued in its fact's transaction; the first of a fact's events is the one stored).
+fn notifications_in_outbox_order(snapshot: &Snapshot) -> Vec<Violation> {
+    let mut found = Vec::new();
+    // (source, the fact's place in its table) of each notification, in arrival order.
+    let mut last: BTreeMap<&str, (usize, &NotificationRow)> = BTreeMap::new();
+    for notification in &snapshot.notifications {
+        let (source, fact) = match notification.kind {
+            NotificationType::PaymentDebited | NotificationType::PaymentRefunded => {
+                let kind = if notification.kind == NotificationType::PaymentDebited {
+                    TransactionType::Withdraw
+                } else {
+                    TransactionType::Refund
+                };
+                let line =
+                    snapshot.ledger.iter().position(|l| l.order_id == Some(notification.order_id) && l.kind == kind);
+                (ServiceName::Billing.as_str(), line)
+            }
+            NotificationType::OrderConfirmed | NotificationType::OrderFailed => {
+                let finished = (snapshot.saga_log.iter())
+                    .position(|e| e.order_id == notification.order_id && e.event == LogEvent::Finished);
+                (ServiceName::Order.as_str(), finished)
+            }
+        };
+        let Some(fact) = fact else { continue }; // judged by the counts
+        if let Some((before, earlier)) = last.get(source) {
+            if fact < *before {
+                let evidence = format!(
+                    "{} of order {} arrived after {} of order {}, whose fact committed later",
+                    notification.kind.as_str(),
+                    notification.order_id,
+                    earlier.kind.as_str(),
+                    earlier.order_id
+                );
+                found.push(violation(8, format!("{source}'s outbox"), evidence));
+                continue;
+            }
+        }
+        last.insert(source, (fact, notification));
     }
     found
 }

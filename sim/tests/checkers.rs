@@ -2,6 +2,7 @@
 //! snapshot or the history at a time must be reported as that invariant. The checks are
 //! pure functions of (snapshot, history, plan), so the corruptions are plain edits.
 
+use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
 use contracts::{ProblemType, ServiceName};
@@ -199,6 +200,32 @@ fn notifications_catch_a_notice_with_the_wrong_amount() {
     let (history, mut snapshot) = parts();
     snapshot.notifications[0].amount_cents = snapshot.notifications[0].amount_cents.map(|a| a + 1);
     assert_caught(&check(&snapshot, &history), 8);
+}
+
+/// Each outbox delivers oldest first: two of billing's notices, or two of the order
+/// service's, stored the other way round are caught; a billing notice and an order notice
+/// swapped are not (two outboxes, no order between them).
+#[test]
+fn notifications_catch_an_outbox_delivered_out_of_order() {
+    let (history, snapshot) = parts();
+    assert!(check(&snapshot, &history).is_empty());
+    let payments = [NotificationType::PaymentDebited, NotificationType::PaymentRefunded];
+    let from_billing = |kind: &NotificationType| payments.contains(kind);
+    for billing in [true, false] {
+        let of_source: Vec<usize> = (0..snapshot.notifications.len())
+            .filter(|i| from_billing(&snapshot.notifications[*i].kind) == billing)
+            .collect();
+        assert!(of_source.len() >= 2, "the clean run has two notices from each outbox");
+        let mut swapped = snapshot.clone();
+        swapped.notifications.swap(of_source[0], of_source[1]);
+        assert_caught_saying(&check(&swapped, &history), 8, "whose fact committed later");
+    }
+    let first_payment = snapshot.notifications.iter().position(|n| from_billing(&n.kind)).unwrap();
+    let first_outcome = snapshot.notifications.iter().position(|n| !from_billing(&n.kind)).unwrap();
+    let mut across = snapshot.clone();
+    let payment = across.notifications.remove(first_payment);
+    across.notifications.insert(first_outcome.max(first_payment), payment);
+    assert!(check(&across, &history).iter().all(|v| !v.evidence.contains("whose fact committed later")));
 }
 
 #[test]
