@@ -27,7 +27,7 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 /// What every typed id offers: built from the UUID the `Ids` seam draws, read back as one.
-pub trait Id: Copy + Ord + fmt::Display {
+pub trait Id: Copy + Ord + fmt::Display + FromStr<Err = uuid::Error> {
     fn from_uuid(uuid: Uuid) -> Self;
     fn uuid(self) -> Uuid;
 }
