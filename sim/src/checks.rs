@@ -15,7 +15,7 @@ use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
-use contracts::{ProblemType, ServiceName, Timestamp};
+use contracts::{OrderId, ProblemType, ProductId, ServiceName, Timestamp, TransactionId, UserId};
 use order::saga::{Event as LogEvent, Phase, Step, REJECTED_PREFIX};
 use platform::operations::OperationState;
 use serde::Serialize;
@@ -123,8 +123,8 @@ pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<
 }
 
 /// (withdrawals, refunds, net debit in cents) of each order, from billing's ledger.
-fn net_debits(snapshot: &Snapshot) -> BTreeMap<Uuid, (i64, i64, i64)> {
-    let mut debits: BTreeMap<Uuid, (i64, i64, i64)> = BTreeMap::new();
+fn net_debits(snapshot: &Snapshot) -> BTreeMap<OrderId, (i64, i64, i64)> {
+    let mut debits: BTreeMap<OrderId, (i64, i64, i64)> = BTreeMap::new();
     for line in &snapshot.ledger {
         let Some(order) = line.order_id else { continue };
         let entry = debits.entry(order).or_default();
@@ -143,15 +143,15 @@ fn net_debits(snapshot: &Snapshot) -> BTreeMap<Uuid, (i64, i64, i64)> {
     debits
 }
 
-fn reserved_by_order(snapshot: &Snapshot) -> BTreeMap<Uuid, BTreeMap<Uuid, i64>> {
-    let mut reserved: BTreeMap<Uuid, BTreeMap<Uuid, i64>> = BTreeMap::new();
+fn reserved_by_order(snapshot: &Snapshot) -> BTreeMap<OrderId, BTreeMap<ProductId, i64>> {
+    let mut reserved: BTreeMap<OrderId, BTreeMap<ProductId, i64>> = BTreeMap::new();
     for row in snapshot.stock_reservations.iter().filter(|r| r.held) {
         *reserved.entry(row.order_id).or_default().entry(row.product_id).or_default() += row.quantity;
     }
     reserved
 }
 
-fn booked_orders(snapshot: &Snapshot) -> BTreeSet<Uuid> {
+fn booked_orders(snapshot: &Snapshot) -> BTreeSet<OrderId> {
     snapshot.bookings.iter().filter(|b| b.held).map(|b| b.order_id).collect()
 }
 
@@ -183,8 +183,8 @@ fn saga_atomicity(snapshot: &Snapshot) -> Vec<Violation> {
         }
     }
     found.extend(operation_records(snapshot));
-    let known: BTreeSet<Uuid> = snapshot.orders.iter().map(|o| o.id).collect();
-    let strays: BTreeSet<Uuid> = debits.keys().chain(reserved.keys()).chain(booked.iter()).copied().collect();
+    let known: BTreeSet<OrderId> = snapshot.orders.iter().map(|o| o.id).collect();
+    let strays: BTreeSet<OrderId> = debits.keys().chain(reserved.keys()).chain(booked.iter()).copied().collect();
     for order in strays.difference(&known) {
         found.push(violation(
             1,
@@ -201,7 +201,7 @@ fn saga_atomicity(snapshot: &Snapshot) -> Vec<Violation> {
 /// (the participant said so: a later repeat of the action must meet that record).
 fn operation_records(snapshot: &Snapshot) -> Vec<Violation> {
     let mut found = Vec::new();
-    let acknowledged: BTreeSet<(Uuid, Step)> = snapshot
+    let acknowledged: BTreeSet<(OrderId, Step)> = snapshot
         .saga_log
         .iter()
         .filter(|e| e.phase == Phase::Compensation && e.event == LogEvent::Acknowledged)
@@ -289,7 +289,7 @@ fn money(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
 }
 
 /// Each shopper's user id, by the email the shoppers register with.
-pub fn shopper_users(snapshot: &Snapshot) -> BTreeMap<u32, Uuid> {
+pub fn shopper_users(snapshot: &Snapshot) -> BTreeMap<u32, UserId> {
     snapshot
         .users
         .iter()
@@ -330,7 +330,7 @@ fn stock(snapshot: &Snapshot) -> Vec<Violation> {
 fn slots(snapshot: &Snapshot) -> Vec<Violation> {
     let mut found = Vec::new();
     let booked = booked_orders(snapshot);
-    let confirmed: BTreeSet<Uuid> =
+    let confirmed: BTreeSet<OrderId> =
         snapshot.orders.iter().filter(|o| o.status == OrderStatus::Confirmed).map(|o| o.id).collect();
     if confirmed != booked {
         let evidence = format!(
@@ -366,7 +366,7 @@ fn idempotency(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     let mut found = Vec::new();
     // Every answer that names an order for a key names the same one (a 409 duplicate names
     // the similar order, consistently).
-    let mut named: BTreeMap<(u32, &str), BTreeSet<Uuid>> = BTreeMap::new();
+    let mut named: BTreeMap<(u32, &str), BTreeSet<OrderId>> = BTreeMap::new();
     for event in history.iter().filter(|e| e.action == Action::PlaceOrder) {
         if let (Some(key), Some(order)) = (&event.key, event.order_id) {
             if event.problem_type() != Some(ProblemType::IdempotencyRequestInProgress) {
@@ -400,7 +400,7 @@ fn idempotency(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
             found.push(violation(5, format!("shopper-{shopper} key {key}"), evidence));
         }
     }
-    let keyed: BTreeMap<Uuid, usize> =
+    let keyed: BTreeMap<OrderId, usize> =
         snapshot.keys.iter().filter(|k| !k.duplicate).fold(BTreeMap::new(), |mut m, k| {
             *m.entry(k.order_id).or_default() += 1;
             m
@@ -416,7 +416,7 @@ fn idempotency(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     }
     // A keyed deposit is applied once: every deposit line is named by one key, or answers
     // one unkeyed request.
-    let by_key: BTreeSet<Uuid> = snapshot.deposit_keys.iter().map(|k| k.transaction_id).collect();
+    let by_key: BTreeSet<TransactionId> = snapshot.deposit_keys.iter().map(|k| k.transaction_id).collect();
     let users = shopper_users(snapshot);
     for (shopper, user) in &users {
         let Some(account) = snapshot.account_of(*user) else { continue };
@@ -446,14 +446,14 @@ const WAITING_RELEASE_MARGIN_MS: u64 = 1_000;
 /// more, so a saga that ended then has its true time, and one that ended earlier ended
 /// before the phase).
 fn in_progress_after_final(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Violation> {
-    let shoppers: BTreeMap<Uuid, u32> = shopper_users(snapshot).into_iter().map(|(s, u)| (u, s)).collect();
-    let order_of_key: BTreeMap<(u32, &str), Uuid> = snapshot
+    let shoppers: BTreeMap<UserId, u32> = shopper_users(snapshot).into_iter().map(|(s, u)| (u, s)).collect();
+    let order_of_key: BTreeMap<(u32, &str), OrderId> = snapshot
         .keys
         .iter()
         .filter(|k| !k.duplicate)
         .filter_map(|k| Some(((*shoppers.get(&k.user_id)?, k.key.as_str()), k.order_id)))
         .collect();
-    let finished: BTreeMap<Uuid, u64> = snapshot
+    let finished: BTreeMap<OrderId, u64> = snapshot
         .saga_log
         .iter()
         .filter(|e| e.event == LogEvent::Finished)
@@ -501,9 +501,9 @@ fn in_progress_after_final(snapshot: &Snapshot, history: &[Event], plan: &Plan) 
 
 fn clients_saw(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     let mut found = Vec::new();
-    let status_of: BTreeMap<Uuid, OrderStatus> = snapshot.orders.iter().map(|o| (o.id, o.status)).collect();
+    let status_of: BTreeMap<OrderId, OrderStatus> = snapshot.orders.iter().map(|o| (o.id, o.status)).collect();
     // Every status read of each order: (sent, answered, status).
-    let mut reads: BTreeMap<Uuid, Vec<(u64, u64, OrderStatus)>> = BTreeMap::new();
+    let mut reads: BTreeMap<OrderId, Vec<(u64, u64, OrderStatus)>> = BTreeMap::new();
     for event in history {
         let (Some(order), Some(seen)) = (event.order_id, event.order_status) else {
             continue;
@@ -593,7 +593,7 @@ fn duplicates(snapshot: &Snapshot) -> Vec<Violation> {
 
 fn notifications(snapshot: &Snapshot) -> Vec<Violation> {
     let mut found = Vec::new();
-    let mut by_order: BTreeMap<Uuid, BTreeMap<NotificationType, i64>> = BTreeMap::new();
+    let mut by_order: BTreeMap<OrderId, BTreeMap<NotificationType, i64>> = BTreeMap::new();
     for notification in &snapshot.notifications {
         *by_order.entry(notification.order_id).or_default().entry(notification.kind).or_default() += 1;
         let Some(order) = snapshot.order(notification.order_id) else { continue };
@@ -774,7 +774,7 @@ fn unavailable_reason(message: &str) -> bool {
 }
 
 /// The simulated times of the order's saga: its first and last log lines.
-fn saga_span_ms(snapshot: &Snapshot, plan: &Plan, order_id: Uuid) -> Option<(u64, u64)> {
+fn saga_span_ms(snapshot: &Snapshot, plan: &Plan, order_id: OrderId) -> Option<(u64, u64)> {
     let mut times = snapshot
         .saga_log
         .iter()
@@ -814,7 +814,7 @@ fn refusal_justified(snapshot: &Snapshot, plan: &Plan, order: &OrderRow, message
                 .items
                 .iter()
                 .any(|(product, quantity)| lowest_available_at(snapshot, *product, order.id, t, tolerance) < *quantity);
-            let levels: Vec<(Uuid, i64, i64)> = order
+            let levels: Vec<(ProductId, i64, i64)> = order
                 .items
                 .iter()
                 .map(|(p, q)| (*p, *q, lowest_available_at(snapshot, *p, order.id, t, tolerance)))
@@ -882,7 +882,7 @@ fn justified_failures(snapshot: &Snapshot, plan: &Plan, faults: &[Window]) -> Ve
 /// service's while the step was under way (from the saga's start to the rejection's log
 /// line, a fault's aftermath either side: the log's times are the order service's, mapped
 /// back).
-fn rejection_401_justified(snapshot: &Snapshot, plan: &Plan, order_id: Uuid) -> Result<(), String> {
+fn rejection_401_justified(snapshot: &Snapshot, plan: &Plan, order_id: OrderId) -> Result<(), String> {
     let rejected = format!("{REJECTED_PREFIX}401");
     let (begin, _) = saga_span_ms(snapshot, plan, order_id).unwrap_or((0, 0));
     let steps: Vec<(Step, u64)> = snapshot
@@ -986,7 +986,7 @@ fn allowed(action: Action) -> &'static [u16] {
 /// contract's body.
 fn contract_answers(snapshot: &Snapshot, history: &[Event], plan: &Plan, faults: &[Window]) -> Vec<Violation> {
     let mut found = Vec::new();
-    let catalog: BTreeMap<Uuid, i64> = warehouse::DEMO_CATALOG.iter().map(|c| (c.id, c.price_cents)).collect();
+    let catalog: BTreeMap<ProductId, i64> = warehouse::DEMO_CATALOG.iter().map(|c| (c.id, c.price_cents)).collect();
     for (index, event) in history.iter().enumerate().filter(|(_, e)| e.action != Action::GaveUp) {
         let subject = format!("shopper-{}", event.shopper);
         let describe = |why: &str| {
@@ -1121,7 +1121,7 @@ fn order_answer(
     history: &[Event],
     event: &Event,
     status: u16,
-    catalog: &BTreeMap<Uuid, i64>,
+    catalog: &BTreeMap<ProductId, i64>,
     touched: bool,
 ) -> Result<(), String> {
     let problem = event.problem_type();
@@ -1200,7 +1200,7 @@ struct ListedRow {
 }
 
 /// The rows of `user` a listing of `action` draws from, from the snapshot.
-fn rows_of(snapshot: &Snapshot, plan: &Plan, action: Action, user: Uuid) -> Vec<ListedRow> {
+fn rows_of(snapshot: &Snapshot, plan: &Plan, action: Action, user: UserId) -> Vec<ListedRow> {
     match action {
         Action::ListOrders => snapshot
             .orders
@@ -1245,13 +1245,13 @@ fn rows_of(snapshot: &Snapshot, plan: &Plan, action: Action, user: Uuid) -> Vec<
 
 /// Whether a row with `id` exists anywhere in the snapshot's table for `action` (of any
 /// user), and whose it is.
-fn owner_of_row(snapshot: &Snapshot, action: Action, id: Uuid) -> Option<Option<Uuid>> {
+fn owner_of_row(snapshot: &Snapshot, action: Action, id: Uuid) -> Option<Option<UserId>> {
     match action {
-        Action::ListOrders => snapshot.order(id).map(|o| Some(o.user_id)),
+        Action::ListOrders => snapshot.order(OrderId::from_uuid(id)).map(|o| Some(o.user_id)),
         Action::ReadTransactions => {
-            snapshot.ledger.iter().find(|l| l.id == id).map(|l| snapshot.owner_of(l.account_id))
+            snapshot.ledger.iter().find(|l| l.id.uuid() == id).map(|l| snapshot.owner_of(l.account_id))
         }
-        Action::ReadNotifications => snapshot.notifications.iter().find(|n| n.id == id).map(|n| Some(n.user_id)),
+        Action::ReadNotifications => snapshot.notifications.iter().find(|n| n.id.uuid() == id).map(|n| Some(n.user_id)),
         _ => None,
     }
 }

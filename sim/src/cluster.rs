@@ -6,7 +6,7 @@ use crate::scenario::Scenario;
 use crate::seams::{SimClock, TurmoilNet};
 use crate::seed::child_seed;
 use chrono::TimeDelta;
-use contracts::{ServiceName, Timestamp};
+use contracts::{ProductId, ServiceName, Timestamp};
 use platform::auth::Secrets;
 use platform::internal::Peers;
 use platform::metrics::Metrics;
@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 use std::sync::Arc;
 use tracing::instrument::WithSubscriber;
-use uuid::Uuid;
 
 /// 2026-01-01T00:00:00Z: every run's wall clock starts here.
 pub const EPOCH_S: i64 = 1_767_225_600;
@@ -44,7 +43,7 @@ pub struct Cluster {
     pub pending_duplicates: Arc<AtomicU64>,
     pub peers: Peers,
     /// Total stock of each product at the start.
-    pub initial_stock: BTreeMap<Uuid, i64>,
+    pub initial_stock: BTreeMap<ProductId, i64>,
     /// What the service hosts logged at ERROR, and their panics (invariant 11).
     pub incidents: Incidents,
 }

@@ -201,8 +201,8 @@ pub fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
 mod tests {
     use super::*;
     use crate::snapshot::OperationRow;
+    use contracts::OrderId;
     use contracts::Timestamp;
-    use uuid::Uuid;
 
     fn record(state: OperationState, message: &str) -> OperationRow {
         OperationRow {
@@ -225,7 +225,7 @@ mod tests {
         let mut snapshot = Snapshot::default();
         snapshot.operations.insert(
             Participant::Billing,
-            records.into_iter().enumerate().map(|(i, r)| (Uuid::from_u128(i as u128), r)).collect(),
+            records.into_iter().enumerate().map(|(i, r)| (OrderId::from_u128(i as u128), r)).collect(),
         );
         let counts =
             [("applied", 2), ("refused", 1), ("undone", 1), ("cancelled", 1), ("tombstone", 1), ("repeated", 3)];

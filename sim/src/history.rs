@@ -5,7 +5,9 @@
 use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::{Order, OrderStatus};
-use contracts::{ProblemKind, ProblemType, ServiceName, Timestamp};
+use contracts::{
+    NotificationId, OrderId, ProblemKind, ProblemType, ProductId, ServiceName, Timestamp, TransactionId, UserId,
+};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -110,12 +112,12 @@ impl Action {
 /// An order as an answer carried it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct SeenOrder {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub status: OrderStatus,
     pub price_cents: i64,
     /// Product → quantity.
-    pub items: BTreeMap<Uuid, i64>,
+    pub items: BTreeMap<ProductId, i64>,
     pub slot: Timestamp,
     pub error_message: Option<String>,
 }
@@ -143,15 +145,18 @@ impl SeenOrder {
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Listed {
-    Order { id: Uuid, user_id: Uuid },
-    Transaction { id: Uuid, kind: TransactionType, amount_cents: i64, order_id: Option<Uuid> },
-    Notification { id: Uuid, kind: NotificationType, order_id: Uuid, amount_cents: Option<i64> },
+    Order { id: OrderId, user_id: UserId },
+    Transaction { id: TransactionId, kind: TransactionType, amount_cents: i64, order_id: Option<OrderId> },
+    Notification { id: NotificationId, kind: NotificationType, order_id: OrderId, amount_cents: Option<i64> },
 }
 
 impl Listed {
+    /// The entry's id, whatever its kind (an order's, a transaction's, a notification's).
     pub fn id(&self) -> Uuid {
         match self {
-            Listed::Order { id, .. } | Listed::Transaction { id, .. } | Listed::Notification { id, .. } => *id,
+            Listed::Order { id, .. } => id.uuid(),
+            Listed::Transaction { id, .. } => id.uuid(),
+            Listed::Notification { id, .. } => id.uuid(),
         }
     }
 }
@@ -160,7 +165,7 @@ impl Listed {
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct AskedOrder {
     /// Product → quantity.
-    pub items: BTreeMap<Uuid, i64>,
+    pub items: BTreeMap<ProductId, i64>,
     pub slot: Timestamp,
     /// The shopper's last order, placed after healing: it must confirm.
     pub last: bool,
@@ -179,7 +184,7 @@ pub struct Event {
     pub status: Option<u16>,
     /// The problem type of an error answer.
     pub problem: Option<ProblemKind>,
-    pub order_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
     pub order_status: Option<OrderStatus>,
     /// Deposits: the amount in cents. Peeks: the owner's shopper index.
     pub amount_cents: Option<i64>,
@@ -191,12 +196,12 @@ pub struct Event {
     pub asked: Option<AskedOrder>,
     /// A deposit's acknowledged transaction; an account read's balance is in `balance_cents`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transaction_id: Option<Uuid>,
+    pub transaction_id: Option<TransactionId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance_cents: Option<i64>,
     /// The order ids a list answer held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listed: Option<Vec<Uuid>>,
+    pub listed: Option<Vec<OrderId>>,
     /// The entries a 2xx listing answer held (`ListOrders`, `ReadTransactions`,
     /// `ReadNotifications`), in the answer's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,9 +9,8 @@ use crate::faults::Fault;
 use crate::plan::Plan;
 use crate::run::skew_ms;
 use crate::snapshot::{Participant, Snapshot};
-use contracts::{ServiceName, Timestamp};
+use contracts::{OrderId, ProductId, ServiceName, Timestamp, UserId};
 use platform::auth::{CLOCK_LEEWAY_S, TOKEN_TTL_S};
-use uuid::Uuid;
 
 /// How long a fault's effects may outlast it: a call decided during the fault and answered
 /// just after, a restarted service opening its listener.
@@ -121,7 +120,7 @@ fn before(at: Timestamp, t: Timestamp, tolerance_ms: i64) -> (bool, bool) {
 }
 
 /// The lowest balance the user's account could have had when billing decided at `t`.
-pub fn lowest_balance_at(snapshot: &Snapshot, user_id: Uuid, t: Timestamp, tolerance_ms: i64) -> Option<i64> {
+pub fn lowest_balance_at(snapshot: &Snapshot, user_id: UserId, t: Timestamp, tolerance_ms: i64) -> Option<i64> {
     let account = snapshot.account_of(user_id)?;
     let mut lowest = 0;
     for line in snapshot.ledger.iter().filter(|l| l.account_id == account.id) {
@@ -135,12 +134,12 @@ pub fn lowest_balance_at(snapshot: &Snapshot, user_id: Uuid, t: Timestamp, toler
 }
 
 /// Whether the user had no account when billing decided at `t` (or may not have had).
-pub fn maybe_no_account_at(snapshot: &Snapshot, user_id: Uuid, t: Timestamp, tolerance_ms: i64) -> bool {
+pub fn maybe_no_account_at(snapshot: &Snapshot, user_id: UserId, t: Timestamp, tolerance_ms: i64) -> bool {
     snapshot.account_of(user_id).is_none_or(|a| !before(a.created_at, t, tolerance_ms).1)
 }
 
 /// When the participant undid the order's action, if it did.
-fn undone_at(snapshot: &Snapshot, participant: Participant, order_id: Uuid) -> Option<Timestamp> {
+fn undone_at(snapshot: &Snapshot, participant: Participant, order_id: OrderId) -> Option<Timestamp> {
     snapshot
         .operations
         .get(&participant)?
@@ -157,7 +156,13 @@ fn maybe_live(made: Timestamp, released: Option<Timestamp>, t: Timestamp, tolera
 
 /// The fewest units of `product` the warehouse could have had available at `t`, leaving
 /// out `order_id`'s own reservation.
-pub fn lowest_available_at(snapshot: &Snapshot, product: Uuid, order_id: Uuid, t: Timestamp, tolerance_ms: i64) -> i64 {
+pub fn lowest_available_at(
+    snapshot: &Snapshot,
+    product: ProductId,
+    order_id: OrderId,
+    t: Timestamp,
+    tolerance_ms: i64,
+) -> i64 {
     let total = snapshot.stocks.iter().find(|s| s.product_id == product).map_or(0, |s| s.total);
     let held: i64 = snapshot
         .stock_reservations
@@ -174,7 +179,7 @@ pub fn lowest_available_at(snapshot: &Snapshot, product: Uuid, order_id: Uuid, t
 }
 
 /// The most bookings `slot` could have had at `t`, leaving out `order_id`'s own.
-pub fn most_booked_at(snapshot: &Snapshot, slot: Timestamp, order_id: Uuid, t: Timestamp, tolerance_ms: i64) -> i64 {
+pub fn most_booked_at(snapshot: &Snapshot, slot: Timestamp, order_id: OrderId, t: Timestamp, tolerance_ms: i64) -> i64 {
     snapshot
         .bookings
         .iter()

@@ -5,9 +5,9 @@
 use crate::faults::{plan as fault_plan, Planned};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::seed::Draw;
+use contracts::ProductId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use uuid::Uuid;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -183,7 +183,7 @@ impl PlannedOrder {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedItem {
-    pub product: Uuid,
+    pub product: ProductId,
     pub quantity: i64,
 }
 

@@ -16,7 +16,7 @@ use contracts::billing::{Account, DepositResponse, Transaction};
 use contracts::catalog::Product;
 use contracts::notification::Notification;
 use contracts::order::{Order, OrderStatus};
-use contracts::{ProblemKind, ProblemType, ServiceName};
+use contracts::{OrderId, ProblemKind, ProblemType, ProductId, ServiceName};
 use http::{header, HeaderName, Method};
 use platform::client::{CallError, HttpClient, OutboundRequest, RetryPolicy};
 use platform::{Clock, Env, Ids};
@@ -47,7 +47,7 @@ const LATE_RETRY_AFTER_HEAL_MS: u64 = 3_000;
 const LATE_RETRY_WINDOW_MS: u64 = 2_000;
 
 /// Orders each shopper has seen, for other shoppers to try to read.
-pub type Board = Rc<RefCell<BTreeMap<u32, Vec<Uuid>>>>;
+pub type Board = Rc<RefCell<BTreeMap<u32, Vec<OrderId>>>>;
 
 /// Product ids nobody sells (the demo catalog's are `00000000-…`): the high bits of the
 /// edge bodies' products.
@@ -284,7 +284,7 @@ impl Shopper {
                         entries
                             .iter()
                             .filter_map(|e| e.get("orderId").and_then(Value::as_str))
-                            .filter_map(|id| Uuid::parse_str(id).ok())
+                            .filter_map(|id| id.parse::<OrderId>().ok())
                             .collect(),
                     );
                     // The entries themselves, for the listings check.
@@ -395,7 +395,7 @@ impl Shopper {
             if order.shared_key {
                 marks.push("key_shared");
             }
-            let placed: Vec<Uuid> = match (order.abandon_after_ms, order.logout_after_ms) {
+            let placed: Vec<OrderId> = match (order.abandon_after_ms, order.logout_after_ms) {
                 (Some(abandon_ms), _) => self
                     .place_abandoning(&key, &request, abandon_ms, order.retry_after_ms, &mut late, &marks)
                     .await
@@ -555,7 +555,7 @@ impl Shopper {
     /// A logged-out cookie on every route of [`LOGGED_OUT_ROUTES`]: each must answer 401.
     async fn try_logged_out(&self, cookie: &str, session: u32) {
         let order_id = self.board.borrow().get(&self.index).and_then(|ids| ids.first().copied());
-        let order_id = order_id.unwrap_or(Uuid::from_u128(u128::from(self.index) + 1));
+        let order_id = order_id.unwrap_or(OrderId::from_u128(u128::from(self.index) + 1));
         let order = self.order_body(&self.plan.orders.first().map(|o| o.items.clone()).unwrap_or_default(), 1, false).0;
         for (method, path) in LOGGED_OUT_ROUTES {
             let (method, path, body, key) = match (method, path) {
@@ -601,7 +601,7 @@ impl Shopper {
         request: &(Value, AskedOrder),
         logout_ms: u64,
         marks: &[&'static str],
-    ) -> Option<Option<Uuid>> {
+    ) -> Option<Option<OrderId>> {
         let (body, asked) = request;
         let (Some(cookie), session) = (self.cookie.clone(), self.session) else { return Some(None) };
         let answered = std::cell::Cell::new(false);
@@ -621,7 +621,7 @@ impl Shopper {
         }
         self.login(&[]).await?;
         let named = answer.as_ref().and_then(|a| {
-            a.body["id"].as_str().or(a.body["order"]["id"].as_str()).and_then(|id| Uuid::parse_str(id).ok())
+            a.body["id"].as_str().or(a.body["order"]["id"].as_str()).and_then(|id| id.parse::<OrderId>().ok())
         });
         if let Some(order_id) = named {
             self.board.borrow_mut().entry(self.index).or_default().push(order_id);
@@ -650,7 +650,7 @@ impl Shopper {
     /// of products nobody sells: the limits are the contract's, written out here, so that a
     /// service whose own constant drifts is seen.
     fn edge_body(&self, limit: Limit, past: bool, slot_hour: u32) -> Value {
-        let unsold = |i: usize| Uuid::from_u128(UNSOLD | i as u128);
+        let unsold = |i: usize| ProductId::from_u128(UNSOLD | i as u128);
         let line = |i: usize, quantity: usize| json!({ "productId": unsold(i), "quantity": quantity });
         let extra = usize::from(past);
         let mut lines = vec![line(0, 1)];
@@ -700,7 +700,7 @@ impl Shopper {
 
     /// Places an order, retrying the same key after no answer, 5xx or 409 in-progress;
     /// sometimes sends the key twice at once. Returns the order to poll if it answered 202.
-    async fn place(&self, key: &str, request: &(Value, AskedOrder), double: bool) -> Option<Uuid> {
+    async fn place(&self, key: &str, request: &(Value, AskedOrder), double: bool) -> Option<OrderId> {
         self.place_marked(key, request, double, false, &[]).await
     }
 
@@ -713,7 +713,7 @@ impl Shopper {
         double: bool,
         at_once: bool,
         marks: &[&'static str],
-    ) -> Option<Uuid> {
+    ) -> Option<OrderId> {
         for attempt in 0..STEP_ATTEMPTS_MAX {
             let first: &[&'static str] = if attempt == 0 { marks } else { &[] };
             let answer = if double && attempt == 0 {
@@ -734,7 +734,7 @@ impl Shopper {
             let order_id = answer.body["id"]
                 .as_str()
                 .or(answer.body["order"]["id"].as_str())
-                .and_then(|id| Uuid::parse_str(id).ok());
+                .and_then(|id| id.parse::<OrderId>().ok());
             if let Some(order_id) = order_id {
                 self.board.borrow_mut().entry(self.index).or_default().push(order_id);
             }
@@ -759,7 +759,7 @@ impl Shopper {
         retry_after_ms: Option<u64>,
         late: &mut Vec<(u64, String, (Value, AskedOrder))>,
         marks: &[&'static str],
-    ) -> Option<Uuid> {
+    ) -> Option<OrderId> {
         let (body, asked) = request;
         let answer = self.call_within(Method::POST, "/api/v1/order", Some(body), Some(key), true, abandon_ms).await;
         let mut event = self.event(Action::PlaceOrder, Some(key), answer.as_ref(), None);
@@ -774,7 +774,7 @@ impl Shopper {
             let order_id = answer.body["id"]
                 .as_str()
                 .or(answer.body["order"]["id"].as_str())
-                .and_then(|id| Uuid::parse_str(id).ok());
+                .and_then(|id| id.parse::<OrderId>().ok());
             if let Some(order_id) = order_id {
                 self.board.borrow_mut().entry(self.index).or_default().push(order_id);
             }
@@ -800,7 +800,7 @@ impl Shopper {
 
     /// Repeats abandoned keys late: when due, but not before the cluster has healed and
     /// settled a little, and early enough to finish within the liveness phase.
-    async fn retry_late(&mut self, mut late: Vec<(u64, String, (Value, AskedOrder))>) -> Vec<Uuid> {
+    async fn retry_late(&mut self, mut late: Vec<(u64, String, (Value, AskedOrder))>) -> Vec<OrderId> {
         let earliest = self.scenario.safety_ms + LATE_RETRY_AFTER_HEAL_MS;
         // Soon after the heal: a run costs what it simulates, and a stuck key shows as well
         // at 3 s after the heal as at 30 s.
@@ -815,7 +815,7 @@ impl Shopper {
         pending
     }
 
-    async fn poll(&mut self, order_id: Uuid) {
+    async fn poll(&mut self, order_id: OrderId) {
         let deadline = self.scenario.safety_ms + self.scenario.liveness_ms - 2_000;
         while self.elapsed_ms() < deadline {
             let answer = self.call(Method::GET, &format!("/api/v1/order/{order_id}"), None, None, true).await;
@@ -849,7 +849,7 @@ impl Shopper {
         let catalog: Vec<Product> = serde_json::from_value(catalog).unwrap_or_default();
         let Some(mine) = self.read(Action::ListOrders, "/api/v1/orders").await else { return };
         let mine: Vec<Order> = serde_json::from_value(mine).unwrap_or_default();
-        let live: Vec<BTreeMap<Uuid, i64>> =
+        let live: Vec<BTreeMap<ProductId, i64>> =
             mine.iter().filter(|o| o.status != OrderStatus::Failed).map(|o| SeenOrder::from_order(o).items).collect();
         let Some(items) = unlike_any(&catalog, &live) else {
             return; // nothing left to sell: the checks confirm it from the warehouse's rows
@@ -949,7 +949,7 @@ impl Shopper {
             }
         }
         if order.peek {
-            let others: Vec<(u32, Uuid)> = self
+            let others: Vec<(u32, OrderId)> = self
                 .board
                 .borrow()
                 .iter()
@@ -1034,11 +1034,11 @@ fn listed_notifications(body: &Value) -> Result<Vec<Listed>, String> {
 /// Items in stock unlike any of `live` (a similar order would be refused as a duplicate):
 /// one line of the most available product in the smallest quantity that differs, else two
 /// lines of one unit each.
-fn unlike_any(catalog: &[Product], live: &[BTreeMap<Uuid, i64>]) -> Option<Vec<PlannedItem>> {
+fn unlike_any(catalog: &[Product], live: &[BTreeMap<ProductId, i64>]) -> Option<Vec<PlannedItem>> {
     let mut stocked: Vec<&Product> = catalog.iter().filter(|p| p.available > 0).collect();
     stocked.sort_by_key(|p| std::cmp::Reverse(p.available));
     let unlike = |items: &[PlannedItem]| {
-        let signature: BTreeMap<Uuid, i64> = items.iter().map(|i| (i.product, i.quantity)).collect();
+        let signature: BTreeMap<ProductId, i64> = items.iter().map(|i| (i.product, i.quantity)).collect();
         !live.contains(&signature)
     };
     for product in &stocked {

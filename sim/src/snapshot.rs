@@ -8,7 +8,7 @@ use crate::cluster::Cluster;
 use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
-use contracts::{ServiceName, Timestamp};
+use contracts::{AccountId, Id, NotificationId, OrderId, ProductId, ServiceName, Timestamp, TransactionId, UserId};
 use order::saga::{parse_step, step_text, Event, Phase, Step};
 use platform::operations::OperationState;
 use platform::storage::Db;
@@ -16,7 +16,6 @@ use rusqlite::{Connection, Row};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use uuid::Uuid;
 
 /// The services with a transactional outbox.
 pub const OUTBOX_SERVICES: [ServiceName; 2] = [ServiceName::Billing, ServiceName::Order];
@@ -64,9 +63,9 @@ impl Participant {
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct OrderRow {
-    pub id: Uuid,
+    pub id: OrderId,
     pub number: String,
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub status: OrderStatus,
     pub price_cents: i64,
     pub error_message: Option<String>,
@@ -74,29 +73,29 @@ pub struct OrderRow {
     /// On the order service's clock.
     pub created_at: Timestamp,
     /// Product → quantity, lines of one product added up.
-    pub items: BTreeMap<Uuid, i64>,
+    pub items: BTreeMap<ProductId, i64>,
 }
 
 impl OrderRow {
     /// The similar-order signature, computed here from the lines (not read from the
     /// service's own `items_signature` column, which a bug could get wrong).
-    pub fn signature(&self) -> &BTreeMap<Uuid, i64> {
+    pub fn signature(&self) -> &BTreeMap<ProductId, i64> {
         &self.items
     }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct KeyRow {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub key: String,
     /// `false`: the key made `order_id`; `true`: it was answered as a duplicate of it.
     pub duplicate: bool,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct SagaRow {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     /// `None`: the saga as a whole (`saga` in the log).
     #[serde(serialize_with = "serialize_step")]
     pub step: Option<Step>,
@@ -113,8 +112,8 @@ fn serialize_step<S: serde::Serializer>(step: &Option<Step>, serializer: S) -> R
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct AccountRow {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: AccountId,
+    pub user_id: UserId,
     pub balance_cents: i64,
     pub created_at: Timestamp,
 }
@@ -122,11 +121,11 @@ pub struct AccountRow {
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct LedgerRow {
     pub seq: i64,
-    pub id: Uuid,
-    pub account_id: Uuid,
+    pub id: TransactionId,
+    pub account_id: AccountId,
     pub kind: TransactionType,
     pub amount_cents: i64,
-    pub order_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
     /// On billing's clock.
     pub created_at: Timestamp,
 }
@@ -143,23 +142,23 @@ impl LedgerRow {
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct DepositKeyRow {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub key: String,
     pub amount_cents: i64,
-    pub transaction_id: Uuid,
+    pub transaction_id: TransactionId,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct StockRow {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub total: i64,
     pub reserved: i64,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct StockReservationRow {
-    pub order_id: Uuid,
-    pub product_id: Uuid,
+    pub order_id: OrderId,
+    pub product_id: ProductId,
     pub quantity: i64,
     /// `RESERVED` (else `RELEASED`).
     pub held: bool,
@@ -176,8 +175,8 @@ pub struct SlotRow {
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct BookingRow {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub slot: Timestamp,
     /// `BOOKED` (else `CANCELLED`).
     pub held: bool,
@@ -187,9 +186,9 @@ pub struct BookingRow {
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct NotificationRow {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub order_id: Uuid,
+    pub id: NotificationId,
+    pub user_id: UserId,
+    pub order_id: OrderId,
     pub kind: NotificationType,
     pub amount_cents: Option<i64>,
     /// When the notification service stored it, on its clock (not the event's own time).
@@ -214,7 +213,7 @@ pub struct OperationRow {
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Snapshot {
     /// Gateway: user id by email.
-    pub users: BTreeMap<String, Uuid>,
+    pub users: BTreeMap<String, UserId>,
     pub orders: Vec<OrderRow>,
     pub keys: Vec<KeyRow>,
     pub saga_log: Vec<SagaRow>,
@@ -229,9 +228,9 @@ pub struct Snapshot {
     pub bookings: Vec<BookingRow>,
     pub notifications: Vec<NotificationRow>,
     /// Each participant's operation records, by order.
-    pub operations: BTreeMap<Participant, BTreeMap<Uuid, OperationRow>>,
+    pub operations: BTreeMap<Participant, BTreeMap<OrderId, OperationRow>>,
     /// Total stock of each product when the run began.
-    pub initial_stock: BTreeMap<Uuid, i64>,
+    pub initial_stock: BTreeMap<ProductId, i64>,
     /// Values the code should never have written: "service.table: what".
     pub unreadable: Vec<String>,
     /// The services' own metrics at the end of the run (check 15); `None` in a snapshot not
@@ -277,13 +276,14 @@ fn int(row: &Row<'_>, index: usize) -> Result<i64, String> {
     row.get::<_, i64>(index).map_err(|e| format!("column {index}: {e}"))
 }
 
-fn id(row: &Row<'_>, index: usize) -> Result<Uuid, String> {
+/// A typed id (`contracts::ids`): text that is not a UUID is unreadable.
+fn id<T: Id>(row: &Row<'_>, index: usize) -> Result<T, String> {
     let text = text(row, index)?;
-    Uuid::parse_str(&text).map_err(|_| format!("'{text}' is not a uuid"))
+    text.parse().map_err(|_| format!("'{text}' is not a uuid"))
 }
 
-fn optional_id(row: &Row<'_>, index: usize) -> Result<Option<Uuid>, String> {
-    optional_text(row, index)?.map(|t| Uuid::parse_str(&t).map_err(|_| format!("'{t}' is not a uuid"))).transpose()
+fn optional_id<T: Id>(row: &Row<'_>, index: usize) -> Result<Option<T>, String> {
+    optional_text(row, index)?.map(|t| t.parse().map_err(|_| format!("'{t}' is not a uuid"))).transpose()
 }
 
 fn time(row: &Row<'_>, index: usize) -> Result<Timestamp, String> {
@@ -488,16 +488,16 @@ impl Snapshot {
         unfinished == 0 && OUTBOX_SERVICES.iter().all(|service| outbox(service) == 0)
     }
 
-    pub fn order(&self, order_id: Uuid) -> Option<&OrderRow> {
+    pub fn order(&self, order_id: OrderId) -> Option<&OrderRow> {
         self.orders.iter().find(|o| o.id == order_id)
     }
 
-    pub fn account_of(&self, user_id: Uuid) -> Option<&AccountRow> {
+    pub fn account_of(&self, user_id: UserId) -> Option<&AccountRow> {
         self.accounts.iter().find(|a| a.user_id == user_id)
     }
 
     /// The user an account belongs to.
-    pub fn owner_of(&self, account_id: Uuid) -> Option<Uuid> {
+    pub fn owner_of(&self, account_id: AccountId) -> Option<UserId> {
         self.accounts.iter().find(|a| a.id == account_id).map(|a| a.user_id)
     }
 
@@ -543,7 +543,7 @@ fn read_orders(reader: &mut Reader<'_>, db: &Db) -> Vec<OrderRow> {
         "SELECT order_id, product_id, quantity FROM order_items ORDER BY id",
         |r| Ok((id(r, 0)?, id(r, 1)?, int(r, 2)?)),
     );
-    let index: BTreeMap<Uuid, usize> = orders.iter().enumerate().map(|(i, o)| (o.id, i)).collect();
+    let index: BTreeMap<OrderId, usize> = orders.iter().enumerate().map(|(i, o)| (o.id, i)).collect();
     for (order_id, product, quantity) in lines {
         match index.get(&order_id) {
             Some(i) => *orders[*i].items.entry(product).or_default() += quantity,

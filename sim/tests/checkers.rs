@@ -5,7 +5,7 @@
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
-use contracts::{ProblemType, ServiceName};
+use contracts::{NotificationId, OrderId, ProblemType, ServiceName, TransactionId};
 use order::saga::{Event as LogEvent, Phase, Step};
 use platform::operations::OperationState;
 use sim::checks::{final_checks, latest_written_ms, Violation, CONTRACT, JUSTIFIED_OUTCOMES, LISTINGS};
@@ -17,7 +17,6 @@ use sim::run::{run_plan_keeping_state, sim_ms, sim_ms_bounds};
 use sim::scenario::load_named;
 use sim::snapshot::{OperationRow, Participant, Snapshot};
 use std::sync::OnceLock;
-use uuid::Uuid;
 
 struct Clean {
     history: Vec<Event>,
@@ -103,7 +102,7 @@ fn money_catches_an_acknowledged_deposit_missing_from_the_ledger() {
     let (history, mut snapshot) = parts();
     let acknowledged = history.iter().find_map(|e| e.transaction_id).expect("an acknowledged deposit");
     let line = snapshot.ledger.iter_mut().find(|l| l.id == acknowledged).unwrap();
-    line.id = Uuid::from_u128(7);
+    line.id = TransactionId::from_u128(7);
     assert_caught(&check(&snapshot, &history), 2);
 }
 
@@ -130,7 +129,7 @@ fn idempotency_catches_a_second_withdrawal() {
     let (history, mut snapshot) = parts();
     let order = snapshot.orders[confirmed(&snapshot)].id;
     let mut copy = snapshot.ledger.iter().find(|l| l.order_id == Some(order)).unwrap().clone();
-    copy.id = Uuid::from_u128(9);
+    copy.id = TransactionId::from_u128(9);
     copy.seq += 10_000;
     snapshot.ledger.push(copy);
     assert_caught(&check(&snapshot, &history), 5);
@@ -181,7 +180,7 @@ fn overlapping_reads_may_be_answered_in_either_order() {
 fn duplicate_orders_are_caught_by_their_lines_not_their_stored_signature() {
     let (history, mut snapshot) = parts();
     let mut copy = snapshot.orders[confirmed(&snapshot)].clone();
-    copy.id = Uuid::from_u128(0xcc);
+    copy.id = OrderId::from_u128(0xcc);
     copy.status = OrderStatus::New;
     snapshot.orders.push(copy);
     assert_caught(&check(&snapshot, &history), 7);
@@ -270,7 +269,7 @@ fn access_catches_a_shopper_reading_another_shoppers_order() {
 
 /// Turns a confirmed order into one that failed with `message`, undone everywhere (so
 /// only the justification check can object).
-fn fail_cleanly(snapshot: &mut Snapshot, message: &str) -> Uuid {
+fn fail_cleanly(snapshot: &mut Snapshot, message: &str) -> OrderId {
     let index = confirmed(snapshot);
     let order = snapshot.orders[index].clone();
     snapshot.orders[index].status = OrderStatus::Failed;
@@ -401,7 +400,7 @@ fn contract_accepts_unavailable_only_while_a_storage_fault_is_active() {
 }
 
 /// The first and last simulated times of the order's saga log.
-fn saga_span(snapshot: &Snapshot, plan: &Plan, order: Uuid) -> (u64, u64) {
+fn saga_span(snapshot: &Snapshot, plan: &Plan, order: OrderId) -> (u64, u64) {
     let times: Vec<u64> = snapshot
         .saga_log
         .iter()
@@ -807,7 +806,7 @@ fn listings_accept_a_row_committed_after_the_request_was_sent_left_out() {
     let list = last_listing(&history, Action::ReadTransactions);
     // The newest line listed, as if it were committed just as the request went out.
     let newest = history[list].entries.as_ref().unwrap()[0].id();
-    let line = snapshot.ledger.iter().find(|l| l.id == newest).unwrap();
+    let line = snapshot.ledger.iter().find(|l| l.id.uuid() == newest).unwrap();
     history[list].sent_ms = latest_written_ms(plan, ServiceName::Billing, line.created_at);
     history[list].entries.as_mut().unwrap().remove(0);
     assert!(check(&snapshot, &history).is_empty(), "{:#?}", check(&snapshot, &history));
@@ -823,9 +822,9 @@ fn listings_catch_an_entry_that_does_not_exist() {
         let list = last_listing(&history, action);
         let entry = &mut history[list].entries.as_mut().unwrap()[0];
         match entry {
-            Listed::Order { id, .. } | Listed::Transaction { id, .. } | Listed::Notification { id, .. } => {
-                *id = Uuid::from_u128(7);
-            }
+            Listed::Order { id, .. } => *id = OrderId::from_u128(7),
+            Listed::Transaction { id, .. } => *id = TransactionId::from_u128(7),
+            Listed::Notification { id, .. } => *id = NotificationId::from_u128(7),
         }
         assert_caught_saying(&check(&snapshot, &history), LISTINGS, "no such row exists");
     }
@@ -836,7 +835,7 @@ fn listings_catch_another_users_transaction() {
     let (mut history, snapshot) = parts();
     let list = last_listing(&history, Action::ReadTransactions);
     let own = history[list].entries.as_ref().unwrap().iter().map(Listed::id).collect::<Vec<_>>();
-    let own_account = snapshot.ledger.iter().find(|l| l.id == own[0]).unwrap().account_id;
+    let own_account = snapshot.ledger.iter().find(|l| l.id.uuid() == own[0]).unwrap().account_id;
     let other = snapshot.ledger.iter().find(|l| l.account_id != own_account).expect("another user's line");
     // Exactly as the other user's row says it, so only its owner is wrong.
     history[list].entries.as_mut().unwrap().push(Listed::Transaction {
@@ -863,7 +862,7 @@ fn listings_catch_a_notification_of_another_order() {
     let (mut history, snapshot) = parts();
     let list = last_listing(&history, Action::ReadNotifications);
     if let Listed::Notification { order_id, .. } = &mut history[list].entries.as_mut().unwrap()[0] {
-        *order_id = Uuid::from_u128(7);
+        *order_id = OrderId::from_u128(7);
     }
     assert_caught_saying(&check(&snapshot, &history), LISTINGS, "the row says");
 }

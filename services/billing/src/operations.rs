@@ -4,18 +4,16 @@ use crate::store::{account_of, change_balance, insert_transaction};
 use contracts::billing::TransactionType;
 use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::saga::{reason, StepResult, WithdrawRequest};
-use contracts::{Money, Timestamp};
+use contracts::{AccountId, Money, OrderId, Timestamp, TransactionId, UserId};
 use platform::operations::{action_step, compensation_step};
 use platform::outbox::enqueue as enqueue_event;
-use platform::sql::uuid_at;
 use rusqlite::{Connection, OptionalExtension};
-use uuid::Uuid;
 
 /// Debits the order's amount once; refusals are stored too, so a repeat gets the same answer.
 pub fn withdraw(
     tx: &Connection,
     request: &WithdrawRequest,
-    transaction_id: Uuid,
+    transaction_id: TransactionId,
     now: Timestamp,
 ) -> rusqlite::Result<StepResult> {
     #[cfg(feature = "planted-bugs")]
@@ -60,8 +58,8 @@ pub fn withdraw(
 /// Refunds the order's withdrawal if it was applied; otherwise leaves a tombstone.
 pub fn cancel_withdraw(
     tx: &Connection,
-    order_id: Uuid,
-    refund_id: Uuid,
+    order_id: OrderId,
+    refund_id: TransactionId,
     now: Timestamp,
 ) -> rusqlite::Result<StepResult> {
     #[cfg(feature = "planted-bugs")]
@@ -69,12 +67,12 @@ pub fn cancel_withdraw(
         return Ok(answer);
     }
     compensation_step(tx, "withdraw", order_id, now, |tx| {
-        let (account_id, amount_cents, user_id): (Uuid, i64, Uuid) = tx
+        let (account_id, amount_cents, user_id): (AccountId, i64, UserId) = tx
             .query_row(
                 "SELECT t.account_id, t.amount_cents, a.user_id FROM transactions t JOIN accounts a ON a.id = t.account_id
                  WHERE t.order_id = ?1 AND t.type = 'WITHDRAW'",
                 [order_id.to_string()],
-                |row| Ok((uuid_at(row, 0)?, row.get(1)?, uuid_at(row, 2)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()?
             .ok_or(rusqlite::Error::QueryReturnedNoRows)?;

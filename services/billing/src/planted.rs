@@ -4,18 +4,17 @@
 use crate::store::{account_of, change_balance, insert_transaction};
 use contracts::billing::TransactionType;
 use contracts::saga::{reason, StepResult, WithdrawRequest};
-use contracts::Timestamp;
+use contracts::{OrderId, Timestamp, TransactionId};
 use platform::bugs::{active, Bug};
 use platform::operations::{find, OperationState};
 use rusqlite::Connection;
-use uuid::Uuid;
 
 /// `WithdrawTwice`: a repeated withdrawal is applied again instead of answered from its
 /// record; `Some` (the record's answer) when it was.
 pub(crate) fn withdraw_twice(
     tx: &Connection,
     request: &WithdrawRequest,
-    transaction_id: Uuid,
+    transaction_id: TransactionId,
     now: Timestamp,
 ) -> rusqlite::Result<Option<StepResult>> {
     if !active(Bug::WithdrawTwice) {
@@ -26,7 +25,7 @@ pub(crate) fn withdraw_twice(
     };
     if let Some(account) = account_of(tx, request.user_id)?.filter(|a| a.balance >= request.amount) {
         change_balance(tx, account.account_id, -request.amount.cents())?;
-        let again = Uuid::from_u128(transaction_id.as_u128() ^ 1);
+        let again = TransactionId::from_u128(transaction_id.uuid().as_u128() ^ 1);
         let order = Some(request.order_id);
         insert_transaction(tx, again, account.account_id, TransactionType::Withdraw, request.amount, order, now)?;
     }
@@ -39,7 +38,7 @@ pub(crate) fn reject_all() -> Option<StepResult> {
 }
 
 /// `NoTombstone`: a cancel with nothing to refund writes nothing, so a late debit stays.
-pub(crate) fn no_tombstone(tx: &Connection, order_id: Uuid) -> rusqlite::Result<Option<StepResult>> {
+pub(crate) fn no_tombstone(tx: &Connection, order_id: OrderId) -> rusqlite::Result<Option<StepResult>> {
     if active(Bug::NoTombstone) && find(tx, order_id)?.is_none() {
         return Ok(Some(StepResult::ok("nothing to cancel", None)));
     }

@@ -12,14 +12,14 @@ use contracts::order::IdempotencyKey;
 use contracts::saga::{StepResult, WithdrawRequest};
 use contracts::Money;
 use contracts::ProblemType;
+use contracts::{AccountId, OrderId, TransactionId};
 use platform::auth::{Auth, Service, User};
 use platform::json::{idempotency_key, Json, Path};
 use platform::operations::step_endpoint;
-use platform::sql::{time_text, uuid_at};
+use platform::sql::time_text;
 use platform::ApiError;
 use rusqlite::{params, OptionalExtension};
 use std::sync::Arc;
-use uuid::Uuid;
 
 type Shared = axum::extract::State<Arc<Billing>>;
 
@@ -41,7 +41,7 @@ pub fn routes(billing: Arc<Billing>, auth: Arc<Auth>) -> Router {
         (status = 200, description = "The user's account, opened earlier", body = Account),
     ))]
 async fn open_account(state: Shared, User(user_id): User) -> Result<impl IntoResponse, ApiError> {
-    let account_id = state.env.ids.uuid();
+    let account_id: AccountId = state.env.ids.id();
     let now = state.env.clock.now_utc();
     let (created, account) = state.db.write(|tx| {
         if let Some(account) = account_of(tx, user_id)? {
@@ -88,15 +88,15 @@ async fn deposit(
     let key = idempotency_key(&headers)?;
     let amount = Money::parse_positive(&request.amount.to_string())
         .map_err(|e| ApiError::bad_request(ProblemType::InvalidAmount, e.to_string()))?;
-    let transaction_id = state.env.ids.uuid();
+    let transaction_id: TransactionId = state.env.ids.id();
     let now = state.env.clock.now_utc();
     let response = state.db.write(|tx| {
         if let Some(key) = &key {
-            let earlier: Option<(i64, Uuid, i64)> = tx
+            let earlier: Option<(i64, TransactionId, i64)> = tx
                 .query_row(
                     "SELECT amount_cents, transaction_id, new_balance_cents FROM deposit_keys WHERE user_id = ?1 AND key = ?2",
                     params![user_id.to_string(), key.as_str()],
-                    |row| Ok((row.get(0)?, uuid_at(row, 1)?, row.get(2)?)),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()?;
             if let Some((amount_cents, transaction_id, new_balance_cents)) = earlier {
@@ -145,7 +145,7 @@ async fn withdraw_step(
     if request.amount.cents() <= 0 {
         return Err(ApiError::bad_request(ProblemType::InvalidAmount, "amount must be greater than zero"));
     }
-    let transaction_id = state.env.ids.uuid();
+    let transaction_id: TransactionId = state.env.ids.id();
     let result = step_endpoint(&state.env, &state.db, |tx, now| withdraw(tx, &request, transaction_id, now)).await?;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
@@ -157,9 +157,9 @@ async fn withdraw_step(
 async fn cancel_step(
     state: Shared,
     _caller: Service,
-    Path(order_id): Path<Uuid>,
+    Path(order_id): Path<OrderId>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
-    let refund_id = state.env.ids.uuid();
+    let refund_id: TransactionId = state.env.ids.id();
     let result = step_endpoint(&state.env, &state.db, |tx, now| cancel_withdraw(tx, order_id, refund_id, now)).await?;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))

@@ -1,11 +1,11 @@
 //! Billing's schema and queries. Balances are whole cents and never below zero (a CHECK).
 
 use contracts::billing::{Account, Transaction, TransactionType};
+use contracts::{AccountId, OrderId, TransactionId, UserId};
 use contracts::{Money, Timestamp};
-use platform::sql::{optional_uuid_at, parsed_at, time_at, time_text, uuid_at};
+use platform::sql::{parsed_at, time_at, time_text};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
-use uuid::Uuid;
 
 pub fn migrations() -> Vec<Migration> {
     vec![
@@ -47,12 +47,12 @@ pub fn migrations() -> Vec<Migration> {
     ]
 }
 
-pub fn account_of(connection: &Connection, user_id: Uuid) -> rusqlite::Result<Option<Account>> {
+pub fn account_of(connection: &Connection, user_id: UserId) -> rusqlite::Result<Option<Account>> {
     connection
         .query_row("SELECT id, user_id, balance_cents FROM accounts WHERE user_id = ?1", [user_id.to_string()], |row| {
             Ok(Account {
-                account_id: uuid_at(row, 0)?,
-                user_id: uuid_at(row, 1)?,
+                account_id: row.get(0)?,
+                user_id: row.get(1)?,
                 balance: Money::from_cents(row.get(2)?),
                 status: "ACTIVE".to_string(),
             })
@@ -62,11 +62,11 @@ pub fn account_of(connection: &Connection, user_id: Uuid) -> rusqlite::Result<Op
 
 pub fn insert_transaction(
     connection: &Connection,
-    id: Uuid,
-    account_id: Uuid,
+    id: TransactionId,
+    account_id: AccountId,
     kind: TransactionType,
     amount: Money,
-    order_id: Option<Uuid>,
+    order_id: Option<OrderId>,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     connection.execute(
@@ -85,7 +85,7 @@ pub fn insert_transaction(
 }
 
 /// Moves a balance by `delta_cents`; the CHECK refuses a negative result.
-pub fn change_balance(connection: &Connection, account_id: Uuid, delta_cents: i64) -> rusqlite::Result<i64> {
+pub fn change_balance(connection: &Connection, account_id: AccountId, delta_cents: i64) -> rusqlite::Result<i64> {
     connection.query_row(
         "UPDATE accounts SET balance_cents = balance_cents + ?1, version = version + 1
          WHERE id = ?2 RETURNING balance_cents",
@@ -96,17 +96,17 @@ pub fn change_balance(connection: &Connection, account_id: Uuid, delta_cents: i6
 
 pub const TRANSACTIONS_LISTED_MAX: i64 = 1000;
 
-pub fn transactions_of(connection: &Connection, account_id: Uuid) -> rusqlite::Result<Vec<Transaction>> {
+pub fn transactions_of(connection: &Connection, account_id: AccountId) -> rusqlite::Result<Vec<Transaction>> {
     let mut statement = connection.prepare(
         "SELECT id, type, amount_cents, order_id, created_at FROM transactions
          WHERE account_id = ?1 ORDER BY seq DESC LIMIT ?2",
     )?;
     let rows = statement.query_map(params![account_id.to_string(), TRANSACTIONS_LISTED_MAX], |row| {
         Ok(Transaction {
-            transaction_id: uuid_at(row, 0)?,
+            transaction_id: row.get(0)?,
             kind: parsed_at(row, 1, TransactionType::parse)?,
             amount: Money::from_cents(row.get(2)?),
-            order_id: optional_uuid_at(row, 3)?,
+            order_id: row.get(3)?,
             created_at: time_at(row, 4)?,
         })
     })?;

@@ -1,7 +1,7 @@
 //! Gateway bodies and the claims of the tokens the gateway and the services mint.
 
+use crate::ids::UserId;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -29,7 +29,8 @@ pub struct LoginRequest {
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
-    pub user_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub user_id: UserId,
     pub email: String,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -38,7 +39,8 @@ pub struct Profile {
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginResponse {
-    pub user_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub user_id: UserId,
     pub email: String,
 }
 

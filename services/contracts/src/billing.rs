@@ -1,14 +1,16 @@
 //! Billing bodies: accounts, deposits, the ledger.
 
+use crate::ids::{AccountId, OrderId, TransactionId, UserId};
 use crate::{Money, Timestamp};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
-    pub account_id: Uuid,
-    pub user_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub account_id: AccountId,
+    #[schema(value_type = Uuid)]
+    pub user_id: UserId,
     pub balance: Money,
     pub status: String,
 }
@@ -25,7 +27,8 @@ pub struct DepositRequest {
 pub struct DepositResponse {
     pub success: bool,
     pub new_balance: Money,
-    pub transaction_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub transaction_id: TransactionId,
 }
 
 #[derive(utoipa::ToSchema, Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -58,11 +61,13 @@ impl TransactionType {
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Transaction {
-    pub transaction_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub transaction_id: TransactionId,
     #[serde(rename = "type")]
     pub kind: TransactionType,
     pub amount: Money,
-    pub order_id: Option<Uuid>,
+    #[schema(value_type = Option<Uuid>)]
+    pub order_id: Option<OrderId>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }

@@ -1,13 +1,14 @@
 //! Warehouse catalog and delivery slot bodies.
 
+use crate::ids::ProductId;
 use crate::{Money, Timestamp};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
-    pub product_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub product_id: ProductId,
     pub name: String,
     pub price: Money,
     pub available: i64,

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod billing;
 pub mod catalog;
+pub mod ids;
 pub mod money;
 pub mod notification;
 pub mod order;
@@ -10,6 +11,7 @@ pub mod problem;
 pub mod saga;
 pub mod service;
 
+pub use ids::{AccountId, Id, NotificationId, OrderId, ProductId, TransactionId, UserId};
 pub use money::Money;
 pub use problem::{Problem, ProblemKind, ProblemType};
 pub use service::ServiceName;

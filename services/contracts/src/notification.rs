@@ -1,8 +1,8 @@
 //! Notification bodies: the shopper's listing and the internal intake event.
 
+use crate::ids::{NotificationId, OrderId, UserId};
 use crate::{Money, Timestamp};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 #[derive(utoipa::ToSchema, Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -37,10 +37,12 @@ impl NotificationType {
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: NotificationId,
     #[serde(rename = "type")]
     pub kind: NotificationType,
-    pub order_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub order_id: OrderId,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub amount: Option<Money>,
     pub message: String,
@@ -55,8 +57,10 @@ pub struct Notification {
 pub struct NotificationEvent {
     #[serde(rename = "type")]
     pub kind: NotificationType,
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub order_id: OrderId,
+    #[schema(value_type = Uuid)]
+    pub user_id: UserId,
     #[serde(default)]
     pub amount: Option<Money>,
     pub message: String,

@@ -1,8 +1,8 @@
 //! Order bodies, statuses and the idempotency key.
 
+use crate::ids::{OrderId, ProductId, UserId};
 use crate::{Money, Timestamp};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 pub const ITEMS_MAX: usize = 50;
 pub const QUANTITY_MAX: i64 = 1000;
@@ -75,7 +75,8 @@ impl OrderStatus {
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemRequest {
-    pub product_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub product_id: ProductId,
     #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
     /// Ignored: the catalog decides names.
@@ -110,7 +111,8 @@ pub struct CreateOrderRequest {
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
-    pub product_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub product_id: ProductId,
     pub name: String,
     pub quantity: i64,
     pub price: Money,
@@ -119,9 +121,11 @@ pub struct OrderItem {
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: OrderId,
     pub number: String,
-    pub user_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub user_id: UserId,
     pub status: OrderStatus,
     pub price: Money,
     pub items: Vec<OrderItem>,

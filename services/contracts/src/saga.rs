@@ -1,8 +1,8 @@
 //! Saga step bodies: the requests the orchestrator sends and the participants' answer.
 
+use crate::ids::{OrderId, ProductId, TransactionId, UserId};
 use crate::Money;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 /// The original `SagaStepResult`: every participant answers every step with it.
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -10,13 +10,14 @@ use uuid::Uuid;
 pub struct StepResult {
     pub success: bool,
     pub message: String,
-    pub transaction_id: Option<Uuid>,
+    #[schema(value_type = Option<Uuid>)]
+    pub transaction_id: Option<TransactionId>,
     #[serde(default)]
     pub data: serde_json::Value,
 }
 
 impl StepResult {
-    pub fn ok(message: &str, transaction_id: Option<Uuid>) -> StepResult {
+    pub fn ok(message: &str, transaction_id: Option<TransactionId>) -> StepResult {
         StepResult { success: true, message: message.to_string(), transaction_id, data: serde_json::Value::Null }
     }
 
@@ -40,30 +41,36 @@ pub mod reason {
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WithdrawRequest {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub order_id: OrderId,
+    #[schema(value_type = Uuid)]
+    pub user_id: UserId,
     pub amount: Money,
 }
 
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReserveItem {
-    pub product_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub product_id: ProductId,
     pub quantity: i64,
 }
 
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReserveRequest {
-    pub order_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub order_id: OrderId,
     pub items: Vec<ReserveItem>,
 }
 
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BookRequest {
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub order_id: OrderId,
+    #[schema(value_type = Uuid)]
+    pub user_id: UserId,
     pub address: String,
     #[schema(value_type = String, format = DateTime)]
     pub preferred_time_slot: crate::Timestamp,

@@ -7,12 +7,12 @@ use axum::{Extension, Router};
 use contracts::catalog::Slot;
 use contracts::saga::{BookRequest, StepResult};
 use contracts::ProblemType;
+use contracts::{OrderId, TransactionId};
 use platform::auth::{Auth, Caller, Service};
 use platform::json::{Json, Path};
 use platform::operations::step_endpoint;
 use platform::ApiError;
 use std::sync::Arc;
-use uuid::Uuid;
 
 type Shared = axum::extract::State<Arc<Delivery>>;
 
@@ -52,7 +52,7 @@ async fn book_step(
         return Err(ApiError::bad_request(ProblemType::InvalidAddress, "address must be 1-500 characters"));
     }
     let config = state.config;
-    let reservation_id = state.env.ids.uuid();
+    let reservation_id: TransactionId = state.env.ids.id();
     let result = step_endpoint(&state.env, &state.db, |tx, now| {
         ensure_slots(tx, now, config.horizon_hours, config.slot_capacity)?;
         book(tx, &request, reservation_id, now)
@@ -67,7 +67,7 @@ async fn book_step(
 async fn cancel_step(
     state: Shared,
     _caller: Service,
-    Path(order_id): Path<Uuid>,
+    Path(order_id): Path<OrderId>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let result = step_endpoint(&state.env, &state.db, |tx, now| cancel_booking(tx, order_id, now)).await?;
     Ok(axum::Json(result))

@@ -4,11 +4,11 @@ use chrono::{DurationRound, TimeDelta};
 use contracts::catalog::Slot;
 use contracts::saga::{reason, BookRequest, StepResult};
 use contracts::Timestamp;
+use contracts::{OrderId, TransactionId};
 use platform::operations::{action_step, compensation_step};
 use platform::sql::{time_at, time_text};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
-use uuid::Uuid;
 
 pub fn migrations() -> Vec<Migration> {
     vec![
@@ -66,7 +66,7 @@ pub fn slots(connection: &Connection, now: Timestamp, horizon_hours: i64) -> rus
 pub fn book(
     tx: &Connection,
     request: &BookRequest,
-    reservation_id: Uuid,
+    reservation_id: TransactionId,
     now: Timestamp,
 ) -> rusqlite::Result<StepResult> {
     let now_text = time_text(now);
@@ -98,7 +98,7 @@ pub fn book(
 }
 
 /// Frees the order's slot if it was booked; otherwise leaves a tombstone.
-pub fn cancel_booking(tx: &Connection, order_id: Uuid, now: Timestamp) -> rusqlite::Result<StepResult> {
+pub fn cancel_booking(tx: &Connection, order_id: OrderId, now: Timestamp) -> rusqlite::Result<StepResult> {
     compensation_step(tx, "book", order_id, now, |tx| {
         let slot: String = tx.query_row(
             "SELECT slot FROM delivery_reservations WHERE order_id = ?1 AND status = 'BOOKED'",

@@ -15,13 +15,13 @@ use axum::Router;
 use chrono::TimeDelta;
 use contracts::auth::{LoginRequest, LoginResponse, Profile, RegisterRequest};
 use contracts::ProblemType;
+use contracts::UserId;
 use platform::json::Json;
 use platform::metrics::LoginResult;
 use platform::sql::time_text;
 use platform::ApiError;
 use rusqlite::params;
 use std::sync::Arc;
-use uuid::Uuid;
 
 pub const SESSION_COOKIE: &str = "session";
 pub const PASSWORD_LENGTH_MIN: usize = 8;
@@ -119,7 +119,7 @@ async fn register(state: Shared, Json(request): Json<RegisterRequest>) -> Result
     state.env.ids.fill(&mut salt);
     let password = request.password.clone();
     let password_hash = state.hashing(move |params| hash_password(params, &password, &salt)).await??;
-    let user_id = state.env.ids.uuid();
+    let user_id = state.env.ids.id::<UserId>();
     let now = time_text(state.env.clock.now_utc());
     state.db.write(|tx| {
         if user_by_email(tx, &email)?.is_some() {
@@ -195,7 +195,7 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
 
 /// A shopper with a live session: the only way into `/auth/profile/me`, logout and `/api`.
 pub struct SessionUser {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub session_id: String,
     /// This request moved the session's last use forward: the answer carries the cookie
     /// again, with a fresh `Max-Age`, so that the browser keeps it as long as the server.

@@ -2,11 +2,11 @@
 //! by a digest of their id, so the database alone does not hold usable cookies).
 
 use contracts::Timestamp;
-use platform::sql::{time_at, time_text, uuid_at};
+use contracts::UserId;
+use platform::sql::{time_at, time_text};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 pub fn migrations() -> Vec<Migration> {
     vec![Migration {
@@ -35,7 +35,7 @@ pub fn session_digest(session_id: &str) -> String {
 }
 
 pub struct UserRow {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub password_hash: String,
     pub first_name: Option<String>,
@@ -46,7 +46,7 @@ const USER_COLUMNS: &str = "SELECT id, email, password_hash, first_name, last_na
 
 fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
-        id: uuid_at(row, 0)?,
+        id: row.get(0)?,
         email: row.get(1)?,
         password_hash: row.get(2)?,
         first_name: row.get(3)?,
@@ -58,18 +58,18 @@ pub fn user_by_email(connection: &Connection, email: &str) -> rusqlite::Result<O
     connection.query_row(&format!("{USER_COLUMNS} WHERE email = ?1"), [email], user_row).optional()
 }
 
-pub fn user_by_id(connection: &Connection, id: Uuid) -> rusqlite::Result<Option<UserRow>> {
+pub fn user_by_id(connection: &Connection, id: UserId) -> rusqlite::Result<Option<UserRow>> {
     connection.query_row(&format!("{USER_COLUMNS} WHERE id = ?1"), [id.to_string()], user_row).optional()
 }
 
 /// The session's user and last use, by the cookie's session id.
 /// The session's user and last use.
-pub fn session(connection: &Connection, session_id: &str) -> rusqlite::Result<Option<(Uuid, Timestamp)>> {
+pub fn session(connection: &Connection, session_id: &str) -> rusqlite::Result<Option<(UserId, Timestamp)>> {
     connection
         .query_row(
             "SELECT user_id, last_seen_at FROM sessions WHERE id_digest = ?1",
             [session_digest(session_id)],
-            |row| Ok((uuid_at(row, 0)?, time_at(row, 1)?)),
+            |row| Ok((row.get(0)?, time_at(row, 1)?)),
         )
         .optional()
 }
@@ -79,7 +79,7 @@ pub fn live_session_count(connection: &Connection, cutoff: Timestamp) -> rusqlit
     connection.query_row("SELECT COUNT(*) FROM sessions WHERE last_seen_at > ?1", [time_text(cutoff)], |row| row.get(0))
 }
 
-pub fn insert_session(tx: &Connection, session_id: &str, user_id: Uuid, now: Timestamp) -> rusqlite::Result<()> {
+pub fn insert_session(tx: &Connection, session_id: &str, user_id: UserId, now: Timestamp) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO sessions (id_digest, user_id, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?3)",
         params![session_digest(session_id), user_id.to_string(), time_text(now)],

@@ -5,12 +5,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use contracts::notification::{Notification, NotificationEvent, NotificationType};
-use contracts::{Money, ProblemType, Timestamp};
+use contracts::{Money, NotificationId, ProblemType, Timestamp, UserId};
 use platform::auth::{Auth, Service, User};
 use platform::json::Json;
 use platform::net::Listener;
 use platform::server::{serve, with_common_layers, SERVER_LIMITS};
-use platform::sql::{parsed_at, time_at, time_text, uuid_at};
+use platform::sql::{parsed_at, time_at, time_text};
 use platform::storage::{Db, Migration};
 use platform::{ApiError, Deps, Env};
 use rusqlite::params;
@@ -92,7 +92,7 @@ async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationE
     if event.message.len() > MESSAGE_LENGTH_MAX {
         return Err(ApiError::bad_request(ProblemType::InvalidMessage, "message is over 1000 characters"));
     }
-    let id = state.env.ids.uuid();
+    let id: NotificationId = state.env.ids.id();
     let now = state.env.clock.now_utc();
     let inserted = state.db.write(|tx| store(tx, id, &event, now))?;
     tracing::info!(order_id = %event.order_id, kind = event.kind.as_str(), new = inserted == 1, "notification");
@@ -102,7 +102,7 @@ async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationE
 /// Stores one event unless its (order, type) is there already; the number of rows added.
 fn store(
     tx: &rusqlite::Connection,
-    id: uuid::Uuid,
+    id: NotificationId,
     event: &NotificationEvent,
     now: Timestamp,
 ) -> rusqlite::Result<usize> {
@@ -147,15 +147,15 @@ async fn list(state: Shared, User(user_id): User) -> Result<axum::Json<Vec<Notif
     Ok(axum::Json(state.db.read(|c| listed(c, user_id))?))
 }
 
-fn listed(c: &rusqlite::Connection, user_id: uuid::Uuid) -> rusqlite::Result<Vec<Notification>> {
+fn listed(c: &rusqlite::Connection, user_id: UserId) -> rusqlite::Result<Vec<Notification>> {
     {
         let mut statement = c.prepare(LIST_SQL)?;
         let rows = statement.query_map(params![user_id.to_string(), NOTIFICATIONS_LISTED_MAX], |row| {
             let amount: Option<i64> = row.get(3)?;
             Ok(Notification {
-                id: uuid_at(row, 0)?,
+                id: row.get(0)?,
                 kind: parsed_at(row, 1, NotificationType::parse)?,
-                order_id: uuid_at(row, 2)?,
+                order_id: row.get(2)?,
                 amount: amount.map(Money::from_cents),
                 message: row.get(4)?,
                 created_at: time_at(row, 5)?,
@@ -180,7 +180,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
+    use contracts::OrderId;
 
     fn at(minute: i64) -> contracts::Timestamp {
         chrono::DateTime::from_timestamp(1_900_000_000 + minute * 60, 0).unwrap()
@@ -191,8 +191,8 @@ mod tests {
     #[test]
     fn the_listing_follows_the_facts_not_the_deliveries() {
         let db = Db::open_memory(&migrations()).unwrap();
-        let user = Uuid::from_u128(1);
-        let (older, newer) = (Uuid::from_u128(10), Uuid::from_u128(20));
+        let user = UserId::from_u128(1);
+        let (older, newer) = (OrderId::from_u128(10), OrderId::from_u128(20));
         let event = |kind, order_id, minute| NotificationEvent {
             kind,
             order_id,
@@ -215,10 +215,10 @@ mod tests {
         ];
         for (index, delivered) in deliveries.iter().enumerate() {
             let now = at(30 + index as i64);
-            db.write(|tx| store(tx, Uuid::from_u128(100 + index as u128), delivered, now)).unwrap();
+            db.write(|tx| store(tx, NotificationId::from_u128(100 + index as u128), delivered, now)).unwrap();
         }
         let shown = db.read(|c| listed(c, user)).unwrap();
-        let seen: Vec<(Uuid, NotificationType)> = shown.iter().map(|n| (n.order_id, n.kind)).collect();
+        let seen: Vec<(OrderId, NotificationType)> = shown.iter().map(|n| (n.order_id, n.kind)).collect();
         assert_eq!(
             seen,
             [
@@ -230,6 +230,6 @@ mod tests {
             ]
         );
         assert_eq!(shown[4].created_at, at(1), "createdAt is the event's own time");
-        assert!(db.read(|c| listed(c, Uuid::from_u128(2))).unwrap().is_empty(), "only the user's own");
+        assert!(db.read(|c| listed(c, UserId::from_u128(2))).unwrap().is_empty(), "only the user's own");
     }
 }

@@ -14,6 +14,7 @@ use contracts::order::{CreateOrderRequest, IdempotencyKey, Order, OrderItem, Ord
 use contracts::ProblemType;
 use contracts::Timestamp;
 use contracts::{Money, ServiceName};
+use contracts::{OrderId, ProductId, UserId};
 use http::Method;
 use platform::auth::User;
 use platform::client::OutboundRequest;
@@ -27,7 +28,6 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use uuid::Uuid;
 
 pub const ADDRESS_LENGTH_MAX: usize = 500;
 pub const DESCRIPTION_LENGTH_MAX: usize = 1000;
@@ -45,7 +45,7 @@ fn validate(request: &CreateOrderRequest) -> Result<(), ApiError> {
     }
     // Lines of one product are reserved as one (the warehouse takes distinct products), so the
     // limit holds for their sum too; checked here, before any money moves.
-    let mut merged: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut merged: BTreeMap<ProductId, i64> = BTreeMap::new();
     for item in &request.items {
         *merged.entry(item.product_id).or_default() += item.quantity;
     }
@@ -68,14 +68,14 @@ fn validate(request: &CreateOrderRequest) -> Result<(), ApiError> {
 
 /// Sorted (productId, quantity) pairs: equal for the same multiset of lines.
 pub fn items_signature(request: &CreateOrderRequest) -> String {
-    let mut pairs: Vec<(Uuid, i64)> = request.items.iter().map(|i| (i.product_id, i.quantity)).collect();
+    let mut pairs: Vec<(ProductId, i64)> = request.items.iter().map(|i| (i.product_id, i.quantity)).collect();
     pairs.sort();
     pairs.iter().map(|(p, q)| format!("{p}x{q}")).collect::<Vec<_>>().join(",")
 }
 
 /// A digest of what the request asks for (names and prices in items are ignored).
 pub fn request_hash(request: &CreateOrderRequest) -> String {
-    let lines: Vec<(Uuid, i64)> = request.items.iter().map(|i| (i.product_id, i.quantity)).collect();
+    let lines: Vec<(ProductId, i64)> = request.items.iter().map(|i| (i.product_id, i.quantity)).collect();
     let canonical = serde_json::json!({
         "items": lines,
         "deliveryInfo": request.delivery_info,
@@ -95,12 +95,12 @@ fn order_response(status: StatusCode, order: &Order) -> Response {
 }
 
 impl Orders {
-    fn load(&self, order_id: Uuid) -> Result<Order, ApiError> {
+    fn load(&self, order_id: OrderId) -> Result<Order, ApiError> {
         self.db.read(|c| order(c, order_id))?.ok_or_else(|| ApiError::internal("the key's order is missing"))
     }
 
     /// Answers a key that was used before with the same body (steps 5, 6 and 7).
-    fn answer_replay(&self, user_id: Uuid, key: &IdempotencyKey, record: &KeyRecord) -> Result<Response, ApiError> {
+    fn answer_replay(&self, user_id: UserId, key: &IdempotencyKey, record: &KeyRecord) -> Result<Response, ApiError> {
         let order = self.load(record.order_id)?;
         if record.duplicate {
             probe::hit(Probe::DuplicateOrder);
@@ -142,7 +142,7 @@ impl Orders {
         &self,
         request: &CreateOrderRequest,
         context: &RequestContext,
-    ) -> Result<BTreeMap<Uuid, Product>, ApiError> {
+    ) -> Result<BTreeMap<ProductId, Product>, ApiError> {
         let call = OutboundRequest::new(Method::GET, "/api/v1/warehouse/products").idempotent(true);
         let unavailable =
             |detail: String| ApiError::unavailable(format!("catalog unavailable: {detail}"), RETRY_AFTER_S);
@@ -152,7 +152,7 @@ impl Orders {
             .await;
         let catalog: Vec<Product> =
             reply.and_then(|r| r.success()).and_then(|r| r.json()).map_err(|e| unavailable(e.to_string()))?;
-        let catalog: BTreeMap<Uuid, Product> = catalog.into_iter().map(|p| (p.product_id, p)).collect();
+        let catalog: BTreeMap<ProductId, Product> = catalog.into_iter().map(|p| (p.product_id, p)).collect();
         match request.items.iter().find(|i| !catalog.contains_key(&i.product_id)) {
             Some(unknown) => {
                 Err(ApiError::bad_request(ProblemType::UnknownProduct, format!("no product {}", unknown.product_id)))
@@ -163,9 +163,9 @@ impl Orders {
 
     fn price_order(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         request: &CreateOrderRequest,
-        catalog: &BTreeMap<Uuid, Product>,
+        catalog: &BTreeMap<ProductId, Product>,
         trace_id: &str,
     ) -> Result<NewOrder, ApiError> {
         let mut items = Vec::with_capacity(request.items.len());
@@ -184,7 +184,7 @@ impl Orders {
             });
         }
         Ok(NewOrder {
-            id: self.env.ids.uuid(),
+            id: self.env.ids.id(),
             user_id,
             price: total,
             items,
@@ -208,7 +208,7 @@ impl Orders {
     fn find_key(
         &self,
         connection: &Connection,
-        user_id: Uuid,
+        user_id: UserId,
         key: &IdempotencyKey,
     ) -> rusqlite::Result<Option<KeyRecord>> {
         #[cfg(feature = "planted-bugs")]
@@ -221,7 +221,7 @@ impl Orders {
     fn store_key(
         &self,
         tx: &Connection,
-        user_id: Uuid,
+        user_id: UserId,
         key: &IdempotencyKey,
         record: KeyRecord,
         now: Timestamp,
@@ -237,10 +237,10 @@ impl Orders {
     fn record_duplicate(
         &self,
         tx: &Connection,
-        user_id: Uuid,
+        user_id: UserId,
         key: &IdempotencyKey,
         hash: &str,
-        similar: Uuid,
+        similar: OrderId,
         now: Timestamp,
     ) -> Result<Recorded<'_>, ApiError> {
         if self.find_key(tx, user_id, key)?.is_none() {
@@ -284,9 +284,9 @@ impl Orders {
 }
 
 enum Recorded<'a> {
-    New(Uuid, Waiting<'a>),
+    New(OrderId, Waiting<'a>),
     Replay(KeyRecord),
-    Duplicate(Uuid),
+    Duplicate(OrderId),
 }
 
 /// `POST /api/v1/order`: the contract's steps 1-11 (`shared/spec/API.md`).
@@ -378,11 +378,11 @@ async fn place(
 /// bug lets two requests record one key).
 struct Waiting<'a> {
     orders: &'a Orders,
-    entry: (Uuid, String),
+    entry: (UserId, String),
 }
 
 impl<'a> Waiting<'a> {
-    fn hold(orders: &'a Orders, user_id: Uuid, key: &IdempotencyKey) -> Waiting<'a> {
+    fn hold(orders: &'a Orders, user_id: UserId, key: &IdempotencyKey) -> Waiting<'a> {
         let entry = (user_id, key.as_str().to_string());
         *orders.waiting.lock().unwrap_or_else(|p| p.into_inner()).entry(entry.clone()).or_default() += 1;
         Waiting { orders, entry }
@@ -405,7 +405,7 @@ impl Drop for Waiting<'_> {
 async fn await_saga(
     state: &Arc<Orders>,
     waiting: Waiting<'_>,
-    order_id: Uuid,
+    order_id: OrderId,
     remaining: Duration,
 ) -> Result<Response, ApiError> {
     if let Some(mut done) = state.start_saga(order_id) {
@@ -438,7 +438,7 @@ mod tests {
         let items: Vec<serde_json::Value> = lines
             .iter()
             .map(
-                |(product, quantity)| serde_json::json!({"productId": Uuid::from_u128(*product), "quantity": quantity}),
+                |(product, quantity)| serde_json::json!({"productId": ProductId::from_u128(*product), "quantity": quantity}),
             )
             .collect();
         serde_json::from_value(serde_json::json!({
@@ -507,17 +507,17 @@ mod tests {
     #[tokio::test]
     async fn a_twin_in_the_window_after_the_key_commits_is_told_in_progress() {
         let state = orders();
-        let user_id = Uuid::from_u128(42);
+        let user_id = UserId::from_u128(42);
         let key = IdempotencyKey::parse("k-window").unwrap();
         let request = request(&[(1, 2)]);
         let hash = request_hash(&request);
         let product = |id: u128| Product {
-            product_id: Uuid::from_u128(id),
+            product_id: ProductId::from_u128(id),
             name: "thing".to_string(),
             price: Money::from_cents(1_500),
             available: 10,
         };
-        let catalog: BTreeMap<Uuid, Product> = [(Uuid::from_u128(1), product(1))].into_iter().collect();
+        let catalog: BTreeMap<ProductId, Product> = [(ProductId::from_u128(1), product(1))].into_iter().collect();
         let priced = || state.price_order(user_id, &request, &catalog, "trace").unwrap();
         let started = state.env.clock.now();
 

@@ -10,7 +10,7 @@ pub mod runner;
 pub mod saga;
 pub mod store;
 
-use contracts::ServiceName;
+use contracts::{OrderId, ServiceName, UserId};
 use platform::auth::Auth;
 use platform::client::RetryPolicy;
 use platform::internal::{InternalClient, Peers};
@@ -25,7 +25,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
-use uuid::Uuid;
 
 pub use store::migrations;
 
@@ -72,10 +71,10 @@ pub struct Orders {
     peers: Peers,
     config: Config,
     /// Sagas running in this process, each with a receiver that turns true when done.
-    running: Mutex<BTreeMap<Uuid, watch::Receiver<bool>>>,
+    running: Mutex<BTreeMap<OrderId, watch::Receiver<bool>>>,
     /// (user, key) of creation requests on their way from the key's commit to their saga's
     /// end, each with the number of requests holding it (`create::Waiting`).
-    waiting: Mutex<BTreeMap<(Uuid, String), u32>>,
+    waiting: Mutex<BTreeMap<(UserId, String), u32>>,
     outbox_wakeup: Arc<Notify>,
     #[cfg(feature = "planted-bugs")]
     memory_keys: planted::MemoryKeys,

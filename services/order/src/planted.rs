@@ -7,6 +7,7 @@ use crate::Orders;
 use contracts::order::IdempotencyKey;
 use contracts::saga::{reason, StepResult};
 use contracts::Timestamp;
+use contracts::{OrderId, UserId};
 use platform::bugs::{active, Bug};
 use platform::client::{CallError, OutboundRequest, Reply, RetryPolicy};
 use platform::trace::RequestContext;
@@ -14,7 +15,6 @@ use platform::ApiError;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
-use uuid::Uuid;
 
 /// `UnavailableAll`, the negative control: every order answered 503, with no fault to
 /// explain it.
@@ -31,8 +31,8 @@ pub(crate) fn similar_before_key() -> bool {
 
 /// `SimilarBeforeKey` inside the transaction: the similar order, looked for before the key.
 pub(crate) fn similar_first(
-    similar: impl FnOnce() -> rusqlite::Result<Option<Uuid>>,
-) -> rusqlite::Result<Option<Uuid>> {
+    similar: impl FnOnce() -> rusqlite::Result<Option<OrderId>>,
+) -> rusqlite::Result<Option<OrderId>> {
     if active(Bug::SimilarBeforeKey) {
         similar()
     } else {
@@ -42,11 +42,11 @@ pub(crate) fn similar_first(
 
 /// `MemoryKeys`: idempotency records kept only in the process's memory.
 #[derive(Default)]
-pub(crate) struct MemoryKeys(Mutex<BTreeMap<(Uuid, String), KeyRecord>>);
+pub(crate) struct MemoryKeys(Mutex<BTreeMap<(UserId, String), KeyRecord>>);
 
 impl MemoryKeys {
     /// The key's record from memory (`Some`) while the bug is planted.
-    pub(crate) fn find(&self, user_id: Uuid, key: &IdempotencyKey) -> Option<Option<KeyRecord>> {
+    pub(crate) fn find(&self, user_id: UserId, key: &IdempotencyKey) -> Option<Option<KeyRecord>> {
         active(Bug::MemoryKeys).then(|| {
             let memory = self.0.lock().unwrap_or_else(|p| p.into_inner());
             memory.get(&(user_id, key.as_str().to_string())).cloned()
@@ -54,7 +54,7 @@ impl MemoryKeys {
     }
 
     /// Keeps the key's record in memory instead of the database; whether it did.
-    pub(crate) fn keep(&self, user_id: Uuid, key: &IdempotencyKey, record: &KeyRecord) -> bool {
+    pub(crate) fn keep(&self, user_id: UserId, key: &IdempotencyKey, record: &KeyRecord) -> bool {
         if !active(Bug::MemoryKeys) {
             return false;
         }
@@ -73,7 +73,7 @@ pub(crate) fn no_recovery() -> bool {
 /// release; the compensation is logged acknowledged without being sent.
 pub(crate) fn forget_stock_release(
     orders: &Orders,
-    order_id: Uuid,
+    order_id: OrderId,
     step: Step,
     now: Timestamp,
 ) -> Option<Result<(), rusqlite::Error>> {
@@ -90,7 +90,7 @@ pub(crate) fn forget_stock_release(
 }
 
 /// `CompensationOnce`: one failed round and the compensation is written off.
-pub(crate) fn compensation_once(orders: &Orders, order_id: Uuid, step: Step) -> Option<Result<(), rusqlite::Error>> {
+pub(crate) fn compensation_once(orders: &Orders, order_id: OrderId, step: Step) -> Option<Result<(), rusqlite::Error>> {
     active(Bug::CompensationOnce).then(|| {
         let now = orders.env.clock.now_utc();
         orders
@@ -106,7 +106,7 @@ const LATE_REPLY_WAIT_MS: u64 = 30_000;
 /// written to the order's status without the forward-only check. `None` unless planted.
 pub(crate) async fn status_backwards(
     orders: &Orders,
-    order_id: Uuid,
+    order_id: OrderId,
     step: Step,
     request: &OutboundRequest,
     context: &RequestContext,

@@ -6,11 +6,11 @@ use crate::Orders;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use contracts::order::Order;
+use contracts::OrderId;
 use platform::auth::{Auth, User};
 use platform::json::Path;
 use platform::ApiError;
 use std::sync::Arc;
-use uuid::Uuid;
 
 pub type Shared = axum::extract::State<Arc<Orders>>;
 
@@ -30,7 +30,7 @@ pub fn routes(orders: Arc<Orders>, auth: Arc<Auth>) -> Router {
         (status = 200, description = "The user's order", body = Order),
         (status = 404, description = "/problems/not-found: no such order of this user", body = contracts::Problem, content_type = "application/problem+json"),
     ))]
-async fn one(state: Shared, User(user_id): User, Path(order_id): Path<Uuid>) -> Result<axum::Json<Order>, ApiError> {
+async fn one(state: Shared, User(user_id): User, Path(order_id): Path<OrderId>) -> Result<axum::Json<Order>, ApiError> {
     let found = state.db.read(|c| order(c, order_id))?;
     found.filter(|o| o.user_id == user_id).map(axum::Json).ok_or_else(|| ApiError::not_found("no such order"))
 }

@@ -8,6 +8,7 @@ use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::order::{Order, OrderStatus};
 use contracts::saga::{reason, BookRequest, ReserveItem, ReserveRequest, StepResult, WithdrawRequest};
 use contracts::ServiceName;
+use contracts::{OrderId, ProductId};
 use http::Method;
 use platform::client::{CallError, OutboundRequest, Reply, RetryPolicy};
 use platform::metrics::{ReasonLabels, StepLabels, StepPhase};
@@ -18,7 +19,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 /// Upper bound on moves of one saga: 3 actions, 3 compensations, a finish, with room.
 const SAGA_MOVES_MAX: u32 = 16;
@@ -26,16 +26,16 @@ const SAGA_MOVES_MAX: u32 = 16;
 impl Orders {
     /// Starts the order's saga unless it is running; returns a receiver that turns `true`
     /// when it finishes. `None` when the concurrency limit is reached (recovery retries).
-    pub fn start_saga(self: &Arc<Self>, order_id: Uuid) -> Option<watch::Receiver<bool>> {
+    pub fn start_saga(self: &Arc<Self>, order_id: OrderId) -> Option<watch::Receiver<bool>> {
         self.start(order_id, false)
     }
 
     /// [`Orders::start_saga`] from recovery: a saga it starts is a resumed one.
-    pub(crate) fn resume_saga(self: &Arc<Self>, order_id: Uuid) -> Option<watch::Receiver<bool>> {
+    pub(crate) fn resume_saga(self: &Arc<Self>, order_id: OrderId) -> Option<watch::Receiver<bool>> {
         self.start(order_id, true)
     }
 
-    fn start(self: &Arc<Self>, order_id: Uuid, resumed: bool) -> Option<watch::Receiver<bool>> {
+    fn start(self: &Arc<Self>, order_id: OrderId, resumed: bool) -> Option<watch::Receiver<bool>> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(done) = running.get(&order_id) {
             return Some(done.clone());
@@ -64,7 +64,7 @@ impl Orders {
         Some(receiver)
     }
 
-    async fn run_saga(&self, order_id: Uuid) {
+    async fn run_saga(&self, order_id: OrderId) {
         let trace_id = self.db.read(|c| trace_id_of(c, order_id)).ok().flatten();
         let context = RequestContext {
             request_id: format!("saga-{order_id}"),
@@ -115,7 +115,7 @@ impl Orders {
                 request.json(&WithdrawRequest { order_id: order.id, user_id: order.user_id, amount: order.price })
             }
             Step::Reserve => {
-                let mut merged: BTreeMap<Uuid, i64> = BTreeMap::new();
+                let mut merged: BTreeMap<ProductId, i64> = BTreeMap::new();
                 for item in &order.items {
                     *merged.entry(item.product_id).or_default() += item.quantity;
                 }
@@ -192,7 +192,7 @@ impl Orders {
 
     /// Sends the compensation until it is acknowledged: rounds of bounded retries, with a
     /// capped pause between rounds. Only a crash stops it, and recovery resumes it.
-    async fn compensate(&self, order_id: Uuid, step: Step, context: &RequestContext) -> Result<(), rusqlite::Error> {
+    async fn compensate(&self, order_id: OrderId, step: Step, context: &RequestContext) -> Result<(), rusqlite::Error> {
         let now = self.env.clock.now_utc();
         self.db.write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Started, ""), now))?;
         platform::crash_point::here(platform::crash_point::CrashPoint::CompensationLogged).await;

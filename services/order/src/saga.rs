@@ -64,7 +64,7 @@ impl Step {
         }
     }
 
-    pub fn compensation_path(self, order_id: uuid::Uuid) -> String {
+    pub fn compensation_path(self, order_id: contracts::OrderId) -> String {
         match self {
             Step::Withdraw => format!("/api/v1/billing/withdraw/cancel/{order_id}"),
             Step::Reserve => format!("/api/v1/warehouse/reserve/cancel/{order_id}"),

@@ -2,11 +2,10 @@
 
 use crate::saga::{parse_step, step_text, Event, LogEntry, Phase};
 use contracts::order::{DeliveryInfo, Order, OrderItem, OrderStatus};
-use contracts::{Money, Timestamp};
-use platform::sql::{parsed_at, time_at, time_text, uuid_at};
+use contracts::{Money, OrderId, Timestamp, UserId};
+use platform::sql::{parsed_at, time_at, time_text};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
-use uuid::Uuid;
 
 pub fn migrations() -> Vec<Migration> {
     vec![
@@ -73,8 +72,8 @@ pub fn migrations() -> Vec<Migration> {
 
 /// A new order as recorded by `POST /api/v1/order`.
 pub struct NewOrder {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub price: Money,
     pub items: Vec<OrderItem>,
     pub delivery_info: DeliveryInfo,
@@ -113,13 +112,13 @@ pub fn insert_order(tx: &Connection, order: &NewOrder, now: Timestamp) -> rusqli
     Ok(())
 }
 
-fn items_of(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Vec<OrderItem>> {
+fn items_of(connection: &Connection, order_id: OrderId) -> rusqlite::Result<Vec<OrderItem>> {
     let mut statement = connection.prepare_cached(
         "SELECT product_id, name, quantity, price_cents FROM order_items WHERE order_id = ?1 ORDER BY id",
     )?;
     let rows = statement.query_map([order_id.to_string()], |row| {
         Ok(OrderItem {
-            product_id: uuid_at(row, 0)?,
+            product_id: row.get(0)?,
             name: row.get(1)?,
             quantity: row.get(2)?,
             price: Money::from_cents(row.get(3)?),
@@ -134,9 +133,9 @@ const ORDER_COLUMNS: &str =
 
 fn order_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
     Ok(Order {
-        id: uuid_at(row, 0)?,
+        id: row.get(0)?,
         number: row.get(1)?,
-        user_id: uuid_at(row, 2)?,
+        user_id: row.get(2)?,
         status: parsed_at(row, 3, OrderStatus::parse)?,
         price: Money::from_cents(row.get(4)?),
         items: Vec::new(),
@@ -148,7 +147,7 @@ fn order_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
     })
 }
 
-pub fn order(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<Order>> {
+pub fn order(connection: &Connection, order_id: OrderId) -> rusqlite::Result<Option<Order>> {
     let found = connection
         .query_row(&format!("{ORDER_COLUMNS} WHERE id = ?1"), [order_id.to_string()], order_row)
         .optional()?;
@@ -162,7 +161,7 @@ pub fn order(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option
 
 pub const ORDERS_LISTED_MAX: i64 = 1000;
 
-pub fn orders_of(connection: &Connection, user_id: Uuid) -> rusqlite::Result<Vec<Order>> {
+pub fn orders_of(connection: &Connection, user_id: UserId) -> rusqlite::Result<Vec<Order>> {
     let mut statement =
         connection.prepare(&format!("{ORDER_COLUMNS} WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2"))?;
     let rows = statement.query_map(params![user_id.to_string(), ORDERS_LISTED_MAX], order_row)?;
@@ -173,17 +172,17 @@ pub fn orders_of(connection: &Connection, user_id: Uuid) -> rusqlite::Result<Vec
     Ok(orders)
 }
 
-pub fn trace_id_of(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<String>> {
+pub fn trace_id_of(connection: &Connection, order_id: OrderId) -> rusqlite::Result<Option<String>> {
     connection
         .query_row("SELECT trace_id FROM orders WHERE id = ?1", [order_id.to_string()], |row| row.get(0))
         .optional()
 }
 
 /// Ids of every order whose saga has not finished, oldest first.
-pub fn unfinished_orders(connection: &Connection, limit: i64) -> rusqlite::Result<Vec<Uuid>> {
+pub fn unfinished_orders(connection: &Connection, limit: i64) -> rusqlite::Result<Vec<OrderId>> {
     let mut statement = connection
         .prepare("SELECT id FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED') ORDER BY seq LIMIT ?1")?;
-    let rows = statement.query_map([limit], |row| uuid_at(row, 0))?;
+    let rows = statement.query_map([limit], |row| row.get(0))?;
     rows.collect()
 }
 
@@ -200,7 +199,7 @@ pub fn unfinished_summary(connection: &Connection) -> rusqlite::Result<(i64, Opt
 /// Returns whether it moved.
 pub fn advance_status(
     tx: &Connection,
-    order_id: Uuid,
+    order_id: OrderId,
     next: OrderStatus,
     error_message: Option<&str>,
     now: Timestamp,
@@ -224,10 +223,10 @@ pub fn advance_status(
 pub struct KeyRecord {
     pub request_hash: String,
     pub duplicate: bool,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
 }
 
-pub fn key_record(connection: &Connection, user_id: Uuid, key: &str) -> rusqlite::Result<Option<KeyRecord>> {
+pub fn key_record(connection: &Connection, user_id: UserId, key: &str) -> rusqlite::Result<Option<KeyRecord>> {
     connection
         .query_row(
             "SELECT request_hash, outcome, order_id FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
@@ -240,7 +239,7 @@ pub fn key_record(connection: &Connection, user_id: Uuid, key: &str) -> rusqlite
                         "ORDER" => Some(false),
                         _ => None,
                     })?,
-                    order_id: uuid_at(row, 2)?,
+                    order_id: row.get(2)?,
                 })
             },
         )
@@ -249,7 +248,7 @@ pub fn key_record(connection: &Connection, user_id: Uuid, key: &str) -> rusqlite
 
 pub fn insert_key(
     tx: &Connection,
-    user_id: Uuid,
+    user_id: UserId,
     key: &str,
     record: &KeyRecord,
     now: Timestamp,
@@ -265,21 +264,21 @@ pub fn insert_key(
 /// A non-FAILED order of the user with the same items created after `since`.
 pub fn similar_order(
     connection: &Connection,
-    user_id: Uuid,
+    user_id: UserId,
     items_signature: &str,
     since: Timestamp,
-) -> rusqlite::Result<Option<Uuid>> {
+) -> rusqlite::Result<Option<OrderId>> {
     connection
         .query_row(
             "SELECT id FROM orders WHERE user_id = ?1 AND items_signature = ?2 AND status != 'FAILED' AND created_at > ?3
              ORDER BY seq DESC LIMIT 1",
             params![user_id.to_string(), items_signature, time_text(since)],
-            |row| uuid_at(row, 0),
+            |row| row.get(0),
         )
         .optional()
 }
 
-pub fn log_saga(tx: &Connection, order_id: Uuid, entry: &LogEntry, now: Timestamp) -> rusqlite::Result<()> {
+pub fn log_saga(tx: &Connection, order_id: OrderId, entry: &LogEntry, now: Timestamp) -> rusqlite::Result<()> {
     let LogEntry { step, phase, event, detail } = entry;
     let (step, phase, event) = (step_text(*step), phase.as_str(), event.as_str());
     tx.execute(
@@ -291,7 +290,7 @@ pub fn log_saga(tx: &Connection, order_id: Uuid, entry: &LogEntry, now: Timestam
 }
 
 /// The order's saga log, oldest first; a word this code does not know is an error.
-pub fn saga_log(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Vec<LogEntry>> {
+pub fn saga_log(connection: &Connection, order_id: OrderId) -> rusqlite::Result<Vec<LogEntry>> {
     let mut statement = connection
         .prepare_cached("SELECT step, phase, event, detail FROM saga_log WHERE order_id = ?1 ORDER BY seq")?;
     let rows = statement.query_map([order_id.to_string()], |row| {
@@ -315,7 +314,7 @@ mod tests {
     #[test]
     fn an_unknown_saga_log_word_is_an_error_not_a_default() {
         let db = Db::open_memory(&migrations()).unwrap();
-        let order_id = Uuid::from_u128(7);
+        let order_id = OrderId::from_u128(7);
         for (step, phase, event) in
             [("withdraw", "ACTION", "EXPLODED"), ("withdraw", "ACTION", "ACKNOWLEDGED"), ("ship", "ACTION", "STARTED")]
         {

@@ -8,9 +8,9 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use contracts::auth::{Claims, AUDIENCE_INTERNAL, AUDIENCE_USER, ISSUER_GATEWAY};
 use contracts::ServiceName;
+use contracts::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// Lifetime of a token minted for one call.
 pub const TOKEN_TTL_S: i64 = 60;
@@ -66,7 +66,7 @@ impl Auth {
     }
 
     /// A user token for one proxied call (gateway only).
-    pub fn mint_user_token(&self, user_id: Uuid) -> String {
+    pub fn mint_user_token(&self, user_id: UserId) -> String {
         self.mint(user_id.to_string(), ISSUER_GATEWAY.to_string(), AUDIENCE_USER, &self.secrets.user_token_secret)
     }
 
@@ -124,7 +124,7 @@ fn auth_of(parts: &Parts) -> Result<Arc<Auth>, ApiError> {
 
 /// A shopper, proven by a gateway-signed user token; the id comes only from `sub`.
 #[derive(Clone, Copy, Debug)]
-pub struct User(pub Uuid);
+pub struct User(pub UserId);
 
 impl<S: Send + Sync> FromRequestParts<S> for User {
     type Rejection = ApiError;
@@ -134,7 +134,7 @@ impl<S: Send + Sync> FromRequestParts<S> for User {
         let claims = bearer(parts)
             .and_then(|token| auth.verify(token, AUDIENCE_USER))
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        let id = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::unauthorized("token subject is not a user id"))?;
+        let id = claims.sub.parse::<UserId>().map_err(|_| ApiError::unauthorized("token subject is not a user id"))?;
         Ok(User(id))
     }
 }
@@ -158,7 +158,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Service {
 /// Either a shopper or a service (read-only public data such as the catalog).
 #[derive(Clone, Debug)]
 pub enum Caller {
-    User(Uuid),
+    User(UserId),
     Service(String),
 }
 
@@ -193,7 +193,7 @@ mod tests {
     fn tokens_expire_on_the_clock_seam() {
         let clock = clock();
         let auth = auth(clock.clone(), b"user");
-        let user = Uuid::from_u128(7);
+        let user = UserId::from_u128(7);
         let token = auth.mint_user_token(user);
         assert_eq!(auth.verify(&token, AUDIENCE_USER).unwrap().sub, user.to_string());
         // Within the leeway a clock ahead of the minter's still accepts it...
@@ -208,12 +208,12 @@ mod tests {
     fn audiences_and_keys_do_not_mix() {
         let clock = clock();
         let auth = auth(clock.clone(), b"user");
-        let user_token = auth.mint_user_token(Uuid::from_u128(1));
+        let user_token = auth.mint_user_token(UserId::from_u128(1));
         assert!(auth.verify(&user_token, AUDIENCE_INTERNAL).is_err());
         let service_token = auth.mint_service_token();
         assert!(auth.verify(&service_token, AUDIENCE_USER).is_err());
         assert!(auth.verify(&service_token, AUDIENCE_INTERNAL).is_ok());
-        let forged = super::tests::auth(clock, b"other").mint_user_token(Uuid::from_u128(1));
+        let forged = super::tests::auth(clock, b"other").mint_user_token(UserId::from_u128(1));
         assert!(matches!(auth.verify(&forged, AUDIENCE_USER), Err(AuthError::Invalid(_))));
     }
 
@@ -227,7 +227,7 @@ mod tests {
                 Claims { sub: sub.to_string(), iss: iss.to_string(), aud: aud.to_string(), iat: now, exp: now + 60 };
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap()
         };
-        let user = Uuid::from_u128(1).to_string();
+        let user = UserId::from_u128(1).to_string();
         assert!(auth.verify(&signed(ISSUER_GATEWAY, &user, AUDIENCE_USER, b"user"), AUDIENCE_USER).is_ok());
         for iss in ["somebody-else", "", "service:order"] {
             let token = signed(iss, &user, AUDIENCE_USER, b"user");

@@ -71,6 +71,11 @@ impl Ids {
         uuid::Builder::from_random_bytes(bytes).into_uuid()
     }
 
+    /// A fresh typed id ([`contracts::Id`]): the next [`Ids::uuid`], of its kind.
+    pub fn id<T: contracts::Id>(&self) -> T {
+        T::from_uuid(self.uuid())
+    }
+
     /// `length_bytes` random bytes as lowercase hex.
     pub fn hex(&self, length_bytes: usize) -> String {
         let mut bytes = vec![0u8; length_bytes];
@@ -94,6 +99,8 @@ mod tests {
         assert_eq!(a.uuid(), b.uuid());
         assert_eq!(a.hex(8), b.hex(8));
         assert_ne!(Ids::from_seed(8).uuid(), Ids::from_seed(7).uuid());
+        let order: contracts::OrderId = Ids::from_seed(7).id();
+        assert_eq!(order.uuid(), Ids::from_seed(7).uuid(), "a typed id is the same draw");
     }
 
     #[test]

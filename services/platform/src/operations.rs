@@ -8,14 +8,13 @@
 use crate::crash_point::{self, CrashPoint};
 use crate::metrics::ParticipantOutcome as Outcome;
 use crate::probe::{self, Probe};
-use crate::sql::{optional_uuid_at, parsed_at, time_text};
+use crate::sql::{parsed_at, time_text};
 use crate::storage::record_participant_outcome as record;
 use crate::storage::{Db, Migration};
 use crate::{ApiError, Env};
 use contracts::saga::{reason, StepResult};
-use contracts::Timestamp;
+use contracts::{OrderId, Timestamp, TransactionId};
 use rusqlite::{params, Connection, OptionalExtension};
-use uuid::Uuid;
 
 /// The `operations` table; each participant adds it as one of its migrations.
 pub fn migration(version: u32) -> Migration {
@@ -67,7 +66,7 @@ impl OperationState {
 pub struct Operation {
     pub state: OperationState,
     pub message: String,
-    pub transaction_id: Option<Uuid>,
+    pub transaction_id: Option<TransactionId>,
 }
 
 /// The message of a tombstone: a cancel that arrived before its action.
@@ -89,7 +88,7 @@ impl Operation {
     }
 }
 
-pub fn find(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<Operation>> {
+pub fn find(connection: &Connection, order_id: OrderId) -> rusqlite::Result<Option<Operation>> {
     connection
         .query_row(
             "SELECT state, message, transaction_id FROM operations WHERE order_id = ?1",
@@ -98,14 +97,14 @@ pub fn find(connection: &Connection, order_id: Uuid) -> rusqlite::Result<Option<
                 Ok(Operation {
                     state: parsed_at(row, 0, OperationState::parse)?,
                     message: row.get(1)?,
-                    transaction_id: optional_uuid_at(row, 2)?,
+                    transaction_id: row.get(2)?,
                 })
             },
         )
         .optional()
 }
 
-fn store(connection: &Connection, order_id: Uuid, operation: &Operation, now: Timestamp) -> rusqlite::Result<()> {
+fn store(connection: &Connection, order_id: OrderId, operation: &Operation, now: Timestamp) -> rusqlite::Result<()> {
     connection.execute(
         "INSERT INTO operations (order_id, state, message, transaction_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -125,7 +124,7 @@ fn store(connection: &Connection, order_id: Uuid, operation: &Operation, now: Ti
 /// answer is stored with it. Call inside the transaction that `apply` writes in.
 pub fn act(
     connection: &Connection,
-    order_id: Uuid,
+    order_id: OrderId,
     now: Timestamp,
     apply: impl FnOnce(&Connection) -> rusqlite::Result<StepResult>,
 ) -> rusqlite::Result<StepResult> {
@@ -146,7 +145,7 @@ pub fn act(
 /// undone; a cancel with no action leaves a tombstone. Always acknowledges.
 pub fn cancel(
     connection: &Connection,
-    order_id: Uuid,
+    order_id: OrderId,
     now: Timestamp,
     undo: impl FnOnce(&Connection) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<(StepResult, OperationState)> {
@@ -195,7 +194,7 @@ pub async fn step_endpoint(
 pub fn action_step(
     connection: &Connection,
     step: &'static str,
-    order_id: Uuid,
+    order_id: OrderId,
     now: Timestamp,
     apply: impl FnOnce(&Connection) -> rusqlite::Result<StepResult>,
 ) -> rusqlite::Result<StepResult> {
@@ -209,7 +208,7 @@ pub fn action_step(
 pub fn compensation_step(
     connection: &Connection,
     step: &'static str,
-    order_id: Uuid,
+    order_id: OrderId,
     now: Timestamp,
     undo: impl FnOnce(&Connection) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<StepResult> {
@@ -248,7 +247,7 @@ mod tests {
     #[test]
     fn repeated_action_is_a_no_op() {
         let db = db();
-        let order = Uuid::from_u128(1);
+        let order = OrderId::from_u128(1);
         let first = db.write(|tx| act(tx, order, now(), apply)).unwrap();
         let second = db.write(|tx| act(tx, order, now(), apply)).unwrap();
         assert_eq!(first, second);
@@ -258,7 +257,7 @@ mod tests {
     #[test]
     fn cancel_first_leaves_a_tombstone_and_refuses_the_late_action() {
         let db = db();
-        let order = Uuid::from_u128(2);
+        let order = OrderId::from_u128(2);
         let (ack, state) = db.write(|tx| cancel(tx, order, now(), undo)).unwrap();
         assert!(ack.success);
         assert_eq!(state, OperationState::Cancelled);
@@ -271,7 +270,7 @@ mod tests {
     #[test]
     fn cancel_undoes_once() {
         let db = db();
-        let order = Uuid::from_u128(3);
+        let order = OrderId::from_u128(3);
         db.write(|tx| act(tx, order, now(), apply)).unwrap();
         db.write(|tx| cancel(tx, order, now(), undo)).unwrap();
         let (_, state) = db.write(|tx| cancel(tx, order, now(), undo)).unwrap();
@@ -285,7 +284,7 @@ mod tests {
     #[test]
     fn an_unknown_state_read_back_is_an_error() {
         let db = db();
-        let order = Uuid::from_u128(4);
+        let order = OrderId::from_u128(4);
         db.write(|tx| act(tx, order, now(), apply)).unwrap();
         db.write(|tx| {
             tx.execute_batch("PRAGMA ignore_check_constraints = ON")?;

@@ -1,10 +1,10 @@
-//! Column conversions shared by every service's store: ids and times as readable text, and
-//! enum columns, where a value this code does not know is an error, never a default.
+//! Column conversions shared by every service's store: times as readable text, and enum
+//! columns, where a value this code does not know is an error, never a default. (Typed ids
+//! convert themselves: `contracts::ids`, feature `sql`.)
 
 use contracts::Timestamp;
 use rusqlite::types::Type;
 use rusqlite::Row;
-use uuid::Uuid;
 
 /// Times are stored as RFC 3339 UTC text with milliseconds, which sorts as it reads.
 pub fn time_text(time: Timestamp) -> String {
@@ -18,16 +18,6 @@ pub fn stored_time(time: Timestamp) -> Timestamp {
 
 fn conversion_error(index: usize, error: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error))
-}
-
-pub fn uuid_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
-    let text: String = row.get(index)?;
-    Uuid::parse_str(&text).map_err(|e| conversion_error(index, e))
-}
-
-pub fn optional_uuid_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Uuid>> {
-    let text: Option<String> = row.get(index)?;
-    text.map(|t| Uuid::parse_str(&t).map_err(|e| conversion_error(index, e))).transpose()
 }
 
 pub fn time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {

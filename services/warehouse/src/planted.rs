@@ -50,7 +50,7 @@ async fn oversell(state: &Warehouse, request: &ReserveRequest) -> Result<StepRes
                     rusqlite::params![request.order_id.to_string(), item.product_id.to_string(), item.quantity, time_text(now)],
                 )?;
             }
-            Ok(StepResult::ok("reserved", Some(request.order_id)))
+            Ok(StepResult::ok("reserved", Some(crate::store::reservation_id(request.order_id))))
         })
     })?;
     Ok(result)

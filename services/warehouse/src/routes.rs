@@ -8,12 +8,12 @@ use contracts::catalog::Product;
 use contracts::order::{ITEMS_MAX, QUANTITY_MAX};
 use contracts::saga::{ReserveRequest, StepResult};
 use contracts::ProblemType;
+use contracts::{OrderId, ProductId};
 use platform::auth::{Auth, Caller, Service};
 use platform::json::{Json, Path};
 use platform::operations::step_endpoint;
 use platform::ApiError;
 use std::sync::Arc;
-use uuid::Uuid;
 
 type Shared = axum::extract::State<Arc<Warehouse>>;
 
@@ -39,7 +39,11 @@ async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Product>>
         (status = 200, description = "The product", body = Product),
         (status = 404, description = "/problems/not-found: no such product", body = contracts::Problem, content_type = "application/problem+json"),
     ))]
-async fn one(state: Shared, _caller: Caller, Path(product_id): Path<Uuid>) -> Result<axum::Json<Product>, ApiError> {
+async fn one(
+    state: Shared,
+    _caller: Caller,
+    Path(product_id): Path<ProductId>,
+) -> Result<axum::Json<Product>, ApiError> {
     state.db.read(|c| product(c, product_id))?.map(axum::Json).ok_or_else(|| ApiError::not_found("no such product"))
 }
 
@@ -56,7 +60,7 @@ async fn reserve_step(
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let lines_ok = !request.items.is_empty() && request.items.len() <= ITEMS_MAX;
     let quantities_ok = request.items.iter().all(|i| (1..=QUANTITY_MAX).contains(&i.quantity));
-    let mut ids: Vec<Uuid> = request.items.iter().map(|i| i.product_id).collect();
+    let mut ids: Vec<ProductId> = request.items.iter().map(|i| i.product_id).collect();
     ids.sort();
     ids.dedup();
     if !lines_ok || !quantities_ok || ids.len() != request.items.len() {
@@ -77,7 +81,7 @@ async fn reserve_step(
 async fn release_step(
     state: Shared,
     _caller: Service,
-    Path(order_id): Path<Uuid>,
+    Path(order_id): Path<OrderId>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let result = step_endpoint(&state.env, &state.db, |tx, now| release(tx, order_id, now)).await?;
     Ok(axum::Json(result))

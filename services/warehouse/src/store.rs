@@ -3,11 +3,11 @@
 use contracts::catalog::Product;
 use contracts::saga::{reason, ReserveItem, StepResult};
 use contracts::{Money, Timestamp};
+use contracts::{OrderId, ProductId, TransactionId};
 use platform::operations::{action_step, compensation_step};
-use platform::sql::{time_text, uuid_at};
+use platform::sql::time_text;
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
-use uuid::Uuid;
 
 pub fn migrations() -> Vec<Migration> {
     vec![
@@ -41,7 +41,7 @@ pub fn migrations() -> Vec<Migration> {
 
 #[derive(Clone, Copy, Debug)]
 pub struct CatalogEntry {
-    pub id: Uuid,
+    pub id: ProductId,
     pub name: &'static str,
     pub price_cents: i64,
     pub stock: i64,
@@ -50,31 +50,31 @@ pub struct CatalogEntry {
 /// Real mode's demo catalog; fixed ids so the README's examples work on any machine.
 pub const DEMO_CATALOG: [CatalogEntry; 5] = [
     CatalogEntry {
-        id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001),
+        id: ProductId::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001),
         name: "Espresso machine",
         price_cents: 24_900,
         stock: 20,
     },
     CatalogEntry {
-        id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0002),
+        id: ProductId::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0002),
         name: "Coffee grinder",
         price_cents: 8_950,
         stock: 30,
     },
     CatalogEntry {
-        id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0003),
+        id: ProductId::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0003),
         name: "Milk jug",
         price_cents: 1_500,
         stock: 100,
     },
     CatalogEntry {
-        id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0004),
+        id: ProductId::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0004),
         name: "Tamper",
         price_cents: 2_999,
         stock: 50,
     },
     CatalogEntry {
-        id: Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0005),
+        id: ProductId::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0005),
         name: "Bag of beans, 1 kg",
         price_cents: 1_800,
         stock: 3,
@@ -102,7 +102,7 @@ const PRODUCT_COLUMNS: &str = "SELECT p.id, p.name, p.price_cents, s.total_quant
 
 fn product_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Product> {
     Ok(Product {
-        product_id: uuid_at(row, 0)?,
+        product_id: row.get(0)?,
         name: row.get(1)?,
         price: Money::from_cents(row.get(2)?),
         available: row.get(3)?,
@@ -115,12 +115,23 @@ pub fn products(connection: &Connection) -> rusqlite::Result<Vec<Product>> {
     rows.collect()
 }
 
-pub fn product(connection: &Connection, id: Uuid) -> rusqlite::Result<Option<Product>> {
+pub fn product(connection: &Connection, id: ProductId) -> rusqlite::Result<Option<Product>> {
     connection.query_row(&format!("{PRODUCT_COLUMNS} WHERE p.id = ?1"), [id.to_string()], product_row).optional()
 }
 
+/// The id a reservation answers with: it is named by its order (one per order), so its
+/// transaction id is the order's UUID.
+pub fn reservation_id(order_id: OrderId) -> TransactionId {
+    TransactionId::from_uuid(order_id.uuid())
+}
+
 /// Reserves every line of the order or none of them.
-pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: Timestamp) -> rusqlite::Result<StepResult> {
+pub fn reserve(
+    tx: &Connection,
+    order_id: OrderId,
+    items: &[ReserveItem],
+    now: Timestamp,
+) -> rusqlite::Result<StepResult> {
     action_step(tx, "reserve", order_id, now, |tx| {
         for item in items {
             let available: Option<i64> = tx
@@ -148,12 +159,12 @@ pub fn reserve(tx: &Connection, order_id: Uuid, items: &[ReserveItem], now: Time
                 params![order_id.to_string(), item.product_id.to_string(), item.quantity, time_text(now)],
             )?;
         }
-        Ok(StepResult::ok("reserved", Some(order_id)))
+        Ok(StepResult::ok("reserved", Some(reservation_id(order_id))))
     })
 }
 
 /// Releases the order's reservation if it was made; otherwise leaves a tombstone.
-pub fn release(tx: &Connection, order_id: Uuid, now: Timestamp) -> rusqlite::Result<StepResult> {
+pub fn release(tx: &Connection, order_id: OrderId, now: Timestamp) -> rusqlite::Result<StepResult> {
     compensation_step(tx, "reserve", order_id, now, |tx| {
         let lines: Vec<(String, i64)> = {
             let mut statement = tx.prepare(

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 use clap::Parser;
 use contracts::order::OrderStatus;
-use contracts::ServiceName;
+use contracts::{ProductId, ServiceName};
 use http::{header, HeaderName, Method};
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -118,6 +118,9 @@ async fn sign_up(http: HttpClient, gateway: String, index: u32) -> String {
     cookie
 }
 
+/// The product every benchmark order asks for: the demo catalog's milk jug (stock 100).
+const BENCH_PRODUCT: ProductId = warehouse::DEMO_CATALOG[2].id;
+
 /// One signed-up shopper places `orders` orders; returns (latencies ms, confirmed).
 async fn place_orders(http: HttpClient, gateway: String, index: u32, cookie: String, orders: u32) -> (Vec<f64>, u32) {
     let slot = chrono::DateTime::from_timestamp(platform_now_s() / 3600 * 3600 + 7200, 0)
@@ -128,7 +131,7 @@ async fn place_orders(http: HttpClient, gateway: String, index: u32, cookie: Str
     let mut confirmed = 0;
     for number in 0..orders {
         // A distinct quantity per order, so that no order is "similar" to another.
-        let body = json!({"items": [{"productId": "00000000-0000-4000-8000-000000000003", "quantity": number + 1}],
+        let body = json!({"items": [{"productId": BENCH_PRODUCT, "quantity": number + 1}],
                           "deliveryInfo": {"address": "1 Bench Road", "preferredTimeSlot": slot}});
         let key = format!("bench-{index}-{number}");
         let started = now();
@@ -177,7 +180,7 @@ async fn echo_server() -> String {
 async fn echo_client(http: HttpClient, addr: String, requests: u32) -> Vec<f64> {
     let mut latencies = Vec::new();
     for number in 0..requests {
-        let body = json!({"items": [{"productId": "00000000-0000-4000-8000-000000000003", "quantity": number + 1}]});
+        let body = json!({"items": [{"productId": BENCH_PRODUCT, "quantity": number + 1}]});
         let request = OutboundRequest::new(Method::POST, "/echo").json(&body);
         let started = now();
         let reply = http.send(&addr, &request, RetryPolicy::once(CALL_TIMEOUT_MS)).await.expect("echo answers");
