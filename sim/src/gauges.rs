@@ -25,9 +25,8 @@
 use crate::checks::{violation, Violation, FIGURES};
 use crate::cluster::{epoch, Cluster};
 use crate::snapshot::OUTBOX_SERVICES;
-use contracts::ServiceName;
+use contracts::{OrderId, ServiceName};
 use std::collections::{BTreeMap, BTreeSet};
-use uuid::Uuid;
 
 /// How long ago the order service's gauges may have been set, at most, while it is up: its
 /// recovery interval (`order::CONFIG.recovery_interval_ms`, 2 s) and a reading's period.
@@ -60,7 +59,7 @@ pub struct Reading {
 /// An unfinished order or an outbox row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Key {
-    Order(Uuid),
+    Order(OrderId),
     Row(i64),
 }
 
@@ -256,18 +255,15 @@ fn read_sagas(cluster: &Cluster) -> Result<Reading, String> {
             let mut statement = c.prepare(
                 "SELECT id, created_at FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED') ORDER BY created_at",
             )?;
-            let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
-            let rows: Vec<(String, String)> = rows.collect::<rusqlite::Result<_>>()?;
+            let rows = statement.query_map([], |row| Ok((row.get::<_, OrderId>(0)?, row.get::<_, String>(1)?)))?;
+            let rows: Vec<(OrderId, String)> = rows.collect::<rusqlite::Result<_>>()?;
             let total: i64 = c.query_row("SELECT COUNT(*) FROM orders", [], |row| row.get(0))?;
             Ok::<_, rusqlite::Error>((rows, total))
         })
         .map_err(|error| format!("the orders cannot be read: {error}"))?;
     let items = items
         .iter()
-        .map(|(id, created)| {
-            let id = Uuid::parse_str(id).map_err(|_| format!("'{id}' is not an order id"))?;
-            Ok((Key::Order(id), millis_since_epoch(created)?))
-        })
+        .map(|(id, created)| Ok((Key::Order(*id), millis_since_epoch(created)?)))
         .collect::<Result<Vec<_>, String>>()?;
     Ok(Reading {
         items,
@@ -305,7 +301,7 @@ mod tests {
     const UP: HostState = HostState { up_since_ms: Some(0), skew_bound_ms: 0 };
 
     fn order(n: u128) -> Key {
-        Key::Order(Uuid::from_u128(n))
+        Key::Order(OrderId::from_u128(n))
     }
 
     fn reading(items: &[(Key, i64)], created_mark: i64, count: i64, age_s: f64) -> Reading {
