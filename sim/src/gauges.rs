@@ -252,10 +252,10 @@ fn read_sagas(cluster: &Cluster) -> Result<Reading, String> {
     let metrics = cluster.metrics[&ServiceName::Order].orders().expect(METRICS_ON);
     let (items, created_mark) = cluster.dbs[&ServiceName::Order]
         .read(|c| {
-            let mut statement = c.prepare(
-                "SELECT id, created_at FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED') ORDER BY created_at",
-            )?;
-            let rows = statement.query_map([], |row| Ok((row.get::<_, OrderId>(0)?, row.get::<_, String>(1)?)))?;
+            let mut statement =
+                c.prepare("SELECT id, created_at FROM orders WHERE status NOT IN (?1, ?2) ORDER BY created_at")?;
+            let rows = statement
+                .query_map(order::store::FINAL, |row| Ok((row.get::<_, OrderId>(0)?, row.get::<_, String>(1)?)))?;
             let rows: Vec<(OrderId, String)> = rows.collect::<rusqlite::Result<_>>()?;
             let total: i64 = c.query_row("SELECT COUNT(*) FROM orders", [], |row| row.get(0))?;
             Ok::<_, rusqlite::Error>((rows, total))

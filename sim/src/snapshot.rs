@@ -479,7 +479,9 @@ impl Snapshot {
     pub fn settled(cluster: &Cluster) -> bool {
         let unfinished: i64 = cluster.dbs[&ServiceName::Order]
             .read(|c| {
-                c.query_row("SELECT COUNT(*) FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED')", [], |r| r.get(0))
+                c.query_row("SELECT COUNT(*) FROM orders WHERE status NOT IN (?1, ?2)", order::store::FINAL, |r| {
+                    r.get(0)
+                })
             })
             .unwrap_or(1);
         let outbox = |service: &ServiceName| -> i64 {

@@ -189,7 +189,7 @@ fn duplicate_orders_are_caught_by_their_lines_not_their_stored_signature() {
 #[test]
 fn notifications_catch_a_lost_payment_notice() {
     let (history, mut snapshot) = parts();
-    let lost = snapshot.notifications.iter().position(|n| n.kind.as_str() == "PAYMENT_DEBITED").unwrap();
+    let lost = snapshot.notifications.iter().position(|n| n.kind == NotificationType::PaymentDebited).unwrap();
     snapshot.notifications.remove(lost);
     assert_caught(&check(&snapshot, &history), 8);
 }

@@ -31,7 +31,7 @@ impl OrderStatus {
         OrderStatus::Failed,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             OrderStatus::New => "NEW",
             OrderStatus::Processing => "PROCESSING",

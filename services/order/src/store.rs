@@ -178,21 +178,23 @@ pub fn trace_id_of(connection: &Connection, order_id: OrderId) -> rusqlite::Resu
         .optional()
 }
 
+/// The final statuses' texts, as stored: a saga in any other status is unfinished.
+pub const FINAL: [&str; 2] = [OrderStatus::Confirmed.as_str(), OrderStatus::Failed.as_str()];
+
 /// Ids of every order whose saga has not finished, oldest first.
 pub fn unfinished_orders(connection: &Connection, limit: i64) -> rusqlite::Result<Vec<OrderId>> {
-    let mut statement = connection
-        .prepare("SELECT id FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED') ORDER BY seq LIMIT ?1")?;
-    let rows = statement.query_map([limit], |row| row.get(0))?;
+    let mut statement =
+        connection.prepare("SELECT id FROM orders WHERE status NOT IN (?1, ?2) ORDER BY seq LIMIT ?3")?;
+    let [confirmed, failed] = FINAL;
+    let rows = statement.query_map(params![confirmed, failed, limit], |row| row.get(0))?;
     rows.collect()
 }
 
 /// How many orders are unfinished, and when the oldest of them was created.
 pub fn unfinished_summary(connection: &Connection) -> rusqlite::Result<(i64, Option<String>)> {
-    connection.query_row(
-        "SELECT COUNT(*), MIN(created_at) FROM orders WHERE status NOT IN ('CONFIRMED', 'FAILED')",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )
+    connection.query_row("SELECT COUNT(*), MIN(created_at) FROM orders WHERE status NOT IN (?1, ?2)", FINAL, |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })
 }
 
 /// Moves the order's status forward; never backwards, never out of a final status.
@@ -270,9 +272,9 @@ pub fn similar_order(
 ) -> rusqlite::Result<Option<OrderId>> {
     connection
         .query_row(
-            "SELECT id FROM orders WHERE user_id = ?1 AND items_signature = ?2 AND status != 'FAILED' AND created_at > ?3
+            "SELECT id FROM orders WHERE user_id = ?1 AND items_signature = ?2 AND status != ?3 AND created_at > ?4
              ORDER BY seq DESC LIMIT 1",
-            params![user_id.to_string(), items_signature, time_text(since)],
+            params![user_id.to_string(), items_signature, OrderStatus::Failed.as_str(), time_text(since)],
             |row| row.get(0),
         )
         .optional()
