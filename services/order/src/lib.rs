@@ -122,14 +122,20 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
 
 impl Orders {
     /// Sets the in-flight gauges from the orders table: unfinished sagas, and the age of
-    /// the oldest (on the wall clock of the clock seam). A failed read leaves them as they were.
-    /// With the metrics off it reads nothing.
+    /// the oldest (on the wall clock of the clock seam). A failed read (a stored time that
+    /// does not parse) is logged and leaves them as they were. With the metrics off it reads
+    /// nothing.
     fn count_unfinished(&self) {
         let Some(metrics) = self.env.metrics.orders() else { return };
-        let Ok((count, oldest)) = self.db.read(store::unfinished_summary) else { return };
+        let (count, oldest) = match self.db.read(store::unfinished_summary) {
+            Ok(summary) => summary,
+            Err(error) => {
+                tracing::error!(%error, "cannot count the unfinished sagas; the gauges keep their values");
+                return;
+            }
+        };
         metrics.sagas_in_flight.set(count);
-        let created = oldest.and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok());
-        let age = created.map_or(0.0, |created| {
+        let age = oldest.map_or(0.0, |created| {
             let age = self.env.clock.now_utc().signed_duration_since(created);
             age.num_milliseconds().max(0) as f64 / 1000.0
         });

@@ -3,7 +3,7 @@
 use crate::saga::{parse_step, step_text, Event, LogEntry, Phase};
 use contracts::order::{DeliveryInfo, Order, OrderItem, OrderStatus};
 use contracts::{Money, OrderId, Timestamp, UserId};
-use platform::sql::{parsed_at, time_at, time_text};
+use platform::sql::{optional_time_at, parsed_at, time_at, time_text};
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -191,9 +191,9 @@ pub fn unfinished_orders(connection: &Connection, limit: i64) -> rusqlite::Resul
 }
 
 /// How many orders are unfinished, and when the oldest of them was created.
-pub fn unfinished_summary(connection: &Connection) -> rusqlite::Result<(i64, Option<String>)> {
+pub fn unfinished_summary(connection: &Connection) -> rusqlite::Result<(i64, Option<Timestamp>)> {
     connection.query_row("SELECT COUNT(*), MIN(created_at) FROM orders WHERE status NOT IN (?1, ?2)", FINAL, |row| {
-        Ok((row.get(0)?, row.get(1)?))
+        Ok((row.get(0)?, optional_time_at(row, 1)?))
     })
 }
 
@@ -333,5 +333,31 @@ mod tests {
                 read.map_err(|e| e.to_string()).and_then(|e| crate::saga::replay(&e).map_err(|e| e.to_string()));
             assert!(replayed.is_err(), "{step} {phase} {event}: {replayed:?}");
         }
+    }
+
+    /// The in-flight summary reads the oldest unfinished order's time as a time: none when
+    /// every order is final, an error (never an age of 0) when the stored text is not a time.
+    #[test]
+    fn the_unfinished_summary_reads_its_time_or_fails() {
+        let db = Db::open_memory(&migrations()).unwrap();
+        assert_eq!(db.read(unfinished_summary).unwrap(), (0, None));
+        let insert = |id: u128, status: &str, created_at: &str| {
+            db.write(|tx| {
+                tx.execute(
+                    "INSERT INTO orders (id, number, user_id, status, price_cents, address, preferred_time_slot,
+                     items_signature, trace_id, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 100, 'a', '2030-01-01T10:00:00.000Z', 'sig', 't', ?5, ?5)",
+                    params![OrderId::from_u128(id), format!("N-{id}"), OrderId::from_u128(99).to_string(), status, created_at],
+                )
+            })
+            .unwrap();
+        };
+        insert(1, "CONFIRMED", "2030-01-01T00:00:00.000Z");
+        insert(2, "PAID", "2030-01-01T00:00:02.000Z");
+        insert(3, "NEW", "2030-01-01T00:00:01.000Z");
+        let oldest = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:01.000Z").unwrap().to_utc();
+        assert_eq!(db.read(unfinished_summary).unwrap(), (2, Some(oldest)));
+        insert(4, "PROCESSING", "1999-13-45 (not a time)");
+        assert!(db.read(unfinished_summary).is_err());
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::client::{OutboundRequest, RetryPolicy};
 use crate::internal::InternalClient;
-use crate::sql::{stored_time, time_text};
+use crate::sql::{optional_time_at, stored_time, time_text};
 use crate::storage::{Db, Migration};
 use crate::trace::RequestContext;
 use crate::Env;
@@ -77,35 +77,52 @@ impl Relay {
         }
     }
 
-    /// Seconds since `created_at` (an RFC 3339 text) on the clock seam's wall time; 0 for none.
-    fn age_seconds(&self, created_at: Option<&str>) -> f64 {
-        let created = created_at.and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok());
-        created.map_or(0.0, |created| {
+    /// Seconds since `created_at` on the clock seam's wall time; 0 for none.
+    fn age_seconds(&self, created_at: Option<Timestamp>) -> f64 {
+        created_at.map_or(0.0, |created| {
             let age = self.env.clock.now_utc().signed_duration_since(created);
             age.num_milliseconds().max(0) as f64 / 1000.0
         })
     }
 
+    /// Sets the depth and age gauges from the outbox. A read that fails (a stored time that
+    /// does not parse) is logged and leaves them as they were; delivery goes on.
+    fn set_gauges(&self, metrics: &crate::metrics::Outbox) {
+        let summary = self.db.read(|c| {
+            c.query_row("SELECT COUNT(*), MIN(created_at) FROM outbox", [], |row| {
+                Ok((row.get::<_, i64>(0)?, optional_time_at(row, 1)?))
+            })
+        });
+        match summary {
+            Ok((depth, oldest)) => {
+                metrics.depth.set(depth);
+                metrics.oldest_age_seconds.set(self.age_seconds(oldest));
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox's depth and age; the gauges keep their values")
+            }
+        }
+    }
+
     /// Returns whether everything pending was delivered.
     async fn deliver_batch(&self) -> bool {
         let metrics = self.env.metrics.outbox();
+        // The depth and age gauges' query is all they need: with the metrics off it is not run.
+        if let Some(metrics) = metrics {
+            self.set_gauges(metrics);
+        }
         let batch: Result<Vec<(i64, String, i64)>, rusqlite::Error> = self.db.read(|c| {
-            // The depth and age gauges are all this query is for: with the metrics off it is not run.
-            if let Some(metrics) = metrics {
-                let (depth, oldest): (i64, Option<String>) =
-                    c.query_row("SELECT COUNT(*), MIN(created_at) FROM outbox", [], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?;
-                metrics.depth.set(depth);
-                metrics.oldest_age_seconds.set(self.age_seconds(oldest.as_deref()));
-            }
             let mut statement = c.prepare("SELECT seq, event, attempts FROM outbox ORDER BY seq LIMIT ?1")?;
             let rows =
                 statement.query_map([self.config.batch_size_max], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
             rows.collect()
         });
-        let Ok(batch) = batch else {
-            return false;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox");
+                return false;
+            }
         };
         for (seq, text, attempts) in batch {
             let Ok(event) = serde_json::from_str::<NotificationEvent>(&text) else {

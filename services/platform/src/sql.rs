@@ -27,6 +27,14 @@ pub fn time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
         .map_err(|e| conversion_error(index, e))
 }
 
+/// A time column that may be NULL ([`time_at`] otherwise).
+pub fn optional_time_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Timestamp>> {
+    match row.get_ref(index)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        _ => time_at(row, index).map(Some),
+    }
+}
+
 /// An enum column read with its `parse`: a value this code does not know (a newer version
 /// wrote it, or the file was damaged) is a conversion error, so the request fails as a
 /// storage failure (500, logged at ERROR) rather than acting on a guess.
