@@ -77,6 +77,25 @@ struct NoAnswer {
     session: Option<u32>,
 }
 
+/// One request of a shopper to the gateway: its method, path, JSON body and
+/// `Idempotency-Key`.
+struct Request<'a> {
+    method: Method,
+    path: &'a str,
+    body: Option<&'a Value>,
+    key: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    fn get(path: &'a str) -> Request<'a> {
+        Request { method: Method::GET, path, body: None, key: None }
+    }
+
+    fn post(path: &'a str, body: Option<&'a Value>, key: Option<&'a str>) -> Request<'a> {
+        Request { method: Method::POST, path, body, key }
+    }
+}
+
 struct Answer {
     status: u16,
     body: Value,
@@ -87,6 +106,11 @@ struct Answer {
 }
 
 impl Answer {
+    /// The order an answer names: the order itself (`id`), or a problem's `order`.
+    fn order_id(&self) -> Option<OrderId> {
+        self.body["id"].as_str().or(self.body["order"]["id"].as_str()).and_then(|id| id.parse::<OrderId>().ok())
+    }
+
     /// The problem type of an error answer, when it is one the store has.
     fn problem(&self) -> Option<ProblemType> {
         self.body["type"].as_str().and_then(ProblemType::from_uri)
@@ -148,40 +172,22 @@ impl Shopper {
         self.clock.sleep(Duration::from_millis(ms)).await;
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        key: Option<&str>,
-        with_session: bool,
-    ) -> Result<Answer, NoAnswer> {
-        self.call_within(method, path, body, key, with_session, ANSWER_TIMEOUT_MS).await
+    async fn call(&self, request: Request<'_>, with_session: bool) -> Result<Answer, NoAnswer> {
+        let (cookie, session) = self.credentials(with_session);
+        self.send_as(request, cookie.as_deref(), session, ANSWER_TIMEOUT_MS).await
     }
 
-    /// [`Self::call`], waiting at most `timeout_ms`; then the connection is dropped.
-    async fn call_within(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        key: Option<&str>,
-        with_session: bool,
-        timeout_ms: u64,
-    ) -> Result<Answer, NoAnswer> {
+    /// The session cookie to send (none unless `with_session` and logged in) and its number.
+    fn credentials(&self, with_session: bool) -> (Option<String>, Option<u32>) {
         let cookie = if with_session { self.cookie.clone() } else { None };
         let session = cookie.as_ref().map(|_| self.session);
-        self.send_as(method, path, body, key, cookie.as_deref(), session, timeout_ms).await
+        (cookie, session)
     }
 
     /// One request with `cookie` (or none) as the session; `session` numbers it.
-    #[expect(clippy::too_many_arguments, reason = "one request's parts")]
     async fn send_as(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        key: Option<&str>,
+        Request { method, path, body, key }: Request<'_>,
         cookie: Option<&str>,
         session: Option<u32>,
         timeout_ms: u64,
@@ -333,6 +339,13 @@ impl Shopper {
     }
 
     /// POSTs one step until `done` accepts the answer, a bounded number of times.
+    /// Deposits `amount` (whole units) under `key`, repeated until answered 200.
+    async fn deposit_until_answered(&mut self, key: &str, amount: i64) -> Option<Value> {
+        let body = json!({ "amount": amount });
+        self.until(Action::Deposit, "/api/v1/billing/deposit", Some(body), Some(key), Some(amount * 100), |s| s == 200)
+            .await
+    }
+
     async fn until(
         &mut self,
         action: Action,
@@ -343,7 +356,7 @@ impl Shopper {
         done: impl Fn(u16) -> bool,
     ) -> Option<Value> {
         for attempt in 0..STEP_ATTEMPTS_MAX {
-            let answer = self.call(Method::POST, path, body.as_ref(), key, true).await;
+            let answer = self.call(Request::post(path, body.as_ref(), key), true).await;
             self.record(action, key, answer.as_ref(), amount);
             if let Some(answer) = answer.ok().filter(|a| done(a.status)) {
                 return Some(answer.body);
@@ -436,7 +449,7 @@ impl Shopper {
         for order_id in pending {
             self.poll(order_id).await;
         }
-        let listed = self.call(Method::GET, "/api/v1/orders", None, None, true).await;
+        let listed = self.call(Request::get("/api/v1/orders"), true).await;
         self.record(Action::ListOrders, None, listed.as_ref(), None);
         self.last_order().await;
         self.final_reads().await;
@@ -466,17 +479,12 @@ impl Shopper {
         let amount = self.plan.deposit as i64;
         if amount > 0 {
             let key = format!("deposit-{}", self.index);
-            let body = json!({ "amount": amount });
-            let deposited = self
-                .until(Action::Deposit, "/api/v1/billing/deposit", Some(body), Some(&key), Some(amount * 100), |s| {
-                    s == 200
-                })
-                .await;
+            let deposited = self.deposit_until_answered(&key, amount).await;
             if deposited.is_some() && self.plan.reuse_deposit_key {
                 // The same key with another amount: never applied, 422 key-reused.
                 let other = amount + 1;
                 let body = json!({ "amount": other });
-                let answer = self.call(Method::POST, "/api/v1/billing/deposit", Some(&body), Some(&key), true).await;
+                let answer = self.call(Request::post("/api/v1/billing/deposit", Some(&body), Some(&key)), true).await;
                 self.record(Action::ReuseDepositKey, Some(&key), answer.as_ref(), Some(other * 100));
             }
         }
@@ -537,7 +545,7 @@ impl Shopper {
     async fn logout(&self, cookie: &str, session: u32, marks: &[&'static str]) -> bool {
         for attempt in 0..STEP_ATTEMPTS_MAX {
             let answer =
-                self.send_as(Method::POST, "/auth/logout", None, None, Some(cookie), Some(session), ANSWER_TIMEOUT_MS);
+                self.send_as(Request::post("/auth/logout", None, None), Some(cookie), Some(session), ANSWER_TIMEOUT_MS);
             let answer = answer.await;
             let mut event = self.event(Action::Logout, None, answer.as_ref(), None);
             if attempt == 0 {
@@ -570,7 +578,12 @@ impl Shopper {
                 _ => (Method::GET, path.to_string(), None, None),
             };
             let answer = self
-                .send_as(method, &path, body.as_ref(), key.as_deref(), Some(cookie), Some(session), ANSWER_TIMEOUT_MS)
+                .send_as(
+                    Request { method, path: &path, body: body.as_ref(), key: key.as_deref() },
+                    Some(cookie),
+                    Some(session),
+                    ANSWER_TIMEOUT_MS,
+                )
                 .await;
             self.record(Action::LoggedOut, key.as_deref(), answer.as_ref(), None);
         }
@@ -581,13 +594,13 @@ impl Shopper {
     async fn end_second_session(&mut self, (first, first_session): (Option<String>, u32)) {
         let (second, second_session) = (std::mem::replace(&mut self.cookie, first), self.session);
         self.session = first_session;
-        let listed = self.call(Method::GET, "/api/v1/orders", None, None, true).await;
+        let listed = self.call(Request::get("/api/v1/orders"), true).await;
         self.record(Action::ListOrders, None, listed.as_ref(), None);
         let Some(second) = second else { return };
         if self.logout(&second, second_session, &[]).await {
             self.try_logged_out(&second, second_session).await;
         }
-        let listed = self.call(Method::GET, "/api/v1/orders", None, None, true).await;
+        let listed = self.call(Request::get("/api/v1/orders"), true).await;
         self.record(Action::ListOrders, None, listed.as_ref(), None);
     }
 
@@ -620,9 +633,7 @@ impl Shopper {
             self.try_logged_out(&cookie, session).await;
         }
         self.login(&[]).await?;
-        let named = answer.as_ref().and_then(|a| {
-            a.body["id"].as_str().or(a.body["order"]["id"].as_str()).and_then(|id| id.parse::<OrderId>().ok())
-        });
+        let named = answer.as_ref().and_then(|a| a.order_id());
         if let Some(order_id) = named {
             self.board.borrow_mut().entry(self.index).or_default().push(order_id);
             // Seen under the new session: polled until final.
@@ -689,7 +700,7 @@ impl Shopper {
         at_once: bool,
         marks: &[&'static str],
     ) -> Option<Answer> {
-        let answer = self.call(Method::POST, "/api/v1/order", Some(body), Some(key), true).await;
+        let answer = self.call(Request::post("/api/v1/order", Some(body), Some(key)), true).await;
         let mut event = self.event(Action::PlaceOrder, Some(key), answer.as_ref(), None);
         event.asked = Some(asked.clone());
         event.at_once = at_once;
@@ -731,10 +742,7 @@ impl Shopper {
                 self.pause(500).await;
                 continue;
             };
-            let order_id = answer.body["id"]
-                .as_str()
-                .or(answer.body["order"]["id"].as_str())
-                .and_then(|id| id.parse::<OrderId>().ok());
+            let order_id = answer.order_id();
             if let Some(order_id) = order_id {
                 self.board.borrow_mut().entry(self.index).or_default().push(order_id);
             }
@@ -761,7 +769,11 @@ impl Shopper {
         marks: &[&'static str],
     ) -> Option<OrderId> {
         let (body, asked) = request;
-        let answer = self.call_within(Method::POST, "/api/v1/order", Some(body), Some(key), true, abandon_ms).await;
+        // Waits at most `abandon_ms`; then the connection is dropped.
+        let (cookie, session) = self.credentials(true);
+        let answer = self
+            .send_as(Request::post("/api/v1/order", Some(body), Some(key)), cookie.as_deref(), session, abandon_ms)
+            .await;
         let mut event = self.event(Action::PlaceOrder, Some(key), answer.as_ref(), None);
         event.asked = Some(asked.clone());
         event.abandoned = answer.is_err();
@@ -771,10 +783,7 @@ impl Shopper {
         }
         self.push(event);
         if let Ok(answer) = answer {
-            let order_id = answer.body["id"]
-                .as_str()
-                .or(answer.body["order"]["id"].as_str())
-                .and_then(|id| id.parse::<OrderId>().ok());
+            let order_id = answer.order_id();
             if let Some(order_id) = order_id {
                 self.board.borrow_mut().entry(self.index).or_default().push(order_id);
             }
@@ -818,7 +827,7 @@ impl Shopper {
     async fn poll(&mut self, order_id: OrderId) {
         let deadline = self.scenario.safety_ms + self.scenario.liveness_ms - 2_000;
         while self.elapsed_ms() < deadline {
-            let answer = self.call(Method::GET, &format!("/api/v1/order/{order_id}"), None, None, true).await;
+            let answer = self.call(Request::get(&format!("/api/v1/order/{order_id}")), true).await;
             self.record(Action::PollOrder, None, answer.as_ref(), None);
             if let Ok(answer) = answer {
                 if answer.status == 200 && answer.order_status().is_some_and(OrderStatus::is_final) {
@@ -831,7 +840,7 @@ impl Shopper {
 
     /// A GET whose answer is recorded; the body when it answered 200.
     async fn read(&mut self, action: Action, path: &str) -> Option<Value> {
-        let answer = self.call(Method::GET, path, None, None, true).await;
+        let answer = self.call(Request::get(path), true).await;
         self.record(action, None, answer.as_ref(), None);
         answer.ok().filter(|a| a.status == 200).map(|a| a.body)
     }
@@ -864,12 +873,7 @@ impl Shopper {
         if balance_cents < price_cents {
             let amount = (price_cents - balance_cents + 99) / 100;
             let key = format!("last-deposit-{}", self.index);
-            let body = json!({ "amount": amount });
-            let deposited = self
-                .until(Action::Deposit, "/api/v1/billing/deposit", Some(body), Some(&key), Some(amount * 100), |s| {
-                    s == 200
-                })
-                .await;
+            let deposited = self.deposit_until_answered(&key, amount).await;
             if deposited.is_none() {
                 return;
             }
@@ -898,7 +902,7 @@ impl Shopper {
         let key = deposit.keyed.then(|| format!("deposit-{}-{number}", self.index));
         let attempts = if deposit.keyed { STEP_ATTEMPTS_MAX } else { 1 };
         for attempt in 0..attempts {
-            let answer = self.call(Method::POST, "/api/v1/billing/deposit", Some(&body), key.as_deref(), true).await;
+            let answer = self.call(Request::post("/api/v1/billing/deposit", Some(&body), key.as_deref()), true).await;
             let mut event = self.event(Action::Deposit, key.as_deref(), answer.as_ref(), Some(amount * 100));
             event.at_once = true;
             self.push(event);
@@ -932,7 +936,7 @@ impl Shopper {
         let mut items = order.items.clone();
         items[0].quantity += 1;
         let (body, _) = self.order_body(&items, order.slot_hour, false);
-        let answer = self.call(Method::POST, "/api/v1/order", Some(&body), Some(key), true).await;
+        let answer = self.call(Request::post("/api/v1/order", Some(&body), Some(key)), true).await;
         self.record(Action::ReuseKey, Some(key), answer.as_ref(), None);
     }
 
@@ -944,7 +948,7 @@ impl Shopper {
             for (limit, past, action) in at.into_iter().chain(past) {
                 let key = format!("edge-{:016x}", self.draw.range(1, u64::MAX - 1));
                 let body = self.edge_body(limit, past, order.slot_hour);
-                let answer = self.call(Method::POST, "/api/v1/order", Some(&body), Some(&key), true).await;
+                let answer = self.call(Request::post("/api/v1/order", Some(&body), Some(&key)), true).await;
                 self.record(action, Some(&key), answer.as_ref(), None);
             }
         }
@@ -958,7 +962,7 @@ impl Shopper {
                 .collect();
             if !others.is_empty() {
                 let (owner, order_id) = *self.draw.pick(&others);
-                let answer = self.call(Method::GET, &format!("/api/v1/order/{order_id}"), None, None, true).await;
+                let answer = self.call(Request::get(&format!("/api/v1/order/{order_id}")), true).await;
                 self.record(Action::Peek, None, answer.as_ref(), Some(i64::from(owner)));
             }
         }
@@ -969,7 +973,7 @@ impl Shopper {
                 "/api/v1/notifications",
                 "/auth/profile/me",
             ]);
-            let answer = self.call(Method::GET, path, None, None, false).await;
+            let answer = self.call(Request::get(path), false).await;
             self.record(Action::Anonymous, None, answer.as_ref(), None);
         }
         if order.internal {
@@ -987,19 +991,19 @@ impl Shopper {
                     json!({ "type": "ORDER_CONFIRMED", "orderId": order_id, "userId": order_id, "message": "forged" }),
                 ),
             };
-            let answer = self.call(Method::POST, &path, Some(&body), None, true).await;
+            let answer = self.call(Request::post(&path, Some(&body), None), true).await;
             self.record(Action::Internal, None, answer.as_ref(), None);
         }
         if order.forged {
             let forged = format!("session={:032x}", self.draw.range(1, u64::MAX - 1));
             let path = *self.draw.pick(&["/api/v1/orders", "/api/v1/billing/accounts/me", "/auth/profile/me"]);
-            let answer = self.send_as(Method::GET, path, None, None, Some(&forged), None, ANSWER_TIMEOUT_MS).await;
+            let answer = self.send_as(Request::get(path), Some(&forged), None, ANSWER_TIMEOUT_MS).await;
             self.record(Action::Forged, None, answer.as_ref(), None);
         }
         if order.snoop {
-            let answer = self.call(Method::GET, "/api/v1/billing/transactions", None, None, true).await;
+            let answer = self.call(Request::get("/api/v1/billing/transactions"), true).await;
             self.record(Action::ReadTransactions, None, answer.as_ref(), None);
-            let answer = self.call(Method::GET, "/api/v1/notifications", None, None, true).await;
+            let answer = self.call(Request::get("/api/v1/notifications"), true).await;
             self.record(Action::ReadNotifications, None, answer.as_ref(), None);
         }
     }

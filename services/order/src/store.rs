@@ -347,7 +347,13 @@ mod tests {
                     "INSERT INTO orders (id, number, user_id, status, price_cents, address, preferred_time_slot,
                      items_signature, trace_id, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, 100, 'a', '2030-01-01T10:00:00.000Z', 'sig', 't', ?5, ?5)",
-                    params![OrderId::from_u128(id), format!("N-{id}"), OrderId::from_u128(99).to_string(), status, created_at],
+                    params![
+                        OrderId::from_u128(id),
+                        format!("N-{id}"),
+                        OrderId::from_u128(99).to_string(),
+                        status,
+                        created_at
+                    ],
                 )
             })
             .unwrap();
