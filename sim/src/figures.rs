@@ -9,7 +9,10 @@ use crate::history::{Action, Event};
 use crate::snapshot::{Participant, Snapshot};
 use contracts::order::OrderStatus;
 use contracts::{ProblemType, ServiceName};
-use platform::metrics::{IdempotencyLabels, IdempotencyOutcome, ParticipantLabels, ParticipantOutcome, ReasonLabels};
+use order::saga::{Event as LogEvent, Phase, Step};
+use platform::metrics::{
+    IdempotencyLabels, IdempotencyOutcome, ParticipantLabels, ParticipantOutcome, ReasonLabels, StepLabels, StepPhase,
+};
 use platform::operations::{OperationState, TOMBSTONE_MESSAGE};
 use std::collections::BTreeMap;
 
@@ -26,6 +29,11 @@ pub struct Figures {
     pub idempotency: BTreeMap<String, u64>,
     /// `participant_operations_total` of each participant, by outcome (its label value).
     pub participants: BTreeMap<Participant, BTreeMap<String, u64>>,
+    /// Observations of `saga_step_duration_seconds` of each step: (action, compensation).
+    pub step_observations: BTreeMap<Step, (u64, u64)>,
+    /// `saga_compensation_rounds` and `saga_compensation_failures`.
+    pub compensation_rounds: u64,
+    pub compensation_failures: u64,
 }
 
 const IDEMPOTENCY: [IdempotencyOutcome; 5] = [
@@ -84,7 +92,23 @@ impl Figures {
                 (participant, counts)
             })
             .collect();
-        Figures { created: orders.created.get(), confirmed: orders.confirmed.get(), failed, idempotency, participants }
+        let observed = |step: Step, phase: StepPhase| {
+            orders.step_duration.get_or_create(&StepLabels { step: step.name().to_string(), phase }).count()
+        };
+        let step_observations = order::saga::STEPS
+            .into_iter()
+            .map(|step| (step, (observed(step, StepPhase::action), observed(step, StepPhase::compensation))))
+            .collect();
+        Figures {
+            created: orders.created.get(),
+            confirmed: orders.confirmed.get(),
+            failed,
+            idempotency,
+            participants,
+            step_observations,
+            compensation_rounds: orders.compensation_rounds.get(),
+            compensation_failures: orders.compensation_failures.get(),
+        }
     }
 
     fn idempotency(&self, outcome: IdempotencyOutcome) -> u64 {
@@ -170,6 +194,7 @@ pub fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     }
 
     found.extend(late_without_tombstones);
+    found.extend(step_figures(figures, snapshot));
 
     // What the shoppers were answered to an order's POST, counted by kind.
     let mut answered: BTreeMap<String, (IdempotencyOutcome, &str, u64)> = BTreeMap::new();
@@ -197,10 +222,63 @@ pub fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     found
 }
 
+/// The saga's step figures against its log: each step's action durations were observed once
+/// per call the log started, at most, and at least once per answer it logged (the duration is
+/// observed before the answer is written, so a crash or a failed write in between leaves an
+/// observation without its line); each compensation round was counted and its duration
+/// observed, at least once per acknowledgement logged; the failed rounds and the
+/// acknowledged ones together are at most all rounds.
+fn step_figures(figures: &Figures, snapshot: &Snapshot) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let subject = ServiceName::Order.as_str();
+    let logged = |step: Step, phase: Phase, events: &[LogEvent]| {
+        (snapshot.saga_log.iter())
+            .filter(|e| e.step == Some(step) && e.phase == phase && events.contains(&e.event))
+            .count() as u64
+    };
+    let answers = [LogEvent::Succeeded, LogEvent::Refused, LogEvent::Rejected, LogEvent::Unknown];
+    let (mut rounds_observed, mut acknowledged) = (0, 0);
+    for step in order::saga::STEPS {
+        let (actions, rounds) = figures.step_observations.get(&step).copied().unwrap_or_default();
+        let started = logged(step, Phase::Action, &[LogEvent::Started]);
+        let answered = logged(step, Phase::Action, &answers);
+        if actions < answered || actions > started {
+            let evidence = format!(
+                "saga_step_duration_seconds{{step={},phase=action}} observed {actions} calls, but the saga log \
+                 started {started} and logged {answered} answers",
+                step.name()
+            );
+            found.push(violation(FIGURES, subject, evidence));
+        }
+        let acks = logged(step, Phase::Compensation, &[LogEvent::Acknowledged]);
+        if rounds < acks {
+            let evidence = format!(
+                "saga_step_duration_seconds{{step={},phase=compensation}} observed {rounds} rounds, but the saga log \
+                 acknowledged {acks} compensations",
+                step.name()
+            );
+            found.push(violation(FIGURES, subject, evidence));
+        }
+        rounds_observed += rounds;
+        acknowledged += acks;
+    }
+    if figures.compensation_rounds < rounds_observed
+        || figures.compensation_rounds < figures.compensation_failures + acknowledged
+    {
+        let evidence = format!(
+            "saga_compensation_rounds counted {}, but {rounds_observed} rounds were timed and {} failed besides the \
+             {acknowledged} acknowledged",
+            figures.compensation_rounds, figures.compensation_failures
+        );
+        found.push(violation(FIGURES, subject, evidence));
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::OperationRow;
+    use crate::snapshot::{OperationRow, SagaRow};
     use contracts::OrderId;
     use contracts::Timestamp;
 
@@ -265,6 +343,53 @@ mod tests {
         no_tombstone.operations.get_mut(&Participant::Billing).unwrap().retain(|_, r| r.message != TOMBSTONE_MESSAGE);
         let found = check(&no_tombstone, &[]);
         assert!(found.iter().any(|v| v.evidence.contains("no record is a tombstone")), "{found:?}");
+    }
+
+    /// A withdrawal answered and then compensated in one round, with the step figures that
+    /// agree with that log.
+    fn compensated_once() -> Snapshot {
+        let mut snapshot = agreeing();
+        let line = |phase: Phase, event: LogEvent| SagaRow {
+            order_id: OrderId::from_u128(1),
+            step: Some(Step::Withdraw),
+            phase,
+            event,
+            detail: String::new(),
+            at: Timestamp::UNIX_EPOCH,
+        };
+        snapshot.saga_log = vec![
+            line(Phase::Action, LogEvent::Started),
+            line(Phase::Action, LogEvent::Succeeded),
+            line(Phase::Compensation, LogEvent::Started),
+            line(Phase::Compensation, LogEvent::Acknowledged),
+        ];
+        let figures = snapshot.figures.as_mut().unwrap();
+        figures.step_observations.insert(Step::Withdraw, (1, 1));
+        figures.compensation_rounds = 1;
+        snapshot
+    }
+
+    #[test]
+    fn step_figures_against_the_saga_log() {
+        assert_eq!(check(&compensated_once(), &[]), []);
+        let changed = |change: fn(&mut Figures)| {
+            let mut snapshot = compensated_once();
+            change(snapshot.figures.as_mut().unwrap());
+            check(&snapshot, &[])
+        };
+        let unobserved = changed(|f| f.step_observations.clear());
+        assert!(unobserved.iter().any(|v| v.evidence.contains("phase=action} observed 0 calls")), "{unobserved:?}");
+        assert!(unobserved.iter().any(|v| v.evidence.contains("phase=compensation} observed 0 rounds")));
+        let twice = changed(|f| f.step_observations.insert(Step::Withdraw, (2, 1)).map(drop).unwrap_or(()));
+        assert!(twice.iter().any(|v| v.evidence.contains("observed 2 calls, but the saga log started 1")), "{twice:?}");
+        let uncounted = changed(|f| f.compensation_rounds = 0);
+        assert!(uncounted.iter().any(|v| v.evidence.contains("saga_compensation_rounds counted 0")), "{uncounted:?}");
+        let failed_too = changed(|f| f.compensation_failures = 1);
+        assert!(
+            failed_too.iter().any(|v| v.evidence.contains("1 failed besides the 1 acknowledged")),
+            "{failed_too:?}"
+        );
+        assert!([unobserved, twice, uncounted, failed_too].iter().flatten().all(|v| v.subject == "order"));
     }
 
     #[test]
