@@ -1115,6 +1115,10 @@ fn lists_name_acknowledged_orders(history: &[Event]) -> Vec<Violation> {
     found
 }
 
+/// The order service's request deadline, as the contract states it (API.md rule 10,
+/// "default 5 s"), not read from the service's configuration.
+const REQUEST_DEADLINE_MS: u64 = 5_000;
+
 /// A `POST /api/v1/order` answer against the decision table.
 fn order_answer(
     snapshot: &Snapshot,
@@ -1168,6 +1172,18 @@ fn order_answer(
     }
     if status == 202 && order.status.is_final() {
         return Err(format!("202 with a {} order", order.status.as_str()));
+    }
+    // Rule 10: a 202 is the answer of a saga still running when the request's deadline
+    // passes, counted from the request's arrival (after it was sent): never sooner, unless a
+    // fault touched the request (a saga stopped by a storage error is left to recovery, and
+    // its order answered 202 at once). The saga concurrency limit, the other way to an early
+    // 202, is never reached here.
+    let waited_ms = event.at_ms.saturating_sub(event.sent_ms);
+    if status == 202 && waited_ms < REQUEST_DEADLINE_MS && !touched {
+        return Err(format!(
+            "202 after {waited_ms} ms: rule 10 answers 202 only to a saga still running at the request's \
+             {REQUEST_DEADLINE_MS} ms deadline"
+        ));
     }
     // A 200 replays a key sent before (or at the same moment, by a twin), or, under a
     // fault, a copy of this very request sent ahead of it: an injected duplicate or the

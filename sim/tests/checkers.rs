@@ -234,6 +234,26 @@ fn notifications_catch_an_outbox_left_undelivered() {
     assert_caught(&check(&snapshot, &history), 8);
 }
 
+/// Rule 10: a 202 comes only once the request's 5 s deadline has passed with the saga still
+/// running. An order answered 202 at once is caught; the same answer after the deadline is not
+/// a rule-10 violation.
+#[test]
+fn contract_catches_a_202_before_the_deadline() {
+    let (history, snapshot) = parts();
+    let index = history.iter().position(|e| e.action == Action::PlaceOrder && e.status == Some(201)).unwrap();
+    let accepted = |waited_ms: u64| {
+        let mut history = history.clone();
+        let event = &mut history[index];
+        event.status = Some(202);
+        event.order_status = Some(OrderStatus::Processing);
+        event.order.as_mut().expect("a 201 carries its order").status = OrderStatus::Processing;
+        event.at_ms = event.sent_ms + waited_ms;
+        check(&snapshot, &history)
+    };
+    assert_caught_saying(&accepted(30), CONTRACT, "202 after 30 ms: rule 10");
+    assert!(accepted(5_000).iter().all(|v| !v.evidence.contains("rule 10")));
+}
+
 #[test]
 fn what_clients_saw_catches_an_accepted_order_lost() {
     let (mut history, mut snapshot) = parts();
