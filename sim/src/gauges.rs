@@ -26,6 +26,7 @@ use crate::checks::{violation, Violation, FIGURES};
 use crate::cluster::{epoch, Cluster};
 use crate::snapshot::OUTBOX_SERVICES;
 use contracts::{OrderId, ServiceName};
+use platform::storage::Cached;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How long ago the order service's gauges may have been set, at most, while it is up: its
@@ -253,11 +254,11 @@ fn read_sagas(cluster: &Cluster) -> Result<Reading, String> {
     let (items, created_mark) = cluster.dbs[&ServiceName::Order]
         .read(|c| {
             let mut statement =
-                c.prepare("SELECT id, created_at FROM orders WHERE status NOT IN (?1, ?2) ORDER BY created_at")?;
+                c.prepare_cached("SELECT id, created_at FROM orders WHERE status NOT IN (?1, ?2) ORDER BY created_at")?;
             let rows = statement
                 .query_map(order::store::FINAL, |row| Ok((row.get::<_, OrderId>(0)?, row.get::<_, String>(1)?)))?;
             let rows: Vec<(OrderId, String)> = rows.collect::<rusqlite::Result<_>>()?;
-            let total: i64 = c.query_row("SELECT COUNT(*) FROM orders", [], |row| row.get(0))?;
+            let total: i64 = c.query_row_cached("SELECT COUNT(*) FROM orders", [], |row| row.get(0))?;
             Ok::<_, rusqlite::Error>((rows, total))
         })
         .map_err(|error| format!("the orders cannot be read: {error}"))?;
@@ -278,11 +279,11 @@ fn read_outbox(cluster: &Cluster, service: ServiceName) -> Result<Reading, Strin
     let metrics = cluster.metrics[&service].outbox().expect(METRICS_ON);
     let (items, created_mark) = cluster.dbs[&service]
         .read(|c| {
-            let mut statement = c.prepare("SELECT seq, created_at FROM outbox ORDER BY seq")?;
+            let mut statement = c.prepare_cached("SELECT seq, created_at FROM outbox ORDER BY seq")?;
             let rows = statement.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
             let rows: Vec<(i64, String)> = rows.collect::<rusqlite::Result<_>>()?;
             let last: Option<i64> = c
-                .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", [], |row| row.get(0))
+                .query_row_cached("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", [], |row| row.get(0))
                 .or_else(|error| if error == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(error) })?;
             Ok::<_, rusqlite::Error>((rows, last.unwrap_or(0)))
         })

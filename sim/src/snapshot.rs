@@ -11,6 +11,7 @@ use contracts::order::OrderStatus;
 use contracts::{AccountId, Id, NotificationId, OrderId, ProductId, ServiceName, Timestamp, TransactionId, UserId};
 use order::saga::{parse_step, step_text, Event, Phase, Step};
 use platform::operations::OperationState;
+use platform::storage::Cached;
 use platform::storage::Db;
 use rusqlite::{Connection, Row};
 use serde::Serialize;
@@ -248,7 +249,7 @@ impl Reader<'_> {
     fn rows<T>(&mut self, db: &Db, place: &str, sql: &str, map: impl Fn(&Row<'_>) -> Result<T, String>) -> Vec<T> {
         let raw: Vec<Result<T, String>> = db
             .read(|c: &Connection| {
-                let mut statement = c.prepare(sql)?;
+                let mut statement = c.prepare_cached(sql)?;
                 let rows = statement.query_map([], |row| Ok(map(row)))?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })
@@ -479,13 +480,17 @@ impl Snapshot {
     pub fn settled(cluster: &Cluster) -> bool {
         let unfinished: i64 = cluster.dbs[&ServiceName::Order]
             .read(|c| {
-                c.query_row("SELECT COUNT(*) FROM orders WHERE status NOT IN (?1, ?2)", order::store::FINAL, |r| {
-                    r.get(0)
-                })
+                c.query_row_cached(
+                    "SELECT COUNT(*) FROM orders WHERE status NOT IN (?1, ?2)",
+                    order::store::FINAL,
+                    |r| r.get(0),
+                )
             })
             .unwrap_or(1);
         let outbox = |service: &ServiceName| -> i64 {
-            cluster.dbs[service].read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))).unwrap_or(1)
+            cluster.dbs[service]
+                .read(|c| c.query_row_cached("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)))
+                .unwrap_or(1)
         };
         unfinished == 0 && OUTBOX_SERVICES.iter().all(|service| outbox(service) == 0)
     }

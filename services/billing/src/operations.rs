@@ -7,6 +7,7 @@ use contracts::saga::{reason, StepResult, WithdrawRequest};
 use contracts::{AccountId, Money, OrderId, Timestamp, TransactionId, UserId};
 use platform::operations::{action_step, compensation_step};
 use platform::outbox::enqueue as enqueue_event;
+use platform::storage::Cached;
 use rusqlite::{Connection, OptionalExtension};
 
 /// Debits the order's amount once; refusals are stored too, so a repeat gets the same answer.
@@ -68,7 +69,7 @@ pub fn cancel_withdraw(
     }
     compensation_step(tx, "withdraw", order_id, now, |tx| {
         let (account_id, amount_cents, user_id): (AccountId, i64, UserId) = tx
-            .query_row(
+            .query_row_cached(
                 "SELECT t.account_id, t.amount_cents, a.user_id FROM transactions t JOIN accounts a ON a.id = t.account_id
                  WHERE t.order_id = ?1 AND t.type = 'WITHDRAW'",
                 [order_id.to_string()],

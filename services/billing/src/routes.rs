@@ -17,6 +17,7 @@ use platform::auth::{Auth, Service, User};
 use platform::json::{idempotency_key, Json, Path};
 use platform::operations::step_endpoint;
 use platform::sql::time_text;
+use platform::storage::Cached;
 use platform::ApiError;
 use rusqlite::{params, OptionalExtension};
 use std::sync::Arc;
@@ -47,7 +48,7 @@ async fn open_account(state: Shared, User(user_id): User) -> Result<impl IntoRes
         if let Some(account) = account_of(tx, user_id)? {
             return Ok::<_, ApiError>((false, account));
         }
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO accounts (id, user_id, balance_cents, created_at) VALUES (?1, ?2, 0, ?3)",
             params![account_id.to_string(), user_id.to_string(), time_text(now)],
         )?;
@@ -93,7 +94,7 @@ async fn deposit(
     let response = state.db.write(|tx| {
         if let Some(key) = &key {
             let earlier: Option<(i64, TransactionId, i64)> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT amount_cents, transaction_id, new_balance_cents FROM deposit_keys WHERE user_id = ?1 AND key = ?2",
                     params![user_id.to_string(), key.as_str()],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
@@ -110,7 +111,7 @@ async fn deposit(
         let new_balance = change_balance(tx, account.account_id, amount.cents())?;
         insert_transaction(tx, transaction_id, account.account_id, TransactionType::Deposit, amount, None, now)?;
         if let Some(key) = &key {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO deposit_keys (user_id, key, amount_cents, transaction_id, new_balance_cents, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![user_id.to_string(), key.as_str(), amount.cents(), transaction_id.to_string(), new_balance, time_text(now)],

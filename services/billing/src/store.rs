@@ -4,6 +4,7 @@ use contracts::billing::{Account, Transaction, TransactionType};
 use contracts::{AccountId, OrderId, TransactionId, UserId};
 use contracts::{Money, Timestamp};
 use platform::sql::{parsed_at, time_at, time_text};
+use platform::storage::Cached;
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -49,14 +50,18 @@ pub fn migrations() -> Vec<Migration> {
 
 pub fn account_of(connection: &Connection, user_id: UserId) -> rusqlite::Result<Option<Account>> {
     connection
-        .query_row("SELECT id, user_id, balance_cents FROM accounts WHERE user_id = ?1", [user_id.to_string()], |row| {
-            Ok(Account {
-                account_id: row.get(0)?,
-                user_id: row.get(1)?,
-                balance: Money::from_cents(row.get(2)?),
-                status: "ACTIVE".to_string(),
-            })
-        })
+        .query_row_cached(
+            "SELECT id, user_id, balance_cents FROM accounts WHERE user_id = ?1",
+            [user_id.to_string()],
+            |row| {
+                Ok(Account {
+                    account_id: row.get(0)?,
+                    user_id: row.get(1)?,
+                    balance: Money::from_cents(row.get(2)?),
+                    status: "ACTIVE".to_string(),
+                })
+            },
+        )
         .optional()
 }
 
@@ -69,7 +74,7 @@ pub fn insert_transaction(
     order_id: Option<OrderId>,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
-    connection.execute(
+    connection.execute_cached(
         "INSERT INTO transactions (id, account_id, type, amount_cents, order_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -86,7 +91,7 @@ pub fn insert_transaction(
 
 /// Moves a balance by `delta_cents`; the CHECK refuses a negative result.
 pub fn change_balance(connection: &Connection, account_id: AccountId, delta_cents: i64) -> rusqlite::Result<i64> {
-    connection.query_row(
+    connection.query_row_cached(
         "UPDATE accounts SET balance_cents = balance_cents + ?1, version = version + 1
          WHERE id = ?2 RETURNING balance_cents",
         params![delta_cents, account_id.to_string()],
@@ -97,7 +102,7 @@ pub fn change_balance(connection: &Connection, account_id: AccountId, delta_cent
 pub const TRANSACTIONS_LISTED_MAX: i64 = 1000;
 
 pub fn transactions_of(connection: &Connection, account_id: AccountId) -> rusqlite::Result<Vec<Transaction>> {
-    let mut statement = connection.prepare(
+    let mut statement = connection.prepare_cached(
         "SELECT id, type, amount_cents, order_id, created_at FROM transactions
          WHERE account_id = ?1 ORDER BY seq DESC LIMIT ?2",
     )?;

@@ -7,6 +7,7 @@ use contracts::Timestamp;
 use contracts::{OrderId, TransactionId};
 use platform::operations::{action_step, compensation_step};
 use platform::sql::{time_at, time_text};
+use platform::storage::Cached;
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -52,7 +53,7 @@ pub fn ensure_slots(tx: &Connection, now: Timestamp, horizon_hours: i64, capacit
 
 pub fn slots(connection: &Connection, now: Timestamp, horizon_hours: i64) -> rusqlite::Result<Vec<Slot>> {
     let first = hour_of(now);
-    let mut statement = connection.prepare(
+    let mut statement = connection.prepare_cached(
         "SELECT slot, capacity, capacity - booked FROM delivery_slots WHERE slot >= ?1 AND slot < ?2 ORDER BY slot",
     )?;
     let rows = statement
@@ -73,15 +74,17 @@ pub fn book(
     let slot_text = time_text(request.preferred_time_slot);
     action_step(tx, "book", request.order_id, now, |tx| {
         let remaining: Option<i64> = tx
-            .query_row("SELECT capacity - booked FROM delivery_slots WHERE slot = ?1", [&slot_text], |row| row.get(0))
+            .query_row_cached("SELECT capacity - booked FROM delivery_slots WHERE slot = ?1", [&slot_text], |row| {
+                row.get(0)
+            })
             .optional()?;
         let in_future = request.preferred_time_slot >= hour_of(now);
         if !in_future || remaining.unwrap_or(0) <= 0 {
             platform::probe::hit(platform::probe::Probe::NoDeliverySlot);
             return Ok(StepResult::refused(reason::NO_DELIVERY_SLOT));
         }
-        tx.execute("UPDATE delivery_slots SET booked = booked + 1 WHERE slot = ?1", [&slot_text])?;
-        tx.execute(
+        tx.execute_cached("UPDATE delivery_slots SET booked = booked + 1 WHERE slot = ?1", [&slot_text])?;
+        tx.execute_cached(
             "INSERT INTO delivery_reservations (order_id, id, user_id, slot, address, status, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'BOOKED', ?6)",
             params![
@@ -100,13 +103,13 @@ pub fn book(
 /// Frees the order's slot if it was booked; otherwise leaves a tombstone.
 pub fn cancel_booking(tx: &Connection, order_id: OrderId, now: Timestamp) -> rusqlite::Result<StepResult> {
     compensation_step(tx, "book", order_id, now, |tx| {
-        let slot: String = tx.query_row(
+        let slot: String = tx.query_row_cached(
             "SELECT slot FROM delivery_reservations WHERE order_id = ?1 AND status = 'BOOKED'",
             [order_id.to_string()],
             |row| row.get(0),
         )?;
-        tx.execute("UPDATE delivery_slots SET booked = booked - 1 WHERE slot = ?1", [&slot])?;
-        tx.execute(
+        tx.execute_cached("UPDATE delivery_slots SET booked = booked - 1 WHERE slot = ?1", [&slot])?;
+        tx.execute_cached(
             "UPDATE delivery_reservations SET status = 'CANCELLED' WHERE order_id = ?1",
             [order_id.to_string()],
         )?;

@@ -19,6 +19,7 @@ use contracts::UserId;
 use platform::json::Json;
 use platform::metrics::LoginResult;
 use platform::sql::time_text;
+use platform::storage::Cached;
 use platform::ApiError;
 use rusqlite::params;
 use std::sync::Arc;
@@ -125,7 +126,7 @@ async fn register(state: Shared, Json(request): Json<RegisterRequest>) -> Result
         if user_by_email(tx, &email)?.is_some() {
             return Err(ApiError::conflict(ProblemType::EmailTaken, "an account with this email exists"));
         }
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO users (id, email, password_hash, first_name, last_name, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![user_id.to_string(), email, password_hash, request.first_name, request.last_name, now],
         )?;

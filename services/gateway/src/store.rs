@@ -4,6 +4,7 @@
 use contracts::Timestamp;
 use contracts::UserId;
 use platform::sql::{time_at, time_text};
+use platform::storage::Cached;
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -55,18 +56,18 @@ fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
 }
 
 pub fn user_by_email(connection: &Connection, email: &str) -> rusqlite::Result<Option<UserRow>> {
-    connection.query_row(&format!("{USER_COLUMNS} WHERE email = ?1"), [email], user_row).optional()
+    connection.query_row_cached(&format!("{USER_COLUMNS} WHERE email = ?1"), [email], user_row).optional()
 }
 
 pub fn user_by_id(connection: &Connection, id: UserId) -> rusqlite::Result<Option<UserRow>> {
-    connection.query_row(&format!("{USER_COLUMNS} WHERE id = ?1"), [id.to_string()], user_row).optional()
+    connection.query_row_cached(&format!("{USER_COLUMNS} WHERE id = ?1"), [id.to_string()], user_row).optional()
 }
 
 /// The session's user and last use, by the cookie's session id.
 /// The session's user and last use.
 pub fn session(connection: &Connection, session_id: &str) -> rusqlite::Result<Option<(UserId, Timestamp)>> {
     connection
-        .query_row(
+        .query_row_cached(
             "SELECT user_id, last_seen_at FROM sessions WHERE id_digest = ?1",
             [session_digest(session_id)],
             |row| Ok((row.get(0)?, time_at(row, 1)?)),
@@ -76,11 +77,13 @@ pub fn session(connection: &Connection, session_id: &str) -> rusqlite::Result<Op
 
 /// Sessions used since `cutoff`: the live ones.
 pub fn live_session_count(connection: &Connection, cutoff: Timestamp) -> rusqlite::Result<i64> {
-    connection.query_row("SELECT COUNT(*) FROM sessions WHERE last_seen_at > ?1", [time_text(cutoff)], |row| row.get(0))
+    connection.query_row_cached("SELECT COUNT(*) FROM sessions WHERE last_seen_at > ?1", [time_text(cutoff)], |row| {
+        row.get(0)
+    })
 }
 
 pub fn insert_session(tx: &Connection, session_id: &str, user_id: UserId, now: Timestamp) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO sessions (id_digest, user_id, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?3)",
         params![session_digest(session_id), user_id.to_string(), time_text(now)],
     )?;
@@ -88,7 +91,7 @@ pub fn insert_session(tx: &Connection, session_id: &str, user_id: UserId, now: T
 }
 
 pub fn touch_session(tx: &Connection, session_id: &str, now: Timestamp) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.execute_cached(
         "UPDATE sessions SET last_seen_at = ?1 WHERE id_digest = ?2",
         params![time_text(now), session_digest(session_id)],
     )?;
@@ -96,5 +99,5 @@ pub fn touch_session(tx: &Connection, session_id: &str, now: Timestamp) -> rusql
 }
 
 pub fn delete_session(tx: &Connection, session_id: &str) -> rusqlite::Result<usize> {
-    tx.execute("DELETE FROM sessions WHERE id_digest = ?1", [session_digest(session_id)])
+    tx.execute_cached("DELETE FROM sessions WHERE id_digest = ?1", [session_digest(session_id)])
 }

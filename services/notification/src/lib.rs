@@ -11,6 +11,7 @@ use platform::json::Json;
 use platform::net::Listener;
 use platform::server::{serve, with_common_layers, SERVER_LIMITS};
 use platform::sql::{parsed_at, time_at, time_text};
+use platform::storage::Cached;
 use platform::storage::{Db, Migration};
 use platform::{ApiError, Deps, Env};
 use rusqlite::params;
@@ -106,7 +107,7 @@ fn store(
     event: &NotificationEvent,
     now: Timestamp,
 ) -> rusqlite::Result<usize> {
-    tx.execute(
+    tx.execute_cached(
             "INSERT OR IGNORE INTO notifications (id, user_id, order_id, type, amount_cents, message, created_at, occurred_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -149,7 +150,7 @@ async fn list(state: Shared, User(user_id): User) -> Result<axum::Json<Vec<Notif
 
 fn listed(c: &rusqlite::Connection, user_id: UserId) -> rusqlite::Result<Vec<Notification>> {
     {
-        let mut statement = c.prepare(LIST_SQL)?;
+        let mut statement = c.prepare_cached(LIST_SQL)?;
         let rows = statement.query_map(params![user_id.to_string(), NOTIFICATIONS_LISTED_MAX], |row| {
             let amount: Option<i64> = row.get(3)?;
             Ok(Notification {

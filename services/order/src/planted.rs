@@ -10,6 +10,7 @@ use contracts::Timestamp;
 use contracts::{OrderId, UserId};
 use platform::bugs::{active, Bug};
 use platform::client::{CallError, OutboundRequest, Reply, RetryPolicy};
+use platform::storage::Cached;
 use platform::trace::RequestContext;
 use platform::ApiError;
 use std::collections::BTreeMap;
@@ -124,7 +125,7 @@ pub(crate) async fn status_backwards(
         if succeeded {
             let now = platform::sql::time_text(clock.now_utc());
             let _ = db.write(|tx| {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE orders SET status = ?1, updated_at = ?2 WHERE id = ?3",
                     rusqlite::params![step.status_after().as_str(), now, order_id.to_string()],
                 )

@@ -4,6 +4,7 @@ use crate::saga::{parse_step, step_text, Event, LogEntry, Phase};
 use contracts::order::{DeliveryInfo, Order, OrderItem, OrderStatus};
 use contracts::{Money, OrderId, Timestamp, UserId};
 use platform::sql::{optional_time_at, parsed_at, time_at, time_text};
+use platform::storage::Cached;
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -84,8 +85,8 @@ pub struct NewOrder {
 
 pub fn insert_order(tx: &Connection, order: &NewOrder, now: Timestamp) -> rusqlite::Result<()> {
     let now = time_text(now);
-    let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM orders", [], |row| row.get(0))?;
-    tx.execute(
+    let seq: i64 = tx.query_row_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM orders", [], |row| row.get(0))?;
+    tx.execute_cached(
         "INSERT INTO orders (seq, id, number, user_id, status, price_cents, address, preferred_time_slot, description,
                              items_signature, trace_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'NEW', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
@@ -104,7 +105,7 @@ pub fn insert_order(tx: &Connection, order: &NewOrder, now: Timestamp) -> rusqli
         ],
     )?;
     for item in &order.items {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO order_items (order_id, product_id, name, quantity, price_cents, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![order.id.to_string(), item.product_id.to_string(), item.name, item.quantity, item.price.cents(), now],
         )?;
@@ -149,7 +150,7 @@ fn order_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
 
 pub fn order(connection: &Connection, order_id: OrderId) -> rusqlite::Result<Option<Order>> {
     let found = connection
-        .query_row(&format!("{ORDER_COLUMNS} WHERE id = ?1"), [order_id.to_string()], order_row)
+        .query_row_cached(&format!("{ORDER_COLUMNS} WHERE id = ?1"), [order_id.to_string()], order_row)
         .optional()?;
     found
         .map(|mut order| {
@@ -163,7 +164,7 @@ pub const ORDERS_LISTED_MAX: i64 = 1000;
 
 pub fn orders_of(connection: &Connection, user_id: UserId) -> rusqlite::Result<Vec<Order>> {
     let mut statement =
-        connection.prepare(&format!("{ORDER_COLUMNS} WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2"))?;
+        connection.prepare_cached(&format!("{ORDER_COLUMNS} WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2"))?;
     let rows = statement.query_map(params![user_id.to_string(), ORDERS_LISTED_MAX], order_row)?;
     let mut orders = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     for order in &mut orders {
@@ -174,7 +175,7 @@ pub fn orders_of(connection: &Connection, user_id: UserId) -> rusqlite::Result<V
 
 pub fn trace_id_of(connection: &Connection, order_id: OrderId) -> rusqlite::Result<Option<String>> {
     connection
-        .query_row("SELECT trace_id FROM orders WHERE id = ?1", [order_id.to_string()], |row| row.get(0))
+        .query_row_cached("SELECT trace_id FROM orders WHERE id = ?1", [order_id.to_string()], |row| row.get(0))
         .optional()
 }
 
@@ -184,7 +185,7 @@ pub const FINAL: [&str; 2] = [OrderStatus::Confirmed.as_str(), OrderStatus::Fail
 /// Ids of every order whose saga has not finished, oldest first.
 pub fn unfinished_orders(connection: &Connection, limit: i64) -> rusqlite::Result<Vec<OrderId>> {
     let mut statement =
-        connection.prepare("SELECT id FROM orders WHERE status NOT IN (?1, ?2) ORDER BY seq LIMIT ?3")?;
+        connection.prepare_cached("SELECT id FROM orders WHERE status NOT IN (?1, ?2) ORDER BY seq LIMIT ?3")?;
     let [confirmed, failed] = FINAL;
     let rows = statement.query_map(params![confirmed, failed, limit], |row| row.get(0))?;
     rows.collect()
@@ -192,9 +193,11 @@ pub fn unfinished_orders(connection: &Connection, limit: i64) -> rusqlite::Resul
 
 /// How many orders are unfinished, and when the oldest of them was created.
 pub fn unfinished_summary(connection: &Connection) -> rusqlite::Result<(i64, Option<Timestamp>)> {
-    connection.query_row("SELECT COUNT(*), MIN(created_at) FROM orders WHERE status NOT IN (?1, ?2)", FINAL, |row| {
-        Ok((row.get(0)?, optional_time_at(row, 1)?))
-    })
+    connection.query_row_cached(
+        "SELECT COUNT(*), MIN(created_at) FROM orders WHERE status NOT IN (?1, ?2)",
+        FINAL,
+        |row| Ok((row.get(0)?, optional_time_at(row, 1)?)),
+    )
 }
 
 /// Moves the order's status forward; never backwards, never out of a final status.
@@ -206,13 +209,13 @@ pub fn advance_status(
     error_message: Option<&str>,
     now: Timestamp,
 ) -> rusqlite::Result<bool> {
-    let current = tx.query_row("SELECT status FROM orders WHERE id = ?1", [order_id.to_string()], |row| {
+    let current = tx.query_row_cached("SELECT status FROM orders WHERE id = ?1", [order_id.to_string()], |row| {
         parsed_at(row, 0, OrderStatus::parse)
     })?;
     if current == next || !current.may_become(next) {
         return Ok(false);
     }
-    tx.execute(
+    tx.execute_cached(
         "UPDATE orders SET status = ?1, error_message = COALESCE(?2, error_message), updated_at = ?3, version = version + 1
          WHERE id = ?4",
         params![next.as_str(), error_message, time_text(now), order_id.to_string()],
@@ -230,7 +233,7 @@ pub struct KeyRecord {
 
 pub fn key_record(connection: &Connection, user_id: UserId, key: &str) -> rusqlite::Result<Option<KeyRecord>> {
     connection
-        .query_row(
+        .query_row_cached(
             "SELECT request_hash, outcome, order_id FROM idempotency_keys WHERE user_id = ?1 AND key = ?2",
             params![user_id.to_string(), key],
             |row| {
@@ -256,7 +259,7 @@ pub fn insert_key(
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     let outcome = if record.duplicate { "DUPLICATE" } else { "ORDER" };
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO idempotency_keys (user_id, key, request_hash, outcome, order_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![user_id.to_string(), key, record.request_hash, outcome, record.order_id.to_string(), time_text(now)],
     )?;
@@ -271,7 +274,7 @@ pub fn similar_order(
     since: Timestamp,
 ) -> rusqlite::Result<Option<OrderId>> {
     connection
-        .query_row(
+        .query_row_cached(
             "SELECT id FROM orders WHERE user_id = ?1 AND items_signature = ?2 AND status != ?3 AND created_at > ?4
              ORDER BY seq DESC LIMIT 1",
             params![user_id.to_string(), items_signature, OrderStatus::Failed.as_str(), time_text(since)],
@@ -283,7 +286,7 @@ pub fn similar_order(
 pub fn log_saga(tx: &Connection, order_id: OrderId, entry: &LogEntry, now: Timestamp) -> rusqlite::Result<()> {
     let LogEntry { step, phase, event, detail } = entry;
     let (step, phase, event) = (step_text(*step), phase.as_str(), event.as_str());
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO saga_log (order_id, step, phase, event, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![order_id.to_string(), step, phase, event, detail, time_text(now)],
     )?;

@@ -10,6 +10,7 @@ use crate::metrics::ParticipantOutcome as Outcome;
 use crate::probe::{self, Probe};
 use crate::sql::{parsed_at, time_text};
 use crate::storage::record_participant_outcome as record;
+use crate::storage::Cached;
 use crate::storage::{Db, Migration};
 use crate::{ApiError, Env};
 use contracts::saga::{reason, StepResult};
@@ -90,7 +91,7 @@ impl Operation {
 
 pub fn find(connection: &Connection, order_id: OrderId) -> rusqlite::Result<Option<Operation>> {
     connection
-        .query_row(
+        .query_row_cached(
             "SELECT state, message, transaction_id FROM operations WHERE order_id = ?1",
             [order_id.to_string()],
             |row| {
@@ -105,7 +106,7 @@ pub fn find(connection: &Connection, order_id: OrderId) -> rusqlite::Result<Opti
 }
 
 fn store(connection: &Connection, order_id: OrderId, operation: &Operation, now: Timestamp) -> rusqlite::Result<()> {
-    connection.execute(
+    connection.execute_cached(
         "INSERT INTO operations (order_id, state, message, transaction_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)
          ON CONFLICT(order_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",

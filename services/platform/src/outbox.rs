@@ -5,6 +5,7 @@
 use crate::client::{OutboundRequest, RetryPolicy};
 use crate::internal::InternalClient;
 use crate::sql::{optional_time_at, stored_time, time_text};
+use crate::storage::Cached;
 use crate::storage::{Db, Migration};
 use crate::trace::RequestContext;
 use crate::Env;
@@ -35,7 +36,8 @@ pub fn migration(version: u32) -> Migration {
 pub fn enqueue(connection: &Connection, event: &NotificationEvent, now: Timestamp) -> rusqlite::Result<()> {
     let event = NotificationEvent { occurred_at: event.occurred_at.or(Some(stored_time(now))), ..event.clone() };
     let text = serde_json::to_string(&event).expect("wire types serialize");
-    connection.execute("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)", params![text, time_text(now)])?;
+    connection
+        .execute_cached("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)", params![text, time_text(now)])?;
     Ok(())
 }
 
@@ -89,7 +91,7 @@ impl Relay {
     /// does not parse) is logged and leaves them as they were; delivery goes on.
     fn set_gauges(&self, metrics: &crate::metrics::Outbox) {
         let summary = self.db.read(|c| {
-            c.query_row("SELECT COUNT(*), MIN(created_at) FROM outbox", [], |row| {
+            c.query_row_cached("SELECT COUNT(*), MIN(created_at) FROM outbox", [], |row| {
                 Ok((row.get::<_, i64>(0)?, optional_time_at(row, 1)?))
             })
         });
@@ -112,7 +114,7 @@ impl Relay {
             self.set_gauges(metrics);
         }
         let batch: Result<Vec<(i64, String, i64)>, rusqlite::Error> = self.db.read(|c| {
-            let mut statement = c.prepare("SELECT seq, event, attempts FROM outbox ORDER BY seq LIMIT ?1")?;
+            let mut statement = c.prepare_cached("SELECT seq, event, attempts FROM outbox ORDER BY seq LIMIT ?1")?;
             let rows =
                 statement.query_map([self.config.batch_size_max], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
             rows.collect()
@@ -143,9 +145,9 @@ impl Relay {
             }
             let recorded = self.db.write(|tx| {
                 if done {
-                    tx.execute("DELETE FROM outbox WHERE seq = ?1", params![seq])
+                    tx.execute_cached("DELETE FROM outbox WHERE seq = ?1", params![seq])
                 } else {
-                    tx.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", params![seq])
+                    tx.execute_cached("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", params![seq])
                 }
             });
             tracing::debug!(seq, delivered, order_id = %event.order_id, kind = event.kind.as_str(), "outbox delivery");

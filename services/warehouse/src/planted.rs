@@ -5,6 +5,7 @@ use crate::Warehouse;
 use contracts::saga::{ReserveRequest, StepResult};
 use platform::bugs::{active, Bug};
 use platform::sql::time_text;
+use platform::storage::Cached;
 use platform::ApiError;
 
 /// How long the planted `OversellTwoSteps` bug awaits between its check and its write.
@@ -25,7 +26,7 @@ pub(crate) async fn oversell_two_steps(
 async fn oversell(state: &Warehouse, request: &ReserveRequest) -> Result<StepResult, ApiError> {
     let enough = state.db.read(|c| {
         request.items.iter().try_fold(true, |enough, item| {
-            let available: i64 = c.query_row(
+            let available: i64 = c.query_row_cached(
                 "SELECT COALESCE(MAX(total_quantity - reserved_quantity), 0) FROM stocks WHERE product_id = ?1",
                 [item.product_id.to_string()],
                 |row| row.get(0),
@@ -41,11 +42,11 @@ async fn oversell(state: &Warehouse, request: &ReserveRequest) -> Result<StepRes
                 return Ok(StepResult::refused(contracts::saga::reason::OUT_OF_STOCK));
             }
             for item in &request.items {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE stocks SET reserved_quantity = MIN(total_quantity, reserved_quantity + ?1) WHERE product_id = ?2",
                     rusqlite::params![item.quantity, item.product_id.to_string()],
                 )?;
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) VALUES (?1, ?2, ?3, 'RESERVED', ?4)",
                     rusqlite::params![request.order_id.to_string(), item.product_id.to_string(), item.quantity, time_text(now)],
                 )?;

@@ -6,6 +6,7 @@ use contracts::{Money, Timestamp};
 use contracts::{OrderId, ProductId, TransactionId};
 use platform::operations::{action_step, compensation_step};
 use platform::sql::time_text;
+use platform::storage::Cached;
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -85,11 +86,11 @@ pub const DEMO_CATALOG: [CatalogEntry; 5] = [
 pub fn seed_catalog(connection: &Connection, catalog: &[CatalogEntry], now: Timestamp) -> rusqlite::Result<()> {
     let now = time_text(now);
     for entry in catalog {
-        connection.execute(
+        connection.execute_cached(
             "INSERT OR IGNORE INTO products (id, name, price_cents, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![entry.id.to_string(), entry.name, entry.price_cents, now],
         )?;
-        connection.execute(
+        connection.execute_cached(
             "INSERT OR IGNORE INTO stocks (product_id, total_quantity, reserved_quantity) VALUES (?1, ?2, 0)",
             params![entry.id.to_string(), entry.stock],
         )?;
@@ -110,13 +111,13 @@ fn product_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Product> {
 }
 
 pub fn products(connection: &Connection) -> rusqlite::Result<Vec<Product>> {
-    let mut statement = connection.prepare(&format!("{PRODUCT_COLUMNS} ORDER BY p.name, p.id"))?;
+    let mut statement = connection.prepare_cached(&format!("{PRODUCT_COLUMNS} ORDER BY p.name, p.id"))?;
     let rows = statement.query_map([], product_row)?;
     rows.collect()
 }
 
 pub fn product(connection: &Connection, id: ProductId) -> rusqlite::Result<Option<Product>> {
-    connection.query_row(&format!("{PRODUCT_COLUMNS} WHERE p.id = ?1"), [id.to_string()], product_row).optional()
+    connection.query_row_cached(&format!("{PRODUCT_COLUMNS} WHERE p.id = ?1"), [id.to_string()], product_row).optional()
 }
 
 /// The id a reservation answers with: it is named by its order (one per order), so its
@@ -135,7 +136,7 @@ pub fn reserve(
     action_step(tx, "reserve", order_id, now, |tx| {
         for item in items {
             let available: Option<i64> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT total_quantity - reserved_quantity FROM stocks WHERE product_id = ?1",
                     [item.product_id.to_string()],
                     |row| row.get(0),
@@ -150,11 +151,11 @@ pub fn reserve(
             }
         }
         for item in items {
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE stocks SET reserved_quantity = reserved_quantity + ?1 WHERE product_id = ?2",
                 params![item.quantity, item.product_id.to_string()],
             )?;
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) VALUES (?1, ?2, ?3, 'RESERVED', ?4)",
                 params![order_id.to_string(), item.product_id.to_string(), item.quantity, time_text(now)],
             )?;
@@ -167,19 +168,22 @@ pub fn reserve(
 pub fn release(tx: &Connection, order_id: OrderId, now: Timestamp) -> rusqlite::Result<StepResult> {
     compensation_step(tx, "reserve", order_id, now, |tx| {
         let lines: Vec<(String, i64)> = {
-            let mut statement = tx.prepare(
+            let mut statement = tx.prepare_cached(
                 "SELECT product_id, quantity FROM stock_reservations WHERE order_id = ?1 AND status = 'RESERVED'",
             )?;
             let rows = statement.query_map([order_id.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         for (product_id, quantity) in lines {
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE stocks SET reserved_quantity = reserved_quantity - ?1 WHERE product_id = ?2",
                 params![quantity, product_id],
             )?;
         }
-        tx.execute("UPDATE stock_reservations SET status = 'RELEASED' WHERE order_id = ?1", [order_id.to_string()])?;
+        tx.execute_cached(
+            "UPDATE stock_reservations SET status = 'RELEASED' WHERE order_id = ?1",
+            [order_id.to_string()],
+        )?;
         Ok(())
     })
 }
