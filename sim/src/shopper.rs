@@ -49,6 +49,10 @@ const LATE_RETRY_WINDOW_MS: u64 = 2_000;
 /// Orders each shopper has seen, for other shoppers to try to read.
 pub type Board = Rc<RefCell<BTreeMap<u32, Vec<OrderId>>>>;
 
+/// The longest delivery address docs/API.md allows, in characters ("Create order"): written
+/// out here, not taken from a service, so that a service whose own constant drifts is seen.
+const ADDRESS_CHARS_MAX: usize = 500;
+
 /// Product ids nobody sells (the demo catalog's are `00000000-…`): the high bits of the
 /// edge bodies' products.
 const UNSOLD: u128 = 0xe0000000_0000_4000_8000_000000000000;
@@ -643,13 +647,26 @@ impl Shopper {
         Some(self.place(key, request, false).await)
     }
 
+    /// The shopper's delivery address: odd-numbered shoppers live at the longest address the
+    /// contract allows (500 characters, padded with two-byte ones), so that orders the whole
+    /// saga carries to the delivery service test every service's limit, not only the order
+    /// service's (the edge bodies stop at the warehouse: nobody sells their products).
+    fn address(&self) -> String {
+        let street = format!("{} Sim Street", self.index);
+        if self.index % 2 == 0 {
+            return street;
+        }
+        let pad = ADDRESS_CHARS_MAX - street.chars().count();
+        format!("{street}{}", "é".repeat(pad))
+    }
+
     /// The request body of an order, and what it asks for.
     fn order_body(&self, items: &[PlannedItem], slot_hour: u32, last: bool) -> (Value, AskedOrder) {
         let lines: Vec<Value> =
             items.iter().map(|i| json!({ "productId": i.product, "quantity": i.quantity })).collect();
         let slot = slot(slot_hour);
         let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let body = json!({ "items": lines, "deliveryInfo": { "address": format!("{} Sim Street", self.index), "preferredTimeSlot": slot_text } });
+        let body = json!({ "items": lines, "deliveryInfo": { "address": self.address(), "preferredTimeSlot": slot_text } });
         let mut asked = BTreeMap::new();
         for item in items {
             *asked.entry(item.product).or_default() += item.quantity;
@@ -675,7 +692,7 @@ impl Shopper {
             Limit::Quantity => lines = vec![line(0, 1000 + extra)],
             Limit::MergedQuantity => lines = vec![line(0, 500), line(0, 500 + extra)],
             // Characters, not bytes: each is two bytes in UTF-8.
-            Limit::Address => address = "é".repeat(500 + extra),
+            Limit::Address => address = "é".repeat(ADDRESS_CHARS_MAX + extra),
             Limit::Description => description = Some("ü".repeat(1000 + extra)),
             Limit::Slot if past => slot += chrono::TimeDelta::minutes(30),
             Limit::SlotSeconds if past => slot += chrono::TimeDelta::seconds(30),
