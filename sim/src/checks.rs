@@ -3,6 +3,7 @@
 //! violation names the invariant, the entities and the evidence. sim/README.md lists every
 //! check with what it reads.
 
+use crate::cluster::DELIVERY_HORIZON_HOURS;
 use crate::history::{Action, Event, Listed};
 use crate::model::{
     fault_windows, faults_touching, hour_of, lowest_available_at, lowest_balance_at, maybe_no_account_at,
@@ -826,9 +827,24 @@ fn refusal_justified(snapshot: &Snapshot, plan: &Plan, order: &OrderRow, message
             }
         }
         reason::NO_DELIVERY_SLOT => {
-            let Some(slot) = snapshot.slots.iter().find(|s| s.slot == order.slot) else { return Ok(()) };
-            let booked = most_booked_at(snapshot, order.slot, order.id, t, tolerance);
             let latest_now = t + chrono::TimeDelta::milliseconds(tolerance);
+            let Some(slot) = snapshot.slots.iter().find(|s| s.slot == order.slot) else {
+                // The delivery service keeps a slot for every hour from the current one to its
+                // horizon ahead (docs/API.md, "Create order"): only a slot outside that span
+                // may be missing.
+                let earliest_now = t - chrono::TimeDelta::milliseconds(tolerance);
+                let horizon_end = hour_of(latest_now) + chrono::TimeDelta::hours(DELIVERY_HORIZON_HOURS);
+                return if order.slot < hour_of(earliest_now) || order.slot >= horizon_end {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "delivery refused at {t} for want of the slot {}, which was within its \
+                         {DELIVERY_HORIZON_HOURS}-hour horizon yet does not exist",
+                        order.slot
+                    ))
+                };
+            };
+            let booked = most_booked_at(snapshot, order.slot, order.id, t, tolerance);
             if booked >= slot.capacity || order.slot < hour_of(latest_now) {
                 Ok(())
             } else {
