@@ -18,6 +18,7 @@ use contracts::order::OrderStatus;
 use contracts::saga::reason;
 use contracts::{OrderId, ProblemType, ProductId, ServiceName, Timestamp, TransactionId, UserId};
 use order::saga::{Event as LogEvent, Phase, Step, REJECTED_PREFIX};
+use platform::client::CallError;
 use platform::operations::OperationState;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,6 +115,7 @@ pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<
     }
     found.extend(access(snapshot, history));
     found.extend(justified_failures(snapshot, plan, &faults));
+    found.extend(rejections_logged_as_such(snapshot));
     found.extend(justified_give_ups(history, &faults));
     found.extend(last_orders(snapshot, history, plan));
     found.extend(contract_answers(snapshot, history, plan, &faults));
@@ -891,6 +893,28 @@ fn justified_failures(snapshot: &Snapshot, plan: &Plan, faults: &[Window]) -> Ve
         }
     }
     found
+}
+
+/// A step's call that was answered 4xx was refused, not of unknown outcome (docs/API.md:
+/// the step is `REJECTED_<status>` and compensated): the saga log never records such an
+/// answer as `Unknown`, which would fail the order as `SERVICE_UNAVAILABLE`, blaming a
+/// participant that answered.
+fn rejections_logged_as_such(snapshot: &Snapshot) -> Vec<Violation> {
+    snapshot
+        .saga_log
+        .iter()
+        .filter(|e| e.phase == Phase::Action && e.event == LogEvent::Unknown)
+        .filter_map(|e| Some((e, CallError::status_in(&e.detail).filter(|status| *status < 500)?)))
+        .map(|(e, status)| {
+            let step = e.step.map_or("saga", Step::name);
+            let evidence = format!(
+                "step {step} was answered {status} but logged as of unknown outcome ({:?}); a 4xx answer is \
+                 {REJECTED_PREFIX}{status}",
+                e.detail
+            );
+            violation(JUSTIFIED_OUTCOMES, format!("order {}", e.order_id), evidence)
+        })
+        .collect()
 }
 
 /// A saga step answered 401 (an expired service token) only when the plan's skews put the

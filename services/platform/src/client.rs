@@ -162,6 +162,12 @@ impl CallError {
             || matches!(self, CallError::Status { status, .. } if *status >= 500)
     }
 
+    /// The status of a [`CallError::Status`] from its text (`answered 503`), as a log line
+    /// that kept only the text records it; `None` for any other error's text.
+    pub fn status_in(text: &str) -> Option<u16> {
+        text.strip_prefix("answered ")?.parse().ok()
+    }
+
     /// Whether sending the same request again is safe.
     pub fn retry_safe(&self, idempotent: bool) -> bool {
         match self {
@@ -277,6 +283,15 @@ impl HttpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_is_read_back_from_its_text() {
+        let status = CallError::Status { status: 401, problem: None };
+        assert_eq!(CallError::status_in(&status.to_string()), Some(401));
+        let timeout = CallError::Timeout { addr: "order:8081".into(), timeout_ms: 5 };
+        assert_eq!(CallError::status_in(&timeout.to_string()), None);
+        assert_eq!(CallError::status_in("answered soon"), None);
+    }
 
     #[test]
     fn backoff_is_bounded_and_grows() {
