@@ -186,6 +186,7 @@ fn saga_atomicity(snapshot: &Snapshot) -> Vec<Violation> {
         }
     }
     found.extend(operation_records(snapshot));
+    found.extend(refusals_not_compensated(snapshot));
     let known: BTreeSet<OrderId> = snapshot.orders.iter().map(|o| o.id).collect();
     let strays: BTreeSet<OrderId> = debits.keys().chain(reserved.keys()).chain(booked.iter()).copied().collect();
     for order in strays.difference(&known) {
@@ -890,6 +891,32 @@ fn justified_failures(snapshot: &Snapshot, plan: &Plan, faults: &[Window]) -> Ve
         };
         if let Err(evidence) = verdict {
             found.push(violation(JUSTIFIED_OUTCOMES, format!("order {}", order.id), evidence));
+        }
+    }
+    found
+}
+
+/// A step its participant refused (a business refusal: nothing took effect, saga.rs) is not
+/// compensated: a cancel of it would only hold the order back from `FAILED` until a
+/// participant that did nothing acknowledged it. Read from the saga log alone: the step's
+/// last action line before its first compensation line.
+fn refusals_not_compensated(snapshot: &Snapshot) -> Vec<Violation> {
+    let mut last_action: BTreeMap<(OrderId, Step), (LogEvent, &str)> = BTreeMap::new();
+    let mut found = Vec::new();
+    let mut reported = BTreeSet::new();
+    for entry in &snapshot.saga_log {
+        let Some(step) = entry.step else { continue };
+        let key = (entry.order_id, step);
+        match (entry.phase, last_action.get(&key)) {
+            (Phase::Action, _) => {
+                last_action.insert(key, (entry.event, &entry.detail));
+            }
+            (Phase::Compensation, Some((LogEvent::Refused, reason))) if reported.insert(key) => {
+                let evidence =
+                    format!("step {} was refused by its participant ({reason}) yet compensated", step.name());
+                found.push(violation(1, format!("order {}", entry.order_id), evidence));
+            }
+            _ => {}
         }
     }
     found
