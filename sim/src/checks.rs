@@ -106,6 +106,7 @@ pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<
     found.extend(idempotency(snapshot, history));
     found.extend(in_progress_after_final(snapshot, history, plan));
     found.extend(clients_saw(snapshot, history));
+    found.extend(statuses_move_forward(snapshot));
     found.extend(internal_errors(history));
     found.extend(duplicates(snapshot));
     found.extend(notifications(snapshot));
@@ -917,6 +918,41 @@ fn refusals_not_compensated(snapshot: &Snapshot) -> Vec<Violation> {
                 found.push(violation(1, format!("order {}", entry.order_id), evidence));
             }
             _ => {}
+        }
+    }
+    found
+}
+
+/// "A status never moves backwards, and `CONFIRMED` and `FAILED` are final" (API.md), held
+/// to every write of an order's status (the harness's trigger, `snapshot::StatusMove`), not
+/// only to the reads a shopper happened to make.
+fn statuses_move_forward(snapshot: &Snapshot) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let mut reported = BTreeSet::new();
+    for moved in &snapshot.status_moves {
+        if !moved.before.may_become(moved.after) && reported.insert(moved.order_id) {
+            let evidence = format!(
+                "its status was written from {} to {}: backwards, or out of a final status",
+                moved.before.as_str(),
+                moved.after.as_str()
+            );
+            found.push(violation(6, format!("order {}", moved.order_id), evidence));
+        }
+    }
+    // The watch itself: each order's last recorded move ends where the order is.
+    let mut last: BTreeMap<OrderId, OrderStatus> = BTreeMap::new();
+    for moved in &snapshot.status_moves {
+        last.insert(moved.order_id, moved.after);
+    }
+    for order in &snapshot.orders {
+        let recorded = last.get(&order.id).copied().unwrap_or(OrderStatus::New);
+        if recorded != order.status {
+            let evidence = format!(
+                "is {} but the status watch last saw it become {}: a status written past the watch",
+                order.status.as_str(),
+                recorded.as_str()
+            );
+            found.push(violation(6, format!("order {}", order.id), evidence));
         }
     }
     found

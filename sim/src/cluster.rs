@@ -71,6 +71,9 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
     for service in ServiceName::ALL {
         let db = Db::open_memory(&registry::migrations(service)).expect("in-memory database");
         registry::seed(service, &db, epoch(), &config).expect("seed the demo data");
+        if service == ServiceName::Order {
+            crate::snapshot::watch_status_moves(&db).expect("watch the orders' statuses");
+        }
         dbs.insert(service, db);
     }
     Cluster {

@@ -666,7 +666,8 @@ impl Shopper {
             items.iter().map(|i| json!({ "productId": i.product, "quantity": i.quantity })).collect();
         let slot = slot(slot_hour);
         let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let body = json!({ "items": lines, "deliveryInfo": { "address": self.address(), "preferredTimeSlot": slot_text } });
+        let body =
+            json!({ "items": lines, "deliveryInfo": { "address": self.address(), "preferredTimeSlot": slot_text } });
         let mut asked = BTreeMap::new();
         for item in items {
             *asked.entry(item.product).or_default() += item.quantity;

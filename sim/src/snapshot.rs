@@ -199,6 +199,34 @@ pub struct NotificationRow {
     pub occurred_at: Option<Timestamp>,
 }
 
+/// One write that changed an order's status, seen by a trigger the harness adds to the
+/// order service's database ([`watch_status_moves`]): every move, not only the ones a read
+/// happened to see.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct StatusMove {
+    pub order_id: OrderId,
+    pub before: OrderStatus,
+    pub after: OrderStatus,
+}
+
+/// Adds to the order service's database a temporary table and trigger (on the harness's
+/// connection only; nothing of the service's schema changes) recording every change of an
+/// order's status, read into [`Snapshot::status_moves`]. A write rolled back takes its
+/// record with it.
+pub fn watch_status_moves(db: &Db) -> rusqlite::Result<()> {
+    db.read(|c| {
+        c.execute_batch(
+            "CREATE TEMP TABLE sim_status_moves (
+                 seq INTEGER PRIMARY KEY, order_id TEXT NOT NULL, before TEXT NOT NULL, after TEXT NOT NULL);
+             CREATE TEMP TRIGGER sim_status_move AFTER UPDATE OF status ON main.orders
+                 WHEN NEW.status IS NOT OLD.status
+             BEGIN
+                 INSERT INTO sim_status_moves (order_id, before, after) VALUES (NEW.id, OLD.status, NEW.status);
+             END;",
+        )
+    })
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct OperationRow {
     pub state: OperationState,
@@ -232,6 +260,10 @@ pub struct Snapshot {
     pub operations: BTreeMap<Participant, BTreeMap<OrderId, OperationRow>>,
     /// Total stock of each product when the run began.
     pub initial_stock: BTreeMap<ProductId, i64>,
+    /// Every change of an order's status, in the order written. Not part of the digest
+    /// (the statuses it ends in are).
+    #[serde(skip)]
+    pub status_moves: Vec<StatusMove>,
     /// Values the code should never have written: "service.table: what".
     pub unreadable: Vec<String>,
     /// The services' own metrics at the end of the run (check 15); `None` in a snapshot not
@@ -320,6 +352,18 @@ impl Snapshot {
             .into_iter()
             .collect();
         snapshot.orders = read_orders(&mut reader, db(ServiceName::Order));
+        snapshot.status_moves = reader.rows(
+            db(ServiceName::Order),
+            "order.sim_status_moves",
+            "SELECT order_id, before, after FROM sim_status_moves ORDER BY seq",
+            |r| {
+                Ok(StatusMove {
+                    order_id: id(r, 0)?,
+                    before: parsed(r, 1, OrderStatus::parse)?,
+                    after: parsed(r, 2, OrderStatus::parse)?,
+                })
+            },
+        );
         snapshot.figures = Some(crate::figures::Figures::read(cluster, &snapshot));
         snapshot.keys = reader.rows(
             db(ServiceName::Order),
