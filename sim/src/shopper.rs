@@ -653,7 +653,7 @@ impl Shopper {
     /// service's (the edge bodies stop at the warehouse: nobody sells their products).
     fn address(&self) -> String {
         let street = format!("{} Sim Street", self.index);
-        if self.index % 2 == 0 {
+        if self.index.is_multiple_of(2) {
             return street;
         }
         let pad = ADDRESS_CHARS_MAX - street.chars().count();
