@@ -122,6 +122,7 @@ pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<
     found.extend(contract_answers(snapshot, history, plan, &faults));
     found.extend(lists_name_acknowledged_orders(history));
     found.extend(listings(snapshot, history, plan));
+    found.extend(slot_listings(snapshot, history, plan));
     found.extend(crate::figures::check(snapshot, history));
     found
 }
@@ -958,6 +959,61 @@ fn statuses_move_forward(snapshot: &Snapshot) -> Vec<Violation> {
     found
 }
 
+/// Check 14 for the delivery slots a shopper read: one slot for every hour from the current
+/// one (on delivery's clock, skew allowed for) to the horizon ahead, each as the database
+/// keeps it (its capacity), with no more of it taken than bookings were ever made for it.
+fn slot_listings(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let skew = skew_bound_ms(plan, ServiceName::Delivery).unsigned_abs();
+    let at = |ms: u64| crate::cluster::epoch() + chrono::TimeDelta::milliseconds(ms as i64);
+    for event in history.iter().filter(|e| e.action == Action::ReadSlots) {
+        let Some(slots) = &event.slots else { continue };
+        let subject = format!("shopper-{}", event.shopper);
+        let mut wrong = |why: String| {
+            let evidence = format!("the slots read at {} ms: {why}", event.at_ms);
+            found.push(violation(LISTINGS, subject.clone(), evidence));
+        };
+        let (earliest, latest) = (hour_of(at(event.sent_ms.saturating_sub(skew))), hour_of(at(event.at_ms + skew)));
+        let first = slots.first().map(|s| s.slot);
+        if slots.len() != DELIVERY_HORIZON_HOURS as usize || !first.is_some_and(|f| earliest <= f && f <= latest) {
+            wrong(format!(
+                "{} slots from {first:?}, not {DELIVERY_HORIZON_HOURS} from the current hour ({earliest} to {latest})",
+                slots.len()
+            ));
+            continue;
+        }
+        for (hour, listed) in slots.iter().enumerate() {
+            let expected = slots[0].slot + chrono::TimeDelta::hours(hour as i64);
+            let kept = snapshot.slots.iter().find(|s| s.slot == listed.slot);
+            let of_slot = || snapshot.bookings.iter().filter(|b| b.slot == listed.slot);
+            let bookings = of_slot().count() as i64;
+            // Held at the end and made before the read: held when it was read (a cancelled
+            // booking is never booked again).
+            let held_before =
+                of_slot().filter(|b| b.held && b.created_at < at(event.sent_ms.saturating_sub(skew))).count();
+            let taken = listed.capacity - listed.remaining;
+            if listed.slot != expected {
+                wrong(format!("slot {} listed where {expected} belongs", listed.slot));
+            } else if kept.is_none_or(|k| k.capacity != listed.capacity) {
+                wrong(format!(
+                    "slot {} listed with capacity {}; the database keeps {kept:?}",
+                    listed.slot, listed.capacity
+                ));
+            } else if taken < held_before as i64 || taken > bookings {
+                wrong(format!(
+                    "slot {} listed with {} of {} remaining, though {held_before} bookings held it then and \
+                     {bookings} were ever made for it",
+                    listed.slot, listed.remaining, listed.capacity
+                ));
+            } else {
+                continue;
+            }
+            break;
+        }
+    }
+    found
+}
+
 /// A step's call that was answered 4xx was refused, not of unknown outcome (docs/API.md:
 /// the step is `REJECTED_<status>` and compensated): the saga log never records such an
 /// answer as `Unknown`, which would fail the order as `SERVICE_UNAVAILABLE`, blaming a
@@ -1079,7 +1135,7 @@ fn allowed(action: Action) -> &'static [u16] {
         Action::Anonymous | Action::Forged | Action::LoggedOut => &[401],
         Action::Logout => &[204, 401],
         Action::ReuseKey | Action::ReuseDepositKey => &[422],
-        Action::ReadTransactions | Action::ReadNotifications => &[200],
+        Action::ReadTransactions | Action::ReadNotifications | Action::ReadSlots => &[200],
         Action::AtLimit | Action::PastLimit => &[400],
         Action::GaveUp => &[],
     }

@@ -3,6 +3,7 @@
 //! acknowledged), so the checks can hold each answer to the contract.
 
 use contracts::billing::TransactionType;
+use contracts::catalog::Slot;
 use contracts::notification::NotificationType;
 use contracts::order::{Order, OrderStatus};
 use contracts::{
@@ -48,6 +49,8 @@ pub enum Action {
     /// The shopper's own notifications (`listed` holds the order ids they name, `entries`
     /// the notifications).
     ReadNotifications,
+    /// The delivery slots (`slots` holds them).
+    ReadSlots,
     /// `POST /auth/logout` of the session the event names.
     Logout,
     /// A call with a session cookie after its logout was answered: 401 on every route.
@@ -78,6 +81,7 @@ impl Action {
             | Action::ReadTransactions => Some(ServiceName::Billing),
             Action::ReadCatalog => Some(ServiceName::Warehouse),
             Action::ReadNotifications => Some(ServiceName::Notification),
+            Action::ReadSlots => Some(ServiceName::Delivery),
             Action::Register
             | Action::Login
             | Action::Anonymous
@@ -206,6 +210,9 @@ pub struct Event {
     /// `ReadNotifications`), in the answer's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<Listed>>,
+    /// The slots a 200 `ReadSlots` answer held, in the answer's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<Vec<Slot>>,
     /// `GaveUp`: the step given up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub about: Option<Action>,
@@ -250,6 +257,7 @@ impl Event {
             balance_cents: None,
             listed: None,
             entries: None,
+            slots: None,
             about: None,
             abandoned: false,
             malformed: None,

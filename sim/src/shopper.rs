@@ -13,7 +13,7 @@ use crate::seams::{SimClock, TurmoilNet};
 use crate::seed::{child_seed, Draw};
 use bytes::Bytes;
 use contracts::billing::{Account, DepositResponse, Transaction};
-use contracts::catalog::Product;
+use contracts::catalog::{Product, Slot};
 use contracts::notification::Notification;
 use contracts::order::{Order, OrderStatus};
 use contracts::{OrderId, ProblemKind, ProblemType, ProductId, ServiceName};
@@ -287,6 +287,11 @@ impl Shopper {
                     malformed(&format!("not a catalog: {error}"));
                 }
             }
+            Action::ReadSlots => match serde_json::from_value::<Vec<Slot>>(body.clone()) {
+                Ok(slots) if success => event.slots = Some(slots),
+                Ok(_) => {}
+                Err(error) => malformed(&format!("not a list of slots: {error}")),
+            },
             Action::ReadTransactions | Action::ReadNotifications => match body.as_array() {
                 // The order ids, for the access check (whatever the status).
                 Some(entries) => {
@@ -904,11 +909,13 @@ impl Shopper {
     }
 
     /// Once its last order is final: the shopper's orders, transactions and notifications,
-    /// each read once, for the listings check to hold against the final databases.
+    /// and the delivery slots, each read once, for the listings check to hold against the
+    /// final databases.
     async fn final_reads(&mut self) {
         self.read(Action::ListOrders, "/api/v1/orders").await;
         self.read(Action::ReadTransactions, "/api/v1/billing/transactions").await;
         self.read(Action::ReadNotifications, "/api/v1/notifications").await;
+        self.read(Action::ReadSlots, "/api/v1/deliveries/slots").await;
     }
 
     /// A deposit sent at the same moment as order `number`: with a key, retried under it

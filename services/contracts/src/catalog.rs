@@ -14,7 +14,7 @@ pub struct Product {
     pub available: i64,
 }
 
-#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Slot {
     #[schema(value_type = String, format = DateTime)]
