@@ -63,6 +63,10 @@ pub struct RunReport {
     pub ledger: Vec<SagaEntry>,
     /// Turmoil steps the run took (the cost the time driver decides; not in the digest).
     pub steps: u64,
+    /// Host ticks the steps ran (a host's runtime run for a step) and skipped (a running
+    /// host left idle: the event-driven driver's); not in the digest.
+    pub host_ticks: u64,
+    pub host_skips: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -426,8 +430,15 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
         let delivered_before = driver.sim.messages_delivered();
         // A panic in a host's task comes out of `step` (turmoil's runtimes shut down on an
         // unhandled panic): a violation with its evidence, not an aborted sweep.
-        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            driver.sim.step_by(Duration::from_millis(tick_ms))
+        let step = Duration::from_millis(tick_ms);
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match time {
+            TimeDriver::Fixed => driver.sim.step_by(step),
+            // A host is ticked only when something may make it progress in the step; one
+            // of its own timers due by the step's end is the registry's to tell.
+            TimeDriver::EventDriven => {
+                let until_ms = now + tick_ms;
+                driver.sim.step_hosts_by(step, &|host| crate::timers::due_by(host, until_ms))
+            }
         }));
         let clients_done = match stepped {
             Ok(Ok(done)) => done,
@@ -452,7 +463,7 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
             }
         };
         steps += 1;
-        driver.busy = driver.sim.messages_delivered() != delivered_before;
+        driver.busy = driver.sim.messages_delivered() != delivered_before || driver.sim.hosts_woken();
         driver.take_crash_points();
         if driver.now_ms().is_multiple_of(CHECK_EVERY_MS) {
             let up_since_ms = driver.up_since_ms;
@@ -509,6 +520,7 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
     stats.crash_points_fired = std::mem::take(&mut driver.crash_points_fired);
     stats.metrics = operator_totals(&driver.cluster);
     let digest = digest(&snapshot, &history, plan, &violations);
+    let (host_ticks, host_skips) = driver.sim.host_ticks();
     let report = RunReport {
         scenario: scenario.name.clone(),
         seed,
@@ -521,6 +533,8 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
         saga_log,
         ledger,
         steps,
+        host_ticks,
+        host_skips,
     };
     (report, snapshot)
 }

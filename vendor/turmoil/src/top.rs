@@ -312,6 +312,20 @@ impl Topology {
         next
     }
 
+    /// Patched (see PATCH.md): the hosts a message waits to be handed to (after
+    /// [`Topology::tick_by`], what `deliver_messages` would hand over).
+    pub(crate) fn waiting_hosts(&self) -> Vec<IpAddr> {
+        let mut waiting = Vec::new();
+        for link in self.links.values() {
+            for (dst, queue) in &link.deliverable {
+                if !queue.is_empty() && !waiting.contains(dst) {
+                    waiting.push(*dst);
+                }
+            }
+        }
+        waiting
+    }
+
     pub(crate) fn iter_mut(&mut self) -> LinksIter<'_> {
         LinksIter {
             iter: self.links.iter_mut(),
