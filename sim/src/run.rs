@@ -308,7 +308,7 @@ impl Driver<'_> {
         }
         if let Some(wait) = self.sim.next_delivery() {
             let wait_ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
-            jump = jump.min(wait_ms.saturating_sub(1));
+            jump = jump.min(wait_ms);
         }
         jump.max(TICK_MS)
     }
@@ -437,7 +437,8 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
             // of its own timers due by the step's end is the registry's to tell.
             TimeDriver::EventDriven => {
                 let until_ms = now + tick_ms;
-                driver.sim.step_hosts_by(step, &|host| crate::timers::due_by(host, until_ms))
+                let lead = Duration::from_millis(tick_ms - TICK_MS);
+                driver.sim.step_hosts_by(step, lead, &|host| crate::timers::due_by(host, until_ms))
             }
         }));
         let clients_done = match stepped {
@@ -463,7 +464,10 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
             }
         };
         steps += 1;
-        driver.busy = driver.sim.messages_delivered() != delivered_before || driver.sim.hosts_woken();
+        driver.busy = match time {
+            TimeDriver::Fixed => driver.sim.messages_delivered() != delivered_before,
+            TimeDriver::EventDriven => driver.sim.hosts_woken(),
+        };
         driver.take_crash_points();
         if driver.now_ms().is_multiple_of(CHECK_EVERY_MS) {
             let up_since_ms = driver.up_since_ms;

@@ -530,19 +530,29 @@ impl<'a> Sim<'a> {
     }
 
     /// Patched (see PATCH.md): [`Sim::step_by`] that ticks only the running hosts that
-    /// may make progress in the step: one a message is handed to at its start, one a wake
-    /// from outside it reached since its last tick or whose software was (re)started
+    /// may make progress in the step: one a message is handed to, one a wake from outside
+    /// it reached since its last tick or whose software was (re)started
     /// (`Rt::is_woken`), and one for which `due` (given its address) says something of
     /// its own is due within the step (the caller's timer registry). Every other running
     /// host is skipped: nothing of its runs, its runtime owes the step's time and catches
     /// it up at its next tick before any of its tasks is polled (`Rt::tick_watched`);
     /// its host timer (`sim_elapsed`) advances as for a stopped host.
-    pub fn step_hosts_by(&mut self, tick: Duration, due: &dyn Fn(IpAddr) -> bool) -> Result<bool> {
+    ///
+    /// `lead` (less than `tick`): the caller knows that nothing of any host is due in the
+    /// step's first `lead`, so a ticked host catches that up too and runs only the rest
+    /// of the step, its messages handed to it then (as [`Sim::step_by`] would hand them
+    /// at the start of a step of `tick - lead` beginning there).
+    pub fn step_hosts_by(
+        &mut self,
+        tick: Duration,
+        lead: Duration,
+        due: &dyn Fn(IpAddr) -> bool,
+    ) -> Result<bool> {
         tracing::trace!(target: TRACING_TARGET, "step {}", self.steps);
 
         let mut is_finished = true;
 
-        self.world.borrow_mut().topology.tick_by(tick);
+        self.world.borrow_mut().topology.tick_by_reading_once(tick);
         let waiting = self.world.borrow().topology.waiting_hosts();
 
         let (mut running, stopped): (Vec<_>, Vec<_>) = self
@@ -579,11 +589,13 @@ impl<'a> Sim<'a> {
 
                 world.current = Some(addr);
 
-                // The instant the tick starts at, once the owed time is caught up.
+                // The instant of the step's start on the host's clock (what its host timer
+                // counts from), once the time owed before the step is caught up.
                 world.current_host_mut().timer.now(rt.now_caught_up());
             }
 
-            let is_software_finished = World::enter(&self.world, || rt.tick_watched(tick))?;
+            rt.owe(lead);
+            let is_software_finished = World::enter(&self.world, || rt.tick_watched(tick - lead))?;
 
             if rt.is_client() {
                 is_finished = is_finished && is_software_finished;

@@ -294,6 +294,16 @@ impl Topology {
         }
     }
 
+    /// Patched (see PATCH.md): [`Topology::tick_by`] reading the network's clock once,
+    /// not once a link (`Sim::step_hosts_by`'s; the same links' times).
+    pub(crate) fn tick_by_reading_once(&mut self, duration: Duration) {
+        let _ = self.rt.tick(duration);
+        let now = self.rt.now();
+        for link in self.links.values_mut() {
+            link.tick(now);
+        }
+    }
+
     /// Patched (see PATCH.md): see `Sim::next_delivery`.
     pub(crate) fn next_delivery(&self, running: impl Fn(IpAddr) -> bool) -> Option<Duration> {
         let now = self.rt.now();
