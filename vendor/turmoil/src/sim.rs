@@ -393,14 +393,6 @@ impl<'a> Sim<'a> {
         self.world.borrow().topology.next_delivery(running)
     }
 
-    /// Patched (see PATCH.md): how many messages the network has handed to hosts so far.
-    /// A step that delivered one may have woken a task on a host that already ran in that
-    /// step: a delivered SYN completes the connecting host's `connect` through a oneshot,
-    /// across hosts.
-    pub fn messages_delivered(&self) -> u64 {
-        self.world.borrow().topology.delivered
-    }
-
     /// Patched (see PATCH.md): how many host ticks the steps ran and how many
     /// [`Sim::step_hosts_by`] skipped (a running host left idle for a step).
     pub fn host_ticks(&self) -> (u64, u64) {
