@@ -33,6 +33,11 @@ pub struct BenchReport {
     /// Turmoil steps of all runs under each driver.
     pub fixed_steps: u64,
     pub event_steps: u64,
+    /// Host ticks (a host's runtime run for one step) of all runs under each driver, and
+    /// the running hosts' ticks the event-driven driver skipped (left idle for a step).
+    pub fixed_host_ticks: u64,
+    pub event_host_ticks: u64,
+    pub event_host_skips: u64,
     /// Runs whose digest differs between the drivers (0: both drivers ran the same runs).
     pub digests_differing: u64,
 }
@@ -61,14 +66,30 @@ fn bare_turmoil(hosts: u32, simulated_ms: u64) {
     sim.run().expect("the bare simulation runs");
 }
 
-/// Every run of `seeds` seeds of every scenario under `time`: (shoppers, simulated ms,
-/// steps, digest) each.
-fn runs(scenarios: &[Scenario], seeds: u64, time: TimeDriver) -> Vec<(u32, u64, u64, String)> {
+/// What the benchmark keeps of one run.
+struct Run {
+    shoppers: u32,
+    simulated_ms: u64,
+    steps: u64,
+    host_ticks: u64,
+    host_skips: u64,
+    digest: String,
+}
+
+/// Every run of `seeds` seeds of every scenario under `time`.
+fn runs(scenarios: &[Scenario], seeds: u64, time: TimeDriver) -> Vec<Run> {
     let mut runs = Vec::new();
     for scenario in scenarios {
         for seed in 0..seeds {
             let report = run_driven(scenario, seed, None, time);
-            runs.push((scenario.shoppers, report.stats.simulated_ms, report.steps, report.digest));
+            runs.push(Run {
+                shoppers: scenario.shoppers,
+                simulated_ms: report.stats.simulated_ms,
+                steps: report.steps,
+                host_ticks: report.host_ticks,
+                host_skips: report.host_skips,
+                digest: report.digest,
+            });
         }
     }
     runs
@@ -80,13 +101,14 @@ pub fn bench(scenarios: &[Scenario], seeds: u64) -> BenchReport {
     let (fixed, store_wall_ms) = wall_ms(|| runs(scenarios, seeds, TimeDriver::Fixed));
     let (event, event_wall_ms) = wall_ms(|| runs(scenarios, seeds, TimeDriver::EventDriven));
     let (_, bare_wall_ms) = wall_ms(|| {
-        for (shoppers, simulated_ms, _, _) in &fixed {
-            bare_turmoil(*shoppers, *simulated_ms);
+        for run in &fixed {
+            bare_turmoil(run.shoppers, run.simulated_ms);
         }
     });
     let runs = fixed.len() as u64;
-    let simulated_ms: u64 = fixed.iter().map(|(_, ms, _, _)| ms).sum();
-    let digests_differing = fixed.iter().zip(&event).filter(|(f, e)| f.3 != e.3).count() as u64;
+    let simulated_ms: u64 = fixed.iter().map(|run| run.simulated_ms).sum();
+    let digests_differing = fixed.iter().zip(&event).filter(|(f, e)| f.digest != e.digest).count() as u64;
+    let total = |runs: &[Run], count: fn(&Run) -> u64| runs.iter().map(count).sum();
     BenchReport {
         runs,
         simulated_ms,
@@ -101,8 +123,11 @@ pub fn bench(scenarios: &[Scenario], seeds: u64) -> BenchReport {
         bare_speedup: simulated_ms as f64 / bare_wall_ms,
         ratio: store_wall_ms / bare_wall_ms,
         event_gain: store_wall_ms / event_wall_ms,
-        fixed_steps: fixed.iter().map(|(_, _, steps, _)| steps).sum(),
-        event_steps: event.iter().map(|(_, _, steps, _)| steps).sum(),
+        fixed_steps: total(&fixed, |run| run.steps),
+        event_steps: total(&event, |run| run.steps),
+        fixed_host_ticks: total(&fixed, |run| run.host_ticks),
+        event_host_ticks: total(&event, |run| run.host_ticks),
+        event_host_skips: total(&event, |run| run.host_skips),
         digests_differing,
     }
 }

@@ -41,7 +41,9 @@ pub enum TimeDriver {
     Fixed,
     /// When nothing can happen before some later millisecond — no host task ready, no
     /// timer due ([`crate::timers`]), no message delivered (`Sim::next_delivery`), no
-    /// fault edge, restart, heal, check or the end of the run — one step straight to it.
+    /// fault edge, restart, heal, check or the end of the run — one step straight to it;
+    /// and in every step only the hosts that may progress in it are ticked
+    /// (`Sim::step_hosts_by`), the others catching the time up when next ticked.
     #[default]
     EventDriven,
 }
@@ -63,6 +65,10 @@ pub struct RunReport {
     pub ledger: Vec<SagaEntry>,
     /// Turmoil steps the run took (the cost the time driver decides; not in the digest).
     pub steps: u64,
+    /// Host ticks the steps ran (a host's runtime run for a step) and skipped (a running
+    /// host left idle: the event-driven driver's); not in the digest.
+    pub host_ticks: u64,
+    pub host_skips: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -164,11 +170,11 @@ struct Driver<'a> {
     seed: u64,
     /// A host may have a task ready to run that no timer woke: the harness changed the
     /// cluster since the last step (a fault applied, a host crashed or restarted, the
-    /// heal: a restarted host's software is ready to run), or the last step delivered a
-    /// message (a SYN delivered completes the connecting host's `connect` across hosts,
-    /// perhaps after that host's turn in the step). The next step is then one millisecond.
-    /// (Every other wake is local to a host and runs within the step that caused it, but
-    /// a timer's, which the registry shows.)
+    /// heal: a restarted host's software is ready to run), or, after the last step, a host
+    /// has a wake from outside it pending (`Sim::hosts_woken`: e.g. a SYN accepted on
+    /// another host completes its `connect`, perhaps after its turn in the step). The
+    /// next step is then one millisecond. (Every other wake is local to a host and runs
+    /// within the step that caused it, but a timer's, which the registry shows.)
     busy: bool,
 }
 
@@ -288,9 +294,10 @@ impl Driver<'_> {
     }
 
     /// How many milliseconds the next step may span with nothing happening before its
-    /// end: at most up to `horizon` (the harness's next own event), no further than the
-    /// earliest registered timer (which fires at the end of the step), and short of the
-    /// next message delivery (a step delivers what its end reaches, at its start). One
+    /// last millisecond: at most up to `horizon` (the harness's next own event), no
+    /// further than the earliest registered timer (which fires at the end of the step),
+    /// and up to the next message delivery (a step hands over what its end reaches; a
+    /// host it is handed to runs only the step's last millisecond: see `drive`). One
     /// when anything may be ready now: see `busy`; a timer fired and its task has not run
     /// yet; a message waits for a running host.
     fn quiet_ms(&self, horizon: u64) -> u64 {
@@ -304,7 +311,7 @@ impl Driver<'_> {
         }
         if let Some(wait) = self.sim.next_delivery() {
             let wait_ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
-            jump = jump.min(wait_ms.saturating_sub(1));
+            jump = jump.min(wait_ms);
         }
         jump.max(TICK_MS)
     }
@@ -423,11 +430,20 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
                 driver.quiet_ms(horizon)
             }
         };
-        let delivered_before = driver.sim.messages_delivered();
         // A panic in a host's task comes out of `step` (turmoil's runtimes shut down on an
         // unhandled panic): a violation with its evidence, not an aborted sweep.
-        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            driver.sim.step_by(Duration::from_millis(tick_ms))
+        let step = Duration::from_millis(tick_ms);
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match time {
+            TimeDriver::Fixed => driver.sim.step_by(step),
+            // A host is ticked only when something may make it progress in the step; one
+            // of its own timers due by the step's end is the registry's to tell.
+            TimeDriver::EventDriven => {
+                // Nothing of any host is due before the step's last millisecond (see
+                // `quiet_ms`): a ticked host catches up the rest (the lead) first.
+                let until_ms = now + tick_ms;
+                let lead = Duration::from_millis(tick_ms - TICK_MS);
+                driver.sim.step_hosts_by(step, lead, &|host| crate::timers::due_by(host, until_ms))
+            }
         }));
         let clients_done = match stepped {
             Ok(Ok(done)) => done,
@@ -452,7 +468,7 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
             }
         };
         steps += 1;
-        driver.busy = driver.sim.messages_delivered() != delivered_before;
+        driver.busy = driver.sim.hosts_woken();
         driver.take_crash_points();
         if driver.now_ms().is_multiple_of(CHECK_EVERY_MS) {
             let up_since_ms = driver.up_since_ms;
@@ -509,6 +525,7 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
     stats.crash_points_fired = std::mem::take(&mut driver.crash_points_fired);
     stats.metrics = operator_totals(&driver.cluster);
     let digest = digest(&snapshot, &history, plan, &violations);
+    let (host_ticks, host_skips) = driver.sim.host_ticks();
     let report = RunReport {
         scenario: scenario.name.clone(),
         seed,
@@ -521,6 +538,8 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
         saga_log,
         ledger,
         steps,
+        host_ticks,
+        host_skips,
     };
     (report, snapshot)
 }

@@ -33,8 +33,9 @@ impl Clock for SimClock {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         let sleep = tokio::time::sleep(duration);
         let now = turmoil::sim_elapsed().expect("the clock sleeps inside a simulated host");
-        // In the timer registry while pending: the event-driven driver's next deadline.
-        Box::pin(Registered::new(sleep, now, duration))
+        // In the timer registry while pending, under this host: the event-driven driver's
+        // next deadline, and when this host must next be ticked.
+        Box::pin(Registered::new(sleep, turmoil::current_host(), now, duration))
     }
 }
 

@@ -21,5 +21,11 @@ pub fn run(seeds: u64) -> Verdict {
         per_run(report.fixed_steps),
         report.digests_differing
     );
+    println!(
+        "host ticks per run: event-driven {:.0} ({:.0} skipped), fixed {:.0}",
+        per_run(report.event_host_ticks),
+        per_run(report.event_host_skips),
+        per_run(report.fixed_host_ticks)
+    );
     Ok(report.digests_differing == 0)
 }

@@ -268,6 +268,12 @@ pub fn sim_elapsed() -> Option<Duration> {
     .flatten()
 }
 
+/// Patched (see PATCH.md): the address of the host whose software is running now, if
+/// any (what a per-host timer registry keys on).
+pub fn current_host() -> Option<IpAddr> {
+    World::try_current(|world| world.current).ok().flatten()
+}
+
 /// The logical duration from [`UNIX_EPOCH`] until now.
 ///
 /// On creation the simulation picks a `SystemTime` and calculates the

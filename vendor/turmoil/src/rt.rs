@@ -1,7 +1,9 @@
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
 use rand::rngs::SmallRng;
 use tokio::runtime::Runtime;
@@ -66,6 +68,16 @@ pub struct Rt<'a> {
 
     /// Runtime configuration.
     config: Config,
+
+    /// Patched (see PATCH.md): set when a task of this host may be ready to run with no
+    /// timer of its own: something outside the host's last tick woke one (a message
+    /// delivered, a SYN accepted or dropped on another host, the harness crashing a
+    /// peer), or the software was (re)started. See [`Rt::tick_watched`].
+    woken: Arc<AtomicBool>,
+
+    /// Patched (see PATCH.md): simulated time this host's runtime has not yet been
+    /// advanced by (steps it was skipped in); caught up at its next watched tick.
+    owed: Duration,
 }
 
 impl<'a> Rt<'a> {
@@ -84,6 +96,8 @@ impl<'a> Rt<'a> {
             nodename,
             handle: Some(handle),
             config,
+            woken: Arc::new(AtomicBool::new(true)),
+            owed: Duration::ZERO,
         }
     }
 
@@ -104,6 +118,8 @@ impl<'a> Rt<'a> {
             nodename,
             handle: Some(handle),
             config,
+            woken: Arc::new(AtomicBool::new(true)),
+            owed: Duration::ZERO,
         }
     }
 
@@ -118,6 +134,8 @@ impl<'a> Rt<'a> {
             nodename: String::new().into(),
             handle: None,
             config,
+            woken: Arc::new(AtomicBool::new(false)),
+            owed: Duration::ZERO,
         }
     }
 
@@ -169,6 +187,11 @@ impl<'a> Rt<'a> {
                 .await
         });
 
+        self.finished()
+    }
+
+    /// Polls for software completion (the end of [`Rt::tick`]).
+    fn finished(&mut self) -> Result<bool> {
         // pull for software completion
         match &self.handle {
             Some(handle) if handle.is_finished() => {
@@ -188,6 +211,53 @@ impl<'a> Rt<'a> {
         }
     }
 
+    /// Patched (see PATCH.md): whether a task of this host may be ready to run with no
+    /// timer of its own (see `woken`).
+    pub(crate) fn is_woken(&self) -> bool {
+        self.woken.load(Ordering::Relaxed)
+    }
+
+    /// Patched (see PATCH.md): the host is skipped for a step of `duration`: it owes the
+    /// time, caught up at its next [`Rt::tick_watched`].
+    pub(crate) fn owe(&mut self, duration: Duration) {
+        self.owed += duration;
+    }
+
+    /// Patched (see PATCH.md): what `now()` will read once the owed time is caught up.
+    pub(crate) fn now_caught_up(&self) -> Instant {
+        self.now() + self.owed
+    }
+
+    /// Patched (see PATCH.md): [`Rt::tick`] for a host that may have been skipped. First
+    /// the runtime's clock catches up the time it owes, with no task of the host polled
+    /// (the caller skipped it only while none could run: nothing of its own was due in
+    /// that time, nothing woke it); then the tick, with the `LocalSet` registering a waker
+    /// that also sets `woken`, so that a wake from outside the host (another host's tick,
+    /// a delivery, the harness) after this tick marks the host as having work. The
+    /// flag is cleared when the tick ends: every wake before the end ran in the tick, but
+    /// for a timer firing exactly at the tick's end, which the caller sees (its own timer
+    /// registry) as still due.
+    pub(crate) fn tick_watched(&mut self, duration: Duration) -> Result<bool> {
+        let owed = mem::replace(&mut self.owed, Duration::ZERO);
+        let woken = self.woken.clone();
+        self.tokio.block_on(async {
+            if !owed.is_zero() {
+                sleep(owed).await;
+            }
+            let run = std::pin::pin!(self.local.run_until(async {
+                sleep(duration).await;
+            }));
+            Watched {
+                inner: run,
+                woken,
+                cached: None,
+            }
+            .await
+        });
+        self.woken.store(false, Ordering::Relaxed);
+        self.finished()
+    }
+
     pub(crate) fn crash(&mut self) {
         if !self.is_host() {
             panic!("can only crash host's software");
@@ -204,6 +274,8 @@ impl<'a> Rt<'a> {
         }
 
         self.cancel_tasks();
+        // Patched (see PATCH.md): the restarted software is ready to run.
+        self.woken.store(true, Ordering::Relaxed);
 
         if let Kind::Host { software } = &self.kind {
             let handle = with(&self.tokio, &self.local, || {
@@ -223,9 +295,53 @@ impl<'a> Rt<'a> {
     /// Both the [`Runtime`] and [`LocalSet`] are replaced with new instances.
     fn cancel_tasks(&mut self) {
         let (tokio, local) = init(&mut self.config);
+        // Patched (see PATCH.md): a fresh runtime owes nothing.
+        self.owed = Duration::ZERO;
 
         _ = mem::replace(&mut self.tokio, tokio);
         drop(mem::replace(&mut self.local, local));
+    }
+}
+
+/// Patched (see PATCH.md): a future whose wakes also set a flag (see [`Rt::tick_watched`]).
+struct Watched<F> {
+    inner: F,
+    woken: Arc<AtomicBool>,
+    /// The waker last given and the flagging waker made for it.
+    cached: Option<(Waker, Waker)>,
+}
+
+struct FlagWaker {
+    inner: Waker,
+    woken: Arc<AtomicBool>,
+}
+
+impl Wake for FlagWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Relaxed);
+        self.inner.wake_by_ref();
+    }
+}
+
+impl<F: Future + Unpin> Future for Watched<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let me = &mut *self;
+        let fresh = !matches!(&me.cached, Some((given, _)) if given.will_wake(cx.waker()));
+        if fresh {
+            let flagging = Waker::from(Arc::new(FlagWaker {
+                inner: cx.waker().clone(),
+                woken: me.woken.clone(),
+            }));
+            me.cached = Some((cx.waker().clone(), flagging));
+        }
+        let (_, flagging) = me.cached.as_ref().expect("cached above");
+        Pin::new(&mut me.inner).poll(&mut Context::from_waker(flagging))
     }
 }
 

@@ -36,6 +36,10 @@ pub struct Sim<'a> {
     elapsed: Duration,
 
     steps: usize,
+
+    /// Patched (see PATCH.md): host ticks run and skipped by [`Sim::step_hosts_by`].
+    host_ticks: u64,
+    host_skips: u64,
 }
 
 impl<'a> Sim<'a> {
@@ -52,6 +56,8 @@ impl<'a> Sim<'a> {
             since_epoch,
             elapsed: Duration::ZERO,
             steps: 1, // bumped after each step
+            host_ticks: 0,
+            host_skips: 0,
         }
     }
 
@@ -387,12 +393,16 @@ impl<'a> Sim<'a> {
         self.world.borrow().topology.next_delivery(running)
     }
 
-    /// Patched (see PATCH.md): how many messages the network has handed to hosts so far.
-    /// A step that delivered one may have woken a task on a host that already ran in that
-    /// step: a delivered SYN completes the connecting host's `connect` through a oneshot,
-    /// across hosts.
-    pub fn messages_delivered(&self) -> u64 {
-        self.world.borrow().topology.delivered
+    /// Patched (see PATCH.md): how many host ticks the steps ran and how many
+    /// [`Sim::step_hosts_by`] skipped (a running host left idle for a step).
+    pub fn host_ticks(&self) -> (u64, u64) {
+        (self.host_ticks, self.host_skips)
+    }
+
+    /// Patched (see PATCH.md): whether a running host has a task a wake from outside it
+    /// made ready since its last tick, or restarted software not yet run (`Rt::is_woken`).
+    pub fn hosts_woken(&self) -> bool {
+        self.rts.values().any(|rt| rt.is_software_running() && rt.is_woken())
     }
 
     /// Run the simulation until all client hosts have completed.
@@ -476,6 +486,8 @@ impl<'a> Sim<'a> {
                 world.current_host_mut().timer.now(rt.now());
             }
 
+            // Patched (see PATCH.md): counted for `host_ticks`.
+            self.host_ticks += 1;
             let is_software_finished = World::enter(&self.world, || rt.tick(tick))?;
 
             if rt.is_client() {
@@ -491,6 +503,102 @@ impl<'a> Sim<'a> {
 
         // Tick the nodes that are not actively running (i.e., crashed) to ensure their clock keeps up
         // with the rest of the simulation when they are restarted (bounced).
+        for (&addr, _rt) in stopped {
+            let mut world = self.world.borrow_mut();
+            world.tick(addr, tick);
+        }
+
+        self.elapsed += tick;
+        self.steps += 1;
+
+        if self.elapsed > self.config.duration && !is_finished {
+            return Err(format!(
+                "Ran for duration: {:?} steps: {} without completing",
+                self.config.duration, self.steps,
+            ))?;
+        }
+
+        Ok(is_finished)
+    }
+
+    /// Patched (see PATCH.md): [`Sim::step_by`] that ticks only the running hosts that
+    /// may make progress in the step: one a message is handed to, one a wake from outside
+    /// it reached since its last tick or whose software was (re)started
+    /// (`Rt::is_woken`), and one for which `due` (given its address) says something of
+    /// its own is due within the step (the caller's timer registry). Every other running
+    /// host is skipped: nothing of its runs, its runtime owes the step's time and catches
+    /// it up at its next tick before any of its tasks is polled (`Rt::tick_watched`);
+    /// its host timer (`sim_elapsed`) advances as for a stopped host.
+    ///
+    /// `lead` (less than `tick`): the caller knows that nothing of any host is due in the
+    /// step's first `lead`, so a ticked host catches that up too and runs only the rest
+    /// of the step, its messages handed to it then (as [`Sim::step_by`] would hand them
+    /// at the start of a step of `tick - lead` beginning there).
+    pub fn step_hosts_by(
+        &mut self,
+        tick: Duration,
+        lead: Duration,
+        due: &dyn Fn(IpAddr) -> bool,
+    ) -> Result<bool> {
+        tracing::trace!(target: TRACING_TARGET, "step {}", self.steps);
+
+        let mut is_finished = true;
+
+        self.world.borrow_mut().topology.tick_by_reading_once(tick);
+        let waiting = self.world.borrow().topology.waiting_hosts();
+
+        let (mut running, stopped): (Vec<_>, Vec<_>) = self
+            .rts
+            .iter_mut()
+            .partition(|(_, rt)| rt.is_software_running());
+        if self.config.random_node_order {
+            running.shuffle(&mut self.world.borrow_mut().rng);
+        }
+
+        for (&addr, rt) in running {
+            // Read at the host's turn: a host ticked earlier in this step may have woken it.
+            if !(rt.is_woken() || waiting.contains(&addr) || due(addr)) {
+                rt.owe(tick);
+                self.host_skips += 1;
+                if rt.is_client() {
+                    is_finished = false;
+                }
+                self.world.borrow_mut().tick(addr, tick);
+                continue;
+            }
+            self.host_ticks += 1;
+
+            let _span_guard = tracing::span!(Level::INFO, "node", name = &*rt.nodename,).entered();
+            {
+                let mut world = self.world.borrow_mut();
+                let World {
+                    rng,
+                    topology,
+                    hosts,
+                    ..
+                } = world.deref_mut();
+                topology.deliver_messages(rng, hosts.get_mut(&addr).expect("missing host"));
+
+                world.current = Some(addr);
+
+                // The instant of the step's start on the host's clock (what its host timer
+                // counts from), once the time owed before the step is caught up.
+                world.current_host_mut().timer.now(rt.now_caught_up());
+            }
+
+            rt.owe(lead);
+            let is_software_finished = World::enter(&self.world, || rt.tick_watched(tick - lead))?;
+
+            if rt.is_client() {
+                is_finished = is_finished && is_software_finished;
+            }
+
+            let mut world = self.world.borrow_mut();
+            world.current = None;
+
+            world.tick(addr, tick);
+        }
+
         for (&addr, _rt) in stopped {
             let mut world = self.world.borrow_mut();
             world.tick(addr, tick);

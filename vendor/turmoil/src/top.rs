@@ -23,9 +23,6 @@ pub(crate) struct Topology {
     /// forward in the same way we do it elsewhere. We'd like to represent
     /// network state with async in the future.
     rt: Rt<'static>,
-
-    /// Patched (see PATCH.md): messages handed to hosts so far.
-    pub(crate) delivered: u64,
 }
 
 /// This type is used as the key in the [`Topology::links`] map. See [`new`]
@@ -181,7 +178,6 @@ impl Topology {
             config,
             links: IndexMap::new(),
             rt: Rt::no_software(),
-            delivered: 0,
         }
     }
 
@@ -256,7 +252,7 @@ impl Topology {
     pub(crate) fn deliver_messages(&mut self, rand: &mut dyn RngCore, dst: &mut Host) {
         for (pair, link) in &mut self.links {
             if pair.0 == dst.addr || pair.1 == dst.addr {
-                self.delivered += link.deliver_messages(&self.config, rand, dst);
+                link.deliver_messages(&self.config, rand, dst);
             }
         }
     }
@@ -294,6 +290,16 @@ impl Topology {
         }
     }
 
+    /// Patched (see PATCH.md): [`Topology::tick_by`] reading the network's clock once,
+    /// not once a link (`Sim::step_hosts_by`'s; the same links' times).
+    pub(crate) fn tick_by_reading_once(&mut self, duration: Duration) {
+        let _ = self.rt.tick(duration);
+        let now = self.rt.now();
+        for link in self.links.values_mut() {
+            link.tick(now);
+        }
+    }
+
     /// Patched (see PATCH.md): see `Sim::next_delivery`.
     pub(crate) fn next_delivery(&self, running: impl Fn(IpAddr) -> bool) -> Option<Duration> {
         let now = self.rt.now();
@@ -310,6 +316,20 @@ impl Topology {
             }
         }
         next
+    }
+
+    /// Patched (see PATCH.md): the hosts a message waits to be handed to (after
+    /// [`Topology::tick_by`], what `deliver_messages` would hand over).
+    pub(crate) fn waiting_hosts(&self) -> Vec<IpAddr> {
+        let mut waiting = Vec::new();
+        for link in self.links.values() {
+            for (dst, queue) in &link.deliverable {
+                if !queue.is_empty() && !waiting.contains(dst) {
+                    waiting.push(*dst);
+                }
+            }
+        }
+        waiting
     }
 
     pub(crate) fn iter_mut(&mut self) -> LinksIter<'_> {
@@ -467,7 +487,7 @@ impl Link {
         global_config: &config::Link,
         rand: &mut dyn RngCore,
         host: &mut Host,
-    ) -> u64 {
+    ) {
         let deliverable = self
             .deliverable
             .entry(host.addr)
@@ -475,14 +495,12 @@ impl Link {
             .drain(..)
             .collect::<Vec<Envelope>>();
 
-        let count = deliverable.len() as u64;
         for message in deliverable {
             let (src, dst) = (message.src, message.dst);
             if let Err(message) = host.receive_from_network(message) {
                 let _ = self.enqueue_message(global_config, rand, dst, src, message);
             }
         }
-        count
     }
 
     // Randomly break or repair this link.
