@@ -124,6 +124,7 @@ pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<
     found.extend(listings(snapshot, history, plan));
     found.extend(slot_listings(snapshot, history, plan));
     found.extend(crate::figures::check(snapshot, history));
+    found.extend(records_carry_the_saga_trace(snapshot));
     found
 }
 
@@ -1009,6 +1010,30 @@ fn slot_listings(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Vio
                 continue;
             }
             break;
+        }
+    }
+    found
+}
+
+/// Traces (check 15, what an operator follows): every participant's operation record
+/// carries the trace of its order's saga, the one the request that created the order
+/// started, also when the saga was resumed after a crash or by recovery.
+fn records_carry_the_saga_trace(snapshot: &Snapshot) -> Vec<Violation> {
+    let traces: BTreeMap<OrderId, Option<&String>> =
+        snapshot.orders.iter().map(|o| (o.id, o.trace_id.as_ref())).collect();
+    let mut found = Vec::new();
+    for (participant, records) in &snapshot.operations {
+        for (order_id, record) in records {
+            let Some(order_trace) = traces.get(order_id) else { continue };
+            if record.trace_id.as_ref() != *order_trace || record.trace_id.is_none() {
+                let evidence = format!(
+                    "its {} record carries trace {:?}, its saga trace {:?}",
+                    participant.service(),
+                    record.trace_id,
+                    order_trace
+                );
+                found.push(violation(FIGURES, format!("order {order_id}"), evidence));
+            }
         }
     }
     found

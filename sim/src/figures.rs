@@ -288,6 +288,7 @@ mod tests {
             message: message.to_string(),
             created_at: Timestamp::UNIX_EPOCH,
             updated_at: Timestamp::UNIX_EPOCH,
+            trace_id: None,
         }
     }
 

@@ -75,6 +75,8 @@ pub struct OrderRow {
     pub created_at: Timestamp,
     /// Product → quantity, lines of one product added up.
     pub items: BTreeMap<ProductId, i64>,
+    /// The trace its saga's calls carry (the request that created it started it).
+    pub trace_id: Option<String>,
 }
 
 impl OrderRow {
@@ -235,6 +237,8 @@ pub struct OperationRow {
     pub created_at: Timestamp,
     /// When the state last changed (an undo: the release time).
     pub updated_at: Timestamp,
+    /// The trace of the saga call that created the record.
+    pub trace_id: Option<String>,
 }
 
 /// Every service's state at the end of a run (or, for [`Snapshot::levels`], the balances,
@@ -475,13 +479,14 @@ impl Snapshot {
             let rows = reader.rows(
                 db(participant.service()),
                 &place,
-                "SELECT order_id, state, message, created_at, updated_at FROM operations ORDER BY order_id",
+                "SELECT order_id, state, message, created_at, updated_at, trace_id FROM operations ORDER BY order_id",
                 |r| {
                     let row = OperationRow {
                         state: parsed(r, 1, OperationState::parse)?,
                         message: text(r, 2)?,
                         created_at: time(r, 3)?,
                         updated_at: time(r, 4)?,
+                        trace_id: optional_text(r, 5)?,
                     };
                     Ok((id(r, 0)?, row))
                 },
@@ -572,7 +577,7 @@ fn read_orders(reader: &mut Reader<'_>, db: &Db) -> Vec<OrderRow> {
     let mut orders = reader.rows(
         db,
         "order.orders",
-        "SELECT id, number, user_id, status, price_cents, error_message, preferred_time_slot, created_at
+        "SELECT id, number, user_id, status, price_cents, error_message, preferred_time_slot, created_at, trace_id
          FROM orders ORDER BY seq",
         |r| {
             Ok(OrderRow {
@@ -585,6 +590,7 @@ fn read_orders(reader: &mut Reader<'_>, db: &Db) -> Vec<OrderRow> {
                 slot: time(r, 6)?,
                 created_at: time(r, 7)?,
                 items: BTreeMap::new(),
+                trace_id: optional_text(r, 8)?,
             })
         },
     );

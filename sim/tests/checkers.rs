@@ -340,6 +340,7 @@ fn justified_outcomes_catch_insufficient_funds_with_money_in_the_account() {
         message: reason::INSUFFICIENT_FUNDS.into(),
         created_at: late,
         updated_at: late,
+        trace_id: snapshot.orders.iter().find(|o| o.id == order).and_then(|o| o.trace_id.clone()),
     };
     snapshot.operations.get_mut(&Participant::Billing).unwrap().insert(order, refusal);
     let violations = check(&snapshot, &history);

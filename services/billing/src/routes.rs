@@ -18,6 +18,7 @@ use platform::json::{idempotency_key, Json, Path};
 use platform::operations::step_endpoint;
 use platform::sql::time_text;
 use platform::storage::Cached;
+use platform::trace::RequestContext;
 use platform::ApiError;
 use rusqlite::{params, OptionalExtension};
 use std::sync::Arc;
@@ -141,13 +142,17 @@ async fn transactions(state: Shared, User(user_id): User) -> Result<impl IntoRes
 async fn withdraw_step(
     state: Shared,
     _caller: Service,
+    Extension(context): Extension<RequestContext>,
     Json(request): Json<WithdrawRequest>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     if request.amount.cents() <= 0 {
         return Err(ApiError::bad_request(ProblemType::InvalidAmount, "amount must be greater than zero"));
     }
     let transaction_id: TransactionId = state.env.ids.id();
-    let result = step_endpoint(&state.env, &state.db, |tx, now| withdraw(tx, &request, transaction_id, now)).await?;
+    let result = step_endpoint(&state.env, &state.db, request.order_id, &context, |tx, now| {
+        withdraw(tx, &request, transaction_id, now)
+    })
+    .await?;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }
@@ -158,10 +163,14 @@ async fn withdraw_step(
 async fn cancel_step(
     state: Shared,
     _caller: Service,
+    Extension(context): Extension<RequestContext>,
     Path(order_id): Path<OrderId>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let refund_id: TransactionId = state.env.ids.id();
-    let result = step_endpoint(&state.env, &state.db, |tx, now| cancel_withdraw(tx, order_id, refund_id, now)).await?;
+    let result = step_endpoint(&state.env, &state.db, order_id, &context, |tx, now| {
+        cancel_withdraw(tx, order_id, refund_id, now)
+    })
+    .await?;
     state.outbox_wakeup.notify_one();
     Ok(axum::Json(result))
 }

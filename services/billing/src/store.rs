@@ -45,6 +45,7 @@ pub fn migrations() -> Vec<Migration> {
         },
         platform::operations::migration(2),
         platform::outbox::migration(3),
+        platform::operations::trace_migration(4),
     ]
 }
 

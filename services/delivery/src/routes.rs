@@ -11,6 +11,7 @@ use contracts::{OrderId, TransactionId};
 use platform::auth::{Auth, Caller, Service};
 use platform::json::{Json, Path};
 use platform::operations::step_endpoint;
+use platform::trace::RequestContext;
 use platform::ApiError;
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Slot>>, A
 async fn book_step(
     state: Shared,
     _caller: Service,
+    Extension(context): Extension<RequestContext>,
     Json(request): Json<BookRequest>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     if request.address.trim().is_empty() || request.address.chars().count() > ADDRESS_LENGTH_MAX {
@@ -53,7 +55,7 @@ async fn book_step(
     }
     let config = state.config;
     let reservation_id: TransactionId = state.env.ids.id();
-    let result = step_endpoint(&state.env, &state.db, |tx, now| {
+    let result = step_endpoint(&state.env, &state.db, request.order_id, &context, |tx, now| {
         ensure_slots(tx, now, config.horizon_hours, config.slot_capacity)?;
         book(tx, &request, reservation_id, now)
     })
@@ -67,9 +69,11 @@ async fn book_step(
 async fn cancel_step(
     state: Shared,
     _caller: Service,
+    Extension(context): Extension<RequestContext>,
     Path(order_id): Path<OrderId>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
-    let result = step_endpoint(&state.env, &state.db, |tx, now| cancel_booking(tx, order_id, now)).await?;
+    let result =
+        step_endpoint(&state.env, &state.db, order_id, &context, |tx, now| cancel_booking(tx, order_id, now)).await?;
     Ok(axum::Json(result))
 }
 

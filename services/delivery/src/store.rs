@@ -32,6 +32,7 @@ pub fn migrations() -> Vec<Migration> {
             );",
         },
         platform::operations::migration(2),
+        platform::operations::trace_migration(3),
     ]
 }
 

@@ -12,6 +12,7 @@ use crate::sql::{parsed_at, time_text};
 use crate::storage::record_participant_outcome as record;
 use crate::storage::Cached;
 use crate::storage::{Db, Migration};
+use crate::trace::RequestContext;
 use crate::{ApiError, Env};
 use contracts::saga::{reason, StepResult};
 use contracts::{OrderId, Timestamp, TransactionId};
@@ -31,6 +32,13 @@ pub fn migration(version: u32) -> Migration {
             updated_at TEXT NOT NULL
         );",
     }
+}
+
+/// The `operations` table's `trace_id` column: the trace of the saga call that created the
+/// record (`step_endpoint` sets it), so that an operator finds a step's saga from the
+/// participant's side. Each participant adds it as the migration after [`migration`].
+pub fn trace_migration(version: u32) -> Migration {
+    Migration { version, sql: "ALTER TABLE operations ADD COLUMN trace_id TEXT;" }
 }
 
 /// APPLIED: the action took effect. REFUSED: refused for a business reason (nothing done).
@@ -183,10 +191,20 @@ pub fn cancel(
 pub async fn step_endpoint(
     env: &Env,
     db: &Db,
+    order_id: OrderId,
+    context: &RequestContext,
     step: impl FnOnce(&Connection, Timestamp) -> rusqlite::Result<StepResult>,
 ) -> Result<StepResult, ApiError> {
     let now = env.clock.now_utc();
-    let result = db.write(|tx| step(tx, now))?;
+    let result = db.write(|tx| {
+        let result = step(tx, now)?;
+        // The record's trace: the call that created it (a repeat or a cancel keeps it).
+        tx.execute_cached(
+            "UPDATE operations SET trace_id = ?1 WHERE order_id = ?2 AND trace_id IS NULL",
+            params![context.trace_id, order_id.to_string()],
+        )?;
+        Ok::<_, rusqlite::Error>(result)
+    })?;
     crash_point::here(CrashPoint::ParticipantCommitted).await;
     Ok(result)
 }

@@ -12,6 +12,7 @@ use contracts::{OrderId, ProductId};
 use platform::auth::{Auth, Caller, Service};
 use platform::json::{Json, Path};
 use platform::operations::step_endpoint;
+use platform::trace::RequestContext;
 use platform::ApiError;
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ async fn one(
 async fn reserve_step(
     state: Shared,
     _caller: Service,
+    Extension(context): Extension<RequestContext>,
     Json(request): Json<ReserveRequest>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
     let lines_ok = !request.items.is_empty() && request.items.len() <= ITEMS_MAX;
@@ -70,8 +72,10 @@ async fn reserve_step(
     if let Some(result) = crate::planted::oversell_two_steps(&state, &request).await {
         return result.map(axum::Json);
     }
-    let result =
-        step_endpoint(&state.env, &state.db, |tx, now| reserve(tx, request.order_id, &request.items, now)).await?;
+    let result = step_endpoint(&state.env, &state.db, request.order_id, &context, |tx, now| {
+        reserve(tx, request.order_id, &request.items, now)
+    })
+    .await?;
     Ok(axum::Json(result))
 }
 
@@ -81,9 +85,10 @@ async fn reserve_step(
 async fn release_step(
     state: Shared,
     _caller: Service,
+    Extension(context): Extension<RequestContext>,
     Path(order_id): Path<OrderId>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
-    let result = step_endpoint(&state.env, &state.db, |tx, now| release(tx, order_id, now)).await?;
+    let result = step_endpoint(&state.env, &state.db, order_id, &context, |tx, now| release(tx, order_id, now)).await?;
     Ok(axum::Json(result))
 }
 
