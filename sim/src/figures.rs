@@ -127,7 +127,9 @@ impl Figures {
 ///   status was counted once, a FAILED order under its reason;
 /// - each participant counted, per operation record, one first action (applied or refused, as
 ///   the record's state says it was), one undo or cancel where the record says so, and one
-///   tombstone per tombstone; an action refused at a tombstone only where a tombstone exists;
+///   tombstone per tombstone; and each repeat its records counted: a repeated action at a
+///   tombstone as `late_action_refused`, any other as `repeated`, a repeated cancel as
+///   `repeated_cancel`;
 /// - every replay, key-in-progress, duplicate and reused key a shopper was answered was counted
 ///   (at least as many: an answer may be lost on its way).
 pub fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
@@ -139,7 +141,6 @@ pub fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
             found.push(violation(FIGURES, subject, evidence));
         }
     };
-    let mut late_without_tombstones = Vec::new();
     const ORDER: &str = ServiceName::Order.as_str();
     let orders = snapshot.orders.len() as u64;
     differ(ORDER, "orders_created_total", figures.created, orders, "orders in the database");
@@ -161,7 +162,16 @@ pub fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
     for participant in Participant::ALL {
         let records = snapshot.operations.get(&participant).into_iter().flat_map(|r| r.values());
         let (mut applied, mut refused, mut undone, mut cancelled, mut tombstones) = (0, 0, 0, 0, 0);
+        // Repeats counted on the records: of an action at a tombstone, of any other action,
+        // of a cancel.
+        let (mut late, mut repeated, mut repeated_cancels) = (0, 0, 0);
         for record in records {
+            if record.state == OperationState::Cancelled && record.message == TOMBSTONE_MESSAGE {
+                late += record.action_repeats as u64;
+            } else {
+                repeated += record.action_repeats as u64;
+            }
+            repeated_cancels += record.cancel_repeats as u64;
             match record.state {
                 OperationState::Applied => applied += 1,
                 OperationState::Refused => refused += 1,
@@ -186,14 +196,29 @@ pub fn check(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
         differ(&subject, "undone", count(ParticipantOutcome::undone), undone, &of("UNDONE"));
         differ(&subject, "cancelled", count(ParticipantOutcome::cancelled), cancelled, &of("of a refusal CANCELLED"));
         differ(&subject, "tombstone", count(ParticipantOutcome::tombstone), tombstones, &of("left as tombstones"));
-        let late = count(ParticipantOutcome::late_action_refused);
-        if late > 0 && tombstones == 0 {
-            let evidence = format!("late_action_refused counted {late}, but no record is a tombstone");
-            late_without_tombstones.push(violation(FIGURES, subject, evidence));
-        }
+        differ(
+            &subject,
+            "repeated",
+            count(ParticipantOutcome::repeated),
+            repeated,
+            &of("repeated actions, not at a tombstone"),
+        );
+        differ(
+            &subject,
+            "late_action_refused",
+            count(ParticipantOutcome::late_action_refused),
+            late,
+            &of("repeated actions at a tombstone"),
+        );
+        differ(
+            &subject,
+            "repeated_cancel",
+            count(ParticipantOutcome::repeated_cancel),
+            repeated_cancels,
+            &of("repeated cancels"),
+        );
     }
 
-    found.extend(late_without_tombstones);
     found.extend(step_figures(figures, snapshot));
 
     // What the shoppers were answered to an order's POST, counted by kind.
@@ -289,6 +314,8 @@ mod tests {
             created_at: Timestamp::UNIX_EPOCH,
             updated_at: Timestamp::UNIX_EPOCH,
             trace_id: None,
+            action_repeats: 0,
+            cancel_repeats: 0,
         }
     }
 

@@ -239,6 +239,9 @@ pub struct OperationRow {
     pub updated_at: Timestamp,
     /// The trace of the saga call that created the record.
     pub trace_id: Option<String>,
+    /// How many times the action, and the cancel, came again after the first.
+    pub action_repeats: i64,
+    pub cancel_repeats: i64,
 }
 
 /// Every service's state at the end of a run (or, for [`Snapshot::levels`], the balances,
@@ -479,7 +482,8 @@ impl Snapshot {
             let rows = reader.rows(
                 db(participant.service()),
                 &place,
-                "SELECT order_id, state, message, created_at, updated_at, trace_id FROM operations ORDER BY order_id",
+                "SELECT order_id, state, message, created_at, updated_at, trace_id, action_repeats, cancel_repeats
+                 FROM operations ORDER BY order_id",
                 |r| {
                     let row = OperationRow {
                         state: parsed(r, 1, OperationState::parse)?,
@@ -487,6 +491,8 @@ impl Snapshot {
                         created_at: time(r, 3)?,
                         updated_at: time(r, 4)?,
                         trace_id: optional_text(r, 5)?,
+                        action_repeats: int(r, 6)?,
+                        cancel_repeats: int(r, 7)?,
                     };
                     Ok((id(r, 0)?, row))
                 },

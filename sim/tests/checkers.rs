@@ -341,6 +341,8 @@ fn justified_outcomes_catch_insufficient_funds_with_money_in_the_account() {
         created_at: late,
         updated_at: late,
         trace_id: snapshot.orders.iter().find(|o| o.id == order).and_then(|o| o.trace_id.clone()),
+        action_repeats: 0,
+        cancel_repeats: 0,
     };
     snapshot.operations.get_mut(&Participant::Billing).unwrap().insert(order, refusal);
     let violations = check(&snapshot, &history);

@@ -45,7 +45,7 @@ pub fn migrations() -> Vec<Migration> {
         },
         platform::operations::migration(2),
         platform::outbox::migration(3),
-        platform::operations::trace_migration(4),
+        platform::operations::details_migration(4),
     ]
 }
 

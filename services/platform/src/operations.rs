@@ -34,11 +34,33 @@ pub fn migration(version: u32) -> Migration {
     }
 }
 
-/// The `operations` table's `trace_id` column: the trace of the saga call that created the
-/// record (`step_endpoint` sets it), so that an operator finds a step's saga from the
-/// participant's side. Each participant adds it as the migration after [`migration`].
-pub fn trace_migration(version: u32) -> Migration {
-    Migration { version, sql: "ALTER TABLE operations ADD COLUMN trace_id TEXT;" }
+/// The `operations` table's details, added after [`migration`] by each participant: the
+/// trace of the saga call that created the record (`trace_id`, set by [`step_endpoint`]), so
+/// that an operator finds a step's saga from the participant's side, and how many times the
+/// action and the cancel were repeated after the first (`action_repeats`, `cancel_repeats`:
+/// what the `repeated`, `late_action_refused` and `repeated_cancel` counts add up to).
+pub fn details_migration(version: u32) -> Migration {
+    Migration {
+        version,
+        sql: "ALTER TABLE operations ADD COLUMN trace_id TEXT;
+              ALTER TABLE operations ADD COLUMN action_repeats INTEGER NOT NULL DEFAULT 0;
+              ALTER TABLE operations ADD COLUMN cancel_repeats INTEGER NOT NULL DEFAULT 0;",
+    }
+}
+
+/// Counts a repeat of the order's action or cancel on its record.
+fn count_repeat(connection: &Connection, order_id: OrderId, column: RepeatColumn) -> rusqlite::Result<()> {
+    let sql = match column {
+        RepeatColumn::Action => "UPDATE operations SET action_repeats = action_repeats + 1 WHERE order_id = ?1",
+        RepeatColumn::Cancel => "UPDATE operations SET cancel_repeats = cancel_repeats + 1 WHERE order_id = ?1",
+    };
+    connection.execute_cached(sql, [order_id.to_string()])?;
+    Ok(())
+}
+
+enum RepeatColumn {
+    Action,
+    Cancel,
 }
 
 /// APPLIED: the action took effect. REFUSED: refused for a business reason (nothing done).
@@ -138,6 +160,7 @@ pub fn act(
     apply: impl FnOnce(&Connection) -> rusqlite::Result<StepResult>,
 ) -> rusqlite::Result<StepResult> {
     if let Some(existing) = find(connection, order_id)? {
+        count_repeat(connection, order_id, RepeatColumn::Action)?;
         probe::hit(if existing.is_tombstone() { Probe::LateActionRefused } else { Probe::RepeatedAction });
         record(if existing.is_tombstone() { Outcome::late_action_refused } else { Outcome::repeated });
         return Ok(existing.answer());
@@ -166,6 +189,7 @@ pub fn cancel(
         }
         Some(existing) => match existing.state {
             OperationState::Undone | OperationState::Cancelled => {
+                count_repeat(connection, order_id, RepeatColumn::Cancel)?;
                 probe::hit(Probe::RepeatedCancel);
                 record(Outcome::repeated_cancel);
                 return Ok((StepResult::ok("already cancelled", None), existing.state));
@@ -246,7 +270,12 @@ mod tests {
     }
 
     fn db() -> Db {
-        Db::open_memory(&[migration(1), Migration { version: 2, sql: "CREATE TABLE effects (n INTEGER);" }]).unwrap()
+        Db::open_memory(&[
+            migration(1),
+            Migration { version: 2, sql: "CREATE TABLE effects (n INTEGER);" },
+            details_migration(3),
+        ])
+        .unwrap()
     }
 
     fn effects(db: &Db) -> i64 {
@@ -296,6 +325,14 @@ mod tests {
         assert_eq!(state, OperationState::Undone);
         assert_eq!(effects(&db), 0);
         assert!(!db.write(|tx| act(tx, order, now(), apply)).unwrap().success);
+        let repeats: (i64, i64) = db
+            .read(|c| {
+                c.query_row("SELECT action_repeats, cancel_repeats FROM operations WHERE order_id = ?1", [order], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+            })
+            .unwrap();
+        assert_eq!(repeats, (1, 1), "the late action and the second cancel are counted on the record");
     }
 
     /// A state this code does not know (one a newer version wrote) is a storage error, not a

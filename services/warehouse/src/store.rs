@@ -37,7 +37,7 @@ pub fn migrations() -> Vec<Migration> {
             );",
         },
         platform::operations::migration(2),
-        platform::operations::trace_migration(3),
+        platform::operations::details_migration(3),
     ]
 }
 
