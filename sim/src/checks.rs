@@ -965,8 +965,10 @@ fn statuses_move_forward(snapshot: &Snapshot) -> Vec<Violation> {
 /// keeps it (its capacity), with no more of it taken than bookings were ever made for it.
 fn slot_listings(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Violation> {
     let mut found = Vec::new();
-    let skew = skew_bound_ms(plan, ServiceName::Delivery).unsigned_abs();
-    let at = |ms: u64| crate::cluster::epoch() + chrono::TimeDelta::milliseconds(ms as i64);
+    let skew = skew_bound_ms(plan, ServiceName::Delivery).abs();
+    // A simulated time on delivery's clock, skewed by up to `skew` either way (before the
+    // epoch, too).
+    let at = |ms: u64, skewed: i64| crate::cluster::epoch() + chrono::TimeDelta::milliseconds(ms as i64 + skewed);
     for event in history.iter().filter(|e| e.action == Action::ReadSlots) {
         let Some(slots) = &event.slots else { continue };
         let subject = format!("shopper-{}", event.shopper);
@@ -974,7 +976,7 @@ fn slot_listings(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Vio
             let evidence = format!("the slots read at {} ms: {why}", event.at_ms);
             found.push(violation(LISTINGS, subject.clone(), evidence));
         };
-        let (earliest, latest) = (hour_of(at(event.sent_ms.saturating_sub(skew))), hour_of(at(event.at_ms + skew)));
+        let (earliest, latest) = (hour_of(at(event.sent_ms, -skew)), hour_of(at(event.at_ms, skew)));
         let first = slots.first().map(|s| s.slot);
         if slots.len() != DELIVERY_HORIZON_HOURS as usize || !first.is_some_and(|f| earliest <= f && f <= latest) {
             wrong(format!(
@@ -990,8 +992,7 @@ fn slot_listings(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Vio
             let bookings = of_slot().count() as i64;
             // Held at the end and made before the read: held when it was read (a cancelled
             // booking is never booked again).
-            let held_before =
-                of_slot().filter(|b| b.held && b.created_at < at(event.sent_ms.saturating_sub(skew))).count();
+            let held_before = of_slot().filter(|b| b.held && b.created_at < at(event.sent_ms, -skew)).count();
             let taken = listed.capacity - listed.remaining;
             if listed.slot != expected {
                 wrong(format!("slot {} listed where {expected} belongs", listed.slot));

@@ -394,6 +394,8 @@ impl Shopper {
             if self.elapsed_ms() >= self.scenario.safety_ms {
                 break;
             }
+            // A look at the delivery slots first, as a shopper choosing one does (check 14).
+            self.read(Action::ReadSlots, "/api/v1/deliveries/slots").await;
             // The session this order's work is done under ends after it; the first goes on.
             let first_session = match order.second_session {
                 true => match self.login(&["second_session"]).await {
