@@ -319,22 +319,36 @@ mod tests {
         }
     }
 
-    /// Billing with an applied, an undone, a refused-then-cancelled record and a tombstone, and
-    /// the figures that agree with them.
+    /// Billing with an applied, an undone, a refused-then-cancelled record and a tombstone,
+    /// the applied one's action repeated three times and the undone one's cancel once, the
+    /// tombstone's late action once, and the figures that agree with them.
     fn agreeing() -> Snapshot {
+        let repeated = |record: OperationRow, action_repeats, cancel_repeats| OperationRow {
+            action_repeats,
+            cancel_repeats,
+            ..record
+        };
         let records = [
-            record(OperationState::Applied, "withdrawn"),
-            record(OperationState::Undone, "withdrawn"),
+            repeated(record(OperationState::Applied, "withdrawn"), 3, 0),
+            repeated(record(OperationState::Undone, "withdrawn"), 0, 1),
             record(OperationState::Cancelled, "INSUFFICIENT_FUNDS"),
-            record(OperationState::Cancelled, TOMBSTONE_MESSAGE),
+            repeated(record(OperationState::Cancelled, TOMBSTONE_MESSAGE), 1, 0),
         ];
         let mut snapshot = Snapshot::default();
         snapshot.operations.insert(
             Participant::Billing,
             records.into_iter().enumerate().map(|(i, r)| (OrderId::from_u128(i as u128), r)).collect(),
         );
-        let counts =
-            [("applied", 2), ("refused", 1), ("undone", 1), ("cancelled", 1), ("tombstone", 1), ("repeated", 3)];
+        let counts = [
+            ("applied", 2),
+            ("refused", 1),
+            ("undone", 1),
+            ("cancelled", 1),
+            ("tombstone", 1),
+            ("repeated", 3),
+            ("late_action_refused", 1),
+            ("repeated_cancel", 1),
+        ];
         let mut figures = Figures::default();
         figures
             .participants
@@ -367,10 +381,27 @@ mod tests {
     #[test]
     fn an_uncounted_tombstone_or_a_late_action_without_one_fails() {
         assert_eq!(check(&with(&agreeing(), "tombstone", 0), &[]).len(), 1);
-        let mut no_tombstone = with(&with(&agreeing(), "tombstone", 0), "late_action_refused", 1);
+        let mut no_tombstone = with(&agreeing(), "tombstone", 0);
         no_tombstone.operations.get_mut(&Participant::Billing).unwrap().retain(|_, r| r.message != TOMBSTONE_MESSAGE);
         let found = check(&no_tombstone, &[]);
-        assert!(found.iter().any(|v| v.evidence.contains("no record is a tombstone")), "{found:?}");
+        let late = "late_action_refused counted 1, but records repeated actions at a tombstone: 0";
+        assert!(found.iter().any(|v| v.evidence.contains(late)), "{found:?}");
+    }
+
+    #[test]
+    fn repeats_labelled_other_than_their_records_say_fail() {
+        // A late action at the tombstone counted as a plain repeat (is_tombstone wrong).
+        let mislabelled = with(&with(&agreeing(), "late_action_refused", 0), "repeated", 4);
+        let found = check(&mislabelled, &[]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found
+            .iter()
+            .any(|v| v.evidence.contains("repeated counted 4, but records repeated actions, not at a tombstone: 3")));
+        let found = check(&with(&agreeing(), "repeated_cancel", 0), &[]);
+        assert!(
+            found.iter().any(|v| v.evidence.contains("repeated_cancel counted 0, but records repeated cancels: 1")),
+            "{found:?}"
+        );
     }
 
     /// A withdrawal answered and then compensated in one round, with the step figures that
