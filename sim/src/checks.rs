@@ -4,7 +4,7 @@
 //! check with what it reads.
 
 use crate::cluster::DELIVERY_HORIZON_HOURS;
-use crate::history::{Action, Event, Listed};
+use crate::history::{Action, Event, Listed, SeenProduct};
 use crate::model::{
     fault_windows, faults_touching, hour_of, lowest_available_at, lowest_balance_at, maybe_no_account_at,
     most_booked_at, skew_bound_ms, token_refusable, tolerance_ms, Window, FAULT_AFTERMATH_MS,
@@ -123,6 +123,7 @@ pub fn final_checks(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<
     found.extend(lists_name_acknowledged_orders(history));
     found.extend(listings(snapshot, history, plan));
     found.extend(slot_listings(snapshot, history, plan));
+    found.extend(product_reads(snapshot, history));
     found.extend(crate::figures::check(snapshot, history));
     found.extend(records_carry_the_saga_trace(snapshot));
     found
@@ -1040,6 +1041,30 @@ fn records_carry_the_saga_trace(snapshot: &Snapshot) -> Vec<Violation> {
     found
 }
 
+/// Check 13 for a product read by id: the product asked for, under the catalog's name and
+/// price, with no more available than there ever was of it.
+fn product_reads(snapshot: &Snapshot, history: &[Event]) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for event in history.iter().filter(|e| e.action == Action::ReadProduct) {
+        let Some(SeenProduct { asked, answered: Some((id, name, price_cents, available)) }) = &event.product else {
+            continue;
+        };
+        let entry = warehouse::DEMO_CATALOG.iter().find(|c| c.id == *asked);
+        let stock = snapshot.initial_stock.get(asked).copied().unwrap_or(0);
+        let right = entry.is_some_and(|c| c.id == *id && c.name == name && c.price_cents == *price_cents)
+            && (0..=stock).contains(available);
+        if !right {
+            let evidence = format!(
+                "product {asked} read at {} ms answered {id} {name:?} at {price_cents} cents with {available} available; \
+                 the catalog has {entry:?}, {stock} in stock at the start",
+                event.at_ms
+            );
+            found.push(violation(CONTRACT, format!("shopper-{}", event.shopper), evidence));
+        }
+    }
+    found
+}
+
 /// A step's call that was answered 4xx was refused, not of unknown outcome (docs/API.md:
 /// the step is `REJECTED_<status>` and compensated): the saga log never records such an
 /// answer as `Unknown`, which would fail the order as `SERVICE_UNAVAILABLE`, blaming a
@@ -1161,7 +1186,7 @@ fn allowed(action: Action) -> &'static [u16] {
         Action::Anonymous | Action::Forged | Action::LoggedOut => &[401],
         Action::Logout => &[204, 401],
         Action::ReuseKey | Action::ReuseDepositKey => &[422],
-        Action::ReadTransactions | Action::ReadNotifications | Action::ReadSlots => &[200],
+        Action::ReadTransactions | Action::ReadNotifications | Action::ReadSlots | Action::ReadProduct => &[200],
         Action::AtLimit | Action::PastLimit => &[400],
         Action::GaveUp => &[],
     }

@@ -51,6 +51,8 @@ pub enum Action {
     ReadNotifications,
     /// The delivery slots (`slots` holds them).
     ReadSlots,
+    /// One product of the catalog, by id (`product` holds the id asked and what came back).
+    ReadProduct,
     /// `POST /auth/logout` of the session the event names.
     Logout,
     /// A call with a session cookie after its logout was answered: 401 on every route.
@@ -79,7 +81,7 @@ impl Action {
             | Action::ReadAccount
             | Action::ReuseDepositKey
             | Action::ReadTransactions => Some(ServiceName::Billing),
-            Action::ReadCatalog => Some(ServiceName::Warehouse),
+            Action::ReadCatalog | Action::ReadProduct => Some(ServiceName::Warehouse),
             Action::ReadNotifications => Some(ServiceName::Notification),
             Action::ReadSlots => Some(ServiceName::Delivery),
             Action::Register
@@ -111,6 +113,14 @@ impl Action {
             _ => None,
         }
     }
+}
+
+/// A product read by id: the id asked for, and what a 200 answer carried.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SeenProduct {
+    pub asked: ProductId,
+    /// `(id, name, price in cents, available)` of the answer.
+    pub answered: Option<(ProductId, String, i64, i64)>,
 }
 
 /// An order as an answer carried it.
@@ -210,6 +220,9 @@ pub struct Event {
     /// `ReadNotifications`), in the answer's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<Listed>>,
+    /// `ReadProduct`: the product asked for, and the one a 200 answer carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<SeenProduct>,
     /// The slots a 200 `ReadSlots` answer held, in the answer's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<Vec<Slot>>,
@@ -258,6 +271,7 @@ impl Event {
             listed: None,
             entries: None,
             slots: None,
+            product: None,
             about: None,
             abandoned: false,
             malformed: None,

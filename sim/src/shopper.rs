@@ -6,7 +6,7 @@
 //! what it said in the contract's terms, for the checks to hold it to the contract.
 
 use crate::cluster::slot;
-use crate::history::{Action, AskedOrder, Event, History, Listed, SeenOrder};
+use crate::history::{Action, AskedOrder, Event, History, Listed, SeenOrder, SeenProduct};
 use crate::plan::{Limit, PlannedItem, PlannedOrder, ShopperPlan, LATE_RETRY_MS};
 use crate::scenario::Scenario;
 use crate::seams::{SimClock, TurmoilNet};
@@ -287,6 +287,11 @@ impl Shopper {
                     malformed(&format!("not a catalog: {error}"));
                 }
             }
+            Action::ReadProduct => {
+                if let Err(error) = serde_json::from_value::<Product>(body.clone()) {
+                    malformed(&format!("not a product: {error}"));
+                }
+            }
             Action::ReadSlots => match serde_json::from_value::<Vec<Slot>>(body.clone()) {
                 Ok(slots) if success => event.slots = Some(slots),
                 Ok(_) => {}
@@ -394,8 +399,12 @@ impl Shopper {
             if self.elapsed_ms() >= self.scenario.safety_ms {
                 break;
             }
-            // A look at the delivery slots first, as a shopper choosing one does (check 14).
+            // A look at the delivery slots and at the first product first, as a shopper
+            // choosing does (checks 13 and 14).
             self.read(Action::ReadSlots, "/api/v1/deliveries/slots").await;
+            if let Some(item) = order.items.first() {
+                self.read_product(item.product).await;
+            }
             // The session this order's work is done under ends after it; the first goes on.
             let first_session = match order.second_session {
                 true => match self.login(&["second_session"]).await {
@@ -908,6 +917,20 @@ impl Shopper {
         if let Some(order_id) = self.place(&key, &request, false).await {
             self.poll(order_id).await;
         }
+    }
+
+    /// `GET /api/v1/warehouse/products/{id}`, recorded with the id asked.
+    async fn read_product(&mut self, product: ProductId) {
+        let path = format!("/api/v1/warehouse/products/{product}");
+        let answer = self.call(Request::get(&path), true).await;
+        let mut event = self.event(Action::ReadProduct, None, answer.as_ref(), None);
+        let answered = answer
+            .ok()
+            .filter(|a| a.status == 200)
+            .and_then(|a| serde_json::from_value::<Product>(a.body).ok())
+            .map(|p| (p.product_id, p.name, p.price.cents(), p.available));
+        event.product = Some(SeenProduct { asked: product, answered });
+        self.push(event);
     }
 
     /// Once its last order is final: the shopper's orders, transactions and notifications,
