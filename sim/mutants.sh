@@ -7,7 +7,7 @@
 # (default 10) of every scenario and the further seeds its MORE_SEEDS names, stopping at the
 # first failing run. No unit test takes part.
 #
-#   sim/mutants.sh                      every mutant (369 today; hours on two cores)
+#   sim/mutants.sh                      every mutant (371 today; hours on two cores)
 #   sim/mutants.sh --shard 0/8          one eighth of them (round-robin), as the nightly job does
 #   sim/mutants.sh -F 'in withdraw'     only mutants whose name matches
 #
