@@ -26,7 +26,7 @@ pub const CATALOG: [Entry; 13] = [
     Entry { bug: Bug::CompensationOnce, scenario: "compensation-outage", invariants: &[1, 2, 3, 4] },
     Entry { bug: Bug::OversellTwoSteps, scenario: "last-unit", invariants: &[3] },
     Entry { bug: Bug::DirectNotification, scenario: "isolate", invariants: &[8] },
-    Entry { bug: Bug::StatusBackwards, scenario: "hold", invariants: &[6, 9] },
+    Entry { bug: Bug::StatusBackwards, scenario: "late-reply", invariants: &[6, 9] },
     // Negative controls: useless stores that keep every bookkeeping invariant.
     Entry { bug: Bug::RejectAll, scenario: "happy-path", invariants: &[JUSTIFIED_OUTCOMES] },
     Entry { bug: Bug::UnavailableAll, scenario: "happy-path", invariants: &[JUSTIFIED_OUTCOMES, CONTRACT] },

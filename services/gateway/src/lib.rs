@@ -10,7 +10,7 @@ pub mod store;
 use argon2::Params;
 use axum::Router;
 use platform::auth::Auth;
-use platform::client::{HttpClient, RetryPolicy};
+use platform::client::{HttpClient, RetryPolicy, SERVICE_POOL};
 use platform::internal::Peers;
 use platform::net::Listener;
 use platform::server::{serve, with_layers_keeping_fallback, SERVER_LIMITS};
@@ -83,7 +83,7 @@ pub fn app(deps: Deps, config: Config) -> Router {
         Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None).expect("valid Argon2 cost in config");
     let gateway = Arc::new(Gateway {
         auth: Arc::new(Auth::new(deps.env.clock.clone(), deps.secrets.clone(), contracts::ServiceName::Gateway)),
-        http: HttpClient::new(deps.env.clone()),
+        http: HttpClient::keep_alive(deps.env.clone(), SERVICE_POOL),
         env: deps.env.clone(),
         db: deps.db.clone(),
         peers: deps.peers,

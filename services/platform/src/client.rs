@@ -1,6 +1,12 @@
-//! The HTTP client over the network seam: a fresh connection per attempt, a deadline per
-//! attempt, bounded retries with jittered backoff, and errors that say whether the request
-//! may have taken effect.
+//! The HTTP client over the network seam: a deadline per attempt, bounded retries with
+//! jittered backoff, errors that say whether the request may have taken effect, and either a
+//! fresh connection per request ([`HttpClient::new`]) or a bounded pool of keep-alive
+//! connections per peer ([`HttpClient::keep_alive`], what services use between them).
+//!
+//! A pooled connection may have been closed by its peer (a restart, the server's idle
+//! deadline) or be half-open. A request on one is sent again on a fresh connection only
+//! when it is known not to have been received (hyper hands it back unsent) or when it is
+//! idempotent; otherwise its outcome is unknown and the caller is told so.
 
 use crate::{Env, Ids};
 use bytes::Bytes;
@@ -9,6 +15,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Largest response body the client reads.
@@ -179,14 +187,99 @@ impl CallError {
     }
 }
 
+/// Bounds of a keep-alive pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Idle connections kept per peer address; a connection freed beyond it is closed.
+    pub idle_per_peer_max: usize,
+    /// An idle connection older than this is closed rather than reused: well under the
+    /// servers' own idle deadline (`ServerLimits::header_read_timeout_ms`, 10 s), so a
+    /// request rarely meets a connection the server is closing.
+    pub idle_timeout_ms: u64,
+}
+
+/// The pool every service uses for its calls to the others.
+pub const SERVICE_POOL: PoolLimits = PoolLimits { idle_per_peer_max: 32, idle_timeout_ms: 5_000 };
+
+/// One open HTTP/1.1 connection: the sender and the task driving the socket.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+    /// When it last finished a request (pool clock).
+    idle_since: tokio::time::Instant,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// How a request on one connection failed.
+enum SendFailure {
+    /// The request was never written: nothing can have received it.
+    NotSent(String),
+    /// The request was (perhaps partly) written and no whole answer came back.
+    Unknown(String),
+}
+
+/// Idle keep-alive connections by peer address, the most recently used last.
+#[derive(Clone)]
+struct Pool {
+    limits: PoolLimits,
+    idle: Arc<Mutex<BTreeMap<String, Vec<Connection>>>>,
+}
+
+impl Pool {
+    fn new(limits: PoolLimits) -> Pool {
+        Pool { limits, idle: Arc::new(Mutex::new(BTreeMap::new())) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<Connection>>> {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The most recently used idle connection to `addr` that has not expired (the expired
+    /// ones are dropped). It may be closed already: sending on it says so
+    /// ([`SendFailure::NotSent`]).
+    fn take(&self, addr: &str, now: tokio::time::Instant) -> Option<Connection> {
+        let mut idle = self.lock();
+        let connections = idle.get_mut(addr)?;
+        let timeout = Duration::from_millis(self.limits.idle_timeout_ms);
+        connections.retain(|c| now.saturating_duration_since(c.idle_since) < timeout);
+        connections.pop()
+    }
+
+    /// Keeps `connection` for reuse, unless it is closed or the peer's idle list is full.
+    fn put(&self, addr: &str, mut connection: Connection, now: tokio::time::Instant) {
+        if connection.sender.is_closed() {
+            return;
+        }
+        connection.idle_since = now;
+        let mut idle = self.lock();
+        let connections = idle.entry(addr.to_string()).or_default();
+        if connections.len() < self.limits.idle_per_peer_max {
+            connections.push(connection);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct HttpClient {
     env: Env,
+    /// `None`: a fresh connection per request.
+    pool: Option<Pool>,
 }
 
 impl HttpClient {
+    /// A client opening a fresh connection for every request.
     pub fn new(env: Env) -> HttpClient {
-        HttpClient { env }
+        HttpClient { env, pool: None }
+    }
+
+    /// A client keeping idle connections for reuse within `limits`. Clones share the pool.
+    pub fn keep_alive(env: Env, limits: PoolLimits) -> HttpClient {
+        HttpClient { env, pool: Some(Pool::new(limits)) }
     }
 
     /// Sends `request` to `addr`, retrying per `policy` while a retry is safe. Returns the
@@ -242,20 +335,72 @@ impl HttpClient {
         }
     }
 
+    /// One request: on pooled connections first (a pooled connection found closed, or
+    /// that hands the request back unsent, is dropped and the next one tried), then on a
+    /// fresh connection, which joins the pool after a clean answer.
     async fn exchange(&self, addr: &str, request: &OutboundRequest) -> Result<Reply, CallError> {
-        let io = self
-            .env
-            .net
-            .connect(addr)
-            .await
-            .map_err(|e| CallError::Unreachable { addr: addr.to_string(), detail: e.to_string() })?;
         let broken = |detail: String| CallError::Broken { addr: addr.to_string(), detail };
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| CallError::Unreachable { addr: addr.to_string(), detail: e.to_string() })?;
+        if let Some(pool) = &self.pool {
+            // Bounded: each turn takes a connection out of the peer's bounded idle list.
+            while let Some(mut connection) = pool.take(addr, self.env.clock.now()) {
+                crate::probe::hit(crate::probe::Probe::ConnectionReused);
+                match self.send_on(&mut connection, addr, request).await {
+                    Ok((reply, reusable)) => {
+                        if reusable {
+                            pool.put(addr, connection, self.env.clock.now());
+                        }
+                        return Ok(reply);
+                    }
+                    Err(SendFailure::NotSent(_)) => {
+                        crate::probe::hit(crate::probe::Probe::StaleConnection);
+                    }
+                    Err(SendFailure::Unknown(detail)) => {
+                        crate::probe::hit(crate::probe::Probe::PooledRequestLost);
+                        if !request.idempotent {
+                            return Err(broken(detail));
+                        }
+                        // Safe to send again: once more, on a fresh connection.
+                        break;
+                    }
+                }
+            }
+        }
+        let mut connection = self.connect(addr).await?;
+        match self.send_on(&mut connection, addr, request).await {
+            Ok((reply, reusable)) => {
+                if let (Some(pool), true) = (&self.pool, reusable) {
+                    pool.put(addr, connection, self.env.clock.now());
+                }
+                Ok(reply)
+            }
+            Err(SendFailure::NotSent(detail)) => Err(CallError::Unreachable { addr: addr.to_string(), detail }),
+            Err(SendFailure::Unknown(detail)) => Err(broken(detail)),
+        }
+    }
+
+    /// Opens a connection to `addr` and starts the task driving it.
+    async fn connect(&self, addr: &str) -> Result<Connection, CallError> {
+        let unreachable = |detail: String| CallError::Unreachable { addr: addr.to_string(), detail };
+        let io = self.env.net.connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| unreachable(e.to_string()))?;
         let driver = self.env.spawn(async move {
             let _ = connection.await;
         });
+        Ok(Connection { sender, driver, idle_since: self.env.clock.now() })
+    }
+
+    /// Sends `request` on `connection` and reads the whole answer; also says whether the
+    /// connection may carry another request.
+    async fn send_on(
+        &self,
+        connection: &mut Connection,
+        addr: &str,
+        request: &OutboundRequest,
+    ) -> Result<(Reply, bool), SendFailure> {
+        if let Err(error) = connection.sender.ready().await {
+            return Err(SendFailure::NotSent(error.to_string()));
+        }
         let mut builder = http::Request::builder().method(request.method.clone()).uri(&request.path);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
@@ -263,20 +408,27 @@ impl HttpClient {
         let outbound = builder
             .header(http::header::HOST, addr)
             .body(Full::new(request.body.clone()))
-            .map_err(|e| broken(e.to_string()))?;
-        let result = async {
-            let response = sender.send_request(outbound).await.map_err(|e| broken(e.to_string()))?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, RESPONSE_SIZE_MAX_BYTES)
-                .collect()
-                .await
-                .map_err(|e| broken(e.to_string()))?
-                .to_bytes();
-            Ok(Reply { status: parts.status, headers: parts.headers, body })
-        }
-        .await;
-        driver.abort();
-        result
+            .map_err(|e| SendFailure::NotSent(e.to_string()))?;
+        let response = connection.sender.try_send_request(outbound).await.map_err(|mut error| {
+            let unsent = error.take_message().is_some();
+            let detail = error.into_error().to_string();
+            if unsent {
+                SendFailure::NotSent(detail)
+            } else {
+                SendFailure::Unknown(detail)
+            }
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, RESPONSE_SIZE_MAX_BYTES)
+            .collect()
+            .await
+            .map_err(|e| SendFailure::Unknown(e.to_string()))?
+            .to_bytes();
+        let closing = parts
+            .headers
+            .get(http::header::CONNECTION)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close"));
+        Ok((Reply { status: parts.status, headers: parts.headers, body }, !closing))
     }
 }
 

@@ -1,8 +1,8 @@
 //! Calls from one service to another: the service credential, the request id and a child
-//! `traceparent` on every call, over the retrying [`HttpClient`].
+//! `traceparent` on every call, over the retrying [`HttpClient`] with its keep-alive pool.
 
 use crate::auth::Auth;
-use crate::client::{CallError, HttpClient, OutboundRequest, Reply, RetryPolicy};
+use crate::client::{CallError, HttpClient, OutboundRequest, Reply, RetryPolicy, SERVICE_POOL};
 use crate::trace::{RequestContext, REQUEST_ID, TRACEPARENT};
 use crate::Env;
 use contracts::ServiceName;
@@ -39,7 +39,7 @@ pub struct InternalClient {
 
 impl InternalClient {
     pub fn new(env: Env, auth: Arc<Auth>) -> InternalClient {
-        InternalClient { http: HttpClient::new(env.clone()), env, auth }
+        InternalClient { http: HttpClient::keep_alive(env.clone(), SERVICE_POOL), env, auth }
     }
 
     /// The service this client calls as.

@@ -53,10 +53,19 @@ pub enum Probe {
     /// A write transaction failed by an injected storage fault and left no effect
     /// (`crate::storage_fault`).
     StorageFault,
+    /// A request between services went out on a pooled keep-alive connection.
+    ConnectionReused,
+    /// A pooled connection its peer had closed (a restart, an idle deadline) was found
+    /// closed, or handed the request back unsent; the request went on another connection.
+    StaleConnection,
+    /// A request on a pooled connection was written and no whole answer came back (a
+    /// half-open connection, a peer reset): sent again on a fresh connection only if
+    /// idempotent, else reported as of unknown outcome.
+    PooledRequestLost,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 19] = [
+    pub const ALL: [Probe; 22] = [
         Probe::RepeatedAction,
         Probe::LateActionRefused,
         Probe::Tombstone,
@@ -76,6 +85,9 @@ impl Probe {
         Probe::NoDeliverySlot,
         Probe::CrashPointFired,
         Probe::StorageFault,
+        Probe::ConnectionReused,
+        Probe::StaleConnection,
+        Probe::PooledRequestLost,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +111,9 @@ impl Probe {
             Probe::NoDeliverySlot => "no_delivery_slot",
             Probe::CrashPointFired => "crash_point_fired",
             Probe::StorageFault => "storage_fault",
+            Probe::ConnectionReused => "connection_reused",
+            Probe::StaleConnection => "stale_connection",
+            Probe::PooledRequestLost => "pooled_request_lost",
         }
     }
 
@@ -124,6 +139,13 @@ impl Probe {
             Probe::NoDeliverySlot => "a booking was refused: the slot was full or already past",
             Probe::CrashPointFired => "an armed crash point fired and crashed its host right there",
             Probe::StorageFault => "a write transaction failed by an injected storage fault and left no effect",
+            Probe::ConnectionReused => "a request between services went out on a pooled keep-alive connection",
+            Probe::StaleConnection => {
+                "a pooled connection its peer had closed was found closed or refused the request unsent"
+            }
+            Probe::PooledRequestLost => {
+                "a request on a pooled connection got no whole answer: resent fresh only if idempotent"
+            }
         }
     }
 

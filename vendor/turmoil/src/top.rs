@@ -261,8 +261,9 @@ impl Topology {
         self.get_link_mut(&Pair::new(a, b)).hold();
     }
 
-    pub(crate) fn release(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).release();
+    pub(crate) fn release(&mut self, a: IpAddr, b: IpAddr, rand: &mut dyn RngCore) {
+        let global = self.config.latency().clone();
+        self.get_link_mut(&Pair::new(a, b)).release(&global, rand);
     }
 
     pub(crate) fn partition(&mut self, a: IpAddr, b: IpAddr) {
@@ -516,7 +517,7 @@ impl Link {
             (State::RandPartition, _) | (_, State::RandPartition)
                 if self.rand_repair(global_config.message_loss(), rand) =>
             {
-                self.release();
+                self.release(global_config.latency(), rand);
             }
             _ => {}
         }
@@ -532,12 +533,19 @@ impl Link {
     }
 
     // This link becomes healthy, and any held messages are scheduled for delivery.
-    fn release(&mut self) {
+    //
+    // Patched (see PATCH.md): each held message is delivered after a latency drawn as for
+    // a message sent now, not all at this instant in the order they were sent. A backlog
+    // released does not arrive as one burst in send order: messages of different
+    // connections may overtake each other (a stream's own bytes are put back in order by
+    // its receiver's reorder buffer).
+    fn release(&mut self, global: &config::Latency, rand: &mut dyn RngCore) {
         self.state_a_b = State::Healthy;
         self.state_b_a = State::Healthy;
-        for sent in &mut self.sent {
-            if let DeliveryStatus::Hold = sent.status {
-                sent.deliver(self.now);
+        for index in 0..self.sent.len() {
+            if let DeliveryStatus::Hold = self.sent[index].status {
+                let delay = self.delay(global, rand);
+                self.sent[index].deliver(self.now + delay);
             }
         }
     }

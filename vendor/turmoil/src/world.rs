@@ -137,7 +137,7 @@ impl World {
     }
 
     pub(crate) fn release(&mut self, a: IpAddr, b: IpAddr) {
-        self.topology.release(a, b);
+        self.topology.release(a, b, &mut *self.rng);
     }
 
     pub(crate) fn release_many(&mut self, a: impl ToIpAddrs, b: impl ToIpAddrs) {
