@@ -1,7 +1,8 @@
 //! The store's benchmark (not a test): the real store on loopback, concurrent shoppers
 //! placing orders through the gateway, twice in the same run — metrics on, then metrics off
 //! (`shop --metrics off`), each a fresh store in a fresh data directory — against a bare
-//! hyper echo server driven the same way as the ceiling. Prints confirmed orders per second
+//! hyper echo server driven the same way (keep-alive, and a fresh connection per request) as
+//! the ceiling. Prints confirmed orders per second
 //! and p50/p99 latency for each, and the ratios metrics on / metrics off. Every shopper signs
 //! up (two Argon2id hashes each, retried on the gateway's 503 over its cap of concurrent
 //! hashes) before the clock starts: only orders are timed.
@@ -16,7 +17,7 @@ use http::{header, HeaderName, Method};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use platform::client::{HttpClient, OutboundRequest, RetryPolicy};
+use platform::client::{HttpClient, OutboundRequest, RetryPolicy, SERVICE_POOL};
 use platform::real::{real_env, TokioNet};
 use platform::Net;
 use serde::Deserialize;
@@ -249,7 +250,9 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
     let clock = now();
     let mut tasks = tokio::task::JoinSet::new();
     for (index, cookie) in cookies {
-        let task = place_orders(HttpClient::new(real_env()), gateway.clone(), index, cookie, cli.orders);
+        // A shopper keeps its connection to the gateway alive, as a browser does.
+        let task =
+            place_orders(HttpClient::keep_alive(real_env(), SERVICE_POOL), gateway.clone(), index, cookie, cli.orders);
         platform::Spawner::Runtime.spawn_into(&mut tasks, task);
     }
     let mut latencies = Latencies(Vec::new());
@@ -271,6 +274,23 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
     StoreRun { confirmed, seconds, latencies }
 }
 
+/// The echo server driven as the store is: one client per shopper, `orders` requests each,
+/// on keep-alive connections or a fresh one per request. Latencies and elapsed seconds.
+async fn run_echo(cli: &Cli, echo: &str, keep_alive: bool) -> (Latencies, f64) {
+    let clock = now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..cli.shoppers {
+        let client =
+            if keep_alive { HttpClient::keep_alive(real_env(), SERVICE_POOL) } else { HttpClient::new(real_env()) };
+        platform::Spawner::Runtime.spawn_into(&mut tasks, echo_client(client, echo.to_string(), cli.orders));
+    }
+    let mut latencies = Latencies(Vec::new());
+    while let Some(done) = tasks.join_next().await {
+        latencies.0.extend(done.expect("an echo client finished"));
+    }
+    (latencies, clock.elapsed().as_secs_f64())
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -279,17 +299,8 @@ async fn main() {
     let mut off = run_store(&cli, MetricsSwitch::Off).await;
 
     let echo = echo_server().await;
-    let clock = now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..cli.shoppers {
-        platform::Spawner::Runtime
-            .spawn_into(&mut tasks, echo_client(HttpClient::new(real_env()), echo.clone(), cli.orders));
-    }
-    let mut bare = Latencies(Vec::new());
-    while let Some(done) = tasks.join_next().await {
-        bare.0.extend(done.expect("an echo client finished"));
-    }
-    let echo_s = clock.elapsed().as_secs_f64();
+    let (mut fresh, fresh_s) = run_echo(&cli, &echo, false).await;
+    let (mut bare, echo_s) = run_echo(&cli, &echo, true).await;
     let echo_per_second = f64::from(total) / echo_s;
 
     println!("{} shoppers x {} orders = {total} orders per store run (sign-up not timed)", cli.shoppers, cli.orders);
@@ -304,7 +315,13 @@ async fn main() {
         );
     }
     println!(
-        "bare hyper echo: {total} requests in {echo_s:.2} s = {echo_per_second:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+        "bare hyper echo, a fresh connection per request: {total} requests in {fresh_s:.2} s = {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+        f64::from(total) / fresh_s,
+        fresh.percentile(0.5),
+        fresh.percentile(0.99)
+    );
+    println!(
+        "bare hyper echo, keep-alive: {total} requests in {echo_s:.2} s = {echo_per_second:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
         bare.percentile(0.5),
         bare.percentile(0.99)
     );
@@ -314,5 +331,5 @@ async fn main() {
         on.latencies.percentile(0.5) / off.latencies.percentile(0.5),
         on.latencies.percentile(0.99) / off.latencies.percentile(0.99)
     );
-    println!("store throughput (metrics on) / echo ceiling: {:.3}", on.per_second() / echo_per_second);
+    println!("store throughput (metrics on) / keep-alive echo ceiling: {:.3}", on.per_second() / echo_per_second);
 }
