@@ -370,6 +370,11 @@ impl Db {
         self.shared.commits.load(Ordering::Relaxed)
     }
 
+    /// How many reads and writes wait for their turn at the connection now.
+    pub fn waiting(&self) -> usize {
+        self.shared.turns().waiting.len()
+    }
+
     /// This database with its transactions run inline (inside `block_in_place`).
     fn inline(&self) -> Db {
         self.clone().with_blocking(Blocking::Inline)
