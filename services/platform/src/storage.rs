@@ -221,9 +221,10 @@ impl Shared {
         turns.waiting.pop_front();
         turns.held = true;
         drop(turns);
-        let store = relock(self.store.lock());
-        debug_assert!(access == Access::Write || store.batch.is_none(), "a read's turn never finds a batch open");
-        Turn { shared: self, store: Some(store) }
+        let mut turn = Turn { shared: self, store: Some(relock(self.store.lock())) };
+        // Were it broken, the panic drops the turn: the batch is rolled back, no one hangs.
+        assert!(access == Access::Write || turn.store().batch.is_none(), "a read's turn never finds a batch open");
+        turn
     }
 
     /// Waits for the commit of batch `id`, of which the caller is a follower.
