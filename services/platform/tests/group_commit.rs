@@ -35,6 +35,11 @@ fn database(test: &str) -> PathBuf {
     dir.join("db.sqlite")
 }
 
+/// Removes a test's database directory (a failed test leaves it, to look at).
+fn remove(path: &Path) {
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
 /// The rows of `t`, as a separate connection sees them: committed data only.
 fn committed_rows(path: &Path) -> Vec<i64> {
     let connection = Connection::open(path).unwrap();
@@ -171,6 +176,7 @@ fn concurrent_writers_all_commit_and_survive_reopening() {
     let reopened = Db::open_file(&path, MIGRATIONS).unwrap();
     assert_eq!(rows(&reopened), (0..TASKS * EACH).collect::<Vec<_>>(), "every acknowledged write is there");
     assert_eq!(committed_rows(&path).len(), (TASKS * EACH) as usize);
+    remove(&path);
 }
 
 /// (b) Writes queued behind one another are committed together: 8 writes, 1 commit, and the
@@ -190,6 +196,7 @@ fn queued_writes_share_one_commit() {
     let text = metrics.encode().unwrap();
     assert!(text.contains("storage_commit_batch_size_count 1\n"), "{text}");
     assert!(text.contains("storage_commit_batch_size_sum 8.0\n"), "{text}");
+    remove(&path);
 }
 
 /// (c) A write whose work fails in a batch is undone alone: the others' rows are committed,
@@ -218,6 +225,7 @@ fn a_failing_write_leaves_the_rest_of_its_batch() {
     assert_eq!(ok, [false, true, true], "{outcome:?}");
     assert_eq!(committed_rows(&path), [0, 3, 11, 12]);
     assert_eq!(db.commits() - before, 2);
+    remove(&path);
 }
 
 /// (d) A commit that fails fails every write of its batch, none takes effect, and their
@@ -263,6 +271,7 @@ fn a_failed_commit_fails_the_whole_batch() {
     assert_eq!(db.commits(), 1);
     let text = metrics.encode().unwrap();
     assert!(text.contains(r#"participant_operations_total{operation="action",outcome="applied"} 1"#), "{text}");
+    remove(&path);
 }
 
 /// Whether `seed` makes an armed fault's first draw an I/O error (rather than busy).
@@ -312,4 +321,5 @@ fn a_read_never_sees_an_open_batch() {
     assert_eq!(mine, committed, "the read sees committed data only");
     assert_eq!(mine, [0, 1], "the batch before it, committed; not the write after it");
     assert_eq!(committed_rows(path), [0, 1, 2]);
+    remove(path);
 }
