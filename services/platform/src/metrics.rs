@@ -39,6 +39,11 @@ fn storage_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
+/// Writes per commit (`storage::MAX_BATCH` at most): 1, 2, 4, … 64.
+fn batch_size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 7))
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// One service instance's metrics, or none ([`Metrics::off`]). Cheap to clone; clones share
@@ -196,12 +201,17 @@ pub struct Storage {
     /// Write transactions that failed busy, locked or with an I/O error
     /// (`storage::is_transient`): answered 503, retried by the caller or the saga recovery.
     pub busy: Counter,
+    /// Writes made durable by each commit (group commit: `storage::Db::write`).
+    pub commit_batch_size: Histogram,
 }
 
 impl Storage {
     fn register(registry: &mut Registry) -> Storage {
-        let storage =
-            Storage { transaction_duration: Family::new_with_constructor(storage_histogram), busy: Counter::default() };
+        let storage = Storage {
+            transaction_duration: Family::new_with_constructor(storage_histogram),
+            busy: Counter::default(),
+            commit_batch_size: batch_size_histogram(),
+        };
         for kind in [TransactionKind::read, TransactionKind::write] {
             drop(storage.transaction_duration.get_or_create(&TransactionLabels { kind }));
         }
@@ -214,6 +224,11 @@ impl Storage {
             "storage_busy",
             "Write transactions that failed busy, locked or with an I/O error and left no effect",
             storage.busy.clone(),
+        );
+        registry.register(
+            "storage_commit_batch_size",
+            "Write transactions made durable by one commit (one fsync): concurrent writes are committed together",
+            storage.commit_batch_size.clone(),
         );
         storage
     }

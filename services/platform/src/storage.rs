@@ -3,18 +3,35 @@
 //! Transactions are synchronous closures, so no transaction can span an `.await`, and a
 //! crash (real or simulated) loses only what was not committed. The simulation keeps each
 //! service's [`Db`] outside its host and hands the same one back on restart.
+//!
+//! **Group commit.** The connection is taken in turns, in arrival order. Writes that wait
+//! for it join one open `BEGIN IMMEDIATE` transaction, a batch: the first write runs in the
+//! transaction itself, each later one in its own `SAVEPOINT`, so a write whose work fails is
+//! undone alone. The write that finds no write next in line (or the batch at [`MAX_BATCH`])
+//! commits the batch: one `COMMIT`, one fsync for all of them (`synchronous = FULL` as
+//! ever), and every member gets the commit's result. A write answers `Ok` only once the
+//! commit holding it is durable; a failed commit fails every write of its batch, none of
+//! which took effect. A read waits its turn like a write and never finds a batch open, so it
+//! never sees uncommitted writes. One thread alone (the simulation, unit tests) never finds
+//! a write waiting: each batch is one write, running the statements a lone transaction did.
 
 use crate::metrics::{Metrics, ParticipantOutcome, TransactionKind};
 use crate::storage_fault::{self, StorageFailure};
 use crate::Clock;
-use rusqlite::{Connection, Params, Row, TransactionBehavior};
+use rusqlite::{Connection, Params, Row};
 use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// How many prepared statements a connection keeps for reuse ([`Cached`]): more than any
 /// service's store has distinct statements, so a statement is parsed once per connection.
 const STATEMENT_CACHE: usize = 64;
+
+/// The most writes one commit makes durable: the write that fills a batch commits it even
+/// when more writes wait (they begin the next one).
+pub const MAX_BATCH: usize = 64;
 
 /// `execute` and `query_row` through the connection's statement cache: SQLite parses a
 /// statement once per connection instead of once per call (parsing was the largest single
@@ -102,13 +119,184 @@ impl Blocking {
 /// A service's database. Cheap to clone; every clone is the same database.
 #[derive(Clone)]
 pub struct Db {
-    connection: Arc<Mutex<Connection>>,
+    shared: Arc<Shared>,
     blocking: Blocking,
     instruments: Option<Instruments>,
 }
 
+/// What every clone of a [`Db`] shares: the connection, whose turn it is, and the results
+/// of the commits that writes wait for.
+struct Shared {
+    /// Locked only by the holder of the turn ([`Turn`]), so never waited for.
+    store: Mutex<Store>,
+    turns: Mutex<Turns>,
+    /// Signalled whenever the turn passes (and with it a commit's result is published).
+    changed: Condvar,
+    /// Write transactions committed: batches, not writes.
+    commits: AtomicU64,
+}
+
+/// The connection and the batch open on it, if any.
+struct Store {
+    connection: Connection,
+    batch: Option<Batch>,
+    next_batch: u64,
+}
+
+/// An open `BEGIN IMMEDIATE` transaction and the writes in it.
+struct Batch {
+    id: u64,
+    /// Writes whose work succeeded and is in the transaction.
+    members: usize,
+    /// Members that passed the turn on and wait for the commit's result.
+    followers: usize,
+    /// Set when the batch must not commit (an injected commit-time fault, a savepoint that
+    /// could not be undone): it is rolled back and every member fails with this error.
+    doomed: Option<rusqlite::Error>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// Who waits for the connection, in arrival order, and the commit results not yet read.
+#[derive(Default)]
+struct Turns {
+    next_ticket: u64,
+    waiting: VecDeque<(u64, Access)>,
+    /// Someone holds the connection.
+    held: bool,
+    /// By batch: its commit's result, until every follower has read it.
+    outcomes: BTreeMap<u64, Outcome>,
+}
+
+struct Outcome {
+    failure: Option<CommitFailure>,
+    unread: usize,
+}
+
+/// A commit's error, handed to every follower of the batch (a `rusqlite::Error` is not
+/// `Clone`; a commit's errors are SQLite's code and message).
+#[derive(Clone)]
+struct CommitFailure {
+    code: rusqlite::ffi::Error,
+    message: Option<String>,
+}
+
+impl CommitFailure {
+    fn of(error: &rusqlite::Error) -> CommitFailure {
+        match error {
+            rusqlite::Error::SqliteFailure(code, message) => CommitFailure { code: *code, message: message.clone() },
+            other => CommitFailure {
+                code: rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                message: Some(other.to_string()),
+            },
+        }
+    }
+
+    fn error(&self) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(self.code, self.message.clone())
+    }
+}
+
+fn relock<T>(result: std::sync::LockResult<T>) -> T {
+    result.unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn turns(&self) -> MutexGuard<'_, Turns> {
+        relock(self.turns.lock())
+    }
+
+    /// Waits for the connection: every earlier arrival has had its turn and let it go.
+    fn turn(&self, access: Access) -> Turn<'_> {
+        let mut turns = self.turns();
+        let ticket = turns.next_ticket;
+        turns.next_ticket += 1;
+        turns.waiting.push_back((ticket, access));
+        let mut turns =
+            relock(self.changed.wait_while(turns, |t| t.held || t.waiting.front().map(|w| w.0) != Some(ticket)));
+        turns.waiting.pop_front();
+        turns.held = true;
+        drop(turns);
+        let mut turn = Turn { shared: self, store: Some(relock(self.store.lock())) };
+        // Were it broken, the panic drops the turn: the batch is rolled back, no one hangs.
+        assert!(access == Access::Write || turn.store().batch.is_none(), "a read's turn never finds a batch open");
+        turn
+    }
+
+    /// Waits for the commit of batch `id`, of which the caller is a follower.
+    fn outcome(&self, turns: MutexGuard<'_, Turns>, id: u64) -> rusqlite::Result<()> {
+        let mut turns = relock(self.changed.wait_while(turns, |t| !t.outcomes.contains_key(&id)));
+        let outcome = turns.outcomes.get_mut(&id).expect("waited for");
+        outcome.unread -= 1;
+        let failure = outcome.failure.clone();
+        if outcome.unread == 0 {
+            turns.outcomes.remove(&id);
+        }
+        failure.map_or(Ok(()), |f| Err(f.error()))
+    }
+}
+
+/// The connection, held by one read or write at a time. Let go by [`Turn::pass`]; dropped
+/// otherwise (a work panicked), it rolls back whatever is open and fails the open batch's
+/// other members, so that no one waits for ever.
+struct Turn<'a> {
+    shared: &'a Shared,
+    store: Option<MutexGuard<'a, Store>>,
+}
+
+impl<'a> Turn<'a> {
+    fn store(&mut self) -> &mut Store {
+        self.store.as_mut().expect("held until passed")
+    }
+
+    /// Whether the next in line is a write (which may join the open batch).
+    fn write_is_next(&self) -> bool {
+        self.shared.turns().waiting.front().is_some_and(|w| w.1 == Access::Write)
+    }
+
+    /// Lets the connection go to the next in line, first publishing `outcome` (a closed
+    /// batch's result, for its followers); hands back the lock on the turns.
+    fn pass(mut self, outcome: Option<(u64, Outcome)>) -> MutexGuard<'a, Turns> {
+        let shared = self.shared;
+        drop(self.store.take());
+        let mut turns = shared.turns();
+        if let Some((id, outcome)) = outcome {
+            turns.outcomes.insert(id, outcome);
+        }
+        turns.held = false;
+        shared.changed.notify_all();
+        turns
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let Some(mut store) = self.store.take() else { return };
+        if !store.connection.is_autocommit() {
+            let _ = store.connection.execute_batch("ROLLBACK");
+        }
+        let abandoned = store.batch.take().filter(|b| b.followers > 0).map(|batch| {
+            let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT);
+            let message = Some("a write of the batch panicked; the batch was rolled back".to_string());
+            (batch.id, Outcome { failure: Some(CommitFailure { code, message }), unread: batch.followers })
+        });
+        drop(store);
+        let mut turns = self.shared.turns();
+        if let Some((id, outcome)) = abandoned {
+            turns.outcomes.insert(id, outcome);
+        }
+        turns.held = false;
+        self.shared.changed.notify_all();
+    }
+}
+
 /// Where an instrumented [`Db`] reports: transaction durations (on the clock seam), busy
-/// failures, and the participant outcomes its committed transactions recorded.
+/// failures, writes per commit, and the participant outcomes its committed transactions
+/// recorded.
 #[derive(Clone)]
 struct Instruments {
     metrics: Metrics,
@@ -149,7 +337,13 @@ impl Db {
     fn with_connection(connection: Connection, migrations: &[Migration]) -> Result<Db, StoreError> {
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let db = Db { connection: Arc::new(Mutex::new(connection)), blocking: Blocking::Inline, instruments: None };
+        let shared = Shared {
+            store: Mutex::new(Store { connection, batch: None, next_batch: 0 }),
+            turns: Mutex::new(Turns::default()),
+            changed: Condvar::new(),
+            commits: AtomicU64::new(0),
+        };
+        let db = Db { shared: Arc::new(shared), blocking: Blocking::Inline, instruments: None };
         db.migrate(migrations)?;
         Ok(db)
     }
@@ -171,13 +365,20 @@ impl Db {
         Ok(self.read(|c| c.pragma_query_value(None, "user_version", |row| row.get(0)))?)
     }
 
+    /// How many write transactions this database committed since it was opened: one per
+    /// batch, however many writes it held (see the module's "Group commit").
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// How many reads and writes wait for their turn at the connection now.
+    pub fn waiting(&self) -> usize {
+        self.shared.turns().waiting.len()
+    }
+
     /// This database with its transactions run inline (inside `block_in_place`).
     fn inline(&self) -> Db {
         self.clone().with_blocking(Blocking::Inline)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn migrate(&self, migrations: &[Migration]) -> Result<(), StoreError> {
@@ -188,7 +389,8 @@ impl Db {
             }
             previous = migration.version;
         }
-        let mut connection = self.lock();
+        let mut store = relock(self.shared.store.lock());
+        let connection = &mut store.connection;
         let current: u32 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
         for migration in migrations.iter().filter(|m| m.version > current) {
             let apply = |connection: &mut Connection| -> rusqlite::Result<()> {
@@ -197,18 +399,22 @@ impl Db {
                 tx.pragma_update(None, "user_version", migration.version)?;
                 tx.commit()
             };
-            apply(&mut connection).map_err(|source| StoreError::Migration { version: migration.version, source })?;
+            apply(connection).map_err(|source| StoreError::Migration { version: migration.version, source })?;
         }
         Ok(())
     }
 
-    /// Runs `work` inside one immediate (write-locking) transaction; commits on `Ok`.
+    /// Runs `work` inside a write transaction; its effects are kept when it answers `Ok`, and
+    /// this answers `Ok` once they are committed, durably. Concurrent writes share one
+    /// transaction and one commit (the module's "Group commit"): `work` runs in its own
+    /// savepoint of it, undone alone when `work` fails; if the commit fails, every write of
+    /// the batch fails with its error and none of them took effect.
     ///
     /// When the simulation armed a storage fault for the running host
     /// (`crate::storage_fault`), the transaction may fail as SQLite's would: busy when it
     /// begins (the work never runs) or an I/O error when it commits (the work ran and is
-    /// rolled back). Either way it leaves no effect.
-    pub fn write<T, E>(&self, work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>) -> Result<T, E>
+    /// rolled back, with the rest of its batch). Either way it leaves no effect.
+    pub fn write<T, E>(&self, work: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
     where
         E: From<rusqlite::Error>,
     {
@@ -242,28 +448,110 @@ impl Db {
         result.map_err(WriteError::into_error)
     }
 
-    fn write_inline<T, E>(
-        &self,
-        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
-    ) -> Result<T, WriteError<E>> {
+    fn write_inline<T, E>(&self, work: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, WriteError<E>> {
         let failure = storage_fault::draw();
-        let mut connection = self.lock();
+        let mut turn = self.shared.turn(Access::Write);
         if failure == Some(StorageFailure::Busy) {
             crate::probe::hit(crate::probe::Probe::StorageFault);
+            let _ = self.end_write(turn, false);
             return Err(WriteError::Storage(StorageFailure::Busy.error()));
         }
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(WriteError::Storage)?;
-        let value = work(&tx).map_err(WriteError::Work)?;
-        if let Some(failure) = failure {
-            tx.rollback().map_err(WriteError::Storage)?;
-            crate::probe::hit(crate::probe::Probe::StorageFault);
-            return Err(WriteError::Storage(failure.error()));
+        let store = turn.store();
+        // The first write of a batch runs in the transaction itself: alone in it, it is
+        // undone by rolling the transaction back. A later one needs its own savepoint.
+        let first = store.batch.is_none();
+        let begun = if first {
+            store.connection.execute_batch("BEGIN IMMEDIATE").map(|()| {
+                store.batch = Some(Batch { id: store.next_batch, members: 0, followers: 0, doomed: None });
+                store.next_batch += 1;
+            })
+        } else {
+            store.connection.execute_cached("SAVEPOINT member", []).map(drop)
+        };
+        if let Err(error) = begun {
+            let _ = self.end_write(turn, false);
+            return Err(WriteError::Storage(error));
         }
-        tx.commit().map_err(WriteError::Storage)?;
-        Ok(value)
+        let worked = work(&turn.store().connection);
+        let store = turn.store();
+        let batch = store.batch.as_mut().expect("opened above, closed only by its writes");
+        match worked {
+            Err(error) => {
+                if first {
+                    let _ = store.connection.execute_batch("ROLLBACK");
+                    store.batch = None;
+                } else if let Err(undo) = undo_member(&store.connection) {
+                    batch.doomed.get_or_insert(undo);
+                }
+                let _ = self.end_write(turn, false);
+                Err(WriteError::Work(error))
+            }
+            Ok(value) => {
+                if !first {
+                    if let Err(release) = store.connection.execute_cached("RELEASE member", []) {
+                        if let Err(undo) = undo_member(&store.connection) {
+                            batch.doomed.get_or_insert(undo);
+                        }
+                        let _ = self.end_write(turn, false);
+                        return Err(WriteError::Storage(release));
+                    }
+                }
+                batch.members += 1;
+                if let Some(failure) = failure {
+                    crate::probe::hit(crate::probe::Probe::StorageFault);
+                    batch.doomed.get_or_insert(failure.error());
+                }
+                self.end_write(turn, true).map_err(WriteError::Storage)?;
+                Ok(value)
+            }
+        }
     }
 
-    /// Runs read-only `work` against the database.
+    /// Ends a write's turn: passes the open batch on to the next write in line, or commits
+    /// it (rolls it back when doomed). A `member` (its work is in the batch) gets the
+    /// commit's result, waiting for it if another write commits; any other gets `Ok`.
+    fn end_write(&self, mut turn: Turn<'_>, member: bool) -> rusqlite::Result<()> {
+        let write_is_next = turn.write_is_next();
+        let store = turn.store();
+        let Some(batch) = store.batch.as_mut() else {
+            drop(turn.pass(None));
+            return Ok(());
+        };
+        if batch.doomed.is_none() && batch.members < MAX_BATCH && write_is_next {
+            let id = batch.id;
+            if member {
+                batch.followers += 1;
+            }
+            let turns = turn.pass(None);
+            return if member { self.shared.outcome(turns, id) } else { Ok(()) };
+        }
+        let Batch { id, members, followers, doomed } = store.batch.take().expect("open");
+        let result = match doomed {
+            Some(error) => Err(error),
+            None if members == 0 => store.connection.execute_batch("ROLLBACK"),
+            None => store.connection.execute_batch("COMMIT"),
+        };
+        if !store.connection.is_autocommit() {
+            let _ = store.connection.execute_batch("ROLLBACK");
+        }
+        if result.is_ok() && members > 0 {
+            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            if let Some(storage) = self.instruments.as_ref().and_then(|i| i.metrics.storage()) {
+                storage.commit_batch_size.observe(members as f64);
+            }
+        }
+        let outcome = (followers > 0)
+            .then(|| (id, Outcome { failure: result.as_ref().err().map(CommitFailure::of), unread: followers }));
+        drop(turn.pass(outcome));
+        if member {
+            result
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs read-only `work` against the database: committed data only (it waits for any
+    /// batch open before it to commit).
     pub fn read<T, E>(&self, work: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
     where
         E: From<rusqlite::Error>,
@@ -273,7 +561,9 @@ impl Db {
             return tokio::task::block_in_place(move || inline.read(work));
         }
         let started = self.instruments.as_ref().map(|i| i.clock.now());
-        let result = work(&self.lock());
+        let mut turn = self.shared.turn(Access::Read);
+        let result = work(&turn.store().connection);
+        drop(turn.pass(None));
         if let (Some(instruments), Some(started)) = (&self.instruments, started) {
             if let Some(storage) = instruments.metrics.storage() {
                 storage.observe(TransactionKind::read, instruments.clock.now().duration_since(started));
@@ -281,6 +571,12 @@ impl Db {
         }
         result
     }
+}
+
+/// Undoes a later member's work: back to its savepoint, which is then let go.
+fn undo_member(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_cached("ROLLBACK TO member", [])?;
+    connection.execute_cached("RELEASE member", []).map(drop)
 }
 
 /// Why a write failed: the database itself (begin, commit, an injected fault), or the work.

@@ -196,6 +196,8 @@ struct StoreRun {
     confirmed: u32,
     seconds: f64,
     latencies: Latencies,
+    /// Writes and commits (metrics on only).
+    batching: Option<(f64, f64)>,
 }
 
 impl StoreRun {
@@ -263,6 +265,7 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
         confirmed += count;
     }
     let seconds = clock.elapsed().as_secs_f64();
+    let batching = if metrics == MetricsSwitch::On { Some(commits(&started.peers).await) } else { None };
 
     let _ = stop.send(true);
     let stopped = within_stop_wait(async { while services.join_next().await.is_some() {} }).await;
@@ -271,7 +274,24 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
         services.abort_all();
     }
     let _ = std::fs::remove_dir_all(&data_dir);
-    StoreRun { confirmed, seconds, latencies }
+    StoreRun { confirmed, seconds, latencies, batching }
+}
+
+/// Writes and commits over the whole run (sign-up included), summed over the services
+/// behind the gateway from their own `storage_commit_batch_size` (group commit).
+async fn commits(peers: &platform::internal::Peers) -> (f64, f64) {
+    let http = HttpClient::new(real_env());
+    let (mut writes, mut commits) = (0.0, 0.0);
+    for service in ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Gateway) {
+        let request = request(Method::GET, "/metrics", None, &[]);
+        let reply = http.send(peers.address(service), &request, RetryPolicy::once(CALL_TIMEOUT_MS)).await;
+        let text = String::from_utf8_lossy(&reply.expect("the service answers /metrics").body).into_owned();
+        let value =
+            |name: &str| -> f64 { text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0) };
+        writes += value("storage_commit_batch_size_sum ");
+        commits += value("storage_commit_batch_size_count ");
+    }
+    (writes, commits)
 }
 
 /// The echo server driven as the store is: one client per shopper, `orders` requests each,
@@ -312,6 +332,12 @@ async fn main() {
             run.per_second(),
             run.latencies.percentile(0.5),
             run.latencies.percentile(0.99)
+        );
+    }
+    if let Some((writes, commits)) = on.batching {
+        println!(
+            "store, metrics on : {writes:.0} writes in {commits:.0} commits = {:.2} writes per commit (group commit; sign-up included)",
+            writes / commits.max(1.0)
         );
     }
     println!(
