@@ -13,7 +13,7 @@ use platform::metrics::Metrics;
 use platform::storage::Db;
 use platform::{Chaos, Deps, Env, Ids, Net, Spawner};
 use registry::StoreConfig;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 use std::sync::Arc;
@@ -69,8 +69,7 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
     let config = store_config(scenario);
     let mut dbs = BTreeMap::new();
     for service in ServiceName::ALL {
-        let db = Db::open_memory(&registry::migrations(service)).expect("in-memory database");
-        registry::seed(service, &db, epoch(), &config).expect("seed the demo data");
+        let db = fresh_db(service, &config);
         if service == ServiceName::Order {
             crate::snapshot::watch_status_moves(&db).expect("watch the orders' statuses");
         }
@@ -87,6 +86,43 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
         initial_stock: config.catalog().iter().map(|c| (c.id, c.stock)).collect(),
         incidents: Incidents::new(),
     }
+}
+
+/// What a service's database holds before its host first runs: its migrations and demo
+/// data (`registry::seed`), which depend only on the service and on these.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct TemplateKey {
+    service: ServiceName,
+    stock: Vec<i64>,
+    slot_capacity: i64,
+    delivery_horizon_hours: i64,
+}
+
+thread_local! {
+    /// Each service's database as `prepare` starts it, migrated and seeded once per thread
+    /// and configuration (at most one per service and scenario): every run gets a copy.
+    static TEMPLATES: RefCell<BTreeMap<TemplateKey, Db>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// A private in-memory database for `service`, migrated and seeded: a copy of this
+/// thread's template (`Db::open_memory_copy`), page for page what migrating and seeding a
+/// new one gives, without running the migrations and the seeding in every run.
+fn fresh_db(service: ServiceName, config: &StoreConfig) -> Db {
+    let key = TemplateKey {
+        service,
+        stock: config.stock.clone(),
+        slot_capacity: config.slot_capacity,
+        delivery_horizon_hours: config.delivery_horizon_hours,
+    };
+    TEMPLATES.with(|templates| {
+        let mut templates = templates.borrow_mut();
+        let template = templates.entry(key).or_insert_with(|| {
+            let db = Db::open_memory(&registry::migrations(service)).expect("in-memory database");
+            registry::seed(service, &db, epoch(), config).expect("seed the demo data");
+            db
+        });
+        Db::open_memory_copy(template).expect("copy of the in-memory database")
+    })
 }
 
 fn secrets(seed: u64) -> Secrets {

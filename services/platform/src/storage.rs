@@ -594,6 +594,26 @@ impl<E: From<rusqlite::Error>> WriteError<E> {
     }
 }
 
+/// Copies of an in-memory database (the simulation: a fresh database per run, without
+/// running the migrations again each time).
+impl Db {
+    /// A private in-memory database holding what `template` holds now: its schema, its
+    /// `user_version`, its rows, page for page (SQLite's online backup of `main`; temporary
+    /// tables and triggers stay behind). Set up like [`Db::open_memory`]'s, and as if it
+    /// had been migrated and written the same way: the copy and the template never share
+    /// anything afterwards.
+    pub fn open_memory_copy(template: &Db) -> Result<Db, StoreError> {
+        let mut connection = Connection::open_in_memory()?;
+        {
+            let source = template.lock();
+            let backup = rusqlite::backup::Backup::new(&source, &mut connection)?;
+            // Every page in one step: nothing else uses either connection meanwhile.
+            backup.run_to_completion(std::ffi::c_int::MAX, std::time::Duration::ZERO, None)?;
+        }
+        Db::with_connection(connection, &[])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,5 +725,21 @@ mod tests {
     fn out_of_order_migrations_are_refused() {
         let bad = [Migration { version: 2, sql: "" }];
         assert!(matches!(Db::open_memory(&bad), Err(StoreError::MigrationOrder { .. })));
+    }
+
+    #[test]
+    fn a_copy_has_the_template_s_schema_and_rows_and_is_private() {
+        let template = Db::open_memory(MIGRATIONS).unwrap();
+        template.write(|tx| tx.execute("INSERT INTO t (x, y) VALUES (1, 2)", [])).unwrap();
+        let copy = Db::open_memory_copy(&template).unwrap();
+        assert_eq!(copy.schema_version().unwrap(), 2);
+        let y: i64 = copy.read(|c| c.query_row("SELECT y FROM t", [], |r| r.get(0))).unwrap();
+        assert_eq!(y, 2);
+        copy.write(|tx| tx.execute("INSERT INTO t (x) VALUES (3)", [])).unwrap();
+        assert_eq!((count(&template), count(&copy)), (1, 2), "the copy's writes stay in the copy");
+        let again = Db::open_memory_copy(&template).unwrap();
+        assert_eq!(count(&again), 1, "a second copy starts from the template, not from the first copy");
+        let error = copy.write(|tx| tx.execute("INSERT INTO t (x) VALUES (NULL)", [])).unwrap_err();
+        assert!(!is_transient(&error), "the copy keeps the template's constraints: {error}");
     }
 }
