@@ -605,10 +605,14 @@ impl Db {
     pub fn open_memory_copy(template: &Db) -> Result<Db, StoreError> {
         let mut connection = Connection::open_in_memory()?;
         {
-            let source = template.lock();
-            let backup = rusqlite::backup::Backup::new(&source, &mut connection)?;
-            // Every page in one step: nothing else uses either connection meanwhile.
-            backup.run_to_completion(std::ffi::c_int::MAX, std::time::Duration::ZERO, None)?;
+            // The template's turn, as a read's: never with a batch open.
+            let mut turn = template.shared.turn(Access::Read);
+            let copied = rusqlite::backup::Backup::new(&turn.store().connection, &mut connection).and_then(|backup| {
+                // Every page in one step: nothing else uses either connection meanwhile.
+                backup.run_to_completion(std::ffi::c_int::MAX, std::time::Duration::ZERO, None)
+            });
+            drop(turn.pass(None));
+            copied?;
         }
         Db::with_connection(connection, &[])
     }
