@@ -39,6 +39,8 @@ pub struct Cluster {
     pub skews: BTreeMap<ServiceName, Arc<AtomicI64>>,
     pub duplicates: Arc<AtomicU32>,
     pub duplicate_delay_max_ms: Arc<AtomicU64>,
+    /// Answers lost on reused connections, per mille (`Chaos::lost_answer_per_mille`).
+    pub lost_answers: Arc<AtomicU32>,
     /// Late duplicates scheduled by any service and not yet finished (`Chaos::pending`).
     pub pending_duplicates: Arc<AtomicU64>,
     pub peers: Peers,
@@ -81,6 +83,7 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
         skews: ServiceName::ALL.iter().map(|s| (*s, Arc::new(AtomicI64::new(0)))).collect(),
         duplicates: Arc::new(AtomicU32::new(0)),
         duplicate_delay_max_ms: Arc::new(AtomicU64::new(0)),
+        lost_answers: Arc::new(AtomicU32::new(0)),
         pending_duplicates: Arc::new(AtomicU64::new(0)),
         peers: peers(),
         initial_stock: config.catalog().iter().map(|c| (c.id, c.stock)).collect(),
@@ -142,6 +145,7 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
         let duplicates = cluster.duplicates.clone();
         let duplicate_delay_max_ms = cluster.duplicate_delay_max_ms.clone();
         let pending = cluster.pending_duplicates.clone();
+        let lost_answers = cluster.lost_answers.clone();
         let peers = cluster.peers.clone();
         let secrets = secrets.clone();
         let config = config.clone();
@@ -155,6 +159,7 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
                 duplicate_per_mille: duplicates.clone(),
                 duplicate_delay_max_ms: duplicate_delay_max_ms.clone(),
                 pending: pending.clone(),
+                lost_answer_per_mille: lost_answers.clone(),
             };
             let clock = Arc::new(SimClock { skew_ms: skew.clone() });
             let db = db.clone().with_metrics(metrics.clone(), clock.clone());

@@ -27,8 +27,15 @@ pub struct Window {
     pub label: String,
 }
 
-/// Every fault of the plan, with its aftermath; nothing outlasts the heal.
+/// Every fault of the plan, with its aftermath; nothing outlasts the heal. Answers lost on
+/// reused connections (`Plan::lost_answer_per_mille`) are one fault over the whole safety
+/// phase.
 pub fn fault_windows(plan: &Plan) -> Vec<Window> {
+    let lost_answers = (plan.lost_answer_per_mille > 0).then(|| Window {
+        begin_ms: 0,
+        end_ms: plan.safety_ms + FAULT_AFTERMATH_MS,
+        label: format!("lost answers {}/1000", plan.lost_answer_per_mille),
+    });
     plan.faults
         .iter()
         .filter(|p| p.at_ms < plan.safety_ms)
@@ -55,6 +62,7 @@ pub fn fault_windows(plan: &Plan) -> Vec<Window> {
             let end_ms = (p.at_ms + duration_ms).min(plan.safety_ms) + FAULT_AFTERMATH_MS;
             Window { begin_ms: p.at_ms, end_ms, label }
         })
+        .chain(lost_answers)
         .collect()
 }
 

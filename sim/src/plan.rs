@@ -22,6 +22,13 @@ pub struct Plan {
     pub liveness_ms: u64,
     pub shoppers: Vec<ShopperPlan>,
     pub faults: Vec<Planned>,
+    /// The scenario's `lost_answer_per_mille`, through the safety phase.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost_answer_per_mille: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -321,6 +328,7 @@ pub fn from_seed(scenario: &Scenario, seed: u64) -> Plan {
         liveness_ms: scenario.liveness_ms,
         shoppers: (0..scenario.shoppers).map(|index| shopper_plan(scenario, seed, index)).collect(),
         faults: fault_plan(scenario, seed),
+        lost_answer_per_mille: scenario.lost_answer_per_mille,
     }
 }
 

@@ -280,6 +280,7 @@ impl Driver<'_> {
         }
         self.cluster.duplicates.store(0, Ordering::Relaxed);
         self.cluster.duplicate_delay_max_ms.store(0, Ordering::Relaxed);
+        self.cluster.lost_answers.store(0, Ordering::Relaxed);
         self.sim.set_max_message_latency(Duration::from_millis(self.scenario.latency_max_ms.max(1)));
     }
 
@@ -357,6 +358,7 @@ fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snap
     let scenario = &Scenario { safety_ms: plan.safety_ms, liveness_ms: plan.liveness_ms, ..scenario.clone() };
     let seed = plan.seed;
     let cluster = prepare(scenario);
+    cluster.lost_answers.store(plan.lost_answer_per_mille, Ordering::Relaxed);
     crate::timers::reset();
     let mut sim = builder(scenario, seed).build();
     add_hosts(&mut sim, &cluster, seed, scenario);

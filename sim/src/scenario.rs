@@ -27,6 +27,11 @@ pub struct Scenario {
     /// Each shopper deposits a whole amount drawn from 0..=deposit_max.
     pub deposit_max: u64,
     pub latency_max_ms: u64,
+    /// Per mille of answers on reused keep-alive connections between services that are
+    /// lost after the peer did the work (`platform::Chaos::lost_answer_per_mille`): the
+    /// caller must take the outcome as unknown and send it again only if idempotent.
+    #[serde(default)]
+    pub lost_answer_per_mille: u32,
     pub mix: Mix,
     pub faults: FaultMix,
     /// Coverage probes (`platform::probe::Probe` names) this scenario exists to reach: a
@@ -204,6 +209,7 @@ impl Scenario {
             (self.stock.iter().any(|s| *s < 0), "stock must not be negative"),
             (self.slot_capacity < 0, "slot_capacity must not be negative"),
             (self.latency_max_ms > 1_000, "latency_max_ms must be at most 1000"),
+            (self.lost_answer_per_mille > 1_000, "lost_answer_per_mille must be at most 1000"),
             (self.faults.events_max > 20, "faults.events_max must be at most 20"),
         ];
         if let Some((_, message)) = checks.iter().find(|(bad, _)| *bad) {

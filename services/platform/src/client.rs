@@ -344,7 +344,16 @@ impl HttpClient {
             // Bounded: each turn takes a connection out of the peer's bounded idle list.
             while let Some(mut connection) = pool.take(addr, self.env.clock.now()) {
                 crate::probe::hit(crate::probe::Probe::ConnectionReused);
-                match self.send_on(&mut connection, addr, request).await {
+                let sent = self.send_on(&mut connection, addr, request).await;
+                // Injected (simulation only): the connection resets after the peer did the
+                // work and before its answer arrives.
+                let sent = match sent {
+                    Ok(_) if self.env.chaos.lose_answer(&self.env.ids) => {
+                        Err(SendFailure::Unknown("connection reset before the answer (injected)".to_string()))
+                    }
+                    sent => sent,
+                };
+                match sent {
                     Ok((reply, reusable)) => {
                         if reusable {
                             pool.put(addr, connection, self.env.clock.now());

@@ -137,6 +137,10 @@ pub struct Chaos {
     /// Late duplicates scheduled and not yet finished (or dropped by a crash): the
     /// simulation waits for this to reach 0 before its final checks.
     pub pending: Arc<std::sync::atomic::AtomicU64>,
+    /// Per mille of requests answered on a reused keep-alive connection whose answer is
+    /// lost: the connection resets after the peer did the work (a half-open connection, a
+    /// middlebox reset), so the caller cannot know whether it took effect.
+    pub lost_answer_per_mille: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Chaos {
@@ -148,6 +152,13 @@ impl Chaos {
     /// run without duplicates draws exactly what it would draw without this seam.
     pub fn duplicate(&self, ids: &Ids) -> bool {
         let per_mille = self.duplicate_per_mille.load(std::sync::atomic::Ordering::Relaxed);
+        per_mille > 0 && ids.next_u64() % 1000 < u64::from(per_mille)
+    }
+
+    /// Whether to lose this answer on a reused connection; draws from `ids` only when
+    /// enabled, like [`Chaos::duplicate`].
+    pub fn lose_answer(&self, ids: &Ids) -> bool {
+        let per_mille = self.lost_answer_per_mille.load(std::sync::atomic::Ordering::Relaxed);
         per_mille > 0 && ids.next_u64() % 1000 < u64::from(per_mille)
     }
 
