@@ -42,8 +42,19 @@ pub fn hour_of(time: Timestamp) -> Timestamp {
 }
 
 /// Makes sure a slot exists for every hour from the current one to `horizon_hours` ahead.
+/// Slots are whole hours, one row each (`slot` is the key), so when the range already holds
+/// `horizon_hours` rows every one exists and nothing is written (a booking used to try one
+/// insert per hour of the horizon: about 4% of the real store's time in a profile).
 pub fn ensure_slots(tx: &Connection, now: Timestamp, horizon_hours: i64, capacity: i64) -> rusqlite::Result<()> {
     let first = hour_of(now);
+    let present: i64 = tx.query_row_cached(
+        "SELECT COUNT(*) FROM delivery_slots WHERE slot >= ?1 AND slot < ?2",
+        params![time_text(first), time_text(first + TimeDelta::hours(horizon_hours))],
+        |row| row.get(0),
+    )?;
+    if present >= horizon_hours {
+        return Ok(());
+    }
     let mut statement =
         tx.prepare_cached("INSERT OR IGNORE INTO delivery_slots (slot, capacity, booked) VALUES (?1, ?2, 0)")?;
     for hour in 0..horizon_hours {
