@@ -983,3 +983,38 @@ fn saga_atomicity_catches_a_participant_record_that_disagrees_with_the_saga() {
     set(&mut cancelled, Participant::Delivery, OperationState::Refused);
     assert_caught_saying(&check(&cancelled, &history), 1, "though it acknowledged the cancel");
 }
+
+/// The levels' checks while the simulation runs skip a reading only when no levels
+/// database committed since the last one: a slot overbooked by a commit in between is
+/// caught at the next reading, and a reading with no commit before it finds nothing new.
+#[test]
+fn the_levels_watch_reads_again_after_every_commit_and_catches_an_overbooking() {
+    let scenario = load_named("happy-path").unwrap();
+    let cluster = sim::cluster::prepare(&scenario);
+    let mut watch = sim::run::LevelsWatch::default();
+    assert_eq!(watch.check(&cluster), Vec::new(), "fresh databases hold sane levels");
+    assert_eq!(watch.check(&cluster), Vec::new());
+    assert_eq!((watch.readings, watch.skipped), (1, 1), "nothing committed: the second reading is skipped");
+    let delivery = &cluster.dbs[&ServiceName::Delivery];
+    // The schema's CHECK would refuse it: switched off for this one write, as if the
+    // database were one without it.
+    delivery
+        .write(|c| {
+            c.pragma_update(None, "ignore_check_constraints", true)?;
+            let overbooked = c.execute(
+                "UPDATE delivery_slots SET booked = capacity + 1 WHERE slot = (SELECT MIN(slot) FROM delivery_slots)",
+                [],
+            );
+            c.pragma_update(None, "ignore_check_constraints", false)?;
+            overbooked
+        })
+        .map(|rows| assert_eq!(rows, 1, "one slot overbooked"))
+        .unwrap();
+    assert_caught(&watch.check(&cluster), 4);
+    assert_eq!(watch.readings, 2);
+    // A write that is rolled back commits nothing: no new reading.
+    let refused: Result<(), rusqlite::Error> = delivery.write(|_| Err(rusqlite::Error::InvalidQuery));
+    assert!(refused.is_err());
+    assert_eq!(watch.check(&cluster), Vec::new());
+    assert_eq!((watch.readings, watch.skipped), (2, 2));
+}

@@ -10,7 +10,7 @@ use contracts::auth::{Claims, AUDIENCE_INTERNAL, AUDIENCE_USER, ISSUER_GATEWAY};
 use contracts::ServiceName;
 use contracts::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Lifetime of a token minted for one call.
 pub const TOKEN_TTL_S: i64 = 60;
@@ -46,11 +46,15 @@ pub struct Auth {
     clock: Arc<dyn Clock>,
     secrets: Secrets,
     service: ServiceName,
+    /// The service credential last minted, with the second (on the clock seam) it was
+    /// minted in: a token's claims hold whole seconds, so every credential minted in that
+    /// second is this one, byte for byte, and is handed out again instead of signed again.
+    service_token: Arc<Mutex<Option<(i64, String)>>>,
 }
 
 impl Auth {
     pub fn new(clock: Arc<dyn Clock>, secrets: Secrets, service: ServiceName) -> Auth {
-        Auth { clock, secrets, service }
+        Auth { clock, secrets, service, service_token: Arc::default() }
     }
 
     /// The service whose credential this is.
@@ -59,7 +63,10 @@ impl Auth {
     }
 
     fn mint(&self, sub: String, iss: String, aud: &str, secret: &[u8]) -> String {
-        let now = self.clock.now_utc().timestamp();
+        self.mint_at(self.clock.now_utc().timestamp(), sub, iss, aud, secret)
+    }
+
+    fn mint_at(&self, now: i64, sub: String, iss: String, aud: &str, secret: &[u8]) -> String {
         let claims = Claims { sub, iss, aud: aud.to_string(), iat: now, exp: now + TOKEN_TTL_S };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
             .expect("HS256 encoding of plain claims cannot fail")
@@ -72,8 +79,15 @@ impl Auth {
 
     /// This service's credential for one internal call.
     pub fn mint_service_token(&self) -> String {
+        let now = self.clock.now_utc().timestamp();
+        let mut last = self.service_token.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, token)) = last.as_ref().filter(|(minted_at, _)| *minted_at == now) {
+            return token.clone();
+        }
         let name = format!("service:{}", self.service.as_str());
-        self.mint(name.clone(), name, AUDIENCE_INTERNAL, &self.secrets.service_token_secret)
+        let token = self.mint_at(now, name.clone(), name, AUDIENCE_INTERNAL, &self.secrets.service_token_secret);
+        *last = Some((now, token.clone()));
+        token
     }
 
     /// Checks signature, audience, issuer and expiry (on the clock seam, with
@@ -215,6 +229,31 @@ mod tests {
         assert!(auth.verify(&service_token, AUDIENCE_INTERNAL).is_ok());
         let forged = super::tests::auth(clock, b"other").mint_user_token(UserId::from_u128(1));
         assert!(matches!(auth.verify(&forged, AUDIENCE_USER), Err(AuthError::Invalid(_))));
+    }
+
+    /// The credential is signed once per second of the clock seam and handed out again
+    /// within it: the same bytes a fresh signature gives; a new second, a new token.
+    #[test]
+    fn the_service_credential_is_signed_once_per_second() {
+        let clock = clock();
+        let auth = auth(clock.clone(), b"user");
+        let name = "service:order".to_string();
+        let fresh = |auth: &Auth| {
+            auth.mint(name.clone(), name.clone(), AUDIENCE_INTERNAL, &auth.secrets.service_token_secret)
+        };
+        let first = auth.mint_service_token();
+        assert_eq!(first, fresh(&auth));
+        clock.advance(Duration::from_millis(999));
+        assert_eq!(auth.mint_service_token(), first);
+        clock.advance(Duration::from_millis(1));
+        let next = auth.mint_service_token();
+        assert_ne!(next, first);
+        assert_eq!(next, fresh(&auth));
+        let claims = auth.verify(&next, AUDIENCE_INTERNAL).unwrap();
+        assert_eq!(claims.iat, auth.clock.now_utc().timestamp());
+        // Another service instance (another clock) signs its own.
+        let behind = super::tests::auth(Arc::new(ManualClock::new(contracts::Timestamp::from_timestamp(999_000, 0).unwrap())), b"user");
+        assert_eq!(behind.verify(&behind.mint_service_token(), AUDIENCE_INTERNAL).unwrap().iat, 999_000);
     }
 
     /// A token signed with the right key but naming another issuer is refused.

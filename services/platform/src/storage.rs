@@ -492,7 +492,7 @@ impl Db {
         // undone by rolling the transaction back. A later one needs its own savepoint.
         let first = store.batch.is_none();
         let begun = if first {
-            store.connection.execute_batch("BEGIN IMMEDIATE").map(|()| {
+            store.connection.execute_cached("BEGIN IMMEDIATE", []).map(|_| {
                 store.batch = Some(Batch { id: store.next_batch, members: 0, followers: 0, doomed: None });
                 store.next_batch += 1;
             })
@@ -559,8 +559,8 @@ impl Db {
         let Batch { id, members, followers, doomed } = store.batch.take().expect("open");
         let result = match doomed {
             Some(error) => Err(error),
-            None if members == 0 => store.connection.execute_batch("ROLLBACK"),
-            None => store.connection.execute_batch("COMMIT"),
+            None if members == 0 => store.connection.execute_cached("ROLLBACK", []).map(drop),
+            None => store.connection.execute_cached("COMMIT", []).map(drop),
         };
         if !store.connection.is_autocommit() {
             let _ = store.connection.execute_batch("ROLLBACK");
