@@ -11,13 +11,13 @@ use crate::model::{
 };
 use crate::plan::Plan;
 use crate::run::sim_ms_bounds;
-use crate::snapshot::{NotificationRow, OrderRow, Participant, Snapshot};
+use crate::snapshot::{NotificationRow, OrderRow, Participant, SagaRow, Snapshot};
 use contracts::billing::TransactionType;
 use contracts::notification::NotificationType;
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
 use contracts::{OrderId, ProblemType, ProductId, ServiceName, Timestamp, TransactionId, UserId};
-use order::saga::{Event as LogEvent, Phase, Step, REJECTED_PREFIX};
+use order::saga::{Event as LogEvent, Phase, Step, REJECTED_PREFIX, STEPS};
 use platform::client::CallError;
 use platform::operations::OperationState;
 use serde::Serialize;
@@ -191,6 +191,7 @@ fn saga_atomicity(snapshot: &Snapshot) -> Vec<Violation> {
     }
     found.extend(operation_records(snapshot));
     found.extend(refusals_not_compensated(snapshot));
+    found.extend(saga_logs_complete(snapshot));
     let known: BTreeSet<OrderId> = snapshot.orders.iter().map(|o| o.id).collect();
     let strays: BTreeSet<OrderId> = debits.keys().chain(reserved.keys()).chain(booked.iter()).copied().collect();
     for order in strays.difference(&known) {
@@ -199,6 +200,64 @@ fn saga_atomicity(snapshot: &Snapshot) -> Vec<Violation> {
             format!("order {order}"),
             "money, stock or a booking held for an order that does not exist",
         ));
+    }
+    found
+}
+
+/// A final order's saga log tells its whole story (the runner logs every call before it is
+/// made and its answer after, an answer at the latest with the next move): every action
+/// logged as started is answered later in the log, every compensation logged as started is
+/// acknowledged, every step of a `CONFIRMED` order is logged as succeeded, and the saga's
+/// end is logged once, with the order's status.
+fn saga_logs_complete(snapshot: &Snapshot) -> Vec<Violation> {
+    let mut logs: BTreeMap<OrderId, Vec<&SagaRow>> = BTreeMap::new();
+    for entry in &snapshot.saga_log {
+        logs.entry(entry.order_id).or_default().push(entry);
+    }
+    let mut found = Vec::new();
+    for order in snapshot.orders.iter().filter(|o| o.status.is_final()) {
+        let (mut unanswered, mut unacknowledged) = (BTreeSet::new(), BTreeSet::new());
+        let mut last_answer: BTreeMap<Step, LogEvent> = BTreeMap::new();
+        let mut ends = Vec::new();
+        for entry in logs.get(&order.id).into_iter().flatten() {
+            match (entry.phase, entry.step, entry.event) {
+                (Phase::Action, Some(step), LogEvent::Started) => {
+                    unanswered.insert(step);
+                }
+                (Phase::Action, Some(step), answer) => {
+                    unanswered.remove(&step);
+                    last_answer.insert(step, answer);
+                }
+                (Phase::Compensation, Some(step), LogEvent::Started) => {
+                    unacknowledged.insert(step);
+                }
+                (Phase::Compensation, Some(step), LogEvent::Acknowledged) => {
+                    unacknowledged.remove(&step);
+                }
+                (Phase::Saga, None, LogEvent::Finished) => ends.push(entry.detail.as_str()),
+                _ => {}
+            }
+        }
+        let mut gaps: Vec<String> = Vec::new();
+        gaps.extend(unanswered.iter().map(|step| format!("its {} was started and never answered", step.name())));
+        gaps.extend(
+            unacknowledged.iter().map(|step| format!("the compensation of its {} was never acknowledged", step.name())),
+        );
+        if order.status == OrderStatus::Confirmed {
+            gaps.extend(
+                STEPS
+                    .iter()
+                    .filter(|step| last_answer.get(step) != Some(&LogEvent::Succeeded))
+                    .map(|step| format!("its {} is not logged as succeeded", step.name())),
+            );
+        }
+        if ends != [order.status.as_str()] {
+            gaps.push(format!("its end is logged as {ends:?}"));
+        }
+        if !gaps.is_empty() {
+            let evidence = format!("{} order's saga log: {}", order.status.as_str(), gaps.join("; "));
+            found.push(violation(1, format!("order {}", order.id), evidence));
+        }
     }
     found
 }

@@ -71,6 +71,25 @@ fn saga_atomicity_catches_a_confirmed_order_without_its_booking() {
     assert_caught(&check(&snapshot, &history), 1);
 }
 
+/// A final order's saga log must hold every answer and its end: an answer dropped (a
+/// runner that never wrote its answers: statuses and money can still look right) or the
+/// end missing is a violation of atomicity's record.
+#[test]
+fn saga_atomicity_catches_a_final_order_whose_log_lost_an_answer_or_its_end() {
+    let (history, snapshot) = parts();
+    let order = snapshot.orders[confirmed(&snapshot)].id;
+    for (phase, event, saying) in [
+        (Phase::Action, LogEvent::Succeeded, "never answered"),
+        (Phase::Saga, LogEvent::Finished, "its end is logged as []"),
+    ] {
+        let mut edited = snapshot.clone();
+        let before = edited.saga_log.len();
+        edited.saga_log.retain(|e| !(e.order_id == order && e.phase == phase && e.event == event));
+        assert!(edited.saga_log.len() < before, "the clean log holds {event:?}");
+        assert_caught_saying(&check(&edited, &history), 1, saying);
+    }
+}
+
 #[test]
 fn money_catches_a_balance_that_appeared_from_nowhere() {
     let (history, mut snapshot) = parts();
