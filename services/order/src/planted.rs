@@ -2,7 +2,8 @@
 //! `planted-bugs` feature: each is a hook's body, taken only while a run plants its bug.
 
 use crate::saga::{replay, Event, LogEntry, Step};
-use crate::store::{log_saga, saga_log, KeyRecord};
+use crate::runner::Unwritten;
+use crate::store::{saga_log, KeyRecord};
 use crate::Orders;
 use contracts::order::IdempotencyKey;
 use contracts::saga::{reason, StepResult};
@@ -71,13 +72,13 @@ pub(crate) fn no_recovery() -> bool {
 }
 
 /// `ForgetStockRelease`: a saga unwinding for want of a delivery slot "needs" no stock
-/// release; the compensation is logged acknowledged without being sent.
+/// release; the compensation is logged acknowledged (with the next move) without being sent.
 pub(crate) fn forget_stock_release(
     orders: &Orders,
     order_id: OrderId,
     step: Step,
     now: Timestamp,
-) -> Option<Result<(), rusqlite::Error>> {
+) -> Option<Result<Unwritten, rusqlite::Error>> {
     if !active(Bug::ForgetStockRelease) || step != Step::Reserve {
         return None;
     }
@@ -85,19 +86,17 @@ pub(crate) fn forget_stock_release(
         Ok(entries) => replay(&entries).ok()?,
         Err(error) => return Some(Err(error)),
     };
-    (state.compensating.as_deref() == Some(reason::NO_DELIVERY_SLOT)).then(|| {
-        orders.db.write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Acknowledged, "skipped"), now))
-    })
+    (state.compensating.as_deref() == Some(reason::NO_DELIVERY_SLOT)).then(|| Ok(acknowledged(step, "skipped", now)))
 }
 
 /// `CompensationOnce`: one failed round and the compensation is written off.
-pub(crate) fn compensation_once(orders: &Orders, order_id: OrderId, step: Step) -> Option<Result<(), rusqlite::Error>> {
-    active(Bug::CompensationOnce).then(|| {
-        let now = orders.env.clock.now_utc();
-        orders
-            .db
-            .write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Acknowledged, "given up"), now))
-    })
+pub(crate) fn compensation_once(orders: &Orders, step: Step) -> Option<Unwritten> {
+    active(Bug::CompensationOnce).then(|| acknowledged(step, "given up", orders.env.clock.now_utc()))
+}
+
+/// The compensation of `step` logged acknowledged (with the saga's next move) with `detail`.
+fn acknowledged(step: Step, detail: &str, at: Timestamp) -> Unwritten {
+    Unwritten { entries: vec![LogEntry::compensation(step, Event::Acknowledged, detail)], status: None, at: Some(at) }
 }
 
 /// How long the planted `StatusBackwards` bug keeps a late attempt alive.

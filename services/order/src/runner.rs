@@ -1,5 +1,6 @@
 //! Performs the saga's moves: calls the participants with deadlines and bounded retries,
-//! logs every call before it is made and every answer after, and finishes the order.
+//! logs every call before it is made and every answer after (with the next move: `Unwritten`),
+//! and finishes the order.
 
 use crate::saga::{next_move, replay, Event, LogEntry, Move, Step, REJECTED_PREFIX};
 use crate::store::{advance_status, log_saga, order, saga_log, trace_id_of};
@@ -65,40 +66,65 @@ impl Orders {
     }
 
     async fn run_saga(&self, order_id: OrderId) {
-        let trace_id = self.db.read(|c| trace_id_of(c, order_id)).ok().flatten();
+        // The order and its log are read once. From then on this runner is the log's only
+        // writer (one runner per order: `start`), so it keeps the log here as it writes it,
+        // the last move's answer included before it is written (`Unwritten`).
+        let loaded = self.db.read(|c| {
+            let trace_id = trace_id_of(c, order_id).ok().flatten();
+            Ok::<_, rusqlite::Error>((order(c, order_id)?, saga_log(c, order_id)?, trace_id))
+        });
+        let Ok((Some(order), mut log, trace_id)) = loaded else {
+            tracing::error!(%order_id, "saga cannot read its order; recovery will retry");
+            return;
+        };
         let context = RequestContext {
             request_id: format!("saga-{order_id}"),
             trace_id: trace_id.unwrap_or_else(|| self.env.ids.hex(16)),
             parent_span_id: None,
         };
+        let mut unwritten = Unwritten::default();
         for _ in 0..SAGA_MOVES_MAX {
-            let loaded = self.db.read(|c| Ok::<_, rusqlite::Error>((order(c, order_id)?, saga_log(c, order_id)?)));
-            let Ok((Some(order), entries)) = loaded else {
-                tracing::error!(%order_id, "saga cannot read its order; recovery will retry");
-                return;
-            };
-            let state = match replay(&entries) {
+            let state = match replay(&log) {
                 Ok(state) => state,
                 Err(error) => {
                     tracing::error!(%order_id, %error, "saga cannot read its log; recovery will retry");
                     return;
                 }
             };
+            let earlier = std::mem::take(&mut unwritten);
+            // What the move writes after `earlier`, and the answer it leaves unwritten.
             let result = match next_move(&state) {
+                // Only the finish writes `Finished`, and it leaves nothing unwritten.
                 Move::Done => return,
-                Move::Act(step) => self.act(&order, step, &context).await,
-                Move::Compensate(step) => self.compensate(order_id, step, &context).await,
-                Move::Finish { status, error_message } => self.finish(&order, status, error_message.as_deref()),
+                Move::Act(step) => self
+                    .act(&order, step, &context, earlier)
+                    .await
+                    .map(|answer| (LogEntry::action(step, Event::Started, ""), answer)),
+                Move::Compensate(step) => self
+                    .compensate(order_id, step, &context, earlier)
+                    .await
+                    .map(|answer| (LogEntry::compensation(step, Event::Started, ""), answer)),
+                Move::Finish { status, error_message } => self
+                    .finish(&order, status, error_message.as_deref(), earlier)
+                    .map(|()| (LogEntry::saga(Event::Finished, status.as_str()), Unwritten::default())),
             };
-            if let Err(error) = result {
-                // Nothing of the failed transaction took effect; recovery resumes the saga
-                // from its log (a call logged as started and not answered is sent again).
-                if platform::storage::is_transient(&error) {
-                    tracing::warn!(%order_id, %error, "saga could not record a move; recovery will retry");
-                } else {
-                    tracing::error!(%order_id, %error, "saga could not record a move; recovery will retry");
+            match result {
+                Ok((written, answer)) => {
+                    log.push(written);
+                    log.extend(answer.entries.iter().cloned());
+                    unwritten = answer;
                 }
-                return;
+                Err(error) => {
+                    // Nothing of the failed transaction took effect; recovery resumes the
+                    // saga from its log (a call logged as started and not answered is sent
+                    // again, a compensation logged as started and not acknowledged too).
+                    if platform::storage::is_transient(&error) {
+                        tracing::warn!(%order_id, %error, "saga could not record a move; recovery will retry");
+                    } else {
+                        tracing::error!(%order_id, %error, "saga could not record a move; recovery will retry");
+                    }
+                    return;
+                }
             }
         }
         tracing::error!(%order_id, "saga exceeded its move budget");
@@ -132,9 +158,18 @@ impl Orders {
         }
     }
 
-    async fn act(&self, order: &Order, step: Step, context: &RequestContext) -> Result<(), rusqlite::Error> {
+    /// Writes `earlier` with the step's start, then calls the participant; returns its
+    /// answer, not yet written.
+    async fn act(
+        &self,
+        order: &Order,
+        step: Step,
+        context: &RequestContext,
+        earlier: Unwritten,
+    ) -> Result<Unwritten, rusqlite::Error> {
         let now = self.env.clock.now_utc();
         self.db.write(|tx| {
+            earlier.write(tx, order.id)?;
             advance_status(tx, order.id, OrderStatus::Processing, None, now)?;
             log_saga(tx, order.id, &LogEntry::action(step, Event::Started, ""), now)
         })?;
@@ -144,22 +179,17 @@ impl Orders {
         let started = self.env.clock.now();
         #[cfg(feature = "planted-bugs")]
         if let Some(reply) = crate::planted::status_backwards(self, order.id, step, &request, context).await {
-            return self.answered(order, step, started, reply);
+            return Ok(self.answered(step, started, reply));
         }
         let reply = self.client.send(self.peer(step.participant()), request, context, policy).await;
-        self.answered(order, step, started, reply)
+        Ok(self.answered(step, started, reply))
     }
 
-    /// Logs the action's answer (`reply`, to the call sent at `started`) and what it decides.
-    fn answered(
-        &self,
-        order: &Order,
-        step: Step,
-        started: tokio::time::Instant,
-        reply: Result<Reply, CallError>,
-    ) -> Result<(), rusqlite::Error> {
+    /// What the action's answer (`reply`, to the call sent at `started`) decides, to be
+    /// logged with the next move.
+    fn answered(&self, step: Step, started: tokio::time::Instant, reply: Result<Reply, CallError>) -> Unwritten {
         self.observe_step(step, StepPhase::action, started);
-        let now = self.env.clock.now_utc();
+        let at = self.env.clock.now_utc();
         let answer = reply.and_then(|r| {
             if r.status.is_client_error() {
                 Err(r.success().unwrap_err())
@@ -167,34 +197,49 @@ impl Orders {
                 r.json::<StepResult>()
             }
         });
-        self.db.write(|tx| match answer {
+        let (entries, status) = match answer {
             Ok(result) if result.success => {
-                log_saga(tx, order.id, &LogEntry::action(step, Event::Succeeded, &result.message), now)?;
-                advance_status(tx, order.id, step.status_after(), None, now).map(drop)
+                (vec![LogEntry::action(step, Event::Succeeded, &result.message)], Some(step.status_after()))
             }
-            Ok(result) => {
-                log_saga(tx, order.id, &LogEntry::action(step, Event::Refused, &result.message), now)?;
-                log_saga(tx, order.id, &LogEntry::saga(Event::Compensate, &result.message), now)
-            }
+            Ok(result) => (
+                vec![
+                    LogEntry::action(step, Event::Refused, &result.message),
+                    LogEntry::saga(Event::Compensate, &result.message),
+                ],
+                None,
+            ),
             // Not the participant's business answer: an earlier attempt of this call that got
             // no answer may have taken effect, so the step is compensated (saga.rs).
             Err(CallError::Status { status, .. }) if status < 500 => {
                 let detail = format!("{REJECTED_PREFIX}{status}");
-                log_saga(tx, order.id, &LogEntry::action(step, Event::Rejected, &detail), now)?;
-                log_saga(tx, order.id, &LogEntry::saga(Event::Compensate, &detail), now)
+                (vec![LogEntry::action(step, Event::Rejected, &detail), LogEntry::saga(Event::Compensate, &detail)], None)
             }
-            Err(error) => {
-                log_saga(tx, order.id, &LogEntry::action(step, Event::Unknown, &error.to_string()), now)?;
-                log_saga(tx, order.id, &LogEntry::saga(Event::Compensate, reason::SERVICE_UNAVAILABLE), now)
-            }
-        })
+            Err(error) => (
+                vec![
+                    LogEntry::action(step, Event::Unknown, &error.to_string()),
+                    LogEntry::saga(Event::Compensate, reason::SERVICE_UNAVAILABLE),
+                ],
+                None,
+            ),
+        };
+        Unwritten { entries, status, at: Some(at) }
     }
 
-    /// Sends the compensation until it is acknowledged: rounds of bounded retries, with a
-    /// capped pause between rounds. Only a crash stops it, and recovery resumes it.
-    async fn compensate(&self, order_id: OrderId, step: Step, context: &RequestContext) -> Result<(), rusqlite::Error> {
+    /// Writes `earlier` with the compensation's start, then sends it until it is
+    /// acknowledged: rounds of bounded retries, with a capped pause between rounds. Only a
+    /// crash stops it, and recovery resumes it. Returns the acknowledgement, not yet written.
+    async fn compensate(
+        &self,
+        order_id: OrderId,
+        step: Step,
+        context: &RequestContext,
+        earlier: Unwritten,
+    ) -> Result<Unwritten, rusqlite::Error> {
         let now = self.env.clock.now_utc();
-        self.db.write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Started, ""), now))?;
+        self.db.write(|tx| {
+            earlier.write(tx, order_id)?;
+            log_saga(tx, order_id, &LogEntry::compensation(step, Event::Started, ""), now)
+        })?;
         platform::crash_point::here(platform::crash_point::CrashPoint::CompensationLogged).await;
         #[cfg(feature = "planted-bugs")]
         if let Some(skipped) = crate::planted::forget_stock_release(self, order_id, step, now) {
@@ -216,15 +261,13 @@ impl Orders {
                 metrics.compensation_failures.inc();
             }
             if acknowledged {
-                let now = self.env.clock.now_utc();
-                return self
-                    .db
-                    .write(|tx| log_saga(tx, order_id, &LogEntry::compensation(step, Event::Acknowledged, ""), now));
+                let entries = vec![LogEntry::compensation(step, Event::Acknowledged, "")];
+                return Ok(Unwritten { entries, status: None, at: Some(self.env.clock.now_utc()) });
             }
             round = round.saturating_add(1);
             #[cfg(feature = "planted-bugs")]
-            if let Some(given_up) = crate::planted::compensation_once(self, order_id, step) {
-                return given_up;
+            if let Some(given_up) = crate::planted::compensation_once(self, step) {
+                return Ok(given_up);
             }
             tracing::warn!(%order_id, step = step.name(), round, "compensation not acknowledged yet");
             probe::hit(Probe::CompensationRetried);
@@ -239,7 +282,15 @@ impl Orders {
         metrics.step_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
-    fn finish(&self, order: &Order, status: OrderStatus, error_message: Option<&str>) -> Result<(), rusqlite::Error> {
+    /// Writes `earlier` with the order's final status, its notification (the outbox) and
+    /// the saga's end, in one transaction.
+    fn finish(
+        &self,
+        order: &Order,
+        status: OrderStatus,
+        error_message: Option<&str>,
+        earlier: Unwritten,
+    ) -> Result<(), rusqlite::Error> {
         let now = self.env.clock.now_utc();
         let (kind, message) = match status {
             OrderStatus::Confirmed => (NotificationType::OrderConfirmed, format!("order {} confirmed", order.number)),
@@ -251,6 +302,7 @@ impl Orders {
         let (user_id, amount) = (order.user_id, Some(order.price));
         let event = NotificationEvent { kind, order_id: order.id, user_id, amount, message, occurred_at: None };
         self.db.write(|tx| {
+            earlier.write(tx, order.id)?;
             advance_status(tx, order.id, status, error_message, now)?;
             enqueue(tx, &event, now)?;
             log_saga(tx, order.id, &LogEntry::saga(Event::Finished, status.as_str()), now)
@@ -265,6 +317,34 @@ impl Orders {
             };
         }
         self.outbox_wakeup.notify_one();
+        Ok(())
+    }
+}
+
+/// A move's outcome, decided and not yet written: an action's answer (with the status it
+/// moves the order to) or a compensation's acknowledgement. It is written in the same
+/// transaction as the next move's first record (the next call's start, the next
+/// compensation's start or the finish), so an order costs one durable commit per call, not
+/// two. Until then a crash loses it, exactly as a crash just before it was written would:
+/// recovery finds the call logged as started and not answered and sends it again, which the
+/// participant answers as before (idempotent by the order id).
+#[derive(Debug, Default)]
+pub(crate) struct Unwritten {
+    pub(crate) entries: Vec<LogEntry>,
+    pub(crate) status: Option<OrderStatus>,
+    /// When it was decided (each entry's time in the log).
+    pub(crate) at: Option<contracts::Timestamp>,
+}
+
+impl Unwritten {
+    fn write(&self, tx: &rusqlite::Connection, order_id: OrderId) -> rusqlite::Result<()> {
+        let Some(at) = self.at else { return Ok(()) };
+        for entry in &self.entries {
+            log_saga(tx, order_id, entry, at)?;
+        }
+        if let Some(status) = self.status {
+            advance_status(tx, order_id, status, None, at)?;
+        }
         Ok(())
     }
 }
