@@ -1,8 +1,8 @@
 //! The order service's planted bugs (`platform::bugs`), compiled only with the
 //! `planted-bugs` feature: each is a hook's body, taken only while a run plants its bug.
 
-use crate::saga::{replay, Event, LogEntry, Step};
 use crate::runner::Unwritten;
+use crate::saga::{replay, Event, LogEntry, Step};
 use crate::store::{saga_log, KeyRecord};
 use crate::Orders;
 use contracts::order::IdempotencyKey;

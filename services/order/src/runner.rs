@@ -212,7 +212,10 @@ impl Orders {
             // no answer may have taken effect, so the step is compensated (saga.rs).
             Err(CallError::Status { status, .. }) if status < 500 => {
                 let detail = format!("{REJECTED_PREFIX}{status}");
-                (vec![LogEntry::action(step, Event::Rejected, &detail), LogEntry::saga(Event::Compensate, &detail)], None)
+                (
+                    vec![LogEntry::action(step, Event::Rejected, &detail), LogEntry::saga(Event::Compensate, &detail)],
+                    None,
+                )
             }
             Err(error) => (
                 vec![

@@ -238,9 +238,8 @@ mod tests {
         let clock = clock();
         let auth = auth(clock.clone(), b"user");
         let name = "service:order".to_string();
-        let fresh = |auth: &Auth| {
-            auth.mint(name.clone(), name.clone(), AUDIENCE_INTERNAL, &auth.secrets.service_token_secret)
-        };
+        let fresh =
+            |auth: &Auth| auth.mint(name.clone(), name.clone(), AUDIENCE_INTERNAL, &auth.secrets.service_token_secret);
         let first = auth.mint_service_token();
         assert_eq!(first, fresh(&auth));
         clock.advance(Duration::from_millis(999));
@@ -252,7 +251,10 @@ mod tests {
         let claims = auth.verify(&next, AUDIENCE_INTERNAL).unwrap();
         assert_eq!(claims.iat, auth.clock.now_utc().timestamp());
         // Another service instance (another clock) signs its own.
-        let behind = super::tests::auth(Arc::new(ManualClock::new(contracts::Timestamp::from_timestamp(999_000, 0).unwrap())), b"user");
+        let behind = super::tests::auth(
+            Arc::new(ManualClock::new(contracts::Timestamp::from_timestamp(999_000, 0).unwrap())),
+            b"user",
+        );
         assert_eq!(behind.verify(&behind.mint_service_token(), AUDIENCE_INTERNAL).unwrap().iat, 999_000);
     }
 
