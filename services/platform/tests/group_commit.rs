@@ -48,6 +48,13 @@ fn committed_rows(path: &Path) -> Vec<i64> {
     rows.collect::<Result<_, _>>().unwrap()
 }
 
+/// The test database at `path`, reporting to metrics of its own (on a clock that stands still).
+fn instrumented(path: &Path) -> (Db, Metrics) {
+    let metrics = Metrics::new();
+    let clock: Arc<dyn Clock> = Arc::new(platform::clock::ManualClock::new(chrono::DateTime::UNIX_EPOCH));
+    (Db::open_file(path, MIGRATIONS).unwrap().with_metrics(metrics.clone(), clock), metrics)
+}
+
 fn rows(db: &Db) -> Vec<i64> {
     db.read(|c| {
         let mut statement = c.prepare("SELECT x FROM t ORDER BY x")?;
@@ -184,9 +191,7 @@ fn concurrent_writers_all_commit_and_survive_reopening() {
 #[test]
 fn queued_writes_share_one_commit() {
     let path = database("shared");
-    let metrics = Metrics::new();
-    let clock: Arc<dyn Clock> = Arc::new(platform::clock::ManualClock::new(chrono::DateTime::UNIX_EPOCH));
-    let db = Db::open_file(&path, MIGRATIONS).unwrap().with_metrics(metrics.clone(), clock);
+    let (db, metrics) = instrumented(&path);
     let before = db.commits();
     let outcome =
         std::thread::scope(|scope| results(batch(scope, &db, inserts(0), (1..8).map(inserts).collect(), None)));
@@ -234,9 +239,7 @@ fn a_failing_write_leaves_the_rest_of_its_batch() {
 #[test]
 fn a_failed_commit_fails_the_whole_batch() {
     let path = database("commit-fails");
-    let metrics = Metrics::new();
-    let clock: Arc<dyn Clock> = Arc::new(platform::clock::ManualClock::new(chrono::DateTime::UNIX_EPOCH));
-    let db = Db::open_file(&path, MIGRATIONS).unwrap().with_metrics(metrics.clone(), clock);
+    let (db, metrics) = instrumented(&path);
     let counted = || metrics.encode().unwrap().contains("participant_operations_total{");
     let member = |x: i64| -> Work<'static> {
         Box::new(move |c: &Connection| {
