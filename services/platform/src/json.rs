@@ -6,7 +6,6 @@ use crate::error::{problem_response, ApiError};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use contracts::order::IdempotencyKey;
 use contracts::problem::PROBLEM_CONTENT_TYPE;
@@ -85,10 +84,10 @@ pub fn required_idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, A
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// Middleware: any error response that is not problem+json yet (405, a layer's 413, …)
-/// becomes one, so that every error everywhere has the same shape.
-pub async fn problem_everywhere(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// Any error response that is not problem+json yet (405, a layer's 413, …) becomes one, so
+/// that every error everywhere has the same shape (part of the common layer,
+/// `server::common_layer`).
+pub fn as_problem(response: Response) -> Response {
     let status = response.status();
     let is_problem =
         response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_CONTENT_TYPE.as_bytes());

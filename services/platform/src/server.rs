@@ -3,11 +3,12 @@
 //! a header size limit.
 
 use crate::hyper_timer::ClockTimer;
-use crate::json::{problem_everywhere, unknown_route, BODY_SIZE_MAX_BYTES};
+use crate::ids::Ids;
+use crate::json::{as_problem, unknown_route, BODY_SIZE_MAX_BYTES};
 use crate::metrics::Metrics;
 use crate::net::Listener;
 use crate::storage::Db;
-use crate::trace::request_context;
+use crate::trace::in_request_context;
 use crate::{ApiError, Clock, Env, Spawner};
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{header, HeaderValue};
@@ -38,29 +39,25 @@ pub const SERVER_LIMITS: ServerLimits = ServerLimits {
     header_read_timeout_ms: 10_000,
     body_read_timeout_ms: 10_000,
     // Above HEADER_SIZE_MAX_BYTES, so that an overlong header usually reaches
-    // `headers_within_limit` and gets a problem body; past this, hyper answers a bare 431.
+    // the common layer and gets a problem body; past this, hyper answers a bare 431.
     header_buffer_max_bytes: 64 * 1024,
 };
 
 /// Largest total size of a request's header names and values.
 pub const HEADER_SIZE_MAX_BYTES: usize = 16 * 1024;
 
-/// Middleware: 431 problem+json for requests whose headers are too large.
-async fn headers_within_limit(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// A 431 problem+json when the request's headers are too large.
+fn headers_too_large(request: &axum::extract::Request) -> Option<axum::response::Response> {
     let size: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-    if size > HEADER_SIZE_MAX_BYTES {
+    (size > HEADER_SIZE_MAX_BYTES).then(|| {
         let error = crate::ApiError::new(
             431,
             ProblemType::HeadersTooLarge,
             "Request header fields too large",
             format!("request headers take {size} bytes; at most {HEADER_SIZE_MAX_BYTES} are accepted"),
         );
-        return axum::response::IntoResponse::into_response(error);
-    }
-    next.run(request).await
+        axum::response::IntoResponse::into_response(error)
+    })
 }
 
 /// Middleware: reads the whole body (at most [`BODY_SIZE_MAX_BYTES`]) within
@@ -117,15 +114,48 @@ pub fn with_common_layers(routes: Router, env: &Env, db: &Db) -> Router {
 /// without the operator's routes: the gateway is the public door, and serves them on a
 /// port of their own ([`ops_router`]).
 pub fn with_layers_keeping_fallback(routes: Router, env: &Env) -> Router {
-    let routes = routes
-        .layer(DefaultBodyLimit::max(BODY_SIZE_MAX_BYTES))
-        .layer(axum::middleware::from_fn(problem_everywhere))
-        .layer(axum::middleware::from_fn(headers_within_limit))
-        .layer(axum::middleware::from_fn_with_state(env.ids.clone(), request_context));
-    if !env.metrics.is_on() {
-        return routes;
+    let common = Common { ids: env.ids.clone(), metrics: env.metrics.clone(), clock: env.clock.clone() };
+    routes.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::middleware::from_fn_with_state(common, common_layer))
+            .layer(DefaultBodyLimit::max(BODY_SIZE_MAX_BYTES)),
+    )
+}
+
+/// What the common layer needs.
+#[derive(Clone)]
+struct Common {
+    ids: Ids,
+    metrics: Metrics,
+    clock: Arc<dyn Clock>,
+}
+
+/// The middleware every service shares, as one layer (each layer of its own would box the
+/// request's future once more), outermost first: HTTP metrics (each answer counted by route
+/// template, method and status, its duration observed on the clock seam; only with the
+/// metrics on), the request context (`trace::in_request_context`), 431 problem+json for
+/// headers over [`HEADER_SIZE_MAX_BYTES`], and problem+json for any other error response
+/// (`json::as_problem`).
+async fn common_layer(
+    axum::extract::State(common): axum::extract::State<Common>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let measured = common.metrics.http().map(|http| {
+        let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_string();
+        (http, route, request.method().as_str().to_string(), common.clock.now())
+    });
+    let response = in_request_context(&common.ids, request, |request| async move {
+        match headers_too_large(&request) {
+            Some(response) => response,
+            None => as_problem(next.run(request).await),
+        }
+    })
+    .await;
+    if let Some((http, route, method, started)) = measured {
+        http.record(&route, &method, response.status().as_u16(), common.clock.now().duration_since(started));
     }
-    routes.layer(axum::middleware::from_fn_with_state((env.metrics.clone(), env.clock.clone()), http_metrics))
+    response
 }
 
 /// The operator's routes alone, with the common layers: what the gateway serves on its
@@ -191,22 +221,6 @@ async fn metrics_text(
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(live, ready, metrics_text))]
 pub struct OperatorApi;
-
-/// Middleware: counts every answer by route template, method and status, and observes its
-/// duration on the clock seam.
-async fn http_metrics(
-    axum::extract::State((metrics, clock)): axum::extract::State<(Metrics, Arc<dyn Clock>)>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let started = clock.now();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_string();
-    let method = request.method().as_str().to_string();
-    let response = next.run(request).await;
-    let Some(http) = metrics.http() else { return response };
-    http.record(&route, &method, response.status().as_u16(), clock.now().duration_since(started));
-    response
-}
 
 /// Accepts connections until `shutdown` completes; dropping the returned future (a crash)
 /// drops every connection with it. Request bodies are read within `body_read_timeout_ms`

@@ -3,10 +3,10 @@
 //! the same trace), and one tracing span per request.
 
 use crate::ids::Ids;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
+use std::future::Future;
 use tracing::Instrument;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -65,8 +65,13 @@ fn valid_request_id(value: &str) -> bool {
     !value.is_empty() && value.len() <= REQUEST_ID_LENGTH_MAX && value.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
-/// Middleware: builds the [`RequestContext`], runs the request in its span, echoes the id.
-pub async fn request_context(State(ids): State<Ids>, mut request: Request, next: Next) -> Response {
+/// Builds the [`RequestContext`], runs `inner` with the request in its span, echoes the id
+/// (part of the common layer, `server::common_layer`).
+pub async fn in_request_context<F: Future<Output = Response>>(
+    ids: &Ids,
+    mut request: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response {
     let headers = request.headers();
     let request_id = headers
         .get(&REQUEST_ID)
@@ -90,7 +95,7 @@ pub async fn request_context(State(ids): State<Ids>, mut request: Request, next:
     let context = RequestContext { request_id: request_id.clone(), trace_id, parent_span_id };
     let (method, uri) = (request.method().clone(), request.uri().clone());
     request.extensions_mut().insert(context);
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = inner(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.in_scope(|| {
         tracing::debug!(status, "answered");
