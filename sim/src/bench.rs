@@ -1,7 +1,8 @@
 //! The benchmark (not a test): scenarios per second and simulated-to-wall time for the
 //! standard scenario mix under both time drivers (the fixed 1 ms step and the event-driven
 //! one), next to bare turmoil with the same hosts and the same simulated durations, all
-//! measured in the same process so that the ratios cancel the machine's speed.
+//! measured in the same process, interleaved run by run, so that the ratios cancel the
+//! machine's speed and its moments of load.
 
 use crate::run::{run_driven, TimeDriver, TICK_MS};
 use crate::scenario::Scenario;
@@ -76,35 +77,39 @@ struct Run {
     digest: String,
 }
 
-/// Every run of `seeds` seeds of every scenario under `time`.
-fn runs(scenarios: &[Scenario], seeds: u64, time: TimeDriver) -> Vec<Run> {
-    let mut runs = Vec::new();
-    for scenario in scenarios {
-        for seed in 0..seeds {
-            let report = run_driven(scenario, seed, None, time);
-            runs.push(Run {
-                shoppers: scenario.shoppers,
-                simulated_ms: report.stats.simulated_ms,
-                steps: report.steps,
-                host_ticks: report.host_ticks,
-                host_skips: report.host_skips,
-                digest: report.digest,
-            });
+/// One run of `scenario` with `seed` under `time`, and its wall time.
+fn timed_run(scenario: &Scenario, seed: u64, time: TimeDriver) -> (Run, f64) {
+    wall_ms(|| {
+        let report = run_driven(scenario, seed, None, time);
+        Run {
+            shoppers: scenario.shoppers,
+            simulated_ms: report.stats.simulated_ms,
+            steps: report.steps,
+            host_ticks: report.host_ticks,
+            host_skips: report.host_skips,
+            digest: report.digest,
         }
-    }
-    runs
+    })
 }
 
-/// Runs `seeds` seeds of every scenario under each driver, then bare turmoil for each
-/// run's simulated time.
+/// Runs `seeds` seeds of every scenario under each driver and bare turmoil for each run's
+/// simulated time, interleaved run by run (fixed, event-driven, bare), so that a busy
+/// moment of a shared machine slows all three alike instead of one driver's whole phase.
 pub fn bench(scenarios: &[Scenario], seeds: u64) -> BenchReport {
-    let (fixed, store_wall_ms) = wall_ms(|| runs(scenarios, seeds, TimeDriver::Fixed));
-    let (event, event_wall_ms) = wall_ms(|| runs(scenarios, seeds, TimeDriver::EventDriven));
-    let (_, bare_wall_ms) = wall_ms(|| {
-        for run in &fixed {
-            bare_turmoil(run.shoppers, run.simulated_ms);
+    let (mut fixed, mut event) = (Vec::new(), Vec::new());
+    let (mut store_wall_ms, mut event_wall_ms, mut bare_wall_ms) = (0.0, 0.0, 0.0);
+    for scenario in scenarios {
+        for seed in 0..seeds {
+            let (run, wall) = timed_run(scenario, seed, TimeDriver::Fixed);
+            store_wall_ms += wall;
+            let ((), bare) = wall_ms(|| bare_turmoil(run.shoppers, run.simulated_ms));
+            bare_wall_ms += bare;
+            fixed.push(run);
+            let (run, wall) = timed_run(scenario, seed, TimeDriver::EventDriven);
+            event_wall_ms += wall;
+            event.push(run);
         }
-    });
+    }
     let runs = fixed.len() as u64;
     let simulated_ms: u64 = fixed.iter().map(|run| run.simulated_ms).sum();
     let digests_differing = fixed.iter().zip(&event).filter(|(f, e)| f.digest != e.digest).count() as u64;
