@@ -93,7 +93,7 @@ fn timed_run(scenario: &Scenario, seed: u64, time: TimeDriver) -> (Run, f64) {
 }
 
 /// Runs `seeds` seeds of every scenario under each driver and bare turmoil for each run's
-/// simulated time, interleaved run by run (fixed, event-driven, bare), so that a busy
+/// simulated time, interleaved run by run (fixed, bare, event-driven), so that a busy
 /// moment of a shared machine slows all three alike instead of one driver's whole phase.
 pub fn bench(scenarios: &[Scenario], seeds: u64) -> BenchReport {
     let (mut fixed, mut event) = (Vec::new(), Vec::new());
