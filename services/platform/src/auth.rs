@@ -10,6 +10,7 @@ use contracts::auth::{Claims, AUDIENCE_INTERNAL, AUDIENCE_USER, ISSUER_GATEWAY};
 use contracts::ServiceName;
 use contracts::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Lifetime of a token minted for one call.
@@ -44,17 +45,81 @@ pub struct Secrets {
 #[derive(Clone)]
 pub struct Auth {
     clock: Arc<dyn Clock>,
-    secrets: Secrets,
     service: ServiceName,
+    keys: Arc<Keys>,
     /// The service credential last minted, with the second (on the clock seam) it was
     /// minted in: a token's claims hold whole seconds, so every credential minted in that
     /// second is this one, byte for byte, and is handed out again instead of signed again.
     service_token: Arc<Mutex<Option<(i64, String)>>>,
+    /// The same for user tokens (the gateway's): the second they were minted in, and each
+    /// user's token of that second (at most [`USER_TOKENS_MAX`]; a new second starts afresh).
+    user_tokens: Arc<Mutex<(i64, BTreeMap<UserId, String>)>>,
+    /// Tokens this instance accepted lately, newest last (at most [`VERIFIED_MAX`]).
+    verified: Arc<Mutex<VecDeque<Verified>>>,
+}
+
+/// How many users' tokens of the current second the gateway keeps to hand out again.
+const USER_TOKENS_MAX: usize = 1024;
+
+/// How many accepted tokens an instance remembers.
+const VERIFIED_MAX: usize = 32;
+
+/// The keys and the validation rules, built once per instance.
+struct Keys {
+    user_encoding: EncodingKey,
+    service_encoding: EncodingKey,
+    user_decoding: DecodingKey,
+    service_decoding: DecodingKey,
+    user_validation: Validation,
+    service_validation: Validation,
+}
+
+impl Keys {
+    fn new(secrets: &Secrets) -> Keys {
+        let validation = |audience: &str| {
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
+            validation
+        };
+        Keys {
+            user_encoding: EncodingKey::from_secret(&secrets.user_token_secret),
+            service_encoding: EncodingKey::from_secret(&secrets.service_token_secret),
+            user_decoding: DecodingKey::from_secret(&secrets.user_token_secret),
+            service_decoding: DecodingKey::from_secret(&secrets.service_token_secret),
+            user_validation: validation(AUDIENCE_USER),
+            service_validation: validation(AUDIENCE_INTERNAL),
+        }
+    }
+}
+
+/// A token whose signature and issuer were checked, with its claims. Its expiry is checked
+/// again at every use.
+struct Verified {
+    audience: String,
+    token: String,
+    claims: Claims,
+}
+
+/// Equal bytes, compared in time that depends only on the length: a caller cannot learn
+/// from the time of a refusal how much of a remembered token its own shares.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && std::hint::black_box(a.iter().zip(b).fold(0u8, |difference, (x, y)| difference | (x ^ y))) == 0
 }
 
 impl Auth {
     pub fn new(clock: Arc<dyn Clock>, secrets: Secrets, service: ServiceName) -> Auth {
-        Auth { clock, secrets, service, service_token: Arc::default() }
+        Auth {
+            clock,
+            keys: Arc::new(Keys::new(&secrets)),
+            service,
+            service_token: Arc::default(),
+            user_tokens: Arc::default(),
+            verified: Arc::default(),
+        }
     }
 
     /// The service whose credential this is.
@@ -62,19 +127,29 @@ impl Auth {
         self.service
     }
 
-    fn mint(&self, sub: String, iss: String, aud: &str, secret: &[u8]) -> String {
-        self.mint_at(self.clock.now_utc().timestamp(), sub, iss, aud, secret)
-    }
-
-    fn mint_at(&self, now: i64, sub: String, iss: String, aud: &str, secret: &[u8]) -> String {
+    fn mint_at(&self, now: i64, sub: String, iss: String, aud: &str, key: &EncodingKey) -> String {
         let claims = Claims { sub, iss, aud: aud.to_string(), iat: now, exp: now + TOKEN_TTL_S };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
             .expect("HS256 encoding of plain claims cannot fail")
     }
 
-    /// A user token for one proxied call (gateway only).
+    /// A user token for one proxied call (gateway only): within one second of the clock
+    /// seam, the same bytes for the same user (see `user_tokens`).
     pub fn mint_user_token(&self, user_id: UserId) -> String {
-        self.mint(user_id.to_string(), ISSUER_GATEWAY.to_string(), AUDIENCE_USER, &self.secrets.user_token_secret)
+        let now = self.clock.now_utc().timestamp();
+        let mut tokens = self.user_tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if tokens.0 != now {
+            *tokens = (now, BTreeMap::new());
+        }
+        if let Some(token) = tokens.1.get(&user_id) {
+            return token.clone();
+        }
+        let token =
+            self.mint_at(now, user_id.to_string(), ISSUER_GATEWAY.to_string(), AUDIENCE_USER, &self.keys.user_encoding);
+        if tokens.1.len() < USER_TOKENS_MAX {
+            tokens.1.insert(user_id, token.clone());
+        }
+        token
     }
 
     /// This service's credential for one internal call.
@@ -85,7 +160,7 @@ impl Auth {
             return token.clone();
         }
         let name = format!("service:{}", self.service.as_str());
-        let token = self.mint_at(now, name.clone(), name, AUDIENCE_INTERNAL, &self.secrets.service_token_secret);
+        let token = self.mint_at(now, name.clone(), name, AUDIENCE_INTERNAL, &self.keys.service_encoding);
         *last = Some((now, token.clone()));
         token
     }
@@ -94,20 +169,51 @@ impl Auth {
     /// [`CLOCK_LEEWAY_S`]). A user token is issued by the gateway (`iss` =
     /// [`ISSUER_GATEWAY`]); a service credential by the service it names (`iss` = `sub` =
     /// `service:<name>`).
+    /// A token accepted before (the same bytes, for the same audience) is not decoded again:
+    /// only its expiry is checked.
     pub fn verify(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
-        let secret = if audience == AUDIENCE_INTERNAL {
-            &self.secrets.service_token_secret
-        } else {
-            &self.secrets.user_token_secret
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|v| v.audience == audience && same_bytes(v.token.as_bytes(), token.as_bytes()))
+            .map(|v| v.claims.clone());
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = self.decode(token, audience)?;
+                let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                if verified.len() == VERIFIED_MAX {
+                    verified.pop_front();
+                }
+                verified.push_back(Verified {
+                    audience: audience.to_string(),
+                    token: token.to_string(),
+                    claims: claims.clone(),
+                });
+                claims
+            }
         };
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let issuer_ok = if audience == AUDIENCE_INTERNAL {
+        if claims.exp + CLOCK_LEEWAY_S <= self.clock.now_utc().timestamp() {
+            return Err(AuthError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Signature, audience and issuer.
+    fn decode(&self, token: &str, audience: &str) -> Result<Claims, AuthError> {
+        let internal = audience == AUDIENCE_INTERNAL;
+        let (key, validation) = if internal {
+            (&self.keys.service_decoding, &self.keys.service_validation)
+        } else if audience == AUDIENCE_USER {
+            (&self.keys.user_decoding, &self.keys.user_validation)
+        } else {
+            return Err(AuthError::Invalid(format!("unknown audience {audience:?}")));
+        };
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let issuer_ok = if internal {
             data.claims.iss == data.claims.sub
                 && data.claims.iss.strip_prefix("service:").is_some_and(|n| !n.is_empty())
         } else {
@@ -115,9 +221,6 @@ impl Auth {
         };
         if !issuer_ok {
             return Err(AuthError::Invalid(format!("unexpected issuer {:?}", data.claims.iss)));
-        }
-        if data.claims.exp + CLOCK_LEEWAY_S <= self.clock.now_utc().timestamp() {
-            return Err(AuthError::Expired);
         }
         Ok(data.claims)
     }
@@ -238,8 +341,10 @@ mod tests {
         let clock = clock();
         let auth = auth(clock.clone(), b"user");
         let name = "service:order".to_string();
-        let fresh =
-            |auth: &Auth| auth.mint(name.clone(), name.clone(), AUDIENCE_INTERNAL, &auth.secrets.service_token_secret);
+        let fresh = |auth: &Auth| {
+            let now = auth.clock.now_utc().timestamp();
+            auth.mint_at(now, name.clone(), name.clone(), AUDIENCE_INTERNAL, &EncodingKey::from_secret(b"svc"))
+        };
         let first = auth.mint_service_token();
         assert_eq!(first, fresh(&auth));
         clock.advance(Duration::from_millis(999));
@@ -256,6 +361,73 @@ mod tests {
             b"user",
         );
         assert_eq!(behind.verify(&behind.mint_service_token(), AUDIENCE_INTERNAL).unwrap().iat, 999_000);
+    }
+
+    /// A token accepted once is remembered, but only byte for byte and only for its
+    /// audience; it still expires on the clock seam.
+    #[test]
+    fn a_remembered_token_is_the_same_bytes_and_still_expires() {
+        let clock = clock();
+        let auth = auth(clock.clone(), b"user");
+        let token = auth.mint_user_token(UserId::from_u128(3));
+        assert!(auth.verify(&token, AUDIENCE_USER).is_ok());
+        assert_eq!(auth.verified.lock().unwrap().len(), 1);
+        // The last byte of the signature changed: not the remembered token, and not valid.
+        let mut tampered = token.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(matches!(auth.verify(&tampered, AUDIENCE_USER), Err(AuthError::Invalid(_))));
+        assert!(auth.verify(&token, AUDIENCE_INTERNAL).is_err(), "remembered for its audience only");
+        assert!(auth.verify(&token, AUDIENCE_USER).is_ok());
+        clock.advance(Duration::from_secs((TOKEN_TTL_S + CLOCK_LEEWAY_S) as u64));
+        assert_eq!(auth.verify(&token, AUDIENCE_USER), Err(AuthError::Expired));
+        // Bounded: the oldest is forgotten first.
+        for user in 0..(VERIFIED_MAX as u128 + 5) {
+            let token = auth.mint_user_token(UserId::from_u128(100 + user));
+            assert!(auth.verify(&token, AUDIENCE_USER).is_ok());
+        }
+        assert_eq!(auth.verified.lock().unwrap().len(), VERIFIED_MAX);
+        assert!(!auth.verified.lock().unwrap().iter().any(|v| v.token == token));
+    }
+
+    /// Within one second the gateway hands a user the same token a fresh signature gives;
+    /// another user or another second, another token.
+    #[test]
+    fn a_user_token_is_signed_once_per_second() {
+        let clock = clock();
+        let auth = auth(clock.clone(), b"user");
+        let (a, b) = (UserId::from_u128(1), UserId::from_u128(2));
+        let fresh = |auth: &Auth, user: UserId| {
+            let now = auth.clock.now_utc().timestamp();
+            auth.mint_at(
+                now,
+                user.to_string(),
+                ISSUER_GATEWAY.to_string(),
+                AUDIENCE_USER,
+                &EncodingKey::from_secret(b"user"),
+            )
+        };
+        let first = auth.mint_user_token(a);
+        assert_eq!(first, fresh(&auth, a));
+        assert_eq!(auth.mint_user_token(b), fresh(&auth, b));
+        assert_ne!(auth.mint_user_token(b), first);
+        clock.advance(Duration::from_millis(999));
+        assert_eq!(auth.mint_user_token(a), first);
+        clock.advance(Duration::from_millis(1));
+        let next = auth.mint_user_token(a);
+        assert_ne!(next, first);
+        assert_eq!(next, fresh(&auth, a));
+        assert_eq!(auth.user_tokens.lock().unwrap().1.len(), 1, "a new second starts afresh");
+    }
+
+    #[test]
+    fn same_bytes_compares_whole_slices() {
+        assert!(same_bytes(b"abc", b"abc"));
+        assert!(!same_bytes(b"abc", b"abd"));
+        assert!(!same_bytes(b"xbc", b"abc"));
+        assert!(!same_bytes(b"ab", b"abc"));
+        assert!(same_bytes(b"", b""));
     }
 
     /// A token signed with the right key but naming another issuer is refused.
