@@ -556,6 +556,17 @@ impl<'a> Sim<'a> {
             running.shuffle(&mut self.world.borrow_mut().rng);
         }
 
+        // Patched (see PATCH.md): a host known at the step's start to run in it (woken,
+        // handed a message, a timer of its own due) catches up the time it owes before any
+        // host runs in the step, as under the fixed driver every host's clock stands at the
+        // step's start before any host acts in it. Caught up at its own turn instead, after
+        // a host ticked earlier in the step had woken it, one of its ticks ran its ready
+        // tasks in another order than the fixed driver (vendor/turmoil/PATCH.md).
+        for (&addr, rt) in running.iter_mut() {
+            if rt.is_woken() || waiting.contains(&addr) || due(addr) {
+                rt.catch_up();
+            }
+        }
         for (&addr, rt) in running {
             // Read at the host's turn: a host ticked earlier in this step may have woken it.
             if !(rt.is_woken() || waiting.contains(&addr) || due(addr)) {
