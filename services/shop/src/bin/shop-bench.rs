@@ -2,8 +2,11 @@
 //! placing orders through the gateway, twice in the same run — metrics on, then metrics off
 //! (`shop --metrics off`), each a fresh store in a fresh data directory — against a bare
 //! hyper echo server driven the same way (keep-alive, and a fresh connection per request) as
-//! the ceiling. Prints confirmed orders per second
-//! and p50/p99 latency for each, and the ratios metrics on / metrics off. Every shopper signs
+//! the ceiling, and against the disk under the data directory: how many durable syncs
+//! (`fdatasync`, what a `synchronous = FULL` commit pays) it completes per second, from one
+//! file and from six at once (a database per service). Prints confirmed orders per second
+//! and p50/p99 latency for each, the commits the timed orders paid, and the ratios metrics
+//! on / metrics off, store / echo and store commits / disk syncs. Every shopper signs
 //! up (two Argon2id hashes each, retried on the gateway's 503 over its cap of concurrent
 //! hashes) before the clock starts: only orders are timed.
 //!
@@ -196,8 +199,10 @@ struct StoreRun {
     confirmed: u32,
     seconds: f64,
     latencies: Latencies,
-    /// Writes and commits (metrics on only).
+    /// Writes and commits over the run, sign-up included (metrics on only).
     batching: Option<(f64, f64)>,
+    /// Commits during the timed orders alone (metrics on only).
+    timed_commits: Option<f64>,
 }
 
 impl StoreRun {
@@ -249,6 +254,7 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
     while let Some(done) = signing_up.join_next().await {
         cookies.push(done.expect("a shopper signed up"));
     }
+    let before = if metrics == MetricsSwitch::On { Some(commits(&started.peers).await) } else { None };
     let clock = now();
     let mut tasks = tokio::task::JoinSet::new();
     for (index, cookie) in cookies {
@@ -266,6 +272,7 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
     }
     let seconds = clock.elapsed().as_secs_f64();
     let batching = if metrics == MetricsSwitch::On { Some(commits(&started.peers).await) } else { None };
+    let timed_commits = before.zip(batching).map(|((_, before), (_, after))| after - before);
 
     let _ = stop.send(true);
     let stopped = within_stop_wait(async { while services.join_next().await.is_some() {} }).await;
@@ -274,7 +281,7 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
         services.abort_all();
     }
     let _ = std::fs::remove_dir_all(&data_dir);
-    StoreRun { confirmed, seconds, latencies, batching }
+    StoreRun { confirmed, seconds, latencies, batching, timed_commits }
 }
 
 /// Writes and commits over the whole run (sign-up included), summed over the services
@@ -311,10 +318,43 @@ async fn run_echo(cli: &Cli, echo: &str, keep_alive: bool) -> (Latencies, f64) {
     (latencies, clock.elapsed().as_secs_f64())
 }
 
+/// Durable syncs each file of the disk measurement pays (4 KiB appended, then `fdatasync`).
+const DISK_SYNCS_PER_FILE: u32 = 250;
+
+/// The disk's ceiling for durable commits: `files` files in a fresh directory beside the
+/// store's, each on its own thread appending 4 KiB and syncing it (`fdatasync`, as SQLite's
+/// `synchronous = FULL` does on every commit) `DISK_SYNCS_PER_FILE` times, all at once.
+/// Returns syncs per second over all files.
+fn disk_syncs_per_second(files: u32) -> f64 {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("shop-bench-{}-disk", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a directory for the disk measurement");
+    let clock = now();
+    std::thread::scope(|scope| {
+        for index in 0..files {
+            let path = dir.join(format!("sync-{index}"));
+            scope.spawn(move || {
+                let mut file = std::fs::File::create(&path).expect("a file for the disk measurement");
+                let page = [0x5a_u8; 4096];
+                for _ in 0..DISK_SYNCS_PER_FILE {
+                    file.write_all(&page).expect("a write");
+                    file.sync_data().expect("fdatasync");
+                }
+            });
+        }
+    });
+    let seconds = clock.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    f64::from(files * DISK_SYNCS_PER_FILE) / seconds
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     let total = cli.shoppers * cli.orders;
+    let one_file = disk_syncs_per_second(1);
+    let six_files = disk_syncs_per_second(6);
     let mut on = run_store(&cli, MetricsSwitch::On).await;
     let mut off = run_store(&cli, MetricsSwitch::Off).await;
 
@@ -338,6 +378,17 @@ async fn main() {
         println!(
             "store, metrics on : {writes:.0} writes in {commits:.0} commits = {:.2} writes per commit (group commit; sign-up included)",
             writes / commits.max(1.0)
+        );
+    }
+    println!(
+        "disk under the data directory: {one_file:.0} syncs/s from one file, {six_files:.0} syncs/s from six at once"
+    );
+    if let Some(timed) = on.timed_commits {
+        println!(
+            "store, metrics on : {timed:.0} commits for the timed orders = {:.2} per confirmed order, {:.0} commits/s = {:.2} of the disk's six-file syncs/s",
+            timed / f64::from(on.confirmed.max(1)),
+            timed / on.seconds,
+            timed / on.seconds / six_files
         );
     }
     println!(
