@@ -648,11 +648,12 @@ fn operator_totals(cluster: &Cluster) -> BTreeMap<String, u64> {
 /// and the verdict.
 fn digest(snapshot: &Snapshot, history: &[Event], plan: &Plan, violations: &[Violation]) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(plan).expect("serializable"));
-    hasher.update(serde_json::to_vec(history).expect("serializable"));
+    // Serialized straight into the hash: the same bytes as `to_vec`, with no copy of them.
+    serde_json::to_writer(&mut hasher, plan).expect("serializable");
+    serde_json::to_writer(&mut hasher, history).expect("serializable");
     snapshot.digest(&mut hasher);
-    hasher.update(serde_json::to_vec(violations).expect("serializable"));
-    hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    serde_json::to_writer(&mut hasher, violations).expect("serializable");
+    platform::ids::to_hex(&hasher.finalize()[..16])
 }
 
 /// A service's clock skew at simulated time `at_ms`, from the plan.

@@ -15,7 +15,7 @@ use platform::storage::Cached;
 use platform::storage::Db;
 use rusqlite::{Connection, Row};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::BTreeMap;
 
 /// The services with a transactional outbox.
@@ -565,7 +565,7 @@ impl Snapshot {
 
     /// A digest of everything the snapshot holds.
     pub fn digest(&self, hasher: &mut Sha256) {
-        hasher.update(serde_json::to_vec(self).expect("snapshots serialize"));
+        serde_json::to_writer(hasher, self).expect("snapshots serialize");
     }
 }
 

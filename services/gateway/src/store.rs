@@ -32,7 +32,7 @@ pub fn migrations() -> Vec<Migration> {
 }
 
 pub fn session_digest(session_id: &str) -> String {
-    Sha256::digest(session_id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    platform::ids::to_hex(&Sha256::digest(session_id.as_bytes()))
 }
 
 pub struct UserRow {

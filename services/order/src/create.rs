@@ -81,8 +81,7 @@ pub fn request_hash(request: &CreateOrderRequest) -> String {
         "deliveryInfo": request.delivery_info,
         "description": request.description,
     });
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    platform::ids::to_hex(&Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 fn order_json(order: &Order) -> serde_json::Value {
