@@ -25,11 +25,9 @@ use tokio::task::JoinSet;
 #[derive(Clone, Copy, Debug)]
 pub struct ServerLimits {
     pub connection_count_max: usize,
+    /// The headers must arrive within this long (hyper's deadline); the body then has
+    /// [`BODY_READ_TIMEOUT_MS`] more (the common layer's).
     pub header_read_timeout_ms: u64,
-    /// The whole body must arrive within this long after the headers; else 408 and the
-    /// connection closes. With the header deadline it bounds the whole request read, so a
-    /// client trickling a body cannot hold a connection permit indefinitely.
-    pub body_read_timeout_ms: u64,
     /// hyper's read buffer; headers beyond it get 431. At least 8192.
     pub header_buffer_max_bytes: usize,
 }
@@ -37,11 +35,17 @@ pub struct ServerLimits {
 pub const SERVER_LIMITS: ServerLimits = ServerLimits {
     connection_count_max: 1024,
     header_read_timeout_ms: 10_000,
-    body_read_timeout_ms: 10_000,
     // Above HEADER_SIZE_MAX_BYTES, so that an overlong header usually reaches
     // the common layer and gets a problem body; past this, hyper answers a bare 431.
     header_buffer_max_bytes: 64 * 1024,
 };
+
+/// The whole body must arrive within this long after the headers (on the clock seam);
+/// else 408 and the connection closes. With the header deadline it bounds the whole request
+/// read, so a client trickling a body cannot hold a connection permit indefinitely. Read by
+/// the common layer ([`with_common_layers`]), inside the request's context: a 408 carries
+/// its `X-Request-Id` and is counted in the HTTP metrics like any answer.
+pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
 
 /// Largest total size of a request's header names and values.
 pub const HEADER_SIZE_MAX_BYTES: usize = 16 * 1024;
@@ -60,18 +64,19 @@ fn headers_too_large(request: &axum::extract::Request) -> Option<axum::response:
     })
 }
 
-/// Middleware: reads the whole body (at most [`BODY_SIZE_MAX_BYTES`]) within
-/// `body_read_timeout_ms` on the clock seam, then hands the request on with the body in
-/// memory. Too slow: 408 problem+json with `Connection: close`; too large: 413.
-async fn body_within_deadline(
-    axum::extract::State((clock, timeout)): axum::extract::State<(Arc<dyn Clock>, Duration)>,
+/// Reads the whole body (at most [`BODY_SIZE_MAX_BYTES`]) within [`BODY_READ_TIMEOUT_MS`]
+/// on the clock seam: the request with its body in memory, or the answer instead of it
+/// (too slow: 408 problem+json with `Connection: close`; too large: 413, also closing, as
+/// the rest of the body is never read).
+async fn read_body(
+    clock: &dyn Clock,
     request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+) -> Result<axum::extract::Request, axum::response::Response> {
     let (parts, body) = request.into_parts();
+    let timeout = Duration::from_millis(BODY_READ_TIMEOUT_MS);
     let read = clock.timeout(timeout, axum::body::to_bytes(body, BODY_SIZE_MAX_BYTES)).await;
     let error = match read {
-        Ok(Ok(bytes)) => return next.run(axum::extract::Request::from_parts(parts, bytes.into())).await,
+        Ok(Ok(bytes)) => return Ok(axum::extract::Request::from_parts(parts, bytes.into())),
         Ok(Err(error)) if is_length_limit(&error) => {
             ApiError::new(413, ProblemType::BodyTooLarge, "Payload too large", "request body is over 64 KiB")
         }
@@ -88,7 +93,7 @@ async fn body_within_deadline(
     };
     let mut response = axum::response::IntoResponse::into_response(error);
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+    Err(response)
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {
@@ -134,7 +139,8 @@ struct Common {
 /// request's future once more), outermost first: HTTP metrics (each answer counted by route
 /// template, method and status, its duration observed on the clock seam; only with the
 /// metrics on), the request context (`trace::in_request_context`), 431 problem+json for
-/// headers over [`HEADER_SIZE_MAX_BYTES`], and problem+json for any other error response
+/// headers over [`HEADER_SIZE_MAX_BYTES`], the body read within its deadline
+/// ([`read_body`]: 408, 413), and problem+json for any other error response
 /// (`json::as_problem`).
 async fn common_layer(
     axum::extract::State(common): axum::extract::State<Common>,
@@ -145,10 +151,14 @@ async fn common_layer(
         let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_string();
         (http, route, request.method().as_str().to_string(), common.clock.now())
     });
+    let clock = common.clock.clone();
     let response = in_request_context(&common.ids, request, |request| async move {
-        match headers_too_large(&request) {
-            Some(response) => response,
-            None => as_problem(next.run(request).await),
+        if let Some(response) = headers_too_large(&request) {
+            return response;
+        }
+        match read_body(clock.as_ref(), request).await {
+            Ok(request) => as_problem(next.run(request).await),
+            Err(response) => response,
         }
     })
     .await;
@@ -223,8 +233,9 @@ async fn metrics_text(
 pub struct OperatorApi;
 
 /// Accepts connections until `shutdown` completes; dropping the returned future (a crash)
-/// drops every connection with it. Request bodies are read within `body_read_timeout_ms`
-/// on `clock`.
+/// drops every connection with it. `router` carries the common layers
+/// ([`with_common_layers`], [`with_layers_keeping_fallback`], [`ops_router`]): they read
+/// each request's body within its deadline. hyper's header deadline sleeps on `clock`.
 pub async fn serve(
     mut listener: Box<dyn Listener>,
     router: Router,
@@ -233,9 +244,7 @@ pub async fn serve(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let body_timeout = Duration::from_millis(limits.body_read_timeout_ms);
-    let timer = ClockTimer::new(clock.clone());
-    let router = router.layer(axum::middleware::from_fn_with_state((clock, body_timeout), body_within_deadline));
+    let timer = ClockTimer::new(clock);
     let permits = Arc::new(Semaphore::new(limits.connection_count_max));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

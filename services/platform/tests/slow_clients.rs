@@ -12,7 +12,7 @@ use contracts::Timestamp;
 use platform::clock::Clock;
 use platform::net::{BoxIo, Net};
 use platform::real::{SystemClock, TokioNet};
-use platform::server::{serve, with_common_layers, ServerLimits, SERVER_LIMITS};
+use platform::server::{serve, with_common_layers, ServerLimits, BODY_READ_TIMEOUT_MS, SERVER_LIMITS};
 use platform::storage::Db;
 use platform::{BoxFuture, Env, Ids, Spawner};
 use std::sync::Arc;
@@ -42,7 +42,7 @@ impl Clock for GateClock {
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        if duration != Duration::from_millis(SERVER_LIMITS.body_read_timeout_ms) {
+        if duration != Duration::from_millis(BODY_READ_TIMEOUT_MS) {
             return Box::pin(tokio::time::sleep(duration));
         }
         let mut open = self.open.subscribe();
@@ -136,6 +136,7 @@ async fn slow_bodies_get_408_and_free_their_connections() {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("content-type: application/problem+json"), "{answer}");
         assert!(answer.contains("connection: close"), "{answer}");
+        assert!(answer.contains("x-request-id: "), "a 408 carries its request id: {answer}");
         assert!(answer.contains(&format!("\"type\":\"{}\"", contracts::ProblemType::RequestTimeout)), "{answer}");
     }
     // Their permits are free again: the waiting client is served.
