@@ -911,11 +911,16 @@ fn refusal_justified(snapshot: &Snapshot, plan: &Plan, order: &OrderRow, message
                 };
             };
             let booked = most_booked_at(snapshot, order.slot, order.id, t, tolerance);
-            if booked >= slot.capacity || order.slot < hour_of(latest_now) {
+            // Past, or not yet within the horizon (a slot the horizon reached only later
+            // exists at the end: the run crossed an hour, scenario `year-end`).
+            let earliest_now = t - chrono::TimeDelta::milliseconds(tolerance);
+            let not_yet = order.slot >= hour_of(earliest_now) + chrono::TimeDelta::hours(DELIVERY_HORIZON_HOURS);
+            if booked >= slot.capacity || order.slot < hour_of(latest_now) || not_yet {
                 Ok(())
             } else {
                 Err(format!(
-                    "delivery refused at {t}; the slot had at most {booked} of {} booked and was not past",
+                    "delivery refused at {t}; the slot had at most {booked} of {} booked, was not past and \
+                     was within the {DELIVERY_HORIZON_HOURS}-hour horizon",
                     slot.capacity
                 ))
             }
@@ -1028,7 +1033,7 @@ fn slot_listings(snapshot: &Snapshot, history: &[Event], plan: &Plan) -> Vec<Vio
     let skew = skew_bound_ms(plan, ServiceName::Delivery).abs();
     // A simulated time on delivery's clock, skewed by up to `skew` either way (before the
     // epoch, too).
-    let at = |ms: u64, skewed: i64| crate::cluster::epoch() + chrono::TimeDelta::milliseconds(ms as i64 + skewed);
+    let at = |ms: u64, skewed: i64| plan.start + chrono::TimeDelta::milliseconds(ms as i64 + skewed);
     for event in history.iter().filter(|e| e.action == Action::ReadSlots) {
         let Some(slots) = &event.slots else { continue };
         let subject = format!("shopper-{}", event.shopper);

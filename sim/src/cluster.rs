@@ -23,8 +23,13 @@ use tracing::instrument::WithSubscriber;
 pub const EPOCH_S: i64 = 1_767_225_600;
 pub const DELIVERY_HORIZON_HOURS: i64 = 48;
 
+/// Simulated time 0 unless a scenario starts elsewhere (`Scenario::start`).
 pub fn epoch() -> Timestamp {
     Timestamp::from_timestamp(EPOCH_S, 0).expect("valid epoch")
+}
+
+pub fn is_epoch(start: &Timestamp) -> bool {
+    *start == epoch()
 }
 
 pub fn port_of(service: ServiceName) -> u16 {
@@ -32,6 +37,8 @@ pub fn port_of(service: ServiceName) -> u16 {
 }
 
 pub struct Cluster {
+    /// Simulated time 0 on every clock (`Scenario::start`).
+    pub start: Timestamp,
     pub dbs: BTreeMap<ServiceName, Db>,
     /// Each host's metrics registry, kept across its restarts (like its database), so a
     /// run's totals count every incarnation.
@@ -71,13 +78,14 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
     let config = store_config(scenario);
     let mut dbs = BTreeMap::new();
     for service in ServiceName::ALL {
-        let db = fresh_db(service, &config);
+        let db = fresh_db(service, &config, scenario.start);
         if service == ServiceName::Order {
             crate::snapshot::watch_status_moves(&db).expect("watch the orders' statuses");
         }
         dbs.insert(service, db);
     }
     Cluster {
+        start: scenario.start,
         dbs,
         metrics: ServiceName::ALL.iter().map(|s| (*s, Metrics::new())).collect(),
         skews: ServiceName::ALL.iter().map(|s| (*s, Arc::new(AtomicI64::new(0)))).collect(),
@@ -92,10 +100,13 @@ pub fn prepare(scenario: &Scenario) -> Cluster {
 }
 
 /// What a service's database holds before its host first runs: its migrations and demo
-/// data (`registry::seed`), which depend only on the service and on these.
+/// data (`registry::seed`), which depend only on the service and on these (not on the
+/// password cost: nothing seeded is hashed).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct TemplateKey {
     service: ServiceName,
+    /// The slots are seeded from the start's hour.
+    start: Timestamp,
     stock: Vec<i64>,
     slot_capacity: i64,
     delivery_horizon_hours: i64,
@@ -110,9 +121,10 @@ thread_local! {
 /// A private in-memory database for `service`, migrated and seeded: a copy of this
 /// thread's template (`Db::open_memory_copy`), page for page what migrating and seeding a
 /// new one gives, without running the migrations and the seeding in every run.
-fn fresh_db(service: ServiceName, config: &StoreConfig) -> Db {
+fn fresh_db(service: ServiceName, config: &StoreConfig, start: Timestamp) -> Db {
     let key = TemplateKey {
         service,
+        start,
         stock: config.stock.clone(),
         slot_capacity: config.slot_capacity,
         delivery_horizon_hours: config.delivery_horizon_hours,
@@ -121,7 +133,7 @@ fn fresh_db(service: ServiceName, config: &StoreConfig) -> Db {
         let mut templates = templates.borrow_mut();
         let template = templates.entry(key).or_insert_with(|| {
             let db = Db::open_memory(&registry::migrations(service)).expect("in-memory database");
-            registry::seed(service, &db, epoch(), config).expect("seed the demo data");
+            registry::seed(service, &db, start, config).expect("seed the demo data");
             db
         });
         Db::open_memory_copy(template).expect("copy of the in-memory database")
@@ -177,7 +189,7 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, cluster: &Cluster, seed: u64, scena
     }
 }
 
-/// The slot a shopper asks for: `hour` hours after the epoch.
-pub fn slot(hour: u32) -> Timestamp {
-    epoch() + TimeDelta::hours(i64::from(hour))
+/// The slot a shopper asks for: `hour` hours after the hour the run starts in.
+pub fn slot(start: Timestamp, hour: u32) -> Timestamp {
+    crate::model::hour_of(start) + TimeDelta::hours(i64::from(hour))
 }

@@ -23,8 +23,9 @@
 //! bound for it ([`crate::model::skew_bound_ms`]); every comparison allows that.
 
 use crate::checks::{violation, Violation, FIGURES};
-use crate::cluster::{epoch, Cluster};
+use crate::cluster::Cluster;
 use crate::snapshot::OUTBOX_SERVICES;
+use contracts::Timestamp;
 use contracts::{OrderId, ServiceName};
 use platform::storage::Cached;
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,7 +47,7 @@ const ROUNDING_MS: f64 = 1.0;
 /// What one reading sees of one thing a gauge measures and of the gauge.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reading {
-    /// The things now: (key, creation time in ms since the epoch on the service's clock),
+    /// The things now: (key, creation time in ms since the run's start on the service's clock),
     /// oldest key first.
     pub items: Vec<(Key, i64)>,
     /// A number that moves whenever a thing is created (orders: how many there are; an
@@ -241,9 +242,10 @@ impl Watch {
     }
 }
 
-fn millis_since_epoch(text: &str) -> Result<i64, String> {
+/// `text`, a time a service wrote, in ms since the run's start (`Scenario::start`).
+fn millis_since_start(text: &str, start: Timestamp) -> Result<i64, String> {
     let at = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| format!("'{text}' is not a time"))?;
-    Ok((at.to_utc() - epoch()).num_milliseconds())
+    Ok((at.to_utc() - start).num_milliseconds())
 }
 
 const METRICS_ON: &str = "the simulation's metrics are always on";
@@ -264,7 +266,7 @@ fn read_sagas(cluster: &Cluster) -> Result<Reading, String> {
         .map_err(|error| format!("the orders cannot be read: {error}"))?;
     let items = items
         .iter()
-        .map(|(id, created)| Ok((Key::Order(*id), millis_since_epoch(created)?)))
+        .map(|(id, created)| Ok((Key::Order(*id), millis_since_start(created, cluster.start)?)))
         .collect::<Result<Vec<_>, String>>()?;
     Ok(Reading {
         items,
@@ -290,7 +292,7 @@ fn read_outbox(cluster: &Cluster, service: ServiceName) -> Result<Reading, Strin
         .map_err(|error| format!("the outbox cannot be read: {error}"))?;
     let items = items
         .iter()
-        .map(|(seq, created)| Ok((Key::Row(*seq), millis_since_epoch(created)?)))
+        .map(|(seq, created)| Ok((Key::Row(*seq), millis_since_start(created, cluster.start)?)))
         .collect::<Result<Vec<_>, String>>()?;
     Ok(Reading { items, created_mark, count: metrics.depth.get(), age_s: metrics.oldest_age_seconds.get() })
 }

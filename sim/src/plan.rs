@@ -25,6 +25,10 @@ pub struct Plan {
     /// The scenario's `lost_answer_per_mille`, through the safety phase.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lost_answer_per_mille: u32,
+    /// The scenario's `start`: simulated time 0 on every clock (left out when it is the
+    /// default epoch, so older plans and digests read the same).
+    #[serde(default = "crate::cluster::epoch", skip_serializing_if = "crate::cluster::is_epoch")]
+    pub start: contracts::Timestamp,
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -329,6 +333,7 @@ pub fn from_seed(scenario: &Scenario, seed: u64) -> Plan {
         shoppers: (0..scenario.shoppers).map(|index| shopper_plan(scenario, seed, index)).collect(),
         faults: fault_plan(scenario, seed),
         lost_answer_per_mille: scenario.lost_answer_per_mille,
+        start: scenario.start,
     }
 }
 

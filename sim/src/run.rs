@@ -2,7 +2,7 @@
 //! the cluster settle in the liveness phase, check every invariant, digest the trace.
 
 use crate::checks::{always, final_checks, Violation};
-use crate::cluster::{add_hosts, epoch, prepare, Cluster};
+use crate::cluster::{add_hosts, prepare, Cluster};
 use crate::errors;
 use crate::faults::Fault;
 use crate::faults::{service_host, timeline, Action, Effects, Planned};
@@ -170,7 +170,8 @@ impl RunReport {
 #[expect(clippy::disallowed_types, reason = "turmoil's epoch is a SystemTime, pinned here")]
 fn builder(scenario: &Scenario, seed: u64) -> turmoil::Builder {
     let mut builder = turmoil::Builder::new();
-    let epoch = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(epoch().timestamp() as u64);
+    // `Scenario::validate`: a whole second, not before 1970.
+    let epoch = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(scenario.start.timestamp() as u64);
     builder
         .rng_seed(child_seed(seed, "turmoil"))
         .epoch(epoch)
@@ -389,7 +390,8 @@ fn planted<T>(plan: &Plan, work: impl FnOnce() -> T) -> T {
 }
 
 fn drive(scenario: &Scenario, plan: &Plan, time: TimeDriver) -> (RunReport, Snapshot) {
-    let scenario = &Scenario { safety_ms: plan.safety_ms, liveness_ms: plan.liveness_ms, ..scenario.clone() };
+    let scenario =
+        &Scenario { safety_ms: plan.safety_ms, liveness_ms: plan.liveness_ms, start: plan.start, ..scenario.clone() };
     let seed = plan.seed;
     let cluster = prepare(scenario);
     cluster.lost_answers.store(plan.lost_answer_per_mille, Ordering::Relaxed);
@@ -681,7 +683,7 @@ pub const SKEW_EDGE_MS: u64 = 50;
 /// clock set back reads some instants twice, hence two bounds; with no consistent reading
 /// (an edited plan), the widest ones.
 pub fn sim_ms_bounds(plan: &Plan, service: ServiceName, at: Timestamp) -> (u64, u64) {
-    let seen = (at - epoch()).num_milliseconds();
+    let seen = (at - plan.start).num_milliseconds();
     let skews = plan.faults.iter().filter_map(|p| match &p.fault {
         Fault::Skew { host, skew_ms } if *host == service => Some(*skew_ms),
         _ => None,

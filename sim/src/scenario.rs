@@ -22,7 +22,12 @@ pub struct Scenario {
     /// Stock of the five demo products, in catalog order.
     pub stock: [i64; 5],
     pub slot_capacity: i64,
-    /// Delivery slots the shoppers choose from: the first N hours after the epoch.
+    /// When the run begins, on every service's clock before any skew (RFC 3339; default
+    /// 2026-01-01T00:00:00Z, `cluster::EPOCH_S`). A start a few seconds before an hour has
+    /// the run cross it: the current delivery slot goes past and the horizon moves on.
+    #[serde(default = "crate::cluster::epoch", skip_serializing_if = "crate::cluster::is_epoch")]
+    pub start: contracts::Timestamp,
+    /// Delivery slots the shoppers choose from: the first N hours after the start's hour.
     pub slot_choices: u32,
     /// Each shopper deposits a whole amount drawn from 0..=deposit_max.
     pub deposit_max: u64,
@@ -214,6 +219,9 @@ impl Scenario {
         ];
         if let Some((_, message)) = checks.iter().find(|(bad, _)| *bad) {
             return Err((*message).to_string());
+        }
+        if self.start.timestamp_subsec_nanos() != 0 || self.start.timestamp() < 0 {
+            return Err("start must be a whole second, at or after 1970-01-01T00:00:00Z".to_string());
         }
         if let Some(unknown) = self.exercises.iter().find(|name| Probe::parse(name).is_none()) {
             let known: Vec<&str> = Probe::ALL.iter().map(|p| p.name()).collect();

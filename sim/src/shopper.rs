@@ -674,7 +674,7 @@ impl Shopper {
     fn order_body(&self, items: &[PlannedItem], slot_hour: u32, last: bool) -> (Value, AskedOrder) {
         let lines: Vec<Value> =
             items.iter().map(|i| json!({ "productId": i.product, "quantity": i.quantity })).collect();
-        let slot = slot(slot_hour);
+        let slot = slot(self.scenario.start, slot_hour);
         let slot_text = slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let body =
             json!({ "items": lines, "deliveryInfo": { "address": self.address(), "preferredTimeSlot": slot_text } });
@@ -695,7 +695,7 @@ impl Shopper {
         let mut lines = vec![line(0, 1)];
         let mut address = format!("{} Sim Street", self.index);
         let mut description = None;
-        let mut slot = slot(slot_hour);
+        let mut slot = slot(self.scenario.start, slot_hour);
         match limit {
             Limit::NoLines if past => lines.clear(),
             Limit::NoLines => {}

@@ -55,6 +55,9 @@ pub fn ensure_slots(tx: &Connection, now: Timestamp, horizon_hours: i64, capacit
     if present >= horizon_hours {
         return Ok(());
     }
+    if present > 0 {
+        platform::probe::hit(platform::probe::Probe::SlotsExtended);
+    }
     let mut statement =
         tx.prepare_cached("INSERT OR IGNORE INTO delivery_slots (slot, capacity, booked) VALUES (?1, ?2, 0)")?;
     for hour in 0..horizon_hours {

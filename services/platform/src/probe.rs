@@ -48,6 +48,9 @@ pub enum Probe {
     OutOfStock,
     /// A booking was refused: the slot was full or already past.
     NoDeliverySlot,
+    /// The delivery horizon moved on to a new hour: slots were added to a horizon that
+    /// already held some (not the first seeding).
+    SlotsExtended,
     /// An armed crash point fired: its host is crashed right there (`crate::crash_point`).
     CrashPointFired,
     /// A write transaction failed by an injected storage fault and left no effect
@@ -65,7 +68,7 @@ pub enum Probe {
 }
 
 impl Probe {
-    pub const ALL: [Probe; 22] = [
+    pub const ALL: [Probe; 23] = [
         Probe::RepeatedAction,
         Probe::LateActionRefused,
         Probe::Tombstone,
@@ -83,6 +86,7 @@ impl Probe {
         Probe::AttemptTimedOut,
         Probe::OutOfStock,
         Probe::NoDeliverySlot,
+        Probe::SlotsExtended,
         Probe::CrashPointFired,
         Probe::StorageFault,
         Probe::ConnectionReused,
@@ -109,6 +113,7 @@ impl Probe {
             Probe::AttemptTimedOut => "attempt_timed_out",
             Probe::OutOfStock => "out_of_stock",
             Probe::NoDeliverySlot => "no_delivery_slot",
+            Probe::SlotsExtended => "slots_extended",
             Probe::CrashPointFired => "crash_point_fired",
             Probe::StorageFault => "storage_fault",
             Probe::ConnectionReused => "connection_reused",
@@ -137,6 +142,7 @@ impl Probe {
             Probe::AttemptTimedOut => "an HTTP attempt between services got no answer within its deadline",
             Probe::OutOfStock => "a reservation was refused for want of stock",
             Probe::NoDeliverySlot => "a booking was refused: the slot was full or already past",
+            Probe::SlotsExtended => "the delivery horizon moved on to a new hour and its new slots were added",
             Probe::CrashPointFired => "an armed crash point fired and crashed its host right there",
             Probe::StorageFault => "a write transaction failed by an injected storage fault and left no effect",
             Probe::ConnectionReused => "a request between services went out on a pooled keep-alive connection",
