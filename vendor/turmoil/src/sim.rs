@@ -603,9 +603,9 @@ impl<'a> Sim<'a> {
 
                 world.current = Some(addr);
 
-                // The instant of the step's start on the host's clock (what its host timer
-                // counts from), once the time owed before the step is caught up (less the
-                // lead, when that was caught up already).
+                // Patched (see PATCH.md): the instant of the step's start on the host's
+                // clock (what its host timer counts from), once the time owed before the
+                // step is caught up (less the lead, when that was caught up already).
                 let lead_caught_up = caught_up.contains(&addr);
                 let start = rt.now_caught_up() - if lead_caught_up { lead } else { Duration::ZERO };
                 world.current_host_mut().timer.now(start);
