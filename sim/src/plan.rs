@@ -353,7 +353,10 @@ impl Plan {
         let shown = path.display().to_string();
         let text =
             std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: shown.clone(), source })?;
-        serde_json::from_str(&text).map_err(|e| ScenarioError::Invalid { path: shown, detail: e.to_string() })
+        let plan: Plan = serde_json::from_str(&text)
+            .map_err(|e| ScenarioError::Invalid { path: shown.clone(), detail: e.to_string() })?;
+        crate::scenario::check_start(&plan.start).map_err(|detail| ScenarioError::Invalid { path: shown, detail })?;
+        Ok(plan)
     }
 }
 
@@ -371,5 +374,28 @@ mod tests {
         std::fs::remove_file(path).unwrap();
         assert_eq!(from_seed(&scenario, 42), plan, "one seed, one plan");
         assert_ne!(from_seed(&scenario, 43), plan);
+    }
+
+    /// An edited plan's `start` is held to a scenario's rule: a start the clocks cannot
+    /// count from is refused when the plan is read, with the rule, never run.
+    #[test]
+    fn a_plan_whose_start_the_clocks_cannot_count_from_is_refused() {
+        let plan = from_seed(&crate::scenario::load_named("happy-path").unwrap(), 1);
+        let path = std::env::temp_dir().join(format!("plan-start-{}.json", std::process::id()));
+        for (start, refused) in
+            [("2026-06-01T12:00:00Z", false), ("2026-06-01T12:00:00.500Z", true), ("1969-12-31T23:59:59Z", true)]
+        {
+            let mut value = serde_json::to_value(&plan).unwrap();
+            value["start"] = serde_json::json!(start);
+            std::fs::write(&path, value.to_string()).unwrap();
+            match Plan::read(&path) {
+                Ok(read) => assert!(!refused, "{start} was read as {}", read.start),
+                Err(error) => {
+                    assert!(refused, "{start}: {error}");
+                    assert!(error.to_string().contains("start must be a whole second"), "{start}: {error}");
+                }
+            }
+        }
+        std::fs::remove_file(path).unwrap();
     }
 }

@@ -220,15 +220,22 @@ impl Scenario {
         if let Some((_, message)) = checks.iter().find(|(bad, _)| *bad) {
             return Err((*message).to_string());
         }
-        if self.start.timestamp_subsec_nanos() != 0 || self.start.timestamp() < 0 {
-            return Err("start must be a whole second, at or after 1970-01-01T00:00:00Z".to_string());
-        }
+        check_start(&self.start)?;
         if let Some(unknown) = self.exercises.iter().find(|name| Probe::parse(name).is_none()) {
             let known: Vec<&str> = Probe::ALL.iter().map(|p| p.name()).collect();
             return Err(format!("exercises: no probe named '{unknown}'; known probes: {}", known.join(", ")));
         }
         Ok(())
     }
+}
+
+/// A run's `start` (a scenario's, or an edited plan's): simulated time 0 on every clock,
+/// which the cluster's clocks count from in whole seconds of the Unix epoch.
+pub fn check_start(start: &contracts::Timestamp) -> Result<(), String> {
+    if start.timestamp_subsec_nanos() != 0 || start.timestamp() < 0 {
+        return Err("start must be a whole second, at or after 1970-01-01T00:00:00Z".to_string());
+    }
+    Ok(())
 }
 
 /// `scenarios/` at the workspace root.

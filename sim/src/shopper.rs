@@ -19,7 +19,7 @@ use contracts::order::{Order, OrderStatus};
 use contracts::{OrderId, ProblemKind, ProblemType, ProductId, ServiceName};
 use http::{header, HeaderName, Method};
 use platform::client::{CallError, HttpClient, OutboundRequest, RetryPolicy};
-use platform::{Clock, Env, Ids};
+use platform::{Clock, Env, Ids, Spawner};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -145,11 +145,18 @@ impl Shopper {
     pub fn new(plan: ShopperPlan, seed: u64, scenario: Arc<Scenario>, history: History, board: Board) -> Shopper {
         let index = plan.index;
         let clock = Arc::new(SimClock { skew_ms: Arc::new(AtomicI64::new(0)) });
-        let env = Env::new(
-            clock.clone(),
-            Arc::new(TurmoilNet),
-            Ids::from_seed(child_seed(seed, &format!("shopper-ids/{index}"))),
-        );
+        // The shopper's connection drivers run on its host's LocalSet, like every service
+        // host's tasks: a runtime-spawned task could run before the LocalSet's own in a
+        // tick, and the fixed and event-driven drivers could order them differently
+        // (vendor/turmoil/PATCH.md).
+        let env = Env {
+            spawner: Spawner::Local,
+            ..Env::new(
+                clock.clone(),
+                Arc::new(TurmoilNet),
+                Ids::from_seed(child_seed(seed, &format!("shopper-ids/{index}"))),
+            )
+        };
         Shopper {
             index,
             plan,

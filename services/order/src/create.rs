@@ -137,11 +137,21 @@ impl Orders {
     }
 
     /// Catalog prices of the requested products; unknown product → 400, unreachable → 503.
+    /// Read from the price list while it is younger than `price_list_max_age_ms` and holds
+    /// every requested product, else from the warehouse (which renews the list).
     async fn prices(
         &self,
         request: &CreateOrderRequest,
         context: &RequestContext,
     ) -> Result<BTreeMap<ProductId, Product>, ApiError> {
+        let now = self.env.clock.now();
+        let max_age = Duration::from_millis(self.config.price_list_max_age_ms);
+        let cached = self.price_list.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|list| {
+            list.prices(request, now.checked_duration_since(list.read_at).is_some_and(|age| age < max_age))
+        });
+        if let Some(prices) = cached {
+            return Ok(prices);
+        }
         let call = OutboundRequest::new(Method::GET, "/api/v1/warehouse/products").idempotent(true);
         let unavailable =
             |detail: String| ApiError::unavailable(format!("catalog unavailable: {detail}"), RETRY_AFTER_S);
@@ -151,13 +161,16 @@ impl Orders {
             .await;
         let catalog: Vec<Product> =
             reply.and_then(|r| r.success()).and_then(|r| r.json()).map_err(|e| unavailable(e.to_string()))?;
-        let catalog: BTreeMap<ProductId, Product> = catalog.into_iter().map(|p| (p.product_id, p)).collect();
-        match request.items.iter().find(|i| !catalog.contains_key(&i.product_id)) {
+        let list = PriceList { read_at: now, products: catalog.into_iter().map(|p| (p.product_id, p)).collect() };
+        let unknown = request.items.iter().find(|i| !list.products.contains_key(&i.product_id));
+        let prices = match unknown {
             Some(unknown) => {
                 Err(ApiError::bad_request(ProblemType::UnknownProduct, format!("no product {}", unknown.product_id)))
             }
-            None => Ok(catalog),
-        }
+            None => Ok(list.prices(request, true).unwrap_or_default()),
+        };
+        *self.price_list.lock().unwrap_or_else(|p| p.into_inner()) = Some(list);
+        prices
     }
 
     fn price_order(
@@ -192,6 +205,28 @@ impl Orders {
             items_signature: items_signature(request),
             trace_id: trace_id.to_string(),
         })
+    }
+}
+
+/// The catalog's products as one read from the warehouse found them, and when (on the
+/// service's monotonic clock). Only a product's name and price are taken from it: the
+/// warehouse never changes either once it has the product (`warehouse::seed_catalog` adds
+/// products and leaves existing ones alone), so a younger list prices an order as a fresh
+/// read would. Stock is never taken from it; a product it lacks sends the order service back to
+/// the warehouse, so an unknown product is still answered from a fresh read. Its size is the
+/// catalog's, the size of one read.
+pub(crate) struct PriceList {
+    read_at: tokio::time::Instant,
+    products: BTreeMap<ProductId, Product>,
+}
+
+impl PriceList {
+    /// The requested products, when `fresh` and every one of them is on the list.
+    fn prices(&self, request: &CreateOrderRequest, fresh: bool) -> Option<BTreeMap<ProductId, Product>> {
+        if !fresh {
+            return None;
+        }
+        request.items.iter().map(|i| self.products.get(&i.product_id).map(|p| (p.product_id, p.clone()))).collect()
     }
 }
 
@@ -486,9 +521,41 @@ mod tests {
             running: Default::default(),
             waiting: Default::default(),
             outbox_wakeup: Default::default(),
+            price_list: Default::default(),
             #[cfg(feature = "planted-bugs")]
             memory_keys: Default::default(),
         })
+    }
+
+    fn product(id: u128) -> Product {
+        Product {
+            product_id: ProductId::from_u128(id),
+            name: "thing".to_string(),
+            price: Money::from_cents(1_500),
+            available: 10,
+        }
+    }
+
+    /// New orders are priced from the kept price list while it is younger than its age
+    /// limit and names every requested product; otherwise the warehouse is asked (here
+    /// nobody answers: 503, nothing priced).
+    #[tokio::test(start_paused = true)]
+    async fn orders_are_priced_from_the_kept_list_while_it_is_fresh_and_complete() {
+        let state = orders();
+        let context = RequestContext::background(&state.env.ids);
+        let asked = |answer: Result<BTreeMap<ProductId, Product>, ApiError>| {
+            answer.expect_err("the warehouse is unreachable").problem.status
+        };
+        assert_eq!(asked(state.prices(&request(&[(1, 2)]), &context).await), 503, "nothing kept yet");
+        let kept = [(ProductId::from_u128(1), product(1))].into_iter().collect();
+        *state.price_list.lock().unwrap() = Some(PriceList { read_at: state.env.clock.now(), products: kept });
+        let prices = state.prices(&request(&[(1, 2)]), &context).await.expect("priced from the list");
+        assert_eq!(prices[&ProductId::from_u128(1)].price, Money::from_cents(1_500));
+        tokio::time::advance(Duration::from_millis(crate::CONFIG.price_list_max_age_ms - 1)).await;
+        assert!(state.prices(&request(&[(1, 2)]), &context).await.is_ok(), "still fresh");
+        assert_eq!(asked(state.prices(&request(&[(1, 2), (2, 1)]), &context).await), 503, "a product it lacks");
+        tokio::time::advance(Duration::from_millis(crate::CONFIG.price_list_max_age_ms)).await;
+        assert_eq!(asked(state.prices(&request(&[(1, 2)]), &context).await), 503, "too old");
     }
 
     fn poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
@@ -510,12 +577,6 @@ mod tests {
         let key = IdempotencyKey::parse("k-window").unwrap();
         let request = request(&[(1, 2)]);
         let hash = request_hash(&request);
-        let product = |id: u128| Product {
-            product_id: ProductId::from_u128(id),
-            name: "thing".to_string(),
-            price: Money::from_cents(1_500),
-            available: 10,
-        };
         let catalog: BTreeMap<ProductId, Product> = [(ProductId::from_u128(1), product(1))].into_iter().collect();
         let priced = || state.price_order(user_id, &request, &catalog, "trace").unwrap();
         let started = state.env.clock.now();

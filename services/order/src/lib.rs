@@ -40,6 +40,8 @@ pub struct Config {
     pub compensation_round_pause_ms: u64,
     /// Reading catalog prices while creating an order.
     pub catalog_retry: RetryPolicy,
+    /// How long a read of the catalog's names and prices prices new orders (`create::PriceList`).
+    pub price_list_max_age_ms: u64,
     pub saga_concurrency_max: usize,
     /// How often unfinished sagas that are not running are picked up again.
     pub recovery_interval_ms: u64,
@@ -58,6 +60,7 @@ pub const CONFIG: Config = Config {
         backoff_initial_ms: 50,
         backoff_max_ms: 200,
     },
+    price_list_max_age_ms: 30_000,
     saga_concurrency_max: 256,
     recovery_interval_ms: 2_000,
     unfinished_batch_size_max: 256,
@@ -76,6 +79,8 @@ pub struct Orders {
     /// end, each with the number of requests holding it (`create::Waiting`).
     waiting: Mutex<BTreeMap<(UserId, String), u32>>,
     outbox_wakeup: Arc<Notify>,
+    /// The catalog's names and prices as last read from the warehouse.
+    price_list: Mutex<Option<create::PriceList>>,
     #[cfg(feature = "planted-bugs")]
     memory_keys: planted::MemoryKeys,
 }
@@ -109,6 +114,7 @@ pub async fn run(deps: Deps, config: Config, listener: Box<dyn Listener>, shutdo
         running: Mutex::new(BTreeMap::new()),
         waiting: Mutex::new(BTreeMap::new()),
         outbox_wakeup: wakeup,
+        price_list: Mutex::new(None),
         #[cfg(feature = "planted-bugs")]
         memory_keys: Default::default(),
     });

@@ -68,6 +68,10 @@ pub fn migrations() -> Vec<Migration> {
             CREATE INDEX saga_log_by_order ON saga_log(order_id, seq);",
         },
         platform::outbox::migration(2),
+        // The similar-order rule looks for the user's orders with the same items since the
+        // window's start (`similar_order`): found through this index, not by reading every
+        // order of the user newest first, which made each new order cost more than the last.
+        Migration { version: 3, sql: "CREATE INDEX orders_similar ON orders(user_id, items_signature, created_at);" },
     ]
 }
 
@@ -267,6 +271,12 @@ pub fn insert_key(
 }
 
 /// A non-FAILED order of the user with the same items created after `since`.
+/// The newest of the user's orders with these items since a time, failed ones aside (through
+/// the index `orders_similar`).
+const SIMILAR_ORDER: &str = "SELECT id FROM orders
+    WHERE user_id = ?1 AND items_signature = ?2 AND status != ?3 AND created_at > ?4
+    ORDER BY seq DESC LIMIT 1";
+
 pub fn similar_order(
     connection: &Connection,
     user_id: UserId,
@@ -275,8 +285,7 @@ pub fn similar_order(
 ) -> rusqlite::Result<Option<OrderId>> {
     connection
         .query_row_cached(
-            "SELECT id FROM orders WHERE user_id = ?1 AND items_signature = ?2 AND status != ?3 AND created_at > ?4
-             ORDER BY seq DESC LIMIT 1",
+            SIMILAR_ORDER,
             params![user_id.to_string(), items_signature, OrderStatus::Failed.as_str(), time_text(since)],
             |row| row.get(0),
         )
@@ -336,6 +345,22 @@ mod tests {
                 read.map_err(|e| e.to_string()).and_then(|e| crate::saga::replay(&e).map_err(|e| e.to_string()));
             assert!(replayed.is_err(), "{step} {phase} {event}: {replayed:?}");
         }
+    }
+
+    /// The similar-order lookup, run for every new order, searches its index on the user,
+    /// the items and the time rather than reading every order of the user.
+    #[test]
+    fn the_similar_order_lookup_searches_its_index() {
+        let db = Db::open_memory(&migrations()).unwrap();
+        let plan = db
+            .read(|c| {
+                let mut statement = c.prepare(&format!("EXPLAIN QUERY PLAN {SIMILAR_ORDER}"))?;
+                let rows = statement.query_map(["user", "items", "FAILED", "time"], |row| row.get::<_, String>(3))?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .unwrap();
+        let search = "SEARCH orders USING INDEX orders_similar (user_id=? AND items_signature=? AND created_at>?)";
+        assert!(plan.iter().any(|step| step == search), "{plan:?}");
     }
 
     /// The in-flight summary reads the oldest unfinished order's time as a time: none when
