@@ -215,7 +215,12 @@ impl Shopper {
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie);
         }
-        let reply = match self.http.send(&self.gateway, &request, RetryPolicy::once(timeout_ms)).await {
+        let sent = self.http.send(&self.gateway, &request, RetryPolicy::once(timeout_ms)).await;
+        // Every task of the shopper's host is on its LocalSet (`Shopper::new`): a task on
+        // the host's runtime could run out of turn while a time driver catches the host up.
+        let on_runtime = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        assert_eq!(on_runtime, 0, "shopper {}: tasks spawned on the host's runtime", self.index);
+        let reply = match sent {
             Ok(reply) => reply,
             // An error status is an answer too; only a transport failure is "no answer".
             Err(CallError::Status { status, problem }) => {

@@ -270,13 +270,13 @@ pub fn insert_key(
     Ok(())
 }
 
-/// A non-FAILED order of the user with the same items created after `since`.
 /// The newest of the user's orders with these items since a time, failed ones aside (through
 /// the index `orders_similar`).
 const SIMILAR_ORDER: &str = "SELECT id FROM orders
     WHERE user_id = ?1 AND items_signature = ?2 AND status != ?3 AND created_at > ?4
     ORDER BY seq DESC LIMIT 1";
 
+/// A non-FAILED order of the user with the same items created after `since`.
 pub fn similar_order(
     connection: &Connection,
     user_id: UserId,
