@@ -5,10 +5,12 @@
 //! the ceiling, and against the disk under the data directory: how many durable syncs
 //! (`fdatasync`, what a `synchronous = FULL` commit pays) it completes per second, from one
 //! file and from six at once (a database per service). Prints confirmed orders per second
-//! and p50/p99 latency for each, the commits the timed orders paid, and the ratios metrics
-//! on / metrics off, store / echo and store commits / disk syncs. Every shopper signs
-//! up (two Argon2id hashes each, retried on the gateway's 503 over its cap of concurrent
-//! hashes) before the clock starts: only orders are timed.
+//! and p50/p99 latency for each, the commits the timed orders paid, the CPU time and context
+//! switches per confirmed order (`getrusage`, the whole process: steadier than throughput on
+//! a shared machine, for comparing builds), and the ratios metrics on / metrics off, store /
+//! echo and store commits / disk syncs. Every shopper signs up (two Argon2id hashes each,
+//! retried on the gateway's 503 over its cap of concurrent hashes) before the clock starts:
+//! only orders are timed.
 //!
 //! `cargo run --release -p shop --bin shop-bench -- --shoppers 16 --orders 50`
 
@@ -203,6 +205,44 @@ struct StoreRun {
     batching: Option<(f64, f64)>,
     /// Commits during the timed orders alone (metrics on only).
     timed_commits: Option<f64>,
+    /// What the whole process (store and shoppers) used during the timed orders.
+    usage: Usage,
+}
+
+/// CPU time and context switches of this process (`getrusage`), summed over its threads.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    cpu_s: f64,
+    kernel_s: f64,
+    switches: f64,
+}
+
+impl Usage {
+    fn now() -> Usage {
+        // SAFETY: getrusage writes the struct it is given and reads nothing else.
+        let usage = unsafe {
+            let mut usage = std::mem::zeroed::<libc::rusage>();
+            if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+                return Usage::default();
+            }
+            usage
+        };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        let kernel_s = seconds(usage.ru_stime);
+        Usage {
+            cpu_s: seconds(usage.ru_utime) + kernel_s,
+            kernel_s,
+            switches: (usage.ru_nvcsw + usage.ru_nivcsw) as f64,
+        }
+    }
+
+    fn since(self, before: Usage) -> Usage {
+        Usage {
+            cpu_s: self.cpu_s - before.cpu_s,
+            kernel_s: self.kernel_s - before.kernel_s,
+            switches: self.switches - before.switches,
+        }
+    }
 }
 
 impl StoreRun {
@@ -256,6 +296,7 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
     }
     let before = if metrics == MetricsSwitch::On { Some(commits(&started.peers).await) } else { None };
     let clock = now();
+    let usage_before = Usage::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (index, cookie) in cookies {
         // A shopper keeps its connection to the gateway alive, as a browser does.
@@ -271,6 +312,7 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
         confirmed += count;
     }
     let seconds = clock.elapsed().as_secs_f64();
+    let usage = Usage::now().since(usage_before);
     let batching = if metrics == MetricsSwitch::On { Some(commits(&started.peers).await) } else { None };
     let timed_commits = before.zip(batching).map(|((_, before), (_, after))| after - before);
 
@@ -281,7 +323,7 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
         services.abort_all();
     }
     let _ = std::fs::remove_dir_all(&data_dir);
-    StoreRun { confirmed, seconds, latencies, batching, timed_commits }
+    StoreRun { confirmed, seconds, latencies, batching, timed_commits, usage }
 }
 
 /// Writes and commits over the whole run (sign-up included), summed over the services
@@ -372,6 +414,16 @@ async fn main() {
             run.per_second(),
             run.latencies.percentile(0.5),
             run.latencies.percentile(0.99)
+        );
+    }
+    for (name, run) in [("store, metrics on ", &on), ("store, metrics off", &off)] {
+        let per_order = f64::from(run.confirmed.max(1));
+        println!(
+            "{name}: per confirmed order {:.2} ms CPU ({:.0}% in the kernel), {:.1} context switches; {:.2} of 2 cores busy (the whole process, shoppers included)",
+            run.usage.cpu_s * 1000.0 / per_order,
+            run.usage.kernel_s * 100.0 / run.usage.cpu_s.max(f64::MIN_POSITIVE),
+            run.usage.switches / per_order,
+            run.usage.cpu_s / run.seconds
         );
     }
     if let Some((writes, commits)) = on.batching {
