@@ -419,7 +419,7 @@ async fn main() {
     for (name, run) in [("store, metrics on ", &on), ("store, metrics off", &off)] {
         let per_order = f64::from(run.confirmed.max(1));
         println!(
-            "{name}: per confirmed order {:.2} ms CPU ({:.0}% in the kernel), {:.1} context switches; {:.2} of 2 cores busy (the whole process, shoppers included)",
+            "{name}: per confirmed order {:.2} ms CPU ({:.0}% in the kernel), {:.1} context switches; {:.2} cores busy (the whole process, shoppers included)",
             run.usage.cpu_s * 1000.0 / per_order,
             run.usage.kernel_s * 100.0 / run.usage.cpu_s.max(f64::MIN_POSITIVE),
             run.usage.switches / per_order,
