@@ -1018,7 +1018,7 @@ fn the_levels_watch_reads_again_after_every_commit_and_catches_an_overbooking() 
     // The schema's CHECK would refuse it: switched off for this one write, as if the
     // database were one without it.
     delivery
-        .write(|c| {
+        .write_blocking(|c| {
             c.pragma_update(None, "ignore_check_constraints", true)?;
             let overbooked = c.execute(
                 "UPDATE delivery_slots SET booked = capacity + 1 WHERE slot = (SELECT MIN(slot) FROM delivery_slots)",
@@ -1032,7 +1032,7 @@ fn the_levels_watch_reads_again_after_every_commit_and_catches_an_overbooking() 
     assert_caught(&watch.check(&cluster), 4);
     assert_eq!(watch.readings, 2);
     // A write that is rolled back commits nothing: no new reading.
-    let refused: Result<(), rusqlite::Error> = delivery.write(|_| Err(rusqlite::Error::InvalidQuery));
+    let refused: Result<(), rusqlite::Error> = delivery.write_blocking(|_| Err(rusqlite::Error::InvalidQuery));
     assert!(refused.is_err());
     assert_eq!(watch.check(&cluster), Vec::new());
     assert_eq!((watch.readings, watch.skipped), (2, 2));

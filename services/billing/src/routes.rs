@@ -45,17 +45,20 @@ pub fn routes(billing: Arc<Billing>, auth: Arc<Auth>) -> Router {
 async fn open_account(state: Shared, User(user_id): User) -> Result<impl IntoResponse, ApiError> {
     let account_id: AccountId = state.env.ids.id();
     let now = state.env.clock.now_utc();
-    let (created, account) = state.db.write(|tx| {
-        if let Some(account) = account_of(tx, user_id)? {
-            return Ok::<_, ApiError>((false, account));
-        }
-        tx.execute_cached(
-            "INSERT INTO accounts (id, user_id, balance_cents, created_at) VALUES (?1, ?2, 0, ?3)",
-            params![account_id.to_string(), user_id.to_string(), time_text(now)],
-        )?;
-        let account = account_of(tx, user_id)?.ok_or_else(|| ApiError::internal("account vanished"))?;
-        Ok((true, account))
-    })?;
+    let (created, account) = state
+        .db
+        .write(|tx| {
+            if let Some(account) = account_of(tx, user_id)? {
+                return Ok::<_, ApiError>((false, account));
+            }
+            tx.execute_cached(
+                "INSERT INTO accounts (id, user_id, balance_cents, created_at) VALUES (?1, ?2, 0, ?3)",
+                params![account_id.to_string(), user_id.to_string(), time_text(now)],
+            )?;
+            let account = account_of(tx, user_id)?.ok_or_else(|| ApiError::internal("account vanished"))?;
+            Ok((true, account))
+        })
+        .await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(account)))
 }
@@ -119,7 +122,8 @@ async fn deposit(
             )?;
         }
         Ok(DepositResponse { success: true, new_balance: Money::from_cents(new_balance), transaction_id })
-    })?;
+    })
+    .await?;
     Ok(axum::Json(response))
 }
 

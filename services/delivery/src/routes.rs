@@ -34,7 +34,7 @@ pub fn routes(delivery: Arc<Delivery>, auth: Arc<Auth>) -> Router {
 async fn list(state: Shared, _caller: Caller) -> Result<axum::Json<Vec<Slot>>, ApiError> {
     let now = state.env.clock.now_utc();
     let config = state.config;
-    state.db.write(|tx| ensure_slots(tx, now, config.horizon_hours, config.slot_capacity))?;
+    state.db.write(|tx| ensure_slots(tx, now, config.horizon_hours, config.slot_capacity)).await?;
     Ok(axum::Json(state.db.read(|c| slots(c, now, config.horizon_hours))?))
 }
 

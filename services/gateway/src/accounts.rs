@@ -131,7 +131,8 @@ async fn register(state: Shared, Json(request): Json<RegisterRequest>) -> Result
             params![user_id.to_string(), email, password_hash, request.first_name, request.last_name, now],
         )?;
         Ok(())
-    })?;
+    })
+    .await?;
     tracing::info!(%user_id, "registered");
     let profile = Profile { user_id, email, first_name: request.first_name, last_name: request.last_name };
     Ok((StatusCode::CREATED, axum::Json(profile)).into_response())
@@ -173,7 +174,7 @@ async fn login(state: Shared, Json(request): Json<LoginRequest>) -> Result<Respo
     };
     let session_id = state.env.ids.secret_hex(32);
     let now = state.env.clock.now_utc();
-    state.db.write(|tx| insert_session(tx, &session_id, user.id, now))?;
+    state.db.write(|tx| insert_session(tx, &session_id, user.id, now)).await?;
     if let Some(metrics) = state.env.metrics.gateway() {
         metrics.login(LoginResult::success);
     }
@@ -234,7 +235,7 @@ impl Gateway {
     }
 
     /// Resolves the cookie to a live session on the clock seam, refreshing its last use.
-    pub fn session_user(&self, headers: &HeaderMap) -> Result<Option<SessionUser>, ApiError> {
+    pub async fn session_user(&self, headers: &HeaderMap) -> Result<Option<SessionUser>, ApiError> {
         let Some(session_id) = session_cookie(headers).filter(|id| id.len() <= 128) else {
             return Ok(None);
         };
@@ -244,12 +245,12 @@ impl Gateway {
         let now = self.env.clock.now_utc();
         let idle = now.signed_duration_since(last_seen);
         if idle >= TimeDelta::seconds(self.config.session_idle_timeout_s) {
-            self.db.write(|tx| delete_session(tx, &session_id))?;
+            self.db.write(|tx| delete_session(tx, &session_id)).await?;
             return Ok(None);
         }
         let refreshed = idle >= TimeDelta::seconds(self.config.session_touch_interval_s);
         if refreshed {
-            self.db.write(|tx| touch_session(tx, &session_id, now))?;
+            self.db.write(|tx| touch_session(tx, &session_id, now)).await?;
         }
         Ok(Some(SessionUser { user_id, session_id, refreshed }))
     }
@@ -259,7 +260,10 @@ impl FromRequestParts<Arc<Gateway>> for SessionUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<Gateway>) -> Result<SessionUser, ApiError> {
-        state.session_user(&parts.headers)?.ok_or_else(|| ApiError::unauthorized("log in first: no valid session"))
+        state
+            .session_user(&parts.headers)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("log in first: no valid session"))
     }
 }
 
@@ -277,7 +281,7 @@ async fn profile(state: Shared, user: SessionUser) -> Result<Response, ApiError>
     responses((status = 204, description = "Logged out: the session is gone and the cookie expired",
         headers(("Set-Cookie" = String, description = "`session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0`")))))]
 async fn logout(state: Shared, user: SessionUser) -> Result<Response, ApiError> {
-    state.db.write(|tx| delete_session(tx, &user.session_id))?;
+    state.db.write(|tx| delete_session(tx, &user.session_id)).await?;
     state.count_live_sessions();
     let expired = HeaderValue::from_static("session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response())

@@ -56,7 +56,7 @@ pub fn routes() -> Router<Arc<Gateway>> {
 /// A public route called with another method: 401 without a session (every `/api` call
 /// needs one, and an anonymous caller learns nothing about the routes), else 405.
 async fn wrong_method(State(state): State<Arc<Gateway>>, headers: HeaderMap, allow: &'static str) -> Response {
-    if state.session_user(&headers).ok().flatten().is_none() {
+    if state.session_user(&headers).await.ok().flatten().is_none() {
         return ApiError::unauthorized("log in first: no valid session").into_response();
     }
     let mut response =
@@ -69,7 +69,7 @@ async fn wrong_method(State(state): State<Arc<Gateway>>, headers: HeaderMap, all
 /// Unknown routes: 401 under `/api` without a session (every `/api` call needs one), else 404.
 pub async fn unknown(State(state): State<Arc<Gateway>>, headers: HeaderMap, request: Request) -> ApiError {
     let under_api = request.uri().path().starts_with("/api/");
-    if under_api && state.session_user(&headers).ok().flatten().is_none() {
+    if under_api && state.session_user(&headers).await.ok().flatten().is_none() {
         return ApiError::unauthorized("log in first: no valid session");
     }
     ApiError::not_found("no such route")

@@ -95,7 +95,7 @@ async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationE
     }
     let id: NotificationId = state.env.ids.id();
     let now = state.env.clock.now_utc();
-    let inserted = state.db.write(|tx| store(tx, id, &event, now))?;
+    let inserted = state.db.write(|tx| store(tx, id, &event, now)).await?;
     tracing::info!(order_id = %event.order_id, kind = event.kind.as_str(), new = inserted == 1, "notification");
     Ok(if inserted == 1 { StatusCode::CREATED } else { StatusCode::OK })
 }
@@ -216,7 +216,7 @@ mod tests {
         ];
         for (index, delivered) in deliveries.iter().enumerate() {
             let now = at(30 + index as i64);
-            db.write(|tx| store(tx, NotificationId::from_u128(100 + index as u128), delivered, now)).unwrap();
+            db.write_blocking(|tx| store(tx, NotificationId::from_u128(100 + index as u128), delivered, now)).unwrap();
         }
         let shown = db.read(|c| listed(c, user)).unwrap();
         let seen: Vec<(OrderId, NotificationType)> = shown.iter().map(|n| (n.order_id, n.kind)).collect();

@@ -378,7 +378,7 @@ async fn place(
     started: tokio::time::Instant,
 ) -> Result<Response, ApiError> {
     let user_id = new_order.user_id;
-    let recorded = state.db.write(|tx| state.record(tx, key, hash, new_order))?;
+    let recorded = state.db.write(|tx| state.record(tx, key, hash, new_order)).await?;
     match recorded {
         Recorded::Replay(record) => {
             if record.request_hash != hash {

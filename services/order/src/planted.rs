@@ -123,12 +123,14 @@ pub(crate) async fn status_backwards(
         let succeeded = reply.and_then(|r| r.json::<StepResult>()).is_ok_and(|r| r.success);
         if succeeded {
             let now = platform::sql::time_text(clock.now_utc());
-            let _ = db.write(|tx| {
-                tx.execute_cached(
-                    "UPDATE orders SET status = ?1, updated_at = ?2 WHERE id = ?3",
-                    rusqlite::params![step.status_after().as_str(), now, order_id.to_string()],
-                )
-            });
+            let _ = db
+                .write(|tx| {
+                    tx.execute_cached(
+                        "UPDATE orders SET status = ?1, updated_at = ?2 WHERE id = ?3",
+                        rusqlite::params![step.status_after().as_str(), now, order_id.to_string()],
+                    )
+                })
+                .await;
         }
     });
     let deadline = Duration::from_millis(orders.config.action_retry.attempt_timeout_ms);

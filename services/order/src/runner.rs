@@ -106,6 +106,7 @@ impl Orders {
                     .map(|answer| (LogEntry::compensation(step, Event::Started, ""), answer)),
                 Move::Finish { status, error_message } => self
                     .finish(&order, status, error_message.as_deref(), earlier)
+                    .await
                     .map(|()| (LogEntry::saga(Event::Finished, status.as_str()), Unwritten::default())),
             };
             match result {
@@ -168,11 +169,13 @@ impl Orders {
         earlier: Unwritten,
     ) -> Result<Unwritten, rusqlite::Error> {
         let now = self.env.clock.now_utc();
-        self.db.write(|tx| {
-            earlier.write(tx, order.id)?;
-            advance_status(tx, order.id, OrderStatus::Processing, None, now)?;
-            log_saga(tx, order.id, &LogEntry::action(step, Event::Started, ""), now)
-        })?;
+        self.db
+            .write(|tx| {
+                earlier.write(tx, order.id)?;
+                advance_status(tx, order.id, OrderStatus::Processing, None, now)?;
+                log_saga(tx, order.id, &LogEntry::action(step, Event::Started, ""), now)
+            })
+            .await?;
         platform::crash_point::here(platform::crash_point::CrashPoint::SagaLogWritten).await;
         let policy = self.config.action_retry;
         let request = self.action_request(order, step);
@@ -239,10 +242,12 @@ impl Orders {
         earlier: Unwritten,
     ) -> Result<Unwritten, rusqlite::Error> {
         let now = self.env.clock.now_utc();
-        self.db.write(|tx| {
-            earlier.write(tx, order_id)?;
-            log_saga(tx, order_id, &LogEntry::compensation(step, Event::Started, ""), now)
-        })?;
+        self.db
+            .write(|tx| {
+                earlier.write(tx, order_id)?;
+                log_saga(tx, order_id, &LogEntry::compensation(step, Event::Started, ""), now)
+            })
+            .await?;
         platform::crash_point::here(platform::crash_point::CrashPoint::CompensationLogged).await;
         #[cfg(feature = "planted-bugs")]
         if let Some(skipped) = crate::planted::forget_stock_release(self, order_id, step, now) {
@@ -287,7 +292,7 @@ impl Orders {
 
     /// Writes `earlier` with the order's final status, its notification (the outbox) and
     /// the saga's end, in one transaction.
-    fn finish(
+    async fn finish(
         &self,
         order: &Order,
         status: OrderStatus,
@@ -304,12 +309,14 @@ impl Orders {
         };
         let (user_id, amount) = (order.user_id, Some(order.price));
         let event = NotificationEvent { kind, order_id: order.id, user_id, amount, message, occurred_at: None };
-        self.db.write(|tx| {
-            earlier.write(tx, order.id)?;
-            advance_status(tx, order.id, status, error_message, now)?;
-            enqueue(tx, &event, now)?;
-            log_saga(tx, order.id, &LogEntry::saga(Event::Finished, status.as_str()), now)
-        })?;
+        self.db
+            .write(|tx| {
+                earlier.write(tx, order.id)?;
+                advance_status(tx, order.id, status, error_message, now)?;
+                enqueue(tx, &event, now)?;
+                log_saga(tx, order.id, &LogEntry::saga(Event::Finished, status.as_str()), now)
+            })
+            .await?;
         if let Some(metrics) = self.env.metrics.orders() {
             match status {
                 OrderStatus::Confirmed => metrics.confirmed.inc(),

@@ -332,7 +332,7 @@ mod tests {
         for (step, phase, event) in
             [("withdraw", "ACTION", "EXPLODED"), ("withdraw", "ACTION", "ACKNOWLEDGED"), ("ship", "ACTION", "STARTED")]
         {
-            db.write(|tx| {
+            db.write_blocking(|tx| {
                 tx.execute("DELETE FROM saga_log", [])?;
                 tx.execute(
                     "INSERT INTO saga_log (order_id, step, phase, event, detail, at) VALUES (?1, ?2, ?3, ?4, '', '2030-01-01T00:00:00.000Z')",
@@ -370,7 +370,7 @@ mod tests {
         let db = Db::open_memory(&migrations()).unwrap();
         assert_eq!(db.read(unfinished_summary).unwrap(), (0, None));
         let insert = |id: u128, status: &str, created_at: &str| {
-            db.write(|tx| {
+            db.write_blocking(|tx| {
                 tx.execute(
                     "INSERT INTO orders (id, number, user_id, status, price_cents, address, preferred_time_slot,
                      items_signature, trace_id, created_at, updated_at)

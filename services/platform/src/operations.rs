@@ -220,15 +220,17 @@ pub async fn step_endpoint(
     step: impl FnOnce(&Connection, Timestamp) -> rusqlite::Result<StepResult>,
 ) -> Result<StepResult, ApiError> {
     let now = env.clock.now_utc();
-    let result = db.write(|tx| {
-        let result = step(tx, now)?;
-        // The record's trace: the call that created it (a repeat or a cancel keeps it).
-        tx.execute_cached(
-            "UPDATE operations SET trace_id = ?1 WHERE order_id = ?2 AND trace_id IS NULL",
-            params![context.trace_id, order_id.to_string()],
-        )?;
-        Ok::<_, rusqlite::Error>(result)
-    })?;
+    let result = db
+        .write(|tx| {
+            let result = step(tx, now)?;
+            // The record's trace: the call that created it (a repeat or a cancel keeps it).
+            tx.execute_cached(
+                "UPDATE operations SET trace_id = ?1 WHERE order_id = ?2 AND trace_id IS NULL",
+                params![context.trace_id, order_id.to_string()],
+            )?;
+            Ok::<_, rusqlite::Error>(result)
+        })
+        .await?;
     crash_point::here(CrashPoint::ParticipantCommitted).await;
     Ok(result)
 }
@@ -296,8 +298,8 @@ mod tests {
     fn repeated_action_is_a_no_op() {
         let db = db();
         let order = OrderId::from_u128(1);
-        let first = db.write(|tx| act(tx, order, now(), apply)).unwrap();
-        let second = db.write(|tx| act(tx, order, now(), apply)).unwrap();
+        let first = db.write_blocking(|tx| act(tx, order, now(), apply)).unwrap();
+        let second = db.write_blocking(|tx| act(tx, order, now(), apply)).unwrap();
         assert_eq!(first, second);
         assert_eq!(effects(&db), 1);
     }
@@ -306,10 +308,10 @@ mod tests {
     fn cancel_first_leaves_a_tombstone_and_refuses_the_late_action() {
         let db = db();
         let order = OrderId::from_u128(2);
-        let (ack, state) = db.write(|tx| cancel(tx, order, now(), undo)).unwrap();
+        let (ack, state) = db.write_blocking(|tx| cancel(tx, order, now(), undo)).unwrap();
         assert!(ack.success);
         assert_eq!(state, OperationState::Cancelled);
-        let late = db.write(|tx| act(tx, order, now(), apply)).unwrap();
+        let late = db.write_blocking(|tx| act(tx, order, now(), apply)).unwrap();
         assert!(!late.success);
         assert_eq!(late.message, reason::CANCELLED);
         assert_eq!(effects(&db), 0);
@@ -319,12 +321,12 @@ mod tests {
     fn cancel_undoes_once() {
         let db = db();
         let order = OrderId::from_u128(3);
-        db.write(|tx| act(tx, order, now(), apply)).unwrap();
-        db.write(|tx| cancel(tx, order, now(), undo)).unwrap();
-        let (_, state) = db.write(|tx| cancel(tx, order, now(), undo)).unwrap();
+        db.write_blocking(|tx| act(tx, order, now(), apply)).unwrap();
+        db.write_blocking(|tx| cancel(tx, order, now(), undo)).unwrap();
+        let (_, state) = db.write_blocking(|tx| cancel(tx, order, now(), undo)).unwrap();
         assert_eq!(state, OperationState::Undone);
         assert_eq!(effects(&db), 0);
-        assert!(!db.write(|tx| act(tx, order, now(), apply)).unwrap().success);
+        assert!(!db.write_blocking(|tx| act(tx, order, now(), apply)).unwrap().success);
         let repeats: (i64, i64) = db
             .read(|c| {
                 c.query_row("SELECT action_repeats, cancel_repeats FROM operations WHERE order_id = ?1", [order], |r| {
@@ -341,16 +343,16 @@ mod tests {
     fn an_unknown_state_read_back_is_an_error() {
         let db = db();
         let order = OrderId::from_u128(4);
-        db.write(|tx| act(tx, order, now(), apply)).unwrap();
-        db.write(|tx| {
+        db.write_blocking(|tx| act(tx, order, now(), apply)).unwrap();
+        db.write_blocking(|tx| {
             tx.execute_batch("PRAGMA ignore_check_constraints = ON")?;
             tx.execute("UPDATE operations SET state = 'PAUSED' WHERE order_id = ?1", [order.to_string()])?;
             tx.execute_batch("PRAGMA ignore_check_constraints = OFF")
         })
         .unwrap();
-        let error = db.write(|tx| act(tx, order, now(), apply)).expect_err("an unknown state is an error");
+        let error = db.write_blocking(|tx| act(tx, order, now(), apply)).expect_err("an unknown state is an error");
         assert!(error.to_string().contains("unknown value 'PAUSED'"), "{error}");
-        assert!(db.write(|tx| cancel(tx, order, now(), undo)).is_err());
+        assert!(db.write_blocking(|tx| cancel(tx, order, now(), undo)).is_err());
         assert_eq!(crate::ApiError::from(error).problem.status, 500);
         assert_eq!(effects(&db), 1, "nothing more was done");
     }

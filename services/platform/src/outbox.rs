@@ -143,13 +143,16 @@ impl Relay {
             if delivered {
                 crate::crash_point::here(crate::crash_point::CrashPoint::OutboxDelivered).await;
             }
-            let recorded = self.db.write(|tx| {
-                if done {
-                    tx.execute_cached("DELETE FROM outbox WHERE seq = ?1", params![seq])
-                } else {
-                    tx.execute_cached("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", params![seq])
-                }
-            });
+            let recorded = self
+                .db
+                .write(|tx| {
+                    if done {
+                        tx.execute_cached("DELETE FROM outbox WHERE seq = ?1", params![seq])
+                    } else {
+                        tx.execute_cached("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", params![seq])
+                    }
+                })
+                .await;
             tracing::debug!(seq, delivered, order_id = %event.order_id, kind = event.kind.as_str(), "outbox delivery");
             if let Some(metrics) = metrics {
                 if delivered {

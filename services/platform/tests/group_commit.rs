@@ -12,8 +12,10 @@ use platform::storage::{record_participant_outcome, Blocking, Db, Migration};
 use platform::storage_fault::{self, StorageFailure};
 use platform::Clock;
 use rusqlite::Connection;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
+use std::task::{Context, Waker};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Duration;
 
@@ -70,15 +72,20 @@ fn insert(c: &Connection, x: i64) -> rusqlite::Result<()> {
 
 /// Waits (bounded: a minute, against a hang, never a timing assertion) until `n` writes are
 /// queued for `db`'s connection (a file's reads never queue: they have a connection of their own).
-#[expect(clippy::disallowed_methods, reason = "a real thread polls other real threads' progress")]
 fn until_waiting(db: &Db, n: usize) {
+    until(db, &format!("{n} queued"), |waiting| waiting >= n);
+}
+
+/// Waits (bounded, as above) until the number of writes queued for `db`'s connection is `done`.
+#[expect(clippy::disallowed_methods, reason = "a real thread polls other real threads' progress")]
+fn until(db: &Db, what: &str, done: impl Fn(usize) -> bool) {
     for _ in 0..60_000 {
-        if db.waiting() >= n {
+        if done(db.waiting()) {
             return;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    panic!("{n} never queued (waiting: {})", db.waiting());
+    panic!("never {what} (waiting: {})", db.waiting());
 }
 
 type Work<'env> = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'env>;
@@ -97,7 +104,7 @@ fn batch<'scope, 'env>(
     let queued = writes.len();
     let (began, has_begun) = mpsc::channel();
     let mut handles = vec![scope.spawn(move || {
-        db.write(|c| {
+        db.write_blocking(|c| {
             let result = first(c);
             began.send(()).unwrap();
             until_waiting(db, queued);
@@ -112,7 +119,7 @@ fn batch<'scope, 'env>(
                 storage_fault::enable(billing);
                 storage_fault::arm(0, "billing", 1_000, seed);
             }
-            db.write(write)
+            db.write_blocking(write)
         }));
         // Queued before the next one starts. Not after the last: the first write sees it
         // queued, and the batch may be done before this thread looks.
@@ -161,7 +168,7 @@ fn concurrent_writers_all_commit_and_survive_reopening() {
                 tokio::spawn(async move {
                     let mut ok = 0;
                     for i in 0..EACH {
-                        db.write(|c| insert(c, task * EACH + i)).expect("every write commits");
+                        db.write(|c| insert(c, task * EACH + i)).await.expect("every write commits");
                         ok += 1;
                         tokio::task::yield_now().await;
                     }
@@ -295,12 +302,12 @@ fn a_read_never_waits_for_nor_sees_an_open_batch() {
     let path = database("read");
     let db = &Db::open_file(&path, MIGRATIONS).unwrap();
     let path = &path;
-    db.write(|c| insert(c, 7)).unwrap();
+    db.write_blocking(|c| insert(c, 7)).unwrap();
     std::thread::scope(|scope| {
         let (began, has_begun) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
         let first = scope.spawn(move || {
-            db.write(move |c| {
+            db.write_blocking(move |c| {
                 insert(c, 0)?;
                 began.send(()).unwrap();
                 released.recv().unwrap();
@@ -332,4 +339,59 @@ fn a_read_that_writes_fails_and_leaves_nothing() {
     assert_eq!(rows(&db), Vec::<i64>::new());
     assert_eq!(committed_rows(&path), Vec::<i64>::new());
     remove(&path);
+}
+
+/// (g) A write whose caller gave up (its future dropped: a client gone, a deadline passed)
+/// leaves the line, whether its turn had come or not: no one behind it waits for ever, and
+/// its work never runs. Its turn comes while it is not looking when the write ahead of it
+/// passes the open batch on to it. (Unscoped threads, their answers awaited for a bounded
+/// time: a hang fails the test instead of hanging it.)
+#[test]
+#[expect(clippy::disallowed_methods, reason = "real threads that a failed test may leave blocked")]
+fn a_write_given_up_leaves_the_line() {
+    let answer = |answers: &mpsc::Receiver<rusqlite::Result<()>>, who: &str| {
+        answers.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{who} never answered"))
+    };
+    for turn_given in [false, true] {
+        let path = database(if turn_given { "given-up-turn-given" } else { "given-up-waiting" });
+        let db = Db::open_file(&path, MIGRATIONS).unwrap();
+        let (began, has_begun) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let (first_answer, first) = mpsc::channel();
+        let writer = db.clone();
+        std::thread::spawn(move || {
+            let _ = first_answer.send(writer.write_blocking(move |c| {
+                insert(c, 0)?;
+                began.send(()).unwrap();
+                released.recv().unwrap();
+                Ok::<_, rusqlite::Error>(())
+            }));
+        });
+        has_begun.recv().unwrap();
+        // Polled once, never again: it waits in line and is never woken to look.
+        let mut given_up = Box::pin(db.write(|c| insert(c, 1)));
+        assert!(given_up.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+        assert_eq!(db.waiting(), 1);
+        let (last_answer, last) = mpsc::channel();
+        let writer = db.clone();
+        std::thread::spawn(move || {
+            let _ = last_answer.send(writer.write_blocking(|c| insert(c, 2)));
+        });
+        until_waiting(&db, 2);
+        if turn_given {
+            release.send(()).unwrap();
+            // The first passed its batch on to the write that gave up (it follows now).
+            until(&db, "the turn given", |waiting| waiting == 1);
+            drop(given_up);
+        } else {
+            drop(given_up);
+            assert_eq!(db.waiting(), 1, "it left the line");
+            release.send(()).unwrap();
+        }
+        answer(&first, "the first write").expect("the first write commits");
+        answer(&last, "the write behind it").expect("the write behind it commits");
+        assert_eq!(rows(&db), [0, 2], "the write given up never ran (turn given: {turn_given})");
+        drop(db);
+        remove(&path);
+    }
 }

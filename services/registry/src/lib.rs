@@ -61,10 +61,10 @@ pub fn migrations(service: ServiceName) -> Vec<Migration> {
 /// for the others.
 pub fn seed(service: ServiceName, db: &Db, now: Timestamp, config: &StoreConfig) -> rusqlite::Result<()> {
     match service {
-        ServiceName::Warehouse => db.write(|tx| warehouse::seed_catalog(tx, &config.catalog(), now)),
-        ServiceName::Delivery => {
-            db.write(|tx| delivery::store::ensure_slots(tx, now, config.delivery_horizon_hours, config.slot_capacity))
-        }
+        ServiceName::Warehouse => db.write_blocking(|tx| warehouse::seed_catalog(tx, &config.catalog(), now)),
+        ServiceName::Delivery => db.write_blocking(|tx| {
+            delivery::store::ensure_slots(tx, now, config.delivery_horizon_hours, config.slot_capacity)
+        }),
         ServiceName::Gateway | ServiceName::Order | ServiceName::Billing | ServiceName::Notification => Ok(()),
     }
 }

@@ -60,8 +60,9 @@ pub enum ShopError {
     EphemeralPortsNeedAllServices,
 }
 
-/// Opens the service's database: a file in the data directory, or memory. Its transactions
-/// run off the async workers (`Blocking::OffWorker`): the shop's runtime is multi-threaded.
+/// Opens the service's database: a file in the data directory, or memory. A file's commits
+/// wait for their fsync off the async workers (`Blocking::OffWorker`): the shop's runtime is
+/// multi-threaded.
 pub fn open_db(data_dir: Option<&Path>, service: ServiceName) -> Result<Db, ShopError> {
     let migrations = registry::migrations(service);
     let opened = match data_dir {

@@ -53,7 +53,8 @@ async fn oversell(state: &Warehouse, request: &ReserveRequest) -> Result<StepRes
             }
             Ok(StepResult::ok("reserved", Some(crate::store::reservation_id(request.order_id))))
         })
-    })?;
+    })
+    .await?;
     Ok(result)
 }
 
