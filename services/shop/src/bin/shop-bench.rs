@@ -205,6 +205,8 @@ struct StoreRun {
     batching: Option<(f64, f64)>,
     /// Commits during the timed orders alone (metrics on only).
     timed_commits: Option<f64>,
+    /// Each database's writes during the timed orders alone (metrics on only).
+    timed_storage: Vec<(ServiceName, Storage)>,
     /// What the whole process (store and shoppers) used during the timed orders.
     usage: Usage,
 }
@@ -294,7 +296,7 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
     while let Some(done) = signing_up.join_next().await {
         cookies.push(done.expect("a shopper signed up"));
     }
-    let before = if metrics == MetricsSwitch::On { Some(commits(&started.peers).await) } else { None };
+    let before = if metrics == MetricsSwitch::On { Some(storage(&started.peers).await) } else { None };
     let clock = now();
     let usage_before = Usage::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -313,8 +315,18 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
     }
     let seconds = clock.elapsed().as_secs_f64();
     let usage = Usage::now().since(usage_before);
-    let batching = if metrics == MetricsSwitch::On { Some(commits(&started.peers).await) } else { None };
-    let timed_commits = before.zip(batching).map(|((_, before), (_, after))| after - before);
+    let after = if metrics == MetricsSwitch::On { Some(storage(&started.peers).await) } else { None };
+    let batching = after.as_ref().map(|after| {
+        let total = Storage::total(after);
+        (total.writes, total.commits)
+    });
+    let timed_storage: Vec<(ServiceName, Storage)> = match (&before, &after) {
+        (Some(before), Some(after)) => {
+            before.iter().zip(after).map(|((service, before), (_, after))| (*service, after.since(before))).collect()
+        }
+        _ => Vec::new(),
+    };
+    let timed_commits = (!timed_storage.is_empty()).then(|| Storage::total(&timed_storage).commits);
 
     let _ = stop.send(true);
     let stopped = within_stop_wait(async { while services.join_next().await.is_some() {} }).await;
@@ -323,24 +335,55 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
         services.abort_all();
     }
     let _ = std::fs::remove_dir_all(&data_dir);
-    StoreRun { confirmed, seconds, latencies, batching, timed_commits, usage }
+    StoreRun { confirmed, seconds, latencies, batching, timed_commits, timed_storage, usage }
 }
 
-/// Writes and commits over the whole run (sign-up included), summed over the services
-/// behind the gateway from their own `storage_commit_batch_size` (group commit).
-async fn commits(peers: &platform::internal::Peers) -> (f64, f64) {
+/// One database's writes so far, from its service's own metrics: writes and commits
+/// (`storage_commit_batch_size`, group commit) and the seconds its writes took, each from
+/// its call to its answer (the wait for its turn and for its commit included).
+#[derive(Clone, Copy, Default)]
+struct Storage {
+    writes: f64,
+    commits: f64,
+    write_seconds: f64,
+}
+
+impl Storage {
+    fn since(self, before: &Storage) -> Storage {
+        Storage {
+            writes: self.writes - before.writes,
+            commits: self.commits - before.commits,
+            write_seconds: self.write_seconds - before.write_seconds,
+        }
+    }
+
+    fn total(each: &[(ServiceName, Storage)]) -> Storage {
+        each.iter().fold(Storage::default(), |sum, (_, s)| Storage {
+            writes: sum.writes + s.writes,
+            commits: sum.commits + s.commits,
+            write_seconds: sum.write_seconds + s.write_seconds,
+        })
+    }
+}
+
+/// Each database's writes so far (see [`Storage`]), for the services behind the gateway.
+async fn storage(peers: &platform::internal::Peers) -> Vec<(ServiceName, Storage)> {
     let http = HttpClient::new(real_env());
-    let (mut writes, mut commits) = (0.0, 0.0);
+    let mut each = Vec::new();
     for service in ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Gateway) {
         let request = request(Method::GET, "/metrics", None, &[]);
         let reply = http.send(peers.address(service), &request, RetryPolicy::once(CALL_TIMEOUT_MS)).await;
         let text = String::from_utf8_lossy(&reply.expect("the service answers /metrics").body).into_owned();
         let value =
             |name: &str| -> f64 { text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0) };
-        writes += value("storage_commit_batch_size_sum ");
-        commits += value("storage_commit_batch_size_count ");
+        let storage = Storage {
+            writes: value("storage_commit_batch_size_sum "),
+            commits: value("storage_commit_batch_size_count "),
+            write_seconds: value(r#"storage_transaction_duration_seconds_sum{kind="write"} "#),
+        };
+        each.push((service, storage));
     }
-    (writes, commits)
+    each
 }
 
 /// The echo server driven as the store is: one client per shopper, `orders` requests each,
@@ -441,6 +484,15 @@ async fn main() {
             timed / f64::from(on.confirmed.max(1)),
             timed / on.seconds,
             timed / on.seconds / six_files
+        );
+    }
+    for (service, timed) in &on.timed_storage {
+        println!(
+            "store, metrics on : {:<13} {:.2} writes per confirmed order, {:.2} ms each (its turn and its commit included), {:.2} writes per commit",
+            format!("{}:", service.as_str()),
+            timed.writes / f64::from(on.confirmed.max(1)),
+            timed.write_seconds * 1000.0 / timed.writes.max(1.0),
+            timed.writes / timed.commits.max(1.0)
         );
     }
     println!(
