@@ -25,8 +25,8 @@
 //! and only the `COMMIT` of a database file (its fsync) leaves the async worker. No one
 //! holds the turn across an `.await`, so a write that finds the connection free (always,
 //! in the simulation) never yields. Parking a thread per waiting write and handing every
-//! transaction off its worker cost a store at 16 shoppers 66 context switches and 4.0 ms of
-//! CPU per confirmed order; waiting as tasks, 26 and 2.8 ms (shop-bench).
+//! transaction off its worker cost a store at 16 shoppers 66 context switches and 4.0–4.4 ms
+//! of CPU per confirmed order; waiting as tasks, 25–26 and 3.1–3.2 ms (shop-bench).
 
 use crate::metrics::{Metrics, ParticipantOutcome, TransactionKind};
 use crate::storage_fault::{self, StorageFailure};
@@ -590,11 +590,11 @@ impl Db {
         let started = self.instruments.as_ref().map(|i| i.clock.now());
         let failure = storage_fault::draw();
         let turn = self.shared.turn(Access::Write).await;
-        let (result, outcomes) = match self.write_in_turn(turn, failure, work) {
-            (Written::Ended(result), outcomes) => (result, outcomes),
-            (Written::Following(value, following), outcomes) => {
-                (following.await.map(|()| value).map_err(WriteError::Storage), outcomes)
-            }
+        let (written, outcomes) = self.write_in_turn(turn, failure, work);
+        let result = match written {
+            Ok((value, Some(following))) => following.await.map(|()| value).map_err(WriteError::Storage),
+            Ok((value, None)) => Ok(value),
+            Err(error) => Err(error),
         };
         if let (Some(instruments), Some(started)) = (&self.instruments, started) {
             if let Some(storage) = instruments.metrics.storage() {
@@ -628,19 +628,20 @@ impl Db {
     }
 
     /// A write's part in its turn: begins the batch or a savepoint in it, runs `work`, and
-    /// ends the turn ([`Db::end_write`]). Hands back the participant outcomes `work`
-    /// recorded, which count only if it commits.
+    /// ends the turn ([`Db::end_write`]): the value, with the wait for the batch's commit
+    /// when another write commits it. Hands back the participant outcomes `work` recorded,
+    /// which count only if it commits.
     fn write_in_turn<'a, T, E>(
         &'a self,
         mut turn: Turn<'a>,
         failure: Option<StorageFailure>,
         work: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> (Written<'a, T, E>, Vec<ParticipantOutcome>) {
-        let ended = |result| (Written::Ended(result), Vec::new());
+        let ended = |error| (Err(error), Vec::new());
         if failure == Some(StorageFailure::Busy) {
             crate::probe::hit(crate::probe::Probe::StorageFault);
-            self.end_write(turn, false);
-            return ended(Err(WriteError::Storage(StorageFailure::Busy.error())));
+            let _ = self.end_write(turn, false);
+            return ended(WriteError::Storage(StorageFailure::Busy.error()));
         }
         let store = turn.store();
         // The first write of a batch runs in the transaction itself: alone in it, it is
@@ -655,8 +656,8 @@ impl Db {
             store.connection.execute_cached("SAVEPOINT member", []).map(drop)
         };
         if let Err(error) = begun {
-            self.end_write(turn, false);
-            return ended(Err(WriteError::Storage(error)));
+            let _ = self.end_write(turn, false);
+            return ended(WriteError::Storage(error));
         }
         let _ = take_pending_outcomes();
         let worked = work(&turn.store().connection);
@@ -671,8 +672,8 @@ impl Db {
                 } else if let Err(undo) = undo_member(&store.connection) {
                     batch.doomed.get_or_insert(undo);
                 }
-                self.end_write(turn, false);
-                ended(Err(WriteError::Work(error)))
+                let _ = self.end_write(turn, false);
+                ended(WriteError::Work(error))
             }
             Ok(value) => {
                 if !first {
@@ -680,8 +681,8 @@ impl Db {
                         if let Err(undo) = undo_member(&store.connection) {
                             batch.doomed.get_or_insert(undo);
                         }
-                        self.end_write(turn, false);
-                        return ended(Err(WriteError::Storage(release)));
+                        let _ = self.end_write(turn, false);
+                        return ended(WriteError::Storage(release));
                     }
                 }
                 batch.members += 1;
@@ -689,11 +690,7 @@ impl Db {
                     crate::probe::hit(crate::probe::Probe::StorageFault);
                     batch.doomed.get_or_insert(failure.error());
                 }
-                let written = match self.end_write(turn, true) {
-                    Ended::Committed(result) => Written::Ended(result.map(|()| value).map_err(WriteError::Storage)),
-                    Ended::Following(following) => Written::Following(value, following),
-                };
-                (written, outcomes)
+                (self.end_write(turn, true).map(|following| (value, following)).map_err(WriteError::Storage), outcomes)
             }
         }
     }
@@ -701,19 +698,16 @@ impl Db {
     /// Ends a write's turn: passes the open batch on to the next write in line, or commits
     /// it (rolls it back when doomed). A `member` (its work is in the batch) gets the
     /// commit's result, or the wait for it if another write commits; any other gets `Ok`.
-    fn end_write<'a>(&'a self, mut turn: Turn<'a>, member: bool) -> Ended<'a> {
+    fn end_write<'a>(&'a self, mut turn: Turn<'a>, member: bool) -> rusqlite::Result<Option<Following<'a>>> {
         let write_is_next = turn.write_is_next();
         let store = turn.store();
         let Some(batch) = store.batch.as_mut() else {
             turn.pass(None, None);
-            return Ended::Committed(Ok(()));
+            return Ok(None);
         };
         if batch.doomed.is_none() && batch.members < MAX_BATCH && write_is_next {
             let id = batch.id;
-            return match turn.pass(None, member.then_some(id)) {
-                Some(following) => Ended::Following(following),
-                None => Ended::Committed(Ok(())),
-            };
+            return Ok(turn.pass(None, member.then_some(id)));
         }
         let Batch { id, members, doomed } = store.batch.take().expect("open");
         let result = match doomed {
@@ -731,7 +725,11 @@ impl Db {
             }
         }
         turn.pass(Some((id, result.as_ref().err().map(CommitFailure::of))), None);
-        Ended::Committed(if member { result } else { Ok(()) })
+        if member {
+            result.map(|()| None)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Commits the open batch. A database file's commit waits for its fsync: off the async
@@ -811,18 +809,9 @@ fn undo_member(connection: &Connection) -> rusqlite::Result<()> {
     connection.execute_cached("RELEASE member", []).map(drop)
 }
 
-/// How a write's turn ended: its result, or (its value and) the wait for its batch's commit.
-enum Written<'a, T, E> {
-    Ended(Result<T, WriteError<E>>),
-    Following(T, Following<'a>),
-}
-
-/// How [`Db::end_write`] ended a turn: the commit's result (or `Ok` for a write not in the
-/// batch), or the wait for the write that will commit it.
-enum Ended<'a> {
-    Committed(rusqlite::Result<()>),
-    Following(Following<'a>),
-}
+/// A write's turn, done: its value and, when another write commits its batch, the wait for
+/// that commit; or why it failed.
+type Written<'a, T, E> = Result<(T, Option<Following<'a>>), WriteError<E>>;
 
 /// Why a write failed: the database itself (begin, commit, an injected fault), or the work.
 enum WriteError<E> {

@@ -203,8 +203,6 @@ struct StoreRun {
     latencies: Latencies,
     /// Writes and commits over the run, sign-up included (metrics on only).
     batching: Option<(f64, f64)>,
-    /// Commits during the timed orders alone (metrics on only).
-    timed_commits: Option<f64>,
     /// Each database's writes during the timed orders alone (metrics on only).
     timed_storage: Vec<(ServiceName, Storage)>,
     /// What the whole process (store and shoppers) used during the timed orders.
@@ -326,7 +324,6 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
         }
         _ => Vec::new(),
     };
-    let timed_commits = (!timed_storage.is_empty()).then(|| Storage::total(&timed_storage).commits);
 
     let _ = stop.send(true);
     let stopped = within_stop_wait(async { while services.join_next().await.is_some() {} }).await;
@@ -335,7 +332,7 @@ async fn run_store(cli: &Cli, metrics: MetricsSwitch) -> StoreRun {
         services.abort_all();
     }
     let _ = std::fs::remove_dir_all(&data_dir);
-    StoreRun { confirmed, seconds, latencies, batching, timed_commits, timed_storage, usage }
+    StoreRun { confirmed, seconds, latencies, batching, timed_storage, usage }
 }
 
 /// One database's writes so far, from its service's own metrics: writes and commits
@@ -478,7 +475,8 @@ async fn main() {
     println!(
         "disk under the data directory: {one_file:.0} syncs/s from one file, {six_files:.0} syncs/s from six at once"
     );
-    if let Some(timed) = on.timed_commits {
+    if !on.timed_storage.is_empty() {
+        let timed = Storage::total(&on.timed_storage).commits;
         println!(
             "store, metrics on : {timed:.0} commits for the timed orders = {:.2} per confirmed order, {:.0} commits/s = {:.2} of the disk's six-file syncs/s",
             timed / f64::from(on.confirmed.max(1)),
