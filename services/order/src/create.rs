@@ -1,8 +1,7 @@
 //! `POST /api/v1/order`: the contract's decision table, in its order.
 
 use crate::routes::Shared;
-use crate::saga::{Event, LogEntry};
-use crate::store::{insert_key, insert_order, key_record, log_saga, order, similar_order, KeyRecord, NewOrder};
+use crate::store::{insert_key, insert_order, key_record, order, similar_order, KeyRecord, NewOrder};
 use crate::Orders;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -285,7 +284,8 @@ impl Orders {
     }
 
     /// The one transaction of a new request: the key (again, against a concurrent twin),
-    /// the similar-order rule, then the order, its key and the saga's first log entry.
+    /// the similar-order rule, then the order, its key and the saga's first log entries (its
+    /// first call's start among them: `runner::begin`).
     fn record(
         &self,
         tx: &Connection,
@@ -310,7 +310,7 @@ impl Orders {
         insert_order(tx, new_order, now)?;
         let record = KeyRecord { request_hash: hash.to_string(), duplicate: false, order_id: new_order.id };
         self.store_key(tx, user_id, key, record, now)?;
-        log_saga(tx, new_order.id, &LogEntry::saga(Event::Begun, ""), now)?;
+        crate::runner::begin(tx, new_order.id, now)?;
         // Step 5's mark is set before the commit that follows, so no twin ever finds the key
         // without it; if the commit fails, dropping the answer drops the mark.
         Ok(Recorded::New(new_order.id, Waiting::hold(self, user_id, key)))

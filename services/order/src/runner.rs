@@ -2,14 +2,14 @@
 //! logs every call before it is made and every answer after (with the next move: `Unwritten`),
 //! and finishes the order.
 
-use crate::saga::{next_move, replay, Event, LogEntry, Move, Step, REJECTED_PREFIX};
+use crate::saga::{next_move, replay, ActionOutcome, Event, LogEntry, Move, Step, REJECTED_PREFIX, STEPS};
 use crate::store::{advance_status, log_saga, order, saga_log, trace_id_of};
 use crate::Orders;
 use contracts::notification::{NotificationEvent, NotificationType};
 use contracts::order::{Order, OrderStatus};
 use contracts::saga::{reason, BookRequest, ReserveItem, ReserveRequest, StepResult, WithdrawRequest};
 use contracts::ServiceName;
-use contracts::{OrderId, ProductId};
+use contracts::{OrderId, ProductId, Timestamp};
 use http::Method;
 use platform::client::{CallError, OutboundRequest, Reply, RetryPolicy};
 use platform::metrics::{ReasonLabels, StepLabels, StepPhase};
@@ -58,14 +58,17 @@ impl Orders {
                 // Recovery has claimed the saga and not moved it yet.
                 platform::crash_point::here(platform::crash_point::CrashPoint::RecoveryResumed).await;
             }
-            orders.run_saga(order_id).await;
+            orders.run_saga(order_id, resumed).await;
             orders.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&order_id);
             let _ = sender.send(true);
         });
         Some(receiver)
     }
 
-    async fn run_saga(&self, order_id: OrderId) {
+    /// Runs the saga to its end. A saga started by the request that created its order
+    /// (`resumed` false) finds its first call logged as started by that request's
+    /// transaction ([`begin`]) and sends it without a write of its own.
+    async fn run_saga(&self, order_id: OrderId, resumed: bool) {
         // The order and its log are read once. From then on this runner is the log's only
         // writer (one runner per order: `start`), so it keeps the log here as it writes it,
         // the last move's answer included before it is written (`Unwritten`).
@@ -83,6 +86,7 @@ impl Orders {
             parent_span_id: None,
         };
         let mut unwritten = Unwritten::default();
+        let mut fresh = !resumed;
         for _ in 0..SAGA_MOVES_MAX {
             let state = match replay(&log) {
                 Ok(state) => state,
@@ -92,26 +96,33 @@ impl Orders {
                 }
             };
             let earlier = std::mem::take(&mut unwritten);
-            // What the move writes after `earlier`, and the answer it leaves unwritten.
+            // The first move of a fresh saga is its first call, whose start its order's
+            // transaction wrote; a resumed saga logs every call it sends.
+            let started_with_order = std::mem::take(&mut fresh);
+            // What the move writes after `earlier` (if anything), and the answer it leaves
+            // unwritten.
             let result = match next_move(&state) {
                 // Only the finish writes `Finished`, and it leaves nothing unwritten.
                 Move::Done => return,
-                Move::Act(step) => self
-                    .act(&order, step, &context, earlier)
-                    .await
-                    .map(|answer| (LogEntry::action(step, Event::Started, ""), answer)),
+                Move::Act(step) => {
+                    let logged = started_with_order
+                        && earlier.at.is_none()
+                        && state.actions.get(&step) == Some(&ActionOutcome::Started);
+                    let start = (!logged).then(|| LogEntry::action(step, Event::Started, ""));
+                    self.act(&order, step, &context, earlier, logged).await.map(|answer| (start, answer))
+                }
                 Move::Compensate(step) => self
                     .compensate(order_id, step, &context, earlier)
                     .await
-                    .map(|answer| (LogEntry::compensation(step, Event::Started, ""), answer)),
+                    .map(|answer| (Some(LogEntry::compensation(step, Event::Started, "")), answer)),
                 Move::Finish { status, error_message } => self
                     .finish(&order, status, error_message.as_deref(), earlier)
                     .await
-                    .map(|()| (LogEntry::saga(Event::Finished, status.as_str()), Unwritten::default())),
+                    .map(|()| (Some(LogEntry::saga(Event::Finished, status.as_str())), Unwritten::default())),
             };
             match result {
                 Ok((written, answer)) => {
-                    log.push(written);
+                    log.extend(written);
                     log.extend(answer.entries.iter().cloned());
                     unwritten = answer;
                 }
@@ -159,23 +170,25 @@ impl Orders {
         }
     }
 
-    /// Writes `earlier` with the step's start, then calls the participant; returns its
-    /// answer, not yet written.
+    /// Writes `earlier` with the step's start (unless the start is `logged` already and
+    /// nothing is unwritten), then calls the participant; returns its answer, not yet written.
     async fn act(
         &self,
         order: &Order,
         step: Step,
         context: &RequestContext,
         earlier: Unwritten,
+        logged: bool,
     ) -> Result<Unwritten, rusqlite::Error> {
-        let now = self.env.clock.now_utc();
-        self.db
-            .write(|tx| {
-                earlier.write(tx, order.id)?;
-                advance_status(tx, order.id, OrderStatus::Processing, None, now)?;
-                log_saga(tx, order.id, &LogEntry::action(step, Event::Started, ""), now)
-            })
-            .await?;
+        if !logged {
+            let now = self.env.clock.now_utc();
+            self.db
+                .write(|tx| {
+                    earlier.write(tx, order.id)?;
+                    log_start(tx, order.id, step, now)
+                })
+                .await?;
+        }
         platform::crash_point::here(platform::crash_point::CrashPoint::SagaLogWritten).await;
         let policy = self.config.action_retry;
         let request = self.action_request(order, step);
@@ -329,6 +342,22 @@ impl Orders {
         self.outbox_wakeup.notify_one();
         Ok(())
     }
+}
+
+/// The saga's first records, written in the transaction that records its order
+/// (`create.rs`): the saga begun and its first call's start (the order `PROCESSING`). So a
+/// new order's first call costs no commit of its own: the request that created the order
+/// starts its saga, which sends that call straight away. A crash after the commit leaves the
+/// call logged as started and not answered, which recovery sends, as after any start.
+pub(crate) fn begin(tx: &rusqlite::Connection, order_id: OrderId, now: Timestamp) -> rusqlite::Result<()> {
+    log_saga(tx, order_id, &LogEntry::saga(Event::Begun, ""), now)?;
+    log_start(tx, order_id, STEPS[0], now)
+}
+
+/// A call's start: logged before it is sent, the order `PROCESSING` from the first on.
+fn log_start(tx: &rusqlite::Connection, order_id: OrderId, step: Step, now: Timestamp) -> rusqlite::Result<()> {
+    advance_status(tx, order_id, OrderStatus::Processing, None, now)?;
+    log_saga(tx, order_id, &LogEntry::action(step, Event::Started, ""), now)
 }
 
 /// A move's outcome, decided and not yet written: an action's answer (with the status it
