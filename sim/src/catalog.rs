@@ -16,7 +16,7 @@ pub struct Entry {
 
 use crate::checks::{CONTRACT, INTERNAL_ERRORS, JUSTIFIED_OUTCOMES};
 
-pub const CATALOG: [Entry; 13] = [
+pub const CATALOG: [Entry; 14] = [
     Entry { bug: Bug::WithdrawTwice, scenario: "duplicate", invariants: &[1, 2, 5] },
     Entry { bug: Bug::NoTombstone, scenario: "cancel-before-withdraw", invariants: &[1, 2] },
     Entry { bug: Bug::NoRecovery, scenario: "orchestrator-crash", invariants: &[9] },
@@ -27,6 +27,7 @@ pub const CATALOG: [Entry; 13] = [
     Entry { bug: Bug::OversellTwoSteps, scenario: "last-unit", invariants: &[3] },
     Entry { bug: Bug::DirectNotification, scenario: "isolate", invariants: &[8] },
     Entry { bug: Bug::StatusBackwards, scenario: "late-reply", invariants: &[6, 9] },
+    Entry { bug: Bug::ForgetUnloggedCall, scenario: "unlogged-call", invariants: &[1, 3] },
     // Negative controls: useless stores that keep every bookkeeping invariant.
     Entry { bug: Bug::RejectAll, scenario: "happy-path", invariants: &[JUSTIFIED_OUTCOMES] },
     Entry { bug: Bug::UnavailableAll, scenario: "happy-path", invariants: &[JUSTIFIED_OUTCOMES, CONTRACT] },

@@ -204,11 +204,11 @@ fn saga_atomicity(snapshot: &Snapshot) -> Vec<Violation> {
     found
 }
 
-/// A final order's saga log tells its whole story (the runner logs every call before it is
-/// made and its answer after, an answer at the latest with the next move): every action
-/// logged as started is answered later in the log, every compensation logged as started is
-/// acknowledged, every step of a `CONFIRMED` order is logged as succeeded, and the saga's
-/// end is logged once, with the order's status.
+/// A final order's saga log tells its whole story (the runner logs every call's start before
+/// it uses its answer, and that answer after, at the latest with the next move): every
+/// action logged as started is answered later in the log, every compensation logged as
+/// started is acknowledged, every step of a `CONFIRMED` order is logged as succeeded, and
+/// the saga's end is logged once, with the order's status.
 fn saga_logs_complete(snapshot: &Snapshot) -> Vec<Violation> {
     let mut logs: BTreeMap<OrderId, Vec<&SagaRow>> = BTreeMap::new();
     for entry in &snapshot.saga_log {

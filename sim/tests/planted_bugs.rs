@@ -102,6 +102,11 @@ fn status_backwards() {
     prove(entry("status-backwards"));
 }
 
+#[test]
+fn forget_unlogged_call() {
+    prove(entry("forget-unlogged-call"));
+}
+
 /// A negative control: a 500 from a CHECK constraint, compensated cleanly, breaks no
 /// bookkeeping invariant; only invariant 11 (internal errors) sees it.
 #[test]

@@ -66,6 +66,11 @@ impl MemoryKeys {
     }
 }
 
+/// `ForgetUnloggedCall`: an unwinding saga compensates only the calls its log shows.
+pub(crate) fn forget_unlogged_call() -> bool {
+    active(Bug::ForgetUnloggedCall)
+}
+
 /// `NoRecovery`: unfinished sagas are not resumed after a restart.
 pub(crate) fn no_recovery() -> bool {
     active(Bug::NoRecovery)

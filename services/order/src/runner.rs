@@ -1,6 +1,7 @@
 //! Performs the saga's moves: calls the participants with deadlines and bounded retries,
-//! logs every call before it is made and every answer after (with the next move: `Unwritten`),
-//! and finishes the order.
+//! logs every call's start (committed before its answer is used; the call goes out while it
+//! commits: `act`) and every answer after (with the next move: `Unwritten`), and finishes the
+//! order.
 
 use crate::saga::{next_move, replay, ActionOutcome, Event, LogEntry, Move, Step, REJECTED_PREFIX, STEPS};
 use crate::store::{advance_status, log_saga, order, saga_log, trace_id_of};
@@ -85,7 +86,14 @@ impl Orders {
             trace_id: trace_id.unwrap_or_else(|| self.env.ids.hex(16)),
             parent_span_id: None,
         };
+        // A resumed saga says so with its first write (`Event::Resumed`: the runner before
+        // may have sent a call whose start it never saw commit).
         let mut unwritten = Unwritten::default();
+        if resumed {
+            unwritten.entries.push(LogEntry::saga(Event::Resumed, ""));
+            unwritten.at = Some(self.env.clock.now_utc());
+            log.extend(unwritten.entries.iter().cloned());
+        }
         let mut fresh = !resumed;
         for _ in 0..SAGA_MOVES_MAX {
             let state = match replay(&log) {
@@ -111,10 +119,14 @@ impl Orders {
                     let start = (!logged).then(|| LogEntry::action(step, Event::Started, ""));
                     self.act(&order, step, &context, earlier, logged).await.map(|answer| (start, answer))
                 }
-                Move::Compensate(step) => self
-                    .compensate(order_id, step, &context, earlier)
-                    .await
-                    .map(|answer| (Some(LogEntry::compensation(step, Event::Started, "")), answer)),
+                Move::Compensate(step) => {
+                    if !state.actions.contains_key(&step) {
+                        probe::hit(Probe::UnloggedCallCompensated);
+                    }
+                    self.compensate(order_id, step, &context, earlier)
+                        .await
+                        .map(|answer| (Some(LogEntry::compensation(step, Event::Started, "")), answer))
+                }
                 Move::Finish { status, error_message } => self
                     .finish(&order, status, error_message.as_deref(), earlier)
                     .await
@@ -170,8 +182,13 @@ impl Orders {
         }
     }
 
-    /// Writes `earlier` with the step's start (unless the start is `logged` already and
-    /// nothing is unwritten), then calls the participant; returns its answer, not yet written.
+    /// Calls the participant, and unless the step's start is `logged` already (and nothing
+    /// is unwritten), writes `earlier` with that start while the call goes out: the answer
+    /// is used, and written, only once that transaction has committed. A runner that stops
+    /// before it commits (a crash, a failed write) may thus have sent a call the log does not
+    /// show as started; the runner that resumes the saga logs `Resumed`, and should the saga
+    /// unwind, it compensates that call too (`saga::next_move`). Returns the answer, not yet
+    /// written.
     async fn act(
         &self,
         order: &Order,
@@ -180,31 +197,47 @@ impl Orders {
         earlier: Unwritten,
         logged: bool,
     ) -> Result<Unwritten, rusqlite::Error> {
-        if !logged {
-            let now = self.env.clock.now_utc();
-            self.db
-                .write(|tx| {
-                    earlier.write(tx, order.id)?;
-                    log_start(tx, order.id, step, now)
-                })
-                .await?;
-        }
-        platform::crash_point::here(platform::crash_point::CrashPoint::SagaLogWritten).await;
         let policy = self.config.action_retry;
         let request = self.action_request(order, step);
-        let started = self.env.clock.now();
-        #[cfg(feature = "planted-bugs")]
-        if let Some(reply) = crate::planted::status_backwards(self, order.id, step, &request, context).await {
-            return Ok(self.answered(step, started, reply));
-        }
-        let reply = self.client.send(self.peer(step.participant()), request, context, policy).await;
-        Ok(self.answered(step, started, reply))
+        // The call's own duration (the step's figure), whatever the write beside it takes.
+        let call = async {
+            let started = self.env.clock.now();
+            #[cfg(feature = "planted-bugs")]
+            if let Some(reply) = crate::planted::status_backwards(self, order.id, step, &request, context).await {
+                return (reply, self.env.clock.now().saturating_duration_since(started));
+            }
+            let reply = self.client.send(self.peer(step.participant()), request, context, policy).await;
+            (reply, self.env.clock.now().saturating_duration_since(started))
+        };
+        let logged_here = || platform::crash_point::here(platform::crash_point::CrashPoint::SagaLogWritten);
+        let reply = if logged {
+            logged_here().await;
+            call.await
+        } else {
+            let now = self.env.clock.now_utc();
+            let write = async {
+                self.db
+                    .write(|tx| {
+                        earlier.write(tx, order.id)?;
+                        log_start(tx, order.id, step, now)
+                    })
+                    .await?;
+                logged_here().await;
+                Ok::<_, rusqlite::Error>(())
+            };
+            // Both to the end: a call given up early may still have arrived.
+            let (written, answer) = tokio::join!(write, call);
+            written?;
+            answer
+        };
+        let (reply, took) = reply;
+        Ok(self.answered(step, took, reply))
     }
 
-    /// What the action's answer (`reply`, to the call sent at `started`) decides, to be
+    /// What the action's answer (`reply`, to a call that `took` so long) decides, to be
     /// logged with the next move.
-    fn answered(&self, step: Step, started: tokio::time::Instant, reply: Result<Reply, CallError>) -> Unwritten {
-        self.observe_step(step, StepPhase::action, started);
+    fn answered(&self, step: Step, took: Duration, reply: Result<Reply, CallError>) -> Unwritten {
+        self.observe_step(step, StepPhase::action, took);
         let at = self.env.clock.now_utc();
         let answer = reply.and_then(|r| {
             if r.status.is_client_error() {
@@ -275,7 +308,7 @@ impl Orders {
             let started = self.env.clock.now();
             let reply =
                 self.client.send(self.peer(step.participant()), request, context, self.config.action_retry).await;
-            self.observe_step(step, StepPhase::compensation, started);
+            self.observe_step(step, StepPhase::compensation, self.env.clock.now().saturating_duration_since(started));
             let acknowledged =
                 reply.and_then(|r| r.success()).and_then(|r| r.json::<StepResult>()).is_ok_and(|r| r.success);
             if let Some(metrics) = self.env.metrics.orders().filter(|_| !acknowledged) {
@@ -296,11 +329,10 @@ impl Orders {
         }
     }
 
-    fn observe_step(&self, step: Step, phase: StepPhase, started: tokio::time::Instant) {
+    fn observe_step(&self, step: Step, phase: StepPhase, took: Duration) {
         let Some(metrics) = self.env.metrics.orders() else { return };
-        let elapsed = self.env.clock.now().saturating_duration_since(started);
         let labels = StepLabels { step: step.name().to_string(), phase };
-        metrics.step_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        metrics.step_duration.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     /// Writes `earlier` with the order's final status, its notification (the outbox) and

@@ -4,10 +4,12 @@
 //! runner only performs the move and logs its result. So a restarted orchestrator resumes
 //! every saga exactly where its log ends: an action logged as started but never answered is
 //! sent again (participants make repeats no-ops), and compensations run in reverse order
-//! until each is acknowledged. Only a participant's own business refusal (from its operation
-//! record) says an action took no effect; any other failure of a started action — no
-//! answer, or a 4xx from the participant's transport or auth layer, which may hide an
-//! earlier attempt that was applied — is compensated.
+//! until each is acknowledged (in a resumed saga, also the step after the last one logged,
+//! which the runner before may have sent unlogged: [`Event::Resumed`]). Only a
+//! participant's own business refusal (from its operation record) says an action took no
+//! effect; any other failure of a started action — no answer, or a 4xx from the
+//! participant's transport or auth layer, which may hide an earlier attempt that was
+//! applied — is compensated.
 
 use contracts::order::OrderStatus;
 use contracts::saga::reason;
@@ -121,10 +123,14 @@ pub enum Event {
     Compensate,
     /// The order reached its final status (the detail).
     Finished,
+    /// A runner took the saga up after another stopped (a restart, or a write that failed):
+    /// the runner before may have sent the call after the last one logged as started, whose
+    /// start was in the write it never saw commit ([`next_move`] compensates it too).
+    Resumed,
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 10] = [
         Event::Started,
         Event::Succeeded,
         Event::Refused,
@@ -134,6 +140,7 @@ impl Event {
         Event::Begun,
         Event::Compensate,
         Event::Finished,
+        Event::Resumed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -147,6 +154,7 @@ impl Event {
             Event::Begun => "BEGUN",
             Event::Compensate => "COMPENSATE",
             Event::Finished => "FINISHED",
+            Event::Resumed => "RESUMED",
         }
     }
 
@@ -240,6 +248,8 @@ pub struct SagaState {
     pub compensating: Option<String>,
     pub compensated: BTreeSet<Step>,
     pub finished: bool,
+    /// Taken up again by a runner after another stopped ([`Event::Resumed`]).
+    pub resumed: bool,
 }
 
 /// The detail of a rejected call (`REJECTED_401`). Logs written before [`Event::Rejected`]
@@ -261,7 +271,7 @@ pub fn replay(entries: &[LogEntry]) -> Result<SagaState, UnknownEntry> {
                     Event::Refused => ActionOutcome::Refused(detail.clone()),
                     Event::Rejected => ActionOutcome::Rejected(detail.clone()),
                     Event::Unknown => ActionOutcome::Unknown,
-                    Event::Acknowledged | Event::Begun | Event::Compensate | Event::Finished => {
+                    Event::Acknowledged | Event::Begun | Event::Compensate | Event::Finished | Event::Resumed => {
                         return Err(not_understood())
                     }
                 };
@@ -273,6 +283,7 @@ pub fn replay(entries: &[LogEntry]) -> Result<SagaState, UnknownEntry> {
             }
             (Phase::Saga, None, Event::Compensate) => state.compensating = Some(detail.clone()),
             (Phase::Saga, None, Event::Finished) => state.finished = true,
+            (Phase::Saga, None, Event::Resumed) => state.resumed = true,
             _ => return Err(not_understood()),
         }
     }
@@ -295,6 +306,25 @@ fn may_have_taken_effect(outcome: &ActionOutcome) -> bool {
     )
 }
 
+/// The step a runner may have sent without its start in the log: the runner sends a call
+/// while the transaction logging its start (with the answer before it) commits, so a runner
+/// that stopped before that commit may have sent the step after the last one the log knows
+/// (`runner.rs::act`). Only a resumed saga can be in that state; there it is the step after
+/// the furthest one with a logged outcome, if that one's own call may have succeeded (a
+/// business refusal stops the saga: no call follows it).
+fn call_maybe_unlogged(state: &SagaState) -> Option<Step> {
+    if !state.resumed {
+        return None;
+    }
+    #[cfg(feature = "planted-bugs")]
+    if crate::planted::forget_unlogged_call() {
+        return None;
+    }
+    let furthest = STEPS.iter().rposition(|step| state.actions.contains_key(step))?;
+    let next = *STEPS.get(furthest + 1)?;
+    state.actions.get(&STEPS[furthest]).is_some_and(may_have_taken_effect).then_some(next)
+}
+
 /// Why the saga unwinds, if it does: the logged decision, or else the first refused or
 /// unknown action (the runner logs both in one transaction; this keeps any log resumable).
 fn unwind_reason(state: &SagaState) -> Option<String> {
@@ -313,8 +343,10 @@ pub fn next_move(state: &SagaState) -> Move {
         return Move::Done;
     }
     if let Some(error_message) = unwind_reason(state) {
+        let unlogged = call_maybe_unlogged(state);
         let pending = STEPS.into_iter().rev().find(|step| {
-            state.actions.get(step).is_some_and(may_have_taken_effect) && !state.compensated.contains(step)
+            (state.actions.get(step).is_some_and(may_have_taken_effect) || unlogged == Some(*step))
+                && !state.compensated.contains(step)
         });
         return match pending {
             Some(step) => Move::Compensate(step),
@@ -531,6 +563,47 @@ mod tests {
     fn an_action_started_but_unanswered_is_sent_again() {
         let entries = vec![LogEntry::saga(Event::Begun, ""), LogEntry::action(Step::Withdraw, Event::Started, "")];
         assert_eq!(next_move(&replay(&entries).unwrap()), Move::Act(Step::Withdraw));
+    }
+
+    /// A resumed saga whose withdrawal's answer was lost: the runner before may have sent the
+    /// reservation with the write that logged both, which never committed.
+    fn resumed_after_a_lost_answer(then: Vec<LogEntry>) -> Vec<LogEntry> {
+        let mut entries = vec![
+            LogEntry::saga(Event::Begun, ""),
+            LogEntry::action(Step::Withdraw, Event::Started, ""),
+            LogEntry::saga(Event::Resumed, ""),
+            LogEntry::action(Step::Withdraw, Event::Started, ""),
+        ];
+        entries.extend(then);
+        entries
+    }
+
+    #[test]
+    fn a_resumed_saga_unwinding_compensates_the_call_that_may_have_gone_out_unlogged() {
+        let unknown = vec![
+            LogEntry::action(Step::Withdraw, Event::Unknown, ""),
+            LogEntry::saga(Event::Compensate, reason::SERVICE_UNAVAILABLE),
+        ];
+        let (_, moves) = drive_from(resumed_after_a_lost_answer(unknown.clone()), None, None);
+        assert_eq!(compensations(&moves), vec![Step::Reserve, Step::Withdraw]);
+        // Not resumed: the runner that logged the unknown answer sent nothing after it.
+        let mut fresh = resumed_after_a_lost_answer(unknown);
+        fresh.retain(|e| e.event != Event::Resumed);
+        let (_, moves) = drive_from(fresh, None, None);
+        assert_eq!(compensations(&moves), vec![Step::Withdraw]);
+        // A business refusal is followed by no call, resumed or not.
+        let refused = vec![
+            LogEntry::action(Step::Withdraw, Event::Refused, reason::INSUFFICIENT_FUNDS),
+            LogEntry::saga(Event::Compensate, reason::INSUFFICIENT_FUNDS),
+        ];
+        let (_, moves) = drive_from(resumed_after_a_lost_answer(refused), None, None);
+        assert_eq!(compensations(&moves), Vec::<Step>::new());
+        // A later step logged: the runner that logged it logged the one before with it.
+        let (_, moves) = drive_from(resumed_after_a_lost_answer(vec![]), Some(Step::Book), None);
+        assert_eq!(compensations(&moves), vec![Step::Reserve, Step::Withdraw]);
+        // Nothing after the last step.
+        let (_, moves) = drive_from(resumed_after_a_lost_answer(vec![]), None, Some(Step::Book));
+        assert_eq!(compensations(&moves), vec![Step::Book, Step::Reserve, Step::Withdraw]);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum Bug {
     DirectNotification,
     /// A late reply to an action moves the order's status, even out of a final one.
     StatusBackwards,
+    /// A resumed saga that unwinds does not compensate the call the runner before may have
+    /// sent while the write of its start failed (it trusts the log to show every call).
+    ForgetUnloggedCall,
     /// Negative control: billing refuses every withdrawal with `INSUFFICIENT_FUNDS`, cleanly
     /// recorded and compensated; every saga FAILs correctly, so only a model of what the store
     /// should have answered can tell.
@@ -42,7 +45,7 @@ pub enum Bug {
 }
 
 impl Bug {
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::WithdrawTwice,
         Bug::NoTombstone,
         Bug::NoRecovery,
@@ -53,6 +56,7 @@ impl Bug {
         Bug::OversellTwoSteps,
         Bug::DirectNotification,
         Bug::StatusBackwards,
+        Bug::ForgetUnloggedCall,
         Bug::RejectAll,
         Bug::UnavailableAll,
         Bug::ConstraintMasked,
@@ -70,6 +74,7 @@ impl Bug {
             Bug::OversellTwoSteps => "oversell-two-steps",
             Bug::DirectNotification => "direct-notification",
             Bug::StatusBackwards => "status-backwards",
+            Bug::ForgetUnloggedCall => "forget-unlogged-call",
             Bug::RejectAll => "reject-all",
             Bug::UnavailableAll => "unavailable-all",
             Bug::ConstraintMasked => "constraint-masked",

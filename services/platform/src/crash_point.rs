@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 pub enum CrashPoint {
     /// A participant committed a saga step (an action or its cancel) and has not replied.
     ParticipantCommitted,
-    /// The order runner logged an action as started and has not sent it.
+    /// The order runner logged an action as started and has not used its answer (the call
+    /// goes out while its start's write commits: it may be on its way already).
     SagaLogWritten,
     /// The order runner logged a compensation as started and has not sent it.
     CompensationLogged,

@@ -65,10 +65,13 @@ pub enum Probe {
     /// half-open connection, a peer reset): sent again on a fresh connection only if
     /// idempotent, else reported as of unknown outcome.
     PooledRequestLost,
+    /// A resumed saga compensated a step its log never showed as started: the runner before
+    /// may have sent it while the write of its start failed to commit.
+    UnloggedCallCompensated,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 23] = [
+    pub const ALL: [Probe; 24] = [
         Probe::RepeatedAction,
         Probe::LateActionRefused,
         Probe::Tombstone,
@@ -92,6 +95,7 @@ impl Probe {
         Probe::ConnectionReused,
         Probe::StaleConnection,
         Probe::PooledRequestLost,
+        Probe::UnloggedCallCompensated,
     ];
 
     pub fn name(self) -> &'static str {
@@ -119,6 +123,7 @@ impl Probe {
             Probe::ConnectionReused => "connection_reused",
             Probe::StaleConnection => "stale_connection",
             Probe::PooledRequestLost => "pooled_request_lost",
+            Probe::UnloggedCallCompensated => "unlogged_call_compensated",
         }
     }
 
@@ -151,6 +156,9 @@ impl Probe {
             }
             Probe::PooledRequestLost => {
                 "a request on a pooled connection got no whole answer: resent fresh only if idempotent"
+            }
+            Probe::UnloggedCallCompensated => {
+                "a resumed saga compensated a step whose call may have gone out with a start never committed"
             }
         }
     }
