@@ -12,7 +12,8 @@
 use sim::scenario::load_all;
 use sim::sweep::{first_failure, Job};
 
-/// Seeds of each scenario a mutant must pass (210 runs, then the 50 more of `MORE_SEEDS`): half
+/// Seeds of each scenario a mutant must pass (260 runs of 26 scenarios, then the 50 more of
+/// `MORE_SEEDS`): half
 /// the 20 within which every planted bug is caught by its own scenario
 /// (`sim/tests/planted_bugs.rs`), because a missed mutant costs the whole budget and there are
 /// hundreds of them.

@@ -105,7 +105,7 @@ impl Orders {
             };
             let earlier = std::mem::take(&mut unwritten);
             // The first move of a fresh saga is its first call, whose start its order's
-            // transaction wrote; a resumed saga logs every call it sends.
+            // transaction wrote; a resumed saga logs the start of every call it sends.
             let started_with_order = std::mem::take(&mut fresh);
             // What the move writes after `earlier` (if anything), and the answer it leaves
             // unwritten.
@@ -386,7 +386,8 @@ pub(crate) fn begin(tx: &rusqlite::Connection, order_id: OrderId, now: Timestamp
     log_start(tx, order_id, STEPS[0], now)
 }
 
-/// A call's start: logged before it is sent, the order `PROCESSING` from the first on.
+/// A call's start, committed before its answer is used (`Orders::act`), the order
+/// `PROCESSING` from the first on.
 fn log_start(tx: &rusqlite::Connection, order_id: OrderId, step: Step, now: Timestamp) -> rusqlite::Result<()> {
     advance_status(tx, order_id, OrderStatus::Processing, None, now)?;
     log_saga(tx, order_id, &LogEntry::action(step, Event::Started, ""), now)
