@@ -76,9 +76,10 @@ pub struct Row {
 }
 
 impl Row {
-    /// Caught in both scenarios.
+    /// Caught by its targeted scenario (what `tests/planted_bugs.rs` holds to); the swarm's
+    /// column measures the swarm, and a bug it misses is shown, not failed.
     pub fn caught(&self) -> bool {
-        self.targeted.is_some() && self.swarm.is_some()
+        self.targeted.is_some()
     }
 
     /// `| bug | invariant | targeted scenario | seeds to first failure | seeds in swarm | minimal plan |`

@@ -5,7 +5,7 @@
 //! every saga exactly where its log ends: an action logged as started but never answered is
 //! sent again (participants make repeats no-ops), and compensations run in reverse order
 //! until each is acknowledged (in a resumed saga, also the step after the last one logged,
-//! which the runner before may have sent unlogged: [`Event::Resumed`]). Only a
+//! which a runner before may have sent unlogged: [`Event::Resumed`]). Only a
 //! participant's own business refusal (from its operation record) says an action took no
 //! effect; any other failure of a started action — no answer, or a 4xx from the
 //! participant's transport or auth layer, which may hide an earlier attempt that was
@@ -124,8 +124,9 @@ pub enum Event {
     /// The order reached its final status (the detail).
     Finished,
     /// A runner took the saga up after another stopped (a restart, or a write that failed):
-    /// the runner before may have sent the call after the last one logged as started, whose
-    /// start was in the write it never saw commit ([`next_move`] compensates it too).
+    /// if the runner before left a call started and unanswered, it may also have sent the
+    /// next, whose start was in the write it never saw commit ([`next_move`] compensates it
+    /// too).
     Resumed,
 }
 
@@ -248,8 +249,10 @@ pub struct SagaState {
     pub compensating: Option<String>,
     pub compensated: BTreeSet<Step>,
     pub finished: bool,
-    /// Taken up again by a runner after another stopped ([`Event::Resumed`]).
-    pub resumed: bool,
+    /// The steps logged as started and not answered when a runner took the saga up again
+    /// ([`Event::Resumed`]): the runner before stopped with that call's answer unwritten,
+    /// so it may have sent the next call too.
+    pub unanswered_at_resume: BTreeSet<Step>,
 }
 
 /// The detail of a rejected call (`REJECTED_401`). Logs written before [`Event::Rejected`]
@@ -283,7 +286,10 @@ pub fn replay(entries: &[LogEntry]) -> Result<SagaState, UnknownEntry> {
             }
             (Phase::Saga, None, Event::Compensate) => state.compensating = Some(detail.clone()),
             (Phase::Saga, None, Event::Finished) => state.finished = true,
-            (Phase::Saga, None, Event::Resumed) => state.resumed = true,
+            (Phase::Saga, None, Event::Resumed) => {
+                let unanswered = state.actions.iter().filter(|(_, outcome)| **outcome == ActionOutcome::Started);
+                state.unanswered_at_resume.extend(unanswered.map(|(step, _)| *step));
+            }
             _ => return Err(not_understood()),
         }
     }
@@ -309,20 +315,20 @@ fn may_have_taken_effect(outcome: &ActionOutcome) -> bool {
 /// The step a runner may have sent without its start in the log: the runner sends a call
 /// while the transaction logging its start (with the answer before it) commits, so a runner
 /// that stopped before that commit may have sent the step after the last one the log knows
-/// (`runner.rs::act`). Only a resumed saga can be in that state; there it is the step after
-/// the furthest one with a logged outcome, if that one's own call may have succeeded (a
-/// business refusal stops the saga: no call follows it).
+/// (`runner.rs::act`), and left that last one started and unanswered. So it is the step after
+/// the furthest one with a logged outcome, if that one was unanswered when a runner resumed
+/// the saga and its call may have succeeded (a business refusal stops the saga: no call
+/// follows it). The log cannot tell a call sent unlogged from one never sent (a crash while
+/// the call before was on its way looks the same), so such a step is compensated either way.
 fn call_maybe_unlogged(state: &SagaState) -> Option<Step> {
-    if !state.resumed {
-        return None;
-    }
     #[cfg(feature = "planted-bugs")]
     if crate::planted::forget_unlogged_call() {
         return None;
     }
     let furthest = STEPS.iter().rposition(|step| state.actions.contains_key(step))?;
-    let next = *STEPS.get(furthest + 1)?;
-    state.actions.get(&STEPS[furthest]).is_some_and(may_have_taken_effect).then_some(next)
+    let (last, next) = (STEPS[furthest], *STEPS.get(furthest + 1)?);
+    let may_have_succeeded = state.actions.get(&last).is_some_and(may_have_taken_effect);
+    (state.unanswered_at_resume.contains(&last) && may_have_succeeded).then_some(next)
 }
 
 /// Why the saga unwinds, if it does: the logged decision, or else the first refused or
@@ -587,9 +593,16 @@ mod tests {
         let (_, moves) = drive_from(resumed_after_a_lost_answer(unknown.clone()), None, None);
         assert_eq!(compensations(&moves), vec![Step::Reserve, Step::Withdraw]);
         // Not resumed: the runner that logged the unknown answer sent nothing after it.
-        let mut fresh = resumed_after_a_lost_answer(unknown);
+        let mut fresh = resumed_after_a_lost_answer(unknown.clone());
         fresh.retain(|e| e.event != Event::Resumed);
         let (_, moves) = drive_from(fresh, None, None);
+        assert_eq!(compensations(&moves), vec![Step::Withdraw]);
+        // Resumed only after the unknown answer was logged: the runner that logged it had
+        // sent nothing after it, and stopped while unwinding.
+        let mut late = vec![LogEntry::saga(Event::Begun, ""), LogEntry::action(Step::Withdraw, Event::Started, "")];
+        late.extend(unknown);
+        late.push(LogEntry::saga(Event::Resumed, ""));
+        let (_, moves) = drive_from(late, None, None);
         assert_eq!(compensations(&moves), vec![Step::Withdraw]);
         // A business refusal is followed by no call, resumed or not.
         let refused = vec![

@@ -1,4 +1,5 @@
-//! `sim catalog`: hunt every planted bug and print the README's table.
+//! `sim catalog`: hunt every planted bug and print the README's table; fails when a bug
+//! escapes its targeted scenario.
 
 use super::{parse_bug, Verdict};
 use crate::catalog::{hunt_all, TABLE_HEADER};
