@@ -210,7 +210,7 @@ impl Orders {
             (reply, self.env.clock.now().saturating_duration_since(started))
         };
         let logged_here = || platform::crash_point::here(platform::crash_point::CrashPoint::SagaLogWritten);
-        let reply = if logged {
+        let (reply, took) = if logged {
             logged_here().await;
             call.await
         } else {
@@ -230,7 +230,6 @@ impl Orders {
             written?;
             answer
         };
-        let (reply, took) = reply;
         Ok(self.answered(step, took, reply))
     }
 
