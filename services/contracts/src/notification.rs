@@ -50,6 +50,17 @@ pub struct Notification {
     pub created_at: Timestamp,
 }
 
+/// The most events one batch may hold (`POST /api/v1/notifications/events/batch`).
+pub const EVENT_BATCH_MAX: usize = 32;
+
+/// The notification service's answer to a batch: how many of its events were new (the rest
+/// had been recorded before).
+#[derive(utoipa::ToSchema, Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordedEvents {
+    pub created: usize,
+}
+
 /// What billing's outbox relay and the order service post to the notification service.
 /// Idempotent on `(orderId, type)`.
 #[derive(utoipa::ToSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]

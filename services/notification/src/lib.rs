@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use contracts::notification::{Notification, NotificationEvent, NotificationType};
+use contracts::notification::{Notification, NotificationEvent, NotificationType, RecordedEvents, EVENT_BATCH_MAX};
 use contracts::{Money, NotificationId, ProblemType, Timestamp, UserId};
 use platform::auth::{Auth, Service, User};
 use platform::json::Json;
@@ -68,6 +68,7 @@ pub async fn run(deps: Deps, _config: Config, listener: Box<dyn Listener>, shutd
     let routes = Router::new()
         .route("/api/v1/notifications", get(list))
         .route("/api/v1/notifications/events", post(intake))
+        .route("/api/v1/notifications/events/batch", post(intake_batch))
         .layer(Extension(auth))
         .with_state(state);
     serve(
@@ -98,6 +99,40 @@ async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationE
     let inserted = state.db.write(|tx| store(tx, id, &event, now)).await?;
     tracing::info!(order_id = %event.order_id, kind = event.kind.as_str(), new = inserted == 1, "notification");
     Ok(if inserted == 1 { StatusCode::CREATED } else { StatusCode::OK })
+}
+
+/// Stores a batch of events (an outbox relay's), each as [`intake`] would, in one
+/// transaction: all of them or, on failure, none. Whole or refused: a batch that is empty,
+/// over [`EVENT_BATCH_MAX`] or holds an overlong message is refused, nothing stored.
+#[utoipa::path(post, path = "/api/v1/notifications/events/batch", operation_id = "recordEvents", tag = "notification (internal)", security(("serviceToken" = [])),
+    request_body = Vec<NotificationEvent>,
+    responses(
+        (status = 200, description = "Every event recorded, now or before (an outbox's repeat); the body counts the new ones", body = RecordedEvents),
+        (status = 400, description = "/problems/invalid-body: no event or over 32; /problems/invalid-message: a message over 1,000 characters", body = contracts::Problem, content_type = "application/problem+json"),
+    ))]
+async fn intake_batch(
+    state: Shared,
+    _caller: Service,
+    Json(events): Json<Vec<NotificationEvent>>,
+) -> Result<axum::Json<RecordedEvents>, ApiError> {
+    if events.is_empty() || events.len() > EVENT_BATCH_MAX {
+        return Err(ApiError::bad_request(ProblemType::InvalidBody, "a batch holds 1 to 32 events"));
+    }
+    if events.iter().any(|event| event.message.len() > MESSAGE_LENGTH_MAX) {
+        return Err(ApiError::bad_request(ProblemType::InvalidMessage, "a message is over 1000 characters"));
+    }
+    let now = state.env.clock.now_utc();
+    let stamped: Vec<(NotificationId, &NotificationEvent)> = events.iter().map(|e| (state.env.ids.id(), e)).collect();
+    let inserted = state
+        .db
+        .write(|tx| {
+            stamped.iter().map(|(id, event)| store(tx, *id, event, now)).collect::<rusqlite::Result<Vec<usize>>>()
+        })
+        .await?;
+    for (event, inserted) in events.iter().zip(&inserted) {
+        tracing::info!(order_id = %event.order_id, kind = event.kind.as_str(), new = *inserted == 1, "notification");
+    }
+    Ok(axum::Json(RecordedEvents { created: inserted.iter().sum() }))
 }
 
 /// Stores one event unless its (order, type) is there already; the number of rows added.
@@ -168,7 +203,7 @@ fn listed(c: &rusqlite::Connection, user_id: UserId) -> rusqlite::Result<Vec<Not
 
 /// The notification service's routes: the list (public) and the outboxes' intake.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, intake))]
+#[openapi(paths(list, intake, intake_batch))]
 pub struct Api;
 
 /// The service's OpenAPI document: every route it serves, internal ones included.

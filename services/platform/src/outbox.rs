@@ -9,7 +9,7 @@ use crate::storage::Cached;
 use crate::storage::{Db, Migration};
 use crate::trace::RequestContext;
 use crate::Env;
-use contracts::notification::NotificationEvent;
+use contracts::notification::{NotificationEvent, EVENT_BATCH_MAX};
 use contracts::Timestamp;
 use http::Method;
 use rusqlite::{params, Connection};
@@ -17,7 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-pub const NOTIFICATION_INTAKE_PATH: &str = "/api/v1/notifications/events";
+/// Where a relay delivers its batches: the notification service records a batch in one
+/// transaction (one commit for all of its events, and one request). Its single-event
+/// intake (`/api/v1/notifications/events`) stays for other callers.
+pub const NOTIFICATION_BATCH_PATH: &str = "/api/v1/notifications/events/batch";
+
+/// The most bytes of events' JSON one batch carries: under the notification service's body
+/// limit ([`crate::json::BODY_SIZE_MAX_BYTES`], 64 KiB) with room to spare.
+const BATCH_BYTES_MAX: usize = 48 * 1024;
 
 pub fn migration(version: u32) -> Migration {
     Migration {
@@ -106,68 +113,102 @@ impl Relay {
         }
     }
 
-    /// Returns whether everything pending was delivered.
+    /// Delivers the oldest pending events, up to a batch, in one request; returns whether
+    /// every event it read was delivered (an undecodable one stops the batch before it and
+    /// stays in place, as does every event of a batch that was not acknowledged).
     async fn deliver_batch(&self) -> bool {
         let metrics = self.env.metrics.outbox();
         // The depth and age gauges' query is all they need: with the metrics off it is not run.
         if let Some(metrics) = metrics {
             self.set_gauges(metrics);
         }
-        let batch: Result<Vec<(i64, String, i64)>, rusqlite::Error> = self.db.read(|c| {
+        let limit = self.config.batch_size_max.min(EVENT_BATCH_MAX as u32);
+        let pending: Result<Vec<(i64, String, i64)>, rusqlite::Error> = self.db.read(|c| {
             let mut statement = c.prepare_cached("SELECT seq, event, attempts FROM outbox ORDER BY seq LIMIT ?1")?;
-            let rows =
-                statement.query_map([self.config.batch_size_max], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            let rows = statement.query_map([limit], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
             rows.collect()
         });
-        let batch = match batch {
-            Ok(batch) => batch,
+        let pending = match pending {
+            Ok(pending) => pending,
             Err(error) => {
                 tracing::error!(%error, "cannot read the outbox");
                 return false;
             }
         };
-        for (seq, text, attempts) in batch {
+        let mut batch = Batch::default();
+        let mut stopped = false;
+        for (seq, text, attempts) in pending {
             let Ok(event) = serde_json::from_str::<NotificationEvent>(&text) else {
                 tracing::error!(seq, "undecodable outbox event left in place");
-                return false;
+                stopped = true;
+                break;
             };
-            let request = OutboundRequest::new(Method::POST, NOTIFICATION_INTAKE_PATH).json(&event).idempotent(true);
-            let context = RequestContext::background(&self.env.ids);
-            let policy = RetryPolicy::once(self.config.call_timeout_ms);
-            let reply = self.client.send(&self.notification_addr, request, &context, policy).await;
-            let delivered = reply.and_then(|reply| reply.success()).is_ok();
-            // Whether the event leaves the outbox: once delivered.
-            let done = delivered;
-            #[cfg(feature = "planted-bugs")]
-            let done = done || crate::planted::direct_notification(self);
-            if delivered {
-                crate::crash_point::here(crate::crash_point::CrashPoint::OutboxDelivered).await;
+            // The request body is the events' stored texts, joined: it stays under the
+            // notification service's body limit (the rest waits for the next batch).
+            if !batch.events.is_empty() && batch.bytes + text.len() + 1 > BATCH_BYTES_MAX {
+                break;
             }
-            let recorded = self
-                .db
-                .write(|tx| {
+            batch.bytes += text.len() + 1;
+            batch.seqs.push(seq);
+            batch.redelivered |= attempts > 0;
+            batch.events.push(event);
+        }
+        if batch.events.is_empty() {
+            return !stopped;
+        }
+        let request = OutboundRequest::new(Method::POST, NOTIFICATION_BATCH_PATH).json(&batch.events).idempotent(true);
+        let context = RequestContext::background(&self.env.ids);
+        let policy = RetryPolicy::once(self.config.call_timeout_ms);
+        let reply = self.client.send(&self.notification_addr, request, &context, policy).await;
+        let delivered = reply.and_then(|reply| reply.success()).is_ok();
+        // Whether the events leave the outbox: once delivered.
+        let done = delivered;
+        #[cfg(feature = "planted-bugs")]
+        let done = done || crate::planted::direct_notification(self);
+        if delivered {
+            crate::crash_point::here(crate::crash_point::CrashPoint::OutboxDelivered).await;
+        }
+        let recorded = self
+            .db
+            .write(|tx| {
+                for seq in &batch.seqs {
                     if done {
-                        tx.execute_cached("DELETE FROM outbox WHERE seq = ?1", params![seq])
+                        tx.execute_cached("DELETE FROM outbox WHERE seq = ?1", params![seq])?;
                     } else {
-                        tx.execute_cached("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", params![seq])
+                        tx.execute_cached("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", params![seq])?;
                     }
-                })
-                .await;
-            tracing::debug!(seq, delivered, order_id = %event.order_id, kind = event.kind.as_str(), "outbox delivery");
-            if let Some(metrics) = metrics {
-                if delivered {
-                    metrics.deliveries.inc();
-                } else {
-                    metrics.failures.inc();
                 }
-            }
-            if !done || recorded.is_err() {
-                return false;
-            }
-            if delivered && attempts > 0 {
-                crate::probe::hit(crate::probe::Probe::OutboxRedelivered);
+                Ok::<(), rusqlite::Error>(())
+            })
+            .await;
+        for event in &batch.events {
+            tracing::debug!(delivered, order_id = %event.order_id, kind = event.kind.as_str(), "outbox delivery");
+        }
+        if let Some(metrics) = metrics {
+            let count = batch.events.len() as u64;
+            if delivered {
+                metrics.deliveries.inc_by(count);
+            } else {
+                metrics.failures.inc_by(count);
             }
         }
-        true
+        if !done || recorded.is_err() {
+            return false;
+        }
+        if delivered && batch.redelivered {
+            crate::probe::hit(crate::probe::Probe::OutboxRedelivered);
+        }
+        !stopped
     }
+}
+
+/// The events one request delivers, with their outbox rows.
+#[derive(Default)]
+struct Batch {
+    seqs: Vec<i64>,
+    events: Vec<NotificationEvent>,
+    /// The events' stored JSON, with a separator each.
+    bytes: usize,
+    /// Whether any of them was tried before.
+    redelivered: bool,
 }

@@ -12,7 +12,7 @@ mod common;
 use common::*;
 use contracts::ProblemType;
 use jsonwebtoken::{encode, EncodingKey, Header};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[test]
 fn the_shopper_flow_ends_with_logout() {
@@ -105,6 +105,7 @@ fn internal_endpoints_and_tokens_are_guarded() {
         "/api/v1/deliveries/reserve",
         "/api/v1/deliveries/reserve/cancel/00000000-0000-4000-8000-000000000001",
         "/api/v1/notifications/events",
+        "/api/v1/notifications/events/batch",
     ];
     for path in internal {
         assert_eq!(ann.post(path, json!({})).status, 404, "{path} through the gateway");
@@ -132,6 +133,45 @@ fn internal_endpoints_and_tokens_are_guarded() {
     assert_eq!(billing.get("/api/v1/billing/accounts/me").status, 401, "no token");
     let service = token(SERVICE_TOKEN_SECRET, "service:order", "store-internal", 60);
     assert_eq!(call(&service, "/api/v1/billing/withdraw/cancel/00000000-0000-4000-8000-0000000000aa", "POST"), 200);
+}
+
+/// The outboxes' batch intake records a batch whole, once: repeats add nothing, and a batch
+/// that is empty, too long or holds one bad event is refused with nothing of it stored.
+#[test]
+fn the_notification_batch_intake_records_whole_batches_once() {
+    let shop = TestShop::start();
+    let ann = shop.shopper("ann", "0");
+    let user = ann.get("/auth/profile/me").body["userId"].as_str().unwrap().to_string();
+    let notification = Client::new(&shop.url(5));
+    let bearer = format!("Bearer {}", token(SERVICE_TOKEN_SECRET, "service:billing", "store-internal", 60));
+    let post = |events: &Value| {
+        let body = serde_json::to_vec(events).unwrap();
+        notification.send("POST", "/api/v1/notifications/events/batch", Some(&body), &[("Authorization", &bearer)])
+    };
+    let event = |order: u32, kind: &str, message: String| json!({"type": kind, "orderId": format!("00000000-0000-4000-8000-{order:012}"), "userId": user, "message": message});
+    let listed = || ann.get("/api/v1/notifications").body.as_array().unwrap().len();
+
+    let bad = json!([event(1, "PAYMENT_DEBITED", "ok".into()), event(1, "ORDER_CONFIRMED", "x".repeat(1001))]);
+    let refused = post(&bad);
+    assert_eq!((refused.status, refused.body["type"].as_str()), (400, Some("/problems/invalid-message")));
+    let too_many: Vec<Value> = (0..33).map(|order| event(order, "PAYMENT_DEBITED", "ok".into())).collect();
+    for (events, what) in [(json!([]), "empty"), (json!(too_many), "33 events")] {
+        let refused = post(&events);
+        assert_eq!((refused.status, refused.body["type"].as_str()), (400, Some("/problems/invalid-body")), "{what}");
+    }
+    assert_eq!(listed(), 0, "a refused batch stores nothing");
+
+    let batch = json!([event(1, "PAYMENT_DEBITED", "debited".into()), event(1, "ORDER_CONFIRMED", "confirmed".into())]);
+    let first = post(&batch);
+    assert_eq!((first.status, &first.body), (200, &json!({"created": 2})));
+    let again = post(&batch);
+    assert_eq!((again.status, &again.body), (200, &json!({"created": 0})), "a repeat adds nothing");
+    assert_eq!(listed(), 2);
+    let user_token = format!("Bearer {}", token(USER_TOKEN_SECRET, &user, "store-api", 60));
+    let body = serde_json::to_vec(&batch).unwrap();
+    let as_user =
+        notification.send("POST", "/api/v1/notifications/events/batch", Some(&body), &[("Authorization", &user_token)]);
+    assert_eq!(as_user.status, 401, "a user token cannot deliver events");
 }
 
 #[test]

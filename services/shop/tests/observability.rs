@@ -194,7 +194,8 @@ fn the_curl_flow_moves_every_services_counters() {
     at_least(&billing, "billing", "outbox_deliveries_total", &[], 1.0);
 
     let notification = scrape(&shop, 5);
-    let intake = [("route", "/api/v1/notifications/events"), ("method", "POST")];
+    // The two outboxes (order's, billing's) deliver in batches.
+    let intake = [("route", "/api/v1/notifications/events/batch"), ("method", "POST")];
     at_least(&notification, "notification", "http_requests_total", &intake, 2.0);
 
     let gateway = scrape(&shop, GATEWAY_ADMIN);
