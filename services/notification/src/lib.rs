@@ -116,7 +116,10 @@ async fn intake_batch(
     Json(events): Json<Vec<NotificationEvent>>,
 ) -> Result<axum::Json<RecordedEvents>, ApiError> {
     if events.is_empty() || events.len() > EVENT_BATCH_MAX {
-        return Err(ApiError::bad_request(ProblemType::InvalidBody, "a batch holds 1 to 32 events"));
+        return Err(ApiError::bad_request(
+            ProblemType::InvalidBody,
+            format!("a batch holds 1 to {EVENT_BATCH_MAX} events"),
+        ));
     }
     if events.iter().any(|event| event.message.len() > MESSAGE_LENGTH_MAX) {
         return Err(ApiError::bad_request(ProblemType::InvalidMessage, "a message is over 1000 characters"));
