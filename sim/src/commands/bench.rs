@@ -27,5 +27,19 @@ pub fn run(seeds: u64) -> Verdict {
         per_run(report.event_host_skips),
         per_run(report.fixed_host_ticks)
     );
+    let bounds = &report.bounds;
+    println!(
+        "per run: {:.0} ms simulated; fixed driver {:.1} ms, event-driven {:.1} ms; the fixed driver's stepping over idle \
+         time {:.1} ms",
+        bounds.simulated_ms, bounds.fixed_ms, bounds.event_ms, bounds.stepping_ms
+    );
+    println!(
+        "goals: 10x the fixed driver needs event-driven runs of <= {:.1} ms ({:.1}x cheaper than now), 700x real time \
+         <= {:.1} ms ({:.1}x cheaper)",
+        bounds.event_budget_10x_ms,
+        bounds.cheaper_by(bounds.event_budget_10x_ms),
+        bounds.event_budget_700x_real_time_ms,
+        bounds.cheaper_by(bounds.event_budget_700x_real_time_ms),
+    );
     Ok(report.digests_differing == 0)
 }

@@ -8,7 +8,8 @@
 //! and p50/p99 latency for each, the commits the timed orders paid, the CPU time and context
 //! switches per confirmed order (`getrusage`, the whole process: steadier than throughput on
 //! a shared machine, for comparing builds), and the ratios metrics on / metrics off, store /
-//! echo and store commits / disk syncs. Every shopper signs up (two Argon2id hashes each,
+//! echo and store commits / disk syncs, and what issue 14's goal (1,000 confirmed orders/s)
+//! asks of the CPU per order and the mean latency ([`GoalBounds`]). Every shopper signs up (two Argon2id hashes each,
 //! retried on the gateway's 503 over its cap of concurrent hashes) before the clock starts:
 //! only orders are timed.
 //!
@@ -50,6 +51,36 @@ impl Latencies {
         self.0.sort_by(|a, b| a.total_cmp(b));
         let index = ((self.0.len() as f64 - 1.0) * p).round() as usize;
         self.0.get(index).copied().unwrap_or(0.0)
+    }
+
+    fn mean(&self) -> f64 {
+        self.0.iter().sum::<f64>() / self.0.len().max(1) as f64
+    }
+}
+
+/// Issue 14's goal for the real store: confirmed orders per second on this machine.
+const GOAL_ORDERS_PER_S: f64 = 1_000.0;
+
+/// What the goal asks of one store run, from its own figures. Throughput is bounded twice:
+/// by the CPU (the cores over the CPU time a confirmed order costs, the shoppers' included)
+/// and by the latency (each shopper waits for its answer before its next order, so
+/// shoppers / mean latency: Little's law).
+struct GoalBounds {
+    cpu_ceiling_per_s: f64,
+    latency_ceiling_per_s: f64,
+    /// The most a confirmed order may cost in CPU, and take on average, for the goal.
+    cpu_budget_ms: f64,
+    latency_budget_ms: f64,
+}
+
+impl GoalBounds {
+    fn new(cores: f64, cpu_ms_per_order: f64, shoppers: f64, mean_latency_ms: f64) -> GoalBounds {
+        GoalBounds {
+            cpu_ceiling_per_s: cores * 1000.0 / cpu_ms_per_order,
+            latency_ceiling_per_s: shoppers * 1000.0 / mean_latency_ms,
+            cpu_budget_ms: cores * 1000.0 / GOAL_ORDERS_PER_S,
+            latency_budget_ms: shoppers * 1000.0 / GOAL_ORDERS_PER_S,
+        }
     }
 }
 
@@ -511,4 +542,36 @@ async fn main() {
         on.latencies.percentile(0.99) / off.latencies.percentile(0.99)
     );
     println!("store throughput (metrics on) / keep-alive echo ceiling: {:.3}", on.per_second() / echo_per_second);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cpu_ms = on.usage.cpu_s * 1000.0 / f64::from(on.confirmed.max(1));
+    let mean_ms = on.latencies.mean();
+    let bounds = GoalBounds::new(cores, cpu_ms, f64::from(cli.shoppers), mean_ms);
+    println!(
+        "store, metrics on : bounds: {cores:.0} cores / {cpu_ms:.2} ms CPU per order = {:.0} orders/s at most; \
+         {} shoppers / {mean_ms:.1} ms mean latency = {:.0} orders/s",
+        bounds.cpu_ceiling_per_s, cli.shoppers, bounds.latency_ceiling_per_s
+    );
+    println!(
+        "goal {GOAL_ORDERS_PER_S:.0} orders/s: at most {:.2} ms CPU per order ({:.2}x now) and {:.1} ms mean latency ({:.2}x now)",
+        bounds.cpu_budget_ms,
+        bounds.cpu_budget_ms / cpu_ms,
+        bounds.latency_budget_ms,
+        bounds.latency_budget_ms / mean_ms
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GoalBounds;
+
+    #[test]
+    fn the_goal_bounds_follow_from_cpu_and_latency() {
+        // 2 cores, 2.5 ms of CPU per order: 800 orders/s at most; 16 shoppers waiting 25 ms
+        // on average: 640 orders/s. The goal needs 2 ms of CPU and 16 ms of latency.
+        let bounds = GoalBounds::new(2.0, 2.5, 16.0, 25.0);
+        assert_eq!(bounds.cpu_ceiling_per_s, 800.0);
+        assert_eq!(bounds.latency_ceiling_per_s, 640.0);
+        assert_eq!(bounds.cpu_budget_ms, 2.0);
+        assert_eq!(bounds.latency_budget_ms, 16.0);
+    }
 }
