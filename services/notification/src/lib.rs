@@ -47,6 +47,16 @@ pub fn migrations() -> Vec<Migration> {
 pub const NOTIFICATIONS_LISTED_MAX: i64 = 1000;
 pub const MESSAGE_LENGTH_MAX: usize = 1000;
 
+/// Whether a message is within [`MESSAGE_LENGTH_MAX`] Unicode characters (not bytes, as
+/// docs/API.md counts every text field): the single intake and the batch intake alike.
+fn message_fits(message: &str) -> bool {
+    message.chars().count() <= MESSAGE_LENGTH_MAX
+}
+
+fn overlong_message() -> ApiError {
+    ApiError::bad_request(ProblemType::InvalidMessage, format!("a message is over {MESSAGE_LENGTH_MAX} characters"))
+}
+
 /// What the notification service is told at start: nothing yet.
 #[derive(Clone, Copy, Debug)]
 pub struct Config {}
@@ -91,11 +101,11 @@ pub async fn run(deps: Deps, _config: Config, listener: Box<dyn Listener>, shutd
         (status = 400, description = "/problems/invalid-message: over 1,000 characters", body = contracts::Problem, content_type = "application/problem+json"),
     ))]
 async fn intake(state: Shared, _caller: Service, Json(event): Json<NotificationEvent>) -> Result<StatusCode, ApiError> {
-    if event.message.len() > MESSAGE_LENGTH_MAX {
-        return Err(ApiError::bad_request(ProblemType::InvalidMessage, "message is over 1000 characters"));
+    if !message_fits(&event.message) {
+        return Err(overlong_message());
     }
-    let id: NotificationId = state.env.ids.id();
     let now = state.env.clock.now_utc();
+    let id: NotificationId = state.env.ids.id_at(now);
     let inserted = state.db.write(|tx| store(tx, id, &event, now)).await?;
     tracing::info!(order_id = %event.order_id, kind = event.kind.as_str(), new = inserted == 1, "notification");
     Ok(if inserted == 1 { StatusCode::CREATED } else { StatusCode::OK })
@@ -121,11 +131,12 @@ async fn intake_batch(
             format!("a batch holds 1 to {EVENT_BATCH_MAX} events"),
         ));
     }
-    if events.iter().any(|event| event.message.len() > MESSAGE_LENGTH_MAX) {
-        return Err(ApiError::bad_request(ProblemType::InvalidMessage, "a message is over 1000 characters"));
+    if !events.iter().all(|event| message_fits(&event.message)) {
+        return Err(overlong_message());
     }
     let now = state.env.clock.now_utc();
-    let stamped: Vec<(NotificationId, &NotificationEvent)> = events.iter().map(|e| (state.env.ids.id(), e)).collect();
+    let stamped: Vec<(NotificationId, &NotificationEvent)> =
+        events.iter().map(|e| (state.env.ids.id_at(now), e)).collect();
     let inserted = state
         .db
         .write(|tx| {

@@ -151,7 +151,8 @@ fn the_notification_batch_intake_records_whole_batches_once() {
     let event = |order: u32, kind: &str, message: String| json!({"type": kind, "orderId": format!("00000000-0000-4000-8000-{order:012}"), "userId": user, "message": message});
     let listed = || ann.get("/api/v1/notifications").body.as_array().unwrap().len();
 
-    let bad = json!([event(1, "PAYMENT_DEBITED", "ok".into()), event(1, "ORDER_CONFIRMED", "x".repeat(1001))]);
+    // A message's length is counted in characters, not bytes: 1,001 Cyrillic letters are over.
+    let bad = json!([event(1, "PAYMENT_DEBITED", "ok".into()), event(1, "ORDER_CONFIRMED", "ж".repeat(1001))]);
     let refused = post(&bad);
     assert_eq!((refused.status, refused.body["type"].as_str()), (400, Some("/problems/invalid-message")));
     let too_many: Vec<Value> = (0..33).map(|order| event(order, "PAYMENT_DEBITED", "ok".into())).collect();
@@ -161,12 +162,20 @@ fn the_notification_batch_intake_records_whole_batches_once() {
     }
     assert_eq!(listed(), 0, "a refused batch stores nothing");
 
-    let batch = json!([event(1, "PAYMENT_DEBITED", "debited".into()), event(1, "ORDER_CONFIRMED", "confirmed".into())]);
+    // 1,000 of them (2,000 bytes) are within the limit, in a batch and alone.
+    let batch = json!([event(1, "PAYMENT_DEBITED", "debited".into()), event(1, "ORDER_CONFIRMED", "ж".repeat(1000))]);
     let first = post(&batch);
     assert_eq!((first.status, &first.body), (200, &json!({"created": 2})));
     let again = post(&batch);
     assert_eq!((again.status, &again.body), (200, &json!({"created": 0})), "a repeat adds nothing");
     assert_eq!(listed(), 2);
+    let single = serde_json::to_vec(&event(2, "ORDER_CONFIRMED", "ж".repeat(1000))).unwrap();
+    let alone = notification.send("POST", "/api/v1/notifications/events", Some(&single), &[("Authorization", &bearer)]);
+    assert_eq!(alone.status, 201, "a message of 1,000 characters alone");
+    let single = serde_json::to_vec(&event(3, "ORDER_CONFIRMED", "ж".repeat(1001))).unwrap();
+    let alone = notification.send("POST", "/api/v1/notifications/events", Some(&single), &[("Authorization", &bearer)]);
+    assert_eq!((alone.status, alone.body["type"].as_str()), (400, Some("/problems/invalid-message")));
+    assert_eq!(listed(), 3);
     let user_token = format!("Bearer {}", token(USER_TOKEN_SECRET, &user, "store-api", 60));
     let body = serde_json::to_vec(&batch).unwrap();
     let as_user =
