@@ -93,7 +93,7 @@ async fn deposit(
     let key = idempotency_key(&headers)?;
     let amount = Money::parse_positive(&request.amount.to_string())
         .map_err(|e| ApiError::bad_request(ProblemType::InvalidAmount, e.to_string()))?;
-    let transaction_id: TransactionId = state.env.ids.id();
+    let transaction_id: TransactionId = state.env.ids.id_at(state.env.clock.now_utc());
     let now = state.env.clock.now_utc();
     let response = state.db.write(|tx| {
         if let Some(key) = &key {
@@ -152,7 +152,7 @@ async fn withdraw_step(
     if request.amount.cents() <= 0 {
         return Err(ApiError::bad_request(ProblemType::InvalidAmount, "amount must be greater than zero"));
     }
-    let transaction_id: TransactionId = state.env.ids.id();
+    let transaction_id: TransactionId = state.env.ids.id_at(state.env.clock.now_utc());
     let result = step_endpoint(&state.env, &state.db, request.order_id, &context, |tx, now| {
         withdraw(tx, &request, transaction_id, now)
     })
@@ -170,7 +170,7 @@ async fn cancel_step(
     Extension(context): Extension<RequestContext>,
     Path(order_id): Path<OrderId>,
 ) -> Result<axum::Json<StepResult>, ApiError> {
-    let refund_id: TransactionId = state.env.ids.id();
+    let refund_id: TransactionId = state.env.ids.id_at(state.env.clock.now_utc());
     let result = step_endpoint(&state.env, &state.db, order_id, &context, |tx, now| {
         cancel_withdraw(tx, order_id, refund_id, now)
     })

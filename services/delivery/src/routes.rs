@@ -54,7 +54,7 @@ async fn book_step(
         return Err(ApiError::bad_request(ProblemType::InvalidAddress, "address must be 1-500 characters"));
     }
     let config = state.config;
-    let reservation_id: TransactionId = state.env.ids.id();
+    let reservation_id: TransactionId = state.env.ids.id_at(state.env.clock.now_utc());
     let result = step_endpoint(&state.env, &state.db, request.order_id, &context, |tx, now| {
         ensure_slots(tx, now, config.horizon_hours, config.slot_capacity)?;
         book(tx, &request, reservation_id, now)

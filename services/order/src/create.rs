@@ -195,7 +195,7 @@ impl Orders {
             });
         }
         Ok(NewOrder {
-            id: self.env.ids.id(),
+            id: self.env.ids.id_at(self.env.clock.now_utc()),
             user_id,
             price: total,
             items,

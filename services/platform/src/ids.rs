@@ -76,6 +76,20 @@ impl Ids {
         T::from_uuid(self.uuid())
     }
 
+    /// A fresh typed id made at `at`: a time-ordered (version 7 layout) UUID, its first 48
+    /// bits `at`'s Unix milliseconds, the rest drawn from the seeded generator. Ids made one
+    /// after another sort one after another, so the rows and index entries keyed by them are
+    /// appended at a B-tree's end instead of landing on a random page: each commit writes
+    /// fewer pages. Order ids key rows in every service's database. A clock that went back
+    /// (a skewed host) gives an older prefix: the id stays unique (74 random bits), only its
+    /// place in the order moves.
+    pub fn id_at<T: contracts::Id>(&self, at: contracts::Timestamp) -> T {
+        let mut bytes = [0u8; 10];
+        self.fill(&mut bytes);
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        T::from_uuid(uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid())
+    }
+
     /// `length_bytes` random bytes as lowercase hex.
     pub fn hex(&self, length_bytes: usize) -> String {
         let mut bytes = vec![0u8; length_bytes];
@@ -98,6 +112,27 @@ pub fn to_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_made_later_sort_later() {
+        let ids = Ids::from_seed(7);
+        let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+        let made: Vec<contracts::OrderId> =
+            [1_764_000_000_000, 1_764_000_000_000, 1_764_000_000_001, 1_764_000_060_000]
+                .map(|ms| ids.id_at(at(ms)))
+                .to_vec();
+        for pair in made.windows(2) {
+            assert_ne!(pair[0], pair[1]);
+        }
+        // Later milliseconds sort later, as text too (the databases' keys).
+        let text: Vec<String> = made.iter().map(ToString::to_string).collect();
+        assert!(text[1] < text[2] && text[2] < text[3], "{text:?}");
+        assert_eq!(made[3].uuid().get_version_num(), 7);
+        assert_eq!(made[3].uuid().get_timestamp().unwrap().to_unix().0, 1_764_000_060);
+        // The same seed and times, the same ids.
+        let again = Ids::from_seed(7);
+        assert_eq!(made[0], again.id_at(at(1_764_000_000_000)));
+    }
 
     #[test]
     fn hex_is_two_lowercase_digits_a_byte() {
