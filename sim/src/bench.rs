@@ -41,7 +41,7 @@ pub struct BenchReport {
     pub event_host_skips: u64,
     /// Runs whose digest differs between the drivers (0: both drivers ran the same runs).
     pub digests_differing: u64,
-    /// Where the event-driven driver's gain is bounded, from the figures above.
+    /// What the goals ask of the event-driven runs, from the figures above.
     pub bounds: Bounds,
 }
 

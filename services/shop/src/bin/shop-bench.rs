@@ -9,9 +9,9 @@
 //! switches per confirmed order (`getrusage`, the whole process: steadier than throughput on
 //! a shared machine, for comparing builds), and the ratios metrics on / metrics off, store /
 //! echo and store commits / disk syncs, and what issue 14's goal (1,000 confirmed orders/s)
-//! asks of the CPU per order and the mean latency ([`GoalBounds`]). Every shopper signs up (two Argon2id hashes each,
-//! retried on the gateway's 503 over its cap of concurrent hashes) before the clock starts:
-//! only orders are timed.
+//! asks of the CPU per order and the mean latency ([`GoalBounds`]). Every shopper signs up
+//! (two Argon2id hashes each, retried on the gateway's 503 over its cap of concurrent hashes)
+//! before the clock starts: only orders are timed.
 //!
 //! `cargo run --release -p shop --bin shop-bench -- --shoppers 16 --orders 50`
 
