@@ -8,6 +8,15 @@ use platform::storage::Cached;
 use platform::storage::Migration;
 use rusqlite::{params, Connection, OptionalExtension};
 
+/// An unfinished order, as SQL: its status is not one of [`FINAL`] (the test
+/// `the_unfinished_orders_are_read_through_their_index` holds the two the same). Written out,
+/// not bound, so that SQLite can match it to the partial index `orders_unfinished`.
+macro_rules! unfinished {
+    () => {
+        "status NOT IN ('CONFIRMED', 'FAILED')"
+    };
+}
+
 pub fn migrations() -> Vec<Migration> {
     vec![
         Migration {
@@ -72,6 +81,19 @@ pub fn migrations() -> Vec<Migration> {
         // window's start (`similar_order`): found through this index, not by reading every
         // order of the user newest first, which made each new order cost more than the last.
         Migration { version: 3, sql: "CREATE INDEX orders_similar ON orders(user_id, items_signature, created_at);" },
+        // The index on status was never used: `status NOT IN (?, ?)` cannot seek an index, so
+        // the recovery poll and the in-flight gauges read every order ever placed, and each
+        // status change moved the order's entry in an index nobody read. An index of the
+        // unfinished orders only (a partial index, its condition written out so the planner
+        // can match the queries': `unfinished!`) holds the few sagas in flight.
+        Migration {
+            version: 4,
+            sql: concat!(
+                "DROP INDEX orders_unfinished; CREATE INDEX orders_unfinished ON orders(seq) WHERE ",
+                unfinished!(),
+                ";"
+            ),
+        },
     ]
 }
 
@@ -186,23 +208,21 @@ pub fn trace_id_of(connection: &Connection, order_id: OrderId) -> rusqlite::Resu
 /// The final statuses' texts, as stored: a saga in any other status is unfinished.
 pub const FINAL: [&str; 2] = [OrderStatus::Confirmed.as_str(), OrderStatus::Failed.as_str()];
 
-/// Ids of every order whose saga has not finished, oldest first.
+/// Ids of every order whose saga has not finished, oldest first (the partial index
+/// `orders_unfinished`: only the orders in flight are read).
 pub fn unfinished_orders(connection: &Connection, limit: i64) -> rusqlite::Result<Vec<OrderId>> {
-    let mut statement =
-        connection.prepare_cached("SELECT id FROM orders WHERE status NOT IN (?1, ?2) ORDER BY seq LIMIT ?3")?;
-    let [confirmed, failed] = FINAL;
-    let rows = statement.query_map(params![confirmed, failed, limit], |row| row.get(0))?;
+    let mut statement = connection.prepare_cached(UNFINISHED_ORDERS)?;
+    let rows = statement.query_map(params![limit], |row| row.get(0))?;
     rows.collect()
 }
 
 /// How many orders are unfinished, and when the oldest of them was created.
 pub fn unfinished_summary(connection: &Connection) -> rusqlite::Result<(i64, Option<Timestamp>)> {
-    connection.query_row_cached(
-        "SELECT COUNT(*), MIN(created_at) FROM orders WHERE status NOT IN (?1, ?2)",
-        FINAL,
-        |row| Ok((row.get(0)?, optional_time_at(row, 1)?)),
-    )
+    connection.query_row_cached(UNFINISHED_SUMMARY, [], |row| Ok((row.get(0)?, optional_time_at(row, 1)?)))
 }
+
+const UNFINISHED_ORDERS: &str = concat!("SELECT id FROM orders WHERE ", unfinished!(), " ORDER BY seq LIMIT ?1");
+const UNFINISHED_SUMMARY: &str = concat!("SELECT COUNT(*), MIN(created_at) FROM orders WHERE ", unfinished!());
 
 /// Moves the order's status forward; never backwards, never out of a final status.
 /// Returns whether it moved.
@@ -361,6 +381,26 @@ mod tests {
             .unwrap();
         let search = "SEARCH orders USING INDEX orders_similar (user_id=? AND items_signature=? AND created_at>?)";
         assert!(plan.iter().any(|step| step == search), "{plan:?}");
+    }
+
+    /// The recovery poll and the in-flight gauges read the unfinished orders through their
+    /// partial index, not every order ever placed; the index's condition names [`FINAL`].
+    #[test]
+    fn the_unfinished_orders_are_read_through_their_index() {
+        assert_eq!(unfinished!(), format!("status NOT IN ('{}', '{}')", FINAL[0], FINAL[1]));
+        let db = Db::open_memory(&migrations()).unwrap();
+        for query in [UNFINISHED_ORDERS, UNFINISHED_SUMMARY] {
+            let plan = db
+                .read(|c| {
+                    let mut statement = c.prepare(&format!("EXPLAIN QUERY PLAN {query}"))?;
+                    let values = vec![1; statement.parameter_count()];
+                    let rows =
+                        statement.query_map(rusqlite::params_from_iter(values), |row| row.get::<_, String>(3))?;
+                    rows.collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .unwrap();
+            assert_eq!(plan, ["SCAN orders USING INDEX orders_unfinished"], "{query}");
+        }
     }
 
     /// The in-flight summary reads the oldest unfinished order's time as a time: none when
