@@ -54,9 +54,12 @@ pub struct RelayConfig {
     pub poll_interval_ms: u64,
     pub batch_size_max: u32,
     pub call_timeout_ms: u64,
+    /// How long a woken relay waits for more events before it reads its batch.
+    pub linger_ms: u64,
 }
 
-pub const RELAY_CONFIG: RelayConfig = RelayConfig { poll_interval_ms: 500, batch_size_max: 32, call_timeout_ms: 1_000 };
+pub const RELAY_CONFIG: RelayConfig =
+    RelayConfig { poll_interval_ms: 500, batch_size_max: 32, call_timeout_ms: 1_000, linger_ms: 5 };
 
 pub struct Relay {
     pub env: Env,
@@ -77,7 +80,7 @@ impl Relay {
             if delivered_all {
                 tokio::select! {
                     biased;
-                    () = self.wakeup.notified() => {}
+                    () = self.wakeup.notified() => self.env.clock.sleep(Duration::from_millis(self.config.linger_ms)).await,
                     () = wait => {}
                 }
             } else {
